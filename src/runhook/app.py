@@ -1,0 +1,162 @@
+"""The daemon: start order (database, writer, delivery, scopes, socket, HTTP), signals, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from runhook import __version__, http, queries, systemd
+from runhook.config import ConfigError
+from runhook.delivery.actor import Deliveries
+from runhook.ingress import Ingress
+from runhook.protocol import Query
+from runhook.scope import Scopes
+from runhook.settings import Settings, load
+from runhook.store import Store
+
+log = logging.getLogger("runhook")
+
+# How long a stopping daemon waits for open connections to be answered.
+DRAIN_CONNECTIONS_S = 10.0
+# How often the idempotency ids older than 24 h are forgotten.
+PRUNE_IDS_S = 600.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.config.server.database)
+        self.deliveries = Deliveries(self, self.store)
+        self.scopes: Scopes | None = None
+        self.ingress: Ingress | None = None
+        self.started_at = time.time()
+        self._stop = anyio.Event()
+        self._delivery_tg: TaskGroup | None = None
+        self._writer_running = False
+        self._writer_done = anyio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        server = self.settings.config.server
+        await self.store.open()
+        try:
+            async with anyio.create_task_group() as root:
+                await root.start(self._run_writer)
+                root.start_soon(self._signals, name="signals")
+                async with anyio.create_task_group() as delivery_tg:
+                    self._delivery_tg = delivery_tg
+                    await self.deliveries.start(delivery_tg)
+                    async with anyio.create_task_group() as scope_tg:
+                        self.scopes = Scopes(self, self.store, self.deliveries, scope_tg)
+                        self.ingress = Ingress(self.scopes, self.store, self._query)
+                        await self.ingress.load_recent_ids()
+                        async with anyio.create_task_group() as front:
+                            await front.start(self.ingress.serve, server.socket, server.socket_mode)
+                            if server.http:
+                                await front.start(http.serve, http.make_app(self, self.store),
+                                                  server.http)
+                            front.start_soon(self._housekeeping, name="housekeeping")
+                            systemd.notify(f"READY=1\nSTATUS={self._summary()}")
+                            log.info("runhook %s ready: %s", __version__, self._summary())
+                            await self._stop.wait()
+                            systemd.notify("STOPPING=1")
+                            log.info("stopping: answering in-flight lines")
+                            self.ingress.stop_accepting()
+                            await self.ingress.drain(DRAIN_CONNECTIONS_S)
+                            front.cancel_scope.cancel()
+                        self.scopes.close()  # actors finish their inboxes, then return
+                    delivery_tg.cancel_scope.cancel()  # unsent executions stay PENDING
+                self.store.finish()  # the writer commits what is queued, then returns
+                await self._writer_done.wait()
+                root.cancel_scope.cancel()  # the signal handler is all that is left
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
+        log.info("stopped")
+
+    async def _run_writer(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        self._writer_running = True
+        try:
+            await self.store.run(task_status=task_status)
+        finally:
+            self._writer_running = False
+            self._writer_done.set()
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    self.stop()
+
+    async def reload(self) -> list[str]:
+        """Re-read the configuration file; a bad file keeps the running one. Returns
+        the problems found (empty on success)."""
+        systemd.notify("RELOADING=1")
+        try:
+            new = load(self.settings.source)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s",
+                      "; ".join(exc.problems))
+            systemd.notify("READY=1\nSTATUS=reload refused; running the previous configuration")
+            return exc.problems
+        self.settings = new
+        if self.scopes is not None:
+            self.scopes.reconfigure(new)
+        if self._delivery_tg is not None:
+            for name in new.integrations:
+                if name not in self.deliveries.actors:
+                    await self.deliveries.add(self._delivery_tg, name)
+        log.info("configuration reloaded: %s", self._summary())
+        systemd.notify(f"READY=1\nSTATUS={self._summary()}")
+        return []
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await anyio.sleep(PRUNE_IDS_S)
+            if self.ingress is not None:
+                self.ingress.prune_ids(time.time())
+
+    async def _query(self, query: Query) -> bytes:
+        return await queries.answer(query, self.store, self)
+
+    def _summary(self) -> str:
+        s = self.settings
+        return f"{len(s.automations)} automations, {len(s.integrations)} integrations"
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "database": self._writer_running and self.store.last_error is None,
+            "socket": self.ingress is not None and self.ingress.listening,
+            "actors": self.scopes is not None and not self._stop.is_set(),
+        }
+
+    def status(self) -> dict[str, Any]:
+        ingress = self.ingress
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "config": self.settings.source,
+            "automations": [{"name": a.name, "scope": a.scope, "kind": a.kind,
+                             "enabled": a.enabled} for a in self.settings.automations],
+            "integrations": [{"name": name, "in_flight": actor.in_flight, "sent": actor.sent,
+                              "last_error": actor.last_error}
+                             for name, actor in self.deliveries.actors.items()],
+            "scopes": len(self.scopes.actors) if self.scopes else 0,
+            "connections": ingress.connections if ingress else 0,
+            "events_received": dict(ingress.events_received) if ingress else {},
+            "lines_rejected": ingress.lines_rejected if ingress else 0,
+        }
+
+
+async def main(settings: Settings) -> None:
+    await Daemon(settings).run()
+

@@ -1,0 +1,178 @@
+"""The `runhook` command: serve, send, history, check-config, status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import anyio
+import msgspec
+
+from runhook import __version__, constants
+from runhook.client import Client, RunhookError
+from runhook.config import ConfigError, read
+from runhook.settings import load
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        try:
+            return read(args.config).server.socket
+        except ConfigError as exc:
+            raise SystemExit(f"runhook: {exc}") from None
+    return constants.DEFAULT_SOCKET
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    path = _socket_path(args)
+    try:
+        return Client(path)
+    except OSError as exc:
+        raise SystemExit(f"runhook: cannot reach the daemon at {path}: {exc.strerror or exc}") \
+            from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from runhook import app, logs
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        print(f"runhook: refusing to start, {exc.source} has errors:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    logs.setup(args.log_level, args.log_format, settings.redactor)
+    try:
+        anyio.run(app.main, settings, backend="asyncio")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}")
+        return 1
+    print(f"{args.file}: ok, {len(settings.automations)} automations, "
+          f"{len(settings.integrations)} integrations")
+    return 0
+
+
+def _stdin_lines() -> Iterator[bytes]:
+    for line in sys.stdin.buffer:
+        if line.strip():
+            yield line
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    failed = 0
+    with _connect(args) as client:
+        source: Any = [args.event.encode()] if args.event else _stdin_lines()
+        for answer in client.send_many(source):
+            failed += not answer.get("ok")
+            sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
+            sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        try:
+            rows = client.history(args.automation, args.state, args.limit)
+        except RunhookError as exc:
+            print(f"runhook: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(msgspec.json.encode(rows).decode())
+        return 0
+    if not rows:
+        print("no executions")
+        return 0
+    header = ("CREATED", "EXECUTION", "AUTOMATION", "EVENT", "STATE", "TRIES", "REASON")
+    table = [header] + [(_when(r["created_at"]), r["id"], r["automation"], r["event_kind"],
+                         r["state"], str(r["attempts"]), (r["reason"] or "")[:60]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        answer = client.request({"type": "query.status"})
+    if not answer.get("ok"):
+        print(f"runhook: {answer.get('error')}", file=sys.stderr)
+        return 1
+    status = answer["status"]
+    if args.json:
+        print(msgspec.json.encode(status).decode())
+        return 0
+    print(f"runhook {status['version']}, up {status['uptime_s']:.0f}s, config {status['config']}")
+    print(f"connections {status['connections']}, scopes {status['scopes']}, "
+          f"lines rejected {status['lines_rejected']}")
+    print("automations:")
+    for a in status["automations"]:
+        print(f"  {a['name']:<30} {a['kind']:<22} {a['scope']:<30} "
+              f"{'enabled' if a['enabled'] else 'disabled'}")
+    print("integrations:")
+    for i in status["integrations"]:
+        print(f"  {i['name']:<30} sent {i['sent']:<8} in flight {i['in_flight']:<4} "
+              f"last error: {i['last_error'] or '-'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="runhook", description=__doc__)
+    top.add_argument("--version", action="version", version=f"runhook {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", help="find the daemon's socket in this configuration file")
+        p.add_argument("--socket", help=f"the daemon's socket (default {constants.DEFAULT_SOCKET})")
+        return p
+
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("--config", required=True)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = client_command("send", "send one event (argument) or NDJSON events (stdin)")
+    p.add_argument("event", nargs="?", help="one JSON event; without it, NDJSON from stdin")
+    p.set_defaults(func=cmd_send)
+
+    p = client_command("history", "list recent executions")
+    p.add_argument("--automation")
+    p.add_argument("--state", choices=["PENDING", "FINISHED", "FAILED", "SKIPPED"])
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_history)
+
+    p = client_command("status", "what the daemon is doing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+

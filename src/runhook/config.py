@@ -1,0 +1,128 @@
+"""The TOML configuration file as msgspec Structs; `load(path)` decodes and validates it."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from runhook import constants
+from runhook.schema import Table
+from runhook.secrets import SecretSource
+from runhook.triggers.artifact import ArtifactTriggers
+from runhook.triggers.runs import RunTriggers
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Server(Table):
+    socket: str = constants.DEFAULT_SOCKET
+    socket_mode: int = 0o660
+    http: str = constants.DEFAULT_HTTP  # "" turns the HTTP server off
+    database: str = constants.DEFAULT_DATABASE
+    run_ttl: str = constants.DEFAULT_RUN_TTL
+    checkpoint_interval: str = "5s"
+
+
+class Delivery(Table):
+    """Fields every integration kind shares."""
+
+    rate: str | None = None
+    max_in_flight: AtLeastOne = constants.DEFAULT_IN_FLIGHT
+    timeout: Positive = constants.DEFAULT_TIMEOUT_S
+    allow_http: bool = False
+    allow_private: bool = False
+
+
+class WebhookIntegration(Delivery, tag="webhook", tag_field="kind", kw_only=True):
+    url: str
+    access_token: str | None = None
+    signing_secret: str | list[str] | None = None
+    signature: Literal["standard", "wandb"] = "standard"
+    secrets: list[str] = []
+    headers: dict[str, str] = {}
+
+
+class SlackIntegration(Delivery, tag="slack", tag_field="kind", kw_only=True):
+    url_secret: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api/chat.postMessage"
+    rate: str | None = constants.SLACK_DEFAULT_RATE
+    max_in_flight: AtLeastOne = 1
+
+
+Integration = WebhookIntegration | SlackIntegration
+
+
+class Action(Table):
+    integration: str | None = None
+    kind: Literal["none"] | None = None
+    payload: str | None = None
+    title: str | None = None
+    text: str | None = None
+    severity: Literal["INFO", "WARN", "ERROR"] = "INFO"
+
+
+class Automation(Table):
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    scope: str
+    event: ArtifactTriggers | RunTriggers
+    action: Action
+    enabled: bool = True
+    cooldown: str = constants.DEFAULT_COOLDOWN
+    description: str = ""
+
+
+class Config(Table):
+    server: Server = Server()
+    secrets: dict[str, SecretSource] = {}
+    integrations: dict[str, Integration] = {}
+    automations: list[Automation] = []
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run; `problems` lists each one with its path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+_MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$")
+
+
+def decode(data: bytes | str, source: str = "<config>") -> Config:
+    """Decode TOML into a Config; structural errors become 'path: reason'."""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    except msgspec.ValidationError as exc:
+        raise ConfigError(source, [_reword(str(exc))]) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+
+
+def _reword(message: str) -> str:
+    match = _MSGSPEC_PATH.match(message)
+    if match is None:
+        return message
+    reason, path = match.groups()
+    return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}"
+
+
+def read(path: str | Path) -> Config:
+    """Read and decode a configuration file (no secrets resolved yet)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return decode(data, str(path))

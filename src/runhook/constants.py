@@ -1,0 +1,44 @@
+"""Defaults and limits, each with the reason it has the value it has."""
+
+from __future__ import annotations
+
+# Packaged defaults match systemd/runhook.service (RuntimeDirectory, StateDirectory).
+DEFAULT_SOCKET = "/run/runhook/events.sock"
+DEFAULT_HTTP = "127.0.0.1:8787"
+DEFAULT_DATABASE = "/var/lib/runhook/runhook.db"
+
+# DESIGN §3: a line over 1 MiB is refused; it also bounds a connection's buffer.
+MAX_LINE_BYTES = 1 << 20
+# How much one read() takes from a socket; many lines per read keep syscalls rare.
+READ_CHUNK = 256 * 1024
+# Lines read on one connection but not yet answered. When full, ingress stops
+# reading that connection, so a client that never reads its answers cannot make
+# the daemon buffer without end.
+PENDING_ANSWERS = 8192
+# Events queued for one scope actor. When full, ingress stops reading the
+# connection that feeds it (backpressure, never a drop).
+INBOX_SIZE = 4096
+# Write units queued for the single SQLite writer; a full queue slows the actors.
+WRITE_QUEUE_SIZE = 16384
+# Most write units applied in one transaction: large enough that thousands of
+# executions per second cost a handful of fsyncs, small enough to keep the
+# latency of one commit in the low milliseconds.
+MAX_WRITE_BATCH = 4096
+
+# DESIGN §3: an `id` already accepted in the last 24 h is acknowledged, not re-evaluated.
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+
+# Executions handed to one delivery actor in memory; past this they wait in the
+# database (state PENDING) and the actor reads them back when it catches up.
+DELIVERY_QUEUE_SIZE = 2048
+# Rows one database scan hands to a delivery actor.
+DELIVERY_SCAN_BATCH = 512
+DEFAULT_IN_FLIGHT = 4
+DEFAULT_TIMEOUT_S = 15.0
+# Slack's documented limit for incoming webhooks: about one message per second.
+SLACK_DEFAULT_RATE = "1/s"
+# DESIGN §6: attempts keep the first 1 KiB of the response.
+RESPONSE_KEEP_BYTES = 1024
+
+DEFAULT_COOLDOWN = "24h"
+DEFAULT_RUN_TTL = "7d"

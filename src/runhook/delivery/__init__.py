@@ -1,0 +1,1 @@
+"""Getting executions to their destinations: actors, senders, signing, limits."""

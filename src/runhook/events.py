@@ -1,0 +1,91 @@
+"""The events socket's event types: one Struct per `type`, as the wire carries them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Name = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):
+    """Fields every event carries. Unknown fields are refused so that a misspelt
+    optional field (`alises`) is an error on its line, not silently ignored."""
+
+    entity: Name
+    project: Name | None = None
+    registry: Name | None = None
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    time: str | float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.project is None) == (self.registry is None):
+            raise ValueError("give exactly one of `project` and `registry`")
+
+    @property
+    def location(self) -> str:
+        """`project:E/P` or `registry:E/R`: the scope this event happened in."""
+        if self.project is not None:
+            return f"project:{self.entity}/{self.project}"
+        return f"registry:{self.entity}/{self.registry}"
+
+
+class ArtifactEvent(Event, kw_only=True):
+    collection: Name
+    version: NonNegative
+    author: str = ""
+    artifact_type: str | None = None
+
+
+class ArtifactCreated(ArtifactEvent, tag="artifact.created", kw_only=True):
+    aliases: list[str] = []
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
+
+
+class ArtifactLinked(ArtifactEvent, tag="artifact.linked", kw_only=True):
+    source: str = ""
+    aliases: list[str] = []
+
+
+class ArtifactUnlinked(ArtifactEvent, tag="artifact.unlinked", kw_only=True):
+    pass
+
+
+class AliasAdded(ArtifactEvent, tag="artifact.alias_added", kw_only=True):
+    alias: Name
+
+
+class TagAdded(ArtifactEvent, tag="artifact.tag_added", kw_only=True):
+    tag: Name
+
+
+class TagRemoved(ArtifactEvent, tag="artifact.tag_removed", kw_only=True):
+    tag: Name
+
+
+class RunEvent(Event, kw_only=True):
+    run_id: Name
+    run_name: str = ""
+    user: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.project is None:
+            raise ValueError("run events belong to a `project`, not a registry")
+
+
+class RunMetrics(RunEvent, tag="run.metrics", kw_only=True):
+    step: int | None = None
+    # None stands for NaN as msgspec and JSON-without-NaN writers send it.
+    values: dict[str, float | None]
+
+
+class RunState(RunEvent, tag="run.state", kw_only=True):
+    state: Literal["running", "finished", "failed", "crashed", "killed"]
+
+
+ArtifactEvents = ArtifactCreated | ArtifactLinked | ArtifactUnlinked | AliasAdded | TagAdded | TagRemoved
+RunEvents = RunMetrics | RunState

@@ -1,0 +1,88 @@
+"""What one firing records: execution ids, template contexts and database rows (pure)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from runhook.events import ArtifactCreated, ArtifactEvent, Event
+from runhook.triggers.artifact import Occurrence
+
+_encoder = msgspec.json.Encoder()
+
+
+def new_id(now: float | None = None) -> str:
+    """`ex_` + milliseconds + randomness: unique, sortable by creation, and the
+    `webhook-id` a receiver deduplicates on (stable across retries and restarts)."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"ex_{ms:012x}{os.urandom(6).hex()}"
+
+
+def event_timestamp(event: Event, received: float) -> float:
+    """The event's own `time` (Unix seconds or RFC 3339) or, without one, its receipt time."""
+    value = event.time
+    if value is None:
+        return received
+    if isinstance(value, (int, float)):
+        return float(value)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def base_context(event: Event, automation_name: str, execution_id: str, kind: str,
+                 event_time: float, author: str) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "event_type": kind,
+        "event_author": author,
+        "entity_name": event.entity,
+        "automation_name": automation_name,
+        "execution_id": execution_id,
+        "event_time": iso(event_time),
+    }
+    if event.project is not None:
+        context["project_name"] = event.project
+    if event.registry is not None:
+        context["registry_name"] = event.registry
+    return context
+
+
+def artifact_context(event: ArtifactEvent, occurrence: Occurrence, automation_name: str,
+                     execution_id: str, event_time: float) -> dict[str, Any]:
+    """W&B's template variables for an artifact event."""
+    context = base_context(event, automation_name, execution_id, occurrence.kind, event_time,
+                           event.author)
+    version = f"{event.entity}/{event.project or event.registry}/{event.collection}" \
+              f":v{event.version}"
+    context["artifact_collection_name"] = event.collection
+    context["artifact_version"] = version
+    context["artifact_version_index"] = event.version
+    context["artifact_version_string"] = version
+    if occurrence.alias is not None:
+        context["alias"] = occurrence.alias
+        context["artifact_version_string"] = version.rsplit(":", 1)[0] + ":" + occurrence.alias
+    if occurrence.tag is not None:
+        context["tag"] = occurrence.tag
+    if isinstance(event, ArtifactCreated) and event.metadata:
+        context["artifact_metadata"] = event.metadata
+    return context
+
+
+def execution_row(execution_id: str, automation: str, scope: str, kind: str, event: Event,
+                  action_kind: str, integration: str | None, state: str, reason: str | None,
+                  context: dict[str, Any], now: float, run_id: str | None = None) -> tuple[Any, ...]:
+    """The executions row, in store.INSERT_EXECUTION's column order."""
+    next_attempt = now if state == "PENDING" else None
+    return (execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,
+            action_kind, integration, state, reason, _encoder.encode(context).decode(), run_id,
+            now, now, next_attempt)

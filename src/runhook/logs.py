@@ -1,0 +1,50 @@
+"""Logging set-up: text or JSON lines on stderr, with every secret value redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+import msgspec
+
+
+class RedactingFilter(logging.Filter):
+    """Renders each record's message once and replaces secret values in it, so
+    no handler can ever print a secret, whatever a caller passed as an argument."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        body = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(), "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_text:
+            body["exception"] = record.exc_text
+        return msgspec.json.encode(body).decode()
+
+
+def setup(level: str, fmt: str, redact: Callable[[str], str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter(redact))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,74 @@
+"""Schema migrations: ordered, named, each recorded in the transaction that applies it."""
+
+from __future__ import annotations
+
+import time
+
+import aiosqlite
+
+
+def _0001_executions() -> list[str]:
+    return [
+        """CREATE TABLE executions (
+            id TEXT PRIMARY KEY,
+            automation TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            event_kind TEXT NOT NULL,          -- W&B kind, e.g. ADD_ARTIFACT_ALIAS
+            event_type TEXT NOT NULL,          -- wire type, e.g. artifact.alias_added
+            event_id TEXT,                     -- the client's idempotency id, if any
+            action_kind TEXT NOT NULL,         -- webhook, slack or none
+            integration TEXT,
+            state TEXT NOT NULL CHECK (state IN ('PENDING','FINISHED','FAILED','SKIPPED')),
+            reason TEXT,
+            context TEXT NOT NULL,             -- template variables as JSON, never rendered secrets
+            run_id TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            next_attempt_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX executions_by_automation ON executions (automation, created_at)",
+        "CREATE INDEX executions_by_created ON executions (created_at)",
+        """CREATE INDEX executions_due ON executions (integration, next_attempt_at)
+           WHERE state = 'PENDING'""",
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            execution_id TEXT NOT NULL REFERENCES executions (id),
+            number INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            duration_ms REAL NOT NULL,
+            status INTEGER,
+            error TEXT,
+            response TEXT                      -- first 1 KiB of the answer, secrets redacted
+        )""",
+        "CREATE INDEX attempts_by_execution ON attempts (execution_id)",
+        "CREATE TABLE event_ids (id TEXT PRIMARY KEY, received_at REAL NOT NULL)",
+        "CREATE INDEX event_ids_by_time ON event_ids (received_at)",
+    ]
+
+
+MIGRATIONS = [_0001_executions]
+
+
+async def migrate(db: aiosqlite.Connection) -> list[str]:
+    """Apply every migration not yet recorded; returns the names applied."""
+    await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                     "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    async with db.execute("SELECT name FROM schema_migrations") as cursor:
+        done = {row[0] async for row in cursor}
+    applied = []
+    for migration in MIGRATIONS:
+        name = migration.__name__.lstrip("_")
+        if name in done:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migration():
+                await db.execute(statement)
+            await db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

@@ -1,0 +1,97 @@
+"""The socket's request union (events, queries, commands), its decoder and error wording."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from runhook.events import ArtifactEvents, RunEvents
+
+
+class Query(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):
+    """Requests of the CLI and dashboards; answered with one JSON line each."""
+
+
+class History(Query, tag="query.history", kw_only=True):
+    automation: str | None = None
+    state: Literal["PENDING", "FINISHED", "FAILED", "SKIPPED"] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    since: float | None = None
+
+
+class ExecutionQuery(Query, tag="query.execution", kw_only=True):
+    id: str
+
+
+class Status(Query, tag="query.status", kw_only=True):
+    pass
+
+
+Queries = History | ExecutionQuery | Status
+Request = ArtifactEvents | RunEvents | Queries
+
+EVENT_TYPES = ("artifact.created", "artifact.linked", "artifact.unlinked", "artifact.alias_added",
+               "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state")
+QUERY_TYPES = ("query.history", "query.execution", "query.status")
+
+_decoder = msgspec.json.Decoder(Request)
+_encoder = msgspec.json.Encoder()
+_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$")
+
+OK = b'{"ok":true}\n'
+OK_DUPLICATE = b'{"ok":true,"duplicate":true}\n'
+
+
+class BadLine(ValueError):
+    """A line that is not a valid request; the message names the field."""
+
+
+def decode(line: bytes) -> Any:
+    """One request from one line. Falls back to Python's json module only for lines
+    msgspec refuses, which is how `NaN` / `Infinity` (Python's json.dumps output) get in."""
+    try:
+        return _decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise BadLine(_reword(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        if b"NaN" in line or b"Infinity" in line:
+            try:
+                document = json.loads(line)
+            except ValueError:
+                raise BadLine(f"not valid JSON: {exc}") from None
+            try:
+                return msgspec.convert(document, Request)
+            except msgspec.ValidationError as exc2:
+                raise BadLine(_reword(str(exc2))) from None
+        raise BadLine(f"not valid JSON: {exc}") from None
+
+
+def _reword(message: str) -> str:
+    match = _AT.match(message)
+    if match is None:
+        if message.startswith("Object missing required field"):
+            return "missing required field" + message[len("Object missing required field"):]
+        if message.startswith("Object contains unknown field"):
+            return "unknown field" + message[len("Object contains unknown field"):]
+        if message.startswith("Expected `object`"):
+            return "expected a JSON object with a `type`" + message[len("Expected `object`"):]
+        return message
+    reason, path = match.groups()
+    if path == "type" and reason.startswith("Invalid value"):
+        return (f"field `type`: unknown type {reason[len('Invalid value '):]} "
+                f"(expected one of {', '.join(EVENT_TYPES + QUERY_TYPES)})")
+    if reason.startswith("Object missing required field"):
+        return f"field `{path}`: missing required field" + \
+            reason[len("Object missing required field"):]
+    return f"field `{path}`: {reason[0].lower()}{reason[1:]}"
+
+
+def error_line(line_no: int, message: str) -> bytes:
+    return _encoder.encode({"ok": False, "error": f"line {line_no}: {message}"}) + b"\n"
+
+
+def answer(body: dict[str, Any]) -> bytes:
+    return _encoder.encode({"ok": True, **body}) + b"\n"

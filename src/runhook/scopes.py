@@ -1,0 +1,44 @@
+"""Scope strings (`project:E/P`, `registry:E/R`, `entity:E`) and which event kinds each allows."""
+
+from __future__ import annotations
+
+import re
+
+from runhook.events import Event
+
+ARTIFACT_KINDS = frozenset({
+    "CREATE_ARTIFACT", "LINK_ARTIFACT", "UNLINK_ARTIFACT",
+    "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
+})
+RUN_KINDS = frozenset({
+    "RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE", "RUN_STATE",
+})
+
+# DESIGN §2: an event kind in a scope that cannot produce it is a load error.
+ALLOWED_KINDS = {
+    "project": frozenset({
+        "CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
+    }) | RUN_KINDS,
+    "registry": frozenset({
+        "LINK_ARTIFACT", "UNLINK_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
+        "REMOVE_ARTIFACT_TAG",
+    }),
+    "entity": ARTIFACT_KINDS,
+}
+
+_PART = r"[^/\s:]+"
+_SCOPE = re.compile(rf"^(project|registry):{_PART}/{_PART}$|^entity:{_PART}$")
+
+
+def scope_kind(scope: str) -> str:
+    """`project`, `registry` or `entity`; ValueError for anything else."""
+    if not _SCOPE.match(scope):
+        raise ValueError(
+            f"expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY' or "
+            f"'entity:ENTITY', got {scope!r}")
+    return scope.split(":", 1)[0]
+
+
+def scope_keys(event: Event) -> tuple[str, str]:
+    """Every scope an event is seen in: where it happened, and its entity."""
+    return event.location, f"entity:{event.entity}"

@@ -1,0 +1,248 @@
+"""The running configuration: secrets resolved, automations compiled and grouped by scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from runhook import config as cfg
+from runhook.delivery.signing import signing_key
+from runhook.durations import parse_duration, parse_rate
+from runhook.schema import FieldError
+from runhook.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
+from runhook.secrets import Redactor, resolve
+from runhook.templates import Payload, TemplateError, Text, unknown_variables
+from runhook.triggers import artifact, runs
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    kind: str  # "webhook", "slack" or "none"
+    integration: str | None
+    payload: Payload | None = None
+    title: Text | None = None
+    text: Text | None = None
+    severity: str = "INFO"
+
+
+@dataclass(slots=True)
+class Automation:
+    index: int
+    name: str
+    scope: str
+    kind: str
+    enabled: bool
+    cooldown: float
+    artifact: artifact.ArtifactChecker | None
+    run: Any  # a run checker from runhook.triggers.runs, or None for artifact kinds
+    action: ActionSpec
+    # The automation's definition as bytes: a reload keeps the run state of
+    # automations whose fingerprint did not change.
+    fingerprint: bytes
+
+
+@dataclass(slots=True)
+class Settings:
+    source: str
+    config: cfg.Config
+    secrets: dict[str, str]
+    redactor: Redactor
+    automations: list[Automation]
+    by_scope: dict[str, list[Automation]]
+    run_ttl: float
+    checkpoint_interval: float
+
+    def automation(self, name: str) -> Automation | None:
+        for automation in self.automations:
+            if automation.name == name:
+                return automation
+        return None
+
+    @property
+    def integrations(self) -> dict[str, cfg.Integration]:
+        return self.config.integrations
+
+    def integration_secrets(self, name: str) -> dict[str, str]:
+        """The secrets an integration's templates may reference as ${NAME}."""
+        integration = self.config.integrations[name]
+        allowed = integration.secrets if isinstance(integration, cfg.WebhookIntegration) else []
+        return {k: self.secrets[k] for k in allowed}
+
+
+def load(path: str | Path) -> Settings:
+    """Read, decode, resolve and compile a configuration file; ConfigError lists every problem."""
+    return build(cfg.read(path), str(path))
+
+
+def build(config: cfg.Config, source: str = "<config>") -> Settings:
+    problems: list[str] = []
+    secrets: dict[str, str] = {}
+    for name, secret_source in config.secrets.items():
+        try:
+            secrets[name] = resolve(name, secret_source)
+        except ValueError as exc:
+            problems.append(f"secrets.{name}: {exc}")
+    for name, integration in config.integrations.items():
+        problems.extend(_check_integration(f"integrations.{name}", integration, config, secrets))
+    automations: list[Automation] = []
+    seen: set[str] = set()
+    for index, automation in enumerate(config.automations):
+        where = f"automations[{index}]"
+        if automation.name in seen:
+            problems.append(f"{where}.name: {automation.name!r} is used by an earlier automation")
+        seen.add(automation.name)
+        try:
+            automations.append(_compile(index, automation, config))
+        except FieldError as exc:
+            problems.append(f"{where}.{exc.field}: {exc.message} (automation {automation.name!r})")
+    server = config.server
+    run_ttl = checkpoint = 0.0
+    try:
+        run_ttl = parse_duration(server.run_ttl)
+    except ValueError as exc:
+        problems.append(f"server.run_ttl: {exc}")
+    try:
+        checkpoint = parse_duration(server.checkpoint_interval)
+    except ValueError as exc:
+        problems.append(f"server.checkpoint_interval: {exc}")
+    if problems:
+        raise cfg.ConfigError(source, problems)
+    by_scope: dict[str, list[Automation]] = {}
+    for automation_ in automations:
+        by_scope.setdefault(automation_.scope, []).append(automation_)
+    return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
+                    run_ttl, checkpoint)
+
+
+def _check_integration(where: str, integration: cfg.Integration, config: cfg.Config,
+                       secrets: dict[str, str]) -> list[str]:
+    problems: list[str] = []
+
+    def secret_ref(field: str, name: str | None) -> None:
+        if name is not None and name not in config.secrets:
+            problems.append(f"{where}.{field}: {name!r} is not declared under [secrets]")
+
+    if integration.rate is not None:
+        try:
+            parse_rate(integration.rate)
+        except ValueError as exc:
+            problems.append(f"{where}.rate: {exc}")
+    if isinstance(integration, cfg.WebhookIntegration):
+        problem = _check_url(integration.url, integration.allow_http)
+        if problem:
+            problems.append(f"{where}.url: {problem}")
+        secret_ref("access_token", integration.access_token)
+        signing = integration.signing_secret
+        names = [signing] if isinstance(signing, str) else (signing or [])
+        for i, name in enumerate(names):
+            secret_ref(f"signing_secret[{i}]" if isinstance(signing, list) else "signing_secret",
+                       name)
+            if name in secrets:
+                try:
+                    signing_key(secrets[name])
+                except ValueError as exc:
+                    problems.append(f"{where}.signing_secret: secret {name!r}: {exc}")
+        if integration.signature == "wandb" and not names:
+            problems.append(f"{where}.signature: 'wandb' needs a signing_secret")
+        for i, name in enumerate(integration.secrets):
+            secret_ref(f"secrets[{i}]", name)
+    else:
+        secret_ref("url_secret", integration.url_secret)
+        secret_ref("token", integration.token)
+        by_url = integration.url_secret is not None
+        by_token = integration.token is not None or integration.channel is not None
+        if by_url == by_token or (by_token and not (integration.token and integration.channel)):
+            problems.append(f"{where}: give either url_secret (an incoming webhook) "
+                            "or token and channel (chat.postMessage)")
+        if by_token:
+            problem = _check_url(integration.api_url, integration.allow_http)
+            if problem:
+                problems.append(f"{where}.api_url: {problem}")
+    return problems
+
+
+def _check_url(url: str, allow_http: bool) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http(s) URL, got {url!r}"
+    if parts.scheme == "http" and not allow_http:
+        return "plain http needs allow_http = true on the integration"
+    return None
+
+
+def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Automation:
+    try:
+        kind_of_scope = scope_kind(automation.scope)
+    except ValueError as exc:
+        raise FieldError("scope", str(exc)) from None
+    event = automation.event
+    kind: str = event.__struct_config__.tag  # type: ignore[assignment]
+    if kind not in ALLOWED_KINDS[kind_of_scope]:
+        allowed = ", ".join(sorted(ALLOWED_KINDS[kind_of_scope]))
+        raise FieldError("event.kind", f"{kind} cannot happen in a {kind_of_scope} scope "
+                                       f"({automation.scope}); it allows {allowed}")
+    try:
+        cooldown = parse_duration(automation.cooldown)
+    except ValueError as exc:
+        raise FieldError("cooldown", str(exc)) from None
+    try:
+        if kind in ARTIFACT_KINDS:
+            artifact_checker = artifact.from_config(event)  # type: ignore[arg-type]
+            run_checker = None
+        else:
+            artifact_checker = None
+            run_checker = runs.from_config(event)  # type: ignore[arg-type]
+    except FieldError as exc:
+        raise FieldError(f"event.{exc.field}", exc.message) from None
+    return Automation(
+        index=index, name=automation.name, scope=automation.scope, kind=kind,
+        enabled=automation.enabled, cooldown=cooldown, artifact=artifact_checker,
+        run=run_checker, action=_compile_action(automation.action, config),
+        fingerprint=msgspec.json.encode(automation))
+
+
+def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
+    if action.integration is None:
+        if action.kind != "none":
+            raise FieldError("action", "name an `integration`, or set kind = \"none\" "
+                                       "to only record executions")
+        return ActionSpec("none", None)
+    if action.kind is not None:
+        raise FieldError("action.kind", "kind = \"none\" takes no integration")
+    integration = config.integrations.get(action.integration)
+    if integration is None:
+        raise FieldError("action.integration",
+                         f"{action.integration!r} is not declared under [integrations]")
+    allowed = frozenset(integration.secrets) if isinstance(integration, cfg.WebhookIntegration) \
+        else frozenset()
+
+    def compile_field(field: str, text: str | None, as_json: bool) -> Any:
+        if text is None:
+            return None
+        try:
+            template: Payload | Text = Payload(text) if as_json else Text(text)
+        except TemplateError as exc:
+            raise FieldError(f"action.{field}", str(exc)) from None
+        unknown = unknown_variables(template.variables, allowed)
+        if unknown:
+            names = ", ".join("${" + n + "}" for n in unknown)
+            raise FieldError(f"action.{field}",
+                             f"unknown variable {names}: not a W&B template variable, nor a "
+                             f"secret that integration {action.integration!r} lists in `secrets`")
+        return template
+
+    if isinstance(integration, cfg.WebhookIntegration):
+        for field in ("title", "text"):
+            if getattr(action, field) is not None:
+                raise FieldError(f"action.{field}", "webhook actions take `payload`, not "
+                                                    "title/text (those are for Slack)")
+        return ActionSpec("webhook", action.integration,
+                          payload=compile_field("payload", action.payload, True))
+    if action.payload is not None:
+        raise FieldError("action.payload", "Slack actions take title, text and severity")
+    return ActionSpec("slack", action.integration, title=compile_field("title", action.title, False),
+                      text=compile_field("text", action.text, False), severity=action.severity)

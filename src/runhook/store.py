@@ -1,0 +1,241 @@
+"""The only code that issues SQL: one writer with group commit, one reader for queries."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+
+from runhook import constants
+from runhook.migrations import migrate
+
+log = logging.getLogger("runhook.store")
+
+OnCommit = Callable[[str | None], None]
+Statement = tuple[str, Sequence[Sequence[Any]]]
+
+INSERT_EXECUTION = (
+    "INSERT INTO executions (id, automation, scope, event_kind, event_type, event_id, "
+    "action_kind, integration, state, reason, context, run_id, created_at, updated_at, "
+    "next_attempt_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)")
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (execution_id, number, started_at, duration_ms, status, error, "
+    "response) VALUES (?,?,?,?,?,?,?)")
+UPDATE_EXECUTION = (
+    "UPDATE executions SET state = ?, reason = ?, updated_at = ?, next_attempt_at = ?, "
+    "attempts = attempts + 1 WHERE id = ?")
+INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, received_at) VALUES (?, ?)"
+
+_COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, integration, "
+            "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts")
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    """One execution as history shows it."""
+
+    id: str
+    automation: str
+    scope: str
+    event_kind: str
+    event_type: str
+    event_id: str | None
+    action_kind: str
+    integration: str | None
+    state: str
+    reason: str | None
+    context: dict[str, Any]
+    run_id: str | None
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None
+    attempts: int
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    number: int
+    started_at: float
+    duration_ms: float
+    status: int | None
+    error: str | None
+    response: str | None
+
+
+def _execution(row: Sequence[Any]) -> Execution:
+    values = dict(zip(_COLUMNS.split(", "), row))
+    values["context"] = msgspec.json.decode(values["context"])
+    return Execution(**values)
+
+
+class Write:
+    """A unit of work for the writer: statements applied in order in one
+    transaction with others, and a callback told the outcome after commit."""
+
+    __slots__ = ("statements", "on_commit")
+
+    def __init__(self, statements: list[Statement], on_commit: OnCommit | None = None) -> None:
+        self.statements = statements
+        self.on_commit = on_commit
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._send, self._receive = anyio.create_memory_object_stream[Write](
+            constants.WRITE_QUEUE_SIZE)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self.commits = 0
+        self.last_commit_at = 0.0
+        self.last_error: str | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        # WAL is set outside any transaction; it lets the reader query while we write.
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged event survives power loss too, not only a process
+        # crash; group commit is what keeps the fsyncs few.
+        await self._writer.execute("PRAGMA synchronous=FULL")
+        await self._writer.execute("PRAGMA busy_timeout=5000")
+        applied = await migrate(self._writer)
+        if applied:
+            log.info("database %s: applied migrations %s", self.path, ", ".join(applied))
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA query_only=1")
+
+    async def close(self) -> None:
+        for db in (self._reader, self._writer):
+            if db is not None:
+                await db.close()
+        self._reader = self._writer = None
+
+    async def submit(self, write: Write) -> None:
+        """Queue a write; waits (backpressure) while the writer is behind."""
+        await self._send.send(write)
+
+    def finish(self) -> None:
+        """No more writes will come: the writer drains what is queued and returns."""
+        self._send.close()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer loop. It must survive any failure of a batch, or the database
+        wedges: a failed batch is rolled back and its callbacks are told why."""
+        assert self._writer is not None
+        task_status.started()
+        async with self._receive:
+            while True:
+                try:
+                    first = await self._receive.receive()
+                except anyio.EndOfStream:
+                    return
+                batch = [first]
+                while len(batch) < constants.MAX_WRITE_BATCH:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                # Once dequeued, a batch is written and answered even if shutdown
+                # is cancelling us: losing it would lose acknowledged work.
+                with anyio.CancelScope(shield=True):
+                    error = await self._apply(batch)
+                    for write in batch:
+                        if write.on_commit is not None:
+                            try:
+                                write.on_commit(error)
+                            except Exception:
+                                log.exception("commit callback failed")
+
+    async def _apply(self, batch: list[Write]) -> str | None:
+        db = self._writer
+        assert db is not None
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            sql: str | None = None
+            rows: list[Sequence[Any]] = []
+            for write in batch:
+                for statement, params in write.statements:
+                    # Adjacent runs of one statement become one executemany; order is kept.
+                    if statement != sql:
+                        if sql is not None:
+                            await db.executemany(sql, rows)
+                        sql, rows = statement, []
+                    rows.extend(params)
+            if sql is not None:
+                await db.executemany(sql, rows)
+            await db.execute("COMMIT")
+        except Exception as exc:
+            error = f"database write failed: {exc}"
+            log.error("%s (%d writes rolled back)", error, len(batch))
+            self.last_error = error
+            try:
+                await db.execute("ROLLBACK")
+            except Exception:
+                pass
+            return error
+        self.commits += 1
+        self.last_commit_at = time.time()
+        self.last_error = None
+        return None
+
+    # Queries, on the reader connection.
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        assert self._reader is not None
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def history(self, automation: str | None = None, state: str | None = None,
+                      limit: int = 50, since: float | None = None) -> list[Execution]:
+        where, params = [], []
+        for clause, value in (("automation = ?", automation), ("state = ?", state),
+                              ("created_at >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await self._fetch(sql, [*params, limit])
+        return [_execution(row) for row in rows]
+
+    async def execution(self, execution_id: str) -> Execution | None:
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM executions WHERE id = ?",
+                                 (execution_id,))
+        return _execution(rows[0]) if rows else None
+
+    async def attempts(self, execution_id: str) -> list[Attempt]:
+        rows = await self._fetch(
+            "SELECT number, started_at, duration_ms, status, error, response FROM attempts "
+            "WHERE execution_id = ? ORDER BY number", (execution_id,))
+        return [Attempt(number=r[0], started_at=r[1], duration_ms=r[2], status=r[3],
+                        error=r[4], response=r[5]) for r in rows]
+
+    async def due(self, integration: str, now: float, limit: int) -> list[Execution]:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM executions WHERE state = 'PENDING' AND integration = ? "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (integration, now, limit))
+        return [_execution(row) for row in rows]
+
+    async def next_due_after(self, integration: str, now: float) -> float | None:
+        rows = await self._fetch(
+            "SELECT MIN(next_attempt_at) FROM executions WHERE state = 'PENDING' "
+            "AND integration = ? AND next_attempt_at > ?", (integration, now))
+        return rows[0][0] if rows else None
+
+    async def recent_event_ids(self, since: float) -> dict[str, float]:
+        rows = await self._fetch("SELECT id, received_at FROM event_ids WHERE received_at >= ?",
+                                 (since,))
+        return {row[0]: row[1] for row in rows}
+
+    async def check_writable(self) -> bool:
+        """True when the writer has nothing failing and the file still takes a write."""
+        return self._writer is not None and self.last_error is None

@@ -1,0 +1,166 @@
+"""`${var}` rendering into JSON payloads and plain text, with W&B's variable names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+# DESIGN §6: W&B's names, so payloads written for W&B port unchanged.
+KNOWN_VARIABLES = frozenset({
+    "event_type", "event_author", "entity_name", "project_name", "registry_name",
+    "automation_name", "artifact_collection_name", "artifact_version",
+    "artifact_version_string", "artifact_version_index", "alias", "tag",
+    "run_id", "run_name", "run_status", "metric_name", "metric_values",
+    "metric_filter", "execution_id", "event_time",
+})
+METADATA_PREFIX = "artifact_metadata."
+
+_PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[^\s{}$]+)?$")
+_encoder = msgspec.json.Encoder()
+
+
+class TemplateError(ValueError):
+    """A template that cannot be compiled; the message says what and where."""
+
+
+class Text:
+    """A string with placeholders, compiled once: literal parts and variable names alternate."""
+
+    __slots__ = ("parts", "variables")
+
+    def __init__(self, source: str) -> None:
+        parts: list[str | _Var] = []
+        variables: set[str] = set()
+        pos = 0
+        for match in _PLACEHOLDER.finditer(source):
+            parts.append(source[pos:match.start()])
+            pos = match.end()
+            if match.group(0) == "$$":
+                parts.append("$")
+                continue
+            name = match.group(1).strip()
+            if not _NAME.match(name):
+                raise TemplateError(f"bad placeholder ${{{match.group(1)}}}")
+            parts.append(_Var(name))
+            variables.add(name)
+        parts.append(source[pos:])
+        self.parts = [p for p in parts if p != ""]
+        self.variables = frozenset(variables)
+
+    @property
+    def whole_variable(self) -> str | None:
+        """The name when the string is exactly one placeholder (it then keeps its type)."""
+        if len(self.parts) == 1 and isinstance(self.parts[0], _Var):
+            return self.parts[0].name
+        return None
+
+    def render(self, context: Mapping[str, Any], secrets: Mapping[str, str]) -> str:
+        out: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append(as_text(lookup(part.name, context, secrets)))
+        return "".join(out)
+
+
+class _Var:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def lookup(name: str, context: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
+    """A variable's value; a known variable that does not apply to the event is ""."""
+    if name in secrets:
+        return secrets[name]
+    if name.startswith(METADATA_PREFIX):
+        metadata = context.get("artifact_metadata") or {}
+        return metadata.get(name[len(METADATA_PREFIX):], "")
+    value = context.get(name)
+    return "" if value is None else value
+
+
+def as_text(value: Any) -> str:
+    """How a value reads inside a longer string: strings as they are, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return _encoder.encode(value).decode()
+
+
+class Payload:
+    """A JSON payload template: placeholders are substituted inside string values
+    (and keys), so the result is valid JSON whatever the values hold."""
+
+    __slots__ = ("tree", "variables")
+
+    def __init__(self, source: str) -> None:
+        try:
+            document = msgspec.json.decode(source.encode())
+        except msgspec.DecodeError as exc:
+            raise TemplateError(
+                f"payload is not valid JSON ({exc}); placeholders go inside JSON strings, "
+                'e.g. "${run_name}"') from None
+        variables: set[str] = set()
+        self.tree = _compile(document, variables)
+        self.variables = frozenset(variables)
+
+    def render(self, context: Mapping[str, Any], secrets: Mapping[str, str]) -> bytes:
+        return _encoder.encode(_render(self.tree, context, secrets))
+
+
+def _compile(node: Any, variables: set[str]) -> Any:
+    if isinstance(node, str):
+        text = Text(node)
+        variables.update(text.variables)
+        return text if text.variables or "$" in node else node
+    if isinstance(node, list):
+        return [_compile(item, variables) for item in node]
+    if isinstance(node, dict):
+        return _Object([(_compile(key, variables), _compile(value, variables))
+                        for key, value in node.items()])
+    return node
+
+
+class _Object:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[Any, Any]]) -> None:
+        self.items = items
+
+
+def _render(node: Any, context: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
+    if isinstance(node, Text):
+        whole = node.whole_variable
+        if whole is not None:
+            return lookup(whole, context, secrets)
+        return node.render(context, secrets)
+    if isinstance(node, _Object):
+        return {as_text(_render(k, context, secrets)): _render(v, context, secrets)
+                for k, v in node.items}
+    if isinstance(node, list):
+        return [_render(item, context, secrets) for item in node]
+    return node
+
+
+def envelope(context: Mapping[str, Any]) -> bytes:
+    """The body a webhook sends when its action has no payload: every variable that applies."""
+    data = {k: v for k, v in context.items() if v not in (None, "", {}, [])}
+    return _encoder.encode({
+        "type": context.get("event_type", ""),
+        "timestamp": context.get("event_time", ""),
+        "data": data,
+    })
+
+
+def unknown_variables(variables: frozenset[str], allowed_secrets: frozenset[str]) -> list[str]:
+    """The names a template uses that are neither W&B variables nor secrets it may read."""
+    return sorted(
+        name for name in variables
+        if name not in KNOWN_VARIABLES and name not in allowed_secrets
+        and not (name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX)))

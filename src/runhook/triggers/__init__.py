@@ -1,0 +1,1 @@
+"""One module per trigger kind: its configuration schema and a checker built once."""

@@ -1,0 +1,117 @@
+"""Artifact and registry triggers: kinds, their filters, and the events that produce them."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from runhook.events import (
+    AliasAdded, ArtifactCreated, ArtifactEvent, ArtifactLinked, ArtifactUnlinked, TagAdded,
+    TagRemoved,
+)
+from runhook.schema import FieldError, Table
+
+
+class ArtifactFilter(Table, tag_field="kind"):
+    """Filters every artifact kind takes: `collection` is a regular expression
+    (search semantics, anchor it with ^…$ for an exact name); `artifact_type` is exact."""
+
+    collection: str | None = None
+    artifact_type: str | None = None
+
+
+class CreateArtifact(ArtifactFilter, tag="CREATE_ARTIFACT", kw_only=True):
+    pass
+
+
+class LinkArtifact(ArtifactFilter, tag="LINK_ARTIFACT", kw_only=True):
+    pass
+
+
+class UnlinkArtifact(ArtifactFilter, tag="UNLINK_ARTIFACT", kw_only=True):
+    pass
+
+
+class AddArtifactAlias(ArtifactFilter, tag="ADD_ARTIFACT_ALIAS", kw_only=True):
+    alias: str | None = None
+
+
+class AddArtifactTag(ArtifactFilter, tag="ADD_ARTIFACT_TAG", kw_only=True):
+    tag: str | None = None
+
+
+class RemoveArtifactTag(ArtifactFilter, tag="REMOVE_ARTIFACT_TAG", kw_only=True):
+    tag: str | None = None
+
+
+ArtifactTriggers = (CreateArtifact | LinkArtifact | UnlinkArtifact | AddArtifactAlias
+                    | AddArtifactTag | RemoveArtifactTag)
+
+
+class Occurrence(NamedTuple):
+    """One automation event kind an artifact event produces, with its alias or tag."""
+
+    kind: str
+    alias: str | None = None
+    tag: str | None = None
+
+
+def occurrences(event: ArtifactEvent) -> list[Occurrence]:
+    """DESIGN §3: `artifact.created` is CREATE_ARTIFACT plus one ADD_ARTIFACT_ALIAS per
+    alias and one ADD_ARTIFACT_TAG per tag; `artifact.linked` is LINK_ARTIFACT plus aliases."""
+    match event:
+        case ArtifactCreated():
+            return ([Occurrence("CREATE_ARTIFACT")]
+                    + [Occurrence("ADD_ARTIFACT_ALIAS", alias=a) for a in event.aliases]
+                    + [Occurrence("ADD_ARTIFACT_TAG", tag=t) for t in event.tags])
+        case ArtifactLinked():
+            return ([Occurrence("LINK_ARTIFACT")]
+                    + [Occurrence("ADD_ARTIFACT_ALIAS", alias=a) for a in event.aliases])
+        case ArtifactUnlinked():
+            return [Occurrence("UNLINK_ARTIFACT")]
+        case AliasAdded():
+            return [Occurrence("ADD_ARTIFACT_ALIAS", alias=event.alias)]
+        case TagAdded():
+            return [Occurrence("ADD_ARTIFACT_TAG", tag=event.tag)]
+        case TagRemoved():
+            return [Occurrence("REMOVE_ARTIFACT_TAG", tag=event.tag)]
+    raise TypeError(f"not an artifact event: {type(event).__name__}")
+
+
+def _regex(field: str, pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise FieldError(field, f"bad regular expression {pattern!r}: {exc}") from None
+
+
+class ArtifactChecker:
+    """Built once from an automation's `event` table; `matches` is called per occurrence."""
+
+    __slots__ = ("kind", "collection", "artifact_type", "alias", "tag")
+
+    def __init__(self, config: ArtifactFilter) -> None:
+        self.kind: str = config.__struct_config__.tag  # type: ignore[assignment]
+        self.collection = _regex("collection", config.collection)
+        self.artifact_type = config.artifact_type
+        self.alias = _regex("alias", getattr(config, "alias", None))
+        self.tag = _regex("tag", getattr(config, "tag", None))
+
+    def matches(self, event: ArtifactEvent, occurrence: Occurrence) -> bool:
+        if occurrence.kind != self.kind:
+            return False
+        if self.collection is not None and not self.collection.search(event.collection):
+            return False
+        if self.artifact_type is not None and event.artifact_type != self.artifact_type:
+            return False
+        if self.alias is not None and not self.alias.search(occurrence.alias or ""):
+            return False
+        if self.tag is not None and not self.tag.search(occurrence.tag or ""):
+            return False
+        return True
+
+
+def from_config(config: ArtifactFilter) -> ArtifactChecker:
+    return ArtifactChecker(config)

@@ -1,0 +1,39 @@
+"""The run filters every run trigger takes: `run_name` (regex) and `user` (a name or a list)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+
+from runhook.schema import FieldError, Table
+
+MetricName = Annotated[str, msgspec.Meta(min_length=1)]
+Window = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+
+
+class RunFilter(Table, tag_field="kind"):
+    run_name: str | None = None
+    user: str | list[str] | None = None
+
+
+class RunMatcher:
+    """Built once; `matches(run_name, user)` says whether a run is watched at all."""
+
+    __slots__ = ("run_name", "users")
+
+    def __init__(self, config: RunFilter) -> None:
+        try:
+            self.run_name = re.compile(config.run_name) if config.run_name is not None else None
+        except re.error as exc:
+            raise FieldError("run_name", f"bad regular expression {config.run_name!r}: {exc}") \
+                from None
+        users = config.user
+        self.users = frozenset([users] if isinstance(users, str) else users) \
+            if users is not None else None
+
+    def matches(self, run_name: str, user: str) -> bool:
+        if self.run_name is not None and not self.run_name.search(run_name):
+            return False
+        return self.users is None or user in self.users
