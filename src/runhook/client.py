@@ -122,7 +122,9 @@ class AsyncClient:
         await self.close()
 
     async def connect(self) -> None:
-        self._reader, self._writer = await asyncio.open_unix_connection(self.path)
+        # Answers to history queries can be large; events answers are one short line.
+        self._reader, self._writer = await asyncio.open_unix_connection(self.path,
+                                                                        limit=1 << 28)
 
     async def close(self) -> None:
         if self._writer is not None:

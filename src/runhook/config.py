@@ -106,16 +106,26 @@ def decode(data: bytes | str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     except msgspec.ValidationError as exc:
-        raise ConfigError(source, [_reword(str(exc))]) from None
+        raise ConfigError(source, [_reword(str(exc), data)]) from None
     except msgspec.DecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
 
 
-def _reword(message: str) -> str:
+def _reword(message: str, data: bytes) -> str:
     match = _MSGSPEC_PATH.match(message)
     if match is None:
         return message
     reason, path = match.groups()
+    for table, kind in (("secrets", SecretSource), ("integrations", Integration)):
+        if path.startswith(f"{table}[...]"):
+            # msgspec cannot name a table's key; find the entry that fails on its own.
+            entries = tomllib.loads(data.decode()).get(table, {})
+            for key, value in entries.items():
+                try:
+                    msgspec.convert(value, kind)
+                except msgspec.ValidationError:
+                    path = f"{table}.{key}" + path[len(table) + 5:]
+                    break
     return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}"
 
 

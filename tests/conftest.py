@@ -1,0 +1,226 @@
+"""Fixtures: a real daemon process on a temporary config, and real HTTP receivers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from runhook.client import AsyncClient
+
+SIGNING_KEY = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def short_dir() -> Any:
+    """A directory with a short path: Unix socket paths are limited to 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """An aiohttp server on loopback that records every request. `responses` are
+    (status, body, headers) answers used in order, then 200."""
+
+    url: str
+    requests: list[Received] = field(default_factory=list)
+    responses: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    arrived: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
+
+    async def next(self, timeout: float = 20.0) -> Received:
+        return await asyncio.wait_for(self.arrived.get(), timeout)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    port = free_port()
+    rec = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    async def handle(request: web.Request) -> web.Response:
+        item = Received(request.method, request.path, dict(request.headers), await request.read(),
+                        asyncio.get_running_loop().time())
+        rec.requests.append(item)
+        rec.arrived.put_nowait(item)
+        if rec.responses:
+            status, body, headers = rec.responses.pop(0)
+            return web.Response(status=status, text=body, headers=headers)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield rec
+    await runner.cleanup()
+
+
+@dataclass
+class Daemon:
+    process: asyncio.subprocess.Process
+    directory: Path
+    config: Path
+    socket: str
+    database: Path
+    log: Path
+    http: str
+    notifications: list[str]
+
+    def client(self) -> AsyncClient:
+        return AsyncClient(self.socket)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        return await asyncio.wait_for(self.process.wait(), 30)
+
+
+def write_config(directory: Path, body: str, http_port: int) -> Path:
+    path = directory / "runhook.toml"
+    (directory / "signing.key").write_text(SIGNING_KEY)
+    path.write_text(f"""
+[server]
+socket = "{directory}/ev.sock"
+http = "127.0.0.1:{http_port}"
+database = "{directory}/runhook.db"
+checkpoint_interval = "1s"
+{body.replace("@DIR@", str(directory))}
+""")
+    return path
+
+
+DaemonFactory = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(short_dir: Path) -> AsyncIterator[DaemonFactory]:
+    """Start `runhook serve` as a real process; returns once it sent READY=1 on a
+    real NOTIFY_SOCKET. Every daemon started is stopped (and its exit checked)."""
+    started: list[Daemon] = []
+
+    async def start(body: str = "", env: dict[str, str] | None = None,
+                    config: Path | None = None) -> Daemon:
+        port = free_port()
+        config = config or write_config(short_dir, body, port)
+        notify_path = short_dir / f"notify{len(started)}.sock"
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(notify_path))
+        notify.setblocking(False)
+        log = short_dir / f"daemon{len(started)}.log"
+        full_env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **(env or {})}
+        with log.open("ab") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runhook", "serve", "--config", str(config),
+                env=full_env, stdout=log_file, stderr=log_file)
+        daemon = Daemon(process, short_dir, config, f"{short_dir}/ev.sock",
+                        short_dir / "runhook.db", log, f"http://127.0.0.1:{port}", [])
+        started.append(daemon)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                waiter = asyncio.ensure_future(loop.sock_recv(notify, 4096))
+                exited = asyncio.ensure_future(process.wait())
+                done, _ = await asyncio.wait({waiter, exited}, timeout=30,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if waiter not in done:
+                    waiter.cancel()
+                    exited.cancel()
+                    raise RuntimeError(f"daemon did not become ready:\n{log.read_text()}")
+                exited.cancel()
+                message = waiter.result().decode()
+                daemon.notifications.append(message)
+                if "READY=1" in message.split("\n"):
+                    return daemon
+        finally:
+            notify.close()
+
+    yield start
+    for daemon in started:
+        if daemon.process.returncode is None:
+            code = await daemon.stop()
+            assert code == 0, f"daemon exited {code}:\n{daemon.log_text()}"
+
+
+def webhook_config(url: str, payload: str | None = None, extra: str = "",
+                   scope: str = "registry:acme/model",
+                   event: str = '{ kind = "ADD_ARTIFACT_ALIAS", alias = "^production$" }') -> str:
+    action = f"action = {{ integration = \"ci\", payload = '''{payload}''' }}" if payload \
+        else 'action = { integration = "ci" }'
+    return f"""
+[secrets]
+SIGNING = {{ file = "@DIR@/signing.key" }}
+
+[integrations.ci]
+kind = "webhook"
+url = "{url}"
+signing_secret = "SIGNING"
+allow_http = true
+allow_private = true
+{extra}
+
+[[automations]]
+name = "deploy"
+scope = "{scope}"
+event = {event}
+{action}
+"""
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool],
+                     timeout: float = 15.0) -> Any:
+    """Probe the daemon until `done(result)`; for state that changes inside another
+    process (an attempt's row commits after the receiver answered). Bounded: fails
+    with the last result instead of passing on luck."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await probe()
+        if done(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached in {timeout}s; last: {result!r}")
+        await asyncio.sleep(0.02)
+
+
+async def execution(daemon: Daemon, execution_id: str) -> dict[str, Any]:
+    async with daemon.client() as client:
+        answer = await client.request({"type": "query.execution", "id": execution_id})
+    assert answer["ok"], answer
+    return answer
+
+
+async def settled(daemon: Daemon, execution_id: str) -> dict[str, Any]:
+    """The execution once it has left PENDING."""
+    return await eventually(lambda: execution(daemon, execution_id),
+                            lambda a: a["execution"]["state"] != "PENDING")

@@ -1,0 +1,149 @@
+"""Configuration errors name their path and reason; good files load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runhook.config import ConfigError, decode
+from runhook.settings import build, load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOOK = """
+[integrations.ci]
+kind = "webhook"
+url = "https://ci.example.com/hook"
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        build(decode(text))
+    return caught.value.problems
+
+
+def automation(event: str, action: str = 'action = { kind = "none" }',
+               scope: str = "project:acme/vision", extra: str = "") -> str:
+    return f"""
+[[automations]]
+name = "a1"
+scope = "{scope}"
+event = {event}
+{action}
+{extra}
+"""
+
+
+def test_example_config_loads():
+    settings = load(ROOT / "config" / "runhook.toml")
+    assert [a.name for a in settings.automations] == ["record-new-versions",
+                                                      "deploy-on-production"]
+    assert set(settings.integrations) == {"local"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[server]\nsockt = 'x'", "server: object contains unknown field `sockt`"),
+    (automation('{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 1, '
+                'window = 0 }'), "automations[0].event.window: expected `int` >= 1"),
+    (automation('{ kind = "NOT_A_KIND" }'), "automations[0].event.kind: invalid value"),
+    (automation('{ kind = "CREATE_ARTIFACT", alias = "x" }'),
+     "automations[0].event: object contains unknown field `alias`"),
+    (automation('{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = "~", threshold = 1 }'),
+     "automations[0].event.cmp: invalid enum value '~'"),
+    ("[integrations.x]\nkind = 'email'\nurl = 'https://x'", "integrations.x.kind: invalid value"),
+    ("[[automations]]\nname = 'a'", "automations[0]: object missing required field `scope`"),
+    ("this is = not toml =", "not valid TOML"),
+])
+def test_structural_errors_name_the_path(text, expected):
+    with pytest.raises(ConfigError) as caught:
+        decode(text)
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+@pytest.mark.parametrize("text, expected", [
+    (automation('{ kind = "CREATE_ARTIFACT" }', scope="registry:acme/model"),
+     "automations[0].event.kind: CREATE_ARTIFACT cannot happen in a registry scope"),
+    (automation('{ kind = "LINK_ARTIFACT" }', scope="project:acme/vision"),
+     "automations[0].event.kind: LINK_ARTIFACT cannot happen in a project scope"),
+    (automation('{ kind = "RUN_STATE", states = ["failed"] }', scope="entity:acme"),
+     "automations[0].event.kind: RUN_STATE cannot happen in a entity scope"),
+    (automation('{ kind = "CREATE_ARTIFACT" }', scope="team:acme"),
+     "automations[0].scope: expected 'project:ENTITY/PROJECT'"),
+    (automation('{ kind = "ADD_ARTIFACT_ALIAS", alias = "prod(" }'),
+     "automations[0].event.alias: bad regular expression 'prod('"),
+    (automation('{ kind = "CREATE_ARTIFACT" }', extra='cooldown = "soon"'),
+     "automations[0].cooldown: expected a duration"),
+    (automation('{ kind = "CREATE_ARTIFACT" }', action='action = { integration = "nope" }'),
+     "automations[0].action.integration: 'nope' is not declared under [integrations]"),
+    (automation('{ kind = "CREATE_ARTIFACT" }', action="action = {}"),
+     "automations[0].action: name an `integration`"),
+    (HOOK + automation('{ kind = "CREATE_ARTIFACT" }',
+                       action="""action = { integration = "ci", payload = '{"x": "${run_nmae}"}' }"""),
+     "automations[0].action.payload: unknown variable ${run_nmae}"),
+    (HOOK + automation('{ kind = "CREATE_ARTIFACT" }',
+                       action="""action = { integration = "ci", payload = '{"x": ${tag}}' }"""),
+     "automations[0].action.payload: payload is not valid JSON"),
+    (HOOK + automation('{ kind = "CREATE_ARTIFACT" }',
+                       action='action = { integration = "ci", title = "t" }'),
+     "automations[0].action.title: webhook actions take `payload`"),
+    ("[integrations.ci]\nkind = 'webhook'\nurl = 'http://ci.example.com'",
+     "integrations.ci.url: plain http needs allow_http = true"),
+    ("[integrations.ci]\nkind = 'webhook'\nurl = 'ftp://x'", "integrations.ci.url: expected an http"),
+    ("[integrations.ci]\nkind = 'webhook'\nurl = 'https://x'\naccess_token = 'GH'",
+     "integrations.ci.access_token: 'GH' is not declared under [secrets]"),
+    ("[integrations.ci]\nkind = 'webhook'\nurl = 'https://x'\nrate = 'fast'",
+     "integrations.ci.rate: expected a rate"),
+    ("[integrations.s]\nkind = 'slack'", "integrations.s: give either url_secret"),
+    ("[secrets]\nX = { env = 'RUNHOOK_TEST_UNSET_VARIABLE' }",
+     "secrets.X: environment variable RUNHOOK_TEST_UNSET_VARIABLE is not set"),
+    ("[secrets]\nX = { file = '/nonexistent/key' }", "secrets.X: cannot read /nonexistent/key"),
+    ("[secrets]\nX = { env = 'A', file = 'b' }", "secrets.X: give exactly one of"),
+])
+def test_semantic_errors_name_the_path(text, expected):
+    found = problems(text)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_errors_name_the_automation_and_all_are_reported():
+    text = automation('{ kind = "LINK_ARTIFACT" }') + automation(
+        '{ kind = "ADD_ARTIFACT_TAG", tag = "[" }').replace("a1", "second") + automation(
+        '{ kind = "CREATE_ARTIFACT" }')
+    found = problems(text)
+    assert len(found) == 3
+    assert "(automation 'a1')" in found[0]
+    assert "(automation 'second')" in found[1]
+    assert found[2] == "automations[2].name: 'a1' is used by an earlier automation"
+
+
+def test_secret_from_systemd_credential(tmp_path, monkeypatch):
+    (tmp_path / "gh_token").write_text("from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = build(decode("[secrets]\nGH = { credential = 'gh_token' }"))
+    assert settings.secrets == {"GH": "from-credential"}
+
+
+def test_check_config_cli(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(HOOK + automation('{ kind = "CREATE_ARTIFACT" }'))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(automation('{ kind = "LINK_ARTIFACT" }'))
+    run = [sys.executable, "-m", "runhook", "check-config"]
+    ok = subprocess.run([*run, str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0
+    assert ok.stdout.strip() == f"{good}: ok, 1 automations, 1 integrations"
+    failed = subprocess.run([*run, str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stdout.startswith(f"{bad}: automations[0].event.kind: LINK_ARTIFACT cannot")
+
+
+def test_serve_refuses_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 1")
+    run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2
+    assert "server: object contains unknown field `port`" in run.stderr

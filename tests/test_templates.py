@@ -1,0 +1,87 @@
+"""Template rendering: JSON-safe substitution whatever the values hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runhook.templates import Payload, TemplateError, Text, envelope, unknown_variables
+
+HOSTILE = [
+    'quote " inside',
+    "back\\slash \\\" and \\n literal",
+    "new\nline\r\tand tab",
+    "unicode ünïcødé 模型 🚀 \u2028 separator",
+    '"}, "injected": {"x": "',
+    "${run_name} looks like a placeholder",
+    "\x00\x01 control",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_stay_valid_json(value):
+    payload = Payload('{"text": "run ${run_name} by ${event_author}!", "${run_name}": 1}')
+    body = payload.render({"run_name": value, "event_author": value}, {})
+    document = json.loads(body)  # valid JSON, or this raises
+    assert document == {"text": f"run {value} by {value}!", value: 1}
+
+
+def test_whole_placeholder_keeps_its_type():
+    payload = Payload('{"index": "${artifact_version_index}", "values": "${metric_values}",'
+                      ' "meta": "${artifact_metadata.lr}", "text": "v${artifact_version_index}"}')
+    body = payload.render({"artifact_version_index": 7, "metric_values": [1.5, 2.0],
+                           "artifact_metadata": {"lr": 0.001}}, {})
+    assert json.loads(body) == {"index": 7, "values": [1.5, 2.0], "meta": 0.001, "text": "v7"}
+
+
+def test_known_variable_that_does_not_apply_renders_empty():
+    payload = Payload('{"run": "${run_name}", "line": "alias=${alias};", "meta": '
+                      '"${artifact_metadata.missing}"}')
+    assert json.loads(payload.render({}, {})) == {"run": "", "line": "alias=;", "meta": ""}
+
+
+def test_list_inside_a_longer_string_reads_as_json():
+    text = Text("values: ${metric_values}")
+    assert text.render({"metric_values": [1, 2.5]}, {}) == "values: [1,2.5]"
+
+
+def test_non_string_json_passes_through_untouched():
+    payload = Payload('{"n": 1, "f": 2.5, "b": true, "z": null, "l": [1, "${tag}"], "e": {}}')
+    assert json.loads(payload.render({"tag": "t"}, {})) == {
+        "n": 1, "f": 2.5, "b": True, "z": None, "l": [1, "t"], "e": {}}
+
+
+def test_secret_renders_only_when_passed_in():
+    payload = Payload('{"auth": "token ${GH_TOKEN}"}')
+    assert payload.variables == {"GH_TOKEN"}
+    assert json.loads(payload.render({}, {"GH_TOKEN": "s3cr3t"})) == {"auth": "token s3cr3t"}
+
+
+def test_dollar_dollar_escapes():
+    assert Text("cost $$5 ${tag}").render({"tag": "x"}, {}) == "cost $5 x"
+
+
+def test_unknown_variables_are_reported():
+    payload = Payload('{"a": "${run_nmae} ${run_name} ${artifact_metadata.k} ${GH_TOKEN}"}')
+    assert unknown_variables(payload.variables, frozenset()) == ["GH_TOKEN", "run_nmae"]
+    assert unknown_variables(payload.variables, frozenset({"GH_TOKEN"})) == ["run_nmae"]
+
+
+@pytest.mark.parametrize("source", ['{"a": ${run_name}}', '{"a": "x"', "not json"])
+def test_payload_that_is_not_json_is_refused(source):
+    with pytest.raises(TemplateError, match="not valid JSON"):
+        Payload(source)
+
+
+def test_bad_placeholder_is_refused():
+    with pytest.raises(TemplateError, match="bad placeholder"):
+        Text("${has space}")
+
+
+def test_envelope_holds_every_variable_that_applies():
+    body = json.loads(envelope({"event_type": "CREATE_ARTIFACT", "event_time": "2026-01-01T00:00:00Z",
+                                "alias": None, "entity_name": "acme", "tag": ""}))
+    assert body == {"type": "CREATE_ARTIFACT", "timestamp": "2026-01-01T00:00:00Z",
+                    "data": {"event_type": "CREATE_ARTIFACT",
+                             "event_time": "2026-01-01T00:00:00Z", "entity_name": "acme"}}
