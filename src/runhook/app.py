@@ -23,7 +23,7 @@ log = logging.getLogger("runhook")
 
 # How long a stopping daemon waits for open connections to be answered.
 DRAIN_CONNECTIONS_S = 10.0
-# How often the idempotency ids older than 24 h are forgotten.
+# How often stale runs are evicted and idempotency ids older than 24 h forgotten.
 PRUNE_IDS_S = 600.0
 
 
@@ -120,10 +120,18 @@ class Daemon:
         return []
 
     async def _housekeeping(self) -> None:
+        """Checkpoint metric windows every `checkpoint_interval`; evict stale runs and
+        forget old idempotency ids now and then."""
+        last_prune = time.monotonic()
         while True:
-            await anyio.sleep(PRUNE_IDS_S)
-            if self.ingress is not None:
-                self.ingress.prune_ids(time.time())
+            await anyio.sleep(self.settings.checkpoint_interval or 5.0)
+            evict = time.monotonic() - last_prune >= PRUNE_IDS_S
+            if self.scopes is not None:
+                await self.scopes.checkpoint(evict, self.settings.run_ttl)
+            if evict:
+                last_prune = time.monotonic()
+                if self.ingress is not None:
+                    self.ingress.prune_ids(time.time())
 
     async def _query(self, query: Query) -> bytes:
         return await queries.answer(query, self.store, self)

@@ -30,3 +30,16 @@ def parse_rate(text: str) -> float:
     if per_second <= 0:
         raise ValueError(f"rate must be above zero, got {text!r}")
     return per_second
+
+
+def describe(seconds: float) -> str:
+    """A duration as people say it: "24h", "5m", "1h30m", "12s"."""
+    seconds = max(0, int(round(seconds)))
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts[:2])

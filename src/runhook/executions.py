@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from runhook.events import ArtifactCreated, ArtifactEvent, Event
+from runhook.events import ArtifactCreated, ArtifactEvent, Event, RunEvent, RunState
 from runhook.triggers.artifact import Occurrence
 
 _encoder = msgspec.json.Encoder()
@@ -75,6 +75,21 @@ def artifact_context(event: ArtifactEvent, occurrence: Occurrence, automation_na
         context["tag"] = occurrence.tag
     if isinstance(event, ArtifactCreated) and event.metadata:
         context["artifact_metadata"] = event.metadata
+    return context
+
+
+def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: str,
+                event_time: float, status: str | None, description: str, metric: str | None,
+                values: list[float]) -> dict[str, Any]:
+    """W&B's template variables for a run event."""
+    context = base_context(event, automation_name, execution_id, kind, event_time, event.user)
+    context["run_id"] = event.run_id
+    context["run_name"] = event.run_name
+    context["run_status"] = event.state if isinstance(event, RunState) else (status or "running")
+    context["metric_filter"] = description
+    if metric is not None:
+        context["metric_name"] = metric
+        context["metric_values"] = values
     return context
 
 

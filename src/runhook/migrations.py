@@ -47,7 +47,34 @@ def _0001_executions() -> list[str]:
     ]
 
 
-MIGRATIONS = [_0001_executions]
+def _0002_run_state() -> list[str]:
+    """Run state that must survive a restart: crossing flags and cooldowns (written
+    with the executions they cause), metric windows (checkpointed) and the values
+    logged since the last checkpoint (replayed on start, so no acknowledged value
+    is lost from a window)."""
+    return [
+        """CREATE TABLE runs (
+            scope TEXT NOT NULL, run_id TEXT NOT NULL, run_name TEXT NOT NULL,
+            user TEXT NOT NULL, state TEXT, last_seen REAL NOT NULL, ended_at REAL,
+            PRIMARY KEY (scope, run_id)) WITHOUT ROWID""",
+        """CREATE TABLE windows (
+            scope TEXT NOT NULL, run_id TEXT NOT NULL, metric TEXT NOT NULL,
+            size INTEGER NOT NULL, data BLOB NOT NULL,   -- float64 values, oldest first
+            PRIMARY KEY (scope, run_id, metric)) WITHOUT ROWID""",
+        """CREATE TABLE metric_log (
+            seq INTEGER PRIMARY KEY, scope TEXT NOT NULL, run_id TEXT NOT NULL,
+            run_name TEXT NOT NULL, user TEXT NOT NULL,
+            data BLOB NOT NULL)                          -- msgpack {metric: value}""",
+        "CREATE INDEX metric_log_by_scope ON metric_log (scope, seq)",
+        """CREATE TABLE trigger_state (
+            scope TEXT NOT NULL, run_id TEXT NOT NULL, automation TEXT NOT NULL,
+            digest TEXT NOT NULL,                        -- of the automation's definition
+            active INTEGER NOT NULL, fired_at REAL,
+            PRIMARY KEY (scope, run_id, automation)) WITHOUT ROWID""",
+    ]
+
+
+MIGRATIONS = [_0001_executions, _0002_run_state]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

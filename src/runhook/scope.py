@@ -13,16 +13,33 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runhook import constants
 from runhook.acks import Ticket
 from runhook.delivery.actor import Deliveries, Job
-from runhook.events import ArtifactEvent, Event
-from runhook.executions import artifact_context, execution_row, new_id
+from runhook.durations import describe
+from runhook.events import ArtifactEvent, Event, RunEvent, RunMetrics
+from runhook.executions import artifact_context, execution_row, new_id, run_context
+from runhook.runbook import Outcome, RunBook, pack
 from runhook.scopes import scope_keys
 from runhook.settings import Automation, Settings
-from runhook.store import INSERT_EXECUTION, Store, Write
+from runhook.store import (
+    CLEAR_LOG, FORGET_RUN, INSERT_EXECUTION, LOG_METRICS, UPSERT_FLAG, UPSERT_RUN, UPSERT_WINDOW,
+    Statement, Store, Write,
+)
 from runhook.triggers.artifact import occurrences
+from runhook.triggers.crossing import SKIP
 
 log = logging.getLogger("runhook.scope")
 
-Item = tuple[Event, Ticket, float]  # the event, its ticket, its event time
+
+class Checkpoint:
+    """An inbox item asking the actor to write its metric windows (and evict
+    stale runs). Going through the inbox keeps it in order with the events."""
+
+    def __init__(self, evict: bool = False, ttl: float = 0.0) -> None:
+        self.evict = evict
+        self.ttl = ttl
+
+
+# The event (or a checkpoint), its ticket, its event time.
+Item = tuple[Event | Checkpoint, Ticket | None, float]
 
 
 class Runtime(Protocol):
@@ -45,22 +62,64 @@ class ScopeActor:
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
+        self.book = RunBook(automations)
+        self._statements: list[Statement] = []  # durable run state the current event changed
 
     async def run(self) -> None:
+        if self.book.by_metric or self.book.on_state:
+            state = await self._store.run_state(self.scope)
+            self.book.restore(state, {a.name: a.digest for a in self.automations}, time.time())
+            log.info("scope %s: restored %d runs", self.scope, len(self.book.runs))
         async with self._receive:
             async for event, ticket, event_time in self._receive:
+                if isinstance(event, Checkpoint):
+                    await self._checkpoint(event)
+                    continue
+                assert ticket is not None
+                self._statements = []
                 try:
                     rows, jobs = self.evaluate(event, event_time, time.time())
                 except Exception as exc:  # a bug in one evaluation must not stop the scope
                     log.exception("scope %s: evaluating %s failed", self.scope, type(event).__name__)
                     ticket.done(f"internal error evaluating the event: {exc!r}")
                     continue
-                if not rows:
+                statements = self._statements
+                if rows:
+                    statements.append((INSERT_EXECUTION, rows))
+                    self.executions += len(rows)
+                if not statements:
                     ticket.done()
                     continue
-                self.executions += len(rows)
-                await self._store.submit(Write([(INSERT_EXECUTION, rows)],
-                                               self._committed(ticket, jobs)))
+                # Flags, cooldowns and logged values commit with the executions they caused.
+                await self._store.submit(Write(statements, self._committed(ticket, jobs)))
+        await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
+
+    async def _checkpoint(self, request: Checkpoint) -> None:
+        statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]
+        dirty = [self.book.runs[r] for r in self.book.dirty if r in self.book.runs]
+        windows = self.book.checkpoint()
+        if windows:
+            statements.append((UPSERT_WINDOW, [(self.scope, *row) for row in windows]))
+        if dirty:
+            statements.append((UPSERT_RUN, [(self.scope, r.run_id, r.name, r.user, r.state,
+                                             r.last_seen, r.ended_at) for r in dirty]))
+        if request.evict:
+            gone = self.book.evict(time.time(), request.ttl)
+            for sql in FORGET_RUN:
+                if gone:
+                    statements.append((sql, [(self.scope, run_id) for run_id in gone]))
+            if gone:
+                log.info("scope %s: evicted %d runs", self.scope, len(gone))
+        if len(statements) > 1 or request.evict:
+            await self._store.submit(Write(statements))
+
+    def reconfigure(self, automations: list[Automation]) -> None:
+        """Keep the run state of automations whose definition did not change."""
+        kept = {a.name: a.digest for a in automations}
+        changed = {a.name for a in self.automations if kept.get(a.name) != a.digest}
+        self.book.forget(changed)
+        self.book.configure(automations)
+        self.automations = automations
 
     def _committed(self, ticket: Ticket, jobs: list[Job]) -> Any:
         def committed(error: str | None) -> None:
@@ -88,7 +147,44 @@ class ScopeActor:
                     context = artifact_context(event, occurrence, automation.name,
                                                execution_id, event_time)
                     self._record(rows, jobs, automation, event, occurrence.kind, context, now)
+        elif isinstance(event, RunEvent):
+            self._run_event(event, event_time, now, rows, jobs)
         return rows, jobs
+
+    def _run_event(self, event: RunEvent, event_time: float, now: float,
+                   rows: list[tuple[Any, ...]], jobs: list[Job]) -> None:
+        if isinstance(event, RunMetrics):
+            outcome: Outcome = self.book.metrics(event, now)
+        else:
+            outcome = self.book.state(event, now)
+        run = outcome.run
+        if run is None:
+            return
+        if outcome.logged:
+            self._statements.append((LOG_METRICS, [(self.scope, run.run_id, run.name, run.user,
+                                                    pack(outcome.logged))]))
+        if outcome.state_changed:
+            self._statements.append((UPSERT_RUN, [(self.scope, run.run_id, run.name, run.user,
+                                                   run.state, run.last_seen, run.ended_at)]))
+        if outcome.flags:
+            digests = {a.name: a.digest for a in self.automations}
+            self._statements.append((UPSERT_FLAG, [
+                (self.scope, run.run_id, name, digests[name], int(active), fired_at)
+                for name, active, fired_at in outcome.flags]))
+        for firing in outcome.firings:
+            automation = firing.automation
+            execution_id = new_id(now)
+            context = run_context(event, automation.name, automation.kind, execution_id,
+                                  event_time, run.state, automation.run.description,
+                                  firing.metric, firing.values)
+            if firing.action == SKIP:
+                reason = (f"cooldown: fired less than {describe(automation.cooldown)} ago "
+                          f"({describe(firing.cooldown_left)} left)")
+                self._record(rows, jobs, automation, event, automation.kind, context, now,
+                             "SKIPPED", reason, run.run_id)
+            else:
+                self._record(rows, jobs, automation, event, automation.kind, context, now,
+                             run_id=run.run_id)
 
     def _record(self, rows: list[tuple[Any, ...]], jobs: list[Job], automation: Automation,
                 event: Event, kind: str, context: dict[str, Any], now: float,
@@ -138,7 +234,11 @@ class Scopes:
     def reconfigure(self, settings: Settings) -> None:
         """After a reload: every actor takes its scope's new automation list."""
         for key, actor in self.actors.items():
-            actor.automations = settings.by_scope.get(key, [])
+            actor.reconfigure(settings.by_scope.get(key, []))
+
+    async def checkpoint(self, evict: bool, ttl: float) -> None:
+        for actor in list(self.actors.values()):
+            await actor.inbox.send((Checkpoint(evict, ttl), None, 0.0))
 
     def close(self) -> None:
         """No more events: each actor finishes its inbox, then returns."""

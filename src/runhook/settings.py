@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,9 @@ class Automation:
     artifact: artifact.ArtifactChecker | None
     run: Any  # a run checker from runhook.triggers.runs, or None for artifact kinds
     action: ActionSpec
-    # The automation's definition as bytes: a reload keeps the run state of
-    # automations whose fingerprint did not change.
-    fingerprint: bytes
+    # A digest of the automation's definition: a reload (or restart) keeps the run
+    # state of automations whose digest did not change.
+    digest: str
 
 
 @dataclass(slots=True)
@@ -202,7 +203,7 @@ def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Auto
         index=index, name=automation.name, scope=automation.scope, kind=kind,
         enabled=automation.enabled, cooldown=cooldown, artifact=artifact_checker,
         run=run_checker, action=_compile_action(automation.action, config),
-        fingerprint=msgspec.json.encode(automation))
+        digest=hashlib.blake2b(msgspec.json.encode(automation), digest_size=8).hexdigest())
 
 
 def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:

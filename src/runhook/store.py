@@ -33,6 +33,24 @@ UPDATE_EXECUTION = (
     "attempts = attempts + 1 WHERE id = ?")
 INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, received_at) VALUES (?, ?)"
 
+LOG_METRICS = ("INSERT INTO metric_log (scope, run_id, run_name, user, data) "
+               "VALUES (?,?,?,?,?)")
+CLEAR_LOG = "DELETE FROM metric_log WHERE scope = ?"
+UPSERT_FLAG = (
+    "INSERT INTO trigger_state (scope, run_id, automation, digest, active, fired_at) "
+    "VALUES (?,?,?,?,?,?) ON CONFLICT (scope, run_id, automation) DO UPDATE SET "
+    "digest = excluded.digest, active = excluded.active, fired_at = excluded.fired_at")
+UPSERT_RUN = (
+    "INSERT INTO runs (scope, run_id, run_name, user, state, last_seen, ended_at) "
+    "VALUES (?,?,?,?,?,?,?) ON CONFLICT (scope, run_id) DO UPDATE SET "
+    "run_name = excluded.run_name, user = excluded.user, state = excluded.state, "
+    "last_seen = excluded.last_seen, ended_at = excluded.ended_at")
+UPSERT_WINDOW = (
+    "INSERT INTO windows (scope, run_id, metric, size, data) VALUES (?,?,?,?,?) "
+    "ON CONFLICT (scope, run_id, metric) DO UPDATE SET size = excluded.size, data = excluded.data")
+FORGET_RUN = [f"DELETE FROM {table} WHERE scope = ? AND run_id = ?"
+              for table in ("runs", "windows", "trigger_state")]
+
 _COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, integration, "
             "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts")
 
@@ -230,6 +248,22 @@ class Store:
             "SELECT MIN(next_attempt_at) FROM executions WHERE state = 'PENDING' "
             "AND integration = ? AND next_attempt_at > ?", (integration, now))
         return rows[0][0] if rows else None
+
+    async def run_state(self, scope: str) -> dict[str, list[Any]]:
+        """Everything a scope actor restores on start, each list in write order."""
+        return {
+            "runs": await self._fetch(
+                "SELECT run_id, run_name, user, state, last_seen, ended_at FROM runs "
+                "WHERE scope = ?", (scope,)),
+            "windows": await self._fetch(
+                "SELECT run_id, metric, size, data FROM windows WHERE scope = ?", (scope,)),
+            "log": await self._fetch(
+                "SELECT run_id, run_name, user, data FROM metric_log WHERE scope = ? "
+                "ORDER BY seq", (scope,)),
+            "flags": await self._fetch(
+                "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
+                "WHERE scope = ?", (scope,)),
+        }
 
     async def recent_event_ids(self, since: float) -> dict[str, float]:
         rows = await self._fetch("SELECT id, received_at FROM event_ids WHERE received_at >= ?",

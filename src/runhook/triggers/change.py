@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
+import math
 
 import msgspec
 
+from runhook.triggers.aggregate import aggregate, canonical, direction_holds, number
+from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
@@ -19,3 +23,44 @@ class MetricChange(RunFilter, tag="RUN_METRIC_CHANGE", kw_only=True):
     change: Literal["absolute", "relative"] = "absolute"
     direction: Literal["increase", "decrease", "any"] = "any"
     amount: Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ChangeChecker:
+    """Holds when agg(last `window`) moved by `amount` from agg(the `prior_window` before)."""
+
+    __slots__ = ("metric", "size", "agg", "window", "prior", "relative", "direction", "amount",
+                 "description")
+
+    def __init__(self, config: MetricChange) -> None:
+        self.metric = config.metric
+        self.agg = canonical(config.agg)
+        self.window = config.window
+        self.prior = config.prior_window or config.window
+        self.size = self.window + self.prior
+        self.relative = config.change == "relative"
+        self.direction = config.direction
+        self.amount = config.amount
+        verb = {"increase": "rose", "decrease": "fell", "any": "changed"}[config.direction]
+        amount = f"{number(config.amount * 100)}%" if self.relative else number(config.amount)
+        self.description = (f"{self.agg}({config.metric}) over last {self.window} {verb} by at "
+                            f"least {amount} vs the {self.prior} before")
+
+    def evaluate(self, window: Sequence[float]) -> Verdict | None:
+        if len(window) < self.size:
+            return None
+        values = list(window[-self.size:])
+        prior = aggregate(self.agg, values[:self.prior])
+        current = aggregate(self.agg, values[self.prior:])
+        if self.relative:
+            if prior == 0:
+                return None  # DESIGN §5: relative change from zero is skipped
+            delta = (current - prior) / abs(prior)
+        else:
+            delta = current - prior
+        if math.isnan(delta):
+            return None
+        return Verdict(direction_holds(self.direction, delta, self.amount), values)
+
+
+def from_config(config: MetricChange) -> ChangeChecker:
+    return ChangeChecker(config)

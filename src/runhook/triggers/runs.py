@@ -1,15 +1,41 @@
-"""The run trigger kinds joined in one union, as the configuration decodes them."""
+"""The run trigger kinds joined in one union, and the checker each builds."""
 
 from __future__ import annotations
 
+from runhook.triggers import change, state, threshold, zscore
 from runhook.triggers.change import MetricChange
+from runhook.triggers.run_filter import RunMatcher
 from runhook.triggers.state import RunStateTrigger
 from runhook.triggers.threshold import MetricThreshold
 from runhook.triggers.zscore import MetricZScore
 
 RunTriggers = MetricThreshold | MetricChange | MetricZScore | RunStateTrigger
+MetricChecker = threshold.ThresholdChecker | change.ChangeChecker | zscore.ZScoreChecker
 
 
-def from_config(config: RunTriggers) -> object | None:
-    """A checker for one run automation (filled in by the run-trigger modules)."""
-    return None
+class RunChecker:
+    """A run automation's filter and condition, built once from its `event` table."""
+
+    __slots__ = ("matcher", "metric", "state")
+
+    def __init__(self, config: RunTriggers) -> None:
+        self.matcher = RunMatcher(config)
+        self.metric: MetricChecker | None = None
+        self.state: state.StateChecker | None = None
+        match config:
+            case MetricThreshold():
+                self.metric = threshold.from_config(config)
+            case MetricChange():
+                self.metric = change.from_config(config)
+            case MetricZScore():
+                self.metric = zscore.from_config(config)
+            case RunStateTrigger():
+                self.state = state.from_config(config)
+
+    @property
+    def description(self) -> str:
+        return (self.metric or self.state).description  # type: ignore[union-attr]
+
+
+def from_config(config: RunTriggers) -> RunChecker:
+    return RunChecker(config)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
+import math
 
 import msgspec
 
+from runhook.schema import FieldError
+from runhook.triggers.aggregate import COMPARISONS, aggregate, canonical, number
+from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
@@ -17,3 +22,35 @@ class MetricThreshold(RunFilter, tag="RUN_METRIC_THRESHOLD", kw_only=True):
     window: Window = 1
     cmp: Literal[">", ">=", "<", "<=", "==", "!="]
     threshold: float
+
+
+class ThresholdChecker:
+    """Holds when agg(last `window` values) `cmp` `threshold`."""
+
+    __slots__ = ("metric", "size", "agg", "compare", "threshold", "description")
+
+    def __init__(self, config: MetricThreshold) -> None:
+        if config.agg is None and config.window > 1:
+            raise FieldError("agg", "give avg, min or max when window > 1")
+        self.metric = config.metric
+        self.size = config.window
+        self.agg = canonical(config.agg or "avg")
+        self.compare = COMPARISONS[config.cmp]
+        self.threshold = config.threshold
+        subject = config.metric if config.window == 1 else \
+            f"{self.agg}({config.metric}) over last {config.window}"
+        self.description = f"{subject} {config.cmp} {number(config.threshold)}"
+
+    def evaluate(self, window: Sequence[float]) -> Verdict | None:
+        """`window` holds the run's latest values, oldest first; None = cannot tell yet."""
+        if len(window) < self.size:
+            return None
+        values = list(window[-self.size:])
+        value = aggregate(self.agg, values)
+        if math.isnan(value):
+            return None
+        return Verdict(self.compare(value, self.threshold), values)
+
+
+def from_config(config: MetricThreshold) -> ThresholdChecker:
+    return ThresholdChecker(config)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
+import math
 
 import msgspec
 
+from runhook.triggers.aggregate import direction_holds, number
+from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
@@ -16,3 +20,39 @@ class MetricZScore(RunFilter, tag="RUN_METRIC_ZSCORE", kw_only=True):
     window: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 30
     threshold: Annotated[float, msgspec.Meta(gt=0)] = 3.0
     direction: Literal["increase", "decrease", "any"] = "any"
+
+
+class ZScoreChecker:
+    """Holds when the newest value is `threshold` population standard deviations
+    from the mean of the `window` values before it."""
+
+    __slots__ = ("metric", "size", "window", "threshold", "direction", "description")
+
+    def __init__(self, config: MetricZScore) -> None:
+        self.metric = config.metric
+        self.window = config.window
+        self.size = config.window + 1
+        self.threshold = config.threshold
+        self.direction = config.direction
+        sign = {"increase": "≥ ", "decrease": "≤ -", "any": "beyond ±"}[config.direction]
+        self.description = (f"z-score of {config.metric} {sign}{number(config.threshold)} "
+                            f"vs the last {config.window} values")
+
+    def evaluate(self, window: Sequence[float]) -> Verdict | None:
+        if len(window) < self.size:
+            return None
+        values = list(window[-self.size:])
+        earlier, x = values[:-1], values[-1]
+        mean = math.fsum(earlier) / self.window
+        variance = math.fsum((v - mean) ** 2 for v in earlier) / self.window
+        stdev = math.sqrt(variance) if not math.isnan(variance) else math.nan
+        if stdev == 0 or math.isnan(stdev) or math.isinf(stdev):
+            return None  # DESIGN §5: skipped when the stdev is 0
+        z = (x - mean) / stdev
+        if math.isnan(z):
+            return None
+        return Verdict(direction_holds(self.direction, z, self.threshold), values)
+
+
+def from_config(config: MetricZScore) -> ZScoreChecker:
+    return ZScoreChecker(config)

@@ -1,0 +1,253 @@
+"""One scope's runs: metric rings, crossing flags and cooldowns; pure, no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from runhook.events import RunMetrics, RunState
+from runhook.ring import Ring
+from runhook.settings import Automation
+from runhook.triggers.crossing import FIRE, SKIP, on_crossing, step
+from runhook.triggers.state import normalize
+
+# A run that finished or failed keeps its state this long, for late metrics and
+# a repeated final state report, before it is evicted.
+FINISHED_GRACE_S = 3600.0
+ENDED = frozenset({"finished", "failed", "killed"})
+
+
+class Run:
+    __slots__ = ("run_id", "name", "user", "state", "last_seen", "ended_at", "rings", "active",
+                 "fired")
+
+    def __init__(self, run_id: str, name: str, user: str, now: float) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.user = user
+        self.state: str | None = None
+        self.last_seen = now
+        self.ended_at: float | None = None
+        self.rings: dict[str, Ring] = {}
+        self.active: set[str] | None = None   # automations whose condition holds now
+        self.fired: dict[str, float] | None = None  # automation -> last firing (cooldown)
+
+
+@dataclass(slots=True)
+class Firing:
+    automation: Automation
+    action: str  # FIRE or SKIP
+    metric: str | None
+    values: list[float]
+    cooldown_left: float = 0.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one event did to the book: firings, and what must be made durable with them."""
+
+    run: Run | None = None
+    firings: list[Firing] = field(default_factory=list)
+    # (automation name, active, fired_at) rows for the trigger_state table
+    flags: list[tuple[str, bool, float | None]] = field(default_factory=list)
+    logged: dict[str, float] = field(default_factory=dict)  # watched values appended
+    state_changed: bool = False
+
+
+class RunBook:
+    def __init__(self, automations: list[Automation]) -> None:
+        self.runs: dict[str, Run] = {}
+        self.dirty: set[str] = set()  # runs whose rings changed since the last checkpoint
+        self.configure(automations)
+
+    def configure(self, automations: list[Automation]) -> None:
+        """Index the run automations; rings are resized lazily to the new sizes."""
+        self.by_metric: dict[str, list[Automation]] = {}
+        self.on_state: list[Automation] = []
+        self.sizes: dict[str, int] = {}
+        for automation in automations:
+            checker = automation.run
+            if checker is None or not automation.enabled:
+                continue
+            if checker.metric is not None:
+                metric = checker.metric.metric
+                self.by_metric.setdefault(metric, []).append(automation)
+                self.sizes[metric] = max(self.sizes.get(metric, 0), checker.metric.size)
+            else:
+                self.on_state.append(automation)
+
+    def forget(self, names: set[str]) -> None:
+        """Drop crossing flags and cooldowns of automations whose definition changed."""
+        for run in self.runs.values():
+            if run.active:
+                run.active -= names
+            if run.fired:
+                for name in names:
+                    run.fired.pop(name, None)
+
+    def _run(self, run_id: str, name: str, user: str, now: float) -> Run:
+        run = self.runs.get(run_id)
+        if run is None:
+            run = self.runs[run_id] = Run(run_id, name, user, now)
+        run.name, run.user, run.last_seen = name, user, now
+        return run
+
+    def metrics(self, event: RunMetrics, now: float) -> Outcome:
+        outcome = Outcome()
+        watched = [(m, v) for m, v in event.values.items() if m in self.by_metric]
+        if not watched:
+            return outcome
+        name, user = event.run_name, event.user
+        if not any(a.run.matcher.matches(name, user) for m, _ in watched for a in self.by_metric[m]):
+            return outcome
+        run = outcome.run = self._run(event.run_id, name, user, now)
+        for metric, value in watched:
+            if value is None or math.isnan(value):
+                continue  # DESIGN §5: NaN and null are ignored; ±Infinity takes part
+            size = self.sizes[metric]
+            ring = run.rings.get(metric)
+            if ring is None or ring.size != size:
+                ring = run.rings[metric] = Ring(size, ring.values() if ring else ())
+            ring.append(value)
+            outcome.logged[metric] = value
+            for automation in self.by_metric[metric]:
+                checker = automation.run
+                if not checker.matcher.matches(name, user):
+                    continue
+                verdict = checker.metric.evaluate(ring.tail(checker.metric.size))
+                self._step(run, automation, None if verdict is None else verdict.holds, now,
+                           outcome, metric, verdict.values if verdict else [])
+        if outcome.logged:
+            self.dirty.add(run.run_id)
+        return outcome
+
+    def state(self, event: RunState, now: float) -> Outcome:
+        outcome = Outcome()
+        current = normalize(event.state)
+        watching = [a for a in self.on_state if a.run.matcher.matches(event.run_name, event.user)]
+        if event.run_id not in self.runs and not watching:
+            return outcome
+        run = outcome.run = self._run(event.run_id, event.run_name, event.user, now)
+        previous = run.state
+        for automation in watching:
+            if automation.run.state.fires(previous, current):
+                self._fire(run, automation, now, outcome, None, [])  # a change is an edge
+        if current != previous:
+            run.state = current
+            run.ended_at = now if current in ENDED else None
+            outcome.state_changed = True
+            self.dirty.add(run.run_id)
+        return outcome
+
+    def _step(self, run: Run, automation: Automation, holds: bool | None, now: float,
+              outcome: Outcome, metric: str, values: list[float]) -> None:
+        name = automation.name
+        before = run.active is not None and name in run.active
+        last = run.fired.get(name) if run.fired else None
+        after, action = step(before, holds, last, now, automation.cooldown)
+        if after == before:
+            return
+        if after:
+            if run.active is None:
+                run.active = set()
+            run.active.add(name)
+        else:
+            assert run.active is not None
+            run.active.discard(name)
+        if action is not None:
+            self._fire(run, automation, now, outcome, metric, values, action)
+        else:
+            self._flag(outcome, name, after, last)
+
+    def _fire(self, run: Run, automation: Automation, now: float, outcome: Outcome,
+              metric: str | None, values: list[float], action: str | None = None) -> None:
+        """A crossing: FIRE, or SKIP inside the cooldown."""
+        name = automation.name
+        last = run.fired.get(name) if run.fired else None
+        if (action or on_crossing(last, now, automation.cooldown)) == SKIP:
+            outcome.firings.append(Firing(automation, SKIP, metric, values,
+                                          automation.cooldown - (now - last)))
+        else:
+            if run.fired is None:
+                run.fired = {}
+            run.fired[name] = last = now
+            outcome.firings.append(Firing(automation, FIRE, metric, values))
+        self._flag(outcome, name, run.active is not None and name in run.active, last)
+
+    @staticmethod
+    def _flag(outcome: Outcome, name: str, active: bool, fired_at: float | None) -> None:
+        # One row per automation per event: a later change in the same event replaces it.
+        outcome.flags = [f for f in outcome.flags if f[0] != name]
+        outcome.flags.append((name, active, fired_at))
+
+    def evict(self, now: float, ttl: float) -> list[str]:
+        """Forget runs that ended more than an hour ago or were silent for `ttl`."""
+        gone = [run_id for run_id, run in self.runs.items()
+                if (run.ended_at is not None and now - run.ended_at > FINISHED_GRACE_S)
+                or now - run.last_seen > ttl]
+        for run_id in gone:
+            del self.runs[run_id]
+            self.dirty.discard(run_id)
+        return gone
+
+    def checkpoint(self) -> list[tuple[Any, ...]]:
+        """(run_id, metric, size, bytes) for every ring of the runs changed since last time."""
+        rows = []
+        for run_id in self.dirty:
+            run = self.runs.get(run_id)
+            if run is None:
+                continue
+            for metric, ring in run.rings.items():
+                rows.append((run_id, metric, ring.size, ring.to_bytes()))
+        self.dirty.clear()
+        return rows
+
+    def restore(self, state: dict[str, list[Any]], digests: dict[str, str], now: float) -> None:
+        """Rebuild from the database: checkpointed windows, then the values logged
+        since (in order), then the flags of automations whose definition is unchanged."""
+        for run_id, name, user, run_state, last_seen, ended_at in state["runs"]:
+            run = self.runs[run_id] = Run(run_id, name, user, last_seen)
+            run.state, run.ended_at = run_state, ended_at
+        for run_id, metric, _size, data in state["windows"]:
+            if metric in self.sizes:
+                self._known(run_id, now).rings[metric] = Ring.from_bytes(self.sizes[metric], data)
+        for run_id, name, user, data in state["log"]:
+            run = self._run(run_id, name, user, now)
+            for metric, value in _unpack(data).items():
+                size = self.sizes.get(metric)
+                if size is None:
+                    continue
+                ring = run.rings.get(metric)
+                if ring is None:
+                    ring = run.rings[metric] = Ring(size)
+                ring.append(value)
+            self.dirty.add(run_id)
+        for run_id, automation, digest, active, fired_at in state["flags"]:
+            if digests.get(automation) != digest:
+                continue  # its definition changed: start afresh
+            run = self._known(run_id, now)
+            if active:
+                run.active = (run.active or set()) | {automation}
+            if fired_at is not None:
+                run.fired = {**(run.fired or {}), automation: fired_at}
+
+    def _known(self, run_id: str, now: float) -> Run:
+        run = self.runs.get(run_id)
+        if run is None:
+            run = self.runs[run_id] = Run(run_id, "", "", now)
+        return run
+
+
+_packer = msgspec.msgpack.Encoder()
+
+
+def pack(values: dict[str, float]) -> bytes:
+    """Logged values; msgpack keeps ±Infinity, which JSON cannot."""
+    return _packer.encode(values)
+
+
+def _unpack(data: bytes) -> dict[str, float]:
+    return msgspec.msgpack.decode(data, type=dict[str, float])
