@@ -1,4 +1,4 @@
-"""Tickets: an event is acknowledged once every scope it reached has committed its executions."""
+"""Tickets: events are acknowledged once every scope they reached has committed their executions."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import asyncio
 
 
 class Ticket:
-    """Counts down the parts of one event's work (one per scope actor, one for the
-    idempotency id); resolves its future with None, or the first error, at zero."""
+    """Counts down the parts of the work of one chunk of lines (one per scope actor
+    it reached, one for its idempotency ids); resolves its future at zero with None
+    or the first error, which then applies to every event of the chunk (they were
+    committed, or rolled back, together). `errors` holds errors of single lines."""
 
-    __slots__ = ("future", "pending", "error")
+    __slots__ = ("future", "pending", "error", "errors")
 
     def __init__(self, future: asyncio.Future[str | None], pending: int) -> None:
         self.future = future
         self.pending = pending
         self.error: str | None = None
+        self.errors: dict[int, str] = {}
 
     def done(self, error: str | None = None) -> None:
         if error is not None and self.error is None:

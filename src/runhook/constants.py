@@ -11,13 +11,14 @@ DEFAULT_DATABASE = "/var/lib/runhook/runhook.db"
 MAX_LINE_BYTES = 1 << 20
 # How much one read() takes from a socket; many lines per read keep syscalls rare.
 READ_CHUNK = 256 * 1024
-# Lines read on one connection but not yet answered. When full, ingress stops
-# reading that connection, so a client that never reads its answers cannot make
-# the daemon buffer without end.
-PENDING_ANSWERS = 8192
-# Events queued for one scope actor. When full, ingress stops reading the
-# connection that feeds it (backpressure, never a drop).
-INBOX_SIZE = 4096
+# Chunks (one read() each, up to READ_CHUNK bytes) read on one connection but
+# not yet answered. When full, ingress stops reading that connection, so a client
+# that never reads its answers cannot make the daemon buffer without end.
+PENDING_CHUNKS = 16
+# Batches (one per chunk that reached the actor) queued for one scope actor.
+# When full, ingress stops reading the connection that feeds it (backpressure,
+# never a drop).
+INBOX_SIZE = 64
 # Write units queued for the single SQLite writer; a full queue slows the actors.
 WRITE_QUEUE_SIZE = 16384
 # Most write units applied in one transaction: large enough that thousands of

@@ -15,11 +15,20 @@ from runhook.triggers.artifact import Occurrence
 _encoder = msgspec.json.Encoder()
 
 
+_last = [0, 0]  # the last id's milliseconds and sequence number
+
+
 def new_id(now: float | None = None) -> str:
-    """`ex_` + milliseconds + randomness: unique, sortable by creation, and the
-    `webhook-id` a receiver deduplicates on (stable across retries and restarts)."""
+    """`ex_` + milliseconds + a sequence + randomness: unique, strictly increasing
+    within the process (so history sorts by creation even inside one batch), and
+    the `webhook-id` receivers deduplicate on (stable across retries and restarts)."""
     ms = int((time.time() if now is None else now) * 1000)
-    return f"ex_{ms:012x}{os.urandom(6).hex()}"
+    if ms <= _last[0]:
+        ms, seq = _last[0], _last[1] + 1
+    else:
+        seq = 0
+    _last[0], _last[1] = ms, seq
+    return f"ex_{ms:012x}{seq:06x}{os.urandom(4).hex()}"
 
 
 def event_timestamp(event: Event, received: float) -> float:

@@ -20,15 +20,24 @@ from runhook.acks import Ticket
 from runhook.events import Event
 from runhook.executions import event_timestamp
 from runhook.protocol import BadLine, Query
-from runhook.scope import Scopes
+from runhook.scope import ScopeActor, Scopes
 from runhook.store import INSERT_EVENT_ID, Store, Write
 
 log = logging.getLogger("runhook.ingress")
 
 QueryHandler = Callable[[Query], Awaitable[bytes]]
-# What the answer writer of a connection waits on: a ready line, or the future of
-# an event (its error, or None) with the idempotency id to forget if it failed.
-Pending = bytes | tuple[asyncio.Future[str | None], int, str | None] | asyncio.Task[bytes]
+
+
+class Answers:
+    """The answers to one chunk of lines, in line order. Each is a ready line, a
+    query's task, or the line number of an event waiting for the chunk's commit."""
+
+    __slots__ = ("results", "ticket", "ids")
+
+    def __init__(self) -> None:
+        self.results: list[bytes | int | asyncio.Task[bytes]] = []
+        self.ticket: Ticket | None = None
+        self.ids: list[str] = []  # idempotency ids claimed by this chunk
 
 
 class Ingress:
@@ -89,7 +98,7 @@ class Ingress:
         if task is not None:
             self._handlers.add(task)
         # Bounded: when the client does not read its answers, we stop reading its lines.
-        answers: asyncio.Queue[Pending | None] = asyncio.Queue(constants.PENDING_ANSWERS)
+        answers: asyncio.Queue[Answers | None] = asyncio.Queue(constants.PENDING_CHUNKS)
         writing = asyncio.create_task(self._write_answers(answers, writer))
         line_no = 0
         pending = b""
@@ -105,26 +114,21 @@ class Ingress:
                         continue
                     discarding = False
                     line_no += 1
-                    await answers.put(_too_long(line_no, self))
+                    refused = Answers()
+                    refused.results.append(self._too_long(line_no))
+                    await answers.put(refused)
                     chunk = chunk[newline + 1:]
                 lines = (pending + chunk).split(b"\n")
                 pending = lines.pop()
-                for line in lines:
-                    line_no += 1
-                    if len(line) > constants.MAX_LINE_BYTES:
-                        await answers.put(_too_long(line_no, self))
-                        continue
-                    result = await self._line(line_no, line)
-                    if result is not None:
-                        await answers.put(result)
+                if lines:
+                    await answers.put(await self._chunk(line_no + 1, lines))
+                    line_no += len(lines)
                 if len(pending) > constants.MAX_LINE_BYTES:
                     pending = b""
                     discarding = True
             if pending.strip() and not discarding:
-                line_no += 1  # a last line without its newline is still a request
-                result = await self._line(line_no, pending)
-                if result is not None:
-                    await answers.put(result)
+                # A last line without its newline is still a request.
+                await answers.put(await self._chunk(line_no + 1, [pending]))
         except (ConnectionError, OSError):
             pass
         finally:
@@ -138,47 +142,70 @@ class Ingress:
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _line(self, line_no: int, line: bytes) -> Pending | None:
-        if not line.strip():
-            return None  # blank lines are not requests
-        try:
-            request = protocol.decode(line)
-        except BadLine as exc:
-            self.lines_rejected += 1
-            return protocol.error_line(line_no, str(exc))
-        if isinstance(request, Query):
-            return asyncio.ensure_future(self._queries(request))
-        return await self._event(line_no, request)
-
-    async def _event(self, line_no: int, event: Event) -> Pending:
+    async def _chunk(self, first_line: int, lines: list[bytes]) -> Answers:
+        """Decode a chunk's lines and hand its events to the actors, one batch per
+        actor: a chunk costs one ticket and one write per actor, not one per line."""
+        out = Answers()
+        batches: dict[ScopeActor, list[tuple[Event, float, int]]] = {}
+        ids: list[tuple[str, float]] = []
         now = time.time()
-        try:
-            event_time = event_timestamp(event, now)
-        except ValueError as exc:
-            self.lines_rejected += 1
-            return protocol.error_line(line_no, f"field `time`: {exc}")
-        kind = event.__struct_config__.tag
-        self.events_received[kind] = self.events_received.get(kind, 0) + 1  # type: ignore[index]
-        event_id = event.id
-        if event_id is not None:
-            seen = self.recent_ids.get(event_id)
-            if seen is not None and seen >= now - constants.IDEMPOTENCY_WINDOW_S:
-                return protocol.OK_DUPLICATE
-        actors = self._scopes.targets(event)
-        parts = len(actors) + (event_id is not None)
-        if parts == 0:
-            return protocol.OK
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        ticket = Ticket(future, parts)
-        if event_id is not None:
-            # Claimed now, so a duplicate pipelined right behind is caught too.
-            self.recent_ids[event_id] = now
-            await self._store.submit(Write([(INSERT_EVENT_ID, [(event_id, now)])], ticket.done))
-        for actor in actors:
-            await actor.inbox.send((event, ticket, event_time))  # full inbox: backpressure
-        return (future, line_no, event_id)
+        targets = self._scopes.targets
+        recent = self.recent_ids
+        horizon = now - constants.IDEMPOTENCY_WINDOW_S
+        for line_no, line in enumerate(lines, first_line):
+            if len(line) > constants.MAX_LINE_BYTES:
+                out.results.append(self._too_long(line_no))
+                continue
+            if not line.strip():
+                continue  # blank lines are not requests
+            try:
+                request = protocol.decode(line)
+            except BadLine as exc:
+                self.lines_rejected += 1
+                out.results.append(protocol.error_line(line_no, str(exc)))
+                continue
+            if isinstance(request, Query):
+                out.results.append(asyncio.ensure_future(self._queries(request)))
+                continue
+            event: Event = request
+            try:
+                event_time = event_timestamp(event, now)
+            except ValueError as exc:
+                self.lines_rejected += 1
+                out.results.append(protocol.error_line(line_no, f"field `time`: {exc}"))
+                continue
+            kind = event.__struct_config__.tag
+            self.events_received[kind] = self.events_received.get(kind, 0) + 1  # type: ignore[index]
+            event_id = event.id
+            if event_id is not None:
+                seen = recent.get(event_id)
+                if seen is not None and seen >= horizon:
+                    out.results.append(protocol.OK_DUPLICATE)
+                    continue
+                # Claimed now, so a duplicate right behind (even in this chunk) is caught.
+                recent[event_id] = now
+                ids.append((event_id, now))
+                out.ids.append(event_id)
+            actors = targets(event)
+            if not actors and event_id is None:
+                out.results.append(protocol.OK)
+                continue
+            out.results.append(line_no)
+            for actor in actors:
+                batch = batches.get(actor)
+                if batch is None:
+                    batch = batches[actor] = []
+                batch.append((event, event_time, line_no))
+        parts = len(batches) + (1 if ids else 0)
+        if parts:
+            ticket = out.ticket = Ticket(asyncio.get_running_loop().create_future(), parts)
+            if ids:
+                await self._store.submit(Write([(INSERT_EVENT_ID, ids)], ticket.done))
+            for actor, batch in batches.items():
+                await actor.inbox.send((batch, ticket))  # a full inbox: backpressure
+        return out
 
-    async def _write_answers(self, answers: asyncio.Queue[Pending | None],
+    async def _write_answers(self, answers: asyncio.Queue[Answers | None],
                              writer: asyncio.StreamWriter) -> None:
         broken = False
         while True:
@@ -186,7 +213,7 @@ class Ingress:
             out: list[bytes] = []
             done = item is None
             while item is not None:
-                out.append(await self._resolve(item))
+                await self._resolve(item, out)
                 try:
                     item = answers.get_nowait()
                 except asyncio.QueueEmpty:
@@ -202,28 +229,31 @@ class Ingress:
             if done:
                 return
 
-    async def _resolve(self, item: Pending) -> bytes:
-        if isinstance(item, bytes):
-            return item
-        if isinstance(item, asyncio.Task):
-            try:
-                return await item
-            except Exception as exc:
-                log.exception("query failed")
-                return protocol.error_line(0, f"query failed: {exc}")
-        future, line_no, event_id = item
-        error = await future
-        if error is None:
-            return protocol.OK
-        if event_id is not None:
-            self.recent_ids.pop(event_id, None)  # not accepted: a retry must be evaluated
-        return protocol.error_line(line_no, error)
+    async def _resolve(self, answers: Answers, out: list[bytes]) -> None:
+        ticket = answers.ticket
+        error = await ticket.future if ticket is not None else None
+        if error is not None:
+            for event_id in answers.ids:
+                self.recent_ids.pop(event_id, None)  # not accepted: a retry must be evaluated
+        for result in answers.results:
+            if isinstance(result, bytes):
+                out.append(result)
+            elif isinstance(result, int):
+                assert ticket is not None
+                problem = error or ticket.errors.get(result)
+                out.append(protocol.OK if problem is None
+                           else protocol.error_line(result, problem))
+            else:
+                try:
+                    out.append(await result)
+                except Exception as exc:
+                    log.exception("query failed")
+                    out.append(protocol.error_line(0, f"query failed: {exc}"))
 
-
-def _too_long(line_no: int, ingress: Ingress) -> bytes:
-    ingress.lines_rejected += 1
-    return protocol.error_line(
-        line_no, f"line is over {constants.MAX_LINE_BYTES} bytes (1 MiB); refused")
+    def _too_long(self, line_no: int) -> bytes:
+        self.lines_rejected += 1
+        return protocol.error_line(
+            line_no, f"line is over {constants.MAX_LINE_BYTES} bytes (1 MiB); refused")
 
 
 def _clear_stale_socket(path: Path) -> None:

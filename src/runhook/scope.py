@@ -38,8 +38,9 @@ class Checkpoint:
         self.ttl = ttl
 
 
-# The event (or a checkpoint), its ticket, its event time.
-Item = tuple[Event | Checkpoint, Ticket | None, float]
+# A batch of (event, event time, line number) with the ticket of its chunk; or a checkpoint.
+Batch = list[tuple[Event, float, int]]
+Item = tuple[Batch, Ticket] | tuple[Checkpoint, None]
 
 
 class Runtime(Protocol):
@@ -71,28 +72,39 @@ class ScopeActor:
             self.book.restore(state, {a.name: a.digest for a in self.automations}, time.time())
             log.info("scope %s: restored %d runs", self.scope, len(self.book.runs))
         async with self._receive:
-            async for event, ticket, event_time in self._receive:
-                if isinstance(event, Checkpoint):
-                    await self._checkpoint(event)
-                    continue
-                assert ticket is not None
-                self._statements = []
-                try:
-                    rows, jobs = self.evaluate(event, event_time, time.time())
-                except Exception as exc:  # a bug in one evaluation must not stop the scope
-                    log.exception("scope %s: evaluating %s failed", self.scope, type(event).__name__)
-                    ticket.done(f"internal error evaluating the event: {exc!r}")
-                    continue
-                statements = self._statements
-                if rows:
-                    statements.append((INSERT_EXECUTION, rows))
-                    self.executions += len(rows)
-                if not statements:
-                    ticket.done()
-                    continue
-                # Flags, cooldowns and logged values commit with the executions they caused.
-                await self._store.submit(Write(statements, self._committed(ticket, jobs)))
+            async for batch, ticket in self._receive:
+                if isinstance(batch, Checkpoint):
+                    await self._checkpoint(batch)
+                else:
+                    assert ticket is not None
+                    await self._evaluate_batch(batch, ticket)
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
+
+    async def _evaluate_batch(self, batch: Batch, ticket: Ticket) -> None:
+        # Statements grouped by SQL, first-seen order kept: each table's rows keep
+        # event order, and a batch costs one executemany per table.
+        grouped: dict[str, list[Any]] = {}
+        jobs: list[Job] = []
+        now = time.time()
+        for event, event_time, line_no in batch:
+            self._statements = []
+            try:
+                rows, event_jobs = self.evaluate(event, event_time, now)
+            except Exception as exc:  # a bug in one evaluation must not stop the scope
+                log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
+                ticket.errors[line_no] = f"internal error evaluating the event: {exc!r}"
+                continue
+            if rows:
+                self._statements.append((INSERT_EXECUTION, rows))
+                self.executions += len(rows)
+                jobs.extend(event_jobs)
+            for sql, params in self._statements:
+                grouped.setdefault(sql, []).extend(params)
+        if not grouped:
+            ticket.done()
+            return
+        # Flags, cooldowns and logged values commit with the executions they caused.
+        await self._store.submit(Write(list(grouped.items()), self._committed(ticket, jobs)))
 
     async def _checkpoint(self, request: Checkpoint) -> None:
         statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]
@@ -111,7 +123,8 @@ class ScopeActor:
             if gone:
                 log.info("scope %s: evicted %d runs", self.scope, len(gone))
         if len(statements) > 1 or request.evict:
-            await self._store.submit(Write(statements))
+            # A barrier: the log it clears must not be reordered with later log rows.
+            await self._store.submit(Write(statements, barrier=True))
 
     def reconfigure(self, automations: list[Automation]) -> None:
         """Keep the run state of automations whose definition did not change."""
@@ -238,7 +251,7 @@ class Scopes:
 
     async def checkpoint(self, evict: bool, ttl: float) -> None:
         for actor in list(self.actors.values()):
-            await actor.inbox.send((Checkpoint(evict, ttl), None, 0.0))
+            await actor.inbox.send((Checkpoint(evict, ttl), None))
 
     def close(self) -> None:
         """No more events: each actor finishes its inbox, then returns."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +92,31 @@ def _execution(row: Sequence[Any]) -> Execution:
 
 
 class Write:
-    """A unit of work for the writer: statements applied in order in one
-    transaction with others, and a callback told the outcome after commit."""
+    """A unit of work for the writer, committed in one transaction with others, and
+    a callback told the outcome after the commit. Within a batch the writer groups
+    rows by statement across writes (one executemany per statement): rows of one
+    statement keep their order, different statements may be reordered. That is
+    safe for every write whose statements commute with other writes' statements;
+    a `barrier` write (a checkpoint clearing a log) is applied alone, in order."""
 
-    __slots__ = ("statements", "on_commit")
+    __slots__ = ("statements", "on_commit", "barrier")
 
-    def __init__(self, statements: list[Statement], on_commit: OnCommit | None = None) -> None:
+    def __init__(self, statements: list[Statement], on_commit: OnCommit | None = None,
+                 barrier: bool = False) -> None:
         self.statements = statements
         self.on_commit = on_commit
+        self.barrier = barrier
+
+
+def _merge(statements: list[Statement]) -> list[tuple[str, list[Sequence[Any]]]]:
+    """A barrier's statements in their own order (adjacent repeats merged)."""
+    out: list[tuple[str, list[Sequence[Any]]]] = []
+    for sql, params in statements:
+        if out and out[-1][0] == sql:
+            out[-1][1].extend(params)
+        else:
+            out.append((sql, list(params)))
+    return out
 
 
 class Store:
@@ -175,18 +192,16 @@ class Store:
         assert db is not None
         try:
             await db.execute("BEGIN IMMEDIATE")
-            sql: str | None = None
-            rows: list[Sequence[Any]] = []
+            grouped: dict[str, list[Sequence[Any]]] = {}
             for write in batch:
-                for statement, params in write.statements:
-                    # Adjacent runs of one statement become one executemany; order is kept.
-                    if statement != sql:
-                        if sql is not None:
-                            await db.executemany(sql, rows)
-                        sql, rows = statement, []
-                    rows.extend(params)
-            if sql is not None:
-                await db.executemany(sql, rows)
+                if write.barrier:
+                    await self._execute(grouped.items())
+                    await self._execute(_merge(write.statements))
+                    grouped = {}
+                else:
+                    for statement, params in write.statements:
+                        grouped.setdefault(statement, []).extend(params)
+            await self._execute(grouped.items())
             await db.execute("COMMIT")
         except Exception as exc:
             error = f"database write failed: {exc}"
@@ -201,6 +216,12 @@ class Store:
         self.last_commit_at = time.time()
         self.last_error = None
         return None
+
+    async def _execute(self, statements: Iterable[tuple[str, list[Sequence[Any]]]]) -> None:
+        assert self._writer is not None
+        for sql, rows in statements:
+            if rows:
+                await self._writer.executemany(sql, rows)
 
     # Queries, on the reader connection.
 
