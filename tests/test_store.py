@@ -18,7 +18,7 @@ async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
     await store.close()
     db = sqlite3.connect(tmp_path / "r.db")
     assert [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
-        "0001_executions", "0002_run_state"]
+        "0001_executions", "0002_run_state", "0003_delivery_control"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -134,7 +134,7 @@ class Daemon:
                     self.ingress.prune_ids(time.time())
 
     async def _query(self, query: Query) -> bytes:
-        return await queries.answer(query, self.store, self)
+        return await queries.answer(query, self)
 
     def _summary(self) -> str:
         s = self.settings
@@ -156,7 +156,7 @@ class Daemon:
             "automations": [{"name": a.name, "scope": a.scope, "kind": a.kind,
                              "enabled": a.enabled} for a in self.settings.automations],
             "integrations": [{"name": name, "in_flight": actor.in_flight, "sent": actor.sent,
-                              "last_error": actor.last_error}
+                              "last_error": actor.last_error, "disabled": actor.disabled}
                              for name, actor in self.deliveries.actors.items()],
             "scopes": len(self.scopes.actors) if self.scopes else 0,
             "connections": ingress.connections if ingress else 0,

@@ -1,4 +1,4 @@
-"""The `runhook` command: serve, send, history, check-config, status."""
+"""The `runhook` command: serve, check-config, send, history, status, enable, redeliver, test, reload."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import msgspec
 from runhook import __version__, constants
 from runhook.client import Client, RunhookError
 from runhook.config import ConfigError, read
+from runhook.durations import parse_duration
 from runhook.settings import load
 
 
@@ -128,8 +129,77 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{'enabled' if a['enabled'] else 'disabled'}")
     print("integrations:")
     for i in status["integrations"]:
-        print(f"  {i['name']:<30} sent {i['sent']:<8} in flight {i['in_flight']:<4} "
-              f"last error: {i['last_error'] or '-'}")
+        state = f"DISABLED: {i['disabled']}" if i["disabled"] else \
+            f"last error: {i['last_error'] or '-'}"
+        print(f"  {i['name']:<30} sent {i['sent']:<8} in flight {i['in_flight']:<4} {state}")
+    return 0
+
+
+def _command(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Send one command; print the refusal and return None if refused."""
+    with _connect(args) as client:
+        answer = client.request(request)
+    if not answer.get("ok"):
+        print(f"runhook: {answer.get('error')}", file=sys.stderr)
+        return None
+    return answer
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    answer = _command(args, {"type": "command.enable", "integration": args.integration})
+    if answer is None:
+        return 1
+    was = answer["was_disabled"]
+    print(f"{args.integration}: enabled" + (f" (was disabled: {was})" if was else
+                                            " (it was not disabled)"))
+    return 0
+
+
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    if bool(args.execution) == bool(args.failed):
+        print("runhook: give an EXECUTION_ID, or --failed --since DURATION", file=sys.stderr)
+        return 2
+    request: dict[str, Any] = {"type": "command.redeliver"}
+    if args.execution:
+        request["id"] = args.execution
+    else:
+        try:
+            request.update(failed=True, since=parse_duration(args.since))
+        except ValueError as exc:
+            print(f"runhook: --since: {exc}", file=sys.stderr)
+            return 2
+        if args.automation:
+            request["automation"] = args.automation
+    answer = _command(args, request)
+    if answer is None:
+        return 1
+    ids = answer["redelivered"]
+    print(f"{len(ids)} execution(s) queued for redelivery (same webhook-id)")
+    for execution_id in ids:
+        print(f"  {execution_id}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {"type": "command.test", "integration": args.integration}
+    if args.payload is not None:
+        request["payload"] = args.payload
+    answer = _command(args, request)
+    if answer is None:
+        return 1
+    test = answer["test"]
+    print(f"execution {test['execution_id']}: status {test['status'] or '-'}"
+          + (f", {test['error']}" if test["error"] else ""))
+    if test["response"]:
+        print(test["response"])
+    return 0 if test["status"] is not None and 200 <= test["status"] < 300 else 1
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    answer = _command(args, {"type": "command.reload"})
+    if answer is None:
+        return 1
+    print("configuration reloaded")
     return 0
 
 
@@ -164,6 +234,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_history)
+
+    p = client_command("enable", "resume an integration a 410 answer disabled")
+    p.add_argument("integration")
+    p.set_defaults(func=cmd_enable)
+
+    p = client_command("redeliver", "send executions again (same webhook-id)")
+    p.add_argument("execution", nargs="?", help="one execution id")
+    p.add_argument("--failed", action="store_true", help="every FAILED execution of --since")
+    p.add_argument("--since", default="24h", help="with --failed: how far back (e.g. 2h)")
+    p.add_argument("--automation", help="with --failed: only this automation's")
+    p.set_defaults(func=cmd_redeliver)
+
+    p = client_command("test", "send a test request through an integration")
+    p.add_argument("integration")
+    p.add_argument("--payload", help="the JSON body to send (webhooks) or the text (Slack)")
+    p.set_defaults(func=cmd_test)
+
+    p = client_command("reload", "re-read the configuration file (like SIGHUP)")
+    p.set_defaults(func=cmd_reload)
 
     p = client_command("status", "what the daemon is doing")
     p.add_argument("--json", action="store_true")

@@ -110,3 +110,18 @@ def execution_row(execution_id: str, automation: str, scope: str, kind: str, eve
     return (execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,
             action_kind, integration, state, reason, _encoder.encode(context).decode(), run_id,
             now, now, next_attempt)
+
+
+TEST_AUTOMATION = "(test)"
+
+
+def test_context(integration: str, execution_id: str, now: float) -> dict[str, Any]:
+    return {"event_type": "TEST", "automation_name": TEST_AUTOMATION,
+            "execution_id": execution_id, "event_time": iso(now), "integration": integration}
+
+
+def test_row(execution_id: str, integration: str, action_kind: str, context: dict[str, Any],
+             now: float) -> tuple[Any, ...]:
+    """The executions row of `runhook test`: no automation, no event."""
+    return (execution_id, TEST_AUTOMATION, "-", "TEST", "command.test", None, action_kind,
+            integration, "PENDING", None, _encoder.encode(context).decode(), None, now, now, None)

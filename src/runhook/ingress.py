@@ -247,8 +247,8 @@ class Ingress:
                 try:
                     out.append(await result)
                 except Exception as exc:
-                    log.exception("query failed")
-                    out.append(protocol.error_line(0, f"query failed: {exc}"))
+                    log.exception("request failed")
+                    out.append(protocol.refusal(f"request failed: {exc}"))
 
     def _too_long(self, line_no: int) -> bytes:
         self.lines_rejected += 1

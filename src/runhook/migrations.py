@@ -74,7 +74,17 @@ def _0002_run_state() -> list[str]:
     ]
 
 
-MIGRATIONS = [_0001_executions, _0002_run_state]
+def _0003_delivery_control() -> list[str]:
+    """Integrations disabled by a 410 stay disabled across restarts until enabled;
+    a redelivery starts a fresh retry schedule from `round_start`."""
+    return [
+        """CREATE TABLE disabled_integrations (
+            name TEXT PRIMARY KEY, disabled_at REAL NOT NULL, reason TEXT NOT NULL)""",
+        "ALTER TABLE executions ADD COLUMN round_start INTEGER NOT NULL DEFAULT 0",
+    ]
+
+
+MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

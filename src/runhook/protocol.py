@@ -30,12 +30,41 @@ class Status(Query, tag="query.status", kw_only=True):
     pass
 
 
-Queries = History | ExecutionQuery | Status
+class Enable(Query, tag="command.enable", kw_only=True):
+    integration: str
+
+
+class Redeliver(Query, tag="command.redeliver", kw_only=True):
+    """One execution by `id`, or every FAILED one of the last `since` seconds."""
+
+    id: str | None = None
+    failed: bool = False
+    since: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    automation: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.id is None) == (not self.failed):
+            raise ValueError("give either `id`, or `failed` with `since`")
+        if self.failed and self.since is None:
+            raise ValueError("`failed` needs `since` (seconds)")
+
+
+class TestIntegration(Query, tag="command.test", kw_only=True):
+    integration: str
+    payload: str | None = None
+
+
+class Reload(Query, tag="command.reload", kw_only=True):
+    pass
+
+
+Queries = History | ExecutionQuery | Status | Enable | Redeliver | TestIntegration | Reload
 Request = ArtifactEvents | RunEvents | Queries
 
 EVENT_TYPES = ("artifact.created", "artifact.linked", "artifact.unlinked", "artifact.alias_added",
                "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state")
-QUERY_TYPES = ("query.history", "query.execution", "query.status")
+QUERY_TYPES = ("query.history", "query.execution", "query.status", "command.enable",
+               "command.redeliver", "command.test", "command.reload")
 
 _decoder = msgspec.json.Decoder(Request)
 _encoder = msgspec.json.Encoder()
@@ -95,3 +124,8 @@ def error_line(line_no: int, message: str) -> bytes:
 
 def answer(body: dict[str, Any]) -> bytes:
     return _encoder.encode({"ok": True, **body}) + b"\n"
+
+
+def refusal(message: str) -> bytes:
+    """The answer to a query or command the daemon cannot carry out."""
+    return _encoder.encode({"ok": False, "error": message}) + b"\n"

@@ -1,21 +1,32 @@
-"""Answers to the socket's queries (history, one execution, status), as JSON lines."""
+"""Answers to the socket's queries and commands (history, status, enable, redeliver, test, reload)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Protocol
 
 import msgspec
 
 from runhook import protocol
-from runhook.protocol import ExecutionQuery, History, Query, Status
-from runhook.store import Store
+from runhook.delivery.actor import Deliveries
+from runhook.protocol import (
+    Enable, ExecutionQuery, History, Query, Redeliver, Reload, Status, TestIntegration,
+)
+from runhook.store import ENABLE_INTEGRATION, REDELIVER, Store, Write
 
 
-class StatusSource(Protocol):
+class Daemon(Protocol):
+    store: Store
+    deliveries: Deliveries
+
     def status(self) -> dict[str, Any]: ...
 
+    async def reload(self) -> list[str]: ...
 
-async def answer(query: Query, store: Store, source: StatusSource) -> bytes:
+
+async def answer(query: Query, daemon: Daemon) -> bytes:
+    store = daemon.store
     match query:
         case History():
             executions = await store.history(query.automation, query.state, query.limit,
@@ -24,11 +35,64 @@ async def answer(query: Query, store: Store, source: StatusSource) -> bytes:
         case ExecutionQuery():
             execution = await store.execution(query.id)
             if execution is None:
-                return protocol.error_line(0, f"no execution {query.id!r}").replace(
-                    b"line 0: ", b"")
+                return protocol.refusal(f"no execution {query.id!r}")
             attempts = await store.attempts(query.id)
             return protocol.answer({"execution": msgspec.to_builtins(execution),
                                     "attempts": msgspec.to_builtins(attempts)})
         case Status():
-            return protocol.answer({"status": source.status()})
-    raise TypeError(f"unhandled query {type(query).__name__}")
+            return protocol.answer({"status": daemon.status()})
+        case Enable():
+            actor = daemon.deliveries.actors.get(query.integration)
+            if actor is None:
+                return protocol.refusal(f"no integration {query.integration!r}")
+            was = actor.disabled
+            await _commit(store, Write([(ENABLE_INTEGRATION, [(query.integration,)])]))
+            actor.enable()
+            return protocol.answer({"integration": query.integration, "was_disabled": was})
+        case Redeliver():
+            return await _redeliver(query, daemon)
+        case TestIntegration():
+            actor = daemon.deliveries.actors.get(query.integration)
+            if actor is None:
+                return protocol.refusal(f"no integration {query.integration!r}")
+            return protocol.answer({"test": await actor.test(query.payload)})
+        case Reload():
+            problems = await daemon.reload()
+            if problems:
+                return protocol.refusal("reload refused, the running configuration stays: "
+                                        + "; ".join(problems))
+            return protocol.answer({"reloaded": True})
+    raise TypeError(f"unhandled request {type(query).__name__}")
+
+
+async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
+    store = daemon.store
+    if query.id is not None:
+        execution = await store.execution(query.id)
+        if execution is None:
+            return protocol.refusal(f"no execution {query.id!r}")
+        if execution.integration is None:
+            return protocol.refusal(f"execution {query.id} has no integration to deliver to")
+        chosen = [execution]
+    else:
+        assert query.since is not None
+        chosen = await store.redeliverable(time.time() - query.since, query.automation)
+    now = time.time()
+    if chosen:
+        await _commit(store, Write([(REDELIVER, [("redelivery requested", now, now, e.id)
+                                                 for e in chosen])]))
+    for name in {e.integration for e in chosen}:
+        actor = daemon.deliveries.actors.get(str(name))
+        if actor is not None:
+            actor.poke()
+    return protocol.answer({"redelivered": [e.id for e in chosen]})
+
+
+async def _commit(store: Store, write: Write) -> None:
+    """Submit a write and wait for its commit; raises if it failed."""
+    done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    write.on_commit = done.set_result
+    await store.submit(write)
+    error = await done
+    if error is not None:
+        raise RuntimeError(error)

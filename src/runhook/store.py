@@ -48,11 +48,18 @@ UPSERT_RUN = (
 UPSERT_WINDOW = (
     "INSERT INTO windows (scope, run_id, metric, size, data) VALUES (?,?,?,?,?) "
     "ON CONFLICT (scope, run_id, metric) DO UPDATE SET size = excluded.size, data = excluded.data")
+DISABLE_INTEGRATION = ("INSERT OR REPLACE INTO disabled_integrations (name, disabled_at, reason) "
+                       "VALUES (?,?,?)")
+ENABLE_INTEGRATION = "DELETE FROM disabled_integrations WHERE name = ?"
+# A redelivery: back to PENDING, due now, with a fresh retry schedule.
+REDELIVER = ("UPDATE executions SET state = 'PENDING', reason = ?, updated_at = ?, "
+             "next_attempt_at = ?, round_start = attempts WHERE id = ?")
 FORGET_RUN = [f"DELETE FROM {table} WHERE scope = ? AND run_id = ?"
               for table in ("runs", "windows", "trigger_state")]
 
 _COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, integration, "
-            "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts")
+            "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts, "
+            "round_start")
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -74,6 +81,7 @@ class Execution(msgspec.Struct, kw_only=True):
     updated_at: float
     next_attempt_at: float | None
     attempts: int
+    round_start: int = 0
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -285,6 +293,20 @@ class Store:
                 "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
                 "WHERE scope = ?", (scope,)),
         }
+
+    async def disabled_integrations(self) -> dict[str, str]:
+        rows = await self._fetch("SELECT name, reason FROM disabled_integrations")
+        return {row[0]: row[1] for row in rows}
+
+    async def redeliverable(self, since: float, automation: str | None) -> list[Execution]:
+        """FAILED executions created since `since` that have somewhere to go."""
+        sql = (f"SELECT {_COLUMNS} FROM executions WHERE state = 'FAILED' AND created_at >= ? "
+               "AND integration IS NOT NULL")
+        params: list[Any] = [since]
+        if automation is not None:
+            sql += " AND automation = ?"
+            params.append(automation)
+        return [_execution(row) for row in await self._fetch(sql + " ORDER BY id", params)]
 
     async def recent_event_ids(self, since: float) -> dict[str, float]:
         rows = await self._fetch("SELECT id, received_at FROM event_ids WHERE received_at >= ?",

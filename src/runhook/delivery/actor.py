@@ -14,14 +14,18 @@ import anyio
 from anyio.abc import TaskStatus
 
 from runhook import constants
-from runhook.config import SlackIntegration, WebhookIntegration
+from runhook.config import Integration, SlackIntegration, WebhookIntegration
 from runhook.delivery import policy, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
 from runhook.durations import parse_rate
 from runhook.settings import Settings
-from runhook.store import INSERT_ATTEMPT, UPDATE_EXECUTION, Store, Write
-from runhook.templates import TemplateError
+from runhook.store import (
+    DISABLE_INTEGRATION, INSERT_ATTEMPT, INSERT_EXECUTION, UPDATE_EXECUTION, Statement, Store,
+    Write,
+)
+from runhook.executions import new_id, test_context, test_row
+from runhook.templates import Payload, TemplateError, Text
 
 log = logging.getLogger("runhook.delivery")
 
@@ -35,6 +39,7 @@ class Job(NamedTuple):
     context: dict[str, Any]
     attempts: int
     created_at: float
+    round_start: int = 0  # attempts made before the last redelivery
 
 
 class Runtime(Protocol):
@@ -60,19 +65,28 @@ class DeliveryActor:
         self.in_flight = 0
         self.last_error: str | None = None
         self.sent = 0
+        # Set by a 410 answer: nothing is sent (executions wait, PENDING) until enabled.
+        self.disabled: str | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     def offer(self, job: Job) -> None:
         if job.id in self._known:
             return
-        if len(self._queue) >= constants.DELIVERY_QUEUE_SIZE:
+        if len(self._queue) >= constants.DELIVERY_QUEUE_SIZE or self.disabled:
             self._next_scan = 0.0  # it is in the database; read it back when we catch up
         else:
             self._known.add(job.id)
             self._queue.append(job)
         self._wake.set()
 
+    def enable(self) -> None:
+        self.disabled = None
+        self._next_scan = 0.0  # what waited while disabled is in the database
+        self._wake.set()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         integration = self._runtime.settings.integrations[self.name]
+        self.disabled = (await self._store.disabled_integrations()).get(self.name)
         connector = aiohttp.TCPConnector(
             limit=integration.max_in_flight,
             resolver=None if integration.allow_private else GuardedResolver())
@@ -81,8 +95,15 @@ class DeliveryActor:
             if integration.rate else None
         async with aiohttp.ClientSession(connector=connector) as session, \
                 anyio.create_task_group() as tg:
+            self._session = session
             task_status.started()
             while True:
+                if self.disabled:
+                    self._queue.clear()  # they stay PENDING in the database
+                    self._known.clear()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
                 if not self._queue and time.time() >= self._next_scan:
                     await self._scan()
                 if not self._queue:
@@ -96,6 +117,9 @@ class DeliveryActor:
                     wait = bucket.take(time.monotonic())
                     if wait > 0:
                         await anyio.sleep(wait)
+                if self.disabled:
+                    limiter.release()
+                    continue
                 tg.start_soon(self._attempt, session, self._queue.popleft(), limiter)
 
     async def _scan(self) -> None:
@@ -106,7 +130,7 @@ class DeliveryActor:
             if row.id not in self._known:
                 self._known.add(row.id)
                 self._queue.append(Job(row.id, row.automation, self.name, row.context,
-                                       row.attempts, row.created_at))
+                                       row.attempts, row.created_at, row.round_start))
         if len(rows) >= limit:
             self._next_scan = 0.0
         else:
@@ -119,7 +143,7 @@ class DeliveryActor:
         started = time.time()
         self.in_flight += 1
         try:
-            response, outcome = await self._send(session, job, number)
+            response, outcome = await self._send(session, job, number - job.round_start)
         except Exception as exc:  # a bug must fail one execution, not the actor
             log.exception("execution %s: attempt %d crashed", job.id, number)
             response, outcome = None, policy.Outcome("FAILED", reason=f"internal error: {exc!r}")
@@ -134,10 +158,16 @@ class DeliveryActor:
                        response.status if response else None, reason,
                        redact(response.body) if response and response.body else None)
         update_row = (outcome.state, reason, finished, due, job.id)
+        statements: list[Statement] = [(INSERT_ATTEMPT, [attempt_row]),
+                                       (UPDATE_EXECUTION, [update_row])]
         if outcome.state == "FINISHED":
             self.sent += 1
         else:
             self.last_error = reason
+        if outcome.disable:
+            self.disabled = f"{reason} (execution {job.id}); `runhook enable {self.name}` resumes"
+            statements.append((DISABLE_INTEGRATION, [(self.name, finished, self.disabled)]))
+            log.warning("integration %s disabled: %s", self.name, self.disabled)
         log.info("execution %s %s: attempt %d %s in %.0f ms%s", job.id, job.automation, number,
                  outcome.state, (finished - started) * 1000.0, f" ({reason})" if reason else "")
 
@@ -147,8 +177,7 @@ class DeliveryActor:
                 self._next_scan = min(self._next_scan, due)
                 self._wake.set()
 
-        await self._store.submit(Write([(INSERT_ATTEMPT, [attempt_row]),
-                                        (UPDATE_EXECUTION, [update_row])], committed))
+        await self._store.submit(Write(statements, committed))
 
     async def _send(self, session: aiohttp.ClientSession, job: Job,
                     number: int) -> tuple[transport.Response | None, policy.Outcome]:
@@ -167,17 +196,67 @@ class DeliveryActor:
             else:
                 request = slack.build(integration, action.title, action.text, action.severity,
                                       job.context, settings.secrets)
+        except (TemplateError, KeyError, ValueError) as exc:
+            return None, policy.Outcome("FAILED", reason=f"cannot build the request: {exc}")
+        return await self._post(session, integration, request, number)
+
+    async def _post(self, session: aiohttp.ClientSession, integration: Integration,
+                    request: webhook.Request,
+                    number: int) -> tuple[transport.Response | None, policy.Outcome]:
+        try:
             check_url(request.url, integration.allow_http, integration.allow_private)
         except DestinationRefused as exc:
             return None, policy.Outcome("FAILED", reason=f"destination refused: {exc}")
-        except (TemplateError, KeyError, ValueError) as exc:
-            return None, policy.Outcome("FAILED", reason=f"cannot build the request: {exc}")
         response = await transport.post(session, request, integration.timeout)
         status, error = response.status, response.error
         if status is not None and isinstance(integration, SlackIntegration):
             status, error = slack.interpret(status, response.body)
         retry_after = policy.parse_retry_after(response.retry_after, time.time())
         return response, policy.decide(number, status, error, retry_after, response.refused)
+
+    def poke(self) -> None:
+        """Look in the database now: redelivered executions are due."""
+        self._next_scan = 0.0
+        self._wake.set()
+
+    async def test(self, payload: str | None) -> dict[str, Any]:
+        """One request outside any automation, recorded as a test execution; the
+        answer says what the endpoint said. Never retried."""
+        settings = self._runtime.settings
+        integration = settings.integrations[self.name]
+        now = time.time()
+        execution_id = new_id(now)
+        context = test_context(self.name, execution_id, now)
+        try:
+            if isinstance(integration, WebhookIntegration):
+                template = Payload(payload) if payload is not None else None
+                request = webhook.build(integration, template, context, settings.secrets,
+                                        execution_id, int(now))
+            else:
+                request = slack.build(integration, Text("runhook test"),
+                                      Text(payload or "A test message from runhook."), "INFO",
+                                      context, settings.secrets)
+        except TemplateError as exc:
+            return {"execution_id": None, "status": None, "error": f"bad payload: {exc}",
+                    "response": ""}
+        assert self._session is not None
+        response, outcome = await self._post(self._session, integration, request, 1)
+        state = "FINISHED" if outcome.state == "FINISHED" else "FAILED"
+        redact = settings.redactor
+        reason = redact(outcome.reason) if outcome.reason else None
+        body = redact(response.body) if response else ""
+        finished = time.time()
+        committed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        await self._store.submit(Write([
+            (INSERT_EXECUTION, [test_row(execution_id, self.name, _kind(integration), context,
+                                         now)]),
+            (INSERT_ATTEMPT, [(execution_id, 1, now, (finished - now) * 1000.0,
+                               response.status if response else None, reason, body or None)]),
+            (UPDATE_EXECUTION, [(state, reason, finished, None, execution_id)]),
+        ], committed.set_result, barrier=True))  # the update must follow its insert
+        await committed
+        return {"execution_id": execution_id, "status": response.status if response else None,
+                "error": reason, "response": body}
 
 
 class Deliveries:
@@ -201,3 +280,7 @@ class Deliveries:
         actor = self.actors.get(job.integration)
         if actor is not None:
             actor.offer(job)
+
+
+def _kind(integration: Integration) -> str:
+    return "webhook" if isinstance(integration, WebhookIntegration) else "slack"

@@ -1,0 +1,227 @@
+"""Delivery against real receivers on loopback: retries, Retry-After, 410, isolation,
+rate limits, SSRF refusals, redelivery, test requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+from aiohttp import web
+
+from conftest import eventually, execution, free_port, settled
+
+ALIAS = {"type": "artifact.alias_added", "entity": "acme", "registry": "model",
+         "collection": "resnet", "version": 1, "alias": "production"}
+
+
+def integration(name: str, url: str, extra: str = "", private: bool = True) -> str:
+    return f"""
+[integrations.{name}]
+kind = "webhook"
+url = "{url}"
+allow_http = true
+allow_private = {str(private).lower()}
+{extra}
+"""
+
+
+def automation(name: str, integration_name: str,
+               payload: str = '{"v": "${artifact_version_index}", "id": "${execution_id}"}') -> str:
+    return f"""
+[[automations]]
+name = "{name}"
+scope = "registry:acme/model"
+event = {{ kind = "ADD_ARTIFACT_ALIAS" }}
+action = {{ integration = "{integration_name}", payload = '{payload}' }}
+"""
+
+
+def cli(daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runhook", *args, "--socket", daemon.socket],
+                          capture_output=True, text=True, timeout=60)
+
+
+async def send(daemon, *versions: int) -> None:
+    async with daemon.client() as client:
+        for v in versions:
+            assert await client.send({**ALIAS, "version": v}) == {"ok": True}
+
+
+async def test_retry_after_is_respected(start_daemon, receiver):
+    receiver.responses.append((429, "slow down", {"Retry-After": "1"}))
+    daemon = await start_daemon(integration("ci", receiver.url) + automation("a", "ci"))
+    await send(daemon, 1)
+    first = await receiver.next()
+    second = await receiver.next()
+    # Without Retry-After the first retry would be immediate; the header asks for 1 s.
+    assert second.at - first.at >= 1.0
+    answer = await settled(daemon, first.headers["webhook-id"])
+    assert [a["status"] for a in answer["attempts"]] == [429, 200]
+
+
+async def test_410_disables_until_enabled(start_daemon, receiver):
+    receiver.responses.append((410, "gone", {}))
+    daemon = await start_daemon(integration("ci", receiver.url) + automation("a", "ci"))
+    await send(daemon, 1)
+    first = await receiver.next()
+    failed = await settled(daemon, first.headers["webhook-id"])
+    assert failed["execution"]["state"] == "FAILED"
+    assert failed["execution"]["reason"] == "HTTP 410"
+    assert failed["attempts"][0]["response"] == "gone"
+
+    status = json.loads((await asyncio.to_thread(cli, daemon, "status", "--json")).stdout)
+    [ci] = status["integrations"]
+    assert ci["disabled"].startswith("HTTP 410 (execution ") and "runhook enable ci" in ci["disabled"]
+
+    await send(daemon, 2)  # waits, PENDING, while the integration is disabled
+    async with daemon.client() as client:
+        rows = (await client.request({"type": "query.history", "limit": 1}))["executions"]
+    assert rows[0]["state"] == "PENDING" and rows[0]["attempts"] == 0
+    assert len(receiver.requests) == 1
+
+    enabled = await asyncio.to_thread(cli, daemon, "enable", "ci")
+    assert enabled.returncode == 0 and "was disabled: HTTP 410" in enabled.stdout
+    second = await receiver.next()
+    assert json.loads(second.body)["v"] == 2
+    assert (await settled(daemon, rows[0]["id"]))["execution"]["state"] == "FINISHED"
+
+
+async def test_disabled_state_survives_restart(start_daemon, receiver):
+    receiver.responses.append((410, "gone", {}))
+    daemon = await start_daemon(integration("ci", receiver.url) + automation("a", "ci"))
+    await send(daemon, 1)
+    await settled(daemon, (await receiver.next()).headers["webhook-id"])
+    assert await daemon.stop() == 0
+    daemon = await start_daemon(config=daemon.config)
+    status = json.loads((await asyncio.to_thread(cli, daemon, "status", "--json")).stdout)
+    assert status["integrations"][0]["disabled"].startswith("HTTP 410")
+
+
+async def test_a_hanging_endpoint_does_not_delay_another(start_daemon, receiver):
+    release = asyncio.Event()
+    hanging: list[web.Request] = []
+    port = free_port()
+
+    async def hang(request: web.Request) -> web.Response:
+        hanging.append(request)
+        await release.wait()
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_post("/slow", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        config = (integration("slow", f"http://127.0.0.1:{port}/slow",
+                              "max_in_flight = 2\ntimeout = 60") + automation("s", "slow")
+                  + integration("fast", receiver.url) + automation("f", "fast"))
+        daemon = await start_daemon(config)
+        await send(daemon, 1, 2, 3, 4, 5)
+        fast = sorted([json.loads((await receiver.next()).body)["v"] for _ in range(5)])
+        assert fast == [1, 2, 3, 4, 5]
+        # All five reached the fast endpoint while the slow one still holds its
+        # first two, and its in-flight limit keeps the other three waiting.
+        assert len(hanging) == 2
+        assert not release.is_set()
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def test_rate_limit_holds(start_daemon, receiver):
+    rate, count = 10, 30
+    daemon = await start_daemon(integration("ci", receiver.url, f'rate = "{rate}/s"')
+                                + automation("a", "ci"))
+    await send(daemon, *range(count))
+    arrivals = [(await receiver.next()).at for _ in range(count)]
+    first = arrivals[0]
+    # A bucket of 10 tokens refilled at 10/s: the 30th request cannot come before 2 s,
+    # and no one-second span holds more than the burst plus one second of refill.
+    assert arrivals[-1] - first >= (count - rate) / rate - 0.05
+    for i, t in enumerate(arrivals):
+        within = sum(1 for u in arrivals[i:] if u - t < 1.0)
+        assert within <= 2 * rate
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://127.0.0.1:9/x", "127.0.0.1 is a loopback address"),
+    ("http://10.1.2.3/x", "10.1.2.3 is a private address"),
+    ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a link-local address"),
+    ("http://localhost:9/x", "localhost resolves to 127.0.0.1 is a loopback address"),
+])
+async def test_ssrf_refusals_fail_without_retry(start_daemon, url, reason):
+    daemon = await start_daemon(integration("ci", url, private=False) + automation("a", "ci"))
+    await send(daemon, 1)
+    async with daemon.client() as client:
+        rows = (await client.request({"type": "query.history"}))["executions"]
+    answer = await settled(daemon, rows[0]["id"])
+    assert answer["execution"]["state"] == "FAILED"
+    assert reason in answer["execution"]["reason"]
+    assert answer["execution"]["reason"].startswith("destination refused")
+    assert len(answer["attempts"]) == 1
+
+
+async def test_allow_private_lifts_the_guard_for_localhost(start_daemon, receiver):
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    daemon = await start_daemon(integration("ci", url, private=True) + automation("a", "ci"))
+    await send(daemon, 1)
+    assert json.loads((await receiver.next()).body)["v"] == 1
+
+
+async def test_redeliver_one_and_failed_since(start_daemon, receiver):
+    receiver.responses.extend([(400, "bad", {}), (400, "bad", {})])
+    daemon = await start_daemon(integration("ci", receiver.url) + automation("a", "ci"))
+    await send(daemon, 1, 2)
+    ids = [(await receiver.next()).headers["webhook-id"] for _ in range(2)]
+    for execution_id in ids:
+        assert (await settled(daemon, execution_id))["execution"]["state"] == "FAILED"
+
+    one = await asyncio.to_thread(cli, daemon, "redeliver", ids[0])
+    assert one.returncode == 0 and ids[0] in one.stdout
+    again = await receiver.next()
+    assert again.headers["webhook-id"] == ids[0]  # same id: receivers deduplicate
+    done = await settled(daemon, ids[0])
+    assert done["execution"]["state"] == "FINISHED"
+    assert [a["status"] for a in done["attempts"]] == [400, 200]
+
+    rest = await asyncio.to_thread(cli, daemon, "redeliver", "--failed", "--since", "1h",
+                                   "--automation", "a")
+    assert rest.returncode == 0 and rest.stdout.startswith("1 execution(s)")
+    assert (await receiver.next()).headers["webhook-id"] == ids[1]
+    none_left = await asyncio.to_thread(cli, daemon, "redeliver", "--failed", "--since", "1h")
+    assert none_left.stdout.startswith("0 execution(s)")
+
+
+async def test_test_command(start_daemon, receiver):
+    receiver.responses.append((202, "accepted: thanks", {}))
+    daemon = await start_daemon(integration("ci", receiver.url) + automation("a", "ci"))
+    result = await asyncio.to_thread(cli, daemon, "test", "ci", "--payload", '{"ping": 1}')
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].endswith("status 202")
+    assert result.stdout.splitlines()[1] == "accepted: thanks"
+    request = await receiver.next()
+    assert json.loads(request.body) == {"ping": 1}
+    answer = await execution(daemon, request.headers["webhook-id"])
+    assert answer["execution"]["automation"] == "(test)"
+    assert answer["execution"]["state"] == "FINISHED"
+    bad = await asyncio.to_thread(cli, daemon, "test", "nope")
+    assert bad.returncode == 1 and "no integration 'nope'" in bad.stderr
+
+
+async def test_receiver_down_is_retried_then_arrives(start_daemon):
+    port = free_port()
+    daemon = await start_daemon(integration("ci", f"http://127.0.0.1:{port}/hook")
+                                + automation("a", "ci"))
+    await send(daemon, 1)
+    async with daemon.client() as client:
+        rows = (await client.request({"type": "query.history"}))["executions"]
+    # Nothing listens: attempt 1 and the immediate retry fail; the next is 5 s out.
+    answer = await eventually(lambda: execution(daemon, rows[0]["id"]),
+                              lambda a: len(a["attempts"]) >= 2)
+    assert answer["execution"]["state"] == "PENDING"
+    assert "Cannot connect" in answer["attempts"][0]["error"]
+    assert 3.9 <= answer["execution"]["next_attempt_at"] - answer["execution"]["updated_at"] <= 6.1
