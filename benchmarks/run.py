@@ -20,6 +20,10 @@ def main() -> int:
         # Rings are preallocated to their full size: 6 values a run fill the window-5
         # threshold and cost the same memory as 31.
         "memory": (1_000, 2) if quick else (100_000, 6),
+        "firing": (1_000,) if quick else (100_000,),
+        "delivery": (300,) if quick else (20_000,),
+        "latency": (100, 1.0) if quick else (500, 10.0),
+        "many_clients": (10, 50) if quick else (200, 500),
     }
     rows = []
     started = time.perf_counter()

@@ -74,3 +74,233 @@ action = { kind = "none" }
     return [(f"memory, {runs:,} runs x 3 automations", f"{full:.0f} MB RSS",
              f"empty daemon {empty:.0f} MB", f"{full - empty:.0f} MB for runs"),
             ("  run.metrics values evaluated (3 automations each)", rate(count, seconds), "", "")]
+
+
+# --- firing, delivery, latency, many clients ------------------------------------
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import socket as socketlib  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from harness import free_port  # noqa: E402
+
+
+def _artifact(i: int, **extra: object) -> bytes:
+    return encode({"type": "artifact.created", "entity": "acme", "project": "fire",
+                   "collection": f"c{i % 50}", "version": i, "author": "bench", **extra}) + b"\n"
+
+
+def firing(events: int) -> list[tuple[str, str, str, str]]:
+    """Every event fires one kind = "none" execution."""
+    body = """
+[[automations]]
+name = "record"
+scope = "project:acme/fire"
+event = { kind = "CREATE_ARTIFACT" }
+action = { kind = "none" }
+"""
+    data = [_artifact(i) for i in range(events)]
+    with daemon(body) as d:
+        seconds = pipeline(d.socket, data, events)
+        with sqlite3.connect(d.database) as db:
+            rows = db.execute("SELECT * FROM executions LIMIT 1000").fetchall()
+    base = _batched_inserts(rows, events)
+    return [("firing: kind=none executions committed", rate(events, seconds),
+             f"batched SQLite inserts {rate(events, base)}", f"{base / seconds:.0%}")]
+
+
+def _batched_inserts(sample: list[tuple[object, ...]], count: int) -> float:
+    """The same rows inserted by plain sqlite3 in transactions of 1,000, WAL + FULL."""
+    directory = Path(tempfile.mkdtemp(prefix="rhs", dir="/tmp"))
+    db = sqlite3.connect(directory / "b.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    columns = len(sample[0])
+    db.execute(f"CREATE TABLE t ({', '.join(f'c{i}' for i in range(columns))}, "
+               "PRIMARY KEY (c0))")
+    start = time.perf_counter()
+    for offset in range(0, count, 1000):
+        rows = [(f"{sample[0][0]}-{offset + i}", *sample[i % len(sample)][1:])
+                for i in range(min(1000, count - offset))]
+        db.execute("BEGIN")
+        db.executemany(f"INSERT INTO t VALUES ({', '.join('?' * columns)})", rows)
+        db.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    db.close()
+    return seconds
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "receiver.py"),
+                                         str(self.port)])
+        self.url = f"http://127.0.0.1:{self.port}"
+        for _ in range(200):
+            try:
+                self.stats()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("receiver did not start")
+
+    def stats(self) -> dict[str, object]:
+        with urllib.request.urlopen(self.url + "/stats") as answer:
+            return json.loads(answer.read())
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(self.url + "/reset", method="POST"))
+
+    def wait_for(self, count: int, timeout: float = 120.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while int(self.stats()["count"]) < count:  # type: ignore[call-overload]
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"receiver got {self.stats()['count']} of {count}")
+            time.sleep(0.02)
+        return time.perf_counter()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def _bare_posts(url: str, count: int, concurrency: int) -> float:
+    import aiohttp
+
+    async def main() -> float:
+        body = b'{"v": 1}'
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+            left = iter(range(count))
+
+            async def worker() -> None:
+                for _ in left:
+                    async with s.post(url, data=body,
+                                      headers={"Content-Type": "application/json"}) as r:
+                        await r.read()
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - start
+    return asyncio.run(main())
+
+
+def delivery(events: int, concurrency: int = 16) -> list[tuple[str, str, str, str]]:
+    receiver = Receiver()
+    try:
+        base = _bare_posts(receiver.url + "/hook", events, concurrency)
+        receiver.reset()
+        body = f"""
+[secrets]
+SIGNING = {{ env = "RH_BENCH_SIGNING" }}
+[integrations.ci]
+kind = "webhook"
+url = "{receiver.url}/hook"
+signing_secret = "SIGNING"
+max_in_flight = {concurrency}
+allow_http = true
+allow_private = true
+[[automations]]
+name = "deliver"
+scope = "project:acme/fire"
+event = {{ kind = "CREATE_ARTIFACT" }}
+action = {{ integration = "ci", payload = '{{"v": "${{artifact_version_index}}"}}' }}
+"""
+        import os
+        os.environ["RH_BENCH_SIGNING"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        with daemon(body) as d:
+            start = time.perf_counter()
+            pipeline(d.socket, [_artifact(i) for i in range(events)], events)
+            end = receiver.wait_for(events)
+        ours = end - start
+    finally:
+        receiver.close()
+    return [("delivery: signed webhooks to another process", rate(events, ours),
+             f"bare aiohttp POST loop {rate(events, base)}", f"{base / ours:.0%}")]
+
+
+def latency(per_second: int, seconds: float) -> list[tuple[str, str, str, str]]:
+    receiver = Receiver()
+    total = int(per_second * seconds)
+    try:
+        body = f"""
+[integrations.ci]
+kind = "webhook"
+url = "{receiver.url}/hook"
+allow_http = true
+allow_private = true
+max_in_flight = 16
+[[automations]]
+name = "deliver"
+scope = "project:acme/fire"
+event = {{ kind = "CREATE_ARTIFACT" }}
+action = {{ integration = "ci", payload = '{{"t": "${{artifact_metadata.t}}"}}' }}
+"""
+        with daemon(body) as d:
+            sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+            sock.connect(d.socket)
+            reader = threading.Thread(target=lambda: _drain(sock, total))
+            reader.start()
+            start = time.monotonic()
+            for i in range(total):
+                delay = start + i / per_second - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                sock.sendall(_artifact(i, metadata={"t": time.monotonic()}))
+            reader.join()
+            receiver.wait_for(total)
+            sock.close()
+        lat = sorted(float(x) * 1000 for x in receiver.stats()["latencies"])  # type: ignore[union-attr]
+    finally:
+        receiver.close()
+    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+    return [(f"latency at {per_second} events/s (sent -> received)",
+             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", f"max {lat[-1]:.1f} ms", "")]
+
+
+def _drain(sock: socketlib.socket, count: int) -> None:
+    seen = 0
+    while seen < count:
+        data = sock.recv(65536)
+        if not data:
+            return
+        seen += data.count(b"\n")
+
+
+def many_clients(clients: int, lines_each: int) -> list[tuple[str, str, str, str]]:
+    body = metric_automations(100, 10)
+
+    def lines(c: int) -> list[bytes]:
+        return [encode({"type": "run.metrics", "entity": "acme", "project": f"p{(c + i) % 100}",
+                        "run_id": f"c{c}-r{i % 10}", "run_name": "prod", "user": "u",
+                        "values": {f"m{(i + k) % 10}": float(i % 89) for k in range(5)}}) + b"\n"
+                for i in range(lines_each)]
+
+    with daemon(body) as d:
+        one_data = lines(0) * clients
+        one = pipeline(d.socket, one_data, len(one_data))
+        data = [lines(c) for c in range(clients)]
+        times: list[float] = [0.0] * clients
+        worst: list[float] = [0.0] * clients
+
+        def client(c: int) -> None:
+            times[c] = pipeline(d.socket, data[c], lines_each)
+            worst[c] = times[c]
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = time.perf_counter() - start
+    values = clients * lines_each * 5
+    return [(f"many clients: {clients} connections", rate(values, total),
+             f"one connection {rate(values, one)}",
+             f"{one / total:.0%}; slowest client done in {max(worst):.2f}s of {total:.2f}s")]
