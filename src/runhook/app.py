@@ -14,15 +14,18 @@ from runhook import __version__, http, queries, systemd
 from runhook.config import ConfigError
 from runhook.delivery.actor import Deliveries
 from runhook.ingress import Ingress
+from runhook.metrics import Metrics
 from runhook.protocol import Query
 from runhook.scope import Scopes
 from runhook.settings import Settings, load
-from runhook.store import Store
+from runhook.store import Store, Write
 
 log = logging.getLogger("runhook")
 
-# How long a stopping daemon waits for open connections to be answered.
+# How long a stopping daemon waits for open connections to be answered, and for
+# deliveries in flight to finish (systemd's TimeoutStopSec is 90 s by default).
 DRAIN_CONNECTIONS_S = 10.0
+DRAIN_DELIVERIES_S = 20.0
 # How often stale runs are evicted and idempotency ids older than 24 h forgotten.
 PRUNE_IDS_S = 600.0
 
@@ -30,7 +33,10 @@ PRUNE_IDS_S = 600.0
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
+        self.metrics.attach(self.status)
         self.store = Store(settings.config.server.database)
+        self.store.on_batch = self.metrics.batches.observe
         self.deliveries = Deliveries(self, self.store)
         self.scopes: Scopes | None = None
         self.ingress: Ingress | None = None
@@ -63,6 +69,9 @@ class Daemon:
                                 await front.start(http.serve, http.make_app(self, self.store),
                                                   server.http)
                             front.start_soon(self._housekeeping, name="housekeeping")
+                            interval = systemd.watchdog_interval()
+                            if interval is not None:
+                                front.start_soon(self._watchdog, interval, name="watchdog")
                             systemd.notify(f"READY=1\nSTATUS={self._summary()}")
                             log.info("runhook %s ready: %s", __version__, self._summary())
                             await self._stop.wait()
@@ -72,6 +81,8 @@ class Daemon:
                             await self.ingress.drain(DRAIN_CONNECTIONS_S)
                             front.cancel_scope.cancel()
                         self.scopes.close()  # actors finish their inboxes, then return
+                    log.info("stopping: letting deliveries in flight finish")
+                    await self.deliveries.drain(DRAIN_DELIVERIES_S)
                     delivery_tg.cancel_scope.cancel()  # unsent executions stay PENDING
                 self.store.finish()  # the writer commits what is queued, then returns
                 await self._writer_done.wait()
@@ -100,7 +111,7 @@ class Daemon:
     async def reload(self) -> list[str]:
         """Re-read the configuration file; a bad file keeps the running one. Returns
         the problems found (empty on success)."""
-        systemd.notify("RELOADING=1")
+        systemd.notify(systemd.reloading())
         try:
             new = load(self.settings.source)
         except ConfigError as exc:
@@ -108,13 +119,11 @@ class Daemon:
                       "; ".join(exc.problems))
             systemd.notify("READY=1\nSTATUS=reload refused; running the previous configuration")
             return exc.problems
-        self.settings = new
+        old, self.settings = self.settings, new
         if self.scopes is not None:
             self.scopes.reconfigure(new)
         if self._delivery_tg is not None:
-            for name in new.integrations:
-                if name not in self.deliveries.actors:
-                    await self.deliveries.add(self._delivery_tg, name)
+            await self.deliveries.reconfigure(self._delivery_tg, old, new)
         log.info("configuration reloaded: %s", self._summary())
         systemd.notify(f"READY=1\nSTATUS={self._summary()}")
         return []
@@ -132,6 +141,23 @@ class Daemon:
                 last_prune = time.monotonic()
                 if self.ingress is not None:
                     self.ingress.prune_ids(time.time())
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 only while the loop runs (this task is on it) and the writer
+        commits (a heartbeat write must come back within the interval)."""
+        while True:
+            committed = anyio.Event()
+            await self.store.submit(Write([], lambda error: committed.set()
+                                          if error is None else None))
+            with anyio.move_on_after(interval):
+                await committed.wait()
+                systemd.notify("WATCHDOG=1")
+            if not committed.is_set():
+                log.error("watchdog: the database writer made no progress for %.1fs", interval)
+            await anyio.sleep(interval)
+
+    async def overview(self) -> dict[str, Any]:
+        return await queries.overview(self)
 
     async def _query(self, query: Query) -> bytes:
         return await queries.answer(query, self)
@@ -155,14 +181,31 @@ class Daemon:
             "config": self.settings.source,
             "automations": [{"name": a.name, "scope": a.scope, "kind": a.kind,
                              "enabled": a.enabled} for a in self.settings.automations],
-            "integrations": [{"name": name, "in_flight": actor.in_flight, "sent": actor.sent,
+            "integrations": [{"name": name, "kind": type(self.settings.integrations[name]).__name__
+                              .replace("Integration", "").lower(),
+                              "rate": self.settings.integrations[name].rate,
+                              "in_flight": actor.in_flight, "sent": actor.sent,
                               "last_error": actor.last_error, "disabled": actor.disabled}
-                             for name, actor in self.deliveries.actors.items()],
+                             for name, actor in self.deliveries.actors.items()
+                             if name in self.settings.integrations],
             "scopes": len(self.scopes.actors) if self.scopes else 0,
+            "tracked_runs": sum(len(a.book.runs) for a in self.scopes.actors.values())
+            if self.scopes else 0,
+            "queues": self._queues(),
             "connections": ingress.connections if ingress else 0,
             "events_received": dict(ingress.events_received) if ingress else {},
             "lines_rejected": ingress.lines_rejected if ingress else 0,
         }
+
+
+    def _queues(self) -> dict[str, int]:
+        queues = {"writer": self.store.queued}
+        if self.scopes is not None:
+            queues["scope_inboxes"] = sum(a.inbox.statistics().current_buffer_used
+                                          for a in self.scopes.actors.values())
+        for name, actor in self.deliveries.actors.items():
+            queues[f"delivery:{name}"] = actor.queued
+        return queues
 
 
 async def main(settings: Settings) -> None:

@@ -121,17 +121,31 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(msgspec.json.encode(status).decode())
         return 0
     print(f"runhook {status['version']}, up {status['uptime_s']:.0f}s, config {status['config']}")
-    print(f"connections {status['connections']}, scopes {status['scopes']}, "
-          f"lines rejected {status['lines_rejected']}")
-    print("automations:")
+    print(f"{sum(status['events_received'].values())} events received, "
+          f"{status['lines_rejected']} lines rejected, {status['connections']} connections, "
+          f"{status['scopes']} scopes, {status['tracked_runs']} runs tracked")
+    print("\nAUTOMATIONS (counts over the last 24 h)")
     for a in status["automations"]:
-        print(f"  {a['name']:<30} {a['kind']:<22} {a['scope']:<30} "
-              f"{'enabled' if a['enabled'] else 'disabled'}")
-    print("integrations:")
+        last = a.get("last")
+        counts = " ".join(f"{k.lower()}={v}" for k, v in sorted(a.get("counts_24h", {}).items()))
+        print(f"  {a['name']:<28} {a['kind']:<22} {a['scope']:<26} "
+              f"{'enabled ' if a['enabled'] else 'disabled'}  "
+              f"last: {last['state'] + ' ' + _when(last['created_at']) if last else 'never':<29} "
+              f"{counts}")
+    print("\nINTEGRATIONS")
     for i in status["integrations"]:
         state = f"DISABLED: {i['disabled']}" if i["disabled"] else \
             f"last error: {i['last_error'] or '-'}"
-        print(f"  {i['name']:<30} sent {i['sent']:<8} in flight {i['in_flight']:<4} {state}")
+        print(f"  {i['name']:<28} {i['kind']:<8} rate {i['rate'] or 'unlimited':<10} "
+              f"sent {i['sent']:<8} in flight {i['in_flight']:<4} {state}")
+    print("\nRECENT EXECUTIONS")
+    for e in status["recent"]:
+        print(f"  {_when(e['created_at'])}  {e['id']}  {e['automation']:<24} "
+              f"{e['event_kind']:<20} {e['state']:<9} {e['reason'] or ''}")
+        for t in e["attempt_list"]:
+            print(f"      attempt {t['number']}: {_when(t['started_at'])} "
+                  f"status {t['status'] or '-'} in {t['duration_ms']:.0f} ms"
+                  + (f" ({t['error']})" if t["error"] else ""))
     return 0
 
 

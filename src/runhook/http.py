@@ -1,4 +1,4 @@
-"""HTTP on loopback: /healthz, /readyz and read-only JSON of the execution history."""
+"""HTTP on loopback: health, readiness, Prometheus metrics, the status page, read-only JSON."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import msgspec
 from aiohttp import web
 from anyio.abc import TaskStatus
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from runhook import status_page
+from runhook.metrics import Metrics
 from runhook.store import Store
 
 log = logging.getLogger("runhook.http")
@@ -17,9 +21,11 @@ STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")
 
 
 class Daemon(Protocol):
+    metrics: Metrics
+
     def readiness(self) -> dict[str, bool]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    async def overview(self) -> dict[str, Any]: ...
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -57,7 +63,15 @@ def make_app(daemon: Daemon, store: Store) -> web.Application:
         return _json({"execution": found, "attempts": await store.attempts(found.id)})
 
     async def status(request: web.Request) -> web.Response:
-        return _json(daemon.status())
+        return _json(await daemon.overview())
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=status_page.render(await daemon.overview()),
+                            content_type="text/html")
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=daemon.metrics.render(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -65,6 +79,8 @@ def make_app(daemon: Daemon, store: Store) -> web.Application:
     app.router.add_get("/api/executions", executions)
     app.router.add_get("/api/executions/{id}", execution)
     app.router.add_get("/api/status", status)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", page)
     return app
 
 

@@ -40,7 +40,7 @@ async def answer(query: Query, daemon: Daemon) -> bytes:
             return protocol.answer({"execution": msgspec.to_builtins(execution),
                                     "attempts": msgspec.to_builtins(attempts)})
         case Status():
-            return protocol.answer({"status": daemon.status()})
+            return protocol.answer({"status": await overview(daemon)})
         case Enable():
             actor = daemon.deliveries.actors.get(query.integration)
             if actor is None:
@@ -63,6 +63,23 @@ async def answer(query: Query, daemon: Daemon) -> bytes:
                                         + "; ".join(problems))
             return protocol.answer({"reloaded": True})
     raise TypeError(f"unhandled request {type(query).__name__}")
+
+
+async def overview(daemon: Daemon, recent: int = 15) -> dict[str, Any]:
+    """The status page's data: the daemon's state, per-automation counts over the
+    last 24 h with the latest execution, and the most recent executions with attempts."""
+    status = daemon.status()
+    summary = await daemon.store.summary(time.time() - 24 * 3600)
+    for automation in status["automations"]:
+        found = summary.get(automation["name"], {"counts": {}, "last": None})
+        automation["counts_24h"] = found["counts"]
+        automation["last"] = found["last"]
+    rows = await daemon.store.history(limit=recent)
+    attempts = await daemon.store.attempts_of([r.id for r in rows])
+    status["recent"] = [{**msgspec.to_builtins(r),
+                         "attempt_list": msgspec.to_builtins(attempts.get(r.id, []))}
+                        for r in rows]
+    return status
 
 
 async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:

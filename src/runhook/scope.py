@@ -15,6 +15,7 @@ from runhook.acks import Ticket
 from runhook.delivery.actor import Deliveries, Job
 from runhook.durations import describe
 from runhook.events import ArtifactEvent, Event, RunEvent, RunMetrics
+from runhook.metrics import Metrics
 from runhook.executions import artifact_context, execution_row, new_id, run_context
 from runhook.runbook import Outcome, RunBook, pack
 from runhook.scopes import scope_keys
@@ -47,6 +48,9 @@ class Runtime(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    @property
+    def metrics(self) -> Metrics: ...
+
 
 class ScopeActor:
     """Owns one scope's automations (and, for projects, its runs' state). Events
@@ -55,8 +59,9 @@ class ScopeActor:
     they change, so a commit either records both or neither."""
 
     def __init__(self, scope: str, automations: list[Automation], store: Store,
-                 deliveries: Deliveries) -> None:
+                 deliveries: Deliveries, metrics: Metrics | None = None) -> None:
         self.scope = scope
+        self._metrics = metrics
         self.automations = automations
         self._store = store
         self._deliveries = deliveries
@@ -209,6 +214,8 @@ class ScopeActor:
             if action.integration is None:
                 reason = "recorded only (action kind = none)"
         execution_id = context["execution_id"]
+        if self._metrics is not None:
+            self._metrics.execution(automation.name, state)
         rows.append(execution_row(execution_id, automation.name, self.scope, kind, event,
                                   action.kind, action.integration, state, reason, context, now,
                                   run_id))
@@ -238,7 +245,8 @@ class Scopes:
                 continue
             actor = self.actors.get(key)
             if actor is None:
-                actor = ScopeActor(key, by_scope[key], self._store, self._deliveries)
+                actor = ScopeActor(key, by_scope[key], self._store, self._deliveries,
+                                   self._runtime.metrics)
                 self.actors[key] = actor
                 self._tg.start_soon(actor.run, name=f"scope {key}")
             found.append(actor)

@@ -56,12 +56,10 @@ class Settings:
     by_scope: dict[str, list[Automation]]
     run_ttl: float
     checkpoint_interval: float
+    by_name: dict[str, Automation]
 
     def automation(self, name: str) -> Automation | None:
-        for automation in self.automations:
-            if automation.name == name:
-                return automation
-        return None
+        return self.by_name.get(name)
 
     @property
     def integrations(self) -> dict[str, cfg.Integration]:
@@ -116,7 +114,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     for automation_ in automations:
         by_scope.setdefault(automation_.scope, []).append(automation_)
     return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
-                    run_ttl, checkpoint)
+                    run_ttl, checkpoint, {a.name: a for a in automations})
 
 
 def _check_integration(where: str, integration: cfg.Integration, config: cfg.Config,

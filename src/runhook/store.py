@@ -135,6 +135,7 @@ class Store:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self.commits = 0
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's size
         self.last_commit_at = 0.0
         self.last_error: str | None = None
 
@@ -162,6 +163,10 @@ class Store:
     async def submit(self, write: Write) -> None:
         """Queue a write; waits (backpressure) while the writer is behind."""
         await self._send.send(write)
+
+    @property
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
 
     def finish(self) -> None:
         """No more writes will come: the writer drains what is queued and returns."""
@@ -221,6 +226,8 @@ class Store:
                 pass
             return error
         self.commits += 1
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         self.last_commit_at = time.time()
         self.last_error = None
         return None
@@ -293,6 +300,34 @@ class Store:
                 "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
                 "WHERE scope = ?", (scope,)),
         }
+
+    async def summary(self, since: float) -> dict[str, dict[str, Any]]:
+        """Per automation: executions by state since `since`, and the latest one ever."""
+        out: dict[str, dict[str, Any]] = {}
+        for automation, state, count in await self._fetch(
+                "SELECT automation, state, count(*) FROM executions WHERE created_at >= ? "
+                "GROUP BY automation, state", (since,)):
+            out.setdefault(automation, {"counts": {}, "last": None})["counts"][state] = count
+        for automation, execution_id, state, created in await self._fetch(
+                "SELECT automation, id, state, created_at FROM executions WHERE id IN "
+                "(SELECT max(id) FROM executions GROUP BY automation)"):
+            out.setdefault(automation, {"counts": {}, "last": None})["last"] = {
+                "id": execution_id, "state": state, "created_at": created}
+        return out
+
+    async def attempts_of(self, ids: list[str]) -> dict[str, list[Attempt]]:
+        if not ids:
+            return {}
+        rows = await self._fetch(
+            "SELECT execution_id, number, started_at, duration_ms, status, error, response "
+            f"FROM attempts WHERE execution_id IN ({', '.join('?' * len(ids))}) "
+            "ORDER BY execution_id, number", ids)
+        out: dict[str, list[Attempt]] = {}
+        for r in rows:
+            out.setdefault(r[0], []).append(Attempt(number=r[1], started_at=r[2],
+                                                    duration_ms=r[3], status=r[4], error=r[5],
+                                                    response=r[6]))
+        return out
 
     async def disabled_integrations(self) -> dict[str, str]:
         rows = await self._fetch("SELECT name, reason FROM disabled_integrations")

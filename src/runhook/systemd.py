@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 def notify(message: str) -> bool:
@@ -20,3 +21,21 @@ def notify(message: str) -> bool:
         except OSError:
             return False
     return True
+
+
+def watchdog_interval(environ: dict[str, str] | None = None, pid: int | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC), or None when the
+    watchdog is off or meant for another process (WATCHDOG_PID is not ours)."""
+    env = os.environ if environ is None else environ
+    usec = env.get("WATCHDOG_USEC")
+    if not usec or not usec.isdigit() or int(usec) == 0:
+        return None
+    owner = env.get("WATCHDOG_PID")
+    if owner and owner.isdigit() and int(owner) != (os.getpid() if pid is None else pid):
+        return None
+    return int(usec) / 2_000_000
+
+
+def reloading() -> str:
+    """RELOADING=1 with the MONOTONIC_USEC that Type=notify-reload units require."""
+    return f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"

@@ -19,6 +19,7 @@ from runhook.delivery import policy, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
 from runhook.durations import parse_rate
+from runhook.metrics import Metrics
 from runhook.settings import Settings
 from runhook.store import (
     DISABLE_INTEGRATION, INSERT_ATTEMPT, INSERT_EXECUTION, UPDATE_EXECUTION, Statement, Store,
@@ -46,6 +47,9 @@ class Runtime(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    @property
+    def metrics(self) -> Metrics: ...
+
 
 class DeliveryActor:
     """Feeds one integration. The database is the schedule: fresh executions arrive
@@ -63,6 +67,11 @@ class DeliveryActor:
         self._wake = asyncio.Event()
         self._next_scan = 0.0  # start with a scan: resume what a restart left PENDING
         self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._scope = anyio.CancelScope()
+        self._metrics = runtime.metrics
         self.last_error: str | None = None
         self.sent = 0
         # Set by a 410 answer: nothing is sent (executions wait, PENDING) until enabled.
@@ -85,6 +94,25 @@ class DeliveryActor:
         self._wake.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with self._scope:
+            await self._run(task_status)
+
+    def cancel(self) -> None:
+        """Stop now; attempts in flight are abandoned and stay PENDING."""
+        self._scope.cancel()
+
+    async def drain(self, timeout: float) -> None:
+        """Start no new attempt; wait up to `timeout` for those in flight."""
+        self._stopping = True
+        self._wake.set()
+        with anyio.move_on_after(timeout):
+            await self._idle.wait()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
         integration = self._runtime.settings.integrations[self.name]
         self.disabled = (await self._store.disabled_integrations()).get(self.name)
         connector = aiohttp.TCPConnector(
@@ -98,6 +126,8 @@ class DeliveryActor:
             self._session = session
             task_status.started()
             while True:
+                if self._stopping:
+                    await anyio.sleep_forever()  # drained by the daemon, then cancelled
                 if self.disabled:
                     self._queue.clear()  # they stay PENDING in the database
                     self._known.clear()
@@ -117,9 +147,11 @@ class DeliveryActor:
                     wait = bucket.take(time.monotonic())
                     if wait > 0:
                         await anyio.sleep(wait)
-                if self.disabled:
+                if self.disabled or self._stopping:
                     limiter.release()
                     continue
+                self.in_flight += 1
+                self._idle.clear()
                 tg.start_soon(self._attempt, session, self._queue.popleft(), limiter)
 
     async def _scan(self) -> None:
@@ -141,15 +173,25 @@ class DeliveryActor:
                        limiter: anyio.Semaphore) -> None:
         number = job.attempts + 1
         started = time.time()
-        self.in_flight += 1
         try:
-            response, outcome = await self._send(session, job, number - job.round_start)
-        except Exception as exc:  # a bug must fail one execution, not the actor
-            log.exception("execution %s: attempt %d crashed", job.id, number)
-            response, outcome = None, policy.Outcome("FAILED", reason=f"internal error: {exc!r}")
+            try:
+                response, outcome = await self._send(session, job, number - job.round_start)
+            except Exception as exc:  # a bug must fail one execution, not the actor
+                log.exception("execution %s: attempt %d crashed", job.id, number)
+                response = None
+                outcome = policy.Outcome("FAILED", reason=f"internal error: {exc!r}")
+            finally:
+                limiter.release()
+            await self._record(job, number, started, response, outcome)
         finally:
+            # Counted until the attempt's write is queued: a drain waiting for zero
+            # knows every finished attempt will be committed.
             self.in_flight -= 1
-            limiter.release()
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _record(self, job: Job, number: int, started: float,
+                      response: transport.Response | None, outcome: policy.Outcome) -> None:
         finished = time.time()
         redact = self._runtime.settings.redactor
         reason = redact(outcome.reason) if outcome.reason else None
@@ -168,8 +210,11 @@ class DeliveryActor:
             self.disabled = f"{reason} (execution {job.id}); `runhook enable {self.name}` resumes"
             statements.append((DISABLE_INTEGRATION, [(self.name, finished, self.disabled)]))
             log.warning("integration %s disabled: %s", self.name, self.disabled)
-        log.info("execution %s %s: attempt %d %s in %.0f ms%s", job.id, job.automation, number,
-                 outcome.state, (finished - started) * 1000.0, f" ({reason})" if reason else "")
+        self._metrics.delivered(self.name, job.automation, outcome.state, finished - started,
+                                response is not None)
+        log.info("execution %s %s: attempt %d %s in %.0f ms, %.1fs after creation%s", job.id,
+                 job.automation, number, outcome.state, (finished - started) * 1000.0,
+                 finished - job.created_at, f" ({reason})" if reason else "")
 
         def committed(error: str | None) -> None:
             self._known.discard(job.id)
@@ -275,6 +320,25 @@ class Deliveries:
         actor = DeliveryActor(name, self._runtime, self._store)
         self.actors[name] = actor
         await tg.start(actor.run)
+
+    async def reconfigure(self, tg: anyio.abc.TaskGroup, old: Settings, new: Settings) -> None:
+        """Start actors for new integrations and restart those whose definition
+        changed (their limits and connection settings are fixed at start)."""
+        for name, integration in new.integrations.items():
+            actor = self.actors.get(name)
+            if actor is not None and old.integrations.get(name) == integration:
+                continue
+            if actor is not None:
+                await actor.drain(5.0)
+                actor.cancel()
+            await self.add(tg, name)
+        for name in set(self.actors) - set(new.integrations):
+            self.actors.pop(name).cancel()  # its PENDING executions fail at next start
+
+    async def drain(self, timeout: float) -> None:
+        async with anyio.create_task_group() as tg:
+            for actor in self.actors.values():
+                tg.start_soon(actor.drain, timeout)
 
     def offer(self, job: Job) -> None:
         actor = self.actors.get(job.integration)

@@ -1,0 +1,99 @@
+"""Prometheus metrics. The hot path only bumps plain dict counters; prometheus-client
+turns them into the text format when /metrics is scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+# Delivery latency buckets (seconds): loopback receivers answer in a millisecond,
+# real endpoints in tens to hundreds, timeouts at 15 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.executions: dict[tuple[str, str], int] = {}      # (automation, state)
+        self.deliveries: dict[tuple[str, str], int] = {}      # (integration, outcome)
+        self.latency = Histogram("runhook_delivery_seconds", "Time of one delivery attempt.",
+                                 ["integration"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.batches = Histogram("runhook_db_write_batch_size",
+                                 "Writes committed together in one transaction.",
+                                 buckets=BATCH_BUCKETS, registry=self.registry)
+
+    def execution(self, automation: str, state: str, count: int = 1) -> None:
+        key = (automation, state)
+        self.executions[key] = self.executions.get(key, 0) + count
+
+    def delivered(self, integration: str, automation: str, state: str, seconds: float,
+                  answered: bool) -> None:
+        outcome = {"FINISHED": "success", "PENDING": "retry", "FAILED": "failed"}[state]
+        key = (integration, outcome)
+        self.deliveries[key] = self.deliveries.get(key, 0) + 1
+        if state != "PENDING":
+            self.execution(automation, state)
+        if answered:
+            self.latency.labels(integration).observe(seconds)
+
+    def attach(self, source: Callable[[], dict[str, Any]]) -> None:
+        """Read the daemon's own counters and gauges at scrape time."""
+        self.registry.register(_Collector(self, source))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Collector:
+    def __init__(self, metrics: Metrics, source: Callable[[], dict[str, Any]]) -> None:
+        self.metrics = metrics
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # collected only at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.source()
+        events = CounterMetricFamily("runhook_events_received", "Events accepted by type.",
+                                     labels=["type"])
+        for kind, n in sorted(s["events_received"].items()):
+            events.add_metric([kind], n)
+        yield events
+        rejected = CounterMetricFamily("runhook_lines_rejected", "Lines refused with an error.")
+        rejected.add_metric([], s["lines_rejected"])
+        yield rejected
+        executions = CounterMetricFamily(
+            "runhook_executions", "Executions reaching a state, by automation.",
+            labels=["automation", "state"])
+        for (automation, state), n in sorted(self.metrics.executions.items()):
+            executions.add_metric([automation, state], n)
+        yield executions
+        deliveries = CounterMetricFamily(
+            "runhook_deliveries", "Delivery attempts by integration and outcome.",
+            labels=["integration", "outcome"])
+        for (integration, outcome), n in sorted(self.metrics.deliveries.items()):
+            deliveries.add_metric([integration, outcome], n)
+        yield deliveries
+        depth = GaugeMetricFamily("runhook_queue_depth", "Items waiting in a queue.",
+                                  labels=["queue"])
+        for queue, n in sorted(s["queues"].items()):
+            depth.add_metric([queue], n)
+        yield depth
+        for name, help_text, key in (
+                ("runhook_scope_actors", "Scope actors running.", "scopes"),
+                ("runhook_tracked_runs", "Runs whose metric state is kept.", "tracked_runs"),
+                ("runhook_connections", "Open socket connections.", "connections")):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], s[key])
+            yield gauge
+        disabled = GaugeMetricFamily("runhook_integration_disabled",
+                                     "1 while an integration is disabled by a 410.",
+                                     labels=["integration"])
+        for integration in s["integrations"]:
+            disabled.add_metric([integration["name"]], 1 if integration["disabled"] else 0)
+        yield disabled
