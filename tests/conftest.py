@@ -130,7 +130,7 @@ async def start_daemon(short_dir: Path) -> AsyncIterator[DaemonFactory]:
     started: list[Daemon] = []
 
     async def start(body: str = "", env: dict[str, str] | None = None,
-                    config: Path | None = None) -> Daemon:
+                    config: Path | None = None, args: tuple[str, ...] = ()) -> Daemon:
         port = free_port()
         config = config or write_config(short_dir, body, port)
         notify_path = short_dir / f"notify{len(started)}.sock"
@@ -141,7 +141,7 @@ async def start_daemon(short_dir: Path) -> AsyncIterator[DaemonFactory]:
         full_env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **(env or {})}
         with log.open("ab") as log_file:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "runhook", "serve", "--config", str(config),
+                sys.executable, "-m", "runhook", "serve", "--config", str(config), *args,
                 env=full_env, stdout=log_file, stderr=log_file)
         daemon = Daemon(process, short_dir, config, f"{short_dir}/ev.sock",
                         short_dir / "runhook.db", log, f"http://127.0.0.1:{port}", [])

@@ -1,0 +1,144 @@
+"""Graceful stop with deliveries in flight, /metrics, the status page, JSON logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import aiohttp
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import eventually, free_port, webhook_config
+from test_socket import GOOD, RECORD
+
+
+async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon):
+    port = free_port()
+    release = asyncio.Event()
+    arrived: list[str] = []
+    answered: set[str] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        arrived.append(request.headers["webhook-id"])
+        await release.wait()
+        answered.add(request.headers["webhook-id"])
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    config = webhook_config(f"http://127.0.0.1:{port}/hook", extra="max_in_flight = 2",
+                            event='{ kind = "ADD_ARTIFACT_ALIAS" }')
+    daemon = await start_daemon(config)
+    async with daemon.client() as client:
+        for v in range(6):
+            await client.send({"type": "artifact.alias_added", "entity": "acme",
+                               "registry": "model", "collection": "c", "version": v,
+                               "alias": "a"})
+    await eventually(lambda: asyncio.sleep(0, len(arrived)), lambda n: n == 2)
+    daemon.process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)  # the daemon is now draining: it must wait for the two
+    assert daemon.process.returncode is None
+    release.set()
+    assert await asyncio.wait_for(daemon.process.wait(), 30) == 0
+    in_flight = set(arrived[:2])
+    assert answered >= in_flight
+
+    # The two in flight finished before the exit; the four queued wait, PENDING,
+    # and go out after a restart. None is lost.
+    daemon = await start_daemon(config=daemon.config)
+    async with daemon.client() as client:
+        rows = await eventually(
+            lambda: client.request({"type": "query.history"}),
+            lambda a: sum(r["state"] == "FINISHED" for r in a["executions"]) == 6)
+    by_id = {r["id"]: r for r in rows["executions"]}
+    assert all(by_id[i]["attempts"] == 1 for i in in_flight)
+    assert set(by_id) == set(answered)
+    await runner.cleanup()
+
+
+async def test_metrics_match_what_was_sent(start_daemon, receiver):
+    body = webhook_config(receiver.url, event='{ kind = "ADD_ARTIFACT_ALIAS" }') + RECORD
+    daemon = await start_daemon(body)
+    alias = {"type": "artifact.alias_added", "entity": "acme", "registry": "model",
+             "collection": "c", "version": 1, "alias": "a"}
+    receiver.responses.append((500, "no", {}))
+    async with daemon.client() as client:
+        for _ in range(3):
+            await client.send(GOOD)
+        await client.send(alias)
+        await client.request(b'{"type": "nonsense"}')
+        await client.request(b"{broken")
+    await receiver.next()
+    await receiver.next()  # the immediate retry after the 500
+    async with aiohttp.ClientSession() as http:
+        async def scrape() -> dict:
+            async with http.get(daemon.http + "/metrics") as r:
+                assert r.headers["Content-Type"].startswith("text/plain")
+                return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                        for family in text_string_to_metric_families(await r.text())
+                        for s in family.samples}
+        samples = await eventually(scrape, lambda s: s.get(
+            ("runhook_deliveries_total", (("integration", "ci"), ("outcome", "success")))) == 1)
+    assert samples[("runhook_events_received_total", (("type", "artifact.created"),))] == 3
+    assert samples[("runhook_events_received_total", (("type", "artifact.alias_added"),))] == 1
+    assert samples[("runhook_lines_rejected_total", ())] == 2
+    assert samples[("runhook_executions_total", (("automation", "record"),
+                                                 ("state", "FINISHED")))] == 3
+    assert samples[("runhook_executions_total", (("automation", "deploy"),
+                                                 ("state", "PENDING")))] == 1
+    assert samples[("runhook_executions_total", (("automation", "deploy"),
+                                                 ("state", "FINISHED")))] == 1
+    assert samples[("runhook_deliveries_total", (("integration", "ci"), ("outcome", "retry")))] == 1
+    assert samples[("runhook_delivery_seconds_count", (("integration", "ci"),))] == 2
+    assert samples[("runhook_scope_actors", ())] == 2
+    assert samples[("runhook_integration_disabled", (("integration", "ci"),))] == 0
+    assert ("runhook_queue_depth", (("queue", "writer"),)) in samples
+    assert samples[("runhook_db_write_batch_size_count", ())] >= 1
+
+
+async def test_status_page_shows_automations_and_last_state(start_daemon, receiver):
+    receiver.responses.append((404, "nope", {}))
+    body = webhook_config(receiver.url, event='{ kind = "ADD_ARTIFACT_ALIAS" }') + RECORD
+    daemon = await start_daemon(body)
+    async with daemon.client() as client:
+        await client.send(GOOD)
+        await client.send({"type": "artifact.alias_added", "entity": "acme",
+                           "registry": "model", "collection": "c", "version": 1,
+                           "alias": "<b>x</b>"})
+    await receiver.next()
+    async with aiohttp.ClientSession() as http:
+        async def page() -> str:
+            async with http.get(daemon.http + "/") as r:
+                assert r.headers["Content-Type"].startswith("text/html")
+                return await r.text()
+        # The integration's last error shows at once; the execution row once committed.
+        html = await eventually(page, lambda h: 'FAILED">FAILED' in h)
+    assert '<meta http-equiv="refresh"' in html and "<script" not in html
+    rows = {name: html.split(f"<b>{name}</b>")[1].split("</tr>")[0] for name in ("record", "deploy")}
+    assert 'class="s FINISHED">FINISHED' in rows["record"]
+    assert 'class="s FAILED">FAILED' in rows["deploy"]
+    assert "<b>x</b>" not in html  # event data is escaped
+
+
+async def test_json_logs_one_line_per_transition(start_daemon, receiver):
+    daemon = await start_daemon(webhook_config(receiver.url,
+                                               event='{ kind = "ADD_ARTIFACT_ALIAS" }'),
+                                args=("--log-format", "json"))
+    async with daemon.client() as client:
+        await client.send({"type": "artifact.alias_added", "entity": "acme",
+                           "registry": "model", "collection": "c", "version": 1, "alias": "a"})
+    execution_id = (await receiver.next()).headers["webhook-id"]
+
+    async def lines() -> list[dict]:
+        return [json.loads(x) for x in daemon.log_text().splitlines()]
+    logged = await eventually(lines, lambda ls: sum(execution_id in x["message"] for x in ls) >= 2)
+    mine = [x for x in logged if execution_id in x["message"]]
+    assert mine[0]["message"].startswith(f"execution {execution_id} created: deploy")
+    assert "attempt 1 FINISHED in" in mine[1]["message"]
+    assert all(set(x) >= {"time", "level", "logger", "message"} for x in logged)
