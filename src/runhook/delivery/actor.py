@@ -66,6 +66,9 @@ class DeliveryActor:
         self._known: set[str] = set()
         self._wake = asyncio.Event()
         self._next_scan = 0.0  # start with a scan: resume what a restart left PENDING
+        # Ids whose attempt committed while a scan was reading: the scan's snapshot
+        # may predate that commit and still show them PENDING.
+        self._settled_during_scan: set[str] | None = None
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -157,9 +160,13 @@ class DeliveryActor:
     async def _scan(self) -> None:
         now = time.time()
         limit = constants.DELIVERY_SCAN_BATCH + len(self._known)
-        rows = await self._store.due(self.name, now, limit)
+        settled = self._settled_during_scan = set()
+        try:
+            rows = await self._store.due(self.name, now, limit)
+        finally:
+            self._settled_during_scan = None
         for row in rows:
-            if row.id not in self._known:
+            if row.id not in self._known and row.id not in settled:
                 self._known.add(row.id)
                 self._queue.append(Job(row.id, row.automation, self.name, row.context,
                                        row.attempts, row.created_at, row.round_start))
@@ -218,6 +225,8 @@ class DeliveryActor:
 
         def committed(error: str | None) -> None:
             self._known.discard(job.id)
+            if self._settled_during_scan is not None:
+                self._settled_during_scan.add(job.id)
             if outcome.state == "PENDING" and due is not None:
                 self._next_scan = min(self._next_scan, due)
                 self._wake.set()
