@@ -31,7 +31,7 @@ IDEMPOTENCY_WINDOW_S = 24 * 3600
 
 # Executions handed to one delivery actor in memory; past this they wait in the
 # database (state PENDING) and the actor reads them back when it catches up.
-DELIVERY_QUEUE_SIZE = 2048
+DELIVERY_QUEUE_SIZE = 8192
 # Rows one database scan hands to a delivery actor.
 DELIVERY_SCAN_BATCH = 512
 DEFAULT_IN_FLIGHT = 4

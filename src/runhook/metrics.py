@@ -23,6 +23,7 @@ class Metrics:
         self.latency = Histogram("runhook_delivery_seconds", "Time of one delivery attempt.",
                                  ["integration"], buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
+        self._latency: dict[str, Any] = {}
         self.batches = Histogram("runhook_db_write_batch_size",
                                  "Writes committed together in one transaction.",
                                  buckets=BATCH_BUCKETS, registry=self.registry)
@@ -39,7 +40,10 @@ class Metrics:
         if state != "PENDING":
             self.execution(automation, state)
         if answered:
-            self.latency.labels(integration).observe(seconds)
+            child = self._latency.get(integration)
+            if child is None:
+                child = self._latency[integration] = self.latency.labels(integration)
+            child.observe(seconds)
 
     def attach(self, source: Callable[[], dict[str, Any]]) -> None:
         """Read the daemon's own counters and gauges at scrape time."""

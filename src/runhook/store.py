@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,12 +272,15 @@ class Store:
         return [Attempt(number=r[0], started_at=r[1], duration_ms=r[2], status=r[3],
                         error=r[4], response=r[5]) for r in rows]
 
-    async def due(self, integration: str, now: float, limit: int) -> list[Execution]:
+    async def due(self, integration: str, now: float, limit: int,
+                  skip: Container[str] = ()) -> tuple[list[Execution], int]:
+        """PENDING executions due by `now`, less those in `skip` (already in hand),
+        and how many rows the query returned. Only the kept rows are decoded."""
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM executions WHERE state = 'PENDING' AND integration = ? "
             "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
             (integration, now, limit))
-        return [_execution(row) for row in rows]
+        return [_execution(row) for row in rows if row[0] not in skip], len(rows)
 
     async def next_due_after(self, integration: str, now: float) -> float | None:
         rows = await self._fetch(

@@ -121,48 +121,63 @@ class DeliveryActor:
         connector = aiohttp.TCPConnector(
             limit=integration.max_in_flight,
             resolver=None if integration.allow_private else GuardedResolver())
-        limiter = anyio.Semaphore(integration.max_in_flight)
+        limiter = asyncio.Semaphore(integration.max_in_flight)
+        attempts: set[asyncio.Task[None]] = set()
         bucket = TokenBucket(parse_rate(integration.rate), now=time.monotonic()) \
             if integration.rate else None
-        async with aiohttp.ClientSession(connector=connector) as session, \
-                anyio.create_task_group() as tg:
+        async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             task_status.started()
-            while True:
-                if self._stopping:
-                    await anyio.sleep_forever()  # drained by the daemon, then cancelled
-                if self.disabled:
-                    self._queue.clear()  # they stay PENDING in the database
-                    self._known.clear()
-                    self._wake.clear()
+            try:
+                await self._loop(session, limiter, bucket, attempts)
+            finally:
+                for task in attempts:
+                    task.cancel()  # abandoned attempts stay PENDING in the database
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(*attempts, return_exceptions=True)
+
+    async def _loop(self, session: aiohttp.ClientSession, limiter: asyncio.Semaphore,
+                    bucket: TokenBucket | None, attempts: set[asyncio.Task[None]]) -> None:
+        while True:
+            if self._stopping:
+                await anyio.sleep_forever()  # drained by the daemon, then cancelled
+            if self.disabled:
+                self._queue.clear()  # they stay PENDING in the database
+                self._known.clear()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if not self._queue and time.time() >= self._next_scan:
+                await self._scan()
+            if not self._queue:
+                self._wake.clear()
+                timeout = self._next_scan - time.time()
+                with anyio.move_on_after(min(max(timeout, 0.0), 3600.0)):
                     await self._wake.wait()
-                    continue
-                if not self._queue and time.time() >= self._next_scan:
-                    await self._scan()
-                if not self._queue:
-                    self._wake.clear()
-                    timeout = self._next_scan - time.time()
-                    with anyio.move_on_after(min(max(timeout, 0.0), 3600.0)):
-                        await self._wake.wait()
-                    continue
-                await limiter.acquire()
-                if bucket is not None:
-                    wait = bucket.take(time.monotonic())
-                    if wait > 0:
-                        await anyio.sleep(wait)
-                if self.disabled or self._stopping:
-                    limiter.release()
-                    continue
-                self.in_flight += 1
-                self._idle.clear()
-                tg.start_soon(self._attempt, session, self._queue.popleft(), limiter)
+                continue
+            await limiter.acquire()  # the in-flight limit
+            if bucket is not None:
+                wait = bucket.take(time.monotonic())
+                if wait > 0:
+                    await anyio.sleep(wait)
+            if self.disabled or self._stopping:
+                limiter.release()
+                continue
+            self.in_flight += 1
+            self._idle.clear()
+            # A plain asyncio task per attempt (a third of the cost of a task group
+            # spawn at thousands a second); `attempts` holds them so that the
+            # actor's cancellation reaches every one.
+            task = asyncio.create_task(self._attempt(session, self._queue.popleft(), limiter))
+            attempts.add(task)
+            task.add_done_callback(attempts.discard)
 
     async def _scan(self) -> None:
         now = time.time()
         limit = constants.DELIVERY_SCAN_BATCH + len(self._known)
         settled = self._settled_during_scan = set()
         try:
-            rows = await self._store.due(self.name, now, limit)
+            rows, found = await self._store.due(self.name, now, limit, self._known)
         finally:
             self._settled_during_scan = None
         for row in rows:
@@ -170,14 +185,14 @@ class DeliveryActor:
                 self._known.add(row.id)
                 self._queue.append(Job(row.id, row.automation, self.name, row.context,
                                        row.attempts, row.created_at, row.round_start))
-        if len(rows) >= limit:
+        if found >= limit:
             self._next_scan = 0.0
         else:
             upcoming = await self._store.next_due_after(self.name, now)
             self._next_scan = upcoming if upcoming is not None else math.inf
 
     async def _attempt(self, session: aiohttp.ClientSession, job: Job,
-                       limiter: anyio.Semaphore) -> None:
+                       limiter: asyncio.Semaphore) -> None:
         number = job.attempts + 1
         started = time.time()
         try:

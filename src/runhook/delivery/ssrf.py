@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import Any
@@ -28,6 +29,7 @@ def refused_address(address: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def check_url(url: str, allow_http: bool, allow_private: bool) -> None:
     """Refuse a URL before connecting: its scheme, and its host when it is a literal IP
     (aiohttp does not consult the resolver for those)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import NamedTuple
 
 import aiohttp
@@ -20,11 +21,15 @@ class Response(NamedTuple):
     refused: bool = False
 
 
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
+
+
 async def post(session: aiohttp.ClientSession, request: Request, timeout: float) -> Response:
     try:
         async with session.post(request.url, data=request.body, headers=request.headers,
-                                allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
+                                allow_redirects=False, timeout=_timeout(timeout)) as answer:
             raw = await answer.content.read(constants.RESPONSE_KEEP_BYTES)
             error = None
             if 300 <= answer.status < 400:
