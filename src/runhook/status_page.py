@@ -19,7 +19,7 @@ code{font:12px ui-monospace,monospace}.s{display:inline-block;padding:0 .45rem;b
 font-size:.75rem;font-weight:600}.FINISHED,.ok{background:#dff5e3;color:#17692b}
 .FAILED,.bad{background:#fde2e1;color:#a3201a}.PENDING{background:#e6efff;color:#1f4fb0}
 .SKIPPED,.off{background:#eee;color:#555}.n{text-align:right;font-variant-numeric:tabular-nums}
-.att{color:#556;font-size:.8rem}
+.att{color:#556;font-size:.8rem}.t{white-space:nowrap}
 """
 
 
@@ -36,7 +36,7 @@ def render(status: dict[str, Any]) -> str:
     for a in status["automations"]:
         counts = a.get("counts_24h", {})
         last = a.get("last")
-        last_cell = (f'{_badge(last["state"])} <span class="meta">{_when(last["created_at"])}'
+        last_cell = (f'{_badge(last["state"])} <span class="meta t">{_when(last["created_at"])}'
                      f'</span>') if last else '<span class="meta">never</span>'
         rows_a.append(
             f"<tr><td><b>{escape(a['name'])}</b></td><td>{escape(a['kind'])}</td>"
@@ -60,7 +60,7 @@ def render(status: dict[str, Any]) -> str:
             f"{t['duration_ms']:.0f} ms{(' · ' + escape(t['error'])) if t['error'] else ''}"
             for t in e["attempt_list"]) or "–"
         rows_e.append(
-            f"<tr><td>{_when(e['created_at'])}</td><td><code>{escape(e['id'])}</code></td>"
+            f"<tr><td class='t'>{_when(e['created_at'])}</td><td><code>{escape(e['id'])}</code></td>"
             f"<td>{escape(e['automation'])}</td><td>{escape(e['event_kind'])}</td>"
             f"<td>{_badge(e['state'])}</td><td class='att'>{attempts}</td>"
             f"<td>{escape(e['reason'] or '')}</td></tr>")
@@ -76,9 +76,9 @@ config <code>{escape(status['config'])}</code> · {received} events received ·
 {status['lines_rejected']} lines rejected · {status['connections']} connections ·
 {status['scopes']} scopes · {status['tracked_runs']} runs tracked ·
 refreshes every {REFRESH_S}s</p>
-<h2>Automations</h2>
+<h2>Automations <span class="meta">· executions over the last 24 h</span></h2>
 <table><tr><th>name</th><th>event</th><th>scope</th><th></th><th>last execution</th>
-{''.join(f'<th class="n">{s.lower()} (24 h)</th>' for s in STATES)}</tr>
+{''.join(f'<th class="n">{s.lower()}</th>' for s in STATES)}</tr>
 {''.join(rows_a) or '<tr><td colspan="9">none configured</td></tr>'}</table>
 <h2>Integrations</h2>
 <table><tr><th>name</th><th>kind</th><th>health</th><th>rate</th><th class="n">sent</th>
