@@ -41,7 +41,8 @@ event = {event}
 def test_example_config_loads():
     settings = load(ROOT / "config" / "runhook.toml")
     assert [a.name for a in settings.automations] == ["record-new-versions",
-                                                      "deploy-on-production"]
+                                                      "deploy-on-production", "loss-diverged",
+                                                      "run-failed"]
     assert set(settings.integrations) == {"local"}
 
 
