@@ -117,10 +117,12 @@ async def test_status_page_shows_automations_and_last_state(start_daemon, receiv
             async with http.get(daemon.http + "/") as r:
                 assert r.headers["Content-Type"].startswith("text/html")
                 return await r.text()
-        # The integration's last error shows at once; the execution row once committed.
-        html = await eventually(page, lambda h: 'FAILED">FAILED' in h)
+        def row(html: str, name: str) -> str:
+            return html.split(f"<b>{name}</b>")[1].split("</tr>")[0]
+        # The attempt's commit lands a moment after the receiver answered.
+        html = await eventually(page, lambda h: 'FAILED">FAILED' in row(h, "deploy"))
     assert '<meta http-equiv="refresh"' in html and "<script" not in html
-    rows = {name: html.split(f"<b>{name}</b>")[1].split("</tr>")[0] for name in ("record", "deploy")}
+    rows = {name: row(html, name) for name in ("record", "deploy")}
     assert 'class="s FINISHED">FINISHED' in rows["record"]
     assert 'class="s FAILED">FAILED' in rows["deploy"]
     assert "<b>x</b>" not in html  # event data is escaped
