@@ -21,7 +21,7 @@ def main() -> int:
         # threshold and cost the same memory as 31.
         "memory": (1_000, 2) if quick else (100_000, 6),
         "firing": (1_000,) if quick else (100_000,),
-        "delivery": (300,) if quick else (20_000,),
+        "delivery": (300, 16, 1) if quick else (20_000,),
         "latency": (100, 1.0) if quick else (500, 10.0),
         "many_clients": (10, 50) if quick else (200, 500),
     }

@@ -191,12 +191,12 @@ def _bare_posts(url: str, count: int, concurrency: int) -> float:
     return asyncio.run(main())
 
 
-def delivery(events: int, concurrency: int = 16) -> list[tuple[str, str, str, str]]:
+def delivery(events: int, concurrency: int = 16,
+             rounds: int = 3) -> list[tuple[str, str, str, str]]:
+    """Best of `rounds` for each side, interleaved, since both share two cores with
+    the receiver and one noisy round would decide the ratio."""
     receiver = Receiver()
-    try:
-        base = _bare_posts(receiver.url + "/hook", events, concurrency)
-        receiver.reset()
-        body = f"""
+    body = f"""
 [secrets]
 SIGNING = {{ env = "RH_BENCH_SIGNING" }}
 [integrations.ci]
@@ -212,17 +212,23 @@ scope = "project:acme/fire"
 event = {{ kind = "CREATE_ARTIFACT" }}
 action = {{ integration = "ci", payload = '{{"v": "${{artifact_version_index}}"}}' }}
 """
-        import os
-        os.environ["RH_BENCH_SIGNING"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    import os
+    os.environ["RH_BENCH_SIGNING"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    base, ours = [], []
+    try:
         with daemon(body) as d:
-            start = time.perf_counter()
-            pipeline(d.socket, [_artifact(i) for i in range(events)], events)
-            end = receiver.wait_for(events)
-        ours = end - start
+            for r in range(rounds):
+                receiver.reset()
+                base.append(_bare_posts(receiver.url + "/hook", events, concurrency))
+                receiver.reset()
+                start = time.perf_counter()
+                pipeline(d.socket, [_artifact(r * events + i) for i in range(events)], events)
+                ours.append(receiver.wait_for(events) - start)
     finally:
         receiver.close()
-    return [("delivery: signed webhooks to another process", rate(events, ours),
-             f"bare aiohttp POST loop {rate(events, base)}", f"{base / ours:.0%}")]
+    return [("delivery: signed webhooks to another process", rate(events, min(ours)),
+             f"bare aiohttp POST loop {rate(events, min(base))}",
+             f"{min(base) / min(ours):.0%} (best of {rounds} each)")]
 
 
 def latency(per_second: int, seconds: float) -> list[tuple[str, str, str, str]]:

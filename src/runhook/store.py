@@ -161,8 +161,11 @@ class Store:
         self._reader = self._writer = None
 
     async def submit(self, write: Write) -> None:
-        """Queue a write; waits (backpressure) while the writer is behind."""
-        await self._send.send(write)
+        """Queue a write; waits (backpressure) only while the writer is behind."""
+        try:
+            self._send.send_nowait(write)
+        except anyio.WouldBlock:
+            await self._send.send(write)
 
     @property
     def queued(self) -> int:
