@@ -224,3 +224,26 @@ async def settled(daemon: Daemon, execution_id: str) -> dict[str, Any]:
     """The execution once it has left PENDING."""
     return await eventually(lambda: execution(daemon, execution_id),
                             lambda a: a["execution"]["state"] != "PENDING")
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """Serve a test's own aiohttp handler on loopback (POST /hook); returns its URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        port = free_port()
+        app = web.Application()
+        app.router.add_post("/hook", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{port}/hook"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

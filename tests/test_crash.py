@@ -10,14 +10,13 @@ from collections import Counter
 
 from aiohttp import web
 
-from conftest import eventually, free_port
+from conftest import eventually
 
 EVENTS = 450
 KILL_AT = (150, 300)
 
 
-async def test_no_acknowledged_execution_is_lost_across_two_kills(start_daemon):
-    port = free_port()
+async def test_no_acknowledged_execution_is_lost_across_two_kills(start_daemon, serve):
     seen: Counter[str] = Counter()       # requests per webhook-id
     delivered: Counter[int] = Counter()  # 200 answers per event version
 
@@ -29,16 +28,11 @@ async def test_no_acknowledged_execution_is_lost_across_two_kills(start_daemon):
         delivered[json.loads(await request.read())["v"]] += 1
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-
+    url = await serve(hook)
     config = f"""
 [integrations.ci]
 kind = "webhook"
-url = "http://127.0.0.1:{port}/hook"
+url = "{url}"
 allow_http = true
 allow_private = true
 max_in_flight = 8
@@ -100,7 +94,6 @@ action = {{ integration = "ci", payload = '{{"v": "${{artifact_version_index}}"}
         assert len(rows) == EVENTS  # re-sent events were recognised by their id
         return sum(r["state"] != "FINISHED" for r in rows)
     await eventually(pending, lambda n: n == 0, timeout=60)
-    await runner.cleanup()
 
     # Every execution of every acknowledged event reached the receiver with a 200.
     assert set(delivered) == set(range(EVENTS))

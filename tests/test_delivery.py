@@ -100,23 +100,18 @@ async def test_disabled_state_survives_restart(start_daemon, receiver):
     assert status["integrations"][0]["disabled"].startswith("HTTP 410")
 
 
-async def test_a_hanging_endpoint_does_not_delay_another(start_daemon, receiver):
+async def test_a_hanging_endpoint_does_not_delay_another(start_daemon, receiver, serve):
     release = asyncio.Event()
     hanging: list[web.Request] = []
-    port = free_port()
 
     async def hang(request: web.Request) -> web.Response:
         hanging.append(request)
         await release.wait()
         return web.Response(text="late")
 
-    app = web.Application()
-    app.router.add_post("/slow", hang)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    slow_url = await serve(hang)
     try:
-        config = (integration("slow", f"http://127.0.0.1:{port}/slow",
+        config = (integration("slow", slow_url,
                               "max_in_flight = 2\ntimeout = 60") + automation("s", "slow")
                   + integration("fast", receiver.url) + automation("f", "fast"))
         daemon = await start_daemon(config)
@@ -129,7 +124,6 @@ async def test_a_hanging_endpoint_does_not_delay_another(start_daemon, receiver)
         assert not release.is_set()
     finally:
         release.set()
-        await runner.cleanup()
 
 
 async def test_rate_limit_holds(start_daemon, receiver):
@@ -227,7 +221,7 @@ async def test_receiver_down_is_retried_then_arrives(start_daemon):
     assert 3.9 <= answer["execution"]["next_attempt_at"] - answer["execution"]["updated_at"] <= 6.1
 
 
-async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daemon):
+async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daemon, serve):
     """More executions than the delivery queue holds: the rest wait in the database
     and are read back by scans. At-least-once allows duplicates after a crash;
     without one, each execution must arrive exactly once."""
@@ -235,20 +229,15 @@ async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daem
     count = DELIVERY_QUEUE_SIZE + 600
     gate = asyncio.Event()
     ids: list[str] = []
-    port = free_port()
 
     async def hook(request: web.Request) -> web.Response:
         await gate.wait()  # hold the first requests until every event is in
         ids.append(request.headers["webhook-id"])
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    daemon = await start_daemon(integration("ci", f"http://127.0.0.1:{port}/hook",
-                                            "max_in_flight = 16") + automation("a", "ci"))
+    url = await serve(hook)
+    daemon = await start_daemon(integration("ci", url, "max_in_flight = 16")
+                                + automation("a", "ci"))
     reader, writer = await asyncio.open_unix_connection(daemon.socket)
     writer.write(b"".join(json.dumps({**ALIAS, "version": v}).encode() + b"\n"
                           for v in range(count)))
@@ -267,4 +256,3 @@ async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daem
     # Everything is committed FINISHED: a duplicate would have been sent by now.
     assert len(ids) == count
     assert len(set(ids)) == count
-    await runner.cleanup()

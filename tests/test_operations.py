@@ -10,12 +10,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import eventually, free_port, webhook_config
+from conftest import eventually, webhook_config
 from test_socket import GOOD, RECORD
 
 
-async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon):
-    port = free_port()
+async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon, serve):
     release = asyncio.Event()
     arrived: list[str] = []
     answered: set[str] = set()
@@ -26,13 +25,7 @@ async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon):
         answered.add(request.headers["webhook-id"])
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    config = webhook_config(f"http://127.0.0.1:{port}/hook", extra="max_in_flight = 2",
+    config = webhook_config(await serve(hook), extra="max_in_flight = 2",
                             event='{ kind = "ADD_ARTIFACT_ALIAS" }')
     daemon = await start_daemon(config)
     async with daemon.client() as client:
@@ -59,7 +52,6 @@ async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon):
     by_id = {r["id"]: r for r in rows["executions"]}
     assert all(by_id[i]["attempts"] == 1 for i in in_flight)
     assert set(by_id) == set(answered)
-    await runner.cleanup()
 
 
 async def test_metrics_match_what_was_sent(start_daemon, receiver):

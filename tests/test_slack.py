@@ -13,7 +13,7 @@ CREATED = {"type": "artifact.created", "entity": "acme", "project": "vision",
 
 def slack_config(url: str, mode: str) -> str:
     if mode == "webhook":
-        secrets = f'HOOK = {{ env = "RH_SLACK_URL" }}'
+        secrets = 'HOOK = { env = "RH_SLACK_URL" }'
         integration = 'url_secret = "HOOK"'
     else:
         secrets = 'BOT = { env = "RH_SLACK_TOKEN" }'

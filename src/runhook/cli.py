@@ -1,4 +1,4 @@
-"""The `runhook` command: serve, check-config, send, history, status, enable, redeliver, test, reload."""
+"""The `runhook` command: the daemon, and the client commands that talk to it."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
 
 
-class Server(Table):
+class Server(Table, frozen=True):
     socket: str = constants.DEFAULT_SOCKET
     socket_mode: int = 0o660
     http: str = constants.DEFAULT_HTTP  # "" turns the HTTP server off
@@ -28,7 +28,7 @@ class Server(Table):
     checkpoint_interval: str = "5s"
 
 
-class Delivery(Table):
+class Delivery(Table, frozen=True):
     """Fields every integration kind shares."""
 
     rate: str | None = None
@@ -38,7 +38,7 @@ class Delivery(Table):
     allow_private: bool = False
 
 
-class WebhookIntegration(Delivery, tag="webhook", tag_field="kind", kw_only=True):
+class WebhookIntegration(Delivery, tag="webhook", tag_field="kind", kw_only=True, frozen=True):
     url: str
     access_token: str | None = None
     signing_secret: str | list[str] | None = None
@@ -47,7 +47,7 @@ class WebhookIntegration(Delivery, tag="webhook", tag_field="kind", kw_only=True
     headers: dict[str, str] = {}
 
 
-class SlackIntegration(Delivery, tag="slack", tag_field="kind", kw_only=True):
+class SlackIntegration(Delivery, tag="slack", tag_field="kind", kw_only=True, frozen=True):
     url_secret: str | None = None
     token: str | None = None
     channel: str | None = None
@@ -59,7 +59,7 @@ class SlackIntegration(Delivery, tag="slack", tag_field="kind", kw_only=True):
 Integration = WebhookIntegration | SlackIntegration
 
 
-class Action(Table):
+class Action(Table, frozen=True):
     integration: str | None = None
     kind: Literal["none"] | None = None
     payload: str | None = None
@@ -68,7 +68,7 @@ class Action(Table):
     severity: Literal["INFO", "WARN", "ERROR"] = "INFO"
 
 
-class Automation(Table):
+class Automation(Table, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     scope: str
     event: ArtifactTriggers | RunTriggers
@@ -78,7 +78,7 @@ class Automation(Table):
     description: str = ""
 
 
-class Config(Table):
+class Config(Table, frozen=True):
     server: Server = Server()
     secrets: dict[str, SecretSource] = {}
     integrations: dict[str, Integration] = {}

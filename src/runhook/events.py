@@ -87,5 +87,6 @@ class RunState(RunEvent, tag="run.state", kw_only=True):
     state: Literal["running", "finished", "failed", "crashed", "killed"]
 
 
-ArtifactEvents = ArtifactCreated | ArtifactLinked | ArtifactUnlinked | AliasAdded | TagAdded | TagRemoved
+ArtifactEvents = (ArtifactCreated | ArtifactLinked | ArtifactUnlinked | AliasAdded | TagAdded
+                  | TagRemoved)
 RunEvents = RunMetrics | RunState

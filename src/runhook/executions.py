@@ -104,7 +104,8 @@ def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: 
 
 def execution_row(execution_id: str, automation: str, scope: str, kind: str, event: Event,
                   action_kind: str, integration: str | None, state: str, reason: str | None,
-                  context: dict[str, Any], now: float, run_id: str | None = None) -> tuple[Any, ...]:
+                  context: dict[str, Any], now: float,
+                  run_id: str | None = None) -> tuple[Any, ...]:
     """The executions row, in store.INSERT_EXECUTION's column order."""
     next_attempt = now if state == "PENDING" else None
     return (execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,

@@ -174,8 +174,8 @@ class Ingress:
                 self.lines_rejected += 1
                 out.results.append(protocol.error_line(line_no, f"field `time`: {exc}"))
                 continue
-            kind = event.__struct_config__.tag
-            self.events_received[kind] = self.events_received.get(kind, 0) + 1  # type: ignore[index]
+            kind = str(event.__struct_config__.tag)
+            self.events_received[kind] = self.events_received.get(kind, 0) + 1
             event_id = event.id
             if event_id is not None:
                 seen = recent.get(event_id)

@@ -1,4 +1,4 @@
-"""Answers to the socket's queries and commands (history, status, enable, redeliver, test, reload)."""
+"""Answers to the socket's queries and commands: history, status, enable, redeliver, test."""
 
 from __future__ import annotations
 

@@ -101,7 +101,8 @@ class RunBook:
         if not watched:
             return outcome
         name, user = event.run_name, event.user
-        if not any(a.run.matcher.matches(name, user) for m, _ in watched for a in self.by_metric[m]):
+        by_metric = self.by_metric
+        if not any(a.run.matcher.matches(name, user) for m, _ in watched for a in by_metric[m]):
             return outcome
         run = outcome.run = self._run(event.run_id, name, user, now)
         for metric, value in watched:
@@ -168,6 +169,7 @@ class RunBook:
         name = automation.name
         last = run.fired.get(name) if run.fired else None
         if (action or on_crossing(last, now, automation.cooldown)) == SKIP:
+            assert last is not None  # a skip means an earlier firing
             outcome.firings.append(Firing(automation, SKIP, metric, values,
                                           automation.cooldown - (now - last)))
         else:

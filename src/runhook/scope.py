@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from runhook import constants
 from runhook.acks import Ticket
 from runhook.delivery.actor import Deliveries, Job
 from runhook.durations import describe
-from runhook.events import ArtifactEvent, Event, RunEvent, RunMetrics
+from runhook.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
 from runhook.metrics import Metrics
 from runhook.executions import artifact_context, execution_row, new_id, run_context
 from runhook.runbook import Outcome, RunBook, pack
 from runhook.scopes import scope_keys
+from runhook.runtime import Runtime
 from runhook.settings import Automation, Settings
 from runhook.store import (
     CLEAR_LOG, FORGET_RUN, INSERT_EXECUTION, LOG_METRICS, UPSERT_FLAG, UPSERT_RUN, UPSERT_WINDOW,
@@ -43,14 +44,6 @@ class Checkpoint:
 # A batch of (event, event time, line number) with the ticket of its chunk; or a checkpoint.
 Batch = list[tuple[Event, float, int]]
 Item = tuple[Batch, Ticket] | tuple[Checkpoint, None]
-
-
-class Runtime(Protocol):
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
 
 
 class ScopeActor:
@@ -196,6 +189,7 @@ class ScopeActor:
         if isinstance(event, RunMetrics):
             outcome: Outcome = self.book.metrics(event, now)
         else:
+            assert isinstance(event, RunState)
             outcome = self.book.state(event, now)
         run = outcome.run
         if run is None:

@@ -243,5 +243,6 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
                           payload=compile_field("payload", action.payload, True))
     if action.payload is not None:
         raise FieldError("action.payload", "Slack actions take title, text and severity")
-    return ActionSpec("slack", action.integration, title=compile_field("title", action.title, False),
+    return ActionSpec("slack", action.integration,
+                      title=compile_field("title", action.title, False),
                       text=compile_field("text", action.text, False), severity=action.severity)

@@ -13,7 +13,8 @@ STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1d2330;background:#f7f8fa}
 h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:2rem 0 .5rem}
 .meta{color:#667}table{border-collapse:collapse;width:100%;background:#fff;
-box-shadow:0 1px 2px #0001}th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e6e8ee;
+box-shadow:0 1px 2px #0001}th,td{text-align:left;padding:.4rem .6rem;
+border-bottom:1px solid #e6e8ee;
 vertical-align:top}th{font-size:.75rem;text-transform:uppercase;letter-spacing:.04em;color:#667}
 code{font:12px ui-monospace,monospace}.s{display:inline-block;padding:0 .45rem;border-radius:.6rem;
 font-size:.75rem;font-weight:600}.FINISHED,.ok{background:#dff5e3;color:#17692b}
@@ -60,7 +61,8 @@ def render(status: dict[str, Any]) -> str:
             f"{t['duration_ms']:.0f} ms{(' · ' + escape(t['error'])) if t['error'] else ''}"
             for t in e["attempt_list"]) or "–"
         rows_e.append(
-            f"<tr><td class='t'>{_when(e['created_at'])}</td><td><code>{escape(e['id'])}</code></td>"
+            f"<tr><td class='t'>{_when(e['created_at'])}</td>"
+            f"<td><code>{escape(e['id'])}</code></td>"
             f"<td>{escape(e['automation'])}</td><td>{escape(e['event_kind'])}</td>"
             f"<td>{_badge(e['state'])}</td><td class='att'>{attempts}</td>"
             f"<td>{escape(e['reason'] or '')}</td></tr>")

@@ -1,4 +1,4 @@
-"""sd_notify with the standard library: readiness, status, stopping. Silent without NOTIFY_SOCKET."""
+"""sd_notify with the standard library: readiness, watchdog, reload, stopping."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def notify(message: str) -> bool:
     return True
 
 
-def watchdog_interval(environ: dict[str, str] | None = None, pid: int | None = None) -> float | None:
+def watchdog_interval(environ: dict[str, str] | None = None,
+                      pid: int | None = None) -> float | None:
     """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC), or None when the
     watchdog is off or meant for another process (WATCHDOG_PID is not ours)."""
     env = os.environ if environ is None else environ

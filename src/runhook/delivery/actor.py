@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import aiohttp
 import anyio
@@ -19,7 +19,7 @@ from runhook.delivery import policy, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
 from runhook.durations import parse_rate
-from runhook.metrics import Metrics
+from runhook.runtime import Runtime
 from runhook.settings import Settings
 from runhook.store import (
     DISABLE_INTEGRATION, INSERT_ATTEMPT, INSERT_EXECUTION, UPDATE_EXECUTION, Statement, Store,
@@ -41,14 +41,6 @@ class Job(NamedTuple):
     attempts: int
     created_at: float
     round_start: int = 0  # attempts made before the last redelivery
-
-
-class Runtime(Protocol):
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
 
 
 class DeliveryActor:

@@ -34,7 +34,8 @@ def message(title: str, text: str, severity: str, context: Mapping[str, Any]) ->
         {"type": "header", "text": {"type": "plain_text", "text": cut(title, TITLE_LIMIT)}},
     ]
     if text:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, TEXT_LIMIT)}})
+        blocks.append({"type": "section",
+                       "text": {"type": "mrkdwn", "text": cut(text, TEXT_LIMIT)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]})
     return {"text": cut(title, TITLE_LIMIT),
             "attachments": [{"color": COLOURS[severity], "blocks": blocks}]}

@@ -12,7 +12,7 @@ from runhook.events import (
 from runhook.schema import FieldError, Table
 
 
-class ArtifactFilter(Table, tag_field="kind"):
+class ArtifactFilter(Table, tag_field="kind", frozen=True):
     """Filters every artifact kind takes: `collection` is a regular expression
     (search semantics, anchor it with ^…$ for an exact name); `artifact_type` is exact."""
 
@@ -20,27 +20,27 @@ class ArtifactFilter(Table, tag_field="kind"):
     artifact_type: str | None = None
 
 
-class CreateArtifact(ArtifactFilter, tag="CREATE_ARTIFACT", kw_only=True):
+class CreateArtifact(ArtifactFilter, tag="CREATE_ARTIFACT", kw_only=True, frozen=True):
     pass
 
 
-class LinkArtifact(ArtifactFilter, tag="LINK_ARTIFACT", kw_only=True):
+class LinkArtifact(ArtifactFilter, tag="LINK_ARTIFACT", kw_only=True, frozen=True):
     pass
 
 
-class UnlinkArtifact(ArtifactFilter, tag="UNLINK_ARTIFACT", kw_only=True):
+class UnlinkArtifact(ArtifactFilter, tag="UNLINK_ARTIFACT", kw_only=True, frozen=True):
     pass
 
 
-class AddArtifactAlias(ArtifactFilter, tag="ADD_ARTIFACT_ALIAS", kw_only=True):
+class AddArtifactAlias(ArtifactFilter, tag="ADD_ARTIFACT_ALIAS", kw_only=True, frozen=True):
     alias: str | None = None
 
 
-class AddArtifactTag(ArtifactFilter, tag="ADD_ARTIFACT_TAG", kw_only=True):
+class AddArtifactTag(ArtifactFilter, tag="ADD_ARTIFACT_TAG", kw_only=True, frozen=True):
     tag: str | None = None
 
 
-class RemoveArtifactTag(ArtifactFilter, tag="REMOVE_ARTIFACT_TAG", kw_only=True):
+class RemoveArtifactTag(ArtifactFilter, tag="REMOVE_ARTIFACT_TAG", kw_only=True, frozen=True):
     tag: str | None = None
 
 

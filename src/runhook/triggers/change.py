@@ -13,7 +13,7 @@ from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
-class MetricChange(RunFilter, tag="RUN_METRIC_CHANGE", kw_only=True):
+class MetricChange(RunFilter, tag="RUN_METRIC_CHANGE", kw_only=True, frozen=True):
     """agg(last `window`) against agg(the `prior_window` values just before them)."""
 
     metric: MetricName

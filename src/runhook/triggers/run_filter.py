@@ -13,7 +13,7 @@ MetricName = Annotated[str, msgspec.Meta(min_length=1)]
 Window = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 
 
-class RunFilter(Table, tag_field="kind"):
+class RunFilter(Table, tag_field="kind", frozen=True):
     run_name: str | None = None
     user: str | list[str] | None = None
 

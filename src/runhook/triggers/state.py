@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from runhook.triggers.run_filter import MetricName, RunFilter, Window
+from runhook.triggers.run_filter import RunFilter
 
 
-class RunStateTrigger(RunFilter, tag="RUN_STATE", kw_only=True):
+class RunStateTrigger(RunFilter, tag="RUN_STATE", kw_only=True, frozen=True):
     """A run's state changing into one of `states` (crashed counts as failed)."""
 
     states: Annotated[list[Literal["running", "finished", "failed"]], msgspec.Meta(min_length=1)]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Literal
 import math
 
-import msgspec
 
 from runhook.schema import FieldError
 from runhook.triggers.aggregate import COMPARISONS, aggregate, canonical, number
@@ -14,7 +13,7 @@ from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
-class MetricThreshold(RunFilter, tag="RUN_METRIC_THRESHOLD", kw_only=True):
+class MetricThreshold(RunFilter, tag="RUN_METRIC_THRESHOLD", kw_only=True, frozen=True):
     """The aggregate of the last `window` values compared with `threshold`."""
 
     metric: MetricName

@@ -10,10 +10,10 @@ import msgspec
 
 from runhook.triggers.aggregate import direction_holds, number
 from runhook.triggers.checker import Verdict
-from runhook.triggers.run_filter import MetricName, RunFilter, Window
+from runhook.triggers.run_filter import MetricName, RunFilter
 
 
-class MetricZScore(RunFilter, tag="RUN_METRIC_ZSCORE", kw_only=True):
+class MetricZScore(RunFilter, tag="RUN_METRIC_ZSCORE", kw_only=True, frozen=True):
     """A new value's z-score against the `window` values before it."""
 
     metric: MetricName
