@@ -131,8 +131,9 @@ async def start_daemon(short_dir: Path) -> AsyncIterator[DaemonFactory]:
 
     async def start(body: str = "", env: dict[str, str] | None = None,
                     config: Path | None = None, args: tuple[str, ...] = ()) -> Daemon:
-        port = free_port()
-        config = config or write_config(short_dir, body, port)
+        if config is None:
+            config = write_config(short_dir, body, free_port())
+        port = int(config.read_text().split('http = "127.0.0.1:')[1].split('"')[0])
         notify_path = short_dir / f"notify{len(started)}.sock"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))

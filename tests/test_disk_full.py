@@ -1,0 +1,67 @@
+"""A full disk: the daemon says what, keeps running, keeps what it acknowledged,
+and recovers once there is room again. The database lives on a tiny tmpfs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import aiohttp
+import pytest
+
+from test_socket import GOOD, RECORD
+
+
+@pytest.fixture
+def tiny_disk(short_dir):
+    mount = short_dir / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_full_disk_is_reported_and_nothing_acknowledged_is_lost(start_daemon, tiny_disk):
+    filler = tiny_disk / "filler"
+    filler.write_bytes(b"\0" * (1200 * 1024))
+    daemon = await start_daemon(RECORD)
+    # Move the database onto the tiny disk: restart on a config pointing there.
+    assert await daemon.stop() == 0
+    config = daemon.config.read_text().replace(f'database = "{daemon.directory}/runhook.db"',
+                                               f'database = "{tiny_disk}/runhook.db"')
+    daemon.config.write_text(config)
+    daemon = await start_daemon(config=daemon.config)
+
+    acked, refused = [], None
+    async with daemon.client() as client:
+        for version in range(400):
+            answer = await client.request({**GOOD, "version": version,
+                                           "metadata": {"blob": "x" * 20_000}})
+            if answer["ok"]:
+                acked.append(version)
+            else:
+                refused = answer["error"]
+                break
+        assert refused is not None, "the disk never filled"
+        assert refused.startswith(f"line {len(acked) + 1}: database write failed: "
+                                  "database or disk is full")
+
+        # Still running, and saying it is not ready while writes fail.
+        async with aiohttp.ClientSession() as http:
+            async with http.get(daemon.http + "/healthz") as r:
+                assert r.status == 200
+            async with http.get(daemon.http + "/readyz") as r:
+                assert r.status == 503
+                assert (await r.json())["checks"]["database"] is False
+
+        filler.unlink()  # room again
+        assert await client.request({**GOOD, "version": 10_000}) == {"ok": True}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(daemon.http + "/readyz") as r:
+                assert r.status == 200  # a commit went through: ready again
+        rows = (await client.request({"type": "query.history", "limit": 1000}))["executions"]
+    versions = sorted(r["context"]["artifact_version_index"] for r in rows)
+    assert versions == acked + [10_000]
+    assert "database or disk is full" in daemon.log_text()
