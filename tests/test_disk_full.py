@@ -65,3 +65,36 @@ async def test_full_disk_is_reported_and_nothing_acknowledged_is_lost(start_daem
     versions = sorted(r["context"]["artifact_version_index"] for r in rows)
     assert versions == acked + [10_000]
     assert "database or disk is full" in daemon.log_text()
+
+
+async def test_a_crossing_refused_by_a_full_disk_fires_when_retried(start_daemon, tiny_disk):
+    """The refused event's evaluation must not stick: the client's retry is
+    evaluated against the last committed state, so the crossing still fires."""
+    filler = tiny_disk / "filler"
+    filler.write_bytes(b"\0" * (1200 * 1024))
+    body = RECORD + """
+[[automations]]
+name = "high"
+scope = "project:acme/vision"
+event = { kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 5 }
+action = { kind = "none" }
+"""
+    first = await start_daemon(body)
+    assert await first.stop() == 0
+    first.config.write_text(first.config.read_text().replace(
+        f'database = "{first.directory}/runhook.db"', f'database = "{tiny_disk}/runhook.db"'))
+    daemon = await start_daemon(config=first.config)
+    metric = {"type": "run.metrics", "entity": "acme", "project": "vision", "run_id": "r1",
+              "run_name": "prod", "user": "ana"}
+    async with daemon.client() as client:
+        assert await client.request({**metric, "values": {"loss": 1.0}}) == {"ok": True}
+        for version in range(400):  # fill the disk
+            if not (await client.request({**GOOD, "version": version,
+                                          "metadata": {"blob": "x" * 20_000}}))["ok"]:
+                break
+        refused = await client.request({**metric, "values": {"loss": 10.0}})
+        assert refused["ok"] is False and "database or disk is full" in refused["error"]
+        filler.unlink()
+        assert await client.request({**metric, "values": {"loss": 10.0}}) == {"ok": True}
+        rows = (await client.request({"type": "query.history", "automation": "high"}))
+    assert [r["context"]["metric_values"] for r in rows["executions"]] == [[10.0]]

@@ -64,14 +64,23 @@ class ScopeActor:
         self.executions = 0
         self.book = RunBook(automations)
         self._statements: list[Statement] = []  # durable run state the current event changed
+        # A failed write leaves the book ahead of the database: the next batch is
+        # evaluated only after every outstanding write has settled and the book
+        # was reloaded from what is committed, so a client's retry of a refused
+        # event finds the state from before it (and a crossing still fires).
+        self._outstanding = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._diverged = False
 
     async def run(self) -> None:
-        if self.book.by_metric or self.book.on_state:
-            state = await self._store.run_state(self.scope)
-            self.book.restore(state, {a.name: a.digest for a in self.automations}, time.time())
-            log.info("scope %s: restored %d runs", self.scope, len(self.book.runs))
+        await self._restore()
         async with self._receive:
             async for batch, ticket in self._receive:
+                if self._diverged:
+                    await self._settled.wait()
+                    self._diverged = False
+                    await self._restore()
                 if isinstance(batch, Checkpoint):
                     await self._checkpoint(batch)
                     continue
@@ -95,6 +104,32 @@ class ScopeActor:
                 if checkpoint is not None:
                     await self._checkpoint(checkpoint)
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
+
+    async def _restore(self) -> None:
+        if not (self.book.by_metric or self.book.on_state):
+            return
+        book = RunBook(self.automations)
+        book.restore(await self._store.run_state(self.scope),
+                     {a.name: a.digest for a in self.automations}, time.time())
+        self.book = book
+        log.info("scope %s: restored %d runs from the database", self.scope, len(book.runs))
+
+    async def _submit(self, write: Write) -> None:
+        """Submit a write that carries run state; a failure marks the book diverged."""
+        then = write.on_commit
+        self._outstanding += 1
+        self._settled.clear()
+
+        def settled(error: str | None) -> None:
+            self._outstanding -= 1
+            if error is not None:
+                self._diverged = True
+            if self._outstanding == 0:
+                self._settled.set()
+            if then is not None:
+                then(error)
+        write.on_commit = settled
+        await self._store.submit(write)
 
     async def _evaluate(self, work: list[tuple[Batch, Ticket]]) -> None:
         # Statements grouped by SQL, first-seen order kept: each table's rows keep
@@ -123,7 +158,7 @@ class ScopeActor:
                 ticket.done()
             return
         # Flags, cooldowns and logged values commit with the executions they caused.
-        await self._store.submit(Write(list(grouped.items()), self._committed(tickets, jobs)))
+        await self._submit(Write(list(grouped.items()), self._committed(tickets, jobs)))
 
     async def _checkpoint(self, request: Checkpoint) -> None:
         statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]
@@ -143,7 +178,8 @@ class ScopeActor:
                 log.info("scope %s: evicted %d runs", self.scope, len(gone))
         if len(statements) > 1 or request.evict:
             # A barrier: the log it clears must not be reordered with later log rows.
-            await self._store.submit(Write(statements, barrier=True))
+            # If it fails the windows it held are only in memory: resync as well.
+            await self._submit(Write(statements, barrier=True))
 
     def reconfigure(self, automations: list[Automation]) -> None:
         """Keep the run state of automations whose definition did not change."""
