@@ -256,3 +256,22 @@ async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daem
     # Everything is committed FINISHED: a duplicate would have been sent by now.
     assert len(ids) == count
     assert len(set(ids)) == count
+
+
+async def test_reload_without_an_integration_fails_its_pending_executions(start_daemon):
+    daemon = await start_daemon(integration("ci", f"http://127.0.0.1:{free_port()}/x")
+                                + automation("a", "ci"))
+    await send(daemon, 1)
+    async with daemon.client() as client:
+        rows = (await client.request({"type": "query.history"}))["executions"]
+    # Nothing listens: it waits, PENDING, for its 5 s retry.
+    pending = await eventually(lambda: execution(daemon, rows[0]["id"]),
+                               lambda a: len(a["attempts"]) >= 2)
+    assert pending["execution"]["state"] == "PENDING"
+
+    daemon.config.write_text(daemon.config.read_text().split("[integrations.ci]")[0])
+    reloaded = await asyncio.to_thread(cli, daemon, "reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    failed = await settled(daemon, rows[0]["id"])
+    assert failed["execution"]["state"] == "FAILED"
+    assert failed["execution"]["reason"].startswith("integration ci is no longer configured")

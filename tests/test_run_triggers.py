@@ -220,3 +220,38 @@ def test_eviction_of_ended_and_silent_runs():
     # ttl 4000 s: "silent" last seen at 0; "done" ended at 100, more than an hour before 5000
     assert sorted(b.evict(5000.0, ttl=4000.0)) == ["done", "silent"]
     assert list(b.runs) == ["active"]
+
+
+def test_reload_keeps_state_of_unchanged_automations_only():
+    from runhook.config import decode
+    from runhook.scope import ScopeActor
+    from runhook.settings import build
+
+    def settings(b_threshold: float):
+        return build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 5 }}
+action = {{ kind = "none" }}
+cooldown = "0"
+[[automations]]
+name = "b"
+scope = "project:acme/vision"
+event = {{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = {b_threshold} }}
+action = {{ kind = "none" }}
+cooldown = "0"
+"""))
+
+    before = settings(5)
+    actor = ScopeActor("project:acme/vision", before.automations, None, None)  # type: ignore[arg-type]
+
+    def fired(value: float) -> list[str]:
+        rows, _ = actor.evaluate(metrics({"loss": value}), 0.0, 0.0)
+        return sorted(row[1] for row in rows)
+
+    assert fired(10) == ["a", "b"]       # both cross
+    assert fired(11) == []               # both still true: no new crossing
+    actor.reconfigure(settings(6).automations)  # b changed, a did not
+    assert fired(12) == ["b"]            # a kept its state; b starts afresh and crosses
+    assert actor.book.runs["r1"].rings["loss"].values() == [10.0, 11.0, 12.0][-1:]

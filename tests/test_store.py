@@ -53,3 +53,36 @@ async def test_group_commit_and_failed_batch(tmp_path):
         store.finish()
     assert store.commits == 1
     await store.close()
+
+
+async def test_purge_keeps_pending_and_recent(tmp_path):
+    from runhook.store import INSERT_ATTEMPT, INSERT_EXECUTION, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS
+
+    def row(execution_id: str, state: str, created: float) -> tuple:
+        return (execution_id, "a", "project:e/p", "CREATE_ARTIFACT", "artifact.created", None,
+                "none", None, state, None, "{}", None, created, created, None)
+
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        await store.submit(Write([
+            (INSERT_EXECUTION, [row("old-done", "FINISHED", 100.0), row("old-pending", "PENDING", 100.0),
+                                row("new-done", "FAILED", 5000.0)]),
+            (INSERT_ATTEMPT, [("old-done", 1, 100.0, 1.0, 200, None, None),
+                              ("new-done", 1, 5000.0, 1.0, 500, None, None)]),
+            (INSERT_EVENT_ID, [("old", 10.0), ("new", 4000.0)]),
+        ]))
+        await store.submit(Write([
+            (PURGE_EVENT_IDS, [(1000.0, 100)]),
+            (PURGE_ATTEMPTS, [(1000.0, 100)]),
+            (PURGE_EXECUTIONS, [(1000.0, 100)]),
+        ], lambda error: done.set(), barrier=True))
+        await done.wait()
+        assert sorted(e.id for e in await store.history(limit=10)) == ["new-done", "old-pending"]
+        assert await store.attempts("old-done") == []
+        assert len(await store.attempts("new-done")) == 1
+        assert await store.recent_event_ids(0) == {"new": 4000.0}
+        store.finish()
+    await store.close()

@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 import anyio
+import msgspec
 from anyio.abc import TaskGroup
 
-from runhook import __version__, http, queries, systemd
+from runhook import __version__, constants, http, queries, systemd
 from runhook.config import ConfigError
 from runhook.delivery.actor import Deliveries
 from runhook.ingress import Ingress
@@ -18,7 +19,9 @@ from runhook.metrics import Metrics
 from runhook.protocol import Query
 from runhook.scope import Scopes
 from runhook.settings import Settings, load
-from runhook.store import Store, Write
+from runhook.store import (
+    FAIL_ORPHANS, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS, Store, Write,
+)
 
 log = logging.getLogger("runhook")
 
@@ -58,6 +61,7 @@ class Daemon:
                 root.start_soon(self._signals, name="signals")
                 async with anyio.create_task_group() as delivery_tg:
                     self._delivery_tg = delivery_tg
+                    await self._fail_orphans()
                     await self.deliveries.start(delivery_tg)
                     async with anyio.create_task_group() as scope_tg:
                         self.scopes = Scopes(self, self.store, self.deliveries, scope_tg)
@@ -124,6 +128,7 @@ class Daemon:
             self.scopes.reconfigure(new)
         if self._delivery_tg is not None:
             await self.deliveries.reconfigure(self._delivery_tg, old, new)
+        await self._fail_orphans()
         log.info("configuration reloaded: %s", self._summary())
         systemd.notify(f"READY=1\nSTATUS={self._summary()}")
         return []
@@ -141,6 +146,23 @@ class Daemon:
                 last_prune = time.monotonic()
                 if self.ingress is not None:
                     self.ingress.prune_ids(time.time())
+                await self._purge()
+
+    async def _fail_orphans(self) -> None:
+        """PENDING executions of an integration no longer configured would wait
+        forever: fail them with the reason (redeliver brings them back)."""
+        names = msgspec.json.encode(sorted(self.settings.integrations)).decode()
+        await self.store.submit(Write([(FAIL_ORPHANS, [(time.time(), names)])]))
+
+    async def _purge(self) -> None:
+        """Forget idempotency ids past 24 h and settled executions past history_ttl."""
+        now = time.time()
+        batch = constants.PURGE_BATCH
+        await self.store.submit(Write([
+            (PURGE_EVENT_IDS, [(now - constants.IDEMPOTENCY_WINDOW_S, batch)]),
+            (PURGE_ATTEMPTS, [(now - self.settings.history_ttl, batch)]),
+            (PURGE_EXECUTIONS, [(now - self.settings.history_ttl, batch)]),
+        ], barrier=True))  # attempts first, then their executions
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 only while the loop runs (this task is on it) and the writer

@@ -26,6 +26,9 @@ class Server(Table, frozen=True):
     database: str = constants.DEFAULT_DATABASE
     run_ttl: str = constants.DEFAULT_RUN_TTL
     checkpoint_interval: str = "5s"
+    # Finished, failed and skipped executions (and their attempts) older than this
+    # are deleted; PENDING ones never are.
+    history_ttl: str = constants.DEFAULT_HISTORY_TTL
 
 
 class Delivery(Table, frozen=True):

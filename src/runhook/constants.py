@@ -43,3 +43,7 @@ RESPONSE_KEEP_BYTES = 1024
 
 DEFAULT_COOLDOWN = "24h"
 DEFAULT_RUN_TTL = "7d"
+DEFAULT_HISTORY_TTL = "30d"
+# Rows deleted per housekeeping statement, so a large purge never holds the
+# writer (and every acknowledgement behind it) for long.
+PURGE_BATCH = 5000

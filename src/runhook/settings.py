@@ -57,6 +57,7 @@ class Settings:
     run_ttl: float
     checkpoint_interval: float
     by_name: dict[str, Automation]
+    history_ttl: float = 30 * 86400.0
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -108,13 +109,18 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
         checkpoint = parse_duration(server.checkpoint_interval)
     except ValueError as exc:
         problems.append(f"server.checkpoint_interval: {exc}")
+    history_ttl = 0.0
+    try:
+        history_ttl = parse_duration(server.history_ttl)
+    except ValueError as exc:
+        problems.append(f"server.history_ttl: {exc}")
     if problems:
         raise cfg.ConfigError(source, problems)
     by_scope: dict[str, list[Automation]] = {}
     for automation_ in automations:
         by_scope.setdefault(automation_.scope, []).append(automation_)
     return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
-                    run_ttl, checkpoint, {a.name: a for a in automations})
+                    run_ttl, checkpoint, {a.name: a for a in automations}, history_ttl)
 
 
 def _check_integration(where: str, integration: cfg.Integration, config: cfg.Config,

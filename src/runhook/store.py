@@ -54,6 +54,18 @@ ENABLE_INTEGRATION = "DELETE FROM disabled_integrations WHERE name = ?"
 # A redelivery: back to PENDING, due now, with a fresh retry schedule.
 REDELIVER = ("UPDATE executions SET state = 'PENDING', reason = ?, updated_at = ?, "
              "next_attempt_at = ?, round_start = attempts WHERE id = ?")
+# Housekeeping, each bounded to PURGE_BATCH rows (see constants).
+PURGE_EVENT_IDS = ("DELETE FROM event_ids WHERE rowid IN (SELECT rowid FROM event_ids "
+                   "WHERE received_at < ? LIMIT ?)")
+PURGE_ATTEMPTS = ("DELETE FROM attempts WHERE execution_id IN (SELECT id FROM executions "
+                  "WHERE created_at < ? AND state != 'PENDING' ORDER BY created_at LIMIT ?)")
+PURGE_EXECUTIONS = ("DELETE FROM executions WHERE id IN (SELECT id FROM executions "
+                    "WHERE created_at < ? AND state != 'PENDING' ORDER BY created_at LIMIT ?)")
+# Executions waiting for an integration the configuration no longer has.
+FAIL_ORPHANS = ("UPDATE executions SET state = 'FAILED', updated_at = ?, next_attempt_at = NULL, "
+                "reason = 'integration ' || integration || ' is no longer configured; "
+                "`runhook redeliver` once it is back' WHERE state = 'PENDING' "
+                "AND integration IS NOT NULL AND integration NOT IN (SELECT value FROM json_each(?))")
 FORGET_RUN = [f"DELETE FROM {table} WHERE scope = ? AND run_id = ?"
               for table in ("runs", "windows", "trigger_state")]
 
