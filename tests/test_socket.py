@@ -54,6 +54,9 @@ async def daemon(start_daemon):
     (line([1, 2]), "line 1: expected a JSON object"),
     (line({"type": "run.state", "entity": "acme", "registry": "r", "run_id": "1",
            "state": "failed"}), "line 1: run events belong to a `project`"),
+    (line({"type": "run.metrics", "entity": "acme", "project": "p", "run_id": "1",
+           "values": {"acc": 0.5, "loss": "high"}}),
+     "line 1: field `values.loss`: expected `float | null`, got `str`"),
     (line({"type": "run.state", "entity": "acme", "project": "p", "run_id": "1",
            "state": "exploded"}), "line 1: field `state`: invalid enum value 'exploded'"),
 ])

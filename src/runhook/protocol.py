@@ -84,7 +84,7 @@ def decode(line: bytes) -> Any:
     try:
         return _decoder.decode(line)
     except msgspec.ValidationError as exc:
-        raise BadLine(_reword(str(exc))) from None
+        raise BadLine(_name_key(_reword(str(exc)), line)) from None
     except msgspec.DecodeError as exc:
         if b"NaN" in line or b"Infinity" in line:
             try:
@@ -116,6 +116,21 @@ def _reword(message: str) -> str:
         return f"field `{path}`: missing required field" + \
             reason[len("Object missing required field"):]
     return f"field `{path}`: {reason[0].lower()}{reason[1:]}"
+
+
+def _name_key(message: str, line: bytes) -> str:
+    """msgspec says `values[...]` for a map entry; name the metric instead. `values`
+    is the only typed map on the wire, so the bad entry is the first non-number."""
+    if not message.startswith("field `values[...]`"):
+        return message
+    try:
+        values = json.loads(line).get("values", {})
+    except (ValueError, AttributeError):
+        return message
+    for key, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return message.replace("values[...]", f"values.{key}", 1)
+    return message
 
 
 def error_line(line_no: int, message: str) -> bytes:
