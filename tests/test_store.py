@@ -43,13 +43,14 @@ async def test_group_commit_and_failed_batch(tmp_path):
         await done.wait()
         # The whole batch failed together: nothing half-written, every caller told.
         assert len(outcomes) == 4 and all(o and "no_such_table" in o for o in outcomes)
-        assert await store.recent_event_ids(0) == {}
+        assert await store.seen_event_ids(["a", "b", "c"], 0) == set()
         # The writer is still alive and commits the next write.
         committed = anyio.Event()
         await store.submit(Write([(INSERT_EVENT_ID, [("d", 4.0)])],
                                  lambda e: committed.set() if e is None else None))
         await committed.wait()
-        assert await store.recent_event_ids(0) == {"d": 4.0}
+        assert await store.seen_event_ids(["a", "d"], 0) == {"d"}
+        assert await store.seen_event_ids(["d"], 5.0) == set()  # older than the horizon
         store.finish()
     assert store.commits == 1
     await store.close()
@@ -83,6 +84,32 @@ async def test_purge_keeps_pending_and_recent(tmp_path):
         assert sorted(e.id for e in await store.history(limit=10)) == ["new-done", "old-pending"]
         assert await store.attempts("old-done") == []
         assert len(await store.attempts("new-done")) == 1
-        assert await store.recent_event_ids(0) == {"new": 4000.0}
+        assert await store.seen_event_ids(["old", "new"], 0) == {"new"}
+        store.finish()
+    await store.close()
+
+
+async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path):
+    from runhook.idempotency import RecentIds
+
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    recent = RecentIds(store, memory=2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        for i, event_id in enumerate(["a", "b", "c"]):
+            recent.claim(event_id, 100.0 + i)
+            assert recent.seen(event_id, 0)  # a claim counts before its commit
+            committed = anyio.Event()
+            await store.submit(Write([(INSERT_EVENT_ID, [(event_id, 100.0 + i)])],
+                                     lambda e: committed.set()))
+            await committed.wait()
+            recent.committed([event_id])
+        assert len(recent) == 2 and not recent.seen("a", 0)  # evicted from memory...
+        assert await recent.accepted(["a", "b", "x"], 0) == {"a", "b"}  # ...not forgotten
+        assert await recent.accepted(["a", "c"], 101.5) == {"c"}  # past the 24 h horizon
+        recent.claim("y", 200.0)
+        recent.release(["y"])  # a refused chunk: the id may be evaluated again
+        assert not recent.seen("y", 0)
         store.finish()
     await store.close()

@@ -66,7 +66,6 @@ class Daemon:
                     async with anyio.create_task_group() as scope_tg:
                         self.scopes = Scopes(self, self.store, self.deliveries, scope_tg)
                         self.ingress = Ingress(self.scopes, self.store, self._query)
-                        await self.ingress.load_recent_ids()
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket, server.socket_mode)
                             if server.http:
@@ -144,8 +143,6 @@ class Daemon:
                 await self.scopes.checkpoint(evict, self.settings.run_ttl)
             if evict:
                 last_prune = time.monotonic()
-                if self.ingress is not None:
-                    self.ingress.prune_ids(time.time())
                 await self._purge()
 
     async def _fail_orphans(self) -> None:

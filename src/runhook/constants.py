@@ -28,6 +28,9 @@ MAX_WRITE_BATCH = 4096
 
 # DESIGN §3: an `id` already accepted in the last 24 h is acknowledged, not re-evaluated.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
+# Committed ids kept in memory for lookups without the database (~150 bytes each);
+# older ones are looked up in event_ids.
+RECENT_IDS_IN_MEMORY = 100_000
 
 # Executions handed to one delivery actor in memory; past this they wait in the
 # database (state PENDING) and the actor reads them back when it catches up.

@@ -19,6 +19,7 @@ from runhook import constants, protocol
 from runhook.acks import Ticket
 from runhook.events import Event
 from runhook.executions import event_timestamp
+from runhook.idempotency import RecentIds
 from runhook.protocol import BadLine, Query
 from runhook.scope import ScopeActor, Scopes
 from runhook.store import INSERT_EVENT_ID, Store, Write
@@ -45,7 +46,7 @@ class Ingress:
         self._scopes = scopes
         self._store = store
         self._queries = queries
-        self.recent_ids: dict[str, float] = {}
+        self.recent_ids = RecentIds(store)
         self.events_received: dict[str, int] = {}
         self.lines_rejected = 0
         self.connections = 0
@@ -53,14 +54,6 @@ class Ingress:
         self._readers: set[asyncio.StreamReader] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self.listening = False
-
-    async def load_recent_ids(self) -> None:
-        self.recent_ids = await self._store.recent_event_ids(
-            time.time() - constants.IDEMPOTENCY_WINDOW_S)
-
-    def prune_ids(self, now: float) -> None:
-        horizon = now - constants.IDEMPOTENCY_WINDOW_S
-        self.recent_ids = {k: v for k, v in self.recent_ids.items() if v >= horizon}
 
     async def serve(self, path: str, mode: int, *,
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -150,11 +143,12 @@ class Ingress:
         ids: list[tuple[str, float]] = []
         now = time.time()
         targets = self._scopes.targets
-        recent = self.recent_ids
         horizon = now - constants.IDEMPOTENCY_WINDOW_S
+        # First pass: decode. Lines that are not events are answered in place.
+        decoded: list[tuple[int, bytes | asyncio.Task[bytes] | tuple[Event, float]]] = []
         for line_no, line in enumerate(lines, first_line):
             if len(line) > constants.MAX_LINE_BYTES:
-                out.results.append(self._too_long(line_no))
+                decoded.append((line_no, self._too_long(line_no)))
                 continue
             if not line.strip():
                 continue  # blank lines are not requests
@@ -162,28 +156,35 @@ class Ingress:
                 request = protocol.decode(line)
             except BadLine as exc:
                 self.lines_rejected += 1
-                out.results.append(protocol.error_line(line_no, str(exc)))
+                decoded.append((line_no, protocol.error_line(line_no, str(exc))))
                 continue
             if isinstance(request, Query):
-                out.results.append(asyncio.ensure_future(self._queries(request)))
+                decoded.append((line_no, asyncio.ensure_future(self._queries(request))))
                 continue
-            event: Event = request
             try:
-                event_time = event_timestamp(event, now)
+                decoded.append((line_no, (request, event_timestamp(request, now))))
             except ValueError as exc:
                 self.lines_rejected += 1
-                out.results.append(protocol.error_line(line_no, f"field `time`: {exc}"))
+                decoded.append((line_no, protocol.error_line(line_no, f"field `time`: {exc}")))
+        # One lookup for the chunk's idempotency ids that memory does not know.
+        with_ids = [item[0].id for _, item in decoded
+                    if isinstance(item, tuple) and item[0].id is not None]
+        accepted = await self.recent_ids.accepted(with_ids, horizon) if with_ids else set()
+        # Second pass: deduplicate, claim, route.
+        for line_no, item in decoded:
+            if not isinstance(item, tuple):
+                out.results.append(item)
                 continue
+            event, event_time = item
             kind = str(event.__struct_config__.tag)
             self.events_received[kind] = self.events_received.get(kind, 0) + 1
             event_id = event.id
             if event_id is not None:
-                seen = recent.get(event_id)
-                if seen is not None and seen >= horizon:
+                if event_id in accepted or self.recent_ids.seen(event_id, horizon):
                     out.results.append(protocol.OK_DUPLICATE)
                     continue
                 # Claimed now, so a duplicate right behind (even in this chunk) is caught.
-                recent[event_id] = now
+                self.recent_ids.claim(event_id, now)
                 ids.append((event_id, now))
                 out.ids.append(event_id)
             actors = targets(event)
@@ -237,9 +238,11 @@ class Ingress:
     async def _resolve(self, answers: Answers, out: list[bytes]) -> None:
         ticket = answers.ticket
         error = await ticket.future if ticket is not None else None
-        if error is not None:
-            for event_id in answers.ids:
-                self.recent_ids.pop(event_id, None)  # not accepted: a retry must be evaluated
+        if answers.ids:
+            if error is None:
+                self.recent_ids.committed(answers.ids)
+            else:
+                self.recent_ids.release(answers.ids)  # not accepted: a retry is evaluated
         for result in answers.results:
             if isinstance(result, bytes):
                 out.append(result)

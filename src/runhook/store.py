@@ -361,10 +361,16 @@ class Store:
             params.append(automation)
         return [_execution(row) for row in await self._fetch(sql + " ORDER BY id", params)]
 
-    async def recent_event_ids(self, since: float) -> dict[str, float]:
-        rows = await self._fetch("SELECT id, received_at FROM event_ids WHERE received_at >= ?",
-                                 (since,))
-        return {row[0]: row[1] for row in rows}
+    async def seen_event_ids(self, ids: list[str], since: float) -> set[str]:
+        """Those of `ids` accepted since `since`."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            part = ids[start:start + 500]
+            rows = await self._fetch(
+                f"SELECT id FROM event_ids WHERE id IN ({', '.join('?' * len(part))}) "
+                "AND received_at >= ?", [*part, since])
+            found.update(row[0] for row in rows)
+        return found
 
     async def check_writable(self) -> bool:
         """True when the writer has nothing failing and the file still takes a write."""
