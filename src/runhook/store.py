@@ -65,7 +65,8 @@ PURGE_EXECUTIONS = ("DELETE FROM executions WHERE id IN (SELECT id FROM executio
 FAIL_ORPHANS = ("UPDATE executions SET state = 'FAILED', updated_at = ?, next_attempt_at = NULL, "
                 "reason = 'integration ' || integration || ' is no longer configured; "
                 "`runhook redeliver` once it is back' WHERE state = 'PENDING' "
-                "AND integration IS NOT NULL AND integration NOT IN (SELECT value FROM json_each(?))")
+                "AND integration IS NOT NULL "
+                "AND integration NOT IN (SELECT value FROM json_each(?))")
 FORGET_RUN = [f"DELETE FROM {table} WHERE scope = ? AND run_id = ?"
               for table in ("runs", "windows", "trigger_state")]
 
@@ -371,7 +372,3 @@ class Store:
                 "AND received_at >= ?", [*part, since])
             found.update(row[0] for row in rows)
         return found
-
-    async def check_writable(self) -> bool:
-        """True when the writer has nothing failing and the file still takes a write."""
-        return self._writer is not None and self.last_error is None
