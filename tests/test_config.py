@@ -148,3 +148,31 @@ def test_serve_refuses_a_bad_file(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert "server: object contains unknown field `port`" in run.stderr
+
+
+def test_serve_says_why_it_cannot_start(tmp_path):
+    import socket as socketlib
+    taken = socketlib.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\nhttp = "127.0.0.1:{port}"\n'
+                      f'database = "{tmp_path}/r.db"\n')
+    run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=30)
+    taken.close()
+    assert run.returncode == 1
+    assert f"cannot start: cannot serve HTTP on 127.0.0.1:{port}" in run.stderr
+    assert "address already in use (server.http)" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "s.sock").exists()  # nothing left behind
+
+    database = tmp_path / "not-a-db"
+    database.write_text("this is not SQLite " * 100)
+    config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\nhttp = ""\n'
+                      f'database = "{database}"\n')
+    run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1
+    assert f"cannot start: cannot open the database {database}: file is not a database" in run.stderr

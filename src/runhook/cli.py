@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,6 +16,7 @@ from runhook import __version__, constants
 from runhook.client import Client, RunhookError
 from runhook.config import ConfigError, read
 from runhook.durations import parse_duration
+from runhook.schema import StartupError
 from runhook.settings import load
 
 
@@ -48,12 +50,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     logs.setup(args.log_level, args.log_format, settings.redactor)
+    failed = False
     try:
         anyio.run(app.main, settings, backend="asyncio",
                   backend_options={"use_uvloop": _have_uvloop()})
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:
         pass
-    return 0
+    except* StartupError as group:
+        for error in _leaves(group):
+            logging.getLogger("runhook").error("cannot start: %s", error)
+        failed = True
+    return 1 if failed else 0
+
+
+def _leaves(group: BaseExceptionGroup[StartupError]) -> list[BaseException]:
+    """The errors in a group of task groups' errors, nesting flattened."""
+    out: list[BaseException] = []
+    for item in group.exceptions:
+        out.extend(_leaves(item) if isinstance(item, BaseExceptionGroup) else [item])
+    return out
 
 
 def _have_uvloop() -> bool:

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from runhook import status_page
 from runhook.metrics import Metrics
+from runhook.schema import StartupError
 from runhook.store import Store
 
 log = logging.getLogger("runhook.http")
@@ -91,7 +92,11 @@ async def serve(app: web.Application, address: str, *,
     await runner.setup()
     try:
         site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"cannot serve HTTP on {address}: "
+                               f"{exc.strerror or exc} (server.http)") from None
         log.info("HTTP on http://%s", address)
         task_status.started()
         await anyio.sleep_forever()

@@ -21,6 +21,7 @@ from runhook.events import Event
 from runhook.executions import event_timestamp
 from runhook.idempotency import RecentIds
 from runhook.protocol import BadLine, Query
+from runhook.schema import StartupError
 from runhook.scope import ScopeActor, Scopes
 from runhook.store import INSERT_EVENT_ID, Store, Write
 
@@ -57,9 +58,13 @@ class Ingress:
 
     async def serve(self, path: str, mode: int, *,
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        _clear_stale_socket(Path(path))
-        self._server = await asyncio.start_unix_server(self._connection, path)
-        os.chmod(path, mode)
+        try:
+            _clear_stale_socket(Path(path))
+            self._server = await asyncio.start_unix_server(self._connection, path)
+            os.chmod(path, mode)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {path}: {exc.strerror or exc} "
+                               "(server.socket)") from None
         self.listening = True
         log.info("listening on %s", path)
         task_status.started()
@@ -272,7 +277,7 @@ def _clear_stale_socket(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         return
     if not stat.S_ISSOCK(mode):
-        raise RuntimeError(f"{path} exists and is not a socket")
+        raise StartupError(f"{path} exists and is not a socket (server.socket)")
     import socket
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -282,5 +287,5 @@ def _clear_stale_socket(path: Path) -> None:
         return
     finally:
         probe.close()
-    raise RuntimeError(f"another daemon is listening on {path}")
+    raise StartupError(f"another daemon is listening on {path} (server.socket)")
 

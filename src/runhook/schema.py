@@ -17,3 +17,8 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class StartupError(Exception):
+    """The daemon cannot start: a port or socket taken, a database that cannot be
+    opened. The message says what and where; `runhook serve` prints it and exits 1."""

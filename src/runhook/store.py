@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from anyio.abc import TaskStatus
 
 from runhook import constants
 from runhook.migrations import migrate
+from runhook.schema import StartupError
 
 log = logging.getLogger("runhook.store")
 
@@ -153,6 +155,14 @@ class Store:
         self.last_error: str | None = None
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()  # its connection thread would keep the process alive
+            raise StartupError(f"cannot open the database {self.path}: {exc} "
+                               "(server.database)") from None
+
+    async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         # WAL is set outside any transaction; it lets the reader query while we write.
