@@ -35,7 +35,9 @@ async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon, serve)
                                "alias": "a"})
     await eventually(lambda: asyncio.sleep(0, len(arrived)), lambda n: n == 2)
     daemon.process.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.2)  # the daemon is now draining: it must wait for the two
+    # The daemon reaches its delivery drain and must wait there for the two held requests.
+    await eventually(lambda: asyncio.sleep(0, daemon.log_text()),
+                     lambda text: "letting deliveries in flight finish" in text)
     assert daemon.process.returncode is None
     release.set()
     assert await asyncio.wait_for(daemon.process.wait(), 30) == 0
