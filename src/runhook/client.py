@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
+import tenacity
 
 from runhook.constants import DEFAULT_SOCKET
 
@@ -17,6 +18,20 @@ WINDOW = 512
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _policy(wait: float) -> dict[str, Any]:
+    """Connection retries: only while the socket is missing or refusing (the
+    daemon is not up yet), backing off from 50 ms to 1 s, for `wait` seconds."""
+    return {"stop": tenacity.stop_after_delay(wait),
+            "wait": tenacity.wait_exponential(multiplier=0.05, max=1.0),
+            "retry": tenacity.retry_if_exception_type((FileNotFoundError,
+                                                       ConnectionRefusedError)),
+            "reraise": True}
+
+
+def _retrying(wait: float) -> tenacity.Retrying:
+    return tenacity.Retrying(**_policy(wait))
 
 
 class RunhookError(Exception):
@@ -40,12 +55,23 @@ class Client:
     """A blocking client. `send` one event and get its answer once the daemon has
     committed what it caused; `send_many` pipelines."""
 
-    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = 60.0) -> None:
+    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = 60.0,
+                 wait: float = 0.0) -> None:
+        """`wait`: seconds to keep trying to connect while the daemon is not up yet
+        (restarting, or started alongside the training job)."""
         self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
-        self._sock.connect(path)
+        self._sock = _retrying(wait)(self._connect, timeout)
         self._file = self._sock.makefile("rb")
+
+    def _connect(self, timeout: float | None) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def __enter__(self) -> Client:
         return self
@@ -108,8 +134,9 @@ class Client:
 class AsyncClient:
     """The same over asyncio, for async training loops and services."""
 
-    def __init__(self, path: str = DEFAULT_SOCKET) -> None:
+    def __init__(self, path: str = DEFAULT_SOCKET, wait: float = 0.0) -> None:
         self.path = path
+        self.wait = wait
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
@@ -122,9 +149,11 @@ class AsyncClient:
         await self.close()
 
     async def connect(self) -> None:
-        # Answers to history queries can be large; events answers are one short line.
-        self._reader, self._writer = await asyncio.open_unix_connection(self.path,
-                                                                        limit=1 << 28)
+        async for attempt in tenacity.AsyncRetrying(**_policy(self.wait)):
+            with attempt:
+                # History answers can be large; an event's answer is one short line.
+                self._reader, self._writer = await asyncio.open_unix_connection(
+                    self.path, limit=1 << 28)
 
     async def close(self) -> None:
         if self._writer is not None:
