@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from datetime import datetime, timezone
@@ -44,7 +45,9 @@ def event_timestamp(event: Event, received: float) -> float:
     return parsed.timestamp()
 
 
+@functools.lru_cache(maxsize=256)
 def iso(ts: float) -> str:
+    """RFC 3339 in UTC. Cached: the events of one batch share their receipt time."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
 

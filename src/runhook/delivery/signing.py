@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 _PREFIX = "whsec_"
@@ -24,11 +23,10 @@ def standard_signature(keys: list[bytes], msg_id: str, timestamp: int, body: byt
     """`webhook-signature`: one `v1,<base64>` per key, space-separated, so a receiver
     holding either the old or the new secret verifies during a rotation."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        for key in keys)
+    return " ".join("v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+                    for key in keys)
 
 
 def wandb_signature(key: bytes, body: bytes) -> str:
     """`X-Wandb-Signature`: base64 HMAC-SHA256 of the body alone."""
-    return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(key, body, "sha256")).decode()
