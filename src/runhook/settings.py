@@ -66,12 +66,6 @@ class Settings:
     def integrations(self) -> dict[str, cfg.Integration]:
         return self.config.integrations
 
-    def integration_secrets(self, name: str) -> dict[str, str]:
-        """The secrets an integration's templates may reference as ${NAME}."""
-        integration = self.config.integrations[name]
-        allowed = integration.secrets if isinstance(integration, cfg.WebhookIntegration) else []
-        return {k: self.secrets[k] for k in allowed}
-
 
 def load(path: str | Path) -> Settings:
     """Read, decode, resolve and compile a configuration file; ConfigError lists every problem."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,7 +150,6 @@ class Store:
         self._reader: aiosqlite.Connection | None = None
         self.commits = 0
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size
-        self.last_commit_at = 0.0
         self.last_error: str | None = None
 
     async def open(self) -> None:
@@ -254,7 +252,6 @@ class Store:
         self.commits += 1
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        self.last_commit_at = time.time()
         self.last_error = None
         return None
 
