@@ -179,3 +179,9 @@ async def test_client_that_reads_late_loses_nothing(daemon):
     async with daemon.client() as client:
         history = await client.request({"type": "query.history", "limit": 1})
     assert history["executions"][0]["context"]["artifact_version_index"] == count - 1
+
+
+async def test_socket_mode_is_owner_and_group(daemon):
+    import os
+    import stat
+    assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o660
