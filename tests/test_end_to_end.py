@@ -128,3 +128,30 @@ async def test_hostile_strings_arrive_as_valid_json(start_daemon, receiver):
         await client.send({**ALIAS_EVENT, "author": hostile, "alias": hostile})
     body = json.loads((await receiver.next()).body)  # valid JSON, or this raises
     assert body == {"author": hostile, "line": f"by {hostile} at {hostile}", hostile: 1}
+
+
+async def test_entity_scope_sees_projects_and_registries(start_daemon, receiver):
+    config = webhook_config(receiver.url, '{"kind": "${event_type}", "where": "${artifact_version}"}',
+                            scope="entity:acme", event='{ kind = "CREATE_ARTIFACT" }').replace(
+        "[[automations]]", """[[automations]]
+name = "links"
+scope = "entity:acme"
+event = { kind = "LINK_ARTIFACT" }
+action = { integration = "ci", payload = '{"kind": "${event_type}", "where": "${artifact_version}"}' }
+
+[[automations]]""")
+    daemon = await start_daemon(config)
+    async with daemon.client() as client:
+        await client.send({"type": "artifact.created", "entity": "acme", "project": "vision",
+                           "collection": "ds", "version": 1})
+        await client.send({"type": "artifact.linked", "entity": "acme", "registry": "model",
+                           "collection": "resnet", "version": 2, "source": "acme/vision/resnet:v5"})
+        await client.send({"type": "artifact.created", "entity": "other", "project": "vision",
+                           "collection": "ds", "version": 1})  # another entity: nothing
+    bodies = [json.loads((await receiver.next()).body) for _ in range(2)]
+    got = sorted((b["kind"], b["where"]) for b in bodies)
+    assert got == [("CREATE_ARTIFACT", "acme/vision/ds:v1"),
+                   ("LINK_ARTIFACT", "acme/model/resnet:v2")]
+    async with daemon.client() as client:
+        rows = (await client.request({"type": "query.history"}))["executions"]
+    assert sorted(r["scope"] for r in rows) == ["entity:acme", "entity:acme"]
