@@ -275,3 +275,24 @@ async def test_reload_without_an_integration_fails_its_pending_executions(start_
     failed = await settled(daemon, rows[0]["id"])
     assert failed["execution"]["state"] == "FAILED"
     assert failed["execution"]["reason"].startswith("integration ci is no longer configured")
+
+
+async def test_integration_timeout(start_daemon, serve):
+    never = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.Response:
+        await never.wait()  # answers only when the test ends
+        return web.Response(text="late")
+
+    url = await serve(silent)
+    daemon = await start_daemon(integration("ci", url, "timeout = 0.5") + automation("a", "ci"))
+    await send(daemon, 1)
+    async with daemon.client() as client:
+        rows = (await client.request({"type": "query.history"}))["executions"]
+    # Attempt 1 times out, the immediate retry too; then it waits 5 s, PENDING.
+    answer = await eventually(lambda: execution(daemon, rows[0]["id"]),
+                              lambda a: len(a["attempts"]) >= 2)
+    never.set()
+    assert answer["execution"]["state"] == "PENDING"
+    assert [a["error"] for a in answer["attempts"][:2]] == ["timed out after 0.5s"] * 2
+    assert all(450 <= a["duration_ms"] < 5000 for a in answer["attempts"][:2])
