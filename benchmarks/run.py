@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import scenarios  # noqa: E402
+import scenarios
 
 
 def main() -> int:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import msgspec
-
-from harness import daemon, pipeline, rate
 from baselines import RawDecodeServer
+from harness import daemon, pipeline, rate
 
 encode = msgspec.json.encode
 
@@ -78,19 +77,19 @@ action = { kind = "none" }
 
 # --- firing, delivery, latency, many clients ------------------------------------
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import socket as socketlib  # noqa: E402
-import sqlite3  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from pathlib import Path  # noqa: E402
+import asyncio
+import json
+import socket as socketlib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
 
-from harness import free_port  # noqa: E402
+from harness import free_port
 
 
 def _artifact(i: int, **extra: object) -> bytes:

@@ -6,7 +6,12 @@ import pytest
 
 from runhook.config import decode
 from runhook.events import (
-    AliasAdded, ArtifactCreated, ArtifactLinked, ArtifactUnlinked, TagAdded, TagRemoved,
+    AliasAdded,
+    ArtifactCreated,
+    ArtifactLinked,
+    ArtifactUnlinked,
+    TagAdded,
+    TagRemoved,
 )
 from runhook.scope import ScopeActor
 from runhook.scopes import scope_keys
@@ -15,8 +20,8 @@ from runhook.triggers.artifact import Occurrence, occurrences
 
 
 def created(**kw):
-    base = dict(entity="acme", project="vision", collection="resnet", version=3,
-                artifact_type="model", author="ana")
+    base = {"entity": "acme", "project": "vision", "collection": "resnet", "version": 3,
+            "artifact_type": "model", "author": "ana"}
     return ArtifactCreated(**{**base, **kw})
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from test_socket import GOOD, RECORD
 
 from runhook.client import AsyncClient, Client, RunhookError
-from test_socket import GOOD, RECORD
 
 
 async def test_sync_client_waits_for_the_daemon(start_daemon, short_dir):

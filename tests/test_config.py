@@ -133,10 +133,10 @@ def test_check_config_cli(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(automation('{ kind = "LINK_ARTIFACT" }'))
     run = [sys.executable, "-m", "runhook", "check-config"]
-    ok = subprocess.run([*run, str(good)], capture_output=True, text=True)
+    ok = subprocess.run([*run, str(good)], check=False, capture_output=True, text=True)
     assert ok.returncode == 0
     assert ok.stdout.strip() == f"{good}: ok, 1 automations, 1 integrations"
-    failed = subprocess.run([*run, str(bad)], capture_output=True, text=True)
+    failed = subprocess.run([*run, str(bad)], check=False, capture_output=True, text=True)
     assert failed.returncode == 1
     assert failed.stdout.startswith(f"{bad}: automations[0].event.kind: LINK_ARTIFACT cannot")
 
@@ -145,7 +145,7 @@ def test_serve_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nport = 1")
     run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=30)
+                         check=False, capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert "server: object contains unknown field `port`" in run.stderr
 
@@ -160,7 +160,7 @@ def test_serve_says_why_it_cannot_start(tmp_path):
     config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\nhttp = "127.0.0.1:{port}"\n'
                       f'database = "{tmp_path}/r.db"\n')
     run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(config)],
-                         capture_output=True, text=True, timeout=30)
+                         check=False, capture_output=True, text=True, timeout=30)
     taken.close()
     assert run.returncode == 1
     assert f"cannot start: cannot serve HTTP on 127.0.0.1:{port}" in run.stderr
@@ -173,6 +173,6 @@ def test_serve_says_why_it_cannot_start(tmp_path):
     config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\nhttp = ""\n'
                       f'database = "{database}"\n')
     run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(config)],
-                         capture_output=True, text=True, timeout=30)
+                         check=False, capture_output=True, text=True, timeout=30)
     assert run.returncode == 1
     assert f"cannot start: cannot open the database {database}: file is not a database" in run.stderr

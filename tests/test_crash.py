@@ -9,7 +9,6 @@ import signal
 from collections import Counter
 
 from aiohttp import web
-
 from conftest import eventually
 
 EVENTS = 450
@@ -81,7 +80,7 @@ action = {{ integration = "ci", payload = '{{"v": "${{artifact_version_index}}"}
     sender = asyncio.create_task(stream())
     for kill_at in KILL_AT:
         async with progress:
-            await progress.wait_for(lambda: len(acked) >= kill_at)
+            await progress.wait_for(lambda at=kill_at: len(acked) >= at)
         assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
         daemon = await start_daemon(config=daemon.config)
         restarted.set()

@@ -7,7 +7,6 @@ import subprocess
 
 import aiohttp
 import pytest
-
 from test_socket import GOOD, RECORD
 
 
@@ -16,7 +15,7 @@ def tiny_disk(short_dir):
     mount = short_dir / "disk"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True)
+                          check=False, capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
@@ -58,9 +57,8 @@ async def test_full_disk_is_reported_and_nothing_acknowledged_is_lost(start_daem
 
         filler.unlink()  # room again
         assert await client.request({**GOOD, "version": 10_000}) == {"ok": True}
-        async with aiohttp.ClientSession() as http:
-            async with http.get(daemon.http + "/readyz") as r:
-                assert r.status == 200  # a commit went through: ready again
+        async with aiohttp.ClientSession() as http, http.get(daemon.http + "/readyz") as r:
+            assert r.status == 200  # a commit went through: ready again
         rows = (await client.request({"type": "query.history", "limit": 1000}))["executions"]
     versions = sorted(r["context"]["artifact_version_index"] for r in rows)
     assert versions == acked + [10_000]

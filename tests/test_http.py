@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-
 from test_socket import GOOD, RECORD
 
 

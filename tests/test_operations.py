@@ -8,9 +8,8 @@ import signal
 
 import aiohttp
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import eventually, webhook_config
+from prometheus_client.parser import text_string_to_metric_families
 from test_socket import GOOD, RECORD
 
 

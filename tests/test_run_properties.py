@@ -7,7 +7,6 @@ import operator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from run_helpers import book, feed
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from run_helpers import book, feed, metrics, state
 
 INF = math.inf

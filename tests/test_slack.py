@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import settled
+
 from runhook.delivery.slack import interpret, message
 
 CREATED = {"type": "artifact.created", "entity": "acme", "project": "vision",

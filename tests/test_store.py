@@ -57,7 +57,13 @@ async def test_group_commit_and_failed_batch(tmp_path):
 
 
 async def test_purge_keeps_pending_and_recent(tmp_path):
-    from runhook.store import INSERT_ATTEMPT, INSERT_EXECUTION, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS
+    from runhook.store import (
+        INSERT_ATTEMPT,
+        INSERT_EXECUTION,
+        PURGE_ATTEMPTS,
+        PURGE_EVENT_IDS,
+        PURGE_EXECUTIONS,
+    )
 
     def row(execution_id: str, state: str, created: float) -> tuple:
         return (execution_id, "a", "project:e/p", "CREATE_ARTIFACT", "artifact.created", None,
@@ -102,7 +108,7 @@ async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path)
             assert recent.seen(event_id, 0)  # a claim counts before its commit
             committed = anyio.Event()
             await store.submit(Write([(INSERT_EVENT_ID, [(event_id, 100.0 + i)])],
-                                     lambda e: committed.set()))
+                                     lambda e, done=committed: done.set()))
             await committed.wait()
             recent.committed([event_id])
         assert len(recent) == 2 and not recent.seen("a", 0)  # evicted from memory...

@@ -85,14 +85,16 @@ action = {{ kind = "none" }}
         await notify.until("RELOADING=1")
         kept = await notify.until("READY=1")
         assert "reload refused" in kept
-        refused = subprocess.run([sys.executable, "-m", "runhook", "reload",
-                                  "--socket", f"{short_dir}/ev.sock"],
-                                 capture_output=True, text=True, timeout=30)
+        refused = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "runhook", "reload",
+                             "--socket", f"{short_dir}/ev.sock"],
+            check=False, capture_output=True, text=True, timeout=30)
         assert refused.returncode == 1
         assert "automations[0].name: expected `str`, got `int`" in refused.stderr
-        status = subprocess.run([sys.executable, "-m", "runhook", "status", "--json",
-                                 "--socket", f"{short_dir}/ev.sock"],
-                                capture_output=True, text=True, timeout=30)
+        status = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "runhook", "status", "--json",
+                             "--socket", f"{short_dir}/ev.sock"],
+            check=False, capture_output=True, text=True, timeout=30)
         assert '"second"' in status.stdout
 
         process.send_signal(signal.SIGTERM)
@@ -114,6 +116,6 @@ def test_unit_file_verifies(tmp_path):
     (tmp_path / "runhook.service").write_text(
         unit.replace("/usr/local/bin/runhook", str(runhook)))
     result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "runhook.service")],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == ""

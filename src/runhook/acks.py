@@ -11,7 +11,7 @@ class Ticket:
     or the first error, which then applies to every event of the chunk (they were
     committed, or rolled back, together). `errors` holds errors of single lines."""
 
-    __slots__ = ("future", "pending", "error", "errors")
+    __slots__ = ("error", "errors", "future", "pending")
 
     def __init__(self, future: asyncio.Future[str | None], pending: int) -> None:
         self.future = future

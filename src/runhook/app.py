@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
@@ -20,7 +21,12 @@ from runhook.protocol import Query
 from runhook.scope import Scopes
 from runhook.settings import Settings, load
 from runhook.store import (
-    FAIL_ORPHANS, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS, Store, Write,
+    FAIL_ORPHANS,
+    PURGE_ATTEMPTS,
+    PURGE_EVENT_IDS,
+    PURGE_EXECUTIONS,
+    Store,
+    Write,
 )
 
 log = logging.getLogger("runhook")
@@ -166,8 +172,9 @@ class Daemon:
         commits (a heartbeat write must come back within the interval)."""
         while True:
             committed = anyio.Event()
-            await self.store.submit(Write([], lambda error: committed.set()
-                                          if error is None else None))
+            # Bound to this round's event: a heartbeat that commits after its round
+            # timed out must not count for the next one.
+            await self.store.submit(Write([], functools.partial(_heartbeat, committed)))
             with anyio.move_on_after(interval):
                 await committed.wait()
                 systemd.notify("WATCHDOG=1")
@@ -225,6 +232,11 @@ class Daemon:
         for name, actor in self.deliveries.actors.items():
             queues[f"delivery:{name}"] = actor.queued
         return queues
+
+
+def _heartbeat(committed: anyio.Event, error: str | None) -> None:
+    if error is None:
+        committed.set()
 
 
 async def main(settings: Settings) -> None:

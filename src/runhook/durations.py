@@ -34,7 +34,7 @@ def parse_rate(text: str) -> float:
 
 def describe(seconds: float) -> str:
     """A duration as people say it: "24h", "5m", "1h30m", "12s"."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds == 0:
         return "0s"
     parts = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -39,16 +39,16 @@ def event_timestamp(event: Event, received: float) -> float:
         return received
     if isinstance(value, (int, float)):
         return float(value)
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
 @functools.lru_cache(maxsize=256)
 def iso(ts: float) -> str:
     """RFC 3339 in UTC. Cached: the events of one batch share their receipt time."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") \
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
 
 

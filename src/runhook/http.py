@@ -9,7 +9,6 @@ import anyio
 import msgspec
 from aiohttp import web
 from anyio.abc import TaskStatus
-
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from runhook import status_page

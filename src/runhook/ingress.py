@@ -34,7 +34,7 @@ class Answers:
     """The answers to one chunk of lines, in line order. Each is a ready line, a
     query's task, or the line number of an event waiting for the chunk's commit."""
 
-    __slots__ = ("results", "ticket", "ids")
+    __slots__ = ("ids", "results", "ticket")
 
     def __init__(self) -> None:
         self.results: list[bytes | int | asyncio.Task[bytes]] = []

@@ -11,7 +11,14 @@ import msgspec
 from runhook import protocol
 from runhook.delivery.actor import Deliveries
 from runhook.protocol import (
-    Enable, ExecutionQuery, History, Query, Redeliver, Reload, Status, TestIntegration,
+    Enable,
+    ExecutionQuery,
+    History,
+    Query,
+    Redeliver,
+    Reload,
+    Status,
+    TestIntegration,
 )
 from runhook.store import ENABLE_INTEGRATION, REDELIVER, Store, Write
 

@@ -10,7 +10,7 @@ class Ring:
     """Keeps the last `size` values in one preallocated array (8 bytes a value),
     not a Python list of float objects (24+ bytes each, and growing)."""
 
-    __slots__ = ("buf", "start", "count")
+    __slots__ = ("buf", "count", "start")
 
     def __init__(self, size: int, values: Iterable[float] = ()) -> None:
         self.buf = array("d", bytes(8 * size))

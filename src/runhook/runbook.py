@@ -21,8 +21,17 @@ ENDED = frozenset({"finished", "failed", "killed"})
 
 
 class Run:
-    __slots__ = ("run_id", "name", "user", "state", "last_seen", "ended_at", "rings", "active",
-                 "fired")
+    __slots__ = (
+        "active",
+        "ended_at",
+        "fired",
+        "last_seen",
+        "name",
+        "rings",
+        "run_id",
+        "state",
+        "user",
+    )
 
     def __init__(self, run_id: str, name: str, user: str, now: float) -> None:
         self.run_id = run_id

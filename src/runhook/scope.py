@@ -16,15 +16,23 @@ from runhook.acks import Ticket
 from runhook.delivery.actor import Deliveries, Job
 from runhook.durations import describe
 from runhook.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
-from runhook.metrics import Metrics
 from runhook.executions import artifact_context, execution_row, new_id, run_context
+from runhook.metrics import Metrics
 from runhook.runbook import Outcome, RunBook, pack
-from runhook.scopes import scope_keys
 from runhook.runtime import Runtime
+from runhook.scopes import scope_keys
 from runhook.settings import Automation, Settings
 from runhook.store import (
-    CLEAR_LOG, FORGET_RUN, INSERT_EXECUTION, LOG_METRICS, UPSERT_FLAG, UPSERT_RUN, UPSERT_WINDOW,
-    Statement, Store, Write,
+    CLEAR_LOG,
+    FORGET_RUN,
+    INSERT_EXECUTION,
+    LOG_METRICS,
+    UPSERT_FLAG,
+    UPSERT_RUN,
+    UPSERT_WINDOW,
+    Statement,
+    Store,
+    Write,
 )
 from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP

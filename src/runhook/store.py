@@ -121,7 +121,7 @@ class Write:
     safe for every write whose statements commute with other writes' statements;
     a `barrier` write (a checkpoint clearing a log) is applied alone, in order."""
 
-    __slots__ = ("statements", "on_commit", "barrier")
+    __slots__ = ("barrier", "on_commit", "statements")
 
     def __init__(self, statements: list[Statement], on_commit: OnCommit | None = None,
                  barrier: bool = False) -> None:
@@ -240,14 +240,14 @@ class Store:
                         grouped.setdefault(statement, []).extend(params)
             await self._execute(grouped.items())
             await db.execute("COMMIT")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: roll back, tell, go on
             error = f"database write failed: {exc}"
             log.error("%s (%d writes rolled back)", error, len(batch))
             self.last_error = error
             try:
                 await db.execute("ROLLBACK")
-            except Exception:
-                pass
+            except sqlite3.Error as rollback:  # e.g. no transaction was open
+                log.warning("rollback after a failed write: %s", rollback)
             return error
         self.commits += 1
         if self.on_batch is not None:

@@ -19,13 +19,18 @@ from runhook.delivery import policy, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
 from runhook.durations import parse_rate
+from runhook.executions import new_id, test_context, test_row
 from runhook.runtime import Runtime
 from runhook.settings import Settings
 from runhook.store import (
-    DISABLE_INTEGRATION, INSERT_ATTEMPT, INSERT_EXECUTION, UPDATE_EXECUTION, Statement, Store,
+    DISABLE_INTEGRATION,
+    INSERT_ATTEMPT,
+    INSERT_EXECUTION,
+    UPDATE_EXECUTION,
+    Statement,
+    Store,
     Write,
 )
-from runhook.executions import new_id, test_context, test_row
 from runhook.templates import Payload, TemplateError, Text
 
 log = logging.getLogger("runhook.delivery")

@@ -7,7 +7,7 @@ class TokenBucket:
     """`rate` tokens per second, holding at most `burst`. `take(now)` spends one
     token and returns how long to wait before using it (0 when one was there)."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float | None = None, now: float = 0.0) -> None:
         self.rate = rate

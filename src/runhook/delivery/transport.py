@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from typing import NamedTuple
 
@@ -38,7 +37,7 @@ async def post(session: aiohttp.ClientSession, request: Request, timeout: float)
                             answer.headers.get("Retry-After"))
     except DestinationRefused as exc:
         return Response(None, "", f"destination refused: {exc}", None, refused=True)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         return Response(None, "", f"timed out after {timeout:g}s", None)
     except aiohttp.ClientError as exc:
         refusal = is_refusal(exc)

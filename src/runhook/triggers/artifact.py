@@ -6,7 +6,12 @@ import re
 from typing import NamedTuple
 
 from runhook.events import (
-    AliasAdded, ArtifactCreated, ArtifactEvent, ArtifactLinked, ArtifactUnlinked, TagAdded,
+    AliasAdded,
+    ArtifactCreated,
+    ArtifactEvent,
+    ArtifactLinked,
+    ArtifactUnlinked,
+    TagAdded,
     TagRemoved,
 )
 from runhook.schema import FieldError, Table
@@ -90,7 +95,7 @@ def _regex(field: str, pattern: str | None) -> re.Pattern[str] | None:
 class ArtifactChecker:
     """Built once from an automation's `event` table; `matches` is called per occurrence."""
 
-    __slots__ = ("kind", "collection", "artifact_type", "alias", "tag")
+    __slots__ = ("alias", "artifact_type", "collection", "kind", "tag")
 
     def __init__(self, config: ArtifactFilter) -> None:
         self.kind: str = config.__struct_config__.tag  # type: ignore[assignment]
@@ -108,9 +113,7 @@ class ArtifactChecker:
             return False
         if self.alias is not None and not self.alias.search(occurrence.alias or ""):
             return False
-        if self.tag is not None and not self.tag.search(occurrence.tag or ""):
-            return False
-        return True
+        return self.tag is None or self.tag.search(occurrence.tag or "") is not None
 
 
 def from_config(config: ArtifactFilter) -> ArtifactChecker:

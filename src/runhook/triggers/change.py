@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Annotated, Literal
-import math
 
 import msgspec
 
@@ -28,8 +28,17 @@ class MetricChange(RunFilter, tag="RUN_METRIC_CHANGE", kw_only=True, frozen=True
 class ChangeChecker:
     """Holds when agg(last `window`) moved by `amount` from agg(the `prior_window` before)."""
 
-    __slots__ = ("metric", "size", "agg", "window", "prior", "relative", "direction", "amount",
-                 "description")
+    __slots__ = (
+        "agg",
+        "amount",
+        "description",
+        "direction",
+        "metric",
+        "prior",
+        "relative",
+        "size",
+        "window",
+    )
 
     def __init__(self, config: MetricChange) -> None:
         self.metric = config.metric

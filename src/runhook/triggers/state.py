@@ -23,7 +23,7 @@ def normalize(state: str) -> str:
 class StateChecker:
     """Fires when a run's state changes into one of `states`."""
 
-    __slots__ = ("states", "description")
+    __slots__ = ("description", "states")
 
     def __init__(self, config: RunStateTrigger) -> None:
         self.states = frozenset(config.states)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
-import math
-
 
 from runhook.schema import FieldError
 from runhook.triggers.aggregate import COMPARISONS, aggregate, canonical, number
@@ -26,7 +25,7 @@ class MetricThreshold(RunFilter, tag="RUN_METRIC_THRESHOLD", kw_only=True, froze
 class ThresholdChecker:
     """Holds when agg(last `window` values) `cmp` `threshold`."""
 
-    __slots__ = ("metric", "size", "agg", "compare", "threshold", "description")
+    __slots__ = ("agg", "compare", "description", "metric", "size", "threshold")
 
     def __init__(self, config: MetricThreshold) -> None:
         if config.agg is None and config.window > 1:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Annotated, Literal
-import math
 
 import msgspec
 
@@ -26,7 +26,7 @@ class ZScoreChecker:
     """Holds when the newest value is `threshold` population standard deviations
     from the mean of the `window` values before it."""
 
-    __slots__ = ("metric", "size", "window", "threshold", "direction", "description")
+    __slots__ = ("description", "direction", "metric", "size", "threshold", "window")
 
     def __init__(self, config: MetricZScore) -> None:
         self.metric = config.metric
