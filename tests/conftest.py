@@ -93,6 +93,17 @@ class Daemon:
     log: Path
     http: str
     notifications: list[str]
+    notify: socket.socket | None = None  # the NOTIFY_SOCKET the daemon writes to
+
+    async def notified(self, field: str, timeout: float = 30.0) -> str:
+        """Await the daemon's next sd_notify message carrying `field` (e.g. STOPPING=1)."""
+        assert self.notify is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            message = (await asyncio.wait_for(loop.sock_recv(self.notify, 4096), timeout)).decode()
+            self.notifications.append(message)
+            if field in message.split("\n"):
+                return message
 
     def client(self) -> AsyncClient:
         return AsyncClient(self.socket)
@@ -145,32 +156,26 @@ async def start_daemon(short_dir: Path) -> AsyncIterator[DaemonFactory]:
                 sys.executable, "-m", "runhook", "serve", "--config", str(config), *args,
                 env=full_env, stdout=log_file, stderr=log_file)
         daemon = Daemon(process, short_dir, config, f"{short_dir}/ev.sock",
-                        short_dir / "runhook.db", log, f"http://127.0.0.1:{port}", [])
+                        short_dir / "runhook.db", log, f"http://127.0.0.1:{port}", [], notify)
         started.append(daemon)
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                waiter = asyncio.ensure_future(loop.sock_recv(notify, 4096))
-                exited = asyncio.ensure_future(process.wait())
-                done, _ = await asyncio.wait({waiter, exited}, timeout=30,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if waiter not in done:
-                    waiter.cancel()
-                    exited.cancel()
-                    raise RuntimeError(f"daemon did not become ready:\n{log.read_text()}")
-                exited.cancel()
-                message = waiter.result().decode()
-                daemon.notifications.append(message)
-                if "READY=1" in message.split("\n"):
-                    return daemon
-        finally:
-            notify.close()
+        ready = asyncio.ensure_future(daemon.notified("READY=1"))
+        exited = asyncio.ensure_future(process.wait())
+        done, _ = await asyncio.wait({ready, exited}, timeout=30,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        exited.cancel()
+        if ready not in done:
+            ready.cancel()
+            raise RuntimeError(f"daemon did not become ready:\n{log.read_text()}")
+        ready.result()
+        return daemon
 
     yield start
     for daemon in started:
         if daemon.process.returncode is None:
             code = await daemon.stop()
             assert code == 0, f"daemon exited {code}:\n{daemon.log_text()}"
+        if daemon.notify is not None:
+            daemon.notify.close()
 
 
 def webhook_config(url: str, payload: str | None = None, extra: str = "",

@@ -12,14 +12,18 @@ from runhook.client import AsyncClient, Client, RunhookError
 
 async def test_sync_client_waits_for_the_daemon(start_daemon, short_dir):
     path = f"{short_dir}/ev.sock"
+    loop = asyncio.get_running_loop()
+    refused_once = asyncio.Event()
 
     def training_script() -> dict:
-        with Client(path, wait=60) as client:  # started before the daemon
+        with pytest.raises(FileNotFoundError):
+            Client(path)  # no daemon yet: without `wait` this fails at once
+        loop.call_soon_threadsafe(refused_once.set)
+        with Client(path, wait=60) as client:  # and with it, it waits
             return client.send(GOOD)
 
     script = asyncio.create_task(asyncio.to_thread(training_script))
-    await asyncio.sleep(0)  # the script is now trying to connect, and failing
-    assert not script.done()
+    await refused_once.wait()  # the daemon starts only after a connection failed
     daemon = await start_daemon(RECORD)
     assert daemon.socket == path
     assert await asyncio.wait_for(script, 60) == {"ok": True}

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -205,16 +206,21 @@ async def test_test_command(start_daemon, receiver):
     assert bad.returncode == 1 and "no integration 'nope'" in bad.stderr
 
 
-async def test_receiver_down_is_retried_then_arrives(start_daemon):
-    port = free_port()
-    daemon = await start_daemon(integration("ci", f"http://127.0.0.1:{port}/hook")
+async def waiting_on_a_dead_endpoint(start_daemon) -> tuple[Any, dict]:
+    """A daemon whose one execution targets a port where nothing listens, once
+    attempt 1 and the immediate retry have failed (the next is 5 s out)."""
+    daemon = await start_daemon(integration("ci", f"http://127.0.0.1:{free_port()}/hook")
                                 + automation("a", "ci"))
     await send(daemon, 1)
     async with daemon.client() as client:
         rows = (await client.request({"type": "query.history"}))["executions"]
-    # Nothing listens: attempt 1 and the immediate retry fail; the next is 5 s out.
     answer = await eventually(lambda: execution(daemon, rows[0]["id"]),
                               lambda a: len(a["attempts"]) >= 2)
+    return daemon, answer
+
+
+async def test_receiver_down_is_retried_on_the_schedule(start_daemon):
+    _, answer = await waiting_on_a_dead_endpoint(start_daemon)
     assert answer["execution"]["state"] == "PENDING"
     assert "Cannot connect" in answer["attempts"][0]["error"]
     assert 3.9 <= answer["execution"]["next_attempt_at"] - answer["execution"]["updated_at"] <= 6.1
@@ -258,20 +264,13 @@ async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daem
 
 
 async def test_reload_without_an_integration_fails_its_pending_executions(start_daemon):
-    daemon = await start_daemon(integration("ci", f"http://127.0.0.1:{free_port()}/x")
-                                + automation("a", "ci"))
-    await send(daemon, 1)
-    async with daemon.client() as client:
-        rows = (await client.request({"type": "query.history"}))["executions"]
-    # Nothing listens: it waits, PENDING, for its 5 s retry.
-    pending = await eventually(lambda: execution(daemon, rows[0]["id"]),
-                               lambda a: len(a["attempts"]) >= 2)
+    daemon, pending = await waiting_on_a_dead_endpoint(start_daemon)
     assert pending["execution"]["state"] == "PENDING"
 
     daemon.config.write_text(daemon.config.read_text().split("[integrations.ci]")[0])
     reloaded = await asyncio.to_thread(cli, daemon, "reload")
     assert reloaded.returncode == 0, reloaded.stderr
-    failed = await settled(daemon, rows[0]["id"])
+    failed = await settled(daemon, pending["execution"]["id"])
     assert failed["execution"]["state"] == "FAILED"
     assert failed["execution"]["reason"].startswith("integration ci is no longer configured")
 

@@ -163,12 +163,11 @@ async def test_client_that_reads_late_loses_nothing(daemon):
     reader, writer = await asyncio.open_unix_connection(daemon.socket)
     data = b"".join(line({**GOOD, "version": i}) for i in range(count))
 
-    async def write_all() -> None:
-        writer.write(data)
-        await writer.drain()
-
-    writing = asyncio.create_task(write_all())
-    await asyncio.sleep(0)  # let the writer fill the socket before we start reading
+    writer.write(data)
+    # Far more than the socket buffers hold: the rest waits on our side until the
+    # daemon reads, which it does only as its answers are read.
+    assert writer.transport.get_write_buffer_size() > 0
+    writing = asyncio.create_task(writer.drain())
     answers = 0
     while answers < count:
         got = await asyncio.wait_for(reader.readline(), 30)
