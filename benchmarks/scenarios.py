@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket as socketlib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
 import msgspec
 from baselines import RawDecodeServer
-from harness import daemon, pipeline, rate
+from harness import daemon, free_port, pipeline, rate
 
 encode = msgspec.json.encode
 
@@ -77,19 +89,6 @@ action = { kind = "none" }
 
 # --- firing, delivery, latency, many clients ------------------------------------
 
-import asyncio
-import json
-import socket as socketlib
-import sqlite3
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-import urllib.request
-from pathlib import Path
-
-from harness import free_port
 
 
 def _artifact(i: int, **extra: object) -> bytes:

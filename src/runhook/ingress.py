@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -278,7 +279,6 @@ def _clear_stale_socket(path: Path) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise StartupError(f"{path} exists and is not a socket (server.socket)")
-    import socket
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
