@@ -54,7 +54,7 @@ database = "{directory}/runhook.db"
     env = {**os.environ, "NOTIFY_SOCKET": str(directory / "notify.sock")}
     log = (directory / "daemon.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "runhook", "serve", "--config", str(config),
-                                "--log-level", os.environ.get("RH_BENCH_LOG", "warning")], env=env, stdout=log, stderr=log)
+                                "--log-level", os.environ.get("RH_BENCH_LOG", "info")], env=env, stdout=log, stderr=log)
     try:
         while b"READY=1" not in notify.recv(4096):
             pass

@@ -12,6 +12,8 @@ from conftest import eventually, webhook_config
 from prometheus_client.parser import text_string_to_metric_families
 from test_socket import GOOD, RECORD
 
+from runhook.metrics import activity_line
+
 
 async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon, serve):
     release = asyncio.Event()
@@ -125,10 +127,10 @@ async def test_status_page_shows_automations_and_last_state(start_daemon, receiv
     assert "<b>x</b>" not in html  # event data is escaped
 
 
-async def test_json_logs_one_line_per_transition(start_daemon, receiver):
+async def test_json_logs_one_line_per_transition_at_debug(start_daemon, receiver):
     daemon = await start_daemon(webhook_config(receiver.url,
                                                event='{ kind = "ADD_ARTIFACT_ALIAS" }'),
-                                args=("--log-format", "json"))
+                                args=("--log-format", "json", "--log-level", "debug"))
     async with daemon.client() as client:
         await client.send({"type": "artifact.alias_added", "entity": "acme",
                            "registry": "model", "collection": "c", "version": 1, "alias": "a"})
@@ -141,3 +143,27 @@ async def test_json_logs_one_line_per_transition(start_daemon, receiver):
     assert mine[0]["message"].startswith(f"execution {execution_id} created: deploy")
     assert "attempt 1 FINISHED in" in mine[1]["message"]
     assert all(set(x) >= {"time", "level", "logger", "message"} for x in logged)
+
+
+async def test_info_log_has_no_line_per_success(start_daemon, receiver):
+    """At the default level a delivered execution writes no line of its own (the
+    rate would be bounded by logging); its history is in the database."""
+    daemon = await start_daemon(webhook_config(receiver.url,
+                                               event='{ kind = "ADD_ARTIFACT_ALIAS" }'))
+    async with daemon.client() as client:
+        await client.send({"type": "artifact.alias_added", "entity": "acme",
+                           "registry": "model", "collection": "c", "version": 1, "alias": "a"})
+        execution_id = (await receiver.next()).headers["webhook-id"]
+        history = await eventually(
+            lambda: client.request({"type": "query.history", "limit": 1}),
+            lambda answer: answer["executions"][0]["state"] == "FINISHED")
+    assert history["executions"][0]["id"] == execution_id
+    assert execution_id not in daemon.log_text()
+
+
+def test_activity_line_counts_the_difference():
+    before = {"events": 10, "executions": 4, "success": 3, "retry": 1, "failed": 0}
+    after = {"events": 1510, "executions": 104, "success": 100, "retry": 3, "failed": 1}
+    assert activity_line(before, after, 60.2) == (
+        "last 60s: 1,500 events, 100 executions, 97 delivered, 2 retries scheduled, 1 failed")
+    assert activity_line(after, after, 60.0) is None

@@ -16,7 +16,7 @@ from runhook import __version__, constants, http, queries, systemd
 from runhook.config import ConfigError
 from runhook.delivery.actor import Deliveries
 from runhook.ingress import Ingress
-from runhook.metrics import Metrics
+from runhook.metrics import Metrics, activity_line
 from runhook.protocol import Query
 from runhook.scope import Scopes
 from runhook.settings import Settings, load
@@ -37,6 +37,8 @@ DRAIN_CONNECTIONS_S = 10.0
 DRAIN_DELIVERIES_S = 20.0
 # How often stale runs are evicted and idempotency ids older than 24 h forgotten.
 PRUNE_IDS_S = 600.0
+# How often the INFO log summarises activity (single executions are DEBUG lines).
+ACTIVITY_LOG_S = 60.0
 
 
 class Daemon:
@@ -141,9 +143,16 @@ class Daemon:
     async def _housekeeping(self) -> None:
         """Checkpoint metric windows every `checkpoint_interval`; evict stale runs and
         forget old idempotency ids now and then."""
-        last_prune = time.monotonic()
+        last_prune = last_summary = time.monotonic()
+        counts = self.activity()
         while True:
             await anyio.sleep(self.settings.checkpoint_interval or 5.0)
+            if time.monotonic() - last_summary >= ACTIVITY_LOG_S:
+                previous, counts = counts, self.activity()
+                line = activity_line(previous, counts, time.monotonic() - last_summary)
+                if line is not None:
+                    log.info("%s", line)
+                last_summary = time.monotonic()
             evict = time.monotonic() - last_prune >= PRUNE_IDS_S
             if self.scopes is not None:
                 await self.scopes.checkpoint(evict, self.settings.run_ttl)
@@ -191,6 +200,13 @@ class Daemon:
     def _summary(self) -> str:
         s = self.settings
         return f"{len(s.automations)} automations, {len(s.integrations)} integrations"
+
+    def activity(self) -> dict[str, int]:
+        """Counters for the periodic INFO summary."""
+        scopes = self.scopes.actors.values() if self.scopes else ()
+        events = sum(self.ingress.events_received.values()) if self.ingress else 0
+        return {"events": events, "executions": sum(a.executions for a in scopes),
+                **self.metrics.totals()}
 
     def readiness(self) -> dict[str, bool]:
         return {

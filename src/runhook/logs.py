@@ -48,3 +48,6 @@ def setup(level: str, fmt: str, redact: Callable[[str], str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # aiosqlite's DEBUG lines print every statement with its parameters: too many
+    # to read, and row data has no place in a log.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))

@@ -45,6 +45,13 @@ class Metrics:
                 child = self._latency[integration] = self.latency.labels(integration)
             child.observe(seconds)
 
+    def totals(self) -> dict[str, int]:
+        """Delivery attempts so far by outcome (success, retry, failed)."""
+        out = {"success": 0, "retry": 0, "failed": 0}
+        for (_, outcome), n in self.deliveries.items():
+            out[outcome] += n
+        return out
+
     def attach(self, source: Callable[[], dict[str, Any]]) -> None:
         """Read the daemon's own counters and gauges at scrape time."""
         self.registry.register(_Collector(self, source))
@@ -101,3 +108,14 @@ class _Collector:
         for integration in s["integrations"]:
             disabled.add_metric([integration["name"]], 1 if integration["disabled"] else 0)
         yield disabled
+
+
+def activity_line(before: dict[str, int], after: dict[str, int], seconds: float) -> str | None:
+    """The INFO summary of what changed between two snapshots of the counters
+    (events, executions, success, retry, failed); None when nothing happened."""
+    d = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+    if not any(d.values()):
+        return None
+    return (f"last {seconds:.0f}s: {d['events']:,} events, {d['executions']:,} executions, "
+            f"{d['success']:,} delivered, {d['retry']:,} retries scheduled, "
+            f"{d['failed']:,} failed")

@@ -279,8 +279,10 @@ class ScopeActor:
         rows.append(execution_row(execution_id, automation.name, self.scope, kind, event,
                                   action.kind, action.integration, state, reason, context, now,
                                   run_id))
-        log.info("execution %s created: %s %s in %s -> %s", execution_id, automation.name, kind,
-                 self.scope, state)
+        # DEBUG: at thousands a second a line each would cost a third of the firing
+        # rate; `runhook history` has every execution and the INFO log a summary.
+        log.debug("execution %s created: %s %s in %s -> %s", execution_id, automation.name,
+                  kind, self.scope, state)
         if state == "PENDING" and action.integration is not None:
             jobs.append(Job(execution_id, automation.name, action.integration, context, 0, now))
 

@@ -34,6 +34,7 @@ from runhook.store import (
 from runhook.templates import Payload, TemplateError, Text
 
 log = logging.getLogger("runhook.delivery")
+_LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
 
 
 class Job(NamedTuple):
@@ -231,9 +232,12 @@ class DeliveryActor:
             log.warning("integration %s disabled: %s", self.name, self.disabled)
         self._metrics.delivered(self.name, job.automation, outcome.state, finished - started,
                                 response is not None)
-        log.info("execution %s %s: attempt %d %s in %.0f ms, %.1fs after creation%s", job.id,
-                 job.automation, number, outcome.state, (finished - started) * 1000.0,
-                 finished - job.created_at, f" ({reason})" if reason else "")
+        # A success is DEBUG (it is in the history and the INFO summary); a retry is
+        # INFO and a failure WARNING, so what needs a look stands out in the journal.
+        log.log(_LEVELS[outcome.state], "execution %s %s: attempt %d %s in %.0f ms, "
+                "%.1fs after creation%s", job.id, job.automation, number, outcome.state,
+                (finished - started) * 1000.0, finished - job.created_at,
+                f" ({reason})" if reason else "")
 
         def committed(error: str | None) -> None:
             self._known.discard(job.id)
