@@ -34,6 +34,8 @@ from runhook.store import (
 from runhook.templates import Payload, TemplateError, Text
 
 log = logging.getLogger("runhook.delivery")
+# After a failed read of the due executions, the next try.
+SCAN_RETRY_S = 1.0
 _LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
 
 
@@ -64,9 +66,11 @@ class DeliveryActor:
         self._known: set[str] = set()
         self._wake = asyncio.Event()
         self._next_scan = 0.0  # start with a scan: resume what a restart left PENDING
-        # Ids whose attempt committed while a scan was reading: the scan's snapshot
-        # may predate that commit and still show them PENDING.
+        # While a scan reads: ids whose attempt committed (its snapshot may predate
+        # that commit and still show them PENDING), and the earliest time anyone
+        # asked for a scan (the scan's own answer must not overwrite it).
         self._settled_during_scan: set[str] | None = None
+        self._asked_during_scan = math.inf
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -83,7 +87,7 @@ class DeliveryActor:
         if job.id in self._known:
             return
         if len(self._queue) >= constants.DELIVERY_QUEUE_SIZE or self.disabled:
-            self._next_scan = 0.0  # it is in the database; read it back when we catch up
+            self._scan_by(0.0)  # it is in the database; read it back when we catch up
         else:
             self._known.add(job.id)
             self._queue.append(job)
@@ -91,7 +95,7 @@ class DeliveryActor:
 
     def enable(self) -> None:
         self.disabled = None
-        self._next_scan = 0.0  # what waited while disabled is in the database
+        self._scan_by(0.0)  # what waited while disabled is in the database
         self._wake.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -170,24 +174,34 @@ class DeliveryActor:
             attempts.add(task)
             task.add_done_callback(attempts.discard)
 
+    def _scan_by(self, when: float) -> None:
+        """Ask for a scan no later than `when`."""
+        self._next_scan = min(self._next_scan, when)
+        self._asked_during_scan = min(self._asked_during_scan, when)
+
     async def _scan(self) -> None:
         now = time.time()
         limit = constants.DELIVERY_SCAN_BATCH + len(self._known)
         settled = self._settled_during_scan = set()
+        self._asked_during_scan = math.inf
         try:
             rows, found = await self._store.due(self.name, now, limit, self._known)
+            self._settled_during_scan = None
+            for row in rows:
+                if row.id not in self._known and row.id not in settled:
+                    self._known.add(row.id)
+                    self._queue.append(Job(row.id, row.automation, self.name, row.context,
+                                           row.attempts, row.created_at, row.round_start))
+            upcoming = 0.0 if found >= limit else \
+                await self._store.next_due_after(self.name, now)
+            # A retry committed while we read may be earlier than what we saw.
+            self._next_scan = min(math.inf if upcoming is None else upcoming,
+                                  self._asked_during_scan)
+        except Exception:  # the reader failed: say so and try again shortly
+            log.exception("integration %s: reading due executions failed", self.name)
+            self._next_scan = time.time() + SCAN_RETRY_S
         finally:
             self._settled_during_scan = None
-        for row in rows:
-            if row.id not in self._known and row.id not in settled:
-                self._known.add(row.id)
-                self._queue.append(Job(row.id, row.automation, self.name, row.context,
-                                       row.attempts, row.created_at, row.round_start))
-        if found >= limit:
-            self._next_scan = 0.0
-        else:
-            upcoming = await self._store.next_due_after(self.name, now)
-            self._next_scan = upcoming if upcoming is not None else math.inf
 
     async def _attempt(self, session: aiohttp.ClientSession, job: Job,
                        limiter: asyncio.Semaphore) -> None:
@@ -244,7 +258,7 @@ class DeliveryActor:
             if self._settled_during_scan is not None:
                 self._settled_during_scan.add(job.id)
             if outcome.state == "PENDING" and due is not None:
-                self._next_scan = min(self._next_scan, due)
+                self._scan_by(due)
                 self._wake.set()
 
         await self._store.submit(Write(statements, committed))
@@ -286,7 +300,7 @@ class DeliveryActor:
 
     def poke(self) -> None:
         """Look in the database now: redelivered executions are due."""
-        self._next_scan = 0.0
+        self._scan_by(0.0)
         self._wake.set()
 
     async def test(self, payload: str | None) -> dict[str, Any]:
