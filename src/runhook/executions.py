@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import os
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,9 @@ _encoder = msgspec.json.Encoder()
 
 
 _last = [0, 0]  # the last id's milliseconds and sequence number
+# Seeded from os.urandom at start; not os.urandom per id, which releases the GIL
+# and, beside the busy database thread, waited for it (3.6 us -> 0.1 us an id).
+_random = random.Random()
 
 
 def new_id(now: float | None = None) -> str:
@@ -29,7 +32,7 @@ def new_id(now: float | None = None) -> str:
     else:
         seq = 0
     _last[0], _last[1] = ms, seq
-    return f"ex_{ms:012x}{seq:06x}{os.urandom(4).hex()}"
+    return f"ex_{ms:012x}{seq:06x}{_random.getrandbits(32):08x}"
 
 
 def event_timestamp(event: Event, received: float) -> float:
