@@ -18,6 +18,9 @@ from runhook.triggers.state import normalize
 # a repeated final state report, before it is evicted.
 FINISHED_GRACE_S = 3600.0
 ENDED = frozenset({"finished", "failed", "killed"})
+# Distinct (run name, user) pairs whose matching automations are remembered; past
+# this the memo starts afresh (it only saves the regular expressions' time).
+WATCH_CACHE_SIZE = 4096
 
 
 class Run:
@@ -77,6 +80,9 @@ class RunBook:
         self.by_metric: dict[str, list[Automation]] = {}
         self.on_state: list[Automation] = []
         self.sizes: dict[str, int] = {}
+        # (run_name, user) -> metric -> the automations whose run filter matches:
+        # the filters (regular expressions) run once per distinct run name, not per value.
+        self._watching: dict[tuple[str, str], dict[str, list[Automation]]] = {}
         for automation in automations:
             checker = automation.run
             if checker is None or not automation.enabled:
@@ -104,17 +110,27 @@ class RunBook:
         run.name, run.user, run.last_seen = name, user, now
         return run
 
+    def watching(self, name: str, user: str) -> dict[str, list[Automation]]:
+        """metric -> the automations that watch it in runs named `name` by `user`."""
+        key = (name, user)
+        found = self._watching.get(key)
+        if found is None:
+            if len(self._watching) >= WATCH_CACHE_SIZE:
+                self._watching.clear()
+            found = self._watching[key] = {
+                metric: matching for metric, automations in self.by_metric.items()
+                if (matching := [a for a in automations if a.run.matcher.matches(name, user)])}
+        return found
+
     def metrics(self, event: RunMetrics, now: float) -> Outcome:
         outcome = Outcome()
-        watched = [(m, v) for m, v in event.values.items() if m in self.by_metric]
+        name, user = event.run_name, event.user
+        watch = self.watching(name, user)
+        watched = [(m, v, watch[m]) for m, v in event.values.items() if m in watch]
         if not watched:
             return outcome
-        name, user = event.run_name, event.user
-        by_metric = self.by_metric
-        if not any(a.run.matcher.matches(name, user) for m, _ in watched for a in by_metric[m]):
-            return outcome
         run = outcome.run = self._run(event.run_id, name, user, now)
-        for metric, value in watched:
+        for metric, value, automations in watched:
             if value is None or math.isnan(value):
                 continue  # DESIGN §5: NaN and null are ignored; ±Infinity takes part
             size = self.sizes[metric]
@@ -123,13 +139,17 @@ class RunBook:
                 ring = run.rings[metric] = Ring(size, ring.values() if ring else ())
             ring.append(value)
             outcome.logged[metric] = value
-            for automation in self.by_metric[metric]:
-                checker = automation.run
-                if not checker.matcher.matches(name, user):
+            for automation in automations:
+                checker = automation.run.metric
+                if ring.count < checker.size:
+                    continue  # the window is not full: every checker answers None
+                verdict = checker.evaluate(ring.tail(checker.size))
+                if verdict is None:
                     continue
-                verdict = checker.metric.evaluate(ring.tail(checker.metric.size))
-                self._step(run, automation, None if verdict is None else verdict.holds, now,
-                           outcome, metric, verdict.values if verdict else [])
+                active = run.active is not None and automation.name in run.active
+                if verdict.holds != active:  # no change is the common case: nothing to do
+                    self._step(run, automation, verdict.holds, now, outcome, metric,
+                               verdict.values)
         if outcome.logged:
             self.dirty.add(run.run_id)
         return outcome
