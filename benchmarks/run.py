@@ -23,7 +23,7 @@ def main() -> int:
         "firing": (1_000,) if quick else (100_000,),
         "delivery": (300, 16, 1) if quick else (20_000,),
         "latency": (100, 1.0) if quick else (500, 10.0),
-        "many_clients": (10, 50) if quick else (200, 500),
+        "many_clients": (10, 50, 1) if quick else (200, 500),
     }
     rows = []
     started = time.perf_counter()
