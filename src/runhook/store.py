@@ -6,7 +6,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 import anyio
@@ -105,6 +105,20 @@ class Attempt(msgspec.Struct, kw_only=True):
     status: int | None
     error: str | None
     response: str | None
+
+
+class Due(NamedTuple):
+    """A PENDING execution as a delivery actor takes it up."""
+
+    id: str
+    automation: str
+    context: dict[str, Any]
+    attempts: int
+    created_at: float
+    round_start: int
+
+
+_context = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _execution(row: Sequence[Any]) -> Execution:
@@ -296,14 +310,16 @@ class Store:
                         error=r[4], response=r[5]) for r in rows]
 
     async def due(self, integration: str, now: float, limit: int,
-                  skip: Container[str] = ()) -> tuple[list[Execution], int]:
+                  skip: Container[str] = ()) -> tuple[list[Due], int]:
         """PENDING executions due by `now`, less those in `skip` (already in hand),
-        and how many rows the query returned. Only the kept rows are decoded."""
+        and how many rows the query returned. Only what a sender needs is read, and
+        only the kept rows' contexts are decoded."""
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM executions WHERE state = 'PENDING' AND integration = ? "
-            "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-            (integration, now, limit))
-        return [_execution(row) for row in rows if row[0] not in skip], len(rows)
+            "SELECT id, automation, context, attempts, created_at, round_start FROM executions "
+            "WHERE state = 'PENDING' AND integration = ? AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?", (integration, now, limit))
+        return [Due(row[0], row[1], _context(row[2]), row[3], row[4], row[5])
+                for row in rows if row[0] not in skip], len(rows)
 
     async def next_due_after(self, integration: str, now: float) -> float | None:
         rows = await self._fetch(
