@@ -13,7 +13,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from runhook import constants
+from runhook import bulk, constants
 from runhook.migrations import migrate
 from runhook.schema import StartupError
 
@@ -272,8 +272,13 @@ class Store:
     async def _execute(self, statements: Iterable[tuple[str, list[Sequence[Any]]]]) -> None:
         assert self._writer is not None
         for sql, rows in statements:
-            if rows:
+            if not rows:
+                continue
+            one_step = bulk.statement(sql, rows)
+            if one_step is None:
                 await self._writer.executemany(sql, rows)
+            else:
+                await self._writer.execute(*one_step)
 
     # Queries, on the reader connection.
 

@@ -1,0 +1,77 @@
+"""A batch's rows in one statement: the rows as one JSON array, read with json_each.
+
+`executemany` steps once per row, and CPython's sqlite3 releases the GIL around
+every step. Beside the busy event loop, the writer thread then waited for the GIL
+once per row, and the loop was interrupted once per row (measured on 2,000-row
+batches: 2.2 us a row alone, 2 ms a row beside a busy thread). One statement over
+json_each takes the GIL back once for the whole batch (12 us a row beside the busy
+thread). Rows with blobs (JSON has none) and UPDATEs whose batch names a row twice
+(one UPDATE ... FROM would apply only one of them) keep `executemany`. Pure: SQL in,
+SQL out."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+_VALUES = re.compile(r"^(INSERT (?:OR \w+ )?INTO \w+ \([^)]*\)) VALUES \(([^)]*)\)(.*)$", re.DOTALL)
+_UPDATE = re.compile(r"^UPDATE (\w+) SET (.*) WHERE (\w+) = \?$", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=64)
+def json_form(sql: str) -> str | None:
+    """The statement reading its rows from one JSON array parameter, or None when
+    it has no such form. Rows are applied in array order (ORDER BY key), so of two
+    upserts of one key in a batch the later wins, as with executemany."""
+    insert = _VALUES.match(sql)
+    if insert is not None:
+        head, values, tail = insert.groups()
+        return (f"{head} SELECT {_columns(values.split(','), 'value')} FROM json_each(?) "
+                f"WHERE true ORDER BY key{tail}")  # WHERE: the upsert parsing rule
+    update = _UPDATE.match(sql)
+    if update is not None:
+        table, assignments, key = update.groups()
+        n = assignments.count("?")
+        return (f"UPDATE {table} SET {_columns(assignments.split('?'), 'u.value', join='')} "
+                f"FROM json_each(?) AS u WHERE {table}.{key} = u.value->>{n}")
+    return None
+
+
+def _columns(parts: list[str], value: str, join: str = ", ") -> str:
+    """Each `?` replaced by the next array element, `value->>0`, `value->>1`, ..."""
+    if join:  # a VALUES list: each part is `?` or a literal
+        out, n = [], 0
+        for part in (p.strip() for p in parts):
+            if part == "?":
+                out.append(f"{value}->>{n}")
+                n += 1
+            else:
+                out.append(part)
+        return join.join(out)
+    # SET assignments split at each `?`: put the elements back between the pieces
+    return "".join(piece + (f"{value}->>{i}" if i < len(parts) - 1 else "")
+                   for i, piece in enumerate(parts))
+
+
+def _finite(rows: Sequence[Sequence[Any]]) -> bool:
+    """No ±Infinity or NaN, which JSON cannot carry."""
+    return all(type(v) is not float or math.isfinite(v) for row in rows for v in row)
+
+
+def statement(sql: str, rows: Sequence[Sequence[Any]]) -> tuple[str, tuple[str]] | None:
+    """(SQL, its one parameter: the rows as JSON text) to apply `rows` in one step,
+    or None for executemany. Text, not bytes: SQLite's JSON functions refuse blobs."""
+    if len(rows) < 2 or any(isinstance(v, bytes) for v in rows[0]) or not _finite(rows):
+        return None
+    form = json_form(sql)
+    if form is None:
+        return None
+    if form.startswith("UPDATE") and len({row[-1] for row in rows}) < len(rows):
+        return None
+    return form, (_encode(rows).decode(),)

@@ -1,0 +1,125 @@
+"""The writer's one-step form of a batch leaves exactly what executemany leaves."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pytest
+
+from runhook import bulk
+from runhook.migrations import MIGRATIONS
+from runhook.store import (
+    DISABLE_INTEGRATION,
+    INSERT_ATTEMPT,
+    INSERT_EVENT_ID,
+    INSERT_EXECUTION,
+    LOG_METRICS,
+    REDELIVER,
+    UPDATE_EXECUTION,
+    UPSERT_FLAG,
+    UPSERT_RUN,
+)
+
+
+def schema() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    for migration in MIGRATIONS:
+        for sql in migration():
+            db.execute(sql)
+    return db
+
+
+def execution(i: int, state: str = "PENDING") -> tuple[object, ...]:
+    return (f"ex_{i}", "deploy", "project:acme/p", "CREATE_ARTIFACT", "artifact.created",
+            None if i % 2 else f"id-{i}", "webhook", "ci", state, None,
+            '{"alias": "caf\\u00e9 \\"q\\"", "n": 1}', None, 1795694174.0026317 + i,
+            1795694174.0026317 + i, 1795694174.1 + i if state == "PENDING" else None)
+
+
+TABLES = ["executions", "attempts", "event_ids", "trigger_state", "runs",
+          "disabled_integrations"]
+
+# Each case: statements applied in order; later ones update what earlier ones wrote.
+CASES = {
+    "executions, attempts, updates": [
+        (INSERT_EXECUTION, [execution(i) for i in range(5)]),
+        (INSERT_ATTEMPT, [(f"ex_{i}", 1, 1.5 + i, 0.25, 200 if i else None,
+                           None if i else "timed out after 15s", "ok" if i else None)
+                          for i in range(5)]),
+        (UPDATE_EXECUTION, [("FINISHED" if i else "PENDING", None if i else "retry",
+                             2.0 + i, None if i else 7.5, f"ex_{i}") for i in range(5)]),
+        (REDELIVER, [("redelivered", 9.0, 9.0, "ex_1"), ("redelivered", 9.0, 9.0, "ex_2")]),
+    ],
+    "an execution updated twice in one batch": [
+        (INSERT_EXECUTION, [execution(1), execution(2)]),
+        (UPDATE_EXECUTION, [("PENDING", "retry", 2.0, 7.0, "ex_1"),
+                            ("FINISHED", None, 3.0, None, "ex_1"),
+                            ("FINISHED", None, 3.0, None, "ex_2")]),
+    ],
+    "upserts of one key: the later wins": [
+        (UPSERT_RUN, [("project:acme/p", "r1", "a", "u", None, 1.0, None),
+                      ("project:acme/p", "r2", "b", "u", "running", 1.0, None),
+                      ("project:acme/p", "r1", "a2", "u", "finished", 2.0, 2.0)]),
+        (UPSERT_FLAG, [("project:acme/p", "r1", "loss", "d1", 1, None),
+                       ("project:acme/p", "r1", "loss", "d1", 0, 5.25),
+                       ("project:acme/p", "r2", "loss", "d1", 1, 1e300)]),
+        (INSERT_EVENT_ID, [("a", 1.0), ("b", 2.0), ("a", 3.0)]),
+        (DISABLE_INTEGRATION, [("ci", 1.0, "410 Gone"), ("slack", 2.0, "410")]),
+    ],
+}
+
+
+def apply(db: sqlite3.Connection, statements: list, one_step: bool) -> dict[str, list]:
+    for sql, rows in statements:
+        form = bulk.statement(sql, rows) if one_step else None
+        if form is None:
+            db.executemany(sql, rows)
+        else:
+            db.execute(*form)
+    return {t: _rows(db, t) for t in TABLES}
+
+
+def _rows(db: sqlite3.Connection, table: str) -> list:
+    """In insertion order where the table has one (rowid), else sorted."""
+    try:
+        return db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError:  # WITHOUT ROWID
+        return sorted(db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_step_equals_executemany(case):
+    expected = apply(schema(), CASES[case], one_step=False)
+    assert apply(schema(), CASES[case], one_step=True) == expected
+    assert any(expected.values())
+
+
+def test_hand_checked_rows_and_types():
+    got = apply(schema(), CASES["executions, attempts, updates"], one_step=True)
+    ex0 = got["executions"][0]
+    assert ex0[0] == "ex_0" and ex0[8] == "PENDING" and ex0[9] == "retry"
+    assert ex0[10] == '{"alias": "caf\\u00e9 \\"q\\"", "n": 1}'  # text kept byte for byte
+    assert ex0[12] == 1795694174.0026317  # floats round-trip exactly
+    assert got["executions"][1][8:10] == ("PENDING", "redelivered")
+    # attempts: (id, execution_id, number, started_at, duration_ms, status, error, response)
+    assert got["attempts"][0][5:7] == (None, "timed out after 15s")
+    assert got["attempts"][1][1:6] == ("ex_1", 1, 2.5, 0.25, 200)
+    assert [type(v) for v in got["attempts"][1][2:6]] == [int, float, float, int]
+
+
+def test_rows_the_one_step_form_cannot_carry_use_executemany():
+    assert bulk.statement(LOG_METRICS, [("s", "r", "n", "u", b"\x81"), ("s", "r", "n", "u", b"")]) \
+        is None  # a blob
+    assert bulk.statement(INSERT_EVENT_ID, [("a", 1.0)]) is None  # one row: nothing to gain
+    twice = [("FINISHED", None, 3.0, None, "ex_1"), ("PENDING", "r", 3.0, 4.0, "ex_1")]
+    assert bulk.statement(UPDATE_EXECUTION, twice) is None
+    assert bulk.json_form("DELETE FROM runs WHERE scope = ?") is None
+
+
+@pytest.mark.parametrize("odd", [math.inf, -math.inf, math.nan])
+def test_non_finite_floats_are_not_sent_as_json(odd):
+    """JSON has no infinity or NaN (msgspec writes null): such rows use executemany."""
+    rows = [("project:acme/p", "r1", "loss", "d", 1, 1.0),
+            ("project:acme/p", "r2", "loss", "d", 1, odd)]
+    assert bulk.statement(UPSERT_FLAG, rows) is None
