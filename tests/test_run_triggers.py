@@ -255,3 +255,27 @@ cooldown = "0"
     actor.reconfigure(settings(6).automations)  # b changed, a did not
     assert fired(12) == ["b"]            # a kept its state; b starts afresh and crosses
     assert actor.book.runs["r1"].rings["loss"] is window  # the run was kept, not rebuilt
+
+
+# --- the metric log a restart replays ---------------------------------------
+
+@pytest.mark.parametrize("values", [
+    {"loss": 0.1 + 0.2, "acc": 1e-300},  # finite: JSON text, exact
+    {"loss": INF, "null": -INF},         # JSON cannot carry infinity: msgpack
+])
+def test_logged_values_round_trip_exactly(values):
+    from runhook.runbook import _unpack, pack
+    data = pack(values)
+    assert isinstance(data, str if math.isfinite(values["loss"]) else bytes)
+    assert _unpack(data) == values
+
+
+def test_restore_replays_both_log_forms_in_order():
+    """Logged 1 (JSON), +inf (msgpack), 2 (JSON): a restart rebuilds the window
+    from the log in that order, whatever form each row took."""
+    from runhook.runbook import pack
+    restored = book(threshold(">", 5, 3, "avg"))
+    restored.restore({"runs": [], "windows": [], "flags": [],
+                      "log": [("r1", "prod-1", "ana", pack({"loss": v})) for v in (1.0, INF, 2.0)]},
+                     {}, 0.0)
+    assert restored.runs["r1"].rings["loss"].values() == [1.0, INF, 2.0]

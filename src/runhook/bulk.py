@@ -59,15 +59,20 @@ def _columns(parts: list[str], value: str, join: str = ", ") -> str:
                    for i, piece in enumerate(parts))
 
 
-def _finite(rows: Sequence[Sequence[Any]]) -> bool:
-    """No ±Infinity or NaN, which JSON cannot carry."""
-    return all(type(v) is not float or math.isfinite(v) for row in rows for v in row)
+def _json_safe(rows: Sequence[Sequence[Any]]) -> bool:
+    """No blob and no ±Infinity or NaN, which JSON cannot carry."""
+    for row in rows:
+        for v in row:
+            kind = type(v)
+            if kind is bytes or (kind is float and not math.isfinite(v)):
+                return False
+    return True
 
 
 def statement(sql: str, rows: Sequence[Sequence[Any]]) -> tuple[str, tuple[str]] | None:
     """(SQL, its one parameter: the rows as JSON text) to apply `rows` in one step,
     or None for executemany. Text, not bytes: SQLite's JSON functions refuse blobs."""
-    if len(rows) < 2 or any(isinstance(v, bytes) for v in rows[0]) or not _finite(rows):
+    if len(rows) < 2 or not _json_safe(rows):
         return None
     form = json_form(sql)
     if form is None:

@@ -272,13 +272,21 @@ class RunBook:
         return run
 
 
+_json = msgspec.json.Encoder()
 _packer = msgspec.msgpack.Encoder()
+_from_json = msgspec.json.Decoder(dict[str, float]).decode
 
 
-def pack(values: dict[str, float]) -> bytes:
-    """Logged values; msgpack keeps ±Infinity, which JSON cannot."""
+def pack(values: dict[str, float]) -> str | bytes:
+    """Logged values as JSON text, which the writer can insert a batch at a time
+    (see bulk); msgpack bytes when one is ±Infinity, which JSON cannot carry."""
+    text = _json.encode(values)
+    if b"null" not in text:  # msgspec writes ±Infinity as null; NaN is never logged
+        return text.decode()
     return _packer.encode(values)
 
 
-def _unpack(data: bytes) -> dict[str, float]:
+def _unpack(data: str | bytes) -> dict[str, float]:
+    if isinstance(data, str):
+        return _from_json(data)
     return msgspec.msgpack.decode(data, type=dict[str, float])
