@@ -274,11 +274,12 @@ class Store:
         for sql, rows in statements:
             if not rows:
                 continue
-            one_step = bulk.statement(sql, rows)
-            if one_step is None:
+            steps = bulk.statements(sql, rows)
+            if steps is None:
                 await self._writer.executemany(sql, rows)
             else:
-                await self._writer.execute(*one_step)
+                for step in steps:
+                    await self._writer.execute(*step)
 
     # Queries, on the reader connection.
 
