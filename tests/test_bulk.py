@@ -9,7 +9,7 @@ import pytest
 
 from runhook import bulk
 from runhook.migrations import MIGRATIONS
-from runhook.store import (
+from runhook.statements import (
     DISABLE_INTEGRATION,
     INSERT_ATTEMPT,
     INSERT_EVENT_ID,

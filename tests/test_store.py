@@ -6,7 +6,8 @@ import sqlite3
 
 import anyio
 
-from runhook.store import INSERT_EVENT_ID, Store, Write
+from runhook.statements import INSERT_EVENT_ID
+from runhook.store import Store, Write
 
 
 async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
@@ -18,7 +19,8 @@ async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
     await store.close()
     db = sqlite3.connect(tmp_path / "r.db")
     assert [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
-        "0001_executions", "0002_run_state", "0003_delivery_control"]
+        "0001_executions", "0002_run_state", "0003_delivery_control",
+        "0004_status_counts"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -57,7 +59,7 @@ async def test_group_commit_and_failed_batch(tmp_path):
 
 
 async def test_purge_keeps_pending_and_recent(tmp_path):
-    from runhook.store import (
+    from runhook.statements import (
         INSERT_ATTEMPT,
         INSERT_EXECUTION,
         PURGE_ATTEMPTS,
@@ -119,3 +121,35 @@ async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path)
         assert not recent.seen("y", 0)
         store.finish()
     await store.close()
+
+
+async def test_status_summary_counts_the_last_day_and_finds_the_latest(tmp_path):
+    from runhook.statements import INSERT_EXECUTION
+
+    def row(execution_id: str, automation: str, state: str, created: float) -> tuple:
+        return (execution_id, automation, "project:e/p", "CREATE_ARTIFACT", "artifact.created",
+                None, "none", None, state, None, "{}", None, created, created, None)
+
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        await store.submit(Write([(INSERT_EXECUTION, [
+            row("d1", "deploy", "FINISHED", 50.0),    # before `since`: not counted
+            row("d2", "deploy", "FINISHED", 150.0),
+            row("d3", "deploy", "FAILED", 160.0),
+            row("d4", "deploy", "FINISHED", 170.0),
+            row("d5", "deploy", "FAILED", 170.0),     # same time as d4, inserted later
+            row("e1", "eval", "FAILED", 10.0),        # only old executions
+        ])], lambda error: done.set()))
+        await done.wait()
+        summary = await store.summary(["deploy", "eval", "never-fired"], since=100.0)
+        store.finish()
+    await store.close()
+    assert summary["deploy"]["counts"] == {"FINISHED": 2, "FAILED": 2}
+    # d5, not d4: the later insert, though FAILED sorts before FINISHED in the index
+    assert summary["deploy"]["last"] == {"id": "d5", "state": "FAILED", "created_at": 170.0}
+    assert summary["eval"] == {"counts": {}, "last": {"id": "e1", "state": "FAILED",
+                                                      "created_at": 10.0}}
+    assert summary["never-fired"] == {"counts": {}, "last": None}

@@ -20,14 +20,8 @@ from runhook.metrics import Metrics, activity_line
 from runhook.protocol import Query
 from runhook.scope import Scopes
 from runhook.settings import Settings, load
-from runhook.store import (
-    FAIL_ORPHANS,
-    PURGE_ATTEMPTS,
-    PURGE_EVENT_IDS,
-    PURGE_EXECUTIONS,
-    Store,
-    Write,
-)
+from runhook.statements import FAIL_ORPHANS, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS
+from runhook.store import Store, Write
 
 log = logging.getLogger("runhook")
 

@@ -24,7 +24,8 @@ from runhook.idempotency import RecentIds
 from runhook.protocol import BadLine, Query
 from runhook.schema import StartupError
 from runhook.scope import ScopeActor, Scopes
-from runhook.store import INSERT_EVENT_ID, Store, Write
+from runhook.statements import INSERT_EVENT_ID
+from runhook.store import Store, Write
 
 log = logging.getLogger("runhook.ingress")
 

@@ -20,7 +20,8 @@ from runhook.protocol import (
     Status,
     TestIntegration,
 )
-from runhook.store import ENABLE_INTEGRATION, REDELIVER, Store, Write
+from runhook.statements import ENABLE_INTEGRATION, REDELIVER
+from runhook.store import Store, Write
 
 
 class Daemon(Protocol):
@@ -76,9 +77,10 @@ async def overview(daemon: Daemon, recent: int = 15) -> dict[str, Any]:
     """The status page's data: the daemon's state, per-automation counts over the
     last 24 h with the latest execution, and the most recent executions with attempts."""
     status = daemon.status()
-    summary = await daemon.store.summary(time.time() - 24 * 3600)
+    summary = await daemon.store.summary([a["name"] for a in status["automations"]],
+                                         time.time() - 24 * 3600)
     for automation in status["automations"]:
-        found = summary.get(automation["name"], {"counts": {}, "last": None})
+        found = summary[automation["name"]]
         automation["counts_24h"] = found["counts"]
         automation["last"] = found["last"]
     rows = await daemon.store.history(limit=recent)

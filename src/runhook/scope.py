@@ -22,7 +22,7 @@ from runhook.runbook import Outcome, RunBook, pack
 from runhook.runtime import Runtime
 from runhook.scopes import scope_keys
 from runhook.settings import Automation, Settings
-from runhook.store import (
+from runhook.statements import (
     CLEAR_LOG,
     FORGET_RUN,
     INSERT_EXECUTION,
@@ -30,10 +30,8 @@ from runhook.store import (
     UPSERT_FLAG,
     UPSERT_RUN,
     UPSERT_WINDOW,
-    Statement,
-    Store,
-    Write,
 )
+from runhook.store import Statement, Store, Write
 from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP
 

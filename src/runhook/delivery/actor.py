@@ -22,15 +22,13 @@ from runhook.durations import parse_rate
 from runhook.executions import new_id, test_context, test_row
 from runhook.runtime import Runtime
 from runhook.settings import Settings
-from runhook.store import (
+from runhook.statements import (
     DISABLE_INTEGRATION,
     INSERT_ATTEMPT,
     INSERT_EXECUTION,
     UPDATE_EXECUTION,
-    Statement,
-    Store,
-    Write,
 )
+from runhook.store import Statement, Store, Write
 from runhook.templates import Payload, TemplateError, Text
 
 log = logging.getLogger("runhook.delivery")

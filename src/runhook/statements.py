@@ -1,0 +1,52 @@
+"""The SQL the writer applies: every statement a Write carries, named for what it does."""
+
+from __future__ import annotations
+
+INSERT_EXECUTION = (
+    "INSERT INTO executions (id, automation, scope, event_kind, event_type, event_id, "
+    "action_kind, integration, state, reason, context, run_id, created_at, updated_at, "
+    "next_attempt_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)")
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (execution_id, number, started_at, duration_ms, status, error, "
+    "response) VALUES (?,?,?,?,?,?,?)")
+UPDATE_EXECUTION = (
+    "UPDATE executions SET state = ?, reason = ?, updated_at = ?, next_attempt_at = ?, "
+    "attempts = attempts + 1 WHERE id = ?")
+INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, received_at) VALUES (?, ?)"
+
+LOG_METRICS = ("INSERT INTO metric_log (scope, run_id, run_name, user, data) "
+               "VALUES (?,?,?,?,?)")
+CLEAR_LOG = "DELETE FROM metric_log WHERE scope = ?"
+UPSERT_FLAG = (
+    "INSERT INTO trigger_state (scope, run_id, automation, digest, active, fired_at) "
+    "VALUES (?,?,?,?,?,?) ON CONFLICT (scope, run_id, automation) DO UPDATE SET "
+    "digest = excluded.digest, active = excluded.active, fired_at = excluded.fired_at")
+UPSERT_RUN = (
+    "INSERT INTO runs (scope, run_id, run_name, user, state, last_seen, ended_at) "
+    "VALUES (?,?,?,?,?,?,?) ON CONFLICT (scope, run_id) DO UPDATE SET "
+    "run_name = excluded.run_name, user = excluded.user, state = excluded.state, "
+    "last_seen = excluded.last_seen, ended_at = excluded.ended_at")
+UPSERT_WINDOW = (
+    "INSERT INTO windows (scope, run_id, metric, size, data) VALUES (?,?,?,?,?) "
+    "ON CONFLICT (scope, run_id, metric) DO UPDATE SET size = excluded.size, data = excluded.data")
+DISABLE_INTEGRATION = ("INSERT OR REPLACE INTO disabled_integrations (name, disabled_at, reason) "
+                       "VALUES (?,?,?)")
+ENABLE_INTEGRATION = "DELETE FROM disabled_integrations WHERE name = ?"
+# A redelivery: back to PENDING, due now, with a fresh retry schedule.
+REDELIVER = ("UPDATE executions SET state = 'PENDING', reason = ?, updated_at = ?, "
+             "next_attempt_at = ?, round_start = attempts WHERE id = ?")
+# Housekeeping, each bounded to PURGE_BATCH rows (see constants).
+PURGE_EVENT_IDS = ("DELETE FROM event_ids WHERE rowid IN (SELECT rowid FROM event_ids "
+                   "WHERE received_at < ? LIMIT ?)")
+PURGE_ATTEMPTS = ("DELETE FROM attempts WHERE execution_id IN (SELECT id FROM executions "
+                  "WHERE created_at < ? AND state != 'PENDING' ORDER BY created_at LIMIT ?)")
+PURGE_EXECUTIONS = ("DELETE FROM executions WHERE id IN (SELECT id FROM executions "
+                    "WHERE created_at < ? AND state != 'PENDING' ORDER BY created_at LIMIT ?)")
+# Executions waiting for an integration the configuration no longer has.
+FAIL_ORPHANS = ("UPDATE executions SET state = 'FAILED', updated_at = ?, next_attempt_at = NULL, "
+                "reason = 'integration ' || integration || ' is no longer configured; "
+                "`runhook redeliver` once it is back' WHERE state = 'PENDING' "
+                "AND integration IS NOT NULL "
+                "AND integration NOT IN (SELECT value FROM json_each(?))")
+FORGET_RUN = [f"DELETE FROM {table} WHERE scope = ? AND run_id = ?"
+              for table in ("runs", "windows", "trigger_state")]
