@@ -178,7 +178,12 @@ class DeliveryActor:
                         continue
             self.in_flight += 1
             self._idle.clear()
-            await self._attempt(session, job)
+            try:
+                await self._attempt(session, job)
+            except Exception:  # a bug must cost one attempt, not one of the senders
+                log.exception("integration %s: execution %s: the attempt failed unrecorded",
+                              self.name, job.id)
+                self._known.discard(job.id)  # still PENDING: a scan sends it again
 
     def _scan_by(self, when: float) -> None:
         """Ask for a scan no later than `when`."""
