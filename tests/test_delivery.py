@@ -166,6 +166,16 @@ async def test_allow_private_lifts_the_guard_for_localhost(start_daemon, receive
     assert json.loads((await receiver.next()).body)["v"] == 1
 
 
+async def test_no_cookie_carries_over_between_deliveries(start_daemon, receiver):
+    """An endpoint's Set-Cookie is not stored: every delivery stands alone."""
+    receiver.responses.append((200, "ok", {"Set-Cookie": "session=abc; Path=/"}))
+    url = receiver.url.replace("127.0.0.1", "localhost")  # a name: jars refuse IP cookies
+    daemon = await start_daemon(integration("ci", url) + automation("a", "ci"))
+    await send(daemon, 1, 2)
+    first, second = await receiver.next(), await receiver.next()
+    assert "Cookie" not in first.headers and "Cookie" not in second.headers
+
+
 async def test_redeliver_one_and_failed_since(start_daemon, receiver):
     receiver.responses.extend([(400, "bad", {}), (400, "bad", {})])
     daemon = await start_daemon(integration("ci", receiver.url) + automation("a", "ci"))

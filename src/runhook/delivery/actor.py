@@ -125,7 +125,10 @@ class DeliveryActor:
             resolver=None if integration.allow_private else GuardedResolver())
         bucket = TokenBucket(parse_rate(integration.rate), now=time.monotonic()) \
             if integration.rate else None
-        async with aiohttp.ClientSession(connector=connector) as session:
+        # No cookie jar: an endpoint's Set-Cookie must not ride along on later
+        # deliveries (of other automations, to the same host).
+        async with aiohttp.ClientSession(connector=connector,
+                                         cookie_jar=aiohttp.DummyCookieJar()) as session:
             self._session = session
             # One sender per in-flight slot, each taking jobs from the queue: no
             # task or semaphore per attempt (measured: 5 us less per delivery).
