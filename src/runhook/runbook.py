@@ -143,13 +143,13 @@ class RunBook:
                 checker = automation.run.metric
                 if ring.count < checker.size:
                     continue  # the window is not full: every checker answers None
-                verdict = checker.evaluate(ring.tail(checker.size))
-                if verdict is None:
+                window = ring.tail(checker.size)
+                holds = checker.holds(window)
+                if holds is None:
                     continue
                 active = run.active is not None and automation.name in run.active
-                if verdict.holds != active:  # no change is the common case: nothing to do
-                    self._step(run, automation, verdict.holds, now, outcome, metric,
-                               verdict.values)
+                if holds != active:  # no change is the common case: nothing to do
+                    self._step(run, automation, holds, now, outcome, metric, window)
         if outcome.logged:
             self.dirty.add(run.run_id)
         return outcome

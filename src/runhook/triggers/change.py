@@ -54,6 +54,10 @@ class ChangeChecker:
         self.description = (f"{self.agg}({config.metric}) over last {self.window} {verb} by at "
                             f"least {amount} vs the {self.prior} before")
 
+    def holds(self, window: Sequence[float]) -> bool | None:
+        verdict = self.evaluate(window)
+        return None if verdict is None else verdict.holds
+
     def evaluate(self, window: Sequence[float]) -> Verdict | None:
         if len(window) < self.size:
             return None

@@ -39,15 +39,24 @@ class ThresholdChecker:
             f"{self.agg}({config.metric}) over last {config.window}"
         self.description = f"{subject} {config.cmp} {number(config.threshold)}"
 
+    def holds(self, window: Sequence[float]) -> bool | None:
+        """Whether the condition holds over the latest values (oldest first); None =
+        cannot tell yet. The hot path: no copy, no Verdict (see RunBook.metrics)."""
+        if len(window) != self.size:
+            if len(window) < self.size:
+                return None
+            window = window[-self.size:]
+        value = aggregate(self.agg, window)
+        if math.isnan(value):  # infinities cancelled
+            return None
+        return self.compare(value, self.threshold)
+
     def evaluate(self, window: Sequence[float]) -> Verdict | None:
-        """`window` holds the run's latest values, oldest first; None = cannot tell yet."""
-        if len(window) < self.size:
+        """`holds`, with the values it read (for the execution's context)."""
+        holds = self.holds(window)
+        if holds is None:
             return None
-        values = list(window[-self.size:])
-        value = aggregate(self.agg, values)
-        if math.isnan(value):
-            return None
-        return Verdict(self.compare(value, self.threshold), values)
+        return Verdict(holds, list(window[-self.size:]))
 
 
 def from_config(config: MetricThreshold) -> ThresholdChecker:

@@ -38,6 +38,10 @@ class ZScoreChecker:
         self.description = (f"z-score of {config.metric} {sign}{number(config.threshold)} "
                             f"vs the last {config.window} values")
 
+    def holds(self, window: Sequence[float]) -> bool | None:
+        verdict = self.evaluate(window)
+        return None if verdict is None else verdict.holds
+
     def evaluate(self, window: Sequence[float]) -> Verdict | None:
         if len(window) < self.size:
             return None
