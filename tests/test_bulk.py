@@ -38,7 +38,7 @@ def execution(i: int, state: str = "PENDING") -> tuple[object, ...]:
 
 
 TABLES = ["executions", "attempts", "event_ids", "trigger_state", "runs",
-          "disabled_integrations"]
+          "disabled_integrations", "metric_log"]
 
 # Each case: statements applied in order; later ones update what earlier ones wrote.
 CASES = {
@@ -56,6 +56,10 @@ CASES = {
         (UPDATE_EXECUTION, [("PENDING", "retry", 2.0, 7.0, "ex_1"),
                             ("FINISHED", None, 3.0, None, "ex_1"),
                             ("FINISHED", None, 3.0, None, "ex_2")]),
+    ],
+    "logged values keep their order (replay reads them by seq)": [
+        (LOG_METRICS, [("project:acme/p", f"r{i % 2}", "prod", "u", f'{{"loss":{i / 7!r}}}')
+                       for i in range(7)]),
     ],
     "upserts of one key: the later wins": [
         (UPSERT_RUN, [("project:acme/p", "r1", "a", "u", None, 1.0, None),
