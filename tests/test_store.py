@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import anyio
@@ -153,3 +154,33 @@ async def test_status_summary_counts_the_last_day_and_finds_the_latest(tmp_path)
     assert summary["eval"] == {"counts": {}, "last": {"id": "e1", "state": "FAILED",
                                                       "created_at": 10.0}}
     assert summary["never-fired"] == {"counts": {}, "last": None}
+
+
+async def test_a_long_query_does_not_hold_up_the_daemons_own_reads(tmp_path):
+    """A person's query (held open inside SQLite here by a function that waits)
+    must not delay idempotency lookups or delivery scans, which ingest and
+    delivery wait on."""
+    import threading
+
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold() -> int:  # runs in the queries connection's thread
+        entered.set()
+        release.wait(30)
+        return 1
+
+    await store._queries.create_function("hold", 0, hold)
+    slow = asyncio.ensure_future(store._query("SELECT hold()"))
+    try:
+        await anyio.to_thread.run_sync(entered.wait, 30)
+        with anyio.fail_after(10):  # a bound, not a timing: without the split this hangs
+            assert await store.seen_event_ids(["x"], 0) == set()
+            assert await store.due("ci", 1e12, 10) == ([], 0)
+        assert not slow.done()  # the long query was still running meanwhile
+    finally:
+        release.set()
+        assert await slow == [(1,)]
+        await store.close()

@@ -113,7 +113,11 @@ class Store:
         self._send, self._receive = anyio.create_memory_object_stream[Write](
             constants.WRITE_QUEUE_SIZE)
         self._writer: aiosqlite.Connection | None = None
+        # Two readers: the daemon's own reads (idempotency lookups on ingest, delivery
+        # scans, restores) never queue behind a person's query (a large history, the
+        # status page's counts), which has its own connection.
         self._reader: aiosqlite.Connection | None = None
+        self._queries: aiosqlite.Connection | None = None
         self.commits = 0
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size
         self.last_error: str | None = None
@@ -140,12 +144,14 @@ class Store:
             log.info("database %s: applied migrations %s", self.path, ", ".join(applied))
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=1")
+        self._queries = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._queries.execute("PRAGMA query_only=1")
 
     async def close(self) -> None:
-        for db in (self._reader, self._writer):
+        for db in (self._queries, self._reader, self._writer):
             if db is not None:
                 await db.close()
-        self._reader = self._writer = None
+        self._queries = self._reader = self._writer = None
 
     async def submit(self, write: Write) -> None:
         """Queue a write; waits (backpressure) only while the writer is behind."""
@@ -233,12 +239,17 @@ class Store:
                 for step in steps:
                     await self._writer.execute(*step)
 
-    # Queries, on the reader connection.
+    # Reads: `_fetch` for the daemon's own, `_query` for what people ask.
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        assert self._reader is not None
-        async with self._reader.execute(sql, params) as cursor:
+    async def _fetch(self, sql: str, params: Sequence[Any] = (),
+                     people: bool = False) -> list[Any]:
+        db = self._queries if people else self._reader
+        assert db is not None
+        async with db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._fetch(sql, params, people=True)
 
     async def history(self, automation: str | None = None, state: str | None = None,
                       limit: int = 50, since: float | None = None) -> list[Execution]:
@@ -252,16 +263,16 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = await self._fetch(sql, [*params, limit])
+        rows = await self._query(sql, [*params, limit])
         return [_execution(row) for row in rows]
 
     async def execution(self, execution_id: str) -> Execution | None:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM executions WHERE id = ?",
+        rows = await self._query(f"SELECT {_COLUMNS} FROM executions WHERE id = ?",
                                  (execution_id,))
         return _execution(rows[0]) if rows else None
 
     async def attempts(self, execution_id: str) -> list[Attempt]:
-        rows = await self._fetch(
+        rows = await self._query(
             "SELECT number, started_at, duration_ms, status, error, response FROM attempts "
             "WHERE execution_id = ? ORDER BY number", (execution_id,))
         return [Attempt(number=r[0], started_at=r[1], duration_ms=r[2], status=r[3],
@@ -308,12 +319,12 @@ class Store:
         one lookup, not a pass over the whole history."""
         names = msgspec.json.encode(automations).decode()
         out: dict[str, dict[str, Any]] = {a: {"counts": {}, "last": None} for a in automations}
-        for automation, state, count in await self._fetch(
+        for automation, state, count in await self._query(
                 "SELECT e.automation, e.state, count(*) FROM json_each(?) AS n "
                 "JOIN executions AS e ON e.automation = n.value AND e.created_at >= ? "
                 "GROUP BY e.automation, e.state", (names, since)):
             out[automation]["counts"][state] = count
-        for automation, execution_id, state, created in await self._fetch(
+        for automation, execution_id, state, created in await self._query(
                 "SELECT n.value, e.id, e.state, e.created_at FROM json_each(?) AS n "
                 "JOIN executions AS e ON e.rowid = (SELECT rowid FROM executions WHERE "
                 "automation = n.value ORDER BY created_at DESC, rowid DESC LIMIT 1)",
@@ -324,7 +335,7 @@ class Store:
     async def attempts_of(self, ids: list[str]) -> dict[str, list[Attempt]]:
         if not ids:
             return {}
-        rows = await self._fetch(
+        rows = await self._query(
             "SELECT execution_id, number, started_at, duration_ms, status, error, response "
             f"FROM attempts WHERE execution_id IN ({', '.join('?' * len(ids))}) "
             "ORDER BY execution_id, number", ids)
@@ -347,7 +358,7 @@ class Store:
         if automation is not None:
             sql += " AND automation = ?"
             params.append(automation)
-        return [_execution(row) for row in await self._fetch(sql + " ORDER BY id", params)]
+        return [_execution(row) for row in await self._query(sql + " ORDER BY id", params)]
 
     async def seen_event_ids(self, ids: list[str], since: float) -> set[str]:
         """Those of `ids` accepted since `since`."""
