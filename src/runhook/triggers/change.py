@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from runhook.triggers.aggregate import aggregate, canonical, direction_holds, number
-from runhook.triggers.checker import Verdict
+from runhook.triggers.checker import HoldsFromVerdict, Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
@@ -25,7 +25,7 @@ class MetricChange(RunFilter, tag="RUN_METRIC_CHANGE", kw_only=True, frozen=True
     amount: Annotated[float, msgspec.Meta(gt=0)]
 
 
-class ChangeChecker:
+class ChangeChecker(HoldsFromVerdict):
     """Holds when agg(last `window`) moved by `amount` from agg(the `prior_window` before)."""
 
     __slots__ = (
@@ -53,10 +53,6 @@ class ChangeChecker:
         amount = f"{number(config.amount * 100)}%" if self.relative else number(config.amount)
         self.description = (f"{self.agg}({config.metric}) over last {self.window} {verb} by at "
                             f"least {amount} vs the {self.prior} before")
-
-    def holds(self, window: Sequence[float]) -> bool | None:
-        verdict = self.evaluate(window)
-        return None if verdict is None else verdict.holds
 
     def evaluate(self, window: Sequence[float]) -> Verdict | None:
         if len(window) < self.size:

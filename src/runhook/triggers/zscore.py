@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from runhook.triggers.aggregate import direction_holds, number
-from runhook.triggers.checker import Verdict
+from runhook.triggers.checker import HoldsFromVerdict, Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter
 
 
@@ -22,7 +22,7 @@ class MetricZScore(RunFilter, tag="RUN_METRIC_ZSCORE", kw_only=True, frozen=True
     direction: Literal["increase", "decrease", "any"] = "any"
 
 
-class ZScoreChecker:
+class ZScoreChecker(HoldsFromVerdict):
     """Holds when the newest value is `threshold` population standard deviations
     from the mean of the `window` values before it."""
 
@@ -37,10 +37,6 @@ class ZScoreChecker:
         sign = {"increase": "≥ ", "decrease": "≤ -", "any": "beyond ±"}[config.direction]
         self.description = (f"z-score of {config.metric} {sign}{number(config.threshold)} "
                             f"vs the last {config.window} values")
-
-    def holds(self, window: Sequence[float]) -> bool | None:
-        verdict = self.evaluate(window)
-        return None if verdict is None else verdict.holds
 
     def evaluate(self, window: Sequence[float]) -> Verdict | None:
         if len(window) < self.size:
