@@ -5,9 +5,9 @@ every step. Beside the busy event loop, the writer thread then waited for the GI
 once per row, and the loop was interrupted once per row (measured on 2,000-row
 batches: 2.2 us a row alone, 2 ms a row beside a busy thread). One statement over
 json_each takes the GIL back once for the whole batch (12 us a row beside the busy
-thread). Rows with blobs (JSON has none) and UPDATEs whose batch names a row twice
-(one UPDATE ... FROM would apply only one of them) keep `executemany`. Pure: SQL in,
-SQL out."""
+thread). Rows with blobs or non-finite floats (JSON has neither) and UPDATEs whose
+batch names a row twice (one UPDATE ... FROM would apply only one of them) keep
+`executemany`. Pure: SQL in, SQL out."""
 
 from __future__ import annotations
 
@@ -34,31 +34,33 @@ def json_form(sql: str) -> str | None:
     insert = _VALUES.match(sql)
     if insert is not None:
         head, values, tail = insert.groups()
-        return (f"{head} SELECT {_columns(values.split(','), 'value')} FROM json_each(?) "
+        return (f"{head} SELECT {_values(values)} FROM json_each(?) "
                 f"WHERE true ORDER BY key{tail}")  # WHERE: the upsert parsing rule
     update = _UPDATE.match(sql)
     if update is not None:
         table, assignments, key = update.groups()
         n = assignments.count("?")
-        return (f"UPDATE {table} SET {_columns(assignments.split('?'), 'u.value', join='')} "
+        return (f"UPDATE {table} SET {_assignments(assignments)} "
                 f"FROM json_each(?) AS u WHERE {table}.{key} = u.value->>{n}")
     return None
 
 
-def _columns(parts: list[str], value: str, join: str = ", ") -> str:
-    """Each `?` replaced by the next array element, `value->>0`, `value->>1`, ..."""
-    if join:  # a VALUES list: each part is `?` or a literal
-        out, n = [], 0
-        for part in (p.strip() for p in parts):
-            if part == "?":
-                out.append(f"{value}->>{n}")
-                n += 1
-            else:
-                out.append(part)
-        return join.join(out)
-    # SET assignments split at each `?`: put the elements back between the pieces
-    return "".join(piece + (f"{value}->>{i}" if i < len(parts) - 1 else "")
-                   for i, piece in enumerate(parts))
+def _values(values: str) -> str:
+    """A VALUES list with each `?` replaced by the next array element, `value->>N`."""
+    out, n = [], 0
+    for part in (p.strip() for p in values.split(",")):
+        if part == "?":
+            out.append(f"value->>{n}")
+            n += 1
+        else:
+            out.append(part)  # a literal, e.g. the 0 of `attempts`
+    return ", ".join(out)
+
+
+def _assignments(assignments: str) -> str:
+    """SET assignments with each `?` replaced by the next array element, `u.value->>N`."""
+    pieces = assignments.split("?")
+    return "".join(f"{piece}u.value->>{i}" for i, piece in enumerate(pieces[:-1])) + pieces[-1]
 
 
 def _json_safe(rows: Sequence[Sequence[Any]]) -> bool:
