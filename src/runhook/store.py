@@ -1,5 +1,5 @@
-"""The only code that runs SQL: one writer with group commit (applying statements.py), one
-reader for queries."""
+"""The only code that runs SQL: one writer with group commit (applying statements.py), a
+reader for the daemon's own reads and one for people's queries."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ _context = msgspec.json.Decoder(dict[str, Any]).decode
 
 def _execution(row: Sequence[Any]) -> Execution:
     values = dict(zip(_COLUMNS.split(", "), row))
-    values["context"] = msgspec.json.decode(values["context"])
+    values["context"] = _context(values["context"])
     return Execution(**values)
 
 
