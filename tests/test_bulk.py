@@ -68,7 +68,7 @@ CASES = {
         (UPSERT_FLAG, [("project:acme/p", "r1", "loss", "d1", 1, None),
                        ("project:acme/p", "r1", "loss", "d1", 0, 5.25),
                        ("project:acme/p", "r2", "loss", "d1", 1, 1e300)]),
-        (INSERT_EVENT_ID, [("a", 1.0), ("b", 2.0), ("a", 3.0)]),
+        (INSERT_EVENT_ID, [("a", "s", 1.0), ("b", "s", 2.0), ("a", "s", 3.0)]),
         (DISABLE_INTEGRATION, [("ci", 1.0, "410 Gone"), ("slack", 2.0, "410")]),
     ],
 }
@@ -118,7 +118,7 @@ def test_hand_checked_rows_and_types():
 def test_rows_the_one_step_form_cannot_carry_use_executemany():
     assert bulk.statements(LOG_METRICS, [("s", "r", "n", "u", b"\x81"), ("s", "r", "n", "u", b"")]) \
         is None  # a blob
-    assert bulk.statements(INSERT_EVENT_ID, [("a", 1.0)]) is None  # one row: nothing to gain
+    assert bulk.statements(INSERT_EVENT_ID, [("a", "s", 1.0)]) is None  # one row: nothing to gain
     twice = [("FINISHED", None, 3.0, None, "ex_1"), ("PENDING", "r", 3.0, 4.0, "ex_1")]
     assert bulk.statements(UPDATE_EXECUTION, twice) is None
     assert bulk.json_form("DELETE FROM runs WHERE scope = ?") is None

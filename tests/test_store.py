@@ -21,7 +21,7 @@ async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
     db = sqlite3.connect(tmp_path / "r.db")
     assert [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
         "0001_executions", "0002_run_state", "0003_delivery_control",
-        "0004_status_counts"]
+        "0004_status_counts", "0005_event_ids_per_scope"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -38,9 +38,9 @@ async def test_group_commit_and_failed_batch(tmp_path):
 
     async with anyio.create_task_group() as tg:
         # Queue everything before the writer runs, so all four land in one batch.
-        await store.submit(Write([(INSERT_EVENT_ID, [("a", 1.0)])], record))
-        await store.submit(Write([(INSERT_EVENT_ID, [("b", 2.0)])], record))
-        await store.submit(Write([(INSERT_EVENT_ID, [("c", 3.0)])], record))
+        await store.submit(Write([(INSERT_EVENT_ID, [("a", "s", 1.0)])], record))
+        await store.submit(Write([(INSERT_EVENT_ID, [("b", "s", 2.0)])], record))
+        await store.submit(Write([(INSERT_EVENT_ID, [("c", "s", 3.0)])], record))
         await store.submit(Write([("INSERT INTO no_such_table VALUES (?)", [(1,)])], record))
         tg.start_soon(store.run)
         await done.wait()
@@ -49,10 +49,10 @@ async def test_group_commit_and_failed_batch(tmp_path):
         assert await store.seen_event_ids(["a", "b", "c"], 0) == set()
         # The writer is still alive and commits the next write.
         committed = anyio.Event()
-        await store.submit(Write([(INSERT_EVENT_ID, [("d", 4.0)])],
+        await store.submit(Write([(INSERT_EVENT_ID, [("d", "s", 4.0)])],
                                  lambda e: committed.set() if e is None else None))
         await committed.wait()
-        assert await store.seen_event_ids(["a", "d"], 0) == {"d"}
+        assert await store.seen_event_ids(["a", "d"], 0) == {("d", "s")}
         assert await store.seen_event_ids(["d"], 5.0) == set()  # older than the horizon
         store.finish()
     assert store.commits == 1
@@ -82,7 +82,7 @@ async def test_purge_keeps_pending_and_recent(tmp_path):
                                 row("new-done", "FAILED", 5000.0)]),
             (INSERT_ATTEMPT, [("old-done", 1, 100.0, 1.0, 200, None, None),
                               ("new-done", 1, 5000.0, 1.0, 500, None, None)]),
-            (INSERT_EVENT_ID, [("old", 10.0), ("new", 4000.0)]),
+            (INSERT_EVENT_ID, [("old", "s", 10.0), ("new", "s", 4000.0)]),
         ]))
         await store.submit(Write([
             (PURGE_EVENT_IDS, [(1000.0, 100)]),
@@ -93,33 +93,59 @@ async def test_purge_keeps_pending_and_recent(tmp_path):
         assert sorted(e.id for e in await store.history(limit=10)) == ["new-done", "old-pending"]
         assert await store.attempts("old-done") == []
         assert len(await store.attempts("new-done")) == 1
-        assert await store.seen_event_ids(["old", "new"], 0) == {"new"}
+        assert await store.seen_event_ids(["old", "new"], 0) == {("new", "s")}
         store.finish()
     await store.close()
 
 
+async def test_ids_accepted_before_ids_were_kept_per_scope_stand_for_every_scope(tmp_path):
+    from runhook import migrations
+
+    db = sqlite3.connect(tmp_path / "r.db")
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for migration in migrations.MIGRATIONS[:4]:
+        for statement in migration():
+            db.execute(statement)
+        db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (migration.__name__[1:],))
+    db.execute("INSERT INTO event_ids (id, received_at) VALUES ('old', 5.0)")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    assert await store.seen_event_ids(["old"], 0) == {("old", "*")}
+    await store.close()
+
+
 async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path):
-    from runhook.idempotency import RecentIds
+    from runhook.acks import Ticket
+    from runhook.idempotency import Claim, RecentIds
 
     store = Store(tmp_path / "r.db")
     await store.open()
     recent = RecentIds(store, memory=2)
+    ticket = Ticket(asyncio.get_running_loop().create_future(), 1)
     async with anyio.create_task_group() as tg:
         tg.start_soon(store.run)
         for i, event_id in enumerate(["a", "b", "c"]):
-            recent.claim(event_id, 100.0 + i)
-            assert recent.seen(event_id, 0)  # a claim counts before its commit
+            key = (event_id, "s")
+            recent.claim(key, Claim(ticket, i), 100.0 + i)
+            assert recent.pending(key, 0) is not None  # a claim is known before its commit
+            assert not recent.committed_here(key, 0)
             committed = anyio.Event()
-            await store.submit(Write([(INSERT_EVENT_ID, [(event_id, 100.0 + i)])],
+            await store.submit(Write([(INSERT_EVENT_ID, [(event_id, "s", 100.0 + i)])],
                                      lambda e, done=committed: done.set()))
             await committed.wait()
-            recent.committed([event_id])
-        assert len(recent) == 2 and not recent.seen("a", 0)  # evicted from memory...
-        assert await recent.accepted(["a", "b", "x"], 0) == {"a", "b"}  # ...not forgotten
-        assert await recent.accepted(["a", "c"], 101.5) == {"c"}  # past the 24 h horizon
-        recent.claim("y", 200.0)
-        recent.release(["y"])  # a refused chunk: the id may be evaluated again
-        assert not recent.seen("y", 0)
+            recent.committed([key])
+            assert recent.pending(key, 0) is None and recent.committed_here(key, 0)
+        assert len(recent) == 2 and not recent.committed_here(("a", "s"), 0)  # evicted...
+        # ...not forgotten: the database answers, for every scope of the id.
+        assert await recent.accepted([("a", "s"), ("b", "s"), ("x", "s")], 0) == {
+            ("a", "s"), ("b", "s")}
+        assert await recent.accepted([("a", "s"), ("c", "s")], 101.5) == {("c", "s")}
+        assert await recent.accepted([("a", "other")], 0) == {("a", "s")}
+        recent.claim(("y", "s"), Claim(ticket, 9), 200.0)
+        recent.release([("y", "s")])  # a refused line: the id may be evaluated again
+        assert recent.pending(("y", "s"), 0) is None
         store.finish()
     await store.close()
 

@@ -14,6 +14,9 @@ from runhook.events import ArtifactCreated, ArtifactEvent, Event, RunEvent, RunS
 from runhook.triggers.artifact import Occurrence
 
 _encoder = msgspec.json.Encoder()
+# The times an event may carry: those that datetime can show in UTC (NaN fails both).
+FIRST_TIME = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+LAST_TIME = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
 
 _last = [0, 0]  # the last id's milliseconds and sequence number
@@ -41,11 +44,17 @@ def event_timestamp(event: Event, received: float) -> float:
     if value is None:
         return received
     if isinstance(value, (int, float)):
-        return float(value)
-    parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+        stamp = float(value)
+    else:
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        stamp = parsed.timestamp()
+    # Every execution shows its event's time in RFC 3339 (UTC), so a time that has
+    # none (NaN, 1e300, year 9999 at -23:59) is refused here, not while evaluating.
+    if not FIRST_TIME <= stamp < LAST_TIME:
+        raise ValueError("must be a time between years 1 and 9999 UTC")
+    return stamp
 
 
 @functools.lru_cache(maxsize=256)

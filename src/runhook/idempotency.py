@@ -1,4 +1,4 @@
-"""Client idempotency ids: which ones were accepted in the last 24 hours."""
+"""Client idempotency ids: which scopes accepted which ids in the last 24 hours."""
 
 from __future__ import annotations
 
@@ -6,52 +6,83 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from runhook import constants
+from runhook.acks import Ticket
 from runhook.store import Store
+
+# An id as one scope accepted it: (event id, scope key). EVERY_SCOPE stands for an
+# event that reached no scope, and for ids recorded before ids were kept per scope.
+Key = tuple[str, str]
+EVERY_SCOPE = "*"
+
+
+class Claim:
+    """A key taken by a chunk whose commit is outstanding: a copy of the same event
+    arriving meanwhile waits for that outcome instead of being answered at once."""
+
+    __slots__ = ("line_no", "ticket")
+
+    def __init__(self, ticket: Ticket, line_no: int) -> None:
+        self.ticket = ticket
+        self.line_no = line_no
+
+    def error(self) -> str | None:
+        """Once the ticket resolved: why the claimed line was not accepted, or None."""
+        return self.ticket.future.result() or self.ticket.errors.get(self.line_no)
 
 
 class RecentIds:
-    """Accepted ids live in the database (event_ids, purged after 24 h). Memory
-    holds only the claims not yet committed and a bounded set of the latest
-    committed ids, so a quick retry is answered without a lookup and memory does
-    not grow with the event rate; any other id costs one query per chunk."""
+    """Accepted keys live in the database (event_ids, purged after 24 h), written
+    by each scope in the commit of what the event caused there. Memory holds the
+    claims not yet committed and a bounded set of the latest committed keys, so a
+    quick retry is answered without a lookup and memory does not grow with the
+    event rate; any other id costs one query per chunk."""
 
     def __init__(self, store: Store, memory: int = constants.RECENT_IDS_IN_MEMORY) -> None:
         self._store = store
         self._memory = memory
-        self._pending: dict[str, float] = {}  # claimed by a chunk not yet committed
-        self._recent: OrderedDict[str, float] = OrderedDict()  # committed, newest last
+        self._pending: dict[Key, tuple[Claim, float]] = {}
+        self._recent: OrderedDict[Key, float] = OrderedDict()  # committed, newest last
 
     def __len__(self) -> int:
         return len(self._pending) + len(self._recent)
 
-    def seen(self, event_id: str, horizon: float) -> bool:
-        """Known here as accepted since `horizon` (the database may know more)."""
-        at = self._pending.get(event_id)
-        if at is None:
-            at = self._recent.get(event_id)
+    def committed_here(self, key: Key, horizon: float) -> bool:
+        """Known in memory as committed since `horizon` (the database may know more)."""
+        at = self._recent.get(key)
         return at is not None and at >= horizon
 
-    async def accepted(self, ids: Iterable[str], horizon: float) -> set[str]:
-        """Of `ids`, those accepted since `horizon`, from memory or the database."""
-        found = {i for i in ids if self.seen(i, horizon)}
-        unknown = [i for i in ids if i not in found]
+    def pending(self, key: Key, horizon: float) -> Claim | None:
+        found = self._pending.get(key)
+        return found[0] if found is not None and found[1] >= horizon else None
+
+    async def accepted(self, keys: Iterable[Key], horizon: float) -> set[Key]:
+        """Those of `keys` committed since `horizon`, plus every other (id, scope)
+        the database holds for an id that memory could not answer for (one query
+        for the lot)."""
+        found: set[Key] = set()
+        unknown: set[str] = set()
+        for key in keys:
+            if self.committed_here(key, horizon):
+                found.add(key)
+            elif key not in self._pending:
+                unknown.add(key[0])
         if unknown:
-            found |= await self._store.seen_event_ids(unknown, horizon)
+            found |= await self._store.seen_event_ids(sorted(unknown), horizon)
         return found
 
-    def claim(self, event_id: str, now: float) -> None:
-        self._pending[event_id] = now
+    def claim(self, key: Key, claim: Claim, now: float) -> None:
+        self._pending[key] = (claim, now)
 
-    def committed(self, ids: Iterable[str]) -> None:
-        for event_id in ids:
-            at = self._pending.pop(event_id, None)
-            if at is not None:
-                self._recent[event_id] = at
-                self._recent.move_to_end(event_id)
+    def committed(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            found = self._pending.pop(key, None)
+            if found is not None:
+                self._recent[key] = found[1]
+                self._recent.move_to_end(key)
         while len(self._recent) > self._memory:
             self._recent.popitem(last=False)  # the database still has it
 
-    def release(self, ids: Iterable[str]) -> None:
-        """The chunk failed: its events were not accepted, a retry must be evaluated."""
-        for event_id in ids:
-            self._pending.pop(event_id, None)
+    def release(self, keys: Iterable[Key]) -> None:
+        """Not accepted (the line failed, or its commit did): a retry is evaluated."""
+        for key in keys:
+            self._pending.pop(key, None)

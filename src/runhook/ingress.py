@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import stat
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,46 +16,42 @@ import anyio
 from anyio.abc import TaskStatus
 
 from runhook import constants, protocol
-from runhook.acks import Ticket
-from runhook.events import Event
-from runhook.executions import event_timestamp
+from runhook.admission import Admission, Answers, Copy, answer_copy
 from runhook.idempotency import RecentIds
-from runhook.protocol import BadLine, Query
+from runhook.protocol import Query
 from runhook.schema import StartupError
-from runhook.scope import ScopeActor, Scopes
-from runhook.statements import INSERT_EVENT_ID
-from runhook.store import Store, Write
+from runhook.scope import Scopes
+from runhook.store import Store
 
 log = logging.getLogger("runhook.ingress")
 
 QueryHandler = Callable[[Query], Awaitable[bytes]]
-
-
-class Answers:
-    """The answers to one chunk of lines, in line order. Each is a ready line, a
-    query's task, or the line number of an event waiting for the chunk's commit."""
-
-    __slots__ = ("ids", "results", "ticket")
-
-    def __init__(self) -> None:
-        self.results: list[bytes | int | asyncio.Task[bytes]] = []
-        self.ticket: Ticket | None = None
-        self.ids: list[str] = []  # idempotency ids claimed by this chunk
+# Requests that only read: skipped once their client is gone (commands still run).
+READ_ONLY = (protocol.History, protocol.ExecutionQuery, protocol.Status)
 
 
 class Ingress:
     def __init__(self, scopes: Scopes, store: Store, queries: QueryHandler) -> None:
-        self._scopes = scopes
-        self._store = store
+        self.admission = Admission(scopes, store)
         self._queries = queries
-        self.recent_ids = RecentIds(store)
-        self.events_received: dict[str, int] = {}
-        self.lines_rejected = 0
         self.connections = 0
         self._server: asyncio.AbstractServer | None = None
-        self._readers: set[asyncio.StreamReader] = set()
+        self._open: dict[asyncio.StreamReader, asyncio.StreamWriter] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._draining = False
         self.listening = False
+
+    @property
+    def recent_ids(self) -> RecentIds:
+        return self.admission.recent_ids
+
+    @property
+    def events_received(self) -> dict[str, int]:
+        return self.admission.events_received
+
+    @property
+    def lines_rejected(self) -> int:
+        return self.admission.lines_rejected
 
     async def serve(self, path: str, mode: int, *,
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -84,51 +79,28 @@ class Ingress:
         self.listening = False
 
     async def drain(self, timeout: float) -> None:
-        """End every connection after the lines it already sent are answered."""
-        for reader in self._readers:
-            reader.feed_eof()  # read() returns what is buffered, then b""
+        """End every connection after the lines it already sent are answered; a
+        line the client was still sending is dropped unanswered (it resends it)."""
+        self._draining = True
+        for reader, writer in self._open.items():
+            _stop_reading(reader, writer)
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=timeout)
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        self._readers.add(reader)
+        self._open[reader] = writer
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
+        if self._draining:
+            _stop_reading(reader, writer)
         # Bounded: when the client does not read its answers, we stop reading its lines.
         answers: asyncio.Queue[Answers | None] = asyncio.Queue(constants.PENDING_CHUNKS)
         writing = asyncio.create_task(self._write_answers(answers, writer))
-        line_no = 0
-        pending = b""
-        discarding = False  # inside a line already over the limit: drop until its end
         try:
-            while True:
-                chunk = await reader.read(constants.READ_CHUNK)
-                if not chunk:
-                    break
-                if discarding:
-                    newline = chunk.find(b"\n")
-                    if newline < 0:
-                        continue
-                    discarding = False
-                    line_no += 1
-                    refused = Answers()
-                    refused.results.append(self._too_long(line_no))
-                    await answers.put(refused)
-                    chunk = chunk[newline + 1:]
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                if lines:
-                    await answers.put(await self._chunk(line_no + 1, lines))
-                    line_no += len(lines)
-                if len(pending) > constants.MAX_LINE_BYTES:
-                    pending = b""
-                    discarding = True
-            if pending.strip() and not discarding:
-                # A last line without its newline is still a request.
-                await answers.put(await self._chunk(line_no + 1, [pending]))
+            await self._read_lines(reader, answers)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -138,118 +110,71 @@ class Ingress:
                 await writing
             writer.close()
             self.connections -= 1
-            self._readers.discard(reader)
+            self._open.pop(reader, None)
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _chunk(self, first_line: int, lines: list[bytes]) -> Answers:
-        """Decode a chunk's lines and hand its events to the actors, one batch per
-        actor: a chunk costs one ticket and one write per actor, not one per line."""
-        out = Answers()
-        batches: dict[ScopeActor, list[tuple[Event, float, int]]] = {}
-        ids: list[tuple[str, float]] = []
-        now = time.time()
-        targets = self._scopes.targets
-        horizon = now - constants.IDEMPOTENCY_WINDOW_S
-        # First pass: decode. Lines that are not events are answered in place.
-        decoded: list[tuple[int, bytes | asyncio.Task[bytes] | tuple[Event, float]]] = []
-        for line_no, line in enumerate(lines, first_line):
-            if len(line) > constants.MAX_LINE_BYTES:
-                decoded.append((line_no, self._too_long(line_no)))
-                continue
-            if not line.strip():
-                continue  # blank lines are not requests
-            try:
-                request = protocol.decode(line)
-            except BadLine as exc:
-                self.lines_rejected += 1
-                decoded.append((line_no, protocol.error_line(line_no, str(exc))))
-                continue
-            if isinstance(request, Query):
-                decoded.append((line_no, asyncio.ensure_future(self._queries(request))))
-                continue
-            try:
-                decoded.append((line_no, (request, event_timestamp(request, now))))
-            except ValueError as exc:
-                self.lines_rejected += 1
-                decoded.append((line_no, protocol.error_line(line_no, f"field `time`: {exc}")))
-        # One lookup for the chunk's idempotency ids that memory does not know.
-        with_ids = [item[0].id for _, item in decoded
-                    if isinstance(item, tuple) and item[0].id is not None]
-        accepted = await self.recent_ids.accepted(with_ids, horizon) if with_ids else set()
-        # Second pass: deduplicate, claim, route.
-        for line_no, item in decoded:
-            if not isinstance(item, tuple):
-                out.results.append(item)
-                continue
-            event, event_time = item
-            kind = str(event.__struct_config__.tag)
-            self.events_received[kind] = self.events_received.get(kind, 0) + 1
-            event_id = event.id
-            if event_id is not None:
-                if event_id in accepted or self.recent_ids.seen(event_id, horizon):
-                    out.results.append(protocol.OK_DUPLICATE)
+    async def _read_lines(self, reader: asyncio.StreamReader,
+                          answers: asyncio.Queue[Answers | None]) -> None:
+        admission = self.admission
+        line_no = 0
+        # The start of a line still arriving. A bytearray, and only the new bytes
+        # searched for a newline: a 1 MiB line in 64-byte writes costs linear time.
+        pending = bytearray()
+        discarding = False  # inside a line already over the limit: drop until its end
+        while True:
+            chunk = await reader.read(constants.READ_CHUNK)
+            if not chunk:
+                break
+            if discarding:
+                newline = chunk.find(b"\n")
+                if newline < 0:
                     continue
-                # Claimed now, so a duplicate right behind (even in this chunk) is caught.
-                self.recent_ids.claim(event_id, now)
-                ids.append((event_id, now))
-                out.ids.append(event_id)
-            actors = targets(event)
-            if not actors and event_id is None:
-                out.results.append(protocol.OK)
-                continue
-            out.results.append(line_no)
-            for actor in actors:
-                batch = batches.get(actor)
-                if batch is None:
-                    batch = batches[actor] = []
-                batch.append((event, event_time, line_no))
-        parts = len(batches) + (1 if ids else 0)
-        if parts:
-            ticket = out.ticket = Ticket(asyncio.get_running_loop().create_future(), parts)
-            if ids:
-                await self._store.submit(Write([(INSERT_EVENT_ID, ids)], ticket.done))
-            for actor, batch in batches.items():
-                try:
-                    # No yield to the loop per send while there is room (up to 100
-                    # actors a chunk); a full inbox makes us wait: backpressure.
-                    actor.inbox.send_nowait((batch, ticket))
-                except anyio.WouldBlock:
-                    await actor.inbox.send((batch, ticket))
-        return out
+                discarding = False
+                line_no += 1
+                refused = Answers()
+                refused.results.append(admission.too_long(line_no))
+                await answers.put(refused)
+                chunk = chunk[newline + 1:]
+            last = chunk.rfind(b"\n")
+            if last < 0:
+                pending += chunk
+            else:
+                lines = (bytes(pending) + chunk[:last] if pending else chunk[:last]).split(b"\n")
+                pending = bytearray(chunk[last + 1:])
+                await answers.put(await admission.chunk(line_no + 1, lines))
+                line_no += len(lines)
+            if len(pending) > constants.MAX_LINE_BYTES:
+                pending = bytearray()
+                discarding = True
+        if discarding:
+            last_line = Answers()  # over the limit and never ended: still answered
+            last_line.results.append(admission.too_long(line_no + 1))
+            await answers.put(last_line)
+        elif pending.strip() and not self._draining:
+            # A last line without its newline is still a request (unless we cut the
+            # connection while the client was sending it).
+            await answers.put(await admission.chunk(line_no + 1, [bytes(pending)]))
 
     async def _write_answers(self, answers: asyncio.Queue[Answers | None],
                              writer: asyncio.StreamWriter) -> None:
+        """Answers each chunk as soon as its commit resolves, so a client that sends
+        without pause still reads its answers as it goes."""
         broken = False
-        while True:
-            item = await answers.get()
-            out: list[bytes] = []
-            done = item is None
-            while item is not None:
-                await self._resolve(item, out)
-                try:
-                    item = answers.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    done = True
+        while (item := await answers.get()) is not None:
+            out = await self._resolve(item, broken)
             if out and not broken:
                 try:
                     writer.write(b"".join(out))
                     await writer.drain()
                 except (ConnectionError, OSError):
                     broken = True  # keep consuming so the reader is never blocked on us
-            if done:
-                return
 
-    async def _resolve(self, answers: Answers, out: list[bytes]) -> None:
+    async def _resolve(self, answers: Answers, broken: bool) -> list[bytes]:
         ticket = answers.ticket
         error = await ticket.future if ticket is not None else None
-        if answers.ids:
-            if error is None:
-                self.recent_ids.committed(answers.ids)
-            else:
-                self.recent_ids.release(answers.ids)  # not accepted: a retry is evaluated
+        self.admission.settle(answers)
+        out: list[bytes] = []
         for result in answers.results:
             if isinstance(result, bytes):
                 out.append(result)
@@ -258,17 +183,31 @@ class Ingress:
                 problem = error or ticket.errors.get(result)
                 out.append(protocol.OK if problem is None
                            else protocol.error_line(result, problem))
+            elif isinstance(result, Copy):
+                out.append(await answer_copy(result, ticket))
+            elif broken and isinstance(result, READ_ONLY):
+                continue  # nobody reads it: a large history is not built for nothing
             else:
+                # Queries run here, one at a time per connection, once the lines
+                # before them are answered: a client that sends many and never reads
+                # holds at most one answer in memory, not one per line.
                 try:
-                    out.append(await result)
+                    out.append(await self._queries(result))
                 except Exception as exc:
                     log.exception("request failed")
                     out.append(protocol.refusal(f"request failed: {exc}"))
+        return out
 
-    def _too_long(self, line_no: int) -> bytes:
-        self.lines_rejected += 1
-        return protocol.error_line(
-            line_no, f"line is over {constants.MAX_LINE_BYTES} bytes (1 MiB); refused")
+
+def _stop_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """No more bytes from this client: what is buffered is read, then EOF. The
+    transport stops first, and the reader must not resume it (it would if its
+    buffer had paused it: `_paused`), or a late packet hits a reader at EOF
+    ("feed_data after feed_eof") and the committed lines go unanswered."""
+    with contextlib.suppress(Exception):
+        writer.transport.pause_reading()
+    reader._paused = False  # type: ignore[attr-defined]  # see above
+    reader.feed_eof()
 
 
 def _clear_stale_socket(path: Path) -> None:

@@ -95,7 +95,24 @@ def _0004_status_counts() -> list[str]:
     ]
 
 
-MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts]
+def _0005_event_ids_per_scope() -> list[str]:
+    """An event's id is recorded by each scope that evaluated it, in the commit of
+    what it caused there, so an event that reached two scopes and committed in
+    one before a crash is evaluated again in the other only. Ids recorded before
+    this version stand for every scope ('*')."""
+    return [
+        """CREATE TABLE event_ids_by_scope (
+            id TEXT NOT NULL, scope TEXT NOT NULL, received_at REAL NOT NULL,
+            PRIMARY KEY (id, scope))""",
+        "INSERT INTO event_ids_by_scope SELECT id, '*', received_at FROM event_ids",
+        "DROP TABLE event_ids",
+        "ALTER TABLE event_ids_by_scope RENAME TO event_ids",
+        "CREATE INDEX event_ids_by_time ON event_ids (received_at)",
+    ]
+
+
+MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
+              _0005_event_ids_per_scope]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

@@ -79,8 +79,19 @@ class BadLine(ValueError):
 
 
 def decode(line: bytes) -> Any:
-    """One request from one line. Falls back to Python's json module only for lines
-    msgspec refuses, which is how `NaN` / `Infinity` (Python's json.dumps output) get in."""
+    """One request from one line, or BadLine: whatever the bytes, no other error
+    escapes, so one hostile line never costs the answers of the lines around it."""
+    try:
+        return _decode(line)
+    except UnicodeDecodeError:
+        raise BadLine("not valid UTF-8") from None
+    except RecursionError:
+        raise BadLine("nested too deeply") from None
+
+
+def _decode(line: bytes) -> Any:
+    """Falls back to Python's json module only for lines msgspec refuses, which is
+    how `NaN` / `Infinity` (Python's json.dumps output) get in."""
     try:
         return _decoder.decode(line)
     except msgspec.ValidationError as exc:
@@ -125,7 +136,7 @@ def _name_key(message: str, line: bytes) -> str:
         return message
     try:
         values = json.loads(line).get("values", {})
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return message
     for key, value in values.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):

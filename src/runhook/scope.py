@@ -25,6 +25,7 @@ from runhook.settings import Automation, Settings
 from runhook.statements import (
     CLEAR_LOG,
     FORGET_RUN,
+    INSERT_EVENT_ID,
     INSERT_EXECUTION,
     LOG_METRICS,
     UPSERT_FLAG,
@@ -84,9 +85,7 @@ class ScopeActor:
         async with self._receive:
             async for batch, ticket in self._receive:
                 if self._diverged:
-                    await self._settled.wait()
-                    self._diverged = False
-                    await self._restore()
+                    await self._resync()
                 if isinstance(batch, Checkpoint):
                     await self._checkpoint(batch)
                     continue
@@ -138,33 +137,66 @@ class ScopeActor:
         await self._store.submit(write)
 
     async def _evaluate(self, work: list[tuple[Batch, Ticket]]) -> None:
+        items = [(e, t, n, ticket) for batch, ticket in work for e, t, n in batch]
+        start = 0
+        while start < len(items):
+            stop = await self._evaluate_run(items, start)
+            if stop == len(items):
+                return
+            # items[stop] raised half-way: the book may hold part of what it did.
+            # Take it back from what is committed (which has everything before it)
+            # before the next event is evaluated, so a retry finds the old state.
+            if isinstance(items[stop][0], RunEvent):
+                await self._resync()
+            start = stop + 1
+
+    async def _evaluate_run(self, items: list[tuple[Event, float, int, Ticket]],
+                            start: int) -> int:
+        """Evaluate items from `start` up to the first that fails (or the end) and
+        submit what they caused as one write; returns where it stopped."""
         # Statements grouped by SQL, first-seen order kept: each table's rows keep
         # event order, and the work costs one executemany per table.
         grouped: dict[str, list[Any]] = {}
         jobs: list[Job] = []
         now = time.time()
-        for event, event_time, line_no, ticket in (
-                (e, t, n, ticket) for batch, ticket in work for e, t, n in batch):
+        stop = len(items)
+        for index in range(start, len(items)):
+            event, event_time, line_no, ticket = items[index]
             self._statements = []
             try:
                 rows, event_jobs = self.evaluate(event, event_time, now)
             except Exception as exc:  # a bug in one evaluation must not stop the scope
                 log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
                 ticket.errors[line_no] = f"internal error evaluating the event: {exc!r}"
-                continue
+                stop = index
+                break
             if rows:
                 self._statements.append((INSERT_EXECUTION, rows))
                 self.executions += len(rows)
                 jobs.extend(event_jobs)
+            if event.id is not None:
+                # The id commits with what the event caused here, or not at all.
+                self._statements.append((INSERT_EVENT_ID, [(event.id, self.scope, now)]))
             for sql, params in self._statements:
                 grouped.setdefault(sql, []).extend(params)
-        tickets = [ticket for _, ticket in work]
+        tickets = list({id(t): t for *_, t in items[start:stop + 1]}.values())
+        if stop < len(items):
+            later = {id(t) for *_, t in items[stop + 1:]}
+            for ticket in tickets:
+                if id(ticket) in later:
+                    ticket.pending += 1  # its events go in this write and a later one
         if not grouped:
             for ticket in tickets:
                 ticket.done()
-            return
-        # Flags, cooldowns and logged values commit with the executions they caused.
-        await self._submit(Write(list(grouped.items()), self._committed(tickets, jobs)))
+        else:
+            # Flags, cooldowns, logged values and ids commit with the executions.
+            await self._submit(Write(list(grouped.items()), self._committed(tickets, jobs)))
+        return stop
+
+    async def _resync(self) -> None:
+        await self._settled.wait()
+        self._diverged = False
+        await self._restore()
 
     async def _checkpoint(self, request: Checkpoint) -> None:
         statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]

@@ -12,7 +12,9 @@ INSERT_ATTEMPT = (
 UPDATE_EXECUTION = (
     "UPDATE executions SET state = ?, reason = ?, updated_at = ?, next_attempt_at = ?, "
     "attempts = attempts + 1 WHERE id = ?")
-INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, received_at) VALUES (?, ?)"
+# (id, scope, received_at): written by the scope that evaluated the event, in the
+# same commit as what the event caused there; scope '*' for an event no scope took.
+INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, scope, received_at) VALUES (?, ?, ?)"
 
 LOG_METRICS = ("INSERT INTO metric_log (scope, run_id, run_name, user, data) "
                "VALUES (?,?,?,?,?)")

@@ -360,13 +360,13 @@ class Store:
             params.append(automation)
         return [_execution(row) for row in await self._query(sql + " ORDER BY id", params)]
 
-    async def seen_event_ids(self, ids: list[str], since: float) -> set[str]:
-        """Those of `ids` accepted since `since`."""
-        found: set[str] = set()
+    async def seen_event_ids(self, ids: list[str], since: float) -> set[tuple[str, str]]:
+        """(id, scope) for each scope that accepted one of `ids` since `since`."""
+        found: set[tuple[str, str]] = set()
         for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
             part = ids[start:start + 500]
             rows = await self._fetch(
-                f"SELECT id FROM event_ids WHERE id IN ({', '.join('?' * len(part))}) "
+                f"SELECT id, scope FROM event_ids WHERE id IN ({', '.join('?' * len(part))}) "
                 "AND received_at >= ?", [*part, since])
-            found.update(row[0] for row in rows)
+            found.update((row[0], row[1]) for row in rows)
         return found
