@@ -176,3 +176,25 @@ def test_serve_says_why_it_cannot_start(tmp_path):
                          check=False, capture_output=True, text=True, timeout=30)
     assert run.returncode == 1
     assert f"cannot start: cannot open the database {database}: file is not a database" in run.stderr
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"[server]\n# caf\xe9\n", "not UTF-8: byte 0xe9 at offset 14 (line 2, column 6)"),
+    (b"x = " + b"[" * 100_000, "not valid TOML: arrays or inline tables nested too deeply"),
+    (b"x = " + b"{a = " * 100_000, "not valid TOML: arrays or inline tables nested too deeply"),
+    (b"x = 1" + b"0" * 5000, "not valid TOML: Exceeds the limit (4300 digits)"),
+], ids=["not-utf8", "deep-array", "deep-table", "huge-integer"])
+def test_text_that_is_not_toml_is_a_config_error(data, expected):
+    with pytest.raises(ConfigError) as caught:
+        decode(data, "f.toml")
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+def test_check_config_names_the_file_and_offset_of_a_bad_byte(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'[server]\nhttp = "127.0.0.1:8787"  # caf\xe9\n')
+    run = subprocess.run([sys.executable, "-m", "runhook", "check-config", str(bad)],
+                         check=False, capture_output=True, text=True)
+    assert (run.returncode, run.stderr) == (1, "")
+    assert run.stdout == (f"{bad}: not UTF-8: byte 0xe9 at offset 39 (line 2, column 31); "
+                          "TOML files are UTF-8 text\n")
