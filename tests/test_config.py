@@ -198,3 +198,56 @@ def test_check_config_names_the_file_and_offset_of_a_bad_byte(tmp_path):
     assert (run.returncode, run.stderr) == (1, "")
     assert run.stdout == (f"{bad}: not UTF-8: byte 0xe9 at offset 39 (line 2, column 31); "
                           "TOML files are UTF-8 text\n")
+
+
+@pytest.mark.parametrize("server, expected", [
+    ("socket_mode = 99999999999999999999999",
+     "server.socket_mode: expected `int` <= 511 (a permission mode, 0o000 to 0o777"),
+    ("socket_mode = 0o1000", "server.socket_mode: expected `int` <= 511"),
+    ("socket_mode = -1", "server.socket_mode: expected `int` >= 0"),
+    ('http = "127.0.0.1:99999"', "server.http: port must be a number from 1 to 65535, got '99999'"),
+    ('http = "127.0.0.1:0"', "server.http: port 0 would be any free port"),
+    ('http = "127.0.0.1:"', "server.http: expected HOST:PORT"),
+    ('http = "127.0.0.1: 80"', "server.http: port must be a number from 1 to 65535"),
+    ('http = "127.0.0.1:８０"', "server.http: port must be a number from 1 to 65535"),
+    ('http = "8787"', "server.http: expected HOST:PORT"),
+    ('http = "0.0.0.0:0"', "server.http: "),
+    ('http = "0.0.0.0:8787"', "server.http: '0.0.0.0' is not a loopback address"),
+    ('http = "[::]:8787"', "server.http: '::' is not a loopback address"),
+    ('http = "192.168.1.10:8787"', "server.http: '192.168.1.10' is not a loopback address"),
+    ('http = "example.com:8787"', "server.http: 'example.com' is not a loopback address"),
+    ('http = "127.1:8787"', "server.http: '127.1' is not a loopback address"),
+    ('http = "[::ffff:127.0.0.1]:8787"', "server.http: '::ffff:127.0.0.1' is not a loopback"),
+])
+def test_server_values_serve_would_misread_are_refused(server, expected):
+    with pytest.raises(ConfigError) as caught:
+        build(decode(f"[server]\n{server}\n"))
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+@pytest.mark.parametrize("http", ["127.0.0.1:8787", "127.3.2.1:1", "localhost:65535",
+                                  "[::1]:8787", "::1:8787", ":8787", ""])
+def test_loopback_http_addresses_load(http):
+    settings = build(decode(f'[server]\nhttp = "{http}"\nsocket_mode = 0o600\n'))
+    assert settings.config.server.http == http
+
+
+@pytest.mark.parametrize("server, expected", [
+    ("socket_mode = 99999999999999999999999", "server.socket_mode: expected `int` <= 511"),
+    ('http = "0.0.0.0:0"', "server.http: port 0 would be any free port"),
+])
+def test_serve_refuses_what_check_config_refuses(tmp_path, server, expected):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\ndatabase = "{tmp_path}/r.db"\n'
+                      f"{server}\n")
+    run = [sys.executable, "-m", "runhook"]
+    checked = subprocess.run([*run, "check-config", str(config)],
+                             check=False, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 1
+    assert checked.stdout.startswith(f"{config}: {expected}")
+    served = subprocess.run([*run, "serve", "--config", str(config)],
+                            check=False, capture_output=True, text=True, timeout=30)
+    assert served.returncode == 2
+    assert f"  {expected}" in served.stderr
+    assert "Traceback" not in served.stderr
+    assert not (tmp_path / "s.sock").exists()

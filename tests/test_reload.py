@@ -30,7 +30,13 @@ def deeply_nested(config: Path) -> str:
     return "not valid TOML: arrays or inline tables nested too deeply"
 
 
-BAD_FILES = [not_utf8, deeply_nested]
+def socket_mode_out_of_range(config: Path) -> str:
+    text = config.read_text().replace("[server]", "[server]\nsocket_mode = 1" + "0" * 22)
+    config.write_text(text)
+    return "server.socket_mode: expected `int` <= 511"
+
+
+BAD_FILES = [not_utf8, deeply_nested, socket_mode_out_of_range]
 
 
 async def still_serving(daemon: Daemon) -> None:

@@ -17,11 +17,14 @@ from runhook.triggers.runs import RunTriggers
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+# chmod() takes larger numbers (setuid, sticky bits) or fails on huge ones at start,
+# after the socket exists: only the nine permission bits mean something for a socket.
+PermissionMode = Annotated[int, msgspec.Meta(ge=0, le=0o777)]
 
 
 class Server(Table, frozen=True):
     socket: str = constants.DEFAULT_SOCKET
-    socket_mode: int = 0o660
+    socket_mode: PermissionMode = 0o660
     http: str = constants.DEFAULT_HTTP  # "" turns the HTTP server off
     database: str = constants.DEFAULT_DATABASE
     run_ttl: str = constants.DEFAULT_RUN_TTL
@@ -98,6 +101,9 @@ class ConfigError(Exception):
 
 
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$")
+# What msgspec's wording leaves out, by path ("expected `int` <= 511" for a mode
+# people write in octal).
+_HINTS = {"server.socket_mode": " (a permission mode, 0o000 to 0o777, such as 0o660)"}
 
 
 def decode(data: bytes | str, source: str = "<config>") -> Config:
@@ -146,7 +152,7 @@ def _reword(message: str, text: str) -> str:
                 except msgspec.ValidationError:
                     path = f"{table}.{key}" + path[len(table) + 5:]
                     break
-    return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}"
+    return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}{_HINTS.get(path, '')}"
 
 
 def read(path: str | Path) -> Config:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from runhook import config as cfg
+from runhook.addresses import loopback_http
 from runhook.delivery.signing import signing_key
 from runhook.durations import parse_duration, parse_rate
 from runhook.schema import FieldError
@@ -108,6 +109,11 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
         history_ttl = parse_duration(server.history_ttl)
     except ValueError as exc:
         problems.append(f"server.history_ttl: {exc}")
+    if server.http:
+        try:
+            loopback_http(server.http)
+        except ValueError as exc:
+            problems.append(f"server.http: {exc}")
     if problems:
         raise cfg.ConfigError(source, problems)
     by_scope: dict[str, list[Automation]] = {}
