@@ -251,3 +251,12 @@ def test_serve_refuses_what_check_config_refuses(tmp_path, server, expected):
     assert f"  {expected}" in served.stderr
     assert "Traceback" not in served.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_payload_key_placeholder_names_the_automation():
+    text = HOOK + automation('{ kind = "CREATE_ARTIFACT" }', action="""action = { integration = \
+"ci", payload = '{"approved_by": "ci", "${event_author}": true}' }""")
+    expected = ("automations[0].action.payload: placeholder in an object key at $: keys are "
+                "fixed, so no rendered value can overwrite another key; put ${event_author} in "
+                "a value (automation 'a1')")
+    assert problems(text) == [expected]
