@@ -260,3 +260,29 @@ def test_payload_key_placeholder_names_the_automation():
                 "fixed, so no rendered value can overwrite another key; put ${event_author} in "
                 "a value (automation 'a1')")
     assert problems(text) == [expected]
+
+
+@pytest.mark.parametrize("value", ["", "abc", "1234567", " 12345 "])
+def test_secret_shorter_than_eight_characters_is_refused(tmp_path, value):
+    # The redactor skips values under 4 characters (they would garble every log
+    # line): a secret that short leaked everywhere. 8 keeps every secret redactable.
+    (tmp_path / "key").write_text(value)
+    found = problems(f"[secrets]\nSHORT = {{ file = '{tmp_path}/key' }}")
+    assert len(found) == 1
+    assert found[0].startswith("secrets.SHORT: ")
+    if value.strip():
+        assert found[0] == ("secrets.SHORT: shorter than 8 characters; a secret that short "
+                            "is guessable, and too likely to occur in ordinary text to be "
+                            "redacted from logs and stored errors")
+        assert value.strip() not in found[0]
+
+
+def test_secret_of_eight_characters_loads(monkeypatch):
+    monkeypatch.setenv("RH_TEST_SECRET", "8chars!!")
+    assert build(decode("[secrets]\nOK = { env = 'RH_TEST_SECRET' }")).secrets == {"OK": "8chars!!"}
+
+
+def test_secret_file_that_is_not_utf8_is_refused_without_its_bytes(tmp_path):
+    (tmp_path / "key").write_bytes(b"secret-\xe9\xff-value")
+    found = problems(f"[secrets]\nBIN = {{ file = '{tmp_path}/key' }}")
+    assert found == [f"secrets.BIN: {tmp_path}/key is not UTF-8 text"]

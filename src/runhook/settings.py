@@ -20,6 +20,12 @@ from runhook.secrets import Redactor, resolve
 from runhook.templates import Payload, TemplateError, Text, unknown_variables
 from runhook.triggers import artifact, runs
 
+# Every secret value is replaced by its name in logs, errors and stored responses;
+# the redactor skips values under 4 characters, which would garble ordinary text
+# ("abc" in every word holding it) and so leaked. At 8 a value is both worth its
+# name and rare enough in other text to be redacted wherever it appears.
+MIN_SECRET_LENGTH = 8
+
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
@@ -81,6 +87,11 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
             secrets[name] = resolve(name, secret_source)
         except ValueError as exc:
             problems.append(f"secrets.{name}: {exc}")
+            continue
+        if len(secrets[name]) < MIN_SECRET_LENGTH:
+            problems.append(f"secrets.{name}: shorter than {MIN_SECRET_LENGTH} characters; a "
+                            "secret that short is guessable, and too likely to occur in "
+                            "ordinary text to be redacted from logs and stored errors")
     for name, integration in config.integrations.items():
         problems.extend(_check_integration(f"integrations.{name}", integration, config, secrets))
     automations: list[Automation] = []
