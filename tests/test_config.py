@@ -176,3 +176,113 @@ def test_serve_says_why_it_cannot_start(tmp_path):
                          check=False, capture_output=True, text=True, timeout=30)
     assert run.returncode == 1
     assert f"cannot start: cannot open the database {database}: file is not a database" in run.stderr
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"[server]\n# caf\xe9\n", "not UTF-8: byte 0xe9 at offset 14 (line 2, column 6)"),
+    (b"x = " + b"[" * 100_000, "not valid TOML: arrays or inline tables nested too deeply"),
+    (b"x = " + b"{a = " * 100_000, "not valid TOML: arrays or inline tables nested too deeply"),
+    (b"x = 1" + b"0" * 5000, "not valid TOML: Exceeds the limit (4300 digits)"),
+], ids=["not-utf8", "deep-array", "deep-table", "huge-integer"])
+def test_text_that_is_not_toml_is_a_config_error(data, expected):
+    with pytest.raises(ConfigError) as caught:
+        decode(data, "f.toml")
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+def test_check_config_names_the_file_and_offset_of_a_bad_byte(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'[server]\nhttp = "127.0.0.1:8787"  # caf\xe9\n')
+    run = subprocess.run([sys.executable, "-m", "runhook", "check-config", str(bad)],
+                         check=False, capture_output=True, text=True)
+    assert (run.returncode, run.stderr) == (1, "")
+    assert run.stdout == (f"{bad}: not UTF-8: byte 0xe9 at offset 39 (line 2, column 31); "
+                          "TOML files are UTF-8 text\n")
+
+
+@pytest.mark.parametrize("server, expected", [
+    ("socket_mode = 99999999999999999999999",
+     "server.socket_mode: expected `int` <= 511 (a permission mode, 0o000 to 0o777"),
+    ("socket_mode = 0o1000", "server.socket_mode: expected `int` <= 511"),
+    ("socket_mode = -1", "server.socket_mode: expected `int` >= 0"),
+    ('http = "127.0.0.1:99999"', "server.http: port must be a number from 1 to 65535, got '99999'"),
+    ('http = "127.0.0.1:0"', "server.http: port 0 would be any free port"),
+    ('http = "127.0.0.1:"', "server.http: expected HOST:PORT"),
+    ('http = "127.0.0.1: 80"', "server.http: port must be a number from 1 to 65535"),
+    ('http = "127.0.0.1:８０"', "server.http: port must be a number from 1 to 65535"),
+    ('http = "8787"', "server.http: expected HOST:PORT"),
+    ('http = "0.0.0.0:0"', "server.http: "),
+    ('http = "0.0.0.0:8787"', "server.http: '0.0.0.0' is not a loopback address"),
+    ('http = "[::]:8787"', "server.http: '::' is not a loopback address"),
+    ('http = "192.168.1.10:8787"', "server.http: '192.168.1.10' is not a loopback address"),
+    ('http = "example.com:8787"', "server.http: 'example.com' is not a loopback address"),
+    ('http = "127.1:8787"', "server.http: '127.1' is not a loopback address"),
+    ('http = "[::ffff:127.0.0.1]:8787"', "server.http: '::ffff:127.0.0.1' is not a loopback"),
+])
+def test_server_values_serve_would_misread_are_refused(server, expected):
+    with pytest.raises(ConfigError) as caught:
+        build(decode(f"[server]\n{server}\n"))
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+@pytest.mark.parametrize("http", ["127.0.0.1:8787", "127.3.2.1:1", "localhost:65535",
+                                  "[::1]:8787", "::1:8787", ":8787", ""])
+def test_loopback_http_addresses_load(http):
+    settings = build(decode(f'[server]\nhttp = "{http}"\nsocket_mode = 0o600\n'))
+    assert settings.config.server.http == http
+
+
+@pytest.mark.parametrize("server, expected", [
+    ("socket_mode = 99999999999999999999999", "server.socket_mode: expected `int` <= 511"),
+    ('http = "0.0.0.0:0"', "server.http: port 0 would be any free port"),
+])
+def test_serve_refuses_what_check_config_refuses(tmp_path, server, expected):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\ndatabase = "{tmp_path}/r.db"\n'
+                      f"{server}\n")
+    run = [sys.executable, "-m", "runhook"]
+    checked = subprocess.run([*run, "check-config", str(config)],
+                             check=False, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 1
+    assert checked.stdout.startswith(f"{config}: {expected}")
+    served = subprocess.run([*run, "serve", "--config", str(config)],
+                            check=False, capture_output=True, text=True, timeout=30)
+    assert served.returncode == 2
+    assert f"  {expected}" in served.stderr
+    assert "Traceback" not in served.stderr
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_payload_key_placeholder_names_the_automation():
+    text = HOOK + automation('{ kind = "CREATE_ARTIFACT" }', action="""action = { integration = \
+"ci", payload = '{"approved_by": "ci", "${event_author}": true}' }""")
+    expected = ("automations[0].action.payload: placeholder in an object key at $: keys are "
+                "fixed, so no rendered value can overwrite another key; put ${event_author} in "
+                "a value (automation 'a1')")
+    assert problems(text) == [expected]
+
+
+@pytest.mark.parametrize("value", ["", "abc", "1234567", " 12345 "])
+def test_secret_shorter_than_eight_characters_is_refused(tmp_path, value):
+    # The redactor skips values under 4 characters (they would garble every log
+    # line): a secret that short leaked everywhere. 8 keeps every secret redactable.
+    (tmp_path / "key").write_text(value)
+    found = problems(f"[secrets]\nSHORT = {{ file = '{tmp_path}/key' }}")
+    assert len(found) == 1
+    assert found[0].startswith("secrets.SHORT: ")
+    if value.strip():
+        assert found[0] == ("secrets.SHORT: shorter than 8 characters; a secret that short "
+                            "is guessable, and too likely to occur in ordinary text to be "
+                            "redacted from logs and stored errors")
+        assert value.strip() not in found[0]
+
+
+def test_secret_of_eight_characters_loads(monkeypatch):
+    monkeypatch.setenv("RH_TEST_SECRET", "8chars!!")
+    assert build(decode("[secrets]\nOK = { env = 'RH_TEST_SECRET' }")).secrets == {"OK": "8chars!!"}
+
+
+def test_secret_file_that_is_not_utf8_is_refused_without_its_bytes(tmp_path):
+    (tmp_path / "key").write_bytes(b"secret-\xe9\xff-value")
+    found = problems(f"[secrets]\nBIN = {{ file = '{tmp_path}/key' }}")
+    assert found == [f"secrets.BIN: {tmp_path}/key is not UTF-8 text"]

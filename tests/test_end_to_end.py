@@ -120,13 +120,13 @@ async def test_redirect_is_not_followed(start_daemon, receiver):
 
 async def test_hostile_strings_arrive_as_valid_json(start_daemon, receiver):
     hostile = 'quote " back\\slash \n newline \t tab ünïcødé 🚀 "}, "x": {"'
-    payload = '{"author": "${event_author}", "line": "by ${event_author} at ${alias}", "${alias}": 1}'
+    payload = '{"author": "${event_author}", "line": "by ${event_author} at ${alias}", "a": ["${alias}"]}'
     daemon = await start_daemon(webhook_config(receiver.url, payload,
                                                event='{ kind = "ADD_ARTIFACT_ALIAS" }'))
     async with daemon.client() as client:
         await client.send({**ALIAS_EVENT, "author": hostile, "alias": hostile})
     body = json.loads((await receiver.next()).body)  # valid JSON, or this raises
-    assert body == {"author": hostile, "line": f"by {hostile} at {hostile}", hostile: 1}
+    assert body == {"author": hostile, "line": f"by {hostile} at {hostile}", "a": [hostile]}
 
 
 async def test_entity_scope_sees_projects_and_registries(start_daemon, receiver):

@@ -21,10 +21,10 @@ HOSTILE = [
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_strings_stay_valid_json(value):
-    payload = Payload('{"text": "run ${run_name} by ${event_author}!", "${run_name}": 1}')
+    payload = Payload('{"text": "run ${run_name} by ${event_author}!", "run": ["${run_name}"]}')
     body = payload.render({"run_name": value, "event_author": value}, {})
     document = json.loads(body)  # valid JSON, or this raises
-    assert document == {"text": f"run {value} by {value}!", value: 1}
+    assert document == {"text": f"run {value} by {value}!", "run": [value]}
 
 
 def test_whole_placeholder_keeps_its_type():
@@ -85,3 +85,20 @@ def test_envelope_holds_every_variable_that_applies():
     assert body == {"type": "CREATE_ARTIFACT", "timestamp": "2026-01-01T00:00:00Z",
                     "data": {"event_type": "CREATE_ARTIFACT",
                              "event_time": "2026-01-01T00:00:00Z", "entity_name": "acme"}}
+
+
+@pytest.mark.parametrize("source, where", [
+    ('{"${event_author}": "x", "approved_by": "ci"}', "$"),
+    ('{"client_payload": {"by-${run_name}": 1}}', "$.client_payload"),
+    ('[1, {"ok": true, "${tag}": 2}]', "$[1]"),
+])
+def test_placeholder_in_an_object_key_is_refused(source, where):
+    # A rendered key could collide with a fixed one: {"${event_author}": …,
+    # "approved_by": …} sent by an author named "approved_by" overwrites it.
+    with pytest.raises(TemplateError) as caught:
+        Payload(source)
+    assert str(caught.value).startswith(f"placeholder in an object key at {where}: keys are fixed")
+
+
+def test_escaped_dollar_in_a_key_is_a_literal():
+    assert json.loads(Payload('{"cost$$": "${tag}"}').render({"tag": "t"}, {})) == {"cost$": "t"}

@@ -120,10 +120,19 @@ class Daemon:
         try:
             new = load(self.settings.source)
         except ConfigError as exc:
+            problems = exc.problems
+        except Exception as exc:
+            # load() turns every bad file into a ConfigError; anything else is a bug
+            # in it, and still no reason to take down a daemon that runs fine.
+            log.exception("loading %s failed unexpectedly", self.settings.source)
+            problems = [f"cannot load {self.settings.source}: {type(exc).__name__}: {exc}"]
+        else:
+            problems = []
+        if problems:
             log.error("reload refused, keeping the running configuration: %s",
-                      "; ".join(exc.problems))
+                      "; ".join(problems))
             systemd.notify("READY=1\nSTATUS=reload refused; running the previous configuration")
-            return exc.problems
+            return problems
         old, self.settings = self.settings, new
         if self.scopes is not None:
             self.scopes.reconfigure(new)

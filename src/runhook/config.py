@@ -17,11 +17,14 @@ from runhook.triggers.runs import RunTriggers
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+# chmod() takes larger numbers (setuid, sticky bits) or fails on huge ones at start,
+# after the socket exists: only the nine permission bits mean something for a socket.
+PermissionMode = Annotated[int, msgspec.Meta(ge=0, le=0o777)]
 
 
 class Server(Table, frozen=True):
     socket: str = constants.DEFAULT_SOCKET
-    socket_mode: int = 0o660
+    socket_mode: PermissionMode = 0o660
     http: str = constants.DEFAULT_HTTP  # "" turns the HTTP server off
     database: str = constants.DEFAULT_DATABASE
     run_ttl: str = constants.DEFAULT_RUN_TTL
@@ -98,23 +101,43 @@ class ConfigError(Exception):
 
 
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$")
+# What msgspec's wording leaves out, by path ("expected `int` <= 511" for a mode
+# people write in octal).
+_HINTS = {"server.socket_mode": " (a permission mode, 0o000 to 0o777, such as 0o660)"}
 
 
 def decode(data: bytes | str, source: str = "<config>") -> Config:
-    """Decode TOML into a Config; structural errors become 'path: reason'."""
+    """Decode TOML into a Config; every way the text can fail becomes 'path: reason'
+    (a reload must refuse a bad file, never take the daemon down)."""
     if isinstance(data, str):
         data = data.encode()
     try:
-        return msgspec.toml.decode(data, type=Config)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [_not_utf8(data, exc.start)]) from None
+    try:
+        return msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(source, [_reword(str(exc), data)]) from None
-    except msgspec.DecodeError as exc:
+        raise ConfigError(source, [_reword(str(exc), text)]) from None
+    except RecursionError:
+        # tomllib recurses once per level of `[` or `{`; about a thousand levels exhaust
+        # the stack. Caught here, it unwinds cleanly: nothing else is on that stack.
+        nesting = "not valid TOML: arrays or inline tables nested too deeply"
+        raise ConfigError(source, [nesting]) from None
+    except ValueError as exc:
+        # msgspec.DecodeError and tomllib's errors, and plain ValueError from int() on
+        # a literal past Python's 4300-digit limit.
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
 
 
-def _reword(message: str, data: bytes) -> str:
+def _not_utf8(data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return (f"not UTF-8: byte 0x{data[offset]:02x} at offset {offset} "
+            f"(line {line}, column {column}); TOML files are UTF-8 text")
+
+
+def _reword(message: str, text: str) -> str:
     match = _MSGSPEC_PATH.match(message)
     if match is None:
         return message
@@ -122,14 +145,14 @@ def _reword(message: str, data: bytes) -> str:
     for table, kind in (("secrets", SecretSource), ("integrations", Integration)):
         if path.startswith(f"{table}[...]"):
             # msgspec cannot name a table's key; find the entry that fails on its own.
-            entries = tomllib.loads(data.decode()).get(table, {})
+            entries = tomllib.loads(text).get(table, {})
             for key, value in entries.items():
                 try:
                     msgspec.convert(value, kind)
                 except msgspec.ValidationError:
                     path = f"{table}.{key}" + path[len(table) + 5:]
                     break
-    return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}"
+    return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}{_HINTS.get(path, '')}"
 
 
 def read(path: str | Path) -> Config:

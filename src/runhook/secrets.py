@@ -38,9 +38,12 @@ def resolve(name: str, source: SecretSource) -> str:
                 "(systemd LoadCredential=)")
         path = Path(directory) / str(source.credential)
     try:
-        value = path.read_text().strip()
+        value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        # Its message would quote a byte of the secret and where it sits.
+        raise ValueError(f"{path} is not UTF-8 text") from None
     if not value:
         raise ValueError(f"{path} is empty")
     return value

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from runhook import config as cfg
+from runhook.addresses import loopback_http
 from runhook.delivery.signing import signing_key
 from runhook.durations import parse_duration, parse_rate
 from runhook.schema import FieldError
@@ -18,6 +19,12 @@ from runhook.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
 from runhook.secrets import Redactor, resolve
 from runhook.templates import Payload, TemplateError, Text, unknown_variables
 from runhook.triggers import artifact, runs
+
+# Every secret value is replaced by its name in logs, errors and stored responses;
+# the redactor skips values under 4 characters, which would garble ordinary text
+# ("abc" in every word holding it) and so leaked. At 8 a value is both worth its
+# name and rare enough in other text to be redacted wherever it appears.
+MIN_SECRET_LENGTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,11 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
             secrets[name] = resolve(name, secret_source)
         except ValueError as exc:
             problems.append(f"secrets.{name}: {exc}")
+            continue
+        if len(secrets[name]) < MIN_SECRET_LENGTH:
+            problems.append(f"secrets.{name}: shorter than {MIN_SECRET_LENGTH} characters; a "
+                            "secret that short is guessable, and too likely to occur in "
+                            "ordinary text to be redacted from logs and stored errors")
     for name, integration in config.integrations.items():
         problems.extend(_check_integration(f"integrations.{name}", integration, config, secrets))
     automations: list[Automation] = []
@@ -108,6 +120,11 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
         history_ttl = parse_duration(server.history_ttl)
     except ValueError as exc:
         problems.append(f"server.history_ttl: {exc}")
+    if server.http:
+        try:
+            loopback_http(server.http)
+        except ValueError as exc:
+            problems.append(f"server.http: {exc}")
     if problems:
         raise cfg.ConfigError(source, problems)
     by_scope: dict[str, list[Automation]] = {}

@@ -94,8 +94,8 @@ def as_text(value: Any) -> str:
 
 
 class Payload:
-    """A JSON payload template: placeholders are substituted inside string values
-    (and keys), so the result is valid JSON whatever the values hold."""
+    """A JSON payload template: placeholders are substituted inside string values,
+    so the result is valid JSON whatever the values hold. Object keys are fixed."""
 
     __slots__ = ("tree", "variables")
 
@@ -107,30 +107,46 @@ class Payload:
                 f"payload is not valid JSON ({exc}); placeholders go inside JSON strings, "
                 'e.g. "${run_name}"') from None
         variables: set[str] = set()
-        self.tree = _compile(document, variables)
+        self.tree = _compile(document, variables, "$")
         self.variables = frozenset(variables)
 
     def render(self, context: Mapping[str, Any], secrets: Mapping[str, str]) -> bytes:
         return _encoder.encode(_render(self.tree, context, secrets))
 
 
-def _compile(node: Any, variables: set[str]) -> Any:
+def _compile(node: Any, variables: set[str], where: str) -> Any:
     if isinstance(node, str):
         text = Text(node)
         variables.update(text.variables)
         return text if text.variables or "$" in node else node
     if isinstance(node, list):
-        return [_compile(item, variables) for item in node]
+        return [_compile(item, variables, f"{where}[{i}]") for i, item in enumerate(node)]
     if isinstance(node, dict):
-        return _Object([(_compile(key, variables), _compile(value, variables))
+        return _Object([(_key(key, where), _compile(value, variables, _member(where, key)))
                         for key, value in node.items()])
     return node
+
+
+def _key(source: str, where: str) -> str:
+    """An object key as sent. A placeholder in it is refused: a rendered key could
+    collide with a fixed one ({"${event_author}": …, "approved_by": …} from an
+    author named approved_by), and the receiver would read the event's value."""
+    key = Text(source)
+    if key.variables:
+        names = ", ".join("${" + name + "}" for name in sorted(key.variables))
+        raise TemplateError(f"placeholder in an object key at {where}: keys are fixed, so no "
+                            f"rendered value can overwrite another key; put {names} in a value")
+    return key.render({}, {})  # only `$$` escapes left: each becomes "$"
+
+
+def _member(where: str, key: str) -> str:
+    return f"{where}.{key}" if key.isidentifier() else f"{where}[{_encoder.encode(key).decode()}]"
 
 
 class _Object:
     __slots__ = ("items",)
 
-    def __init__(self, items: list[tuple[Any, Any]]) -> None:
+    def __init__(self, items: list[tuple[str, Any]]) -> None:
         self.items = items
 
 
@@ -141,8 +157,7 @@ def _render(node: Any, context: Mapping[str, Any], secrets: Mapping[str, str]) -
             return lookup(whole, context, secrets)
         return node.render(context, secrets)
     if isinstance(node, _Object):
-        return {as_text(_render(k, context, secrets)): _render(v, context, secrets)
-                for k, v in node.items}
+        return {key: _render(value, context, secrets) for key, value in node.items}
     if isinstance(node, list):
         return [_render(item, context, secrets) for item in node]
     return node

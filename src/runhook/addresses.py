@@ -1,0 +1,43 @@
+"""`server.http`: the HTTP server's address, checked at load to be a port on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+# http.serve binds an empty host (":8787") to this, as it always has.
+DEFAULT_HOST = "127.0.0.1"
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits only: int() would also take " 80", "8_0", "８０"
+_WHY_LOOPBACK = ("the HTTP server (health, metrics, status page, JSON API) has no "
+                 "authentication, so it listens on 127.0.0.0/8, ::1 or localhost only; "
+                 "put a reverse proxy in front to reach it from elsewhere")
+
+
+def loopback_http(address: str) -> tuple[str, int]:
+    """The (host, port) of a non-empty `server.http` such as "127.0.0.1:8787",
+    "[::1]:8787" or "localhost:8787", read exactly as http.serve reads it (split at
+    the last colon); ValueError says what is wrong."""
+    host, colon, port_text = address.rpartition(":")
+    if not colon or not port_text:
+        raise ValueError(f'expected HOST:PORT such as "127.0.0.1:8787" (or "" for no HTTP '
+                         f"server), got {address!r}")
+    if not _PORT.fullmatch(port_text) or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be a number from 1 to 65535, got {port_text[:12]!r}")
+    port = int(port_text)
+    if port == 0:
+        raise ValueError('port 0 would be any free port, and nobody could know which; '
+                         'give a port from 1 to 65535, or http = "" for no HTTP server')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        return DEFAULT_HOST, port
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            # A name (other than localhost) or a short form such as 127.1: what it
+            # binds to is up to the resolver, not to this file.
+            loopback = False
+        if not loopback:
+            raise ValueError(f"{host!r} is not a loopback address: {_WHY_LOOPBACK}")
+    return host, port
