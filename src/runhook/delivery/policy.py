@@ -24,6 +24,9 @@ class Outcome(NamedTuple):
     delay: float | None = None
     reason: str | None = None
     disable: bool = False
+    # Failed by the configuration (an automation removed, a template that cannot
+    # render), not by the endpoint: it says nothing of the integration's health.
+    config_error: bool = False
 
 
 def retry_delay(attempt: int, rand: float) -> float:
