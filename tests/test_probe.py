@@ -1,15 +1,19 @@
-"""`runhook test`'s request and its redelivery (delivery/probe.py): pure, values
-written out by hand."""
+"""`runhook test`'s request and its redelivery (delivery/probe.py), and which executions
+`runhook redeliver` accepts (redelivery.py): pure, values written out by hand."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from runhook.config import SlackIntegration, WebhookIntegration
+from runhook.config import SlackIntegration, WebhookIntegration, decode
 from runhook.delivery import probe
+from runhook.redelivery import TEST_LEFT_OUT, refusal, sort_failed
 from runhook.secrets import Redactor
+from runhook.settings import build
+from runhook.store import Execution
 
 HOOK = WebhookIntegration(url="https://ci.example.com/hook", secrets=["TOKEN"])
 SLACK = SlackIntegration(url_secret="SLACK_URL")
@@ -90,3 +94,49 @@ def test_a_test_of_another_kind_is_not_sent_again():
     assert probe.unsendable(context, "slack", HOOK) == (
         "it tested a slack integration and 'ci' is now a webhook one; "
         "run `runhook test ci` again")
+
+
+SETTINGS = build(decode("""
+[integrations.ci]
+kind = "webhook"
+url = "https://ci.example.com/hook"
+
+[[automations]]
+name = "deploy"
+scope = "registry:acme/model"
+event = { kind = "ADD_ARTIFACT_ALIAS" }
+action = { integration = "ci" }
+"""))
+
+
+def row(id: str, automation: str = "deploy", integration: str | None = "ci",
+        context: dict[str, Any] | None = None) -> Execution:
+    return Execution(id=id, automation=automation, scope="-", event_kind="TEST",
+                     event_type="command.test", event_id=None, action_kind="webhook",
+                     integration=integration, state="FAILED", reason="HTTP 500",
+                     context=context or {}, run_id=None, created_at=NOW, updated_at=NOW,
+                     next_attempt_at=None, attempts=1)
+
+
+TEST_OK = {"integration": "ci", "test_payload": None}
+
+
+@pytest.mark.parametrize("execution, reason", [
+    (row("ex_a"), None),
+    (row("ex_t", "(test)", context=TEST_OK), None),
+    (row("ex_n", integration=None), "it has no integration to deliver to"),
+    (row("ex_i", integration="gone"), "integration 'gone' is no longer configured"),
+    (row("ex_g", "gone"), "automation 'gone' is no longer configured"),
+    (row("ex_o", "(test)", context={"integration": "ci"}),
+     "it was recorded before runhook kept test payloads; run `runhook test` again"),
+])
+def test_refusal(execution, reason):
+    assert refusal(execution, SETTINGS) == reason
+
+
+def test_failed_leaves_out_test_executions_and_what_cannot_be_sent():
+    chosen, left_out = sort_failed([row("ex_a"), row("ex_t", "(test)", context=TEST_OK),
+                                    row("ex_g", "gone"), row("ex_b")], SETTINGS)
+    assert [e.id for e in chosen] == ["ex_a", "ex_b"]
+    assert left_out == {"ex_t": TEST_LEFT_OUT,
+                        "ex_g": "automation 'gone' is no longer configured"}
