@@ -231,6 +231,11 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     print(f"{len(ids)} execution(s) queued for redelivery (same webhook-id)")
     for execution_id in ids:
         print(f"  {execution_id}")
+    left_out = answer.get("left_out") or {}
+    if left_out:
+        print(f"{len(left_out)} left out:")
+        for execution_id, why in left_out.items():
+            print(f"  {execution_id}: {why}")
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from runhook import protocol
+from runhook import protocol, redelivery
 from runhook.delivery.actor import Deliveries
 from runhook.protocol import (
     Enable,
@@ -20,6 +20,7 @@ from runhook.protocol import (
     Status,
     TestIntegration,
 )
+from runhook.settings import Settings
 from runhook.statements import ENABLE_INTEGRATION, REDELIVER
 from runhook.store import Store, Write
 
@@ -27,6 +28,7 @@ from runhook.store import Store, Write
 class Daemon(Protocol):
     store: Store
     deliveries: Deliveries
+    settings: Settings
 
     def status(self) -> dict[str, Any]: ...
 
@@ -93,16 +95,19 @@ async def overview(daemon: Daemon, recent: int = 15) -> dict[str, Any]:
 
 async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
     store = daemon.store
+    left_out: dict[str, str] = {}
     if query.id is not None:
         execution = await store.execution(query.id)
         if execution is None:
             return protocol.refusal(f"no execution {query.id!r}")
-        if execution.integration is None:
-            return protocol.refusal(f"execution {query.id} has no integration to deliver to")
+        why = redelivery.refusal(execution, daemon.settings)
+        if why is not None:
+            return protocol.refusal(f"cannot redeliver {query.id}: {why}")
         chosen = [execution]
     else:
         assert query.since is not None
-        chosen = await store.redeliverable(time.time() - query.since, query.automation)
+        failed = await store.redeliverable(time.time() - query.since, query.automation)
+        chosen, left_out = redelivery.sort_failed(failed, daemon.settings)
     now = time.time()
     if chosen:
         await _commit(store, Write([(REDELIVER, [("redelivery requested", now, now, e.id)
@@ -111,7 +116,7 @@ async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
         actor = daemon.deliveries.actors.get(str(name))
         if actor is not None:
             actor.poke()
-    return protocol.answer({"redelivered": [e.id for e in chosen]})
+    return protocol.answer({"redelivered": [e.id for e in chosen], "left_out": left_out})
 
 
 async def _commit(store: Store, write: Write) -> None:

@@ -15,11 +15,11 @@ from anyio.abc import TaskStatus
 
 from runhook import constants
 from runhook.config import Integration, SlackIntegration, WebhookIntegration
-from runhook.delivery import policy, slack, transport, webhook
+from runhook.delivery import policy, probe, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
 from runhook.durations import parse_rate
-from runhook.executions import new_id, test_context, test_row
+from runhook.executions import TEST_AUTOMATION, new_id, test_row
 from runhook.runtime import Runtime
 from runhook.settings import Settings
 from runhook.statements import (
@@ -29,7 +29,7 @@ from runhook.statements import (
     UPDATE_EXECUTION,
 )
 from runhook.store import Statement, Store, Write
-from runhook.templates import Payload, TemplateError, Text
+from runhook.templates import TemplateError
 
 log = logging.getLogger("runhook.delivery")
 # After a failed read of the due executions, the next try.
@@ -249,7 +249,7 @@ class DeliveryActor:
                                        (UPDATE_EXECUTION, [update_row])]
         if outcome.state == "FINISHED":
             self.sent += 1
-        else:
+        elif not outcome.config_error:  # a removed automation says nothing of the endpoint
             self.last_error = reason
         if outcome.disable:
             self.disabled = f"{reason} (execution {job.id}); `runhook enable {self.name}` resumes"
@@ -278,19 +278,27 @@ class DeliveryActor:
                     number: int) -> tuple[transport.Response | None, policy.Outcome]:
         settings = self._runtime.settings
         integration = settings.integrations.get(self.name)
-        automation = settings.automation(job.automation)
-        if integration is None or automation is None:
+        test = job.automation == TEST_AUTOMATION  # `runhook test`'s, redelivered
+        automation = None if test else settings.automation(job.automation)
+        if integration is None or (automation is None and not test):
             missing = f"integration {self.name!r}" if integration is None \
                 else f"automation {job.automation!r}"
-            return None, policy.Outcome("FAILED", reason=f"{missing} is no longer configured")
-        action = automation.action
+            return None, policy.Outcome("FAILED", reason=f"{missing} is no longer configured",
+                                        config_error=True)
         try:
-            if isinstance(integration, WebhookIntegration):
-                request = webhook.build(integration, action.payload, job.context,
+            if automation is None:  # so `test`: sent again by `runhook test`'s rule
+                request = probe.rebuild(integration, job.context, settings.secrets, job.id,
+                                        int(time.time()))
+            elif isinstance(integration, WebhookIntegration):
+                request = webhook.build(integration, automation.action.payload, job.context,
                                         settings.secrets, job.id, int(time.time()))
             else:
+                action = automation.action
                 request = slack.build(integration, action.title, action.text, action.severity,
                                       job.context, settings.secrets)
+        except probe.Unsendable as exc:
+            return None, policy.Outcome("FAILED", reason=f"cannot send it again: {exc}",
+                                        config_error=True)
         except (TemplateError, KeyError, ValueError) as exc:
             return None, policy.Outcome("FAILED", reason=f"cannot build the request: {exc}")
         return await self._post(session, integration, request, number)
@@ -321,16 +329,11 @@ class DeliveryActor:
         integration = settings.integrations[self.name]
         now = time.time()
         execution_id = new_id(now)
-        context = test_context(self.name, execution_id, now)
+        # The payload is recorded with it, so `runhook redeliver` can send it again.
+        context = probe.context(self.name, execution_id, now, payload, settings.redactor)
         try:
-            if isinstance(integration, WebhookIntegration):
-                template = Payload(payload) if payload is not None else None
-                request = webhook.build(integration, template, context, settings.secrets,
-                                        execution_id, int(now))
-            else:
-                request = slack.build(integration, Text("runhook test"),
-                                      Text(payload or "A test message from runhook."), "INFO",
-                                      context, settings.secrets)
+            request = probe.build(integration, payload, context, settings.secrets,
+                                  execution_id, int(now))
         except TemplateError as exc:
             return {"execution_id": None, "status": None, "error": f"bad payload: {exc}",
                     "response": ""}
@@ -343,8 +346,8 @@ class DeliveryActor:
         finished = time.time()
         committed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         await self._store.submit(Write([
-            (INSERT_EXECUTION, [test_row(execution_id, self.name, _kind(integration), context,
-                                         now)]),
+            (INSERT_EXECUTION, [test_row(execution_id, self.name, probe.kind(integration),
+                                         context, now)]),
             (INSERT_ATTEMPT, [(execution_id, 1, now, (finished - now) * 1000.0,
                                response.status if response else None, reason, body or None)]),
             (UPDATE_EXECUTION, [(state, reason, finished, None, execution_id)]),
@@ -394,7 +397,3 @@ class Deliveries:
         actor = self.actors.get(job.integration)
         if actor is not None:
             actor.offer(job)
-
-
-def _kind(integration: Integration) -> str:
-    return "webhook" if isinstance(integration, WebhookIntegration) else "slack"

@@ -6,9 +6,12 @@ import random
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
-# DESIGN §6: delays before each retry; after the last one the execution is FAILED.
-SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-MAX_ATTEMPTS = len(SCHEDULE) + 1
+# DESIGN §6 (Svix's schedule): the first attempt goes at once; these are the waits
+# before each retry, so the n-th failed attempt waits SCHEDULE[n - 1]. The first
+# retry waits too: an endpoint that just failed is rarely back a millisecond later.
+# After the last retry fails the execution is FAILED, about 28 h after creation.
+SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+MAX_ATTEMPTS = len(SCHEDULE) + 1  # 8: one at once, then one per entry
 JITTER = 0.2
 # A Retry-After beyond this is treated as this, so a bad header cannot park an
 # execution for weeks.
@@ -21,6 +24,9 @@ class Outcome(NamedTuple):
     delay: float | None = None
     reason: str | None = None
     disable: bool = False
+    # Failed by the configuration (an automation removed, a template that cannot
+    # render), not by the endpoint: it says nothing of the integration's health.
+    config_error: bool = False
 
 
 def retry_delay(attempt: int, rand: float) -> float:

@@ -1,0 +1,79 @@
+"""The request `runhook test` sends, built again by the same rule when its execution
+is redelivered (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runhook.config import Integration, WebhookIntegration
+from runhook.delivery import slack, webhook
+from runhook.executions import test_context
+from runhook.templates import Payload, Text
+
+# The payload as given, kept in the execution's context so a redelivery sends what
+# the test sent. It is a template: a secret in it is a ${NAME}, rendered at send time.
+PAYLOAD = "test_payload"
+# Set when the payload held a secret's value: the database never holds one, so the
+# payload is kept redacted, for people to read, and cannot be sent again.
+WITHHELD = "test_payload_withheld"
+SLACK_TITLE = "runhook test"
+SLACK_TEXT = "A test message from runhook."
+
+
+class Unsendable(ValueError):
+    """A test execution that cannot be sent again as it was; the message says why."""
+
+
+def kind(integration: Integration) -> str:
+    """The executions row's `action_kind` for this integration."""
+    return "webhook" if isinstance(integration, WebhookIntegration) else "slack"
+
+
+def context(integration: str, execution_id: str, now: float, payload: str | None,
+            redact: Callable[[str], str]) -> dict[str, Any]:
+    """The template context a test execution records, payload included."""
+    recorded = test_context(integration, execution_id, now)
+    kept = redact(payload) if payload is not None else None
+    recorded[PAYLOAD] = kept
+    if kept != payload:
+        recorded[WITHHELD] = True
+    return recorded
+
+
+def build(integration: Integration, payload: str | None, context: Mapping[str, Any],
+          secrets: Mapping[str, str], execution_id: str, timestamp: int) -> webhook.Request:
+    """`runhook test`'s rule: a webhook sends `payload` as its JSON template, or the
+    standard envelope without one; Slack sends it as the text of a message titled
+    "runhook test". Raises TemplateError for a payload that does not compile."""
+    if isinstance(integration, WebhookIntegration):
+        template = Payload(payload) if payload is not None else None
+        return webhook.build(integration, template, context, secrets, execution_id, timestamp)
+    return slack.build(integration, Text(SLACK_TITLE), Text(payload or SLACK_TEXT), "INFO",
+                       context, secrets)
+
+
+def unsendable(context: Mapping[str, Any], action_kind: str | None = None,
+               integration: Integration | None = None) -> str | None:
+    """Why a recorded test execution cannot be sent again as it was, or None. With
+    `integration`, also whether it is still of the kind that was tested."""
+    if integration is not None and action_kind is not None and kind(integration) != action_kind:
+        name = context.get("integration", "")
+        return (f"it tested a {action_kind} integration and {name!r} is now a "
+                f"{kind(integration)} one; run `runhook test {name}` again")
+    if context.get(WITHHELD):
+        return ("its payload held a secret's value, which runhook never stores; refer to "
+                "secrets as ${NAME} in a test payload, or run `runhook test` again")
+    if PAYLOAD not in context:
+        return "it was recorded before runhook kept test payloads; run `runhook test` again"
+    return None
+
+
+def rebuild(integration: Integration, context: Mapping[str, Any], secrets: Mapping[str, str],
+            execution_id: str, timestamp: int) -> webhook.Request:
+    """The request a redelivered test execution sends: `build` on its recorded payload.
+    Raises Unsendable (or TemplateError) when it cannot be the same request."""
+    problem = unsendable(context)
+    if problem is not None:
+        raise Unsendable(problem)
+    return build(integration, context[PAYLOAD], context, secrets, execution_id, timestamp)

@@ -1,0 +1,43 @@
+"""Which executions `runhook redeliver` may send again under the running configuration (pure)."""
+
+from __future__ import annotations
+
+from runhook.delivery import probe
+from runhook.executions import TEST_AUTOMATION
+from runhook.settings import Settings
+from runhook.store import Execution
+
+# `--failed` replays what events are owed. A test execution was a probe someone
+# ran by hand: a batch retry must not replay every `runhook test` of the day.
+TEST_LEFT_OUT = "a test execution; redeliver it by id"
+
+
+def refusal(execution: Execution, settings: Settings) -> str | None:
+    """Why `execution` cannot be sent again now, or None. Asked before anything is
+    queued, so a redelivery is never answered "queued" and then failed for a reason
+    the configuration already gave."""
+    if execution.integration is None:
+        return "it has no integration to deliver to"
+    integration = settings.integrations.get(execution.integration)
+    if integration is None:
+        return f"integration {execution.integration!r} is no longer configured"
+    if execution.automation == TEST_AUTOMATION:
+        return probe.unsendable(execution.context, execution.action_kind, integration)
+    if settings.automation(execution.automation) is None:
+        return f"automation {execution.automation!r} is no longer configured"
+    return None
+
+
+def sort_failed(executions: list[Execution],
+                settings: Settings) -> tuple[list[Execution], dict[str, str]]:
+    """`--failed`: the executions to queue again, and those left out with why."""
+    chosen: list[Execution] = []
+    left_out: dict[str, str] = {}
+    for execution in executions:
+        why = TEST_LEFT_OUT if execution.automation == TEST_AUTOMATION \
+            else refusal(execution, settings)
+        if why is None:
+            chosen.append(execution)
+        else:
+            left_out[execution.id] = why
+    return chosen, left_out
