@@ -141,10 +141,9 @@ async def test_rate_limit_holds(start_daemon, receiver):
         assert within <= 2 * rate
 
 
+# Literal private addresses are refused at load (test_config); a name is judged on
+# what it resolves to, at send time.
 @pytest.mark.parametrize("url, reason", [
-    ("http://127.0.0.1:9/x", "127.0.0.1 is a loopback address"),
-    ("http://10.1.2.3/x", "10.1.2.3 is a private address"),
-    ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a link-local address"),
     ("http://localhost:9/x", "localhost resolves to 127.0.0.1 is a loopback address"),
 ])
 async def test_ssrf_refusals_fail_without_retry(start_daemon, url, reason):

@@ -17,7 +17,7 @@ from runhook import constants
 from runhook.config import Integration, SlackIntegration, WebhookIntegration
 from runhook.delivery import policy, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
-from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
+from runhook.delivery.ssrf import DestinationRefused, check_url, connector
 from runhook.durations import parse_rate
 from runhook.executions import new_id, test_context, test_row
 from runhook.runtime import Runtime
@@ -120,14 +120,12 @@ class DeliveryActor:
     async def _run(self, task_status: TaskStatus[None]) -> None:
         integration = self._runtime.settings.integrations[self.name]
         self.disabled = (await self._store.disabled_integrations()).get(self.name)
-        connector = aiohttp.TCPConnector(
-            limit=integration.max_in_flight,
-            resolver=None if integration.allow_private else GuardedResolver())
         bucket = TokenBucket(parse_rate(integration.rate), now=time.monotonic()) \
             if integration.rate else None
         # No cookie jar: an endpoint's Set-Cookie must not ride along on later
         # deliveries (of other automations, to the same host).
-        async with aiohttp.ClientSession(connector=connector,
+        async with aiohttp.ClientSession(connector=connector(integration.max_in_flight,
+                                                             integration.allow_private),
                                          cookie_jar=aiohttp.DummyCookieJar()) as session:
             self._session = session
             # One sender per in-flight slot, each taking jobs from the queue: no
