@@ -14,6 +14,7 @@ from runhook.delivery.ssrf import (
     refused_address,
 )
 from runhook.delivery.webhook import Request
+from runhook.secrets import Redactor
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1",
@@ -85,7 +86,7 @@ async def deliver(url: str, allow_private: bool, precheck: bool = True) -> bool:
     except DestinationRefused:
         return True
     async with aiohttp.ClientSession(connector=connector(4, allow_private)) as session:
-        answer = await transport.post(session, Request(url, {}, b"{}"), 5.0)
+        answer = await transport.post(session, Request(url, {}, b"{}"), 5.0, Redactor({}))
     return answer.refused
 
 

@@ -241,7 +241,7 @@ class DeliveryActor:
         due = finished + outcome.delay if outcome.delay is not None else None
         attempt_row = (job.id, number, started, (finished - started) * 1000.0,
                        response.status if response else None, reason,
-                       redact(response.body) if response and response.body else None)
+                       response.body or None if response else None)  # redacted by transport
         update_row = (outcome.state, reason, finished, due, job.id)
         statements: list[Statement] = [(INSERT_ATTEMPT, [attempt_row]),
                                        (UPDATE_EXECUTION, [update_row])]
@@ -300,7 +300,8 @@ class DeliveryActor:
             check_url(request.url, integration.allow_http, integration.allow_private)
         except DestinationRefused as exc:
             return None, policy.Outcome("FAILED", reason=f"destination refused: {exc}")
-        response = await transport.post(session, request, integration.timeout)
+        response = await transport.post(session, request, integration.timeout,
+                                        self._runtime.settings.redactor)
         status, error = response.status, response.error
         if status is not None and isinstance(integration, SlackIntegration):
             status, error = slack.interpret(status, response.body)
@@ -335,9 +336,8 @@ class DeliveryActor:
         assert self._session is not None
         response, outcome = await self._post(self._session, integration, request, 1)
         state = "FINISHED" if outcome.state == "FINISHED" else "FAILED"
-        redact = settings.redactor
-        reason = redact(outcome.reason) if outcome.reason else None
-        body = redact(response.body) if response else ""
+        reason = settings.redactor(outcome.reason) if outcome.reason else None
+        body = response.body if response else ""
         finished = time.time()
         committed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         await self._store.submit(Write([
