@@ -286,3 +286,49 @@ def test_secret_file_that_is_not_utf8_is_refused_without_its_bytes(tmp_path):
     (tmp_path / "key").write_bytes(b"secret-\xe9\xff-value")
     found = problems(f"[secrets]\nBIN = {{ file = '{tmp_path}/key' }}")
     assert found == [f"secrets.BIN: {tmp_path}/key is not UTF-8 text"]
+
+
+def webhook(url: str, private: bool) -> str:
+    return (f"[integrations.ci]\nkind = 'webhook'\nurl = '{url}'\nallow_http = true\n"
+            f"allow_private = {str(private).lower()}\n")
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0", "127.0.0.1.", "0x7f.0.0.1",
+                                  "0177.0.0.1", "127.000.000.001", "1.2.3.4.5", "10.0.0.1."])
+@pytest.mark.parametrize("private", [False, True])
+def test_noncanonical_ipv4_hosts_are_refused_at_load(host, private):
+    found = problems(webhook(f"http://{host}:8080/hook", private))
+    assert any(p.startswith("integrations.ci.url: ") and "not a canonical IPv4 address" in p
+               for p in found), found
+
+
+@pytest.mark.parametrize("url, address", [
+    ("http://127.0.0.1:8080/hook", "127.0.0.1 is a loopback"),
+    ("http://１２７.０.０.１:8080/hook", "127.0.0.1 is a loopback"),
+    ("http://127。0。0。1:8080/hook", "127.0.0.1 is a loopback"),
+    ("http://[::ffff:10.0.0.1]/hook", "10.0.0.1 is a private"),
+    ("https://169.254.169.254/latest", "169.254.169.254 is a link-local"),
+    ("https://100.100.100.200/latest", "100.100.100.200 is a non-global"),
+])
+def test_literal_private_addresses_are_refused_at_load_unless_allowed(url, address):
+    found = problems(webhook(url, private=False))
+    assert any(p.startswith("integrations.ci.url: ") and address in p for p in found), found
+    build(decode(webhook(url, private=True)))
+
+
+def test_a_slack_url_secret_is_checked_at_load_without_echoing_it(monkeypatch):
+    monkeypatch.setenv("RH_HOOK", "http://2130706433/services/T0/B0/SecretHookToken")
+    found = problems("[secrets]\nHOOK = { env = 'RH_HOOK' }\n[integrations.s]\nkind = 'slack'\n"
+                     "url_secret = 'HOOK'\nallow_http = true\n")
+    assert any(p.startswith("integrations.s.url_secret: ") and "canonical" in p for p in found)
+    assert not any("SecretHookToken" in p or "2130706433" in p for p in found), found
+
+
+def test_serve_refuses_a_hostile_url_before_anything_is_sent(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nsocket = "{tmp_path}/s.sock"\nhttp = ""\n'
+                      f'database = "{tmp_path}/r.db"\n' + webhook("http://127。0。0。1:9/h", False))
+    run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(config)],
+                         check=False, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2
+    assert "integrations.ci.url: 127.0.0.1 is a loopback address" in run.stderr

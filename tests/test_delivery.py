@@ -144,10 +144,9 @@ async def test_rate_limit_holds(start_daemon, receiver):
         assert within <= 2 * rate
 
 
+# Literal private addresses are refused at load (test_config); a name is judged on
+# what it resolves to, at send time.
 @pytest.mark.parametrize("url, reason", [
-    ("http://127.0.0.1:9/x", "127.0.0.1 is a loopback address"),
-    ("http://10.1.2.3/x", "10.1.2.3 is a private address"),
-    ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a link-local address"),
     ("http://localhost:9/x", "localhost resolves to 127.0.0.1 is a loopback address"),
 ])
 async def test_ssrf_refusals_fail_without_retry(start_daemon, url, reason):
@@ -240,7 +239,9 @@ async def test_receiver_down_is_retried_on_the_schedule(start_daemon):
     _, answer = await waiting_on_a_dead_endpoint(start_daemon)
     assert answer["execution"]["state"] == "PENDING"
     assert len(answer["attempts"]) == 1
-    assert "Cannot connect" in answer["attempts"][0]["error"]
+    # The error says what happened, not where: the URL may be a secret.
+    assert answer["attempts"][0]["error"] == \
+        "cannot connect to the endpoint: connection refused"
     assert 4.0 <= answer["execution"]["next_attempt_at"] - answer["execution"]["updated_at"] <= 6.0
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
+from test_socket import GOOD, RECORD
 
 from runhook.statements import INSERT_EVENT_ID
 from runhook.store import Store, Write
@@ -210,3 +216,47 @@ async def test_a_long_query_does_not_hold_up_the_daemons_own_reads(tmp_path):
         release.set()
         assert await slow == [(1,)]
         await store.close()
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """The usual umask (0o022 makes files 0644), whatever the test runner's is."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def modes(directory: Path, *names: str) -> dict[str, int]:
+    return {name: stat.S_IMODE((directory / name).stat().st_mode) for name in names}
+
+
+async def test_database_wal_and_shm_are_created_private(tmp_path):
+    with umask(0o022):
+        store = Store(tmp_path / "state" / "r.db")
+        await store.open()
+    try:
+        assert modes(tmp_path / "state", "r.db", "r.db-wal", "r.db-shm") == {
+            "r.db": 0o600, "r.db-wal": 0o600, "r.db-shm": 0o600}
+    finally:
+        await store.close()
+
+
+async def test_an_existing_world_readable_database_is_closed_to_others(tmp_path):
+    sqlite3.connect(tmp_path / "r.db").close()
+    os.chmod(tmp_path / "r.db", 0o644)
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    await store.close()
+    assert modes(tmp_path, "r.db") == {"r.db": 0o640}  # the group is the operator's choice
+
+
+async def test_the_daemon_keeps_its_database_private_and_its_socket_mode(start_daemon):
+    with umask(0o022):
+        daemon = await start_daemon(RECORD)
+    async with daemon.client() as client:
+        assert await client.send(GOOD) == {"ok": True}
+    assert modes(daemon.directory, "runhook.db", "runhook.db-wal", "runhook.db-shm",
+                 "ev.sock") == {"runhook.db": 0o600, "runhook.db-wal": 0o600,
+                                "runhook.db-shm": 0o600, "ev.sock": 0o660}

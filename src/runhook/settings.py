@@ -6,13 +6,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from runhook import config as cfg
 from runhook.addresses import loopback_http
 from runhook.delivery.signing import signing_key
+from runhook.destinations import url_problem
 from runhook.durations import parse_duration, parse_rate
 from runhook.schema import FieldError
 from runhook.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
@@ -148,7 +148,8 @@ def _check_integration(where: str, integration: cfg.Integration, config: cfg.Con
         except ValueError as exc:
             problems.append(f"{where}.rate: {exc}")
     if isinstance(integration, cfg.WebhookIntegration):
-        problem = _check_url(integration.url, integration.allow_http)
+        problem = url_problem(integration.url, integration.allow_http,
+                              integration.allow_private)
         if problem:
             problems.append(f"{where}.url: {problem}")
         secret_ref("access_token", integration.access_token)
@@ -175,19 +176,18 @@ def _check_integration(where: str, integration: cfg.Integration, config: cfg.Con
             problems.append(f"{where}: give either url_secret (an incoming webhook) "
                             "or token and channel (chat.postMessage)")
         if by_token:
-            problem = _check_url(integration.api_url, integration.allow_http)
+            problem = url_problem(integration.api_url, integration.allow_http,
+                                  integration.allow_private)
             if problem:
                 problems.append(f"{where}.api_url: {problem}")
+        if integration.url_secret in secrets:
+            # The value is a secret: the problem names neither it nor its host.
+            problem = url_problem(secrets[integration.url_secret], integration.allow_http,
+                                  integration.allow_private, secret=True)
+            if problem:
+                problems.append(f"{where}.url_secret: secret {integration.url_secret!r}: "
+                                f"{problem}")
     return problems
-
-
-def _check_url(url: str, allow_http: bool) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"expected an http(s) URL, got {url!r}"
-    if parts.scheme == "http" and not allow_http:
-        return "plain http needs allow_http = true on the integration"
-    return None
 
 
 def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Automation:

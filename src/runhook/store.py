@@ -15,6 +15,7 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from runhook import bulk, constants
+from runhook.database_files import create_private
 from runhook.migrations import migrate
 from runhook.schema import StartupError
 
@@ -132,6 +133,7 @@ class Store:
 
     async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         # WAL is set outside any transaction; it lets the reader query while we write.
         await self._writer.execute("PRAGMA journal_mode=WAL")

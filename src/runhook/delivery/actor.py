@@ -17,7 +17,7 @@ from runhook import constants
 from runhook.config import Integration, SlackIntegration, WebhookIntegration
 from runhook.delivery import policy, probe, slack, transport, webhook
 from runhook.delivery.ratelimit import TokenBucket
-from runhook.delivery.ssrf import DestinationRefused, GuardedResolver, check_url
+from runhook.delivery.ssrf import DestinationRefused, check_url, connector
 from runhook.durations import parse_rate
 from runhook.executions import TEST_AUTOMATION, new_id, test_row
 from runhook.runtime import Runtime
@@ -120,14 +120,12 @@ class DeliveryActor:
     async def _run(self, task_status: TaskStatus[None]) -> None:
         integration = self._runtime.settings.integrations[self.name]
         self.disabled = (await self._store.disabled_integrations()).get(self.name)
-        connector = aiohttp.TCPConnector(
-            limit=integration.max_in_flight,
-            resolver=None if integration.allow_private else GuardedResolver())
         bucket = TokenBucket(parse_rate(integration.rate), now=time.monotonic()) \
             if integration.rate else None
         # No cookie jar: an endpoint's Set-Cookie must not ride along on later
         # deliveries (of other automations, to the same host).
-        async with aiohttp.ClientSession(connector=connector,
+        async with aiohttp.ClientSession(connector=connector(integration.max_in_flight,
+                                                             integration.allow_private),
                                          cookie_jar=aiohttp.DummyCookieJar()) as session:
             self._session = session
             # One sender per in-flight slot, each taking jobs from the queue: no
@@ -243,7 +241,7 @@ class DeliveryActor:
         due = finished + outcome.delay if outcome.delay is not None else None
         attempt_row = (job.id, number, started, (finished - started) * 1000.0,
                        response.status if response else None, reason,
-                       redact(response.body) if response and response.body else None)
+                       response.body or None if response else None)  # redacted by transport
         update_row = (outcome.state, reason, finished, due, job.id)
         statements: list[Statement] = [(INSERT_ATTEMPT, [attempt_row]),
                                        (UPDATE_EXECUTION, [update_row])]
@@ -310,7 +308,8 @@ class DeliveryActor:
             check_url(request.url, integration.allow_http, integration.allow_private)
         except DestinationRefused as exc:
             return None, policy.Outcome("FAILED", reason=f"destination refused: {exc}")
-        response = await transport.post(session, request, integration.timeout)
+        response = await transport.post(session, request, integration.timeout,
+                                        self._runtime.settings.redactor)
         status, error = response.status, response.error
         if status is not None and isinstance(integration, SlackIntegration):
             status, error = slack.interpret(status, response.body)
@@ -340,9 +339,8 @@ class DeliveryActor:
         assert self._session is not None
         response, outcome = await self._post(self._session, integration, request, 1)
         state = "FINISHED" if outcome.state == "FINISHED" else "FAILED"
-        redact = settings.redactor
-        reason = redact(outcome.reason) if outcome.reason else None
-        body = redact(response.body) if response else ""
+        reason = settings.redactor(outcome.reason) if outcome.reason else None
+        body = response.body if response else ""
         finished = time.time()
         committed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         await self._store.submit(Write([

@@ -1,50 +1,39 @@
-"""The SSRF guard: no private, loopback, link-local or multicast destinations unless allowed."""
+"""The SSRF guard: no private, loopback, link-local or multicast destinations unless allowed.
+
+Three checks, each on what the client really uses: the URL's host as aiohttp parses it
+(`check_url`, before an attempt), every name's resolved addresses (`GuardedResolver`),
+and every socket's destination (`connector`'s socket factory, which also sees the
+literal addresses aiohttp connects to without asking a resolver)."""
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import socket
 from typing import Any
-from urllib.parse import urlsplit
 
+import aiohttp
+from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from runhook.destinations import ALLOW_PRIVATE, refused_address, url_problem
 
-class DestinationRefused(Exception):
-    """A destination the guard refuses; never retried."""
+__all__ = ["DestinationRefused", "GuardedResolver", "check_url", "connector", "is_refusal",
+           "refused_address"]
 
 
-def refused_address(address: str) -> str | None:
-    """Why an IP address is not a public destination, or None when it is."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for label, flag in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-                        ("multicast", ip.is_multicast), ("unspecified", ip.is_unspecified),
-                        ("reserved", ip.is_reserved), ("private", ip.is_private)):
-        if flag:
-            return f"{address} is a {label} address"
-    return None
+class DestinationRefused(OSError):
+    """A destination the guard refuses; never retried. An OSError so that, raised
+    while connecting, it travels through aiohttp and aiohappyeyeballs intact."""
 
 
 @functools.lru_cache(maxsize=1024)
 def check_url(url: str, allow_http: bool, allow_private: bool) -> None:
-    """Refuse a URL before connecting: its scheme, and its host when it is a literal IP
-    (aiohttp does not consult the resolver for those)."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" and not (parts.scheme == "http" and allow_http):
-        raise DestinationRefused(f"{parts.scheme}:// is refused (https only unless allow_http)")
-    host = parts.hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if not allow_private:
-        problem = refused_address(host)
-        if problem:
-            raise DestinationRefused(f"{problem} (set allow_private to permit it)")
+    """Refuse a URL before connecting: its scheme, a host in a spelling the client
+    would read differently, and a literal IP host that is not public."""
+    problem = url_problem(url, allow_http, allow_private)
+    if problem is not None:
+        raise DestinationRefused(problem)
 
 
 class GuardedResolver(AbstractResolver):
@@ -60,12 +49,29 @@ class GuardedResolver(AbstractResolver):
         for result in results:
             problem = refused_address(result["host"])
             if problem:
-                raise DestinationRefused(f"{host} resolves to {problem} "
-                                         "(set allow_private to permit it)")
+                raise DestinationRefused(f"{host} resolves to {problem} ({ALLOW_PRIVATE})")
         return results
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _public_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The socket for one connection, refused when its destination is not public.
+    The message names no address: aiohappyeyeballs re-raises the first error as is
+    only when every address failed with the same text, keeping it a refusal."""
+    family, type_, proto, _, address = addr_info
+    if refused_address(str(address[0])) is not None:
+        raise DestinationRefused(f"a connection to a non-public address ({ALLOW_PRIVATE})")
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
+def connector(limit: int, allow_private: bool) -> aiohttp.TCPConnector:
+    """A connector for one integration: guarded unless it sets allow_private."""
+    if allow_private:
+        return aiohttp.TCPConnector(limit=limit)
+    return aiohttp.TCPConnector(limit=limit, resolver=GuardedResolver(),
+                                socket_factory=_public_socket)
 
 
 def is_refusal(exc: BaseException) -> DestinationRefused | None:
