@@ -120,19 +120,19 @@ class Admission:
                 out.results.append(line_no if actors else protocol.OK)
                 take = actors
             else:
-                take, claims = self._claim(event.id, actors, accepted, horizon, now)
-                for key in take:
+                keys, claims = self._claim(event.id, actors, accepted, horizon, now)
+                for key in keys:
                     self.recent_ids.claim(key, Claim(ticket, line_no), now)
                     out.claims.append((key, line_no))
                 if claims:
-                    out.results.append(Copy(line_no, claims, bool(take)))
-                elif take:
+                    out.results.append(Copy(line_no, claims, bool(keys)))
+                elif keys:
                     out.results.append(line_no)
                 else:
                     out.results.append(protocol.OK_DUPLICATE)
-                if take and not actors:
+                if keys and not actors:
                     unscoped.append((event.id, EVERY_SCOPE, now))
-                take = [a for a in actors if (event.id, a.scope) in take]
+                take = [a for a in actors if (event.id, a.scope) in keys]
             for actor in take:
                 batch = batches.get(actor)
                 if batch is None:
