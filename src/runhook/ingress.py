@@ -204,8 +204,8 @@ def _stop_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     transport stops first, and the reader must not resume it (it would if its
     buffer had paused it: `_paused`), or a late packet hits a reader at EOF
     ("feed_data after feed_eof") and the committed lines go unanswered."""
-    transport = writer.transport
-    if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+    transport: Any = writer.transport  # uvloop's is no asyncio.ReadTransport, but reads
+    if not transport.is_closing():
         transport.pause_reading()
     reader._paused = False  # type: ignore[attr-defined]  # see above
     reader.feed_eof()
