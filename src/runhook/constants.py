@@ -44,6 +44,12 @@ SLACK_DEFAULT_RATE = "1/s"
 # DESIGN §6: attempts keep the first 1 KiB of the response.
 RESPONSE_KEEP_BYTES = 1024
 
+# After a failed write, /readyz reports the database ready again only with room
+# on its disk for one event at the line limit, and once a probe write commits
+# within this time (a writer slower than that is not ready either).
+READINESS_ROOM_BYTES = MAX_LINE_BYTES
+READINESS_PROBE_S = 2.0
+
 DEFAULT_COOLDOWN = "24h"
 DEFAULT_RUN_TTL = "7d"
 DEFAULT_HISTORY_TTL = "30d"

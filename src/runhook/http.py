@@ -23,7 +23,7 @@ STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")
 class Daemon(Protocol):
     metrics: Metrics
 
-    def readiness(self) -> dict[str, bool]: ...
+    async def readiness(self) -> dict[str, bool]: ...
 
     async def overview(self) -> dict[str, Any]: ...
 
@@ -38,7 +38,7 @@ def make_app(daemon: Daemon, store: Store) -> web.Application:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        checks = daemon.readiness()
+        checks = await daemon.readiness()
         return _json({"ready": all(checks.values()), "checks": checks},
                      200 if all(checks.values()) else 503)
 
