@@ -287,13 +287,20 @@ class Store:
         return await self._fetch(sql, params, people=True)
 
     async def history(self, automation: str | None = None, state: str | None = None,
-                      limit: int = 50, since: float | None = None) -> list[Execution]:
-        where, params = [], []
+                      limit: int = 50, since: float | None = None,
+                      before: tuple[float, str] | None = None) -> list[Execution]:
+        """The newest executions first; `before` (created_at, id) continues a listing
+        below the last row of its previous page."""
+        where: list[str] = []
+        params: list[Any] = []
         for clause, value in (("automation = ?", automation), ("state = ?", state),
                               ("created_at >= ?", since)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
+        if before is not None:
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+            params += [before[0], before[0], before[1]]
         sql = f"SELECT {_COLUMNS} FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)
