@@ -61,9 +61,12 @@ HTTP_SHUTDOWN_S = 2.0
 # and time one request costs (about a second's reading at most), not memory; the
 # CLI's `history` over the socket reaches further back.
 HTTP_MAX_EXECUTIONS = 1000
-# Rows read from the database per page of that stream: what a client that stops
-# reading holds in memory (rows are ~1 KB, up to a line's 1 MiB of metadata).
+# Rows read from the database per page of that stream, and bytes of it written at
+# a time: what a client that stops reading holds in memory is about one page
+# (rows are ~1 KB; their metadata can make them larger), one chunk and the
+# transport's 64 KiB.
 HTTP_PAGE_ROWS = 50
+HTTP_CHUNK_BYTES = 64 * 1024
 
 # After a failed write, /readyz reports the database ready again only with room
 # on its disk for one event at the line limit, and once a probe write commits

@@ -57,17 +57,22 @@ def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS) -> w
                 raise ValueError
         except ValueError:
             return _json({"error": f"limit must be a whole number from 1 to {most}"}, 400)
-        # Streamed a page at a time: a client that stops reading holds one page of
-        # rows and what the sockets buffer, not the whole answer.
+        # Streamed: a client that stops reading holds one page of rows, one chunk
+        # and what the sockets buffer, not the whole answer.
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
-        await response.write(b'{"executions":[')
-        first = True
+        chunk = bytearray(b'{"executions":[')
+        separator = b""
         async for page in _pages(store, query.get("automation"), state, limit):
-            body = b",".join(_encode(row) for row in page)
-            await response.write(body if first else b"," + body)
-            first = False
-        await response.write(b"]}")
+            for row in page:
+                chunk += separator
+                chunk += _encode(row)
+                separator = b","
+                if len(chunk) >= constants.HTTP_CHUNK_BYTES:
+                    await response.write(bytes(chunk))
+                    chunk.clear()
+        chunk += b"]}"
+        await response.write(bytes(chunk))
         return response
 
     async def execution(request: web.Request) -> web.Response:
