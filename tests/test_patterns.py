@@ -10,6 +10,7 @@ from test_config import automation, problems
 
 from runhook.config import decode
 from runhook.settings import build
+from runhook.triggers.pattern import Pattern
 
 # Python's re backtracks exponentially on this: 2^40 paths for the name below.
 CATASTROPHIC = "^(a+)+$"
@@ -74,3 +75,9 @@ async def test_a_catastrophic_filter_does_not_stall_the_daemon(start_daemon):
     async with daemon.client() as client:
         rows = (await client.request({"type": "query.history"}))["executions"]
     assert [(r["automation"], r["run_id"]) for r in rows] == [("a1", "r2")]
+
+
+def test_re2_classes_are_ascii_and_unicode_classes_are_spelt_out():
+    """As the README says: RE2's \\w is ASCII; [\\pL\\pN_] matches names in any script."""
+    assert not Pattern("run_name", r"^\w+$").search("modèle")
+    assert Pattern("run_name", r"^[\pL\pN_]+$").search("modèle_2")
