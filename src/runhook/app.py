@@ -211,9 +211,14 @@ class Daemon:
         return {"events": events, "executions": sum(a.executions for a in scopes),
                 **self.metrics.totals()}
 
-    def readiness(self) -> dict[str, bool]:
+    async def readiness(self) -> dict[str, bool]:
+        """/readyz. After a failed write the database is probed, so readiness returns
+        as soon as writes can commit again (room on the disk), not only after some
+        client's write happened to succeed."""
         return {
-            "database": self._writer_running and self.store.last_error is None,
+            "database": self._writer_running
+            and await self.store.writable(constants.READINESS_PROBE_S,
+                                          constants.READINESS_ROOM_BYTES),
             "socket": self.ingress is not None and self.ingress.listening,
             "actors": self.scopes is not None and not self._stop.is_set(),
         }

@@ -44,6 +44,36 @@ SLACK_DEFAULT_RATE = "1/s"
 # DESIGN §6: attempts keep the first 1 KiB of the response.
 RESPONSE_KEEP_BYTES = 1024
 
+# The loopback HTTP server. Its readers are a metrics scraper, a few browser tabs
+# and scripts: 128 connections is ten times that, and a small share of the unit's
+# LimitNOFILE; past it a connection gets 503 and is closed at once.
+HTTP_CONNECTIONS = 128
+# A connection must send its request's headers within this, and an idle
+# keep-alive connection is closed after it.
+HTTP_HEADER_TIMEOUT_S = 10.0
+# Each answer must be sent (taken by the client) within this, or the connection
+# is dropped.
+HTTP_SEND_TIMEOUT_S = 30.0
+# When the daemon stops, answers in progress get this long to finish (aiohttp's
+# default, 60 s, would eat systemd's whole TimeoutStopSec).
+HTTP_SHUTDOWN_S = 2.0
+# /api/executions?limit= at most: the answer is streamed, so this bounds the work
+# and time one request costs (about a second's reading at most), not memory; the
+# CLI's `history` over the socket reaches further back.
+HTTP_MAX_EXECUTIONS = 1000
+# Rows read from the database per page of that stream, and bytes of it written at
+# a time: what a client that stops reading holds in memory is about one page
+# (rows are ~1 KB; their metadata can make them larger), one chunk and the
+# transport's 64 KiB.
+HTTP_PAGE_ROWS = 50
+HTTP_CHUNK_BYTES = 64 * 1024
+
+# After a failed write, /readyz reports the database ready again only with room
+# on its disk for one event at the line limit, and once a probe write commits
+# within this time (a writer slower than that is not ready either).
+READINESS_ROOM_BYTES = MAX_LINE_BYTES
+READINESS_PROBE_S = 2.0
+
 DEFAULT_COOLDOWN = "24h"
 DEFAULT_RUN_TTL = "7d"
 DEFAULT_HISTORY_TTL = "30d"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import anyio
@@ -11,10 +13,11 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from runhook import status_page
+from runhook import constants, status_page
+from runhook.http_limits import DEFAULT_LIMITS, Gate, Limits, deadline
 from runhook.metrics import Metrics
 from runhook.schema import StartupError
-from runhook.store import Store
+from runhook.store import Execution, Store
 
 log = logging.getLogger("runhook.http")
 STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")
@@ -23,7 +26,7 @@ STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")
 class Daemon(Protocol):
     metrics: Metrics
 
-    def readiness(self) -> dict[str, bool]: ...
+    async def readiness(self) -> dict[str, bool]: ...
 
     async def overview(self) -> dict[str, Any]: ...
 
@@ -33,28 +36,44 @@ def _json(body: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def make_app(daemon: Daemon, store: Store) -> web.Application:
+def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        checks = daemon.readiness()
+        checks = await daemon.readiness()
         return _json({"ready": all(checks.values()), "checks": checks},
                      200 if all(checks.values()) else 503)
 
-    async def executions(request: web.Request) -> web.Response:
+    async def executions(request: web.Request) -> web.StreamResponse:
         query = request.query
         state = query.get("state")
         if state is not None and state not in STATES:
             return _json({"error": f"state must be one of {', '.join(STATES)}"}, 400)
+        most = constants.HTTP_MAX_EXECUTIONS
         try:
             limit = int(query.get("limit", "50"))
-            if not 1 <= limit <= 10_000:
+            if not 1 <= limit <= most:
                 raise ValueError
         except ValueError:
-            return _json({"error": "limit must be a whole number from 1 to 10000"}, 400)
-        rows = await store.history(query.get("automation"), state, limit)
-        return _json({"executions": rows})
+            return _json({"error": f"limit must be a whole number from 1 to {most}"}, 400)
+        # Streamed: a client that stops reading holds one page of rows, one chunk
+        # and what the sockets buffer, not the whole answer.
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = bytearray(b'{"executions":[')
+        separator = b""
+        async for page in _pages(store, query.get("automation"), state, limit):
+            for row in page:
+                chunk += separator
+                chunk += _encode(row)
+                separator = b","
+                if len(chunk) >= constants.HTTP_CHUNK_BYTES:
+                    await response.write(bytes(chunk))
+                    chunk.clear()
+        chunk += b"]}"
+        await response.write(bytes(chunk))
+        return response
 
     async def execution(request: web.Request) -> web.Response:
         found = await store.execution(request.match_info["id"])
@@ -73,7 +92,7 @@ def make_app(daemon: Daemon, store: Store) -> web.Application:
         return web.Response(body=daemon.metrics.render(),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    app = web.Application(middlewares=[deadline(limits)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/executions", executions)
@@ -84,15 +103,41 @@ def make_app(daemon: Daemon, store: Store) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, address: str, *,
+_encode = msgspec.json.Encoder().encode
+
+
+async def _pages(store: Store, automation: str | None, state: str | None,
+                 limit: int) -> AsyncIterator[list[Execution]]:
+    """The newest `limit` executions, read HTTP_PAGE_ROWS at a time (keyset paging:
+    each page starts below the last row of the one before)."""
+    before: tuple[float, str] | None = None
+    while limit > 0:
+        size = min(constants.HTTP_PAGE_ROWS, limit)
+        page = await store.history(automation, state, size, before=before)
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        limit -= size
+        before = (page[-1].created_at, page[-1].id)
+
+
+async def serve(app: web.Application, address: str, limits: Limits = DEFAULT_LIMITS, *,
                 task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve `app` on `address` with the connection cap and the header timeout of
+    `limits` (aiohttp's keep-alive timeout also bounds how long a connection may
+    take to send its first request's headers)."""
     host, _, port = address.rpartition(":")
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_s,
+                           shutdown_timeout=constants.HTTP_SHUTDOWN_S)
     await runner.setup()
+    assert runner.server is not None
+    listener: asyncio.Server | None = None
     try:
-        site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
         try:
-            await site.start()
+            listener = await asyncio.get_running_loop().create_server(
+                Gate(runner.server, limits.connections), host.strip("[]") or "127.0.0.1",
+                int(port))
         except OSError as exc:
             raise StartupError(f"cannot serve HTTP on {address}: "
                                f"{exc.strerror or exc} (server.http)") from None
@@ -101,4 +146,6 @@ async def serve(app: web.Application, address: str, *,
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
+            if listener is not None:
+                listener.close()
             await runner.cleanup()

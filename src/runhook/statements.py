@@ -37,6 +37,12 @@ ENABLE_INTEGRATION = "DELETE FROM disabled_integrations WHERE name = ?"
 # A redelivery: back to PENDING, due now, with a fresh retry schedule.
 REDELIVER = ("UPDATE executions SET state = 'PENDING', reason = ?, updated_at = ?, "
              "next_attempt_at = ?, round_start = attempts WHERE id = ?")
+# /readyz after a failed write: a row inserted and deleted in one transaction.
+# Nothing stays, but the commit writes the pages it touched, so it proves a write
+# can commit. schema_migrations, because it is the one table whose shape never
+# changes (migrate() creates it before any migration); no migration is named ''.
+PROBE_WRITE = "INSERT OR REPLACE INTO schema_migrations (name, applied_at) VALUES ('', ?)"
+PROBE_UNDO = "DELETE FROM schema_migrations WHERE name = ''"
 # Housekeeping, each bounded to PURGE_BATCH rows (see constants).
 PURGE_EVENT_IDS = ("DELETE FROM event_ids WHERE rowid IN (SELECT rowid FROM event_ids "
                    "WHERE received_at < ? LIMIT ?)")

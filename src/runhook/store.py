@@ -4,7 +4,9 @@ reader for the daemon's own reads and one for people's queries."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +20,7 @@ from runhook import bulk, constants
 from runhook.database_files import create_private
 from runhook.migrations import migrate
 from runhook.schema import StartupError
+from runhook.statements import PROBE_UNDO, PROBE_WRITE
 
 log = logging.getLogger("runhook.store")
 
@@ -121,7 +124,8 @@ class Store:
         self._queries: aiosqlite.Connection | None = None
         self.commits = 0
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # of the last batch that changed rows
+        self._probe: anyio.Event | None = None  # set when the probe in flight commits
 
     async def open(self) -> None:
         try:
@@ -202,6 +206,7 @@ class Store:
         db = self._writer
         assert db is not None
         try:
+            changes = db.total_changes
             await db.execute("BEGIN IMMEDIATE")
             grouped: dict[str, list[Sequence[Any]]] = {}
             for write in batch:
@@ -213,6 +218,7 @@ class Store:
                     for statement, params in write.statements:
                         grouped.setdefault(statement, []).extend(params)
             await self._execute(grouped.items())
+            changed = db.total_changes != changes
             await db.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, tell, go on
             error = f"database write failed: {exc}"
@@ -226,7 +232,8 @@ class Store:
         self.commits += 1
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        self.last_error = None
+        if changed:  # one that changed no row (a heartbeat) commits even on a full disk
+            self.last_error = None
         return None
 
     async def _execute(self, statements: Iterable[tuple[str, list[Sequence[Any]]]]) -> None:
@@ -241,6 +248,34 @@ class Store:
                 for step in steps:
                     await self._writer.execute(*step)
 
+    async def writable(self, timeout: float, room: int) -> bool:
+        """Whether writes commit. Known while they succeed; after a failed one, the
+        database's disk must have `room` bytes free (a tiny write still fits where
+        the failed one grew the WAL) and a probe write must commit within `timeout`.
+        Callers asking meanwhile share that probe."""
+        if self.last_error is None:
+            return True
+        disk = await anyio.to_thread.run_sync(os.statvfs, self.path.parent)
+        if disk.f_bavail * disk.f_frsize < room:
+            return False
+        probe = self._probe
+        if probe is None:
+            probe = self._probe = anyio.Event()
+
+            def done(error: str | None) -> None:
+                self._probe = None
+                probe.set()
+
+            try:
+                self._send.send_nowait(Write([(PROBE_WRITE, [(time.time(),)]),
+                                              (PROBE_UNDO, [()])], done, barrier=True))
+            except (anyio.WouldBlock, anyio.ClosedResourceError):
+                self._probe = None
+                return False  # a writer that far behind is not ready either
+        with anyio.move_on_after(timeout):
+            await probe.wait()
+        return self.last_error is None
+
     # Reads: `_fetch` for the daemon's own, `_query` for what people ask.
 
     async def _fetch(self, sql: str, params: Sequence[Any] = (),
@@ -254,13 +289,20 @@ class Store:
         return await self._fetch(sql, params, people=True)
 
     async def history(self, automation: str | None = None, state: str | None = None,
-                      limit: int = 50, since: float | None = None) -> list[Execution]:
-        where, params = [], []
+                      limit: int = 50, since: float | None = None,
+                      before: tuple[float, str] | None = None) -> list[Execution]:
+        """The newest executions first; `before` (created_at, id) continues a listing
+        below the last row of its previous page."""
+        where: list[str] = []
+        params: list[Any] = []
         for clause, value in (("automation = ?", automation), ("state = ?", state),
                               ("created_at >= ?", since)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
+        if before is not None:
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+            params += [before[0], before[0], before[1]]
         sql = f"SELECT {_COLUMNS} FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)

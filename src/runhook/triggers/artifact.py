@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 from runhook.events import (
@@ -14,7 +13,8 @@ from runhook.events import (
     TagAdded,
     TagRemoved,
 )
-from runhook.schema import FieldError, Table
+from runhook.schema import Table
+from runhook.triggers.pattern import compile_filter
 
 
 class ArtifactFilter(Table, tag_field="kind", frozen=True):
@@ -83,15 +83,6 @@ def occurrences(event: ArtifactEvent) -> list[Occurrence]:
     raise TypeError(f"not an artifact event: {type(event).__name__}")
 
 
-def _regex(field: str, pattern: str | None) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise FieldError(field, f"bad regular expression {pattern!r}: {exc}") from None
-
-
 class ArtifactChecker:
     """Built once from an automation's `event` table; `matches` is called per occurrence."""
 
@@ -99,10 +90,10 @@ class ArtifactChecker:
 
     def __init__(self, config: ArtifactFilter) -> None:
         self.kind: str = config.__struct_config__.tag  # type: ignore[assignment]
-        self.collection = _regex("collection", config.collection)
+        self.collection = compile_filter("collection", config.collection)
         self.artifact_type = config.artifact_type
-        self.alias = _regex("alias", getattr(config, "alias", None))
-        self.tag = _regex("tag", getattr(config, "tag", None))
+        self.alias = compile_filter("alias", getattr(config, "alias", None))
+        self.tag = compile_filter("tag", getattr(config, "tag", None))
 
     def matches(self, event: ArtifactEvent, occurrence: Occurrence) -> bool:
         if occurrence.kind != self.kind:
@@ -113,7 +104,7 @@ class ArtifactChecker:
             return False
         if self.alias is not None and not self.alias.search(occurrence.alias or ""):
             return False
-        return self.tag is None or self.tag.search(occurrence.tag or "") is not None
+        return self.tag is None or self.tag.search(occurrence.tag or "")
 
 
 def from_config(config: ArtifactFilter) -> ArtifactChecker:

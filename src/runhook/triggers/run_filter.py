@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import msgspec
 
-from runhook.schema import FieldError, Table
+from runhook.schema import Table
+from runhook.triggers.pattern import compile_filter
 
 MetricName = Annotated[str, msgspec.Meta(min_length=1)]
 Window = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
@@ -24,11 +24,7 @@ class RunMatcher:
     __slots__ = ("run_name", "users")
 
     def __init__(self, config: RunFilter) -> None:
-        try:
-            self.run_name = re.compile(config.run_name) if config.run_name is not None else None
-        except re.error as exc:
-            raise FieldError("run_name", f"bad regular expression {config.run_name!r}: {exc}") \
-                from None
+        self.run_name = compile_filter("run_name", config.run_name)
         users = config.user
         self.users = frozenset([users] if isinstance(users, str) else users) \
             if users is not None else None

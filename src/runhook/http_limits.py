@@ -1,0 +1,118 @@
+"""How the loopback HTTP server protects the daemon: a connection cap, a header timeout
+and a deadline for sending each answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import anyio
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from runhook import constants
+
+log = logging.getLogger("runhook.http")
+
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        b"too many connections\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    connections: int = constants.HTTP_CONNECTIONS
+    header_s: float = constants.HTTP_HEADER_TIMEOUT_S
+    send_s: float = constants.HTTP_SEND_TIMEOUT_S
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def deadline(limits: Limits) -> Middleware:
+    """A middleware: each answer, from the handler's start to its last byte, gets
+    `send_s`; then the connection is dropped. Without it a client that asks and
+    never reads would hold its connection, and what was written for it, forever."""
+
+    @web.middleware
+    async def send_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            with anyio.move_on_after(limits.send_s):
+                response = await handler(request)
+                # Sent here, under the deadline, rather than by aiohttp after we return.
+                await response.prepare(request)
+                await response.write_eof()
+                return response
+        except ConnectionError:
+            pass  # the client left mid-answer: nothing to report
+        else:
+            log.info("HTTP %s %s: not taken within %gs, connection dropped",
+                     request.method, request.path, limits.send_s)
+            if request.transport is not None:
+                request.transport.abort()
+        # aiohttp's attempt to send this meets the closed connection and stops there.
+        return web.Response(status=503)
+
+    return send_in_time
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's handler of one connection, counted until the connection is lost."""
+
+    __slots__ = ("_gate", "_inner")
+
+    def __init__(self, inner: asyncio.Protocol, gate: Gate) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gate.open -= 1
+        self._inner.connection_lost(exc)
+
+
+class _Busy(asyncio.Protocol):
+    """A connection past the cap: answered 503 and closed, so it holds no descriptor."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY)
+        transport.close()
+
+
+class Gate:
+    """The protocol factory for the listening socket: aiohttp's handlers while fewer
+    than `limit` connections are open, a 503 past that. Counted from the factory
+    call (asyncio may create many protocols before any connection_made), so the cap
+    holds even for a burst accepted in one go."""
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self._server = server
+        self._limit = limit
+        self.open = 0
+        self.refused = 0
+
+    def __call__(self) -> asyncio.Protocol:
+        if self.open >= self._limit:
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warning("HTTP: %d connections open, the most allowed; refused %d so far",
+                            self.open, self.refused)
+            return _Busy()
+        self.open += 1
+        return _Counted(self._server(), self)
