@@ -1,6 +1,6 @@
 """DESIGN §8 after a failed write: what a refused event did to a scope's memory must
 not reach the database through a later write. Found while writing test_soak.py;
-these fail on today's code (see the xfail reasons) and pass once it is fixed.
+both failed before writes computed from a diverged book were dropped as stale.
 
 A real ScopeActor and Store; the writer's transaction is held, then failed, as a
 full disk or a lock held past busy_timeout would fail it, so the order of events
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 
 from runhook.acks import Ticket
 from runhook.config import decode
@@ -33,8 +32,6 @@ action = { kind = "none" }
 cooldown = "0s"
 """
 FULL = "database write failed: database or disk is full"
-BUG = ("daemon bug: a write evaluated on the book a failed write left behind still "
-       "commits (ScopeActor marks the book diverged only when the failure is known)")
 
 
 class NoDeliveries:
@@ -121,7 +118,6 @@ async def firings(tmp_path: Path, script: Callable[[Harness], Awaitable[None]]
     return rows
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 async def test_a_value_refused_by_a_failed_write_is_in_no_later_window(tmp_path):
     """0, 0 committed; A = 9 is evaluated and its write fails; B = 9 was evaluated
     while that write was being tried. Whatever B's answer, no committed window may
@@ -144,8 +140,6 @@ async def test_a_value_refused_by_a_failed_write_is_in_no_later_window(tmp_path)
     assert rows == [], f"B answered {answers['B']!r}; committed firings {rows}"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG + "; a checkpoint taken meanwhile commits "
-                   "the refused value into the run's window")
 async def test_a_checkpoint_does_not_commit_a_refused_value(tmp_path):
     """0, 0 committed; A = 9 refused by a failed write, a checkpoint taken while
     that write was being tried; the client resends A, then D = 9. The series is

@@ -79,6 +79,12 @@ class ScopeActor:
         self._settled = asyncio.Event()
         self._settled.set()
         self._diverged = False
+        # Writes that failed so far, and how many had when the book was last loaded
+        # from the database. The actor evaluates ahead of its commits, so writes
+        # computed from a book that a failed write left ahead of the database are
+        # dropped by the writer: nothing built on a refused event commits.
+        self._failures = 0
+        self._book_failures = 0
 
     async def run(self) -> None:
         await self._restore()
@@ -122,6 +128,8 @@ class ScopeActor:
     async def _submit(self, write: Write) -> None:
         """Submit a write that carries run state; a failure marks the book diverged."""
         then = write.on_commit
+        book = self._book_failures
+        write.valid = lambda: self._failures == book
         self._outstanding += 1
         self._settled.clear()
 
@@ -129,6 +137,7 @@ class ScopeActor:
             self._outstanding -= 1
             if error is not None:
                 self._diverged = True
+                self._failures += 1
             if self._outstanding == 0:
                 self._settled.set()
             if then is not None:
@@ -196,7 +205,9 @@ class ScopeActor:
     async def _resync(self) -> None:
         await self._settled.wait()
         self._diverged = False
+        failures = self._failures
         await self._restore()
+        self._book_failures = failures
 
     async def _checkpoint(self, request: Checkpoint) -> None:
         statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]

@@ -91,13 +91,27 @@ class Write:
     safe for every write whose statements commute with other writes' statements;
     a `barrier` write (a checkpoint clearing a log) is applied alone, in order."""
 
-    __slots__ = ("barrier", "on_commit", "statements")
+    __slots__ = ("barrier", "on_commit", "statements", "valid")
 
     def __init__(self, statements: list[Statement], on_commit: OnCommit | None = None,
                  barrier: bool = False) -> None:
         self.statements = statements
         self.on_commit = on_commit
         self.barrier = barrier
+        # Asked just before the write is applied: False drops it (on_commit is told
+        # STALE), for a write computed from state that a failed write left behind.
+        self.valid: Callable[[], bool] | None = None
+
+
+STALE = "not written: an earlier write of its scope failed"
+
+
+def _tell(write: Write, error: str | None) -> None:
+    if write.on_commit is not None:
+        try:
+            write.on_commit(error)
+        except Exception:
+            log.exception("commit callback failed")
 
 
 def _merge(statements: list[Statement]) -> list[tuple[str, list[Sequence[Any]]]]:
@@ -194,13 +208,14 @@ class Store:
                 # Once dequeued, a batch is written and answered even if shutdown
                 # is cancelling us: losing it would lose acknowledged work.
                 with anyio.CancelScope(shield=True):
-                    error = await self._apply(batch)
+                    stale = [w for w in batch if w.valid is not None and not w.valid()]
+                    if stale:
+                        batch = [w for w in batch if w.valid is None or w.valid()]
+                    error = await self._apply(batch) if batch else None
                     for write in batch:
-                        if write.on_commit is not None:
-                            try:
-                                write.on_commit(error)
-                            except Exception:
-                                log.exception("commit callback failed")
+                        _tell(write, error)
+                    for write in stale:
+                        _tell(write, STALE)
 
     async def _apply(self, batch: list[Write]) -> str | None:
         db = self._writer
@@ -224,10 +239,12 @@ class Store:
             error = f"database write failed: {exc}"
             log.error("%s (%d writes rolled back)", error, len(batch))
             self.last_error = error
-            try:
-                await db.execute("ROLLBACK")
-            except sqlite3.Error as rollback:  # e.g. no transaction was open
-                log.warning("rollback after a failed write: %s", rollback)
+            # A COMMIT that failed on a full disk was already rolled back by SQLite.
+            if db.in_transaction:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error as rollback:
+                    log.warning("rollback after a failed write: %s", rollback)
             return error
         self.commits += 1
         if self.on_batch is not None:
