@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from runhook.config import decode
-from runhook.events import RunMetrics, RunState
-from runhook.runbook import RunBook
-from runhook.settings import build
+from runhook.config.model import decode
+from runhook.config.settings import build
+from runhook.core.events import RunMetrics, RunState
+from runhook.evaluate.runbook import RunBook
 
 
 def book(event_table: str, cooldown: str = "0", extra: str = "") -> RunBook:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runhook.config import decode
-from runhook.events import (
+from runhook.config.model import decode
+from runhook.config.settings import build
+from runhook.core.events import (
     AliasAdded,
     ArtifactCreated,
     ArtifactLinked,
@@ -13,9 +14,8 @@ from runhook.events import (
     TagAdded,
     TagRemoved,
 )
-from runhook.scope import ScopeActor
-from runhook.scopes import scope_keys
-from runhook.settings import build
+from runhook.core.scopes import scope_keys
+from runhook.evaluate.scope import ScopeActor
 from runhook.triggers.artifact import Occurrence, occurrences
 
 

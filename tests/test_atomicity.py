@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 import pytest
 
-from runhook.acks import Ticket
-from runhook.config import decode
-from runhook.events import RunMetrics
-from runhook.settings import build
-from runhook.store import Store
+from runhook.config.model import decode
+from runhook.config.settings import build
+from runhook.core.acks import Ticket
+from runhook.core.events import RunMetrics
+from runhook.store.database import Store
 
 CONFIG = """
 [[automations]]
@@ -97,7 +97,7 @@ async def test_copies_of_one_event_in_one_chunk_are_evaluated_once(start_daemon)
 async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypatch):
     """A crossing whose evaluation raised half-way is not remembered: the retry of the
     same value fires. Real actor and store; the failure is injected into the context."""
-    from runhook import scope as scope_module
+    from runhook.evaluate import scope as scope_module
 
     settings = build(decode(CONFIG))
     store = Store(tmp_path / "a.db")

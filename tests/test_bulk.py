@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from runhook import bulk
-from runhook.migrations import MIGRATIONS
-from runhook.statements import (
+from runhook.store import bulk
+from runhook.store.migrations import MIGRATIONS
+from runhook.store.statements import (
     DISABLE_INTEGRATION,
     INSERT_ATTEMPT,
     INSERT_EVENT_ID,

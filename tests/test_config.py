@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runhook.config import ConfigError, decode
-from runhook.settings import build, load
+from runhook.config.model import ConfigError, decode
+from runhook.config.settings import build, load
 
 ROOT = Path(__file__).resolve().parent.parent
 

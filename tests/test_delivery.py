@@ -249,7 +249,7 @@ async def test_no_duplicates_without_a_crash_when_the_queue_overflows(start_daem
     """More executions than the delivery queue holds: the rest wait in the database
     and are read back by scans. At-least-once allows duplicates after a crash;
     without one, each execution must arrive exactly once."""
-    from runhook.constants import DELIVERY_QUEUE_SIZE
+    from runhook.core.constants import DELIVERY_QUEUE_SIZE
     count = DELIVERY_QUEUE_SIZE + 600
     gate = asyncio.Event()
     ids: list[str] = []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from runhook import config, settings
+from runhook.config import settings
+from runhook.config.model import decode
+from runhook.core.metrics import Metrics
 from runhook.delivery.actor import DeliveryActor
-from runhook.metrics import Metrics
-from runhook.store import Store
+from runhook.store.database import Store
 
 CONFIG = """
 [integrations.ci]
@@ -21,7 +22,7 @@ async def test_a_retry_committed_during_a_scan_is_not_overwritten(tmp_path):
     retry asked for must survive the scan, or it waits for an unrelated wake-up."""
     store = Store(tmp_path / "r.db")
     await store.open()
-    runtime = SimpleNamespace(settings=settings.build(config.decode(CONFIG)), metrics=Metrics())
+    runtime = SimpleNamespace(settings=settings.build(decode(CONFIG)), metrics=Metrics())
     actor = DeliveryActor("ci", runtime, store)  # type: ignore[arg-type]
     read = store.next_due_after
     asked: list[float] = []

@@ -15,12 +15,12 @@ from typing import Any
 
 import anyio
 
-from runhook.acks import Ticket
-from runhook.config import decode
-from runhook.events import RunMetrics
-from runhook.scope import Checkpoint, ScopeActor
-from runhook.settings import build
-from runhook.store import Store, Write
+from runhook.config.model import decode
+from runhook.config.settings import build
+from runhook.core.acks import Ticket
+from runhook.core.events import RunMetrics
+from runhook.evaluate.scope import Checkpoint, ScopeActor
+from runhook.store.database import Store, Write
 
 SCOPE = "project:acme/vision"
 CONFIG = """

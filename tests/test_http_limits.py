@@ -21,11 +21,12 @@ from aiohttp import web
 from conftest import eventually, free_port
 from test_socket import GOOD, RECORD
 
-from runhook import constants, http
-from runhook.http_limits import Limits
-from runhook.metrics import Metrics
-from runhook.statements import INSERT_EXECUTION
-from runhook.store import Execution, Store, Write
+from runhook.core import constants
+from runhook.core.metrics import Metrics
+from runhook.store.database import Execution, Store, Write
+from runhook.store.statements import INSERT_EXECUTION
+from runhook.web import server
+from runhook.web.limits import Limits
 
 
 class CountingStore(Store):
@@ -81,7 +82,7 @@ async def add_executions(store: Store, count: int, blob: int = 0, same_time: boo
 
 async def serve(tg, store: Store, limits: Limits, app: web.Application | None = None) -> str:
     address = f"127.0.0.1:{free_port()}"
-    await tg.start(http.serve, app or http.make_app(Idle(), store, limits), address, limits)
+    await tg.start(server.serve, app or server.make_app(Idle(), store, limits), address, limits)
     return address
 
 
@@ -147,7 +148,7 @@ async def _not_reading(store) -> bytes:
             finished.set()
 
     limits = Limits(send_s=1.0)
-    app = http.make_app(Idle(), store, limits)
+    app = server.make_app(Idle(), store, limits)
     app.middlewares.insert(0, watch)
     async with anyio.create_task_group() as tg:
         host, _, port = (await serve(tg, store, limits, app)).partition(":")

@@ -12,7 +12,7 @@ from conftest import eventually, webhook_config
 from prometheus_client.parser import text_string_to_metric_families
 from test_socket import GOOD, RECORD
 
-from runhook.metrics import activity_line
+from runhook.core.metrics import activity_line
 
 
 async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon, serve):

@@ -8,8 +8,8 @@ import anyio
 import pytest
 from test_config import automation, problems
 
-from runhook.config import decode
-from runhook.settings import build
+from runhook.config.model import decode
+from runhook.config.settings import build
 from runhook.triggers.pattern import Pattern
 
 # Python's re backtracks exponentially on this: 2^40 paths for the name below.

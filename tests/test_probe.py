@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from runhook.config import SlackIntegration, WebhookIntegration, decode
+from runhook.config.model import SlackIntegration, WebhookIntegration, decode
+from runhook.config.secrets import Redactor
+from runhook.config.settings import build
 from runhook.delivery import probe
-from runhook.redelivery import TEST_LEFT_OUT, refusal, sort_failed
-from runhook.secrets import Redactor
-from runhook.settings import build
-from runhook.store import Execution
+from runhook.delivery.redelivery import TEST_LEFT_OUT, refusal, sort_failed
+from runhook.store.database import Execution
 
 HOOK = WebhookIntegration(url="https://ci.example.com/hook", secrets=["TOKEN"])
 SLACK = SlackIntegration(url_secret="SLACK_URL")

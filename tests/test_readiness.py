@@ -10,7 +10,7 @@ import anyio
 from test_disk_full import tiny_disk  # noqa: F401 - the fixture
 from test_socket import GOOD, RECORD
 
-from runhook.store import Store, Write
+from runhook.store.database import Store, Write
 
 
 async def ready(daemon) -> tuple[int, dict]:

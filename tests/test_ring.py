@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runhook.ring import Ring
+from runhook.evaluate.ring import Ring
 
 
 @given(st.integers(min_value=1, max_value=40),

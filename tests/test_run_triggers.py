@@ -209,7 +209,7 @@ def test_eviction_of_ended_and_silent_runs():
     b.metrics(metrics({"loss": 1.0}, run_id="silent"), 0.0)
     b.metrics(metrics({"loss": 1.0}, run_id="active"), 0.0)
     state_book = b
-    from runhook.events import RunState
+    from runhook.core.events import RunState
     state_book.state(RunState(entity="acme", project="vision", run_id="done", run_name="x",
                               user="u", state="finished"), 0.0)  # unwatched state: not tracked
     b.metrics(metrics({"loss": 1.0}, run_id="done"), 0.0)
@@ -222,9 +222,9 @@ def test_eviction_of_ended_and_silent_runs():
 
 
 def test_reload_keeps_state_of_unchanged_automations_only():
-    from runhook.config import decode
-    from runhook.scope import ScopeActor
-    from runhook.settings import build
+    from runhook.config.model import decode
+    from runhook.config.settings import build
+    from runhook.evaluate.scope import ScopeActor
 
     def settings(b_threshold: float):
         return build(decode(f"""
@@ -264,7 +264,7 @@ cooldown = "0"
     {"loss": INF, "null": -INF},         # JSON cannot carry infinity: msgpack
 ])
 def test_logged_values_round_trip_exactly(values):
-    from runhook.runbook import _unpack, pack
+    from runhook.evaluate.runbook import _unpack, pack
     data = pack(values)
     assert isinstance(data, str if math.isfinite(values["loss"]) else bytes)
     assert _unpack(data) == values
@@ -273,7 +273,7 @@ def test_logged_values_round_trip_exactly(values):
 def test_restore_replays_both_log_forms_in_order():
     """Logged 1 (JSON), +inf (msgpack), 2 (JSON): a restart rebuilds the window
     from the log in that order, whatever form each row took."""
-    from runhook.runbook import pack
+    from runhook.evaluate.runbook import pack
     restored = book(threshold(">", 5, 3, "avg"))
     restored.restore({"runs": [], "windows": [], "flags": [],
                       "log": [("r1", "prod-1", "ana", pack({"loss": v})) for v in (1.0, INF, 2.0)]},

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from conftest import SIGNING_KEY, eventually, execution, settled, webhook_config
 
-from runhook.secrets import Redactor
+from runhook.config.secrets import Redactor
 
 TOKEN = "ghp_SuperSecretToken1234567890"
 API_KEY = "api-key-0f9e8d7c6b5a"

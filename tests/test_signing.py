@@ -10,10 +10,11 @@ import time
 import pytest
 import standardwebhooks
 
-from runhook.config import WebhookIntegration
-from runhook.delivery import webhook
-from runhook.delivery.signing import signing_key, standard_signature, wandb_signature
-from runhook.templates import Payload
+from runhook.config.model import WebhookIntegration
+from runhook.config.secrets import signing_key
+from runhook.core.templates import Payload
+from runhook.delivery.channels import webhook
+from runhook.delivery.signing import standard_signature, wandb_signature
 
 OLD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NEW = "whsec_" + base64.b64encode(b"a brand new signing key!").decode()

@@ -6,7 +6,7 @@ import json
 
 from conftest import settled
 
-from runhook.delivery.slack import interpret, message
+from runhook.delivery.channels.slack import interpret, message
 
 CREATED = {"type": "artifact.created", "entity": "acme", "project": "vision",
            "collection": "resnet", "version": 4, "author": "ana"}

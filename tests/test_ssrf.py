@@ -5,7 +5,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from runhook.config.secrets import Redactor
 from runhook.delivery import transport
+from runhook.delivery.channels.webhook import Request
 from runhook.delivery.ssrf import (
     DestinationRefused,
     GuardedResolver,
@@ -13,8 +15,6 @@ from runhook.delivery.ssrf import (
     connector,
     refused_address,
 )
-from runhook.delivery.webhook import Request
-from runhook.secrets import Redactor
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1",

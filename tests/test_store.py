@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio
 from test_socket import GOOD, RECORD
 
-from runhook.statements import INSERT_EVENT_ID
-from runhook.store import Store, Write
+from runhook.store.database import Store, Write
+from runhook.store.statements import INSERT_EVENT_ID
 
 
 async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
@@ -66,7 +66,7 @@ async def test_group_commit_and_failed_batch(tmp_path):
 
 
 async def test_purge_keeps_pending_and_recent(tmp_path):
-    from runhook.statements import (
+    from runhook.store.statements import (
         INSERT_ATTEMPT,
         INSERT_EXECUTION,
         PURGE_ATTEMPTS,
@@ -105,7 +105,7 @@ async def test_purge_keeps_pending_and_recent(tmp_path):
 
 
 async def test_ids_accepted_before_ids_were_kept_per_scope_stand_for_every_scope(tmp_path):
-    from runhook import migrations
+    from runhook.store import migrations
 
     db = sqlite3.connect(tmp_path / "r.db")
     db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -123,8 +123,8 @@ async def test_ids_accepted_before_ids_were_kept_per_scope_stand_for_every_scope
 
 
 async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path):
-    from runhook.acks import Ticket
-    from runhook.idempotency import Claim, RecentIds
+    from runhook.core.acks import Ticket
+    from runhook.ingest.idempotency import Claim, RecentIds
 
     store = Store(tmp_path / "r.db")
     await store.open()
@@ -157,7 +157,7 @@ async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path)
 
 
 async def test_status_summary_counts_the_last_day_and_finds_the_latest(tmp_path):
-    from runhook.statements import INSERT_EXECUTION
+    from runhook.store.statements import INSERT_EXECUTION
 
     def row(execution_id: str, automation: str, state: str, created: float) -> tuple:
         return (execution_id, automation, "project:e/p", "CREATE_ARTIFACT", "artifact.created",

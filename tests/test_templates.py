@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runhook.templates import Payload, TemplateError, Text, envelope, unknown_variables
+from runhook.core.templates import Payload, TemplateError, Text, envelope, unknown_variables
 
 HOSTILE = [
     'quote " inside',

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from conftest import free_port
 
+from runhook.config.secrets import Redactor
 from runhook.delivery import transport
-from runhook.delivery.webhook import Request
-from runhook.secrets import Redactor
+from runhook.delivery.channels.webhook import Request
 
 PATH = "/services/T0/B0/%7eSecretPathToken"
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

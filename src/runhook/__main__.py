@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from runhook.cli import main
+from runhook.cli.main import main
 
 raise SystemExit(main())

@@ -12,16 +12,19 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from runhook import __version__, constants, http, queries, systemd
-from runhook.config import ConfigError
+from runhook import __version__, systemd
+from runhook.config.model import ConfigError
+from runhook.config.settings import Settings, load
+from runhook.core import constants
+from runhook.core.metrics import Metrics, activity_line
 from runhook.delivery.actor import Deliveries
-from runhook.ingress import Ingress
-from runhook.metrics import Metrics, activity_line
-from runhook.protocol import Query
-from runhook.scope import Scopes
-from runhook.settings import Settings, load
-from runhook.statements import FAIL_ORPHANS, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS
-from runhook.store import Store, Write
+from runhook.evaluate.scope import Scopes
+from runhook.ingest import queries
+from runhook.ingest.ingress import Ingress
+from runhook.ingest.protocol import Query
+from runhook.store.database import Store, Write
+from runhook.store.statements import FAIL_ORPHANS, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS
+from runhook.web import server as web_server
 
 log = logging.getLogger("runhook")
 
@@ -71,7 +74,7 @@ class Daemon:
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket, server.socket_mode)
                             if server.http:
-                                await front.start(http.serve, http.make_app(self, self.store),
+                                await front.start(web_server.serve, web_server.make_app(self, self.store),
                                                   server.http)
                             front.start_soon(self._housekeeping, name="housekeeping")
                             interval = systemd.watchdog_interval()

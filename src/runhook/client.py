@@ -10,7 +10,7 @@ from typing import Any, Self
 import msgspec
 import tenacity
 
-from runhook.constants import DEFAULT_SOCKET
+from runhook.core.constants import DEFAULT_SOCKET
 
 # Lines written before reading their answers back: enough to keep the daemon
 # busy, few enough that neither side's socket buffer fills while the other waits.

@@ -13,23 +13,24 @@ import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
-from runhook import constants
-from runhook.config import Integration, SlackIntegration, WebhookIntegration
-from runhook.delivery import policy, probe, slack, transport, webhook
+from runhook.config.model import Integration, SlackIntegration, WebhookIntegration
+from runhook.config.runtime import Runtime
+from runhook.config.settings import Settings
+from runhook.core import constants
+from runhook.core.durations import parse_rate
+from runhook.core.executions import TEST_AUTOMATION, new_id, test_row
+from runhook.core.templates import TemplateError
+from runhook.delivery import policy, probe, transport
+from runhook.delivery.channels import slack, webhook
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import DestinationRefused, check_url, connector
-from runhook.durations import parse_rate
-from runhook.executions import TEST_AUTOMATION, new_id, test_row
-from runhook.runtime import Runtime
-from runhook.settings import Settings
-from runhook.statements import (
+from runhook.store.database import Statement, Store, Write
+from runhook.store.statements import (
     DISABLE_INTEGRATION,
     INSERT_ATTEMPT,
     INSERT_EXECUTION,
     UPDATE_EXECUTION,
 )
-from runhook.store import Statement, Store, Write
-from runhook.templates import TemplateError
 
 log = logging.getLogger("runhook.delivery")
 # After a failed read of the due executions, the next try.

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runhook.config import Integration, WebhookIntegration
-from runhook.delivery import slack, webhook
-from runhook.executions import test_context
-from runhook.templates import Payload, Text
+from runhook.config.model import Integration, WebhookIntegration
+from runhook.core.executions import test_context
+from runhook.core.templates import Payload, Text
+from runhook.delivery.channels import slack, webhook
 
 # The payload as given, kept in the execution's context so a redelivery sends what
 # the test sent. It is a template: a secret in it is a ${NAME}, rendered at send time.

@@ -7,19 +7,6 @@ import functools
 import hashlib
 import hmac
 
-_PREFIX = "whsec_"
-
-
-def signing_key(secret: str) -> bytes:
-    """The HMAC key a secret stands for: `whsec_<base64>` as Standard Webhooks
-    issues them (decoded), anything else used as its UTF-8 bytes."""
-    if secret.startswith(_PREFIX):
-        try:
-            return base64.b64decode(secret[len(_PREFIX):], validate=True)
-        except ValueError:
-            raise ValueError("signing secret starts with whsec_ but is not base64") from None
-    return secret.encode()
-
 
 def _hmac_sha256(key: bytes, message: bytes) -> bytes:
     """Not `hmac.digest`: that one-shot releases the GIL for any length, and getting

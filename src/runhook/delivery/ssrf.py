@@ -16,7 +16,7 @@ from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from runhook.destinations import ALLOW_PRIVATE, refused_address, url_problem
+from runhook.config.destinations import ALLOW_PRIVATE, refused_address, url_problem
 
 __all__ = ["DestinationRefused", "GuardedResolver", "check_url", "connector", "is_refusal",
            "refused_address"]

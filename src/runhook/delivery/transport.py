@@ -10,10 +10,10 @@ from typing import NamedTuple
 
 import aiohttp
 
-from runhook import constants
+from runhook.config.secrets import Redactor
+from runhook.core import constants
+from runhook.delivery.channels.webhook import Request
 from runhook.delivery.ssrf import DestinationRefused, is_refusal
-from runhook.delivery.webhook import Request
-from runhook.secrets import Redactor
 
 ENDPOINT = "the endpoint"
 

@@ -1,1 +1,2 @@
-"""One module per trigger kind: its configuration schema and a checker built once."""
+"""One module per trigger kind: its configuration schema and a checker built
+once; crossings and filters. Pure; imports core only."""

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from runhook.events import (
+from runhook.core.events import (
     AliasAdded,
     ArtifactCreated,
     ArtifactEvent,
     ArtifactLinked,
     ArtifactUnlinked,
+    Occurrence,
     TagAdded,
     TagRemoved,
 )
-from runhook.schema import Table
+from runhook.core.schema import Table
 from runhook.triggers.pattern import compile_filter
 
 
@@ -51,14 +50,6 @@ class RemoveArtifactTag(ArtifactFilter, tag="REMOVE_ARTIFACT_TAG", kw_only=True,
 
 ArtifactTriggers = (CreateArtifact | LinkArtifact | UnlinkArtifact | AddArtifactAlias
                     | AddArtifactTag | RemoveArtifactTag)
-
-
-class Occurrence(NamedTuple):
-    """One automation event kind an artifact event produces, with its alias or tag."""
-
-    kind: str
-    alias: str | None = None
-    tag: str | None = None
 
 
 def occurrences(event: ArtifactEvent) -> list[Occurrence]:

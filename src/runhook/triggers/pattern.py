@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re2  # type: ignore[import-untyped]
 
-from runhook.schema import FieldError
+from runhook.core.schema import FieldError
 
 # Python's re backtracks: `^(a+)+$` against forty a's and a `!` takes hours, and a
 # filter runs on the event loop, so one such name would stall every scope, the

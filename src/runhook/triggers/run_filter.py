@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from runhook.schema import Table
+from runhook.core.schema import Table
 from runhook.triggers.pattern import compile_filter
 
 MetricName = Annotated[str, msgspec.Meta(min_length=1)]

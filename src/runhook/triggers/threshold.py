@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from runhook.schema import FieldError
+from runhook.core.schema import FieldError
 from runhook.triggers.aggregate import COMPARISONS, aggregate, canonical, number
 from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window

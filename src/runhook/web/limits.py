@@ -11,7 +11,7 @@ import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from runhook import constants
+from runhook.core import constants
 
 log = logging.getLogger("runhook.http")
 

@@ -13,12 +13,13 @@ from typing import Any
 import anyio
 import msgspec
 
-from runhook import __version__, constants
+from runhook import __version__
 from runhook.client import Client, RunhookError
-from runhook.config import ConfigError, read
-from runhook.durations import parse_duration
-from runhook.schema import StartupError
-from runhook.settings import load
+from runhook.config.model import ConfigError, read
+from runhook.config.settings import load
+from runhook.core import constants
+from runhook.core.durations import parse_duration
+from runhook.core.schema import StartupError
 
 
 def _socket_path(args: argparse.Namespace) -> str:
@@ -42,7 +43,8 @@ def _connect(args: argparse.Namespace) -> Client:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from runhook import app, logs
+    from runhook import app
+    from runhook.core import logs
     try:
         settings = load(args.config)
     except ConfigError as exc:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from runhook.events import ArtifactEvents, RunEvents
+from runhook.core.events import ArtifactEvents, RunEvents
 
 
 class Query(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):

@@ -9,15 +9,14 @@ from typing import Any
 
 import msgspec
 
-from runhook import config as cfg
-from runhook.addresses import loopback_http
-from runhook.delivery.signing import signing_key
-from runhook.destinations import url_problem
-from runhook.durations import parse_duration, parse_rate
-from runhook.schema import FieldError
-from runhook.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
-from runhook.secrets import Redactor, resolve
-from runhook.templates import Payload, TemplateError, Text, unknown_variables
+from runhook.config import model as cfg
+from runhook.config.addresses import loopback_http
+from runhook.config.destinations import url_problem
+from runhook.config.secrets import Redactor, resolve, signing_key
+from runhook.core.durations import parse_duration, parse_rate
+from runhook.core.schema import FieldError
+from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
+from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
 from runhook.triggers import artifact, runs
 
 # Every secret value is replaced by its name in logs, errors and stored responses;

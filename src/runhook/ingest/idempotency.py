@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from runhook import constants
-from runhook.acks import Ticket
-from runhook.store import Store
+from runhook.core import constants
+from runhook.core.acks import Ticket
+from runhook.store.database import Store
 
 # An id as one scope accepted it: (event id, scope key). EVERY_SCOPE stands for an
 # event that reached no scope, and for ids recorded before ids were kept per scope.

@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from runhook.config import SlackIntegration
-from runhook.delivery.webhook import USER_AGENT, Request
-from runhook.templates import Text
+from runhook.config.model import SlackIntegration
+from runhook.core.templates import Text
+from runhook.delivery.channels.webhook import USER_AGENT, Request
 
 COLOURS = {"INFO": "#2eb886", "WARN": "#daa038", "ERROR": "#a30200"}
 # Slack's limits: a header's plain text 150 characters, a section's text 3,000.

@@ -13,11 +13,12 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from runhook import constants, status_page
-from runhook.http_limits import DEFAULT_LIMITS, Gate, Limits, deadline
-from runhook.metrics import Metrics
-from runhook.schema import StartupError
-from runhook.store import Execution, Store
+from runhook.core import constants
+from runhook.core.metrics import Metrics
+from runhook.core.schema import StartupError
+from runhook.store.database import Execution, Store
+from runhook.web import status_page
+from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
 
 log = logging.getLogger("runhook.http")
 STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")

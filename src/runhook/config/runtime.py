@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from runhook.metrics import Metrics
-    from runhook.settings import Settings
+    from runhook.config.settings import Settings
+    from runhook.core.metrics import Metrics
 
 
 class Runtime(Protocol):

@@ -16,11 +16,12 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from runhook import bulk, constants
-from runhook.database_files import create_private
-from runhook.migrations import migrate
-from runhook.schema import StartupError
-from runhook.statements import PROBE_UNDO, PROBE_WRITE
+from runhook.core import constants
+from runhook.core.schema import StartupError
+from runhook.store import bulk
+from runhook.store.files import create_private
+from runhook.store.migrations import migrate
+from runhook.store.statements import PROBE_UNDO, PROBE_WRITE
 
 log = logging.getLogger("runhook.store")
 

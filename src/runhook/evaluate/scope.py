@@ -11,18 +11,19 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from runhook import constants
-from runhook.acks import Ticket
+from runhook.config.runtime import Runtime
+from runhook.config.settings import Automation, Settings
+from runhook.core import constants
+from runhook.core.acks import Ticket
+from runhook.core.durations import describe
+from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
+from runhook.core.executions import artifact_context, execution_row, new_id, run_context
+from runhook.core.metrics import Metrics
+from runhook.core.scopes import scope_keys
 from runhook.delivery.actor import Deliveries, Job
-from runhook.durations import describe
-from runhook.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
-from runhook.executions import artifact_context, execution_row, new_id, run_context
-from runhook.metrics import Metrics
-from runhook.runbook import Outcome, RunBook, pack
-from runhook.runtime import Runtime
-from runhook.scopes import scope_keys
-from runhook.settings import Automation, Settings
-from runhook.statements import (
+from runhook.evaluate.runbook import Outcome, RunBook, pack
+from runhook.store.database import Statement, Store, Write
+from runhook.store.statements import (
     CLEAR_LOG,
     FORGET_RUN,
     INSERT_EVENT_ID,
@@ -32,7 +33,6 @@ from runhook.statements import (
     UPSERT_RUN,
     UPSERT_WINDOW,
 )
-from runhook.store import Statement, Store, Write
 from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP
 

@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from runhook import constants
-from runhook.schema import Table
-from runhook.secrets import SecretSource
+from runhook.config.secrets import SecretSource
+from runhook.core import constants
+from runhook.core.schema import Table
 from runhook.triggers.artifact import ArtifactTriggers
 from runhook.triggers.runs import RunTriggers
 

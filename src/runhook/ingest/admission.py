@@ -7,15 +7,16 @@ import time
 
 import anyio
 
-from runhook import constants, protocol
-from runhook.acks import Ticket
-from runhook.events import Event
-from runhook.executions import event_timestamp
-from runhook.idempotency import EVERY_SCOPE, Claim, Key, RecentIds
-from runhook.protocol import BadLine, Query
-from runhook.scope import ScopeActor, Scopes
-from runhook.statements import INSERT_EVENT_ID
-from runhook.store import Store, Write
+from runhook.core import constants
+from runhook.core.acks import Ticket
+from runhook.core.events import Event
+from runhook.core.executions import event_timestamp
+from runhook.evaluate.scope import ScopeActor, Scopes
+from runhook.ingest import protocol
+from runhook.ingest.idempotency import EVERY_SCOPE, Claim, Key, RecentIds
+from runhook.ingest.protocol import BadLine, Query
+from runhook.store.database import Store, Write
+from runhook.store.statements import INSERT_EVENT_ID
 
 
 class Copy:

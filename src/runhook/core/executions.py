@@ -10,8 +10,14 @@ from typing import Any
 
 import msgspec
 
-from runhook.events import ArtifactCreated, ArtifactEvent, Event, RunEvent, RunState
-from runhook.triggers.artifact import Occurrence
+from runhook.core.events import (
+    ArtifactCreated,
+    ArtifactEvent,
+    Event,
+    Occurrence,
+    RunEvent,
+    RunState,
+)
 
 _encoder = msgspec.json.Encoder()
 # The times an event may carry: those that datetime can show in UTC (NaN fails both).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
@@ -115,3 +116,17 @@ def _forms(value: str) -> set[str]:
         forms |= {str(url), url.human_repr()}
         forms |= {path for path in paths if len(path) > 1}  # "/" alone is nobody's secret
     return forms | {unquote(form) for form in forms}
+
+
+_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key a secret stands for: `whsec_<base64>` as Standard Webhooks
+    issues them (decoded), anything else used as its UTF-8 bytes."""
+    if secret.startswith(_PREFIX):
+        try:
+            return base64.b64decode(secret[len(_PREFIX):], validate=True)
+        except ValueError:
+            raise ValueError("signing secret starts with whsec_ but is not base64") from None
+    return secret.encode()

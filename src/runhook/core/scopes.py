@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from runhook.events import Event
+from runhook.core.events import Event
 
 ARTIFACT_KINDS = frozenset({
     "CREATE_ARTIFACT", "LINK_ARTIFACT", "UNLINK_ARTIFACT",

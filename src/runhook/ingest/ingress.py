@@ -15,13 +15,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from runhook import constants, protocol
-from runhook.admission import Admission, Answers, Copy, answer_copy
-from runhook.idempotency import RecentIds
-from runhook.protocol import Query
-from runhook.schema import StartupError
-from runhook.scope import Scopes
-from runhook.store import Store
+from runhook.core import constants
+from runhook.core.schema import StartupError
+from runhook.evaluate.scope import Scopes
+from runhook.ingest import protocol
+from runhook.ingest.admission import Admission, Answers, Copy, answer_copy
+from runhook.ingest.idempotency import RecentIds
+from runhook.ingest.protocol import Query
+from runhook.store.database import Store
 
 log = logging.getLogger("runhook.ingress")
 

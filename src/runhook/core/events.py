@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -90,3 +90,11 @@ class RunState(RunEvent, tag="run.state", kw_only=True):
 ArtifactEvents = (ArtifactCreated | ArtifactLinked | ArtifactUnlinked | AliasAdded | TagAdded
                   | TagRemoved)
 RunEvents = RunMetrics | RunState
+
+
+class Occurrence(NamedTuple):
+    """One automation event kind an artifact event produces, with its alias or tag."""
+
+    kind: str
+    alias: str | None = None
+    tag: str | None = None

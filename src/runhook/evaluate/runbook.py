@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
-from runhook.events import RunMetrics, RunState
-from runhook.ring import Ring
-from runhook.settings import Automation
+from runhook.config.settings import Automation
+from runhook.core.events import RunMetrics, RunState
+from runhook.evaluate.ring import Ring
 from runhook.triggers.crossing import FIRE, SKIP, on_crossing, step
 from runhook.triggers.state import normalize
 

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from runhook import __version__
-from runhook.config import WebhookIntegration
-from runhook.delivery.signing import signing_key, standard_signature, wandb_signature
-from runhook.templates import Payload, envelope
+from runhook.config.model import WebhookIntegration
+from runhook.config.secrets import signing_key
+from runhook.core.templates import Payload, envelope
+from runhook.delivery.signing import standard_signature, wandb_signature
 
 USER_AGENT = f"runhook/{__version__}"
 

@@ -8,9 +8,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from runhook import protocol, redelivery
+from runhook.config.settings import Settings
+from runhook.delivery import redelivery
 from runhook.delivery.actor import Deliveries
-from runhook.protocol import (
+from runhook.ingest import protocol
+from runhook.ingest.protocol import (
     Enable,
     ExecutionQuery,
     History,
@@ -20,9 +22,8 @@ from runhook.protocol import (
     Status,
     TestIntegration,
 )
-from runhook.settings import Settings
-from runhook.statements import ENABLE_INTEGRATION, REDELIVER
-from runhook.store import Store, Write
+from runhook.store.database import Store, Write
+from runhook.store.statements import ENABLE_INTEGRATION, REDELIVER
 
 
 class Daemon(Protocol):

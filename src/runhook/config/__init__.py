@@ -1,0 +1,3 @@
+"""The TOML file as Structs, secrets, address and destination rules, and the
+compiled settings the daemon runs on (with their runtime view). Imports core,
+triggers and store."""

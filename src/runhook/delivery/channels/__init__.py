@@ -1,0 +1,1 @@
+"""One module per channel: what a request to it holds (webhook, Slack)."""
