@@ -134,7 +134,7 @@ async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path)
         tg.start_soon(store.run)
         for i, event_id in enumerate(["a", "b", "c"]):
             key = (event_id, "s")
-            recent.claim(key, Claim(ticket, i), 100.0 + i)
+            recent.claim(key, Claim(ticket, i, key), 100.0 + i)
             assert recent.pending(key, 0) is not None  # a claim is known before its commit
             assert not recent.committed_here(key, 0)
             committed = anyio.Event()
@@ -149,7 +149,7 @@ async def test_recent_ids_memory_is_bounded_and_the_database_remembers(tmp_path)
             ("a", "s"), ("b", "s")}
         assert await recent.accepted([("a", "s"), ("c", "s")], 101.5) == {("c", "s")}
         assert await recent.accepted([("a", "other")], 0) == {("a", "s")}
-        recent.claim(("y", "s"), Claim(ticket, 9), 200.0)
+        recent.claim(("y", "s"), Claim(ticket, 9, ("y", "s")), 200.0)
         recent.release([("y", "s")])  # a refused line: the id may be evaluated again
         assert recent.pending(("y", "s"), 0) is None
         store.finish()

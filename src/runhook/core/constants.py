@@ -15,6 +15,13 @@ READ_CHUNK = 256 * 1024
 # not yet answered. When full, ingress stops reading that connection, so a client
 # that never reads its answers cannot make the daemon buffer without end.
 PENDING_CHUNKS = 16
+# Lines admitted as one run at most: with PENDING_CHUNKS this bounds the answers
+# a connection holds (a read of 2-byte bad lines would otherwise queue 130,000
+# error lines each), and stays above the lines of a typical 256 KiB read.
+CHUNK_LINES = 4096
+# Event socket connections at once; one more gets a refusal line and is closed.
+# Each holds at most PENDING_CHUNKS runs of CHUNK_LINES answers (a few MB).
+MAX_SOCKET_CONNECTIONS = 1024
 # Batches (one per chunk that reached the actor) queued for one scope actor.
 # When full, ingress stops reading the connection that feeds it (backpressure,
 # never a drop).

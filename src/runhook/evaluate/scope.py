@@ -176,7 +176,8 @@ class ScopeActor:
                 rows, event_jobs = self.evaluate(event, event_time, now)
             except Exception as exc:  # a bug in one evaluation must not stop the scope
                 log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
-                ticket.errors[line_no] = f"internal error evaluating the event: {exc!r}"
+                ticket.fail(line_no, f"internal error evaluating the event: {exc!r}",
+                            None if event.id is None else (event.id, self.scope))
                 stop = index
                 break
             if rows:
@@ -241,7 +242,7 @@ class ScopeActor:
     def _committed(self, tickets: list[Ticket], jobs: list[Job]) -> Any:
         def committed(error: str | None) -> None:
             for ticket in tickets:
-                ticket.done(error)
+                ticket.done(error, self.scope)
             if error is None:
                 for job in jobs:
                     self._deliveries.offer(job)

@@ -1,22 +1,28 @@
-"""One chunk of request lines admitted: decoded, deduplicated by id, routed to scope actors."""
+"""Request lines admitted: decoded, deduplicated by id and scope, routed to scope actors."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
+from functools import partial
 
 import anyio
 
 from runhook.core import constants
-from runhook.core.acks import Ticket
+from runhook.core.acks import Key, Ticket
 from runhook.core.events import Event
 from runhook.core.executions import event_timestamp
 from runhook.evaluate.scope import ScopeActor, Scopes
 from runhook.ingest import protocol
-from runhook.ingest.idempotency import EVERY_SCOPE, Claim, Key, RecentIds
+from runhook.ingest.idempotency import EVERY_SCOPE, Claim, RecentIds
 from runhook.ingest.protocol import BadLine, Query
 from runhook.store.database import Store, Write
 from runhook.store.statements import INSERT_EVENT_ID
+
+log = logging.getLogger("runhook.ingress")
+
+# A decoded line: its ready answer (an error), a query, or an event with its time.
+Decoded = bytes | Query | tuple[Event, float]
 
 
 class Copy:
@@ -33,22 +39,20 @@ class Copy:
 
 
 class Answers:
-    """The answers to one chunk of lines, in line order: a ready line, a query to run
-    when its turn comes, the line number of an event waiting for the chunk's commit,
-    or a Copy. `claims` are the (id, scope) keys this chunk took, with their lines."""
+    """The answers to a run of event lines, in line order: a ready line, the line
+    number of an event waiting for the ticket, or a Copy."""
 
-    __slots__ = ("claims", "results", "ticket")
+    __slots__ = ("results", "ticket")
 
     def __init__(self) -> None:
-        self.results: list[bytes | int | Query | Copy] = []
+        self.results: list[bytes | int | Copy] = []
         self.ticket: Ticket | None = None
-        self.claims: list[tuple[Key, int]] = []
 
 
 class Admission:
     """Turns lines into answers-to-be and actor batches. Each scope records an
-    event's id in the commit of what the event caused there (DESIGN §8): a line
-    that failed, or whose commit failed, leaves its id free for the retry."""
+    event's id in the commit of what the event caused there (see scope.py): a
+    line that failed, or whose commit failed, leaves its id free for the retry."""
 
     def __init__(self, scopes: Scopes, store: Store) -> None:
         self._scopes = scopes
@@ -62,16 +66,16 @@ class Admission:
         return protocol.error_line(
             line_no, f"line is over {constants.MAX_LINE_BYTES} bytes (1 MiB); refused")
 
-    def _decode(self, first_line: int, lines: list[bytes], now: float
-                ) -> list[tuple[int, bytes | Query | tuple[Event, float]]]:
-        """Each request line decoded; lines that are not events answered in place."""
-        decoded: list[tuple[int, bytes | Query | tuple[Event, float]]] = []
+    def decode(self, first_line: int, lines: list[bytes],
+               now: float) -> list[tuple[int, Decoded]]:
+        """Each request line decoded; blank lines are not requests and get nothing."""
+        decoded: list[tuple[int, Decoded]] = []
         for line_no, line in enumerate(lines, first_line):
             if len(line) > constants.MAX_LINE_BYTES:
                 decoded.append((line_no, self.too_long(line_no)))
                 continue
             if not line.strip():
-                continue  # blank lines are not requests
+                continue
             try:
                 request = protocol.decode(line)
                 if isinstance(request, Query):
@@ -88,73 +92,82 @@ class Admission:
             decoded.append((line_no, (request, stamp)))
         return decoded
 
-    async def chunk(self, first_line: int, lines: list[bytes]) -> Answers:
-        """A chunk's events go to the actors as one batch per actor: a chunk costs
+    async def admit(self, decoded: list[tuple[int, bytes | tuple[Event, float]]],
+                    now: float) -> Answers:
+        """Route a run of decoded event lines: one batch per actor, so the run costs
         one ticket and one write per actor, not one per line."""
         out = Answers()
-        now = time.time()
         horizon = now - constants.IDEMPOTENCY_WINDOW_S
-        decoded = self._decode(first_line, lines, now)
         targets = self._scopes.targets
-        routed: list[tuple[int, Event, float, list[ScopeActor]]] = []
+        routed: list[tuple[int, bytes | tuple[Event, float], list[ScopeActor]]] = []
         wanted: list[Key] = []
         for line_no, item in decoded:
-            if isinstance(item, tuple):
-                actors = targets(item[0])
-                routed.append((line_no, item[0], item[1], actors))
-                if item[0].id is not None:
-                    wanted.extend(_keys(item[0].id, actors))
-        # One lookup for the ids that memory does not know.
-        accepted = await self.recent_ids.accepted(wanted, horizon) if wanted else set()
-        ticket = Ticket(asyncio.get_running_loop().create_future(), 0)
+            actors = [] if isinstance(item, bytes) else targets(item[0])
+            routed.append((line_no, item, actors))
+            if not isinstance(item, bytes) and item[0].id is not None:
+                wanted.extend(_keys(item[0].id, actors))
+        try:  # one lookup for the ids that memory does not know
+            accepted = await self.recent_ids.accepted(wanted, horizon) if wanted else set()
+        except Exception as exc:  # noqa: BLE001 - the database could not be read: refuse all
+            log.error("cannot look up event ids: %s", exc)
+            out.results = [item if isinstance(item, bytes) else
+                           protocol.error_line(line_no, f"cannot check its id: {exc}")
+                           for line_no, item, _ in routed]
+            return out
+        ticket = Ticket(asyncio.get_running_loop().create_future())
         batches: dict[ScopeActor, list[tuple[Event, float, int]]] = {}
         unscoped: list[tuple[str, str, float]] = []  # ids of events no scope took
-        events = iter(routed)
-        for line_no, item in decoded:
-            if not isinstance(item, tuple):
+        for line_no, item, actors in routed:
+            if isinstance(item, bytes):
                 out.results.append(item)
                 continue
-            _, event, event_time, actors = next(events)
+            event, event_time = item
             kind = str(event.__struct_config__.tag)
             self.events_received[kind] = self.events_received.get(kind, 0) + 1
             if event.id is None:
-                out.results.append(line_no if actors else protocol.OK)
                 take = actors
+                out.results.append(line_no if actors else protocol.OK)
             else:
-                keys, claims = self._claim(event.id, actors, accepted, horizon, now)
+                keys, claims = self._claim(event.id, actors, accepted, horizon)
                 for key in keys:
-                    self.recent_ids.claim(key, Claim(ticket, line_no), now)
-                    out.claims.append((key, line_no))
+                    self.recent_ids.claim(key, Claim(ticket, line_no, key), now)
+                    ticket.part(key[1], line_no, key)
                 if claims:
                     out.results.append(Copy(line_no, claims, bool(keys)))
-                elif keys:
-                    out.results.append(line_no)
                 else:
-                    out.results.append(protocol.OK_DUPLICATE)
+                    out.results.append(line_no if keys else protocol.OK_DUPLICATE)
                 if keys and not actors:
                     unscoped.append((event.id, EVERY_SCOPE, now))
                 take = [a for a in actors if (event.id, a.scope) in keys]
             for actor in take:
+                if event.id is None:
+                    ticket.part(actor.scope, line_no, None)
                 batch = batches.get(actor)
                 if batch is None:
                     batch = batches[actor] = []
                 batch.append((event, event_time, line_no))
         ticket.pending = len(batches) + (1 if unscoped else 0)
-        if ticket.pending:
-            out.ticket = ticket
-            if unscoped:
-                await self._store.submit(Write([(INSERT_EVENT_ID, unscoped)], ticket.done))
-            for actor, batch in batches.items():
-                try:
-                    # No yield to the loop per send while there is room (up to 100
-                    # actors a chunk); a full inbox makes us wait: backpressure.
-                    actor.inbox.send_nowait((batch, ticket))
-                except anyio.WouldBlock:
-                    await actor.inbox.send((batch, ticket))
+        if not ticket.pending:
+            return out
+        out.ticket = ticket
+        if ticket.parts:
+            # Claims are settled when the commits are, not when the answers are
+            # written: a client that stops reading holds no other client's retry.
+            ticket.future.add_done_callback(partial(self._settle, ticket))
+        if unscoped:
+            await self._store.submit(Write([(INSERT_EVENT_ID, unscoped)],
+                                           partial(ticket.done, scope=EVERY_SCOPE)))
+        for actor, batch in batches.items():
+            try:
+                # No yield to the loop per send while there is room (up to 100
+                # actors a chunk); a full inbox makes us wait: backpressure.
+                actor.inbox.send_nowait((batch, ticket))
+            except anyio.WouldBlock:
+                await actor.inbox.send((batch, ticket))
         return out
 
     def _claim(self, event_id: str, actors: list[ScopeActor], accepted: set[Key],
-               horizon: float, now: float) -> tuple[list[Key], list[Claim]]:
+               horizon: float) -> tuple[list[Key], list[Claim]]:
         """The keys of this event still to evaluate, and the claims of other copies
         of it to wait for. An id recorded for every scope covers all of them."""
         if (event_id, EVERY_SCOPE) in accepted:
@@ -171,18 +184,15 @@ class Admission:
                 take.append(key)
         return take, claims
 
-    def settle(self, answers: Answers) -> None:
-        """After the chunk's ticket resolved: its keys are accepted, or free again."""
-        ticket = answers.ticket
-        if not answers.claims or ticket is None:
+    def _settle(self, ticket: Ticket, _: object) -> None:
+        """The ticket resolved: each key it claimed is now accepted, or free again."""
+        keys = [key for _, keys in ticket.parts.values() for key in keys]
+        if ticket.error is not None:
+            self.recent_ids.release(keys)
             return
-        error = ticket.future.result()
-        ok = [key for key, line_no in answers.claims
-              if error is None and line_no not in ticket.errors]
-        self.recent_ids.committed(ok)
-        if len(ok) < len(answers.claims):
-            self.recent_ids.release(key for key, line_no in answers.claims
-                                    if error is not None or line_no in ticket.errors)
+        self.recent_ids.committed(k for k in keys if k not in ticket.failed)
+        if ticket.failed:
+            self.recent_ids.release(ticket.failed)
 
 
 def _keys(event_id: str, actors: list[ScopeActor]) -> list[Key]:
@@ -197,8 +207,8 @@ async def answer_copy(copy: Copy, ticket: Ticket | None) -> bytes:
         if (error := claim.error()) is not None:
             problems.append(error)
     if copy.routed and ticket is not None:
-        error = await ticket.future or ticket.errors.get(copy.line_no)
-        if error is not None:
+        await ticket.future
+        if (error := ticket.line_error(copy.line_no)) is not None:
             problems.append(error)
     if problems:
         return protocol.error_line(copy.line_no, f"not accepted: {problems[0]}; send it again")

@@ -6,12 +6,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from runhook.core import constants
-from runhook.core.acks import Ticket
+from runhook.core.acks import Key, Ticket
 from runhook.store.database import Store
 
-# An id as one scope accepted it: (event id, scope key). EVERY_SCOPE stands for an
-# event that reached no scope, and for ids recorded before ids were kept per scope.
-Key = tuple[str, str]
+# EVERY_SCOPE stands for an event that reached no scope, and for ids recorded
+# before ids were kept per scope.
 EVERY_SCOPE = "*"
 
 
@@ -19,15 +18,18 @@ class Claim:
     """A key taken by a chunk whose commit is outstanding: a copy of the same event
     arriving meanwhile waits for that outcome instead of being answered at once."""
 
-    __slots__ = ("line_no", "ticket")
+    __slots__ = ("key", "line_no", "ticket")
 
-    def __init__(self, ticket: Ticket, line_no: int) -> None:
+    def __init__(self, ticket: Ticket, line_no: int, key: Key) -> None:
         self.ticket = ticket
         self.line_no = line_no
+        self.key = key
 
     def error(self) -> str | None:
-        """Once the ticket resolved: why the claimed line was not accepted, or None."""
-        return self.ticket.future.result() or self.ticket.errors.get(self.line_no)
+        """Once the ticket resolved: why the key was not recorded, or None."""
+        if self.ticket.error is None and self.key not in self.ticket.failed:
+            return None
+        return self.ticket.line_error(self.line_no) or "its commit failed"
 
 
 class RecentIds:

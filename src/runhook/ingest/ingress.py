@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import SocketStream, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runhook.core import constants
+from runhook.core.events import Event
 from runhook.core.schema import StartupError
 from runhook.evaluate.scope import Scopes
 from runhook.ingest import protocol
@@ -31,15 +31,43 @@ QueryHandler = Callable[[Query], Awaitable[bytes]]
 READ_ONLY = (protocol.History, protocol.ExecutionQuery, protocol.Status)
 
 
+class Turn:
+    """A query or command in the pipeline. It runs when the lines before it are
+    answered, and the lines after it are admitted only once it ran, so a reload or
+    a history sits exactly where the client put it."""
+
+    __slots__ = ("line_no", "ran", "request")
+
+    def __init__(self, line_no: int, request: Query) -> None:
+        self.line_no = line_no
+        self.request = request
+        self.ran = anyio.Event()
+
+
+Item = Answers | Turn
+
+
+class Connection:
+    """One client's reading state, as drain sees it."""
+
+    __slots__ = ("receiving",)
+
+    def __init__(self) -> None:
+        self.receiving: anyio.CancelScope | None = None  # set while waiting for bytes
+
+
 class Ingress:
+    """Every connection is a task of one task group owned by `serve`; each runs
+    its reader and its answer writer in a group of its own."""
+
     def __init__(self, scopes: Scopes, store: Store, queries: QueryHandler) -> None:
         self.admission = Admission(scopes, store)
         self._queries = queries
         self.connections = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._open: dict[asyncio.StreamReader, asyncio.StreamWriter] = {}
-        self._handlers: set[asyncio.Task[Any]] = set()
+        self._open: set[Connection] = set()
+        self._accepting: anyio.CancelScope | None = None
         self._draining = False
+        self._idle = anyio.Event()  # set when draining and no connection is left
         self.listening = False
 
     @property
@@ -58,84 +86,101 @@ class Ingress:
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             _clear_stale_socket(Path(path))
-            self._server = await asyncio.start_unix_server(self._connection, path)
-            os.chmod(path, mode)
+            listener = await anyio.create_unix_listener(path, mode=mode)
         except OSError as exc:
             raise StartupError(f"cannot listen on {path}: {exc.strerror or exc} "
                                "(server.socket)") from None
         self.listening = True
         log.info("listening on %s", path)
-        task_status.started()
         try:
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as connections:
+                with anyio.CancelScope() as self._accepting:
+                    task_status.started()
+                    async with listener:
+                        while True:
+                            stream = await listener.accept()
+                            # Counted here, not in the task: drain waits for it too.
+                            self.connections += 1
+                            connections.start_soon(self._connection, stream)
+                await anyio.sleep_forever()  # connections run on until drained
         finally:
             self.listening = False
-            self._server.close()
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            with suppress(OSError):
+                Path(path).unlink()
 
     def stop_accepting(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
         self.listening = False
 
     async def drain(self, timeout: float) -> None:
-        """End every connection after the lines it already sent are answered; a
-        line the client was still sending is dropped unanswered (it resends it)."""
+        """End every connection after the lines it already read are answered; a
+        line the client was still sending is dropped unanswered (it resends it).
+        Past `timeout` the caller cancels what is left."""
         self._draining = True
-        for reader, writer in self._open.items():
-            _stop_reading(reader, writer)
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=timeout)
+        for connection in self._open:
+            if connection.receiving is not None:
+                connection.receiving.cancel()
+        if self.connections:
+            with anyio.move_on_after(timeout):
+                await self._idle.wait()
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._open[reader] = writer
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        if self._draining:
-            _stop_reading(reader, writer)
-        # Bounded: when the client does not read its answers, we stop reading its lines.
-        answers: asyncio.Queue[Answers | None] = asyncio.Queue(constants.PENDING_CHUNKS)
-        writing = asyncio.create_task(self._write_answers(answers, writer))
+    async def _connection(self, stream: SocketStream) -> None:
+        connection = Connection()
+        self._open.add(connection)
         try:
-            await self._read_lines(reader, answers)
-        except (ConnectionError, OSError):
-            pass
+            if self.connections > constants.MAX_SOCKET_CONNECTIONS:
+                with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    await stream.send(protocol.refusal(
+                        f"too many connections ({constants.MAX_SOCKET_CONNECTIONS}); "
+                        "try again later"))
+                return
+            # Bounded: when the client does not read its answers, we stop reading its lines.
+            send, receive = anyio.create_memory_object_stream[Item](constants.PENDING_CHUNKS)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write_answers, receive, stream)
+                async with send:  # closing it ends the writer once all is answered
+                    await self._read_lines(stream, send, connection)
         finally:
-            # Every line read gets its answer before the connection closes.
-            await answers.put(None)
-            with contextlib.suppress(Exception):
-                await writing
-            writer.close()
+            self._open.discard(connection)
             self.connections -= 1
-            self._open.pop(reader, None)
-            if task is not None:
-                self._handlers.discard(task)
+            if self._draining and not self.connections:
+                self._idle.set()
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
 
-    async def _read_lines(self, reader: asyncio.StreamReader,
-                          answers: asyncio.Queue[Answers | None]) -> None:
-        admission = self.admission
+    async def _receive(self, stream: SocketStream, connection: Connection) -> bytes:
+        """The next bytes, or b"" at the end: the client's, or ours when draining.
+        Only this wait is ever cancelled by drain, so no line already read (and
+        perhaps already committed) loses its answer."""
+        with anyio.CancelScope() as scope:
+            connection.receiving = scope
+            if self._draining:
+                scope.cancel()
+            try:
+                return await stream.receive(constants.READ_CHUNK)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    OSError):
+                return b""
+            finally:
+                connection.receiving = None
+        return b""  # cancelled: draining
+
+    async def _read_lines(self, stream: SocketStream, send: MemoryObjectSendStream[Item],
+                          connection: Connection) -> None:
         line_no = 0
         # The start of a line still arriving. A bytearray, and only the new bytes
         # searched for a newline: a 1 MiB line in 64-byte writes costs linear time.
         pending = bytearray()
         discarding = False  # inside a line already over the limit: drop until its end
-        while True:
-            chunk = await reader.read(constants.READ_CHUNK)
-            if not chunk:
-                break
+        while chunk := await self._receive(stream, connection):
             if discarding:
                 newline = chunk.find(b"\n")
                 if newline < 0:
                     continue
                 discarding = False
                 line_no += 1
-                refused = Answers()
-                refused.results.append(admission.too_long(line_no))
-                await answers.put(refused)
+                await send.send(_ready(self.admission.too_long(line_no)))
                 chunk = chunk[newline + 1:]
             last = chunk.rfind(b"\n")
             if last < 0:
@@ -143,73 +188,93 @@ class Ingress:
             else:
                 lines = (bytes(pending) + chunk[:last] if pending else chunk[:last]).split(b"\n")
                 pending = bytearray(chunk[last + 1:])
-                await answers.put(await admission.chunk(line_no + 1, lines))
+                await self._lines(line_no + 1, lines, send)
                 line_no += len(lines)
             if len(pending) > constants.MAX_LINE_BYTES:
                 pending = bytearray()
                 discarding = True
-        if discarding:
-            last_line = Answers()  # over the limit and never ended: still answered
-            last_line.results.append(admission.too_long(line_no + 1))
-            await answers.put(last_line)
+        if discarding:  # over the limit and never ended: still answered
+            await send.send(_ready(self.admission.too_long(line_no + 1)))
         elif pending.strip() and not self._draining:
             # A last line without its newline is still a request (unless we cut the
             # connection while the client was sending it).
-            await answers.put(await admission.chunk(line_no + 1, [bytes(pending)]))
+            await self._lines(line_no + 1, [bytes(pending)], send)
 
-    async def _write_answers(self, answers: asyncio.Queue[Answers | None],
-                             writer: asyncio.StreamWriter) -> None:
-        """Answers each chunk as soon as its commit resolves, so a client that sends
+    async def _lines(self, first_line: int, lines: list[bytes],
+                     send: MemoryObjectSendStream[Item]) -> None:
+        """Admit lines in runs of at most CHUNK_LINES (so the answers waiting on a
+        connection are bounded in lines, not only in chunks), each run of events up
+        to the next query, which waits for its turn."""
+        for start in range(0, len(lines), constants.CHUNK_LINES):
+            now = time.time()
+            decoded = self.admission.decode(first_line + start,
+                                            lines[start:start + constants.CHUNK_LINES], now)
+            run: list[tuple[int, bytes | tuple[Event, float]]] = []
+            for line_no, item in decoded:
+                if not isinstance(item, Query):
+                    run.append((line_no, item))
+                    continue
+                if run:
+                    await send.send(await self.admission.admit(run, now))
+                    run = []
+                turn = Turn(line_no, item)
+                await send.send(turn)
+                await turn.ran.wait()
+                now = time.time()
+            if run:
+                await send.send(await self.admission.admit(run, now))
+
+    async def _write_answers(self, receive: MemoryObjectReceiveStream[Item],
+                             stream: SocketStream) -> None:
+        """Answers each item as soon as its commit resolves, so a client that sends
         without pause still reads its answers as it goes."""
         broken = False
-        while (item := await answers.get()) is not None:
-            out = await self._resolve(item, broken)
-            if out and not broken:
-                try:
-                    writer.write(b"".join(out))
-                    await writer.drain()
-                except (ConnectionError, OSError):
-                    broken = True  # keep consuming so the reader is never blocked on us
+        async with receive:
+            async for item in receive:
+                if isinstance(item, Turn):
+                    out = [await self._run(item, broken)]
+                else:
+                    out = await _resolve(item)
+                if out and not broken:
+                    try:
+                        await stream.send(b"".join(out))
+                    except Exception:  # noqa: BLE001 - any failure to send: the client is gone
+                        broken = True  # keep consuming so the reader is never blocked on us
 
-    async def _resolve(self, answers: Answers, broken: bool) -> list[bytes]:
-        ticket = answers.ticket
-        error = await ticket.future if ticket is not None else None
-        self.admission.settle(answers)
-        out: list[bytes] = []
-        for result in answers.results:
-            if isinstance(result, bytes):
-                out.append(result)
-            elif isinstance(result, int):
-                assert ticket is not None
-                problem = error or ticket.errors.get(result)
-                out.append(protocol.OK if problem is None
-                           else protocol.error_line(result, problem))
-            elif isinstance(result, Copy):
-                out.append(await answer_copy(result, ticket))
-            elif broken and isinstance(result, READ_ONLY):
-                continue  # nobody reads it: a large history is not built for nothing
-            else:
-                # Queries run here, one at a time per connection, once the lines
-                # before them are answered: a client that sends many and never reads
-                # holds at most one answer in memory, not one per line.
-                try:
-                    out.append(await self._queries(result))
-                except Exception as exc:
-                    log.exception("request failed")
-                    out.append(protocol.refusal(f"request failed: {exc}"))
-        return out
+    async def _run(self, turn: Turn, broken: bool) -> bytes:
+        try:
+            if broken and isinstance(turn.request, READ_ONLY):
+                return b""  # nobody reads it: a large history is not built for nothing
+            try:
+                return await self._queries(turn.request)
+            except Exception as exc:
+                log.exception("request failed")
+                return protocol.refusal(f"request failed: {exc}")
+        finally:
+            turn.ran.set()
 
 
-def _stop_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """No more bytes from this client: what is buffered is read, then EOF. The
-    transport stops first, and the reader must not resume it (it would if its
-    buffer had paused it: `_paused`), or a late packet hits a reader at EOF
-    ("feed_data after feed_eof") and the committed lines go unanswered."""
-    transport: Any = writer.transport  # uvloop's is no asyncio.ReadTransport, but reads
-    if not transport.is_closing():
-        transport.pause_reading()
-    reader._paused = False  # type: ignore[attr-defined]  # see above
-    reader.feed_eof()
+def _ready(answer: bytes) -> Answers:
+    out = Answers()
+    out.results.append(answer)
+    return out
+
+
+async def _resolve(answers: Answers) -> list[bytes]:
+    ticket = answers.ticket
+    if ticket is not None:
+        await ticket.future
+    out: list[bytes] = []
+    for result in answers.results:
+        if isinstance(result, bytes):
+            out.append(result)
+        elif isinstance(result, Copy):
+            out.append(await answer_copy(result, ticket))
+        else:
+            assert ticket is not None
+            problem = ticket.line_error(result)
+            out.append(protocol.OK if problem is None else protocol.error_line(result, problem))
+    return out
 
 
 def _clear_stale_socket(path: Path) -> None:

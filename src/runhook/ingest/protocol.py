@@ -100,6 +100,11 @@ def _decode(line: bytes) -> Any:
         if b"NaN" in line or b"Infinity" in line:
             try:
                 document = json.loads(line)
+                # json accepts a lone surrogate escape ("\ud800") that msgspec
+                # refuses and SQLite cannot store: it would fail the whole batch.
+                msgspec.json.encode(document)
+            except UnicodeEncodeError:
+                raise BadLine("not valid UTF-8: a lone surrogate escape") from None
             except ValueError:
                 raise BadLine(f"not valid JSON: {exc}") from None
             try:

@@ -64,11 +64,13 @@ def _assignments(assignments: str) -> str:
 
 
 def _json_safe(rows: Sequence[Sequence[Any]]) -> bool:
-    """No blob and no ±Infinity or NaN, which JSON cannot carry."""
+    """No blob, no ±Infinity or NaN (JSON cannot carry them) and no NUL in a text
+    (json_each's `->>` would cut it there: `job\x00x` stored as `job`)."""
     for row in rows:
         for v in row:
             kind = type(v)
-            if kind is bytes or (kind is float and not math.isfinite(v)):
+            if kind is bytes or (kind is float and not math.isfinite(v)) \
+                    or (kind is str and "\x00" in v):  # value->> stops at a NUL
                 return False
     return True
 

@@ -213,12 +213,26 @@ class Store:
                     if stale:
                         batch = [w for w in batch if w.valid is None or w.valid()]
                     error = await self._apply(batch) if batch else None
-                    for write in batch:
-                        _tell(write, error)
+                    if error is not None and len(batch) > 1:
+                        await self._apply_alone(batch, error)
+                    else:
+                        for write in batch:
+                            _tell(write, error)
                     for write in stale:
                         _tell(write, STALE)
 
-    async def _apply(self, batch: list[Write]) -> str | None:
+    async def _apply_alone(self, batch: list[Write], error: str) -> None:
+        """After a batch failed: each write in its own transaction, in order, so one
+        write that cannot be stored (a value SQLite refuses) fails alone instead of
+        with every client's events beside it. A full disk fails them all again."""
+        log.warning("%s: retrying its %d writes one by one", error, len(batch))
+        for write in batch:
+            if write.valid is not None and not write.valid():
+                _tell(write, STALE)  # its scope's earlier write just failed
+                continue
+            _tell(write, await self._apply([write], quiet=True))
+
+    async def _apply(self, batch: list[Write], quiet: bool = False) -> str | None:
         db = self._writer
         assert db is not None
         try:
@@ -238,7 +252,8 @@ class Store:
             await db.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, tell, go on
             error = f"database write failed: {exc}"
-            log.error("%s (%d writes rolled back)", error, len(batch))
+            if not quiet:
+                log.error("%s (%d writes rolled back)", error, len(batch))
             self.last_error = error
             # A COMMIT that failed on a full disk was already rolled back by SQLite.
             if db.in_transaction:
