@@ -3,7 +3,6 @@ pipeline commands among events: found by an attacker's pass over the ingest."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
