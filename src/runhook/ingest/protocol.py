@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 from runhook.core.events import ArtifactEvents, RunEvents
+from runhook.core.executions import State
 
 
 class Query(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):
@@ -17,7 +18,7 @@ class Query(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_field
 
 class History(Query, tag="query.history", kw_only=True):
     automation: str | None = None
-    state: Literal["PENDING", "FINISHED", "FAILED", "SKIPPED"] | None = None
+    state: State | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
     since: float | None = None
 
