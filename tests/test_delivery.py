@@ -234,7 +234,7 @@ async def waiting_on_a_dead_endpoint(start_daemon) -> tuple[Any, dict]:
 
 
 async def test_receiver_down_is_retried_on_the_schedule(start_daemon):
-    """DESIGN §6: the first retry is 5 s (±20 %) after the first attempt, not at once:
+    """The retry schedule: the first retry is 5 s (±20 %) after the first attempt, not at once:
     the recorded schedule says so, and no second attempt has been made meanwhile."""
     _, answer = await waiting_on_a_dead_endpoint(start_daemon)
     assert answer["execution"]["state"] == "PENDING"

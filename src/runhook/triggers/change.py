@@ -63,7 +63,7 @@ class ChangeChecker:
         current = aggregate(self.agg, values[self.prior:])
         if self.relative:
             if prior == 0:
-                return None  # DESIGN §5: relative change from zero is skipped
+                return None  # a change relative to zero has no size: cannot tell
             delta = (current - prior) / abs(prior)
         else:
             delta = current - prior

@@ -48,7 +48,7 @@ class ZScoreChecker:
         variance = math.fsum((v - mean) ** 2 for v in earlier) / self.window
         stdev = math.sqrt(variance) if not math.isnan(variance) else math.nan
         if stdev == 0 or math.isnan(stdev) or math.isinf(stdev):
-            return None  # DESIGN §5: skipped when the stdev is 0
+            return None  # no spread to measure against (all values equal, or infinite)
         z = (x - mean) / stdev
         if math.isnan(z):
             return None
