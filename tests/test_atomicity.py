@@ -1,5 +1,6 @@
-"""DESIGN §8: an event's id commits with everything it caused, or not at all; a
-refused line records nothing, so its corrected retry with the same id is evaluated."""
+"""Idempotency and atomicity: an event's id commits with everything it caused, or not
+at all; a refused line records nothing, so its corrected retry with the same id is
+evaluated."""
 
 from __future__ import annotations
 

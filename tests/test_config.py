@@ -264,8 +264,8 @@ def test_payload_key_placeholder_names_the_automation():
 
 @pytest.mark.parametrize("value", ["", "abc", "1234567", " 12345 "])
 def test_secret_shorter_than_eight_characters_is_refused(tmp_path, value):
-    # The redactor skips values under 4 characters (they would garble every log
-    # line): a secret that short leaked everywhere. 8 keeps every secret redactable.
+    # The redactor replaces a secret of any length, so a short one would garble every
+    # log line holding its letters; it is refused at load instead.
     (tmp_path / "key").write_text(value)
     found = problems(f"[secrets]\nSHORT = {{ file = '{tmp_path}/key' }}")
     assert len(found) == 1

@@ -105,10 +105,13 @@ async def test_disabled_state_survives_restart(start_daemon, receiver):
 
 async def test_a_hanging_endpoint_does_not_delay_another(start_daemon, receiver, serve):
     release = asyncio.Event()
-    hanging: list[web.Request] = []
+    hanging: list[int] = []  # the versions the slow endpoint received, in order
+    arrived: asyncio.Queue[int] = asyncio.Queue()
 
     async def hang(request: web.Request) -> web.Response:
-        hanging.append(request)
+        version = json.loads(await request.read())["v"]
+        hanging.append(version)
+        arrived.put_nowait(version)
         await release.wait()
         return web.Response(text="late")
 
@@ -119,14 +122,19 @@ async def test_a_hanging_endpoint_does_not_delay_another(start_daemon, receiver,
                   + integration("fast", receiver.url) + automation("f", "fast"))
         daemon = await start_daemon(config)
         await send(daemon, 1, 2, 3, 4, 5)
+        # First the slow endpoint holds both of its slots (awaited: its requests may
+        # arrive after the fast endpoint's)...
+        held = {await asyncio.wait_for(arrived.get(), 20) for _ in range(2)}
+        # ...then all five reach the fast one, none of the held requests answered.
         fast = sorted([json.loads((await receiver.next()).body)["v"] for _ in range(5)])
         assert fast == [1, 2, 3, 4, 5]
-        # All five reached the fast endpoint while the slow one still holds its
-        # first two, and its in-flight limit keeps the other three waiting.
+        # max_in_flight = 2 keeps the other three back while the two hang.
         assert len(hanging) == 2
-        assert not release.is_set()
-    finally:
         release.set()
+        rest = {await asyncio.wait_for(arrived.get(), 20) for _ in range(3)}
+        assert held | rest == {1, 2, 3, 4, 5} and len(hanging) == 5
+    finally:
+        release.set()  # a failed assertion must not leave the handlers hanging
 
 
 async def test_rate_limit_holds(start_daemon, receiver):
@@ -234,7 +242,7 @@ async def waiting_on_a_dead_endpoint(start_daemon) -> tuple[Any, dict]:
 
 
 async def test_receiver_down_is_retried_on_the_schedule(start_daemon):
-    """DESIGN §6: the first retry is 5 s (±20 %) after the first attempt, not at once:
+    """The retry schedule: the first retry is 5 s (±20 %) after the first attempt, not at once:
     the recorded schedule says so, and no second attempt has been made meanwhile."""
     _, answer = await waiting_on_a_dead_endpoint(start_daemon)
     assert answer["execution"]["state"] == "PENDING"

@@ -87,7 +87,7 @@ async def test_retry_after_server_error_then_success(start_daemon, receiver):
     async with daemon.client() as client:
         await client.send(ALIAS_EVENT)
     first = await receiver.next()
-    second = await receiver.next()  # DESIGN §6: the first retry, 5 s (±20 %) later
+    second = await receiver.next()  # the retry schedule: the first retry, 5 s (±20 %) later
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     answer = await settled(daemon, first.headers["webhook-id"])
     assert [a["status"] for a in answer["attempts"]] == [503, 200]

@@ -1,6 +1,7 @@
-"""DESIGN §8 after a failed write: what a refused event did to a scope's memory must
-not reach the database through a later write. Found while writing test_soak.py;
-both failed before writes computed from a diverged book were dropped as stale.
+"""Atomicity (an event's id commits with everything it caused, or nothing does) after
+a failed write: what a refused event did to a scope's memory must not reach the
+database through a later write. Found while writing test_soak.py; both failed before
+writes computed from a diverged book were dropped as stale.
 
 A real ScopeActor and Store; the writer's transaction is held, then failed, as a
 full disk or a lock held past busy_timeout would fail it, so the order of events

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 
 import aiohttp
 from aiohttp import web
@@ -38,27 +39,35 @@ async def test_sigterm_with_deliveries_in_flight_loses_none(start_daemon, serve)
                                "registry": "model", "collection": "c", "version": v,
                                "alias": "a"})
     await two_held.wait()  # max_in_flight = 2: both slots are taken and held
+    in_flight = set(arrived)
     daemon.process.send_signal(signal.SIGTERM)
     await daemon.notified("STOPPING=1")
-    # Stopping, yet waiting for the two held requests (the proof is below: they
-    # were answered and recorded with one attempt each, not resent after restart).
-    assert daemon.process.returncode is None
-    assert len(arrived) == 2
+
+    async def log() -> str:
+        return daemon.log_text()
+
+    # Answer the two only once the delivery drain has begun (no new attempt starts
+    # from then on): answered any earlier, they would prove nothing about the drain.
+    await eventually(log, lambda text: "letting deliveries in flight finish" in text)
     release.set()
     assert await asyncio.wait_for(daemon.process.wait(), 30) == 0
-    in_flight = set(arrived[:2])
-    assert answered >= in_flight
 
-    # The two in flight finished before the exit; the four queued wait, PENDING,
-    # and go out after a restart. None is lost.
+    # Read from the database the exit left: the two in flight finished (their answers
+    # recorded before the exit), the four queued wait, PENDING, never attempted.
+    with sqlite3.connect(daemon.database) as db:
+        left = {row[0]: row[1:] for row in db.execute(
+            "SELECT id, state, attempts FROM executions")}
+    assert {i: left[i] for i in in_flight} == {i: ("FINISHED", 1) for i in in_flight}
+    assert sorted(v for i, v in left.items() if i not in in_flight) == [("PENDING", 0)] * 4
+
+    # After a restart the four go out; none is lost and none is sent twice.
     daemon = await start_daemon(config=daemon.config)
     async with daemon.client() as client:
         rows = await eventually(
             lambda: client.request({"type": "query.history"}),
             lambda a: sum(r["state"] == "FINISHED" for r in a["executions"]) == 6)
-    by_id = {r["id"]: r for r in rows["executions"]}
-    assert all(by_id[i]["attempts"] == 1 for i in in_flight)
-    assert set(by_id) == set(answered)
+    assert {r["id"]: r["attempts"] for r in rows["executions"]} == dict.fromkeys(left, 1)
+    assert sorted(arrived) == sorted(left) and answered == set(left)
 
 
 async def test_metrics_match_what_was_sent(start_daemon, receiver):

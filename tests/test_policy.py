@@ -20,7 +20,7 @@ def test_2xx_finishes(status):
 def test_retryable_failures_are_retried(status, error):
     outcome = decide(1, status, error, rand=0.5)
     assert outcome.state == "PENDING"
-    assert outcome.delay == 5.0  # DESIGN §6: the first retry waits 5 s, not 0
+    assert outcome.delay == 5.0  # the first retry waits 5 s, not 0
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 301, 307])
@@ -38,7 +38,7 @@ def test_refused_destination_is_never_retried():
     assert decide(1, None, "destination refused: x", refused=True).state == "FAILED"
 
 
-# DESIGN §6, written out by hand: attempt 1 goes at once; after attempt n fails,
+# The retry schedule (Svix's), written out by hand: attempt 1 goes at once; after attempt n fails,
 # the wait is the n-th entry, ±20 %. Columns: attempt, rand=0 (-20 %), rand=0.5,
 # rand->1 (+20 %).
 SCHEDULE_BY_HAND = [

@@ -270,12 +270,43 @@ def test_logged_values_round_trip_exactly(values):
     assert _unpack(data) == values
 
 
-def test_restore_replays_both_log_forms_in_order():
-    """Logged 1 (JSON), +inf (msgpack), 2 (JSON): a restart rebuilds the window
-    from the log in that order, whatever form each row took."""
+# metric_log rows as they lie in databases, written out byte by byte. Before JSON
+# text, every row was msgpack (a map of str to float64, 0xcb + big-endian IEEE 754);
+# a row holding ±Infinity still is. A database upgraded in place must replay them all.
+MSGPACK_HALF_AND_QUARTER = b"\x82\xa4loss\xcb\x3f\xe0\0\0\0\0\0\0\xa3acc\xcb\x3f\xd0\0\0\0\0\0\0"
+MSGPACK_ONE = b"\x81\xa4loss\xcb\x3f\xf0\0\0\0\0\0\0"
+MSGPACK_INF = b"\x81\xa4loss\xcb\x7f\xf0\0\0\0\0\0\0"
+MSGPACK_MINUS_INF = b"\x81\xa4loss\xcb\xff\xf0\0\0\0\0\0\0"
+JSON_TWO = '{"loss":2.0}'
+
+
+@pytest.mark.parametrize("row, values", [
+    (MSGPACK_HALF_AND_QUARTER, {"loss": 0.5, "acc": 0.25}),
+    (MSGPACK_ONE, {"loss": 1.0}),
+    (MSGPACK_INF, {"loss": INF}),
+    (MSGPACK_MINUS_INF, {"loss": -INF}),
+    (JSON_TWO, {"loss": 2.0}),
+    ('{"loss":0.30000000000000004,"acc":1e-300}', {"loss": 0.1 + 0.2, "acc": 1e-300}),
+])
+def test_logged_rows_already_in_databases_decode(row, values):
+    from runhook.evaluate.runbook import _unpack
+    assert _unpack(row) == values
+
+
+def test_this_version_logs_json_text_and_msgpack_only_for_infinity():
+    """What later versions will find in the log: pinned, so a change of format is a
+    decision (with a reader for these rows), not an accident."""
     from runhook.evaluate.runbook import pack
+    assert pack({"loss": 2.0}) == JSON_TWO
+    assert pack({"loss": INF}) == MSGPACK_INF
+
+
+def test_restore_replays_both_log_forms_in_order():
+    """Logged 1 (msgpack, as earlier versions wrote it), +inf (msgpack), 2 (JSON): a
+    restart rebuilds the window from the log in that order, whatever form each row took."""
     restored = book(threshold(">", 5, 3, "avg"))
     restored.restore({"runs": [], "windows": [], "flags": [],
-                      "log": [("r1", "prod-1", "ana", pack({"loss": v})) for v in (1.0, INF, 2.0)]},
+                      "log": [("r1", "prod-1", "ana", row)
+                              for row in (MSGPACK_ONE, MSGPACK_INF, JSON_TWO)]},
                      {}, 0.0)
     assert restored.runs["r1"].rings["loss"].values() == [1.0, INF, 2.0]

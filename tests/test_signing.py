@@ -1,4 +1,6 @@
-"""Signatures checked by the standardwebhooks reference library and by hand."""
+"""Signatures checked against fixed vectors (the Standard Webhooks specification's own,
+and ones computed with `openssl dgst -sha256 -mac HMAC`), by the standardwebhooks
+reference library, and by hand with hmac: never with the code under test."""
 
 from __future__ import annotations
 
@@ -16,8 +18,17 @@ from runhook.core.templates import Payload
 from runhook.delivery.channels import webhook
 from runhook.delivery.signing import standard_signature, wandb_signature
 
-OLD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OLD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the specification's example secret
+OLD_KEY = bytes.fromhex("31f290f6bf06298aab4f08d43c3f082cf648a362da2da4b0")
 NEW = "whsec_" + base64.b64encode(b"a brand new signing key!").decode()
+
+
+def test_signature_matches_the_specification_test_vector():
+    """The vector every Standard Webhooks library checks: matching it is what lets a
+    receiver verify our deliveries with any of them."""
+    body = b'{"test": 2432232314}'
+    assert standard_signature([signing_key(OLD)], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+                              body) == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def test_reference_library_verifies_our_signature():
@@ -29,9 +40,9 @@ def test_reference_library_verifies_our_signature():
 
 
 def test_signature_matches_the_spec_computed_by_hand():
-    key = base64.b64decode(OLD[len("whsec_"):])
-    expected = base64.b64encode(hmac.new(key, b"ex_9.123.body", hashlib.sha256).digest())
-    assert standard_signature([key], "ex_9", 123, b"body") == "v1," + expected.decode()
+    expected = base64.b64encode(hmac.new(OLD_KEY, b"ex_9.123.body", hashlib.sha256).digest())
+    assert expected == b"yXUZxj5gXFXEgVDLc7sva1OJ6KtxAsm+/+n6A3bI/wg="  # openssl's
+    assert standard_signature([OLD_KEY], "ex_9", 123, b"body") == "v1," + expected.decode()
 
 
 def test_rotation_sends_both_and_either_secret_verifies():
@@ -47,7 +58,9 @@ def test_rotation_sends_both_and_either_secret_verifies():
         stranger.verify(body, headers)
 
 
-def test_plain_secret_is_used_as_its_bytes():
+def test_whsec_secret_is_its_base64_and_a_plain_one_its_bytes():
+    assert signing_key(OLD) == OLD_KEY
+    assert signing_key(NEW) == b"a brand new signing key!"
     assert signing_key("plain secret") == b"plain secret"
     with pytest.raises(ValueError, match="not base64"):
         signing_key("whsec_***")
@@ -55,6 +68,7 @@ def test_plain_secret_is_used_as_its_bytes():
 
 def test_wandb_signature_is_base64_hmac_of_body():
     expected = base64.b64encode(hmac.new(b"k", b"payload", hashlib.sha256).digest()).decode()
+    assert expected == "U+HO3VUODmk84Duv5a5CTZ8pJxcBjVhqqt6HdIHcgkw="  # openssl's
     assert wandb_signature(b"k", b"payload") == expected
 
 
@@ -69,5 +83,8 @@ def test_webhook_request_headers():
     assert h["Authorization"] == "Bearer t0k"
     assert h["webhook-id"] == "ex_3" and h["webhook-timestamp"] == "1700000000"
     assert h["X-Team"] == "ml" and h["Content-Type"] == "application/json"
-    assert h["X-Wandb-Signature"] == wandb_signature(signing_key(OLD), request.body)
-    assert len(h["webhook-signature"].split()) == 2
+    # Fixed vectors (openssl) over id ex_3, time 1700000000 and the rendered body: one
+    # signature per secret, in the configured order; W&B's with the first secret.
+    assert h["webhook-signature"] == ("v1,DfTluQI3xrBjKVYWBhu3pmzIryeynnNglBU0CJ4QiYk= "
+                                      "v1,fbEwWQnWqT5SRsO0BXy47fLlNDvxMgFprvYyARkmh7g=")
+    assert h["X-Wandb-Signature"] == "qXzUtq5w9AzFsV0Kfu7Gt3gCic95jh3TGaUQWKvllE4="

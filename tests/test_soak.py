@@ -1,4 +1,4 @@
-"""DESIGN §8 under fire: a pipelining client that resends every line it has no `ok`
+"""Idempotency and atomicity under fire: a pipelining client that resends every line it has no `ok`
 for, with the same ids, ends with exactly the executions of a crash-free run, through
 kill -9 of the daemon, a full disk, and lines refused for a bad field.
 
@@ -87,7 +87,7 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 def crossings(series: list[float | None], window: int = 3) -> list[tuple[int, list[float]]]:
     """Where avg(last `window` values) > THRESHOLD becomes true (the first evaluation
-    counts), with the window: DESIGN §5 by hand. NaN and null are not values."""
+    counts), with the window: the crossing rule by hand. NaN and null are not values."""
     kept: list[float] = []
     fired, active = [], False
     for position, value in enumerate(series):

@@ -159,15 +159,24 @@ async def test_client_that_reads_late_loses_nothing(daemon):
     """Write far more lines than the daemon buffers before reading any answer:
     the daemon stops reading (backpressure) instead of dropping, and every line is
     answered once the client reads."""
-    count = 30_000
+    count = 200_000  # 21 MB; the daemon holds a few MB of them (answers pending, buffers)
+    fires = {i for i in range(count) if i % 100 == 99}  # the rest go to a project nobody watches
+    other = {**GOOD, "project": "other"}
+    data = b"".join(line({**(GOOD if i in fires else other), "version": i}) for i in range(count))
     reader, writer = await asyncio.open_unix_connection(daemon.socket)
-    data = b"".join(line({**GOOD, "version": i}) for i in range(count))
-
     writer.write(data)
-    # Far more than the socket buffers hold: the rest waits on our side until the
-    # daemon reads, which it does only as its answers are read.
-    assert writer.transport.get_write_buffer_size() > 0
     writing = asyncio.create_task(writer.drain())
+    # Wait until the daemon stops taking bytes (our buffer unchanged for half a second),
+    # reading no answer meanwhile: it must stop with most of the data still unsent.
+    # (Right after write() the buffer is never empty: the kernel takes a few hundred KB.)
+    loop = asyncio.get_running_loop()
+    deadline, last, still = loop.time() + 30, -1, 0
+    while still < 10:
+        assert loop.time() < deadline, "the daemon never stopped reading"
+        await asyncio.sleep(0.05)
+        size = writer.transport.get_write_buffer_size()
+        still, last = (still + 1 if size == last else 0), size
+    assert last > 0 and not writing.done(), "the daemon read everything nobody answered"
     answers = 0
     while answers < count:
         got = await asyncio.wait_for(reader.readline(), 30)
@@ -176,8 +185,8 @@ async def test_client_that_reads_late_loses_nothing(daemon):
     await writing
     writer.close()
     async with daemon.client() as client:
-        history = await client.request({"type": "query.history", "limit": 1})
-    assert history["executions"][0]["context"]["artifact_version_index"] == count - 1
+        history = await client.request({"type": "query.history", "limit": 10_000})
+    assert {r["context"]["artifact_version_index"] for r in history["executions"]} == fires
 
 
 async def test_socket_mode_is_owner_and_group(daemon):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import anyio
 from test_socket import GOOD, RECORD
 
+from runhook.core.executions import STATES
 from runhook.store.database import Store, Write
 from runhook.store.statements import INSERT_EVENT_ID
 
@@ -29,6 +31,19 @@ async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
         "0001_executions", "0002_run_state", "0003_delivery_control",
         "0004_status_counts", "0005_event_ids_per_scope"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_the_executions_table_allows_exactly_the_states_the_code_knows(tmp_path):
+    """The migration spells the states out (migrations are history, never edited);
+    the code's one list must stay the same four."""
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    await store.close()
+    db = sqlite3.connect(tmp_path / "r.db")
+    [sql] = db.execute("SELECT sql FROM sqlite_master WHERE name = 'executions'").fetchone()
+    check = re.search(r"CHECK \(state IN \(([^)]*)\)\)", sql)
+    assert check is not None
+    assert tuple(s.strip("' ") for s in check.group(1).split(",")) == STATES
 
 
 async def test_group_commit_and_failed_batch(tmp_path):

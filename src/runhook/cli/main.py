@@ -19,6 +19,7 @@ from runhook.config.model import ConfigError, read
 from runhook.config.settings import load
 from runhook.core import constants
 from runhook.core.durations import parse_duration
+from runhook.core.executions import STATES
 from runhook.core.schema import StartupError
 
 
@@ -291,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = client_command("history", "list recent executions")
     p.add_argument("--automation")
-    p.add_argument("--state", choices=["PENDING", "FINISHED", "FAILED", "SKIPPED"])
+    p.add_argument("--state", choices=STATES)
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_history)

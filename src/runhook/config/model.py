@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,7 +10,7 @@ import msgspec
 
 from runhook.config.secrets import SecretSource
 from runhook.core import constants
-from runhook.core.schema import Table
+from runhook.core.schema import Table, field_error
 from runhook.triggers.artifact import ArtifactTriggers
 from runhook.triggers.runs import RunTriggers
 
@@ -100,7 +99,6 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-_MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$")
 # What msgspec's wording leaves out, by path ("expected `int` <= 511" for a mode
 # people write in octal).
 _HINTS = {"server.socket_mode": " (a permission mode, 0o000 to 0o777, such as 0o660)"}
@@ -138,10 +136,10 @@ def _not_utf8(data: bytes, offset: int) -> str:
 
 
 def _reword(message: str, text: str) -> str:
-    match = _MSGSPEC_PATH.match(message)
-    if match is None:
+    parsed = field_error(message)
+    if parsed is None:
         return message
-    reason, path = match.groups()
+    path, reason = parsed
     for table, kind in (("secrets", SecretSource), ("integrations", Integration)):
         if path.startswith(f"{table}[...]"):
             # msgspec cannot name a table's key; find the entry that fails on its own.
@@ -152,7 +150,7 @@ def _reword(message: str, text: str) -> str:
                 except msgspec.ValidationError:
                     path = f"{table}.{key}" + path[len(table) + 5:]
                     break
-    return f"{path or '(top level)'}: {reason[0].lower()}{reason[1:]}{_HINTS.get(path, '')}"
+    return f"{path or '(top level)'}: {reason}{_HINTS.get(path, '')}"
 
 
 def read(path: str | Path) -> Config:

@@ -19,10 +19,10 @@ from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
 from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
 from runhook.triggers import artifact, runs
 
-# Every secret value is replaced by its name in logs, errors and stored responses;
-# the redactor skips values under 4 characters, which would garble ordinary text
-# ("abc" in every word holding it) and so leaked. At 8 a value is both worth its
-# name and rare enough in other text to be redacted wherever it appears.
+# Every secret value is replaced by its name in logs, errors and stored responses,
+# whatever its length; a short one would garble ordinary text ("abc" in every word
+# holding it) and is guessable anyway. At 8 a value is both worth its name and rare
+# enough in other text to be redacted wherever it appears.
 MIN_SECRET_LENGTH = 8
 
 

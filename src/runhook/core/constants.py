@@ -7,7 +7,8 @@ DEFAULT_SOCKET = "/run/runhook/events.sock"
 DEFAULT_HTTP = "127.0.0.1:8787"
 DEFAULT_DATABASE = "/var/lib/runhook/runhook.db"
 
-# DESIGN §3: a line over 1 MiB is refused; it also bounds a connection's buffer.
+# A line over 1 MiB is refused (answered with an error, the connection goes on); it
+# also bounds a connection's buffer.
 MAX_LINE_BYTES = 1 << 20
 # How much one read() takes from a socket; many lines per read keep syscalls rare.
 READ_CHUNK = 256 * 1024
@@ -33,7 +34,7 @@ WRITE_QUEUE_SIZE = 16384
 # latency of one commit in the low milliseconds.
 MAX_WRITE_BATCH = 4096
 
-# DESIGN §3: an `id` already accepted in the last 24 h is acknowledged, not re-evaluated.
+# An event `id` already accepted in the last 24 h is acknowledged, not re-evaluated.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 # Committed ids kept in memory for lookups without the database (~150 bytes each);
 # older ones are looked up in event_ids.
@@ -48,7 +49,8 @@ DEFAULT_IN_FLIGHT = 4
 DEFAULT_TIMEOUT_S = 15.0
 # Slack's documented limit for incoming webhooks: about one message per second.
 SLACK_DEFAULT_RATE = "1/s"
-# DESIGN §6: attempts keep the first 1 KiB of the response.
+# An attempt keeps the first 1 KiB of the response (scrubbed of secrets before the
+# cut): enough to show why an endpoint refused, not a page of HTML per attempt.
 RESPONSE_KEEP_BYTES = 1024
 
 # The loopback HTTP server. Its readers are a metrics scraper, a few browser tabs

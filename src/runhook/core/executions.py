@@ -6,7 +6,7 @@ import functools
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -18,6 +18,14 @@ from runhook.core.events import (
     RunEvent,
     RunState,
 )
+
+# The states of an execution, and their one list: the wire protocol, the HTTP API, the
+# status page and the CLI take it from here (the executions table's CHECK, written once
+# by its migration, names the same four). PENDING waits for an attempt; FINISHED was
+# delivered, or needed no delivery; FAILED was given up; SKIPPED is a crossing inside
+# its cooldown, recorded and never sent.
+State = Literal["PENDING", "FINISHED", "FAILED", "SKIPPED"]
+STATES: tuple[State, ...] = get_args(State)
 
 _encoder = msgspec.json.Encoder()
 # The times an event may carry: those that datetime can show in UTC (NaN fails both).

@@ -1,6 +1,8 @@
-"""The base of every configuration table, and the error that names a field."""
+"""The base of every configuration table, and the errors that name a field."""
 
 from __future__ import annotations
+
+import re
 
 import msgspec
 
@@ -17,6 +19,21 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+# msgspec's ValidationError text: "Expected `int`, got `str` - at `$.server.port`".
+_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$")
+
+
+def field_error(message: str) -> tuple[str, str] | None:
+    """A msgspec ValidationError's text as (path, reason), the path without `$.`
+    ("" for the top level) and the reason starting lower-case, so the configuration
+    and the wire protocol word it alike; None when msgspec names no path."""
+    match = _AT.match(message)
+    if match is None:
+        return None
+    reason, path = match.groups()
+    return path, reason[:1].lower() + reason[1:]
 
 
 class StartupError(Exception):

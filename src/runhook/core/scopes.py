@@ -14,7 +14,9 @@ RUN_KINDS = frozenset({
     "RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE", "RUN_STATE",
 })
 
-# DESIGN §2: an event kind in a scope that cannot produce it is a load error.
+# The event kinds each scope produces: a project has no links, a registry no creations,
+# and only a project has runs. An automation asking its scope for another kind could
+# never fire, so it is a load error.
 ALLOWED_KINDS = {
     "project": frozenset({
         "CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-# DESIGN §6: W&B's names, so payloads written for W&B port unchanged.
+# W&B's variable names, so payloads written for W&B automations port unchanged.
 KNOWN_VARIABLES = frozenset({
     "event_type", "event_author", "entity_name", "project_name", "registry_name",
     "automation_name", "artifact_collection_name", "artifact_version",

@@ -6,7 +6,7 @@ import random
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
-# DESIGN §6 (Svix's schedule): the first attempt goes at once; these are the waits
+# Svix's retry schedule: the first attempt goes at once; these are the waits
 # before each retry, so the n-th failed attempt waits SCHEDULE[n - 1]. The first
 # retry waits too: an endpoint that just failed is rarely back a millisecond later.
 # After the last retry fails the execution is FAILED, about 28 h after creation.

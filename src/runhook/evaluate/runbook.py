@@ -132,7 +132,7 @@ class RunBook:
         run = outcome.run = self._run(event.run_id, name, user, now)
         for metric, value, automations in watched:
             if value is None or math.isnan(value):
-                continue  # DESIGN §5: NaN and null are ignored; ±Infinity takes part
+                continue  # NaN and null are not values: ignored; ±Infinity takes part
             size = self.sizes[metric]
             ring = run.rings.get(metric)
             if ring is None or ring.size != size:

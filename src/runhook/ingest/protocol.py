@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 from runhook.core.events import ArtifactEvents, RunEvents
+from runhook.core.executions import State
+from runhook.core.schema import field_error
 
 
 class Query(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=True):
@@ -17,7 +18,7 @@ class Query(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_field
 
 class History(Query, tag="query.history", kw_only=True):
     automation: str | None = None
-    state: Literal["PENDING", "FINISHED", "FAILED", "SKIPPED"] | None = None
+    state: State | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
     since: float | None = None
 
@@ -68,7 +69,6 @@ QUERY_TYPES = ("query.history", "query.execution", "query.status", "command.enab
 
 _decoder = msgspec.json.Decoder(Request)
 _encoder = msgspec.json.Encoder()
-_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$")
 
 OK = b'{"ok":true}\n'
 OK_DUPLICATE = b'{"ok":true,"duplicate":true}\n'
@@ -115,8 +115,8 @@ def _decode(line: bytes) -> Any:
 
 
 def _reword(message: str) -> str:
-    match = _AT.match(message)
-    if match is None:
+    parsed = field_error(message)
+    if parsed is None:
         if message.startswith("Object missing required field"):
             return "missing required field" + message[len("Object missing required field"):]
         if message.startswith("Object contains unknown field"):
@@ -124,14 +124,13 @@ def _reword(message: str) -> str:
         if message.startswith("Expected `object`"):
             return "expected a JSON object with a `type`" + message[len("Expected `object`"):]
         return message
-    reason, path = match.groups()
-    if path == "type" and reason.startswith("Invalid value"):
-        return (f"field `type`: unknown type {reason[len('Invalid value '):]} "
+    path, reason = parsed
+    if path == "type" and reason.startswith("invalid value"):
+        return (f"field `type`: unknown type {reason[len('invalid value '):]} "
                 f"(expected one of {', '.join(EVENT_TYPES + QUERY_TYPES)})")
-    if reason.startswith("Object missing required field"):
-        return f"field `{path}`: missing required field" + \
-            reason[len("Object missing required field"):]
-    return f"field `{path}`: {reason[0].lower()}{reason[1:]}"
+    if reason.startswith("object missing required field"):
+        reason = reason[len("object "):]
+    return f"field `{path}`: {reason}"
 
 
 def _name_key(message: str, line: bytes) -> str:

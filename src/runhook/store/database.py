@@ -84,6 +84,14 @@ def _execution(row: Sequence[Any]) -> Execution:
     return Execution(**values)
 
 
+_ATTEMPT_COLUMNS = "number, started_at, duration_ms, status, error, response"
+
+
+def _attempt(row: Sequence[Any]) -> Attempt:
+    """An attempts row, selected as _ATTEMPT_COLUMNS."""
+    return Attempt(**dict(zip(_ATTEMPT_COLUMNS.split(", "), row)))
+
+
 class Write:
     """A unit of work for the writer, committed in one transaction with others, and
     a callback told the outcome after the commit. Within a batch the writer groups
@@ -350,10 +358,9 @@ class Store:
 
     async def attempts(self, execution_id: str) -> list[Attempt]:
         rows = await self._query(
-            "SELECT number, started_at, duration_ms, status, error, response FROM attempts "
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts "
             "WHERE execution_id = ? ORDER BY number", (execution_id,))
-        return [Attempt(number=r[0], started_at=r[1], duration_ms=r[2], status=r[3],
-                        error=r[4], response=r[5]) for r in rows]
+        return [_attempt(row) for row in rows]
 
     async def due(self, integration: str, now: float, limit: int,
                   skip: Container[str] = ()) -> tuple[list[Due], int]:
@@ -413,14 +420,12 @@ class Store:
         if not ids:
             return {}
         rows = await self._query(
-            "SELECT execution_id, number, started_at, duration_ms, status, error, response "
+            f"SELECT execution_id, {_ATTEMPT_COLUMNS} "
             f"FROM attempts WHERE execution_id IN ({', '.join('?' * len(ids))}) "
             "ORDER BY execution_id, number", ids)
         out: dict[str, list[Attempt]] = {}
-        for r in rows:
-            out.setdefault(r[0], []).append(Attempt(number=r[1], started_at=r[2],
-                                                    duration_ms=r[3], status=r[4], error=r[5],
-                                                    response=r[6]))
+        for row in rows:
+            out.setdefault(row[0], []).append(_attempt(row[1:]))
         return out
 
     async def disabled_integrations(self) -> dict[str, str]:

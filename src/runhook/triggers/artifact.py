@@ -53,8 +53,9 @@ ArtifactTriggers = (CreateArtifact | LinkArtifact | UnlinkArtifact | AddArtifact
 
 
 def occurrences(event: ArtifactEvent) -> list[Occurrence]:
-    """DESIGN §3: `artifact.created` is CREATE_ARTIFACT plus one ADD_ARTIFACT_ALIAS per
-    alias and one ADD_ARTIFACT_TAG per tag; `artifact.linked` is LINK_ARTIFACT plus aliases."""
+    """The event kinds a wire event produces: `artifact.created` is CREATE_ARTIFACT plus
+    one ADD_ARTIFACT_ALIAS per alias and one ADD_ARTIFACT_TAG per tag; `artifact.linked`
+    is LINK_ARTIFACT plus aliases."""
     match event:
         case ArtifactCreated():
             return ([Occurrence("CREATE_ARTIFACT")]

@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 import msgspec
 
 from runhook.triggers.aggregate import aggregate, canonical, direction_holds, number
-from runhook.triggers.checker import HoldsFromVerdict, Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
@@ -25,7 +24,7 @@ class MetricChange(RunFilter, tag="RUN_METRIC_CHANGE", kw_only=True, frozen=True
     amount: Annotated[float, msgspec.Meta(gt=0)]
 
 
-class ChangeChecker(HoldsFromVerdict):
+class ChangeChecker:
     """Holds when agg(last `window`) moved by `amount` from agg(the `prior_window` before)."""
 
     __slots__ = (
@@ -54,21 +53,23 @@ class ChangeChecker(HoldsFromVerdict):
         self.description = (f"{self.agg}({config.metric}) over last {self.window} {verb} by at "
                             f"least {amount} vs the {self.prior} before")
 
-    def evaluate(self, window: Sequence[float]) -> Verdict | None:
+    def holds(self, window: Sequence[float]) -> bool | None:
+        """Whether the condition holds over the latest values (oldest first); None =
+        cannot tell: too few values, or no change to measure."""
         if len(window) < self.size:
             return None
-        values = list(window[-self.size:])
+        values = window[-self.size:]
         prior = aggregate(self.agg, values[:self.prior])
         current = aggregate(self.agg, values[self.prior:])
         if self.relative:
             if prior == 0:
-                return None  # DESIGN §5: relative change from zero is skipped
+                return None  # a change relative to zero has no size: cannot tell
             delta = (current - prior) / abs(prior)
         else:
             delta = current - prior
         if math.isnan(delta):
             return None
-        return Verdict(direction_holds(self.direction, delta, self.amount), values)
+        return direction_holds(self.direction, delta, self.amount)
 
 
 def from_config(config: MetricChange) -> ChangeChecker:

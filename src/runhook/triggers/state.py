@@ -16,7 +16,8 @@ class RunStateTrigger(RunFilter, tag="RUN_STATE", kw_only=True, frozen=True):
 
 
 def normalize(state: str) -> str:
-    """crashed counts as failed (DESIGN §5)."""
+    """A run state as RUN_STATE sees it: crashed counts as failed; killed stays
+    killed, which no automation can ask for, so it never fires."""
     return "failed" if state == "crashed" else state
 
 

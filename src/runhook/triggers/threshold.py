@@ -8,7 +8,6 @@ from typing import Literal
 
 from runhook.core.schema import FieldError
 from runhook.triggers.aggregate import COMPARISONS, aggregate, canonical, number
-from runhook.triggers.checker import Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter, Window
 
 
@@ -41,7 +40,7 @@ class ThresholdChecker:
 
     def holds(self, window: Sequence[float]) -> bool | None:
         """Whether the condition holds over the latest values (oldest first); None =
-        cannot tell yet. The hot path: no copy, no Verdict (see RunBook.metrics)."""
+        cannot tell yet. The hot path: nothing is copied (see RunBook.metrics)."""
         if len(window) != self.size:
             if len(window) < self.size:
                 return None
@@ -50,13 +49,6 @@ class ThresholdChecker:
         if math.isnan(value):  # infinities cancelled
             return None
         return self.compare(value, self.threshold)
-
-    def evaluate(self, window: Sequence[float]) -> Verdict | None:
-        """`holds`, with the values it read (for the execution's context)."""
-        holds = self.holds(window)
-        if holds is None:
-            return None
-        return Verdict(holds, list(window[-self.size:]))
 
 
 def from_config(config: MetricThreshold) -> ThresholdChecker:

@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 import msgspec
 
 from runhook.triggers.aggregate import direction_holds, number
-from runhook.triggers.checker import HoldsFromVerdict, Verdict
 from runhook.triggers.run_filter import MetricName, RunFilter
 
 
@@ -22,7 +21,7 @@ class MetricZScore(RunFilter, tag="RUN_METRIC_ZSCORE", kw_only=True, frozen=True
     direction: Literal["increase", "decrease", "any"] = "any"
 
 
-class ZScoreChecker(HoldsFromVerdict):
+class ZScoreChecker:
     """Holds when the newest value is `threshold` population standard deviations
     from the mean of the `window` values before it."""
 
@@ -38,20 +37,22 @@ class ZScoreChecker(HoldsFromVerdict):
         self.description = (f"z-score of {config.metric} {sign}{number(config.threshold)} "
                             f"vs the last {config.window} values")
 
-    def evaluate(self, window: Sequence[float]) -> Verdict | None:
+    def holds(self, window: Sequence[float]) -> bool | None:
+        """Whether the condition holds for the newest value (oldest first); None =
+        cannot tell: too few values, or none of the spread a z-score needs."""
         if len(window) < self.size:
             return None
-        values = list(window[-self.size:])
+        values = window[-self.size:]
         earlier, x = values[:-1], values[-1]
         mean = math.fsum(earlier) / self.window
         variance = math.fsum((v - mean) ** 2 for v in earlier) / self.window
         stdev = math.sqrt(variance) if not math.isnan(variance) else math.nan
         if stdev == 0 or math.isnan(stdev) or math.isinf(stdev):
-            return None  # DESIGN §5: skipped when the stdev is 0
+            return None  # no spread to measure against (all values equal, or infinite)
         z = (x - mean) / stdev
         if math.isnan(z):
             return None
-        return Verdict(direction_holds(self.direction, z, self.threshold), values)
+        return direction_holds(self.direction, z, self.threshold)
 
 
 def from_config(config: MetricZScore) -> ZScoreChecker:

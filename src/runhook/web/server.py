@@ -14,6 +14,7 @@ from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from runhook.core import constants
+from runhook.core.executions import STATES
 from runhook.core.metrics import Metrics
 from runhook.core.schema import StartupError
 from runhook.store.database import Execution, Store
@@ -21,7 +22,6 @@ from runhook.web import status_page
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
 
 log = logging.getLogger("runhook.http")
-STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")
 
 
 class Daemon(Protocol):

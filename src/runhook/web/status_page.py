@@ -6,8 +6,9 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from runhook.core.executions import STATES
+
 REFRESH_S = 5
-STATES = ("PENDING", "FINISHED", "FAILED", "SKIPPED")
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1d2330;background:#f7f8fa}
