@@ -1,4 +1,4 @@
-"""What one firing records: execution ids, template contexts and database rows (pure)."""
+"""What a firing records: execution ids, template contexts, rows and delivery jobs (pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -132,6 +132,18 @@ def execution_row(execution_id: str, automation: str, scope: str, kind: str, eve
     return (execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,
             action_kind, integration, state, reason, _encoder.encode(context).decode(), run_id,
             now, now, next_attempt)
+
+
+class Job(NamedTuple):
+    """An execution waiting for an attempt: all a sender needs, no secrets."""
+
+    id: str
+    automation: str
+    integration: str
+    context: dict[str, Any]
+    attempts: int
+    created_at: float
+    round_start: int = 0  # attempts made before the last redelivery
 
 
 TEST_AUTOMATION = "(test)"

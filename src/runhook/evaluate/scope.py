@@ -17,10 +17,10 @@ from runhook.core import constants
 from runhook.core.acks import Ticket
 from runhook.core.durations import describe
 from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
-from runhook.core.executions import artifact_context, execution_row, new_id, run_context
+from runhook.core.executions import Job, artifact_context, execution_row, new_id, run_context
 from runhook.core.metrics import Metrics
 from runhook.core.scopes import scope_keys
-from runhook.delivery.actor import Deliveries, Job
+from runhook.delivery.actor import Deliveries
 from runhook.evaluate.runbook import Outcome, RunBook, pack
 from runhook.store.database import Statement, Store, Write
 from runhook.store.statements import (
