@@ -117,7 +117,7 @@ class ScopeActor:
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
 
     async def _restore(self) -> None:
-        if not (self.book.by_metric or self.book.on_state):
+        if not self.book.tracks_runs:
             return
         book = RunBook(self.automations)
         book.restore(await self._store.run_state(self.scope),
@@ -294,7 +294,7 @@ class ScopeActor:
             automation = firing.automation
             execution_id = new_id(now)
             context = run_context(event, automation.name, automation.kind, execution_id,
-                                  event_time, run.state, automation.run.description,
+                                  event_time, run.state, firing.description,
                                   firing.metric, firing.values)
             if firing.action == SKIP:
                 reason = (f"cooldown: fired less than {describe(automation.cooldown)} ago "
