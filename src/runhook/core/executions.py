@@ -123,6 +123,10 @@ def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: 
     return context
 
 
+# Where execution_row puts what a caller reads back (counters, logs).
+ROW_ID, ROW_AUTOMATION, ROW_KIND, ROW_STATE = 0, 1, 3, 8
+
+
 def execution_row(execution_id: str, automation: str, scope: str, kind: str, event: Event,
                   action_kind: str, integration: str | None, state: str, reason: str | None,
                   context: dict[str, Any], now: float,
