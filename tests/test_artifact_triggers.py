@@ -15,7 +15,7 @@ from runhook.core.events import (
     TagRemoved,
 )
 from runhook.core.scopes import scope_keys
-from runhook.evaluate.scope import ScopeActor
+from runhook.evaluate.evaluator import Evaluator
 from runhook.triggers.artifact import Occurrence, occurrences
 
 
@@ -34,10 +34,10 @@ scope = "{scope}"
 event = {event_table}
 action = {{ kind = "none" }}
 """))
-    actor = ScopeActor(scope, settings.automations, store=None, deliveries=None)  # type: ignore[arg-type]
-    rows, jobs = actor.evaluate(event, 0.0, 0.0)
-    assert jobs == []  # kind = "none" never goes to delivery
-    return [row[3] for row in rows]
+    caused = Evaluator(scope, settings.automations).evaluate(event, 0.0, 0.0)
+    assert caused.jobs == []  # kind = "none" never goes to delivery
+    assert caused.statements == []  # no id, no run: nothing but the executions
+    return [row[3] for row in caused.rows]
 
 
 def test_created_expands_into_alias_and_tag_kinds():
@@ -113,8 +113,8 @@ event = { kind = "CREATE_ARTIFACT" }
 action = { kind = "none" }
 enabled = false
 """))
-    actor = ScopeActor("project:acme/vision", settings.automations, None, None)  # type: ignore[arg-type]
-    assert actor.evaluate(created(), 0.0, 0.0) == ([], [])
+    evaluator = Evaluator("project:acme/vision", settings.automations)
+    assert evaluator.evaluate(created(), 0.0, 0.0) == ([], [], [])
 
 
 def test_scope_keys_cover_location_and_entity():
@@ -131,9 +131,9 @@ scope = "entity:acme"
 event = { kind = "ADD_ARTIFACT_ALIAS" }
 action = { kind = "none" }
 """))
-    actor = ScopeActor("entity:acme", settings.automations, None, None)  # type: ignore[arg-type]
+    evaluator = Evaluator("entity:acme", settings.automations)
     event = created(aliases=["best"], metadata={"acc": 0.9})
-    rows, _ = actor.evaluate(event, 1767225600.0, 0.0)
+    rows = evaluator.evaluate(event, 1767225600.0, 0.0).rows
     import json
     context = json.loads(rows[0][10])
     assert context == {

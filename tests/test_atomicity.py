@@ -98,12 +98,13 @@ async def test_copies_of_one_event_in_one_chunk_are_evaluated_once(start_daemon)
 async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypatch):
     """A crossing whose evaluation raised half-way is not remembered: the retry of the
     same value fires. Real actor and store; the failure is injected into the context."""
-    from runhook.evaluate import scope as scope_module
+    from runhook.evaluate import evaluator as evaluator_module
+    from runhook.evaluate.scope import ScopeActor
 
     settings = build(decode(CONFIG))
     store = Store(tmp_path / "a.db")
     await store.open()
-    real = scope_module.run_context
+    real = evaluator_module.run_context
     calls = []
 
     def failing_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -112,14 +113,14 @@ async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypa
             raise RuntimeError("injected")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scope_module, "run_context", failing_once)
+    monkeypatch.setattr(evaluator_module, "run_context", failing_once)
 
     class NoDeliveries:
         def offer(self, job: Any) -> None:
             raise AssertionError("kind none delivers nothing")
 
-    actor = scope_module.ScopeActor("project:acme/vision", settings.by_scope[
-        "project:acme/vision"], store, NoDeliveries())  # type: ignore[arg-type]
+    actor = ScopeActor("project:acme/vision", settings.by_scope["project:acme/vision"], store,
+                       NoDeliveries())
     event = RunMetrics(entity="acme", project="vision", run_id="r1", run_name="prod-1",
                        user="ana", values={"loss": 10.0}, id="m-1")
 

@@ -105,7 +105,7 @@ async def firings(tmp_path: Path, script: Callable[[Harness], Awaitable[None]]
     settings = build(decode(CONFIG))
     store = Store(tmp_path / "a.db")
     await store.open()
-    actor = ScopeActor(SCOPE, settings.by_scope[SCOPE], store, NoDeliveries())  # type: ignore[arg-type]
+    actor = ScopeActor(SCOPE, settings.by_scope[SCOPE], store, NoDeliveries())
     harness = Harness(store, actor)
     async with anyio.create_task_group() as tg:
         tg.start_soon(store.run)

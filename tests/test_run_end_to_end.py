@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import signal
 import sqlite3
 
@@ -136,3 +137,34 @@ cooldown = "0"
     # NaN and null are ignored; 1 is below, +inf crosses, -inf re-arms, +inf crosses again.
     # (JSON has no infinity: the stored window shows it as null.)
     assert [r["context"]["metric_values"] for r in rows] == [[None], [None]]
+
+
+async def test_a_cooldown_survives_kill_9(start_daemon):
+    """DESIGN §5: fired flags and cooldown times commit with the execution. Fire once,
+    kill -9 at once (the ok means it committed), restart, fall and cross again within
+    the hour: SKIPPED for the cooldown, not a second firing."""
+    config = """
+[[automations]]
+name = "loss-high"
+scope = "project:acme/vision"
+event = { kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 5 }
+action = { kind = "none" }
+cooldown = "1h"
+"""
+    base = {"type": "run.metrics", "entity": "acme", "project": "vision", "run_id": "r1",
+            "run_name": "prod-1", "user": "ana"}
+    daemon = await start_daemon(config)
+    async with daemon.client() as client:
+        assert await client.send({**base, "values": {"loss": 10.0}, "id": "m1"}) == {"ok": True}
+    assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    daemon = await start_daemon(config=daemon.config)
+    async with daemon.client() as client:
+        for i, loss in [(2, 1.0), (3, 10.0)]:
+            assert await client.send({**base, "values": {"loss": loss}, "id": f"m{i}"}) == \
+                {"ok": True}
+        rows = (await client.request({"type": "query.history"}))["executions"]
+    assert [(r["event_id"], r["state"]) for r in reversed(rows)] == [("m1", "FINISHED"),
+                                                                      ("m3", "SKIPPED")]
+    assert re.fullmatch(r"cooldown: fired less than 1h ago \(59m\d+s left\)|"
+                        r"cooldown: fired less than 1h ago \(1h left\)", rows[0]["reason"])

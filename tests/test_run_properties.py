@@ -3,8 +3,11 @@ evaluation written here, independently of the code under test."""
 
 from __future__ import annotations
 
+import math
 import operator
+from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from run_helpers import book, feed
@@ -61,3 +64,156 @@ def test_cooldown_splits_crossings_into_fired_and_skipped(series, cooldown):
             expected_fired.append(i)
             last = i
     assert (fired, skipped) == (expected_fired, expected_skipped)
+
+
+# --- change and z-score, with NaN, null and ±Infinity ----------------------------
+#
+# DESIGN §5: NaN and null are ignored (they are not values of the series), ±Infinity
+# takes part. Where the definition's arithmetic is undefined (∞ − ∞, ∞ / ∞), as where
+# it says "skipped" (a relative change from 0, a stdev of 0), there is no verdict:
+# the crossing state stays as it was.
+
+NAN, INF = math.nan, math.inf
+# Mostly small integers (their sums are exact, so a tie at the boundary is decided the
+# same way here as there), with NaN, null and infinities mixed in.
+VALUES = st.one_of(st.integers(-20, 20).map(float), st.integers(-20, 20).map(float),
+                   st.sampled_from([NAN, None, INF, -INF]))
+
+
+def series_of(values: list[float | None]) -> tuple[list[int], list[float]]:
+    """(index of each kept value in `values`, the kept values): what a run's series holds."""
+    kept = [(i, v) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+    return [i for i, _ in kept], [v for _, v in kept]
+
+
+def crossings(values: list[float | None], size: int,
+              verdict: Callable[[list[float]], bool | None]) -> list[int]:
+    """Indices (in `values`) of the evaluations that became true; `verdict` answers
+    for the last `size` values of the series, None for no verdict."""
+    where, series = series_of(values)
+    fired, was_true = [], False
+    for k in range(size - 1, len(series)):
+        now_true = verdict(series[k + 1 - size:k + 1])
+        if now_true is None:
+            continue
+        if now_true and not was_true:
+            fired.append(where[k])
+        was_true = now_true
+    return fired
+
+
+def holds(direction: str, delta: float, amount: float) -> bool:
+    return {"increase": delta >= amount, "decrease": delta <= -amount,
+            "any": abs(delta) >= amount}[direction]
+
+
+def reference_change(values: list[float | None], agg: str, window: int, prior: int,
+                     change: str, direction: str, amount: float) -> list[int]:
+    def aggregate(xs: list[float]) -> float:
+        return {"avg": sum(xs) / len(xs) if xs else NAN, "min": min(xs), "max": max(xs)}[agg]
+
+    def verdict(last: list[float]) -> bool | None:
+        before, current = aggregate(last[:prior]), aggregate(last[prior:])
+        if change == "relative":
+            if before == 0:
+                return None  # "skipped when prior is 0"
+            delta = (current - before) / abs(before)
+        else:
+            delta = current - before
+        return None if math.isnan(delta) else holds(direction, delta, amount)
+    return crossings(values, window + prior, verdict)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(VALUES, max_size=40),
+       agg=st.sampled_from(["avg", "min", "max"]),
+       window=st.integers(1, 4),
+       prior=st.one_of(st.none(), st.integers(1, 4)),
+       change=st.sampled_from(["absolute", "relative"]),
+       direction=st.sampled_from(["increase", "decrease", "any"]),
+       amount=st.sampled_from([0.5, 1.0, 2.0, 3.5, 8.0]))
+def test_change_fires_exactly_on_crossings(values, agg, window, prior, change, direction,
+                                           amount):
+    prior_table = "" if prior is None else f", prior_window = {prior}"
+    table = (f'{{ kind = "RUN_METRIC_CHANGE", metric = "loss", agg = "{agg}", window = {window}'
+             f'{prior_table}, change = "{change}", direction = "{direction}", amount = {amount} }}')
+    fired, skipped = feed(book(table), values)
+    assert skipped == []
+    assert fired == reference_change(values, agg, window, prior or window, change, direction,
+                                     amount)
+
+
+def reference_zscore(values: list[float | None], window: int, threshold: float,
+                     direction: str) -> list[int]:
+    def verdict(last: list[float]) -> bool | None:
+        earlier, x = last[:-1], last[-1]
+        mean = sum(earlier) / window
+        stdev = math.sqrt(sum((v - mean) ** 2 for v in earlier) / window)
+        if math.isnan(stdev) or stdev == 0:
+            return None  # undefined (an infinity among the earlier values), or "skipped when 0"
+        z = (x - mean) / stdev
+        return None if math.isnan(z) else holds(direction, z, threshold)
+    return crossings(values, window + 1, verdict)
+
+
+# Thresholds no z of small integers comes within rounding of (z² is rational, these
+# squares are not near any small fraction), so float noise cannot decide a verdict;
+# ties at the threshold are checked by the example below.
+THRESHOLDS = [math.e / 4, math.pi / 4, math.e / 2, math.pi / 2, math.e, math.pi]
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(VALUES, max_size=40),
+       window=st.integers(2, 6),
+       threshold=st.sampled_from(THRESHOLDS),
+       direction=st.sampled_from(["increase", "decrease", "any"]))
+def test_zscore_fires_exactly_on_crossings(values, window, threshold, direction):
+    table = (f'{{ kind = "RUN_METRIC_ZSCORE", metric = "loss", window = {window}, '
+             f'threshold = {threshold!r}, direction = "{direction}" }}')
+    fired, skipped = feed(book(table), values)
+    assert skipped == []
+    assert fired == reference_zscore(values, window, threshold, direction)
+
+
+@pytest.mark.parametrize("direction, x, fires", [
+    ("increase", 3.0, True),    # z = (3 - 1) / 1 = 2: "z ≥ t" holds at the threshold
+    ("increase", INF, True),    # an infinite jump is an infinite z
+    ("decrease", -1.0, True),   # z = -2 ≤ -t
+    ("decrease", -INF, True),
+    ("any", -1.0, True),
+    ("increase", -1.0, False),
+    ("decrease", 3.0, False),
+])
+def test_zscore_at_the_threshold_and_at_infinity(direction, x, fires):
+    table = (f'{{ kind = "RUN_METRIC_ZSCORE", metric = "loss", window = 2, threshold = 2, '
+             f'direction = "{direction}" }}')
+    assert feed(book(table), [0.0, NAN, 2.0, None, x]) == ([4] if fires else [], [])
+
+
+@pytest.mark.parametrize("series, fires", [
+    # Both infinities among the earlier values: the mean is undefined. This raised
+    # ValueError (fsum of inf and -inf), failing each event while they were in the window.
+    ([INF, -INF, 0.0, 100.0, 0.0, 100.0], [5]),
+    ([INF, 0.0, 100.0, 0.0, 100.0], [4]),  # one: the stdev is undefined
+    # Deviations too large for a float: (1e200) ** 2 raised OverflowError.
+    ([1e200, -1e200, 0.0, 100.0, 0.0, 100.0], [5]),
+    ([1e308, 1e308, 0.0, 100.0, 0.0, 100.0], [5]),  # fsum overflowed in the mean
+])
+def test_infinities_and_huge_values_among_the_earlier_values_give_no_verdict(series, fires):
+    """No verdict while they are in the window; the run goes on (window 2: the value at
+    index i is measured against i-2 and i-1)."""
+    table = ('{ kind = "RUN_METRIC_ZSCORE", metric = "loss", window = 2, threshold = 1, '
+             'direction = "increase" }')
+    assert feed(book(table), series) == (fires, [])
+
+
+@pytest.mark.parametrize("series, fires", [
+    ([1.0, INF], [1]),        # inf - 1 = inf ≥ 1
+    ([INF, INF], []),         # inf - inf: undefined, no verdict
+    ([INF, 1.0, 5.0], [2]),   # the undefined step changed nothing; 5 - 1 fires
+    ([-INF, INF], [1]),
+    ([0.0, 5.0, NAN, 5.0], [1]),  # NaN is not a value: no 5 - NaN, no re-arm
+])
+def test_absolute_change_with_infinities(series, fires):
+    table = '{ kind = "RUN_METRIC_CHANGE", metric = "loss", amount = 1, direction = "increase" }'
+    assert feed(book(table), series) == (fires, [])

@@ -224,7 +224,7 @@ def test_eviction_of_ended_and_silent_runs():
 def test_reload_keeps_state_of_unchanged_automations_only():
     from runhook.config.model import decode
     from runhook.config.settings import build
-    from runhook.evaluate.scope import ScopeActor
+    from runhook.evaluate.evaluator import Evaluator
 
     def settings(b_threshold: float):
         return build(decode(f"""
@@ -243,18 +243,18 @@ cooldown = "0"
 """))
 
     before = settings(5)
-    actor = ScopeActor("project:acme/vision", before.automations, None, None)  # type: ignore[arg-type]
+    evaluator = Evaluator("project:acme/vision", before.automations)
 
     def fired(value: float) -> list[str]:
-        rows, _ = actor.evaluate(metrics({"loss": value}), 0.0, 0.0)
+        rows = evaluator.evaluate(metrics({"loss": value}), 0.0, 0.0).rows
         return sorted(row[1] for row in rows)
 
     assert fired(10) == ["a", "b"]       # both cross
     assert fired(11) == []               # both still true: no new crossing
-    window = actor.book.runs["r1"].rings["loss"]
-    actor.reconfigure(settings(6).automations)  # b changed, a did not
+    window = evaluator.book.runs["r1"].rings["loss"]
+    evaluator.reconfigure(settings(6).automations)  # b changed, a did not
     assert fired(12) == ["b"]            # a kept its state; b starts afresh and crosses
-    assert actor.book.runs["r1"].rings["loss"] is window  # the run was kept, not rebuilt
+    assert evaluator.book.runs["r1"].rings["loss"] is window  # the run was kept, not rebuilt
 
 
 # --- the metric log a restart replays ---------------------------------------

@@ -45,7 +45,7 @@ class Automation:
     enabled: bool
     cooldown: float
     artifact: artifact.ArtifactChecker | None
-    run: Any  # a run checker from runhook.triggers.runs, or None for artifact kinds
+    run: runs.RunChecker | None  # None for artifact kinds
     action: ActionSpec
     # A digest of the automation's definition: a reload (or restart) keeps the run
     # state of automations whose digest did not change.

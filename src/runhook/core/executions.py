@@ -1,4 +1,4 @@
-"""What one firing records: execution ids, template contexts and database rows (pure)."""
+"""What a firing records: execution ids, template contexts, rows and delivery jobs (pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import msgspec
 
@@ -131,6 +131,10 @@ def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: 
     return context
 
 
+# Where execution_row puts what a caller reads back (counters, logs).
+ROW_ID, ROW_AUTOMATION, ROW_KIND, ROW_STATE = 0, 1, 3, 8
+
+
 def execution_row(execution_id: str, automation: str, scope: str, kind: str, event: Event,
                   action_kind: str, integration: str | None, state: str, reason: str | None,
                   context: dict[str, Any], now: float,
@@ -140,6 +144,18 @@ def execution_row(execution_id: str, automation: str, scope: str, kind: str, eve
     return (execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,
             action_kind, integration, state, reason, _encoder.encode(context).decode(), run_id,
             now, now, next_attempt)
+
+
+class Job(NamedTuple):
+    """An execution waiting for an attempt: all a sender needs, no secrets."""
+
+    id: str
+    automation: str
+    integration: str
+    context: dict[str, Any]
+    attempts: int
+    created_at: float
+    round_start: int = 0  # attempts made before the last redelivery
 
 
 TEST_AUTOMATION = "(test)"

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
 import anyio
@@ -18,7 +18,7 @@ from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
 from runhook.core import constants
 from runhook.core.durations import parse_rate
-from runhook.core.executions import TEST_AUTOMATION, new_id, test_row
+from runhook.core.executions import TEST_AUTOMATION, Job, new_id, test_row
 from runhook.core.templates import TemplateError
 from runhook.delivery import policy, probe, transport
 from runhook.delivery.channels import slack, webhook
@@ -36,18 +36,6 @@ log = logging.getLogger("runhook.delivery")
 # After a failed read of the due executions, the next try.
 SCAN_RETRY_S = 1.0
 _LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
-
-
-class Job(NamedTuple):
-    """An execution waiting for an attempt: all a sender needs, no secrets."""
-
-    id: str
-    automation: str
-    integration: str
-    context: dict[str, Any]
-    attempts: int
-    created_at: float
-    round_start: int = 0  # attempts made before the last redelivery
 
 
 class DeliveryActor:

@@ -1,2 +1,3 @@
-"""Scope actors: one per scope, evaluating its automations in event order over
-the run book (rings, crossing flags, cooldowns). Imports everything below ingest."""
+"""Scope actors (thin loops: inbox, batching, writes, deliveries after the commit)
+around the evaluator (pure: what an event causes) and the run book (rings, crossing
+flags, cooldowns). Imports everything below ingest."""

@@ -12,7 +12,9 @@ from runhook.config.settings import Automation
 from runhook.core.events import RunMetrics, RunState
 from runhook.evaluate.ring import Ring
 from runhook.triggers.crossing import FIRE, SKIP, on_crossing, step
-from runhook.triggers.state import normalize
+from runhook.triggers.run_filter import RunMatcher
+from runhook.triggers.runs import MetricChecker
+from runhook.triggers.state import StateChecker, normalize
 
 # A run that finished or failed keeps its state this long, for late metrics and
 # a repeated final state report, before it is evicted.
@@ -21,6 +23,9 @@ ENDED = frozenset({"finished", "failed", "killed"})
 # Distinct (run name, user) pairs whose matching automations are remembered; past
 # this the memo starts afresh (it only saves the regular expressions' time).
 WATCH_CACHE_SIZE = 4096
+
+# An automation watching a metric, with its checker: the hot loop reads both.
+Watch = tuple[Automation, MetricChecker]
 
 
 class Run:
@@ -54,6 +59,7 @@ class Firing:
     action: str  # FIRE or SKIP
     metric: str | None
     values: list[float]
+    description: str  # the condition in words (`${metric_filter}`)
     cooldown_left: float = 0.0
 
 
@@ -77,22 +83,28 @@ class RunBook:
 
     def configure(self, automations: list[Automation]) -> None:
         """Index the run automations; rings are resized lazily to the new sizes."""
-        self.by_metric: dict[str, list[Automation]] = {}
-        self.on_state: list[Automation] = []
+        self.by_metric: dict[str, list[tuple[Automation, RunMatcher, MetricChecker]]] = {}
+        self.on_state: list[tuple[Automation, RunMatcher, StateChecker]] = []
         self.sizes: dict[str, int] = {}
         # (run_name, user) -> metric -> the automations whose run filter matches:
         # the filters (regular expressions) run once per distinct run name, not per value.
-        self._watching: dict[tuple[str, str], dict[str, list[Automation]]] = {}
+        self._watching: dict[tuple[str, str], dict[str, list[Watch]]] = {}
         for automation in automations:
             checker = automation.run
             if checker is None or not automation.enabled:
                 continue
             if checker.metric is not None:
                 metric = checker.metric.metric
-                self.by_metric.setdefault(metric, []).append(automation)
+                self.by_metric.setdefault(metric, []).append(
+                    (automation, checker.matcher, checker.metric))
                 self.sizes[metric] = max(self.sizes.get(metric, 0), checker.metric.size)
-            else:
-                self.on_state.append(automation)
+            elif checker.state is not None:
+                self.on_state.append((automation, checker.matcher, checker.state))
+
+    @property
+    def tracks_runs(self) -> bool:
+        """Whether any automation reads run state (else nothing is kept or restored)."""
+        return bool(self.by_metric or self.on_state)
 
     def forget(self, names: set[str]) -> None:
         """Drop crossing flags and cooldowns of automations whose definition changed."""
@@ -110,7 +122,7 @@ class RunBook:
         run.name, run.user, run.last_seen = name, user, now
         return run
 
-    def watching(self, name: str, user: str) -> dict[str, list[Automation]]:
+    def watching(self, name: str, user: str) -> dict[str, list[Watch]]:
         """metric -> the automations that watch it in runs named `name` by `user`."""
         key = (name, user)
         found = self._watching.get(key)
@@ -118,8 +130,9 @@ class RunBook:
             if len(self._watching) >= WATCH_CACHE_SIZE:
                 self._watching.clear()
             found = self._watching[key] = {
-                metric: matching for metric, automations in self.by_metric.items()
-                if (matching := [a for a in automations if a.run.matcher.matches(name, user)])}
+                metric: matching for metric, watches in self.by_metric.items()
+                if (matching := [(a, checker) for a, matcher, checker in watches
+                                 if matcher.matches(name, user)])}
         return found
 
     def metrics(self, event: RunMetrics, now: float) -> Outcome:
@@ -139,8 +152,7 @@ class RunBook:
                 ring = run.rings[metric] = Ring(size, ring.values() if ring else ())
             ring.append(value)
             outcome.logged[metric] = value
-            for automation in automations:
-                checker = automation.run.metric
+            for automation, checker in automations:
                 if ring.count < checker.size:
                     continue  # the window is not full: every checker answers None
                 window = ring.tail(checker.size)
@@ -149,7 +161,8 @@ class RunBook:
                     continue
                 active = run.active is not None and automation.name in run.active
                 if holds != active:  # no change is the common case: nothing to do
-                    self._step(run, automation, holds, now, outcome, metric, window)
+                    self._step(run, automation, holds, now, outcome, metric, window,
+                               checker.description)
         if outcome.logged:
             self.dirty.add(run.run_id)
         return outcome
@@ -157,14 +170,15 @@ class RunBook:
     def state(self, event: RunState, now: float) -> Outcome:
         outcome = Outcome()
         current = normalize(event.state)
-        watching = [a for a in self.on_state if a.run.matcher.matches(event.run_name, event.user)]
+        watching = [(a, checker) for a, matcher, checker in self.on_state
+                    if matcher.matches(event.run_name, event.user)]
         if event.run_id not in self.runs and not watching:
             return outcome
         run = outcome.run = self._run(event.run_id, event.run_name, event.user, now)
         previous = run.state
-        for automation in watching:
-            if automation.run.state.fires(previous, current):
-                self._fire(run, automation, now, outcome, None, [])  # a change is an edge
+        for automation, checker in watching:
+            if checker.fires(previous, current):  # a change is an edge
+                self._fire(run, automation, now, outcome, None, [], checker.description)
         if current != previous:
             run.state = current
             run.ended_at = now if current in ENDED else None
@@ -173,7 +187,7 @@ class RunBook:
         return outcome
 
     def _step(self, run: Run, automation: Automation, holds: bool | None, now: float,
-              outcome: Outcome, metric: str, values: list[float]) -> None:
+              outcome: Outcome, metric: str, values: list[float], description: str) -> None:
         name = automation.name
         before = run.active is not None and name in run.active
         last = run.fired.get(name) if run.fired else None
@@ -188,24 +202,25 @@ class RunBook:
             assert run.active is not None
             run.active.discard(name)
         if action is not None:
-            self._fire(run, automation, now, outcome, metric, values, action)
+            self._fire(run, automation, now, outcome, metric, values, description, action)
         else:
             self._flag(outcome, name, after, last)
 
     def _fire(self, run: Run, automation: Automation, now: float, outcome: Outcome,
-              metric: str | None, values: list[float], action: str | None = None) -> None:
+              metric: str | None, values: list[float], description: str,
+              action: str | None = None) -> None:
         """A crossing: FIRE, or SKIP inside the cooldown."""
         name = automation.name
         last = run.fired.get(name) if run.fired else None
         if (action or on_crossing(last, now, automation.cooldown)) == SKIP:
             assert last is not None  # a skip means an earlier firing
-            outcome.firings.append(Firing(automation, SKIP, metric, values,
+            outcome.firings.append(Firing(automation, SKIP, metric, values, description,
                                           automation.cooldown - (now - last)))
         else:
             if run.fired is None:
                 run.fired = {}
             run.fired[name] = last = now
-            outcome.firings.append(Firing(automation, FIRE, metric, values))
+            outcome.firings.append(Firing(automation, FIRE, metric, values, description))
         self._flag(outcome, name, run.active is not None and name in run.active, last)
 
     @staticmethod

@@ -1,11 +1,12 @@
-"""ScopeActor: one per scope, evaluating its automations in event order; Scopes routes to them."""
+"""ScopeActor: one per scope, a thin loop around its Evaluator (inbox, batching, writes,
+deliveries after the commit); Scopes routes events to them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -15,26 +16,15 @@ from runhook.config.runtime import Runtime
 from runhook.config.settings import Automation, Settings
 from runhook.core import constants
 from runhook.core.acks import Ticket
-from runhook.core.durations import describe
-from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
-from runhook.core.executions import artifact_context, execution_row, new_id, run_context
+from runhook.core.events import Event, RunEvent
+from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
 from runhook.core.scopes import scope_keys
-from runhook.delivery.actor import Deliveries, Job
-from runhook.evaluate.runbook import Outcome, RunBook, pack
-from runhook.store.database import Statement, Store, Write
-from runhook.store.statements import (
-    CLEAR_LOG,
-    FORGET_RUN,
-    INSERT_EVENT_ID,
-    INSERT_EXECUTION,
-    LOG_METRICS,
-    UPSERT_FLAG,
-    UPSERT_RUN,
-    UPSERT_WINDOW,
-)
-from runhook.triggers.artifact import occurrences
-from runhook.triggers.crossing import SKIP
+from runhook.delivery.actor import Deliveries
+from runhook.evaluate.evaluator import Evaluator
+from runhook.evaluate.runbook import RunBook
+from runhook.store.database import Store, Write
+from runhook.store.statements import INSERT_EXECUTION
 
 log = logging.getLogger("runhook.scope")
 
@@ -53,24 +43,28 @@ Batch = list[tuple[Event, float, int]]
 Item = tuple[Batch, Ticket] | tuple[Checkpoint, None]
 
 
+class Offers(Protocol):
+    """Where committed executions go to be delivered (delivery's Deliveries)."""
+
+    def offer(self, job: Job) -> None: ...
+
+
 class ScopeActor:
-    """Owns one scope's automations (and, for projects, its runs' state). Events
-    arrive in order through a bounded inbox; evaluation is synchronous and pure,
-    and the executions it produces go to the writer in one unit with the state
-    they change, so a commit either records both or neither."""
+    """Owns one scope's Evaluator. Events arrive in order through a bounded inbox;
+    the evaluator says what each caused, and that goes to the writer in one unit
+    with the state it changed, so a commit records both or neither; the jobs are
+    offered to delivery only once it committed."""
 
     def __init__(self, scope: str, automations: list[Automation], store: Store,
-                 deliveries: Deliveries, metrics: Metrics | None = None) -> None:
+                 deliveries: Offers, metrics: Metrics | None = None) -> None:
         self.scope = scope
         self._metrics = metrics
-        self.automations = automations
         self._store = store
         self._deliveries = deliveries
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
-        self.book = RunBook(automations)
-        self._statements: list[Statement] = []  # durable run state the current event changed
+        self.evaluator = Evaluator(scope, automations)
         # A failed write leaves the book ahead of the database: the next batch is
         # evaluated only after every outstanding write has settled and the book
         # was reloaded from what is committed, so a client's retry of a refused
@@ -85,6 +79,14 @@ class ScopeActor:
         # dropped by the writer: nothing built on a refused event commits.
         self._failures = 0
         self._book_failures = 0
+
+    @property
+    def automations(self) -> list[Automation]:
+        return self.evaluator.automations
+
+    @property
+    def book(self) -> RunBook:
+        return self.evaluator.book
 
     async def run(self) -> None:
         await self._restore()
@@ -117,13 +119,10 @@ class ScopeActor:
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
 
     async def _restore(self) -> None:
-        if not (self.book.by_metric or self.book.on_state):
+        if not self.book.tracks_runs:
             return
-        book = RunBook(self.automations)
-        book.restore(await self._store.run_state(self.scope),
-                     {a.name: a.digest for a in self.automations}, time.time())
-        self.book = book
-        log.info("scope %s: restored %d runs from the database", self.scope, len(book.runs))
+        self.evaluator.restore(await self._store.run_state(self.scope), time.time())
+        log.info("scope %s: restored %d runs from the database", self.scope, len(self.book.runs))
 
     async def _submit(self, write: Write) -> None:
         """Submit a write that carries run state; a failure marks the book diverged."""
@@ -167,13 +166,13 @@ class ScopeActor:
         # event order, and the work costs one executemany per table.
         grouped: dict[str, list[Any]] = {}
         jobs: list[Job] = []
+        evaluate = self.evaluator.evaluate
         now = time.time()
         stop = len(items)
         for index in range(start, len(items)):
             event, event_time, line_no, ticket = items[index]
-            self._statements = []
             try:
-                rows, event_jobs = self.evaluate(event, event_time, now)
+                rows, statements, event_jobs = evaluate(event, event_time, now)
             except Exception as exc:  # a bug in one evaluation must not stop the scope
                 log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
                 ticket.fail(line_no, f"internal error evaluating the event: {exc!r}",
@@ -181,14 +180,13 @@ class ScopeActor:
                 stop = index
                 break
             if rows:
-                self._statements.append((INSERT_EXECUTION, rows))
-                self.executions += len(rows)
+                grouped.setdefault(INSERT_EXECUTION, []).extend(rows)
                 jobs.extend(event_jobs)
-            if event.id is not None:
-                # The id commits with what the event caused here, or not at all.
-                self._statements.append((INSERT_EVENT_ID, [(event.id, self.scope, now)]))
-            for sql, params in self._statements:
+            for sql, params in statements:
                 grouped.setdefault(sql, []).extend(params)
+        created = grouped.get(INSERT_EXECUTION)
+        if created:
+            self._created(created)
         tickets = list({id(t): t for *_, t in items[start:stop + 1]}.values())
         if stop < len(items):
             later = {id(t) for *_, t in items[stop + 1:]}
@@ -203,6 +201,19 @@ class ScopeActor:
             await self._submit(Write(list(grouped.items()), self._committed(tickets, jobs)))
         return stop
 
+    def _created(self, rows: list[tuple[Any, ...]]) -> None:
+        """Count and log the executions a batch created (they commit with it or not at all)."""
+        self.executions += len(rows)
+        if self._metrics is not None:
+            for row in rows:
+                self._metrics.execution(row[ROW_AUTOMATION], row[ROW_STATE])
+        # DEBUG: at thousands a second a line each would cost a third of the firing
+        # rate; `runhook history` has every execution and the INFO log a summary.
+        if log.isEnabledFor(logging.DEBUG):
+            for row in rows:
+                log.debug("execution %s created: %s %s in %s -> %s", row[ROW_ID],
+                          row[ROW_AUTOMATION], row[ROW_KIND], self.scope, row[ROW_STATE])
+
     async def _resync(self) -> None:
         await self._settled.wait()
         self._diverged = False
@@ -211,21 +222,9 @@ class ScopeActor:
         self._book_failures = failures
 
     async def _checkpoint(self, request: Checkpoint) -> None:
-        statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]
-        dirty = [self.book.runs[r] for r in self.book.dirty if r in self.book.runs]
-        windows = self.book.checkpoint()
-        if windows:
-            statements.append((UPSERT_WINDOW, [(self.scope, *row) for row in windows]))
-        if dirty:
-            statements.append((UPSERT_RUN, [(self.scope, r.run_id, r.name, r.user, r.state,
-                                             r.last_seen, r.ended_at) for r in dirty]))
-        if request.evict:
-            gone = self.book.evict(time.time(), request.ttl)
-            for sql in FORGET_RUN:
-                if gone:
-                    statements.append((sql, [(self.scope, run_id) for run_id in gone]))
-            if gone:
-                log.info("scope %s: evicted %d runs", self.scope, len(gone))
+        statements, evicted = self.evaluator.checkpoint(time.time(), request.evict, request.ttl)
+        if evicted:
+            log.info("scope %s: evicted %d runs", self.scope, len(evicted))
         if len(statements) > 1 or request.evict:
             # A barrier: the log it clears must not be reordered with later log rows.
             # If it fails the windows it held are only in memory: resync as well.
@@ -233,11 +232,7 @@ class ScopeActor:
 
     def reconfigure(self, automations: list[Automation]) -> None:
         """Keep the run state of automations whose definition did not change."""
-        kept = {a.name: a.digest for a in automations}
-        changed = {a.name for a in self.automations if kept.get(a.name) != a.digest}
-        self.book.forget(changed)
-        self.book.configure(automations)
-        self.automations = automations
+        self.evaluator.reconfigure(automations)
 
     def _committed(self, tickets: list[Ticket], jobs: list[Job]) -> Any:
         def committed(error: str | None) -> None:
@@ -247,86 +242,6 @@ class ScopeActor:
                 for job in jobs:
                     self._deliveries.offer(job)
         return committed
-
-    def evaluate(self, event: Event, event_time: float,
-                 now: float) -> tuple[list[tuple[Any, ...]], list[Job]]:
-        """The execution rows an event causes in this scope, and the jobs to deliver."""
-        rows: list[tuple[Any, ...]] = []
-        jobs: list[Job] = []
-        if isinstance(event, ArtifactEvent):
-            found = occurrences(event)
-            for automation in self.automations:
-                checker = automation.artifact
-                if not automation.enabled or checker is None:
-                    continue
-                for occurrence in found:
-                    if not checker.matches(event, occurrence):
-                        continue
-                    execution_id = new_id(now)
-                    context = artifact_context(event, occurrence, automation.name,
-                                               execution_id, event_time)
-                    self._record(rows, jobs, automation, event, occurrence.kind, context, now)
-        elif isinstance(event, RunEvent):
-            self._run_event(event, event_time, now, rows, jobs)
-        return rows, jobs
-
-    def _run_event(self, event: RunEvent, event_time: float, now: float,
-                   rows: list[tuple[Any, ...]], jobs: list[Job]) -> None:
-        if isinstance(event, RunMetrics):
-            outcome: Outcome = self.book.metrics(event, now)
-        else:
-            assert isinstance(event, RunState)
-            outcome = self.book.state(event, now)
-        run = outcome.run
-        if run is None:
-            return
-        if outcome.logged:
-            self._statements.append((LOG_METRICS, [(self.scope, run.run_id, run.name, run.user,
-                                                    pack(outcome.logged))]))
-        if outcome.state_changed:
-            self._statements.append((UPSERT_RUN, [(self.scope, run.run_id, run.name, run.user,
-                                                   run.state, run.last_seen, run.ended_at)]))
-        if outcome.flags:
-            digests = {a.name: a.digest for a in self.automations}
-            self._statements.append((UPSERT_FLAG, [
-                (self.scope, run.run_id, name, digests[name], int(active), fired_at)
-                for name, active, fired_at in outcome.flags]))
-        for firing in outcome.firings:
-            automation = firing.automation
-            execution_id = new_id(now)
-            context = run_context(event, automation.name, automation.kind, execution_id,
-                                  event_time, run.state, automation.run.description,
-                                  firing.metric, firing.values)
-            if firing.action == SKIP:
-                reason = (f"cooldown: fired less than {describe(automation.cooldown)} ago "
-                          f"({describe(firing.cooldown_left)} left)")
-                self._record(rows, jobs, automation, event, automation.kind, context, now,
-                             "SKIPPED", reason, run.run_id)
-            else:
-                self._record(rows, jobs, automation, event, automation.kind, context, now,
-                             run_id=run.run_id)
-
-    def _record(self, rows: list[tuple[Any, ...]], jobs: list[Job], automation: Automation,
-                event: Event, kind: str, context: dict[str, Any], now: float,
-                state: str | None = None, reason: str | None = None,
-                run_id: str | None = None) -> None:
-        action = automation.action
-        if state is None:
-            state = "PENDING" if action.integration is not None else "FINISHED"
-            if action.integration is None:
-                reason = "recorded only (action kind = none)"
-        execution_id = context["execution_id"]
-        if self._metrics is not None:
-            self._metrics.execution(automation.name, state)
-        rows.append(execution_row(execution_id, automation.name, self.scope, kind, event,
-                                  action.kind, action.integration, state, reason, context, now,
-                                  run_id))
-        # DEBUG: at thousands a second a line each would cost a third of the firing
-        # rate; `runhook history` has every execution and the INFO log a summary.
-        log.debug("execution %s created: %s %s in %s -> %s", execution_id, automation.name,
-                  kind, self.scope, state)
-        if state == "PENDING" and action.integration is not None:
-            jobs.append(Job(execution_id, automation.name, action.integration, context, 0, now))
 
 
 class Scopes:

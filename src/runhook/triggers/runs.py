@@ -32,10 +32,6 @@ class RunChecker:
             case RunStateTrigger():
                 self.state = state.from_config(config)
 
-    @property
-    def description(self) -> str:
-        return (self.metric or self.state).description  # type: ignore[union-attr]
-
 
 def from_config(config: RunTriggers) -> RunChecker:
     return RunChecker(config)

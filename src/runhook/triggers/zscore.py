@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from runhook.triggers.aggregate import direction_holds, number
+from runhook.triggers.aggregate import aggregate, direction_holds, number
 from runhook.triggers.run_filter import MetricName, RunFilter
 
 
@@ -44,11 +44,18 @@ class ZScoreChecker:
             return None
         values = window[-self.size:]
         earlier, x = values[:-1], values[-1]
-        mean = math.fsum(earlier) / self.window
-        variance = math.fsum((v - mean) ** 2 for v in earlier) / self.window
-        stdev = math.sqrt(variance) if not math.isnan(variance) else math.nan
-        if stdev == 0 or math.isnan(stdev) or math.isinf(stdev):
-            return None  # no spread to measure against (all values equal, or infinite)
+        # fsum raises on inf + -inf and on overflow, which failed the whole event (a
+        # ValueError for every value while both infinities were in the window);
+        # aggregate answers NaN instead. An infinity among the earlier values leaves
+        # no standard deviation to measure by: no verdict.
+        mean = aggregate("avg", earlier)
+        if not math.isfinite(mean):
+            return None
+        # `d * d` overflows to inf where `d ** 2` raises OverflowError.
+        variance = math.fsum((v - mean) * (v - mean) for v in earlier) / self.window
+        stdev = math.sqrt(variance)
+        if stdev == 0 or math.isinf(stdev):
+            return None  # skipped when the stdev is 0 (or too large for a float)
         z = (x - mean) / stdev
         if math.isnan(z):
             return None
