@@ -77,6 +77,12 @@ READINESS_PROBE_S = 2.0
 DEFAULT_COOLDOWN = "24h"
 DEFAULT_RUN_TTL = "7d"
 DEFAULT_HISTORY_TTL = "30d"
+# Housekeeping rounds (run eviction, idempotency ids and history purged): rare,
+# since each round reads every scope's runs.
+DEFAULT_PURGE_INTERVAL = "10m"
+# SIGTERM lets deliveries in flight finish for this long, well inside systemd's
+# TimeoutStopSec (90 s); what is still in flight then stays PENDING.
+DEFAULT_DRAIN_TIMEOUT = "20s"
 # Rows deleted per housekeeping statement, so a large purge never holds the
 # writer (and every acknowledgement behind it) for long.
 PURGE_BATCH = 5000
