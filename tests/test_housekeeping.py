@@ -1,22 +1,30 @@
 """Housekeeping against a real daemon and its SQLite file: settled history older than
-history_ttl is purged (PENDING never), silent runs are evicted."""
+history_ttl is purged (PENDING never), silent runs are evicted, idempotency ids past
+24 h are forgotten, and a round purges until it has caught up."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from aiohttp import web
 from conftest import eventually
 
+from runhook.app.housekeeping import Purged, purge
 from runhook.config.model import ConfigError, decode
 from runhook.config.settings import build
+from runhook.core import constants
+from runhook.store.database import Store, Write
+from runhook.store.statements import INSERT_EVENT_ID, INSERT_EXECUTION
 
 # Server keys land in the [server] table conftest.write_config opens.
 QUICK = 'purge_interval = "1s"\n'
+DAY = 24 * 3600
 
 
 def rows(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -27,6 +35,12 @@ def rows(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 
 async def read(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return await asyncio.to_thread(rows, database, sql, params)
+
+
+def add_event_ids(database: Path, ids: list[tuple[str, float]]) -> None:
+    """Idempotency ids as if accepted at the given times, in one transaction."""
+    with sqlite3.connect(database, timeout=30) as db:
+        db.executemany(INSERT_EVENT_ID, [(i, "*", at) for i, at in ids])
 
 
 def alias(collection: str, version: int = 1) -> dict[str, Any]:
@@ -94,6 +108,7 @@ async def test_history_purge_deletes_settled_executions_and_never_pending(start_
     # The FAILED one's attempt went with it; the PENDING one keeps its own.
     assert await read(daemon.database, "SELECT DISTINCT execution_id FROM attempts") \
         == [(pending["id"],)]
+    assert "settled executions older than 1s" in daemon.log_text()
 
 
 async def test_runs_silent_for_run_ttl_are_evicted(start_daemon):
@@ -124,6 +139,61 @@ action = { kind = "none" }
         for table in ("runs", "windows", "trigger_state"))),
         lambda found: found == [("runs", 0), ("windows", 0), ("trigger_state", 0)])
     assert "scope project:acme/vision: evicted 1 runs" in daemon.log_text()
+
+
+async def test_a_round_forgets_every_id_past_24h_in_batches_until_caught_up(start_daemon):
+    """12,000 expired ids: more than two batches. One round deletes them all (the
+    log line counts one round), and ids younger than 24 h stay."""
+    daemon = await start_daemon(QUICK + """
+[[automations]]
+name = "record"
+scope = "project:acme/vision"
+event = { kind = "CREATE_ARTIFACT" }
+action = { kind = "none" }
+""")
+    async with daemon.client() as client:
+        await client.send({"type": "artifact.created", "entity": "acme", "project": "vision",
+                           "collection": "ds", "version": 1, "id": "sent-just-now"})
+    now = time.time()
+    expired = 2 * constants.PURGE_BATCH + 2000
+    await asyncio.to_thread(add_event_ids, daemon.database,
+                            [(f"old-{n}", now - DAY - 3600) for n in range(expired)]
+                            + [("23h-old", now - DAY + 3600)])
+
+    await eventually(lambda: read(daemon.database, "SELECT count(*) FROM event_ids"),
+                     lambda found: found == [(2,)])
+    assert sorted(await read(daemon.database, "SELECT id FROM event_ids")) \
+        == [("23h-old",), ("sent-just-now",)]
+    assert f"forgot {expired} idempotency ids older than 24h" in daemon.log_text()
+
+
+async def test_purge_repeats_batches_until_one_deletes_fewer(tmp_path):
+    """Exactly two batches' worth: a batch that deletes a whole batch is followed
+    by another, which deletes none and ends the round."""
+    store = Store(tmp_path / "p.db")
+    await store.open()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(store.run)
+            now = time.time()
+            old = now - 40 * DAY
+            executions = [(f"e{n}", "a", "project:acme/vision", "CREATE_ARTIFACT",
+                           "artifact.created", None, "none", None,
+                           "PENDING" if n < 3 else "FINISHED", None, "{}", None, old, old,
+                           None) for n in range(2 * constants.PURGE_BATCH + 3)]
+            done = anyio.Event()
+            await store.submit(Write([
+                (INSERT_EXECUTION, executions),
+                (INSERT_EVENT_ID, [(f"i{n}", "*", now - 2 * DAY) for n in range(7)]),
+            ], lambda error: done.set()))
+            await done.wait()
+            purged = await purge(store, now, 30 * DAY)
+            store.finish()
+        assert purged == Purged(event_ids=7, executions=2 * constants.PURGE_BATCH)
+        left = rows(tmp_path / "p.db", "SELECT id, state FROM executions ORDER BY id")
+        assert left == [("e0", "PENDING"), ("e1", "PENDING"), ("e2", "PENDING")]
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("server, expected", [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import anyio
 import msgspec
@@ -13,9 +14,10 @@ import msgspec
 from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
 from runhook.core import constants
+from runhook.core.durations import describe
 from runhook.core.metrics import activity_line
 from runhook.evaluate.scope import Scopes
-from runhook.store.database import Store, Write
+from runhook.store.database import Statement, Store, Write
 from runhook.store.statements import (
     FAIL_ORPHANS,
     PURGE_ATTEMPTS,
@@ -29,6 +31,15 @@ log = logging.getLogger("runhook")
 ACTIVITY_LOG_S = 60.0
 # The checkpoint interval when the configuration says "0".
 DEFAULT_CHECKPOINT_S = 5.0
+
+
+class PurgeFailed(RuntimeError):
+    """A purge batch did not commit (the writer logged why); the next round retries."""
+
+
+class Purged(NamedTuple):
+    event_ids: int
+    executions: int
 
 
 class Housekeeping:
@@ -58,12 +69,21 @@ class Housekeeping:
             await self._scopes.checkpoint(False, 0.0)
 
     async def _purges(self) -> None:
-        """Every `purge_interval`: evict stale runs, then purge old ids and history."""
+        """Every `purge_interval`: evict stale runs, then purge until caught up."""
         while True:
             await anyio.sleep(self._runtime.settings.purge_interval)
             settings = self._runtime.settings
             await self._scopes.checkpoint(True, settings.run_ttl)
-            await purge(self._store, time.time(), settings.history_ttl)
+            try:
+                purged = await purge(self._store, time.time(), settings.history_ttl)
+            except PurgeFailed as exc:
+                log.warning("housekeeping: purge stopped (%s); the next round retries in %s",
+                            exc, describe(settings.purge_interval))
+                continue
+            if purged.event_ids or purged.executions:
+                log.info("housekeeping: forgot %d idempotency ids older than 24h, deleted %d "
+                         "settled executions older than %s", purged.event_ids,
+                         purged.executions, describe(settings.history_ttl))
 
     async def _summaries(self) -> None:
         """At INFO, one line a minute saying what happened, when anything did."""
@@ -79,15 +99,49 @@ class Housekeeping:
             since = now
 
 
-async def purge(store: Store, now: float, history_ttl: float) -> None:
+async def purge(store: Store, now: float, history_ttl: float) -> Purged:
     """Forget idempotency ids older than 24 h, and delete settled executions (their
-    attempts first) created more than `history_ttl` ago, PURGE_BATCH rows of each."""
+    attempts first) created more than `history_ttl` ago. Each is deleted PURGE_BATCH
+    rows at a time until a batch deletes fewer: one batch per round (the old way)
+    fell behind any sustained rate above ~8 ids a second. Every batch commits before
+    the next is queued, so writes queued meanwhile (acknowledgements) go between."""
+    window = now - constants.IDEMPOTENCY_WINDOW_S
+    ids = await _until_caught_up(store, [(PURGE_EVENT_IDS, window)])
+    cutoff = now - history_ttl
+    executions = await _until_caught_up(store, [(PURGE_ATTEMPTS, cutoff),
+                                                (PURGE_EXECUTIONS, cutoff)])
+    return Purged(ids, executions)
+
+
+async def _until_caught_up(store: Store, deletes: list[tuple[str, float]]) -> int:
+    """Repeat the batched `deletes` (in order, in one commit) until the last one
+    deletes fewer than a batch; returns the rows it deleted in all."""
     batch = constants.PURGE_BATCH
-    await store.submit(Write([
-        (PURGE_EVENT_IDS, [(now - constants.IDEMPOTENCY_WINDOW_S, batch)]),
-        (PURGE_ATTEMPTS, [(now - history_ttl, batch)]),
-        (PURGE_EXECUTIONS, [(now - history_ttl, batch)]),
-    ], barrier=True))  # attempts first, then their executions
+    total = 0
+    while True:
+        statements: list[Statement] = [(sql, [(cutoff, batch)]) for sql, cutoff in deletes]
+        write = Write(statements, barrier=True)  # a barrier: in order, and counted
+        await _commit(store, write)
+        deleted = write.changes[-1]
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+async def _commit(store: Store, write: Write) -> None:
+    done = anyio.Event()
+    errors: list[str] = []
+
+    def told(error: str | None) -> None:
+        if error is not None:
+            errors.append(error)
+        done.set()
+
+    write.on_commit = told
+    await store.submit(write)
+    await done.wait()
+    if errors:
+        raise PurgeFailed(errors[0])
 
 
 async def fail_orphans(store: Store, settings: Settings) -> None:
