@@ -1,4 +1,5 @@
-"""DeliveryActor: one per integration; rate limit, in-flight limit, attempts and retries."""
+"""DeliveryActor: one per integration; rate limit, in-flight limit, attempts and retries.
+Deliveries: the actors by integration name."""
 
 from __future__ import annotations
 
@@ -13,17 +14,15 @@ import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
-from runhook.config.model import Integration, SlackIntegration, WebhookIntegration
 from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
 from runhook.core import constants
 from runhook.core.durations import parse_rate
-from runhook.core.executions import TEST_AUTOMATION, new_id, test_row
+from runhook.core.executions import new_id, test_row
 from runhook.core.templates import TemplateError
-from runhook.delivery import policy, probe, transport
-from runhook.delivery.channels import slack, webhook
+from runhook.delivery import attempt, policy, probe, requests, transport
 from runhook.delivery.ratelimit import TokenBucket
-from runhook.delivery.ssrf import DestinationRefused, check_url, connector
+from runhook.delivery.ssrf import connector
 from runhook.store.database import Statement, Store, Write
 from runhook.store.statements import (
     DISABLE_INTEGRATION,
@@ -221,7 +220,9 @@ class DeliveryActor:
         started = time.time()
         try:
             try:
-                response, outcome = await self._send(session, job, number - job.round_start)
+                response, outcome = await attempt.send(
+                    session, self._runtime.settings, self.name, job.automation, job.context,
+                    job.id, number - job.round_start)
             except Exception as exc:  # a bug must fail one execution, not the actor
                 log.exception("execution %s: attempt %d crashed", job.id, number)
                 response = None
@@ -273,50 +274,6 @@ class DeliveryActor:
 
         await self._store.submit(Write(statements, committed))
 
-    async def _send(self, session: aiohttp.ClientSession, job: Job,
-                    number: int) -> tuple[transport.Response | None, policy.Outcome]:
-        settings = self._runtime.settings
-        integration = settings.integrations.get(self.name)
-        test = job.automation == TEST_AUTOMATION  # `runhook test`'s, redelivered
-        automation = None if test else settings.automation(job.automation)
-        if integration is None or (automation is None and not test):
-            missing = f"integration {self.name!r}" if integration is None \
-                else f"automation {job.automation!r}"
-            return None, policy.Outcome("FAILED", reason=f"{missing} is no longer configured",
-                                        config_error=True)
-        try:
-            if automation is None:  # so `test`: sent again by `runhook test`'s rule
-                request = probe.rebuild(integration, job.context, settings.secrets, job.id,
-                                        int(time.time()))
-            elif isinstance(integration, WebhookIntegration):
-                request = webhook.build(integration, automation.action.payload, job.context,
-                                        settings.secrets, job.id, int(time.time()))
-            else:
-                action = automation.action
-                request = slack.build(integration, action.title, action.text, action.severity,
-                                      job.context, settings.secrets)
-        except probe.Unsendable as exc:
-            return None, policy.Outcome("FAILED", reason=f"cannot send it again: {exc}",
-                                        config_error=True)
-        except (TemplateError, KeyError, ValueError) as exc:
-            return None, policy.Outcome("FAILED", reason=f"cannot build the request: {exc}")
-        return await self._post(session, integration, request, number)
-
-    async def _post(self, session: aiohttp.ClientSession, integration: Integration,
-                    request: webhook.Request,
-                    number: int) -> tuple[transport.Response | None, policy.Outcome]:
-        try:
-            check_url(request.url, integration.allow_http, integration.allow_private)
-        except DestinationRefused as exc:
-            return None, policy.Outcome("FAILED", reason=f"destination refused: {exc}")
-        response = await transport.post(session, request, integration.timeout,
-                                        self._runtime.settings.redactor)
-        status, error = response.status, response.error
-        if status is not None and isinstance(integration, SlackIntegration):
-            status, error = slack.interpret(status, response.body)
-        retry_after = policy.parse_retry_after(response.retry_after, time.time())
-        return response, policy.decide(number, status, error, retry_after, response.refused)
-
     def poke(self) -> None:
         """Look in the database now: redelivered executions are due."""
         self._scan_by(0.0)
@@ -332,13 +289,13 @@ class DeliveryActor:
         # The payload is recorded with it, so `runhook redeliver` can send it again.
         context = probe.context(self.name, execution_id, now, payload, settings.redactor)
         try:
-            request = probe.build(integration, payload, context, settings.secrets,
-                                  execution_id, int(now))
+            request = requests.build(integration, probe.message(integration, payload), context,
+                                     settings.secrets, execution_id, int(now))
         except TemplateError as exc:
             return {"execution_id": None, "status": None, "error": f"bad payload: {exc}",
                     "response": ""}
         assert self._session is not None
-        response, outcome = await self._post(self._session, integration, request, 1)
+        response, outcome = await attempt.post(self._session, settings, integration, request, 1)
         state = "FINISHED" if outcome.state == "FINISHED" else "FAILED"
         reason = settings.redactor(outcome.reason) if outcome.reason else None
         body = response.body if response else ""
