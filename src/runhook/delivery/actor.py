@@ -62,6 +62,8 @@ class DeliveryActor:
         # Ids queued or in flight; an id leaves only once its attempt's row is
         # committed, so a scan between the attempt and the commit cannot resend it.
         self._known: set[str] = set()
+        # asyncio's Events, not anyio's: the loop and the senders clear these and
+        # set them again all day, and an anyio.Event, once set, stays set.
         self._wake = asyncio.Event()  # for the loop: scan, or hand out work
         self._ready = asyncio.Event()  # for the senders: the queue has jobs
         self._next_scan = 0.0  # start with a scan: resume what a restart left PENDING
@@ -124,22 +126,26 @@ class DeliveryActor:
             if integration.rate else None
         # No cookie jar: an endpoint's Set-Cookie must not ride along on later
         # deliveries (of other automations, to the same host).
-        async with aiohttp.ClientSession(connector=connector(integration.max_in_flight,
-                                                             integration.allow_private),
-                                         cookie_jar=aiohttp.DummyCookieJar()) as session:
-            self._session = session
+        session = self._session = aiohttp.ClientSession(
+            connector=connector(integration.max_in_flight, integration.allow_private),
+            cookie_jar=aiohttp.DummyCookieJar())
+        try:
             # One sender per in-flight slot, each taking jobs from the queue: no
             # task or semaphore per attempt (measured: 5 us less per delivery).
-            senders = [asyncio.create_task(self._sender(session, bucket))
-                       for _ in range(integration.max_in_flight)]
-            task_status.started()
-            try:
+            # The loop never returns: cancelling the actor (self._scope, or the
+            # daemon's delivery group after the drain) cancels the senders with it,
+            # and an attempt abandoned in flight stays PENDING in the database.
+            async with anyio.create_task_group() as senders:
+                for slot in range(integration.max_in_flight):
+                    senders.start_soon(self._sender, session, bucket,
+                                       name=f"delivery {self.name} sender {slot}")
+                task_status.started()
                 await self._loop()
-            finally:
-                for task in senders:
-                    task.cancel()  # abandoned attempts stay PENDING in the database
-                with anyio.CancelScope(shield=True):
-                    await asyncio.gather(*senders, return_exceptions=True)
+        finally:
+            # We are being cancelled: closing the connections must still happen (an
+            # actor a reload restarted would leave them open until exit).
+            with anyio.CancelScope(shield=True):
+                await session.close()
 
     async def _loop(self) -> None:
         """Keeps the queue filled from the database and wakes the senders."""
@@ -272,7 +278,17 @@ class DeliveryActor:
                 self._scan_by(due)
                 self._wake.set()
 
-        await self._store.submit(Write(statements, committed))
+        # Once the endpoint answered, its answer is recorded even if the drain timed
+        # out meanwhile, or the next start would send it again. Queuing the write
+        # without waiting offers no moment to be cancelled at; only a wait for a
+        # writer that is behind needs the shield (3.5 us, 3 % of a delivery, if
+        # paid on every attempt).
+        write = Write(statements, committed)
+        try:
+            self._store.submit_nowait(write)
+        except anyio.WouldBlock:
+            with anyio.CancelScope(shield=True):
+                await self._store.submit(write)
 
     def poke(self) -> None:
         """Look in the database now: redelivered executions are due."""

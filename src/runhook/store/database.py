@@ -186,6 +186,11 @@ class Store:
         except anyio.WouldBlock:
             await self._send.send(write)
 
+    def submit_nowait(self, write: Write) -> None:
+        """Queue a write without waiting; raises anyio.WouldBlock while the writer is
+        behind (a caller that must not be cancelled then shields `submit`)."""
+        self._send.send_nowait(write)
+
     @property
     def queued(self) -> int:
         return self._send.statistics().current_buffer_used
