@@ -36,6 +36,11 @@ DRAIN_CONNECTIONS_S = 10.0
 
 
 class Daemon:
+    """Owns the parts and the order they start and stop in: each task group is
+    entered in readiness order and left in reverse, so nothing runs without the
+    parts it writes to (the writer outlives delivery, delivery outlives the scopes,
+    the scopes outlive the socket). The periodic work is `Housekeeping`'s."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
