@@ -23,6 +23,7 @@ from test_socket import GOOD, RECORD
 
 from runhook.core import constants
 from runhook.core.metrics import Metrics
+from runhook.ingest.queries import Overview
 from runhook.store.database import Execution, Store, Write
 from runhook.store.statements import INSERT_EXECUTION
 from runhook.web import server
@@ -48,7 +49,7 @@ class Idle:
     async def readiness(self) -> dict[str, bool]:
         return {"database": True}
 
-    async def overview(self) -> dict[str, Any]:
+    async def overview(self) -> Overview:
         raise AssertionError("not used")
 
 

@@ -57,4 +57,4 @@ def test_every_room_says_what_it_holds_and_may_import():
 
 def test_the_top_level_holds_only_the_lifecycle():
     top = sorted(p.stem for p in SRC.glob("*.py"))
-    assert top == ["__init__", "__main__", "app", "client", "systemd"]
+    assert top == ["__init__", "__main__", "client", "systemd"]

@@ -11,7 +11,7 @@ import pytest
 from runhook.config.model import SlackIntegration, WebhookIntegration, decode
 from runhook.config.secrets import Redactor
 from runhook.config.settings import build
-from runhook.delivery import probe
+from runhook.delivery import probe, requests
 from runhook.delivery.redelivery import TEST_LEFT_OUT, refusal, sort_failed
 from runhook.store.database import Execution
 
@@ -43,7 +43,8 @@ def test_context_never_holds_a_secret_value():
 def test_webhook_payload_is_rendered_with_allowed_secrets():
     context = probe.context("ci", "ex_1", NOW, '{"t": "${TOKEN}", "id": "${execution_id}"}',
                             redact)
-    request = probe.build(HOOK, context["test_payload"], context, SECRETS, "ex_1", 1700000000)
+    request = requests.build(HOOK, probe.message(HOOK, context["test_payload"]), context,
+                             SECRETS, "ex_1", 1700000000)
     assert json.loads(request.body) == {"t": "tok-123456", "id": "ex_1"}
     assert request.headers["webhook-id"] == "ex_1"
     assert request.url == "https://ci.example.com/hook"
@@ -51,7 +52,8 @@ def test_webhook_payload_is_rendered_with_allowed_secrets():
 
 def test_webhook_without_payload_sends_the_envelope():
     context = probe.context("ci", "ex_1", NOW, None, redact)
-    request = probe.build(HOOK, None, context, SECRETS, "ex_1", 1700000000)
+    request = requests.build(HOOK, probe.message(HOOK, None), context, SECRETS, "ex_1",
+                             1700000000)
     assert json.loads(request.body) == {
         "type": "TEST", "timestamp": "2023-11-14T22:13:20.000Z",
         "data": {"event_type": "TEST", "automation_name": "(test)", "execution_id": "ex_1",
@@ -62,7 +64,8 @@ def test_webhook_without_payload_sends_the_envelope():
                                            (None, "A test message from runhook.")])
 def test_slack_gets_the_payload_as_text(payload, text):
     context = probe.context("alerts", "ex_2", NOW, payload, redact)
-    request = probe.build(SLACK, payload, context, SECRETS, "ex_2", 1700000000)
+    request = requests.build(SLACK, probe.message(SLACK, payload), context, SECRETS, "ex_2",
+                             1700000000)
     body = json.loads(request.body)
     assert request.url == "https://hooks.slack.example/T/B/x"
     assert body["text"] == "runhook test"
@@ -72,7 +75,8 @@ def test_slack_gets_the_payload_as_text(payload, text):
 
 def test_rebuild_sends_what_the_test_sent():
     context = probe.context("ci", "ex_1", NOW, '{"ping": 1}', redact)
-    assert probe.rebuild(HOOK, context, SECRETS, "ex_1", 1700000005).body == b'{"ping":1}'
+    request = requests.for_execution(HOOK, None, context, SECRETS, "ex_1", 1700000005)
+    assert request.body == b'{"ping":1}'
 
 
 @pytest.mark.parametrize("context, reason", [
@@ -85,7 +89,7 @@ def test_rebuild_sends_what_the_test_sent():
 def test_what_cannot_be_sent_again(context, reason):
     assert probe.unsendable(context, "webhook", HOOK) == reason
     with pytest.raises(probe.Unsendable, match="runhook test"):
-        probe.rebuild(HOOK, context, SECRETS, "ex_1", 1700000000)
+        requests.for_execution(HOOK, None, context, SECRETS, "ex_1", 1700000000)
 
 
 def test_a_test_of_another_kind_is_not_sent_again():

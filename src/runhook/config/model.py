@@ -31,6 +31,11 @@ class Server(Table, frozen=True):
     # Finished, failed and skipped executions (and their attempts) older than this
     # are deleted; PENDING ones never are.
     history_ttl: str = constants.DEFAULT_HISTORY_TTL
+    # Advanced (tests shorten them): how often stale runs are evicted, idempotency
+    # ids past 24 h forgotten and old history deleted; and how long SIGTERM waits
+    # for deliveries in flight before leaving them PENDING for the next start.
+    purge_interval: str = constants.DEFAULT_PURGE_INTERVAL
+    drain_timeout: str = constants.DEFAULT_DRAIN_TIMEOUT
 
 
 class Delivery(Table, frozen=True):

@@ -64,6 +64,8 @@ class Settings:
     checkpoint_interval: float
     by_name: dict[str, Automation]
     history_ttl: float = 30 * 86400.0
+    purge_interval: float = 600.0
+    drain_timeout: float = 20.0
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -105,20 +107,15 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
         except FieldError as exc:
             problems.append(f"{where}.{exc.field}: {exc.message} (automation {automation.name!r})")
     server = config.server
-    run_ttl = checkpoint = 0.0
-    try:
-        run_ttl = parse_duration(server.run_ttl)
-    except ValueError as exc:
-        problems.append(f"server.run_ttl: {exc}")
-    try:
-        checkpoint = parse_duration(server.checkpoint_interval)
-    except ValueError as exc:
-        problems.append(f"server.checkpoint_interval: {exc}")
-    history_ttl = 0.0
-    try:
-        history_ttl = parse_duration(server.history_ttl)
-    except ValueError as exc:
-        problems.append(f"server.history_ttl: {exc}")
+    durations: dict[str, float] = {}
+    for field in ("run_ttl", "checkpoint_interval", "history_ttl", "purge_interval",
+                  "drain_timeout"):
+        try:
+            durations[field] = parse_duration(getattr(server, field))
+        except ValueError as exc:
+            problems.append(f"server.{field}: {exc}")
+    if durations.get("purge_interval") == 0:  # a round right after the last one, forever
+        problems.append("server.purge_interval: expected a duration above 0")
     if server.http:
         try:
             loopback_http(server.http)
@@ -130,7 +127,9 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     for automation_ in automations:
         by_scope.setdefault(automation_.scope, []).append(automation_)
     return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
-                    run_ttl, checkpoint, {a.name: a for a in automations}, history_ttl)
+                    durations["run_ttl"], durations["checkpoint_interval"],
+                    {a.name: a for a in automations}, durations["history_ttl"],
+                    durations["purge_interval"], durations["drain_timeout"])
 
 
 def _check_integration(where: str, integration: cfg.Integration, config: cfg.Config,

@@ -86,6 +86,13 @@ READINESS_PROBE_S = 2.0
 DEFAULT_COOLDOWN = "24h"
 DEFAULT_RUN_TTL = "7d"
 DEFAULT_HISTORY_TTL = "30d"
+# Housekeeping rounds (run eviction, idempotency ids and history purged): rare,
+# since each round reads every scope's runs; a round purges until it caught up.
+DEFAULT_PURGE_INTERVAL = "10m"
+# SIGTERM lets deliveries in flight finish for this long, well inside systemd's
+# TimeoutStopSec (90 s); what is still in flight then stays PENDING.
+DEFAULT_DRAIN_TIMEOUT = "20s"
 # Rows deleted per housekeeping statement, so a large purge never holds the
-# writer (and every acknowledgement behind it) for long.
+# writer (and every acknowledgement behind it) for long. A round repeats its
+# batches, each committed before the next is queued, until one deletes fewer.
 PURGE_BATCH = 5000

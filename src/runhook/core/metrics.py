@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from runhook.core.status import DaemonStatus
+
 # Delivery latency buckets (seconds): loopback receivers answer in a millisecond,
 # real endpoints in tens to hundreds, timeouts at 15 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30)
@@ -52,7 +54,7 @@ class Metrics:
             out[outcome] += n
         return out
 
-    def attach(self, source: Callable[[], dict[str, Any]]) -> None:
+    def attach(self, source: Callable[[], DaemonStatus]) -> None:
         """Read the daemon's own counters and gauges at scrape time."""
         self.registry.register(_Collector(self, source))
 
@@ -61,7 +63,7 @@ class Metrics:
 
 
 class _Collector:
-    def __init__(self, metrics: Metrics, source: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, metrics: Metrics, source: Callable[[], DaemonStatus]) -> None:
         self.metrics = metrics
         self.source = source
 
@@ -72,11 +74,11 @@ class _Collector:
         s = self.source()
         events = CounterMetricFamily("runhook_events_received", "Events accepted by type.",
                                      labels=["type"])
-        for kind, n in sorted(s["events_received"].items()):
+        for kind, n in sorted(s.events_received.items()):
             events.add_metric([kind], n)
         yield events
         rejected = CounterMetricFamily("runhook_lines_rejected", "Lines refused with an error.")
-        rejected.add_metric([], s["lines_rejected"])
+        rejected.add_metric([], s.lines_rejected)
         yield rejected
         executions = CounterMetricFamily(
             "runhook_executions", "Executions reaching a state, by automation.",
@@ -92,21 +94,21 @@ class _Collector:
         yield deliveries
         depth = GaugeMetricFamily("runhook_queue_depth", "Items waiting in a queue.",
                                   labels=["queue"])
-        for queue, n in sorted(s["queues"].items()):
+        for queue, n in sorted(s.queues.items()):
             depth.add_metric([queue], n)
         yield depth
-        for name, help_text, key in (
-                ("runhook_scope_actors", "Scope actors running.", "scopes"),
-                ("runhook_tracked_runs", "Runs whose metric state is kept.", "tracked_runs"),
-                ("runhook_connections", "Open socket connections.", "connections")):
+        for name, help_text, value in (
+                ("runhook_scope_actors", "Scope actors running.", s.scopes),
+                ("runhook_tracked_runs", "Runs whose metric state is kept.", s.tracked_runs),
+                ("runhook_connections", "Open socket connections.", s.connections)):
             gauge = GaugeMetricFamily(name, help_text)
-            gauge.add_metric([], s[key])
+            gauge.add_metric([], value)
             yield gauge
         disabled = GaugeMetricFamily("runhook_integration_disabled",
                                      "1 while an integration is disabled by a 410.",
                                      labels=["integration"])
-        for integration in s["integrations"]:
-            disabled.add_metric([integration["name"]], 1 if integration["disabled"] else 0)
+        for entry in s.integrations:
+            disabled.add_metric([entry.name], 1 if entry.disabled else 0)
         yield disabled
 
 

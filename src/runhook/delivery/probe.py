@@ -1,15 +1,15 @@
-"""The request `runhook test` sends, built again by the same rule when its execution
-is redelivered (pure)."""
+"""What `runhook test` sends, recorded so that its execution, redelivered, sends the
+same: its context, its message, and why one cannot be sent again (pure)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from runhook.config.model import Integration, WebhookIntegration
 from runhook.core.executions import test_context
 from runhook.core.templates import Payload, Text
-from runhook.delivery.channels import slack, webhook
 
 # The payload as given, kept in the execution's context so a redelivery sends what
 # the test sent. It is a template: a secret in it is a ${NAME}, rendered at send time.
@@ -23,6 +23,16 @@ SLACK_TEXT = "A test message from runhook."
 
 class Unsendable(ValueError):
     """A test execution that cannot be sent again as it was; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeMessage:
+    """A test's message, in the shape of an automation's action (requests.Message)."""
+
+    payload: Payload | None
+    title: Text | None
+    text: Text | None
+    severity: str = "INFO"
 
 
 def kind(integration: Integration) -> str:
@@ -41,16 +51,13 @@ def context(integration: str, execution_id: str, now: float, payload: str | None
     return recorded
 
 
-def build(integration: Integration, payload: str | None, context: Mapping[str, Any],
-          secrets: Mapping[str, str], execution_id: str, timestamp: int) -> webhook.Request:
+def message(integration: Integration, payload: str | None) -> ProbeMessage:
     """`runhook test`'s rule: a webhook sends `payload` as its JSON template, or the
     standard envelope without one; Slack sends it as the text of a message titled
     "runhook test". Raises TemplateError for a payload that does not compile."""
     if isinstance(integration, WebhookIntegration):
-        template = Payload(payload) if payload is not None else None
-        return webhook.build(integration, template, context, secrets, execution_id, timestamp)
-    return slack.build(integration, Text(SLACK_TITLE), Text(payload or SLACK_TEXT), "INFO",
-                       context, secrets)
+        return ProbeMessage(Payload(payload) if payload is not None else None, None, None)
+    return ProbeMessage(None, Text(SLACK_TITLE), Text(payload or SLACK_TEXT))
 
 
 def unsendable(context: Mapping[str, Any], action_kind: str | None = None,
@@ -69,11 +76,10 @@ def unsendable(context: Mapping[str, Any], action_kind: str | None = None,
     return None
 
 
-def rebuild(integration: Integration, context: Mapping[str, Any], secrets: Mapping[str, str],
-            execution_id: str, timestamp: int) -> webhook.Request:
-    """The request a redelivered test execution sends: `build` on its recorded payload.
-    Raises Unsendable (or TemplateError) when it cannot be the same request."""
+def recorded(integration: Integration, context: Mapping[str, Any]) -> ProbeMessage:
+    """The message a redelivered test execution sends: `message` of its recorded
+    payload. Raises Unsendable (or TemplateError) when it cannot be the same one."""
     problem = unsendable(context)
     if problem is not None:
         raise Unsendable(problem)
-    return build(integration, context[PAYLOAD], context, secrets, execution_id, timestamp)
+    return message(integration, context[PAYLOAD])

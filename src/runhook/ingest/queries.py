@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
 from runhook.config.settings import Settings
+from runhook.core.status import DaemonStatus, LastExecution
 from runhook.delivery import redelivery
 from runhook.delivery.actor import Deliveries
 from runhook.ingest import protocol
@@ -22,8 +23,22 @@ from runhook.ingest.protocol import (
     Status,
     TestIntegration,
 )
-from runhook.store.database import Store, Write
+from runhook.store.database import Attempt, Execution, Store, Write
 from runhook.store.statements import ENABLE_INTEGRATION, REDELIVER
+
+
+class Recent(Execution, kw_only=True):
+    """A recent execution with its attempts, as the status page lists it."""
+
+    attempt_list: list[Attempt] = msgspec.field(default_factory=list)
+
+
+class Overview(DaemonStatus, kw_only=True):
+    """The status page's data (also /api/status and `runhook status`): the daemon's
+    status, each automation's executions of the last 24 h and latest one, and the
+    most recent executions with their attempts."""
+
+    recent: list[Recent] = msgspec.field(default_factory=list)
 
 
 class Daemon(Protocol):
@@ -31,7 +46,7 @@ class Daemon(Protocol):
     deliveries: Deliveries
     settings: Settings
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> DaemonStatus: ...
 
     async def reload(self) -> list[str]: ...
 
@@ -76,22 +91,23 @@ async def answer(query: Query, daemon: Daemon) -> bytes:
     raise TypeError(f"unhandled request {type(query).__name__}")
 
 
-async def overview(daemon: Daemon, recent: int = 15) -> dict[str, Any]:
-    """The status page's data: the daemon's state, per-automation counts over the
-    last 24 h with the latest execution, and the most recent executions with attempts."""
+async def overview(daemon: Daemon, recent: int = 15) -> Overview:
+    """The daemon's status with what the history says: per automation, executions
+    by state over the last 24 h and the latest one; the most recent executions."""
     status = daemon.status()
-    summary = await daemon.store.summary([a["name"] for a in status["automations"]],
+    summary = await daemon.store.summary([a.name for a in status.automations],
                                          time.time() - 24 * 3600)
-    for automation in status["automations"]:
-        found = summary[automation["name"]]
-        automation["counts_24h"] = found["counts"]
-        automation["last"] = found["last"]
+    automations = []
+    for automation in status.automations:
+        found = summary[automation.name]
+        last = LastExecution(**found["last"]) if found["last"] is not None else None
+        automations.append(msgspec.structs.replace(automation, counts_24h=found["counts"],
+                                                   last=last))
     rows = await daemon.store.history(limit=recent)
     attempts = await daemon.store.attempts_of([r.id for r in rows])
-    status["recent"] = [{**msgspec.to_builtins(r),
-                         "attempt_list": msgspec.to_builtins(attempts.get(r.id, []))}
-                        for r in rows]
-    return status
+    return Overview(**{**msgspec.structs.asdict(status), "automations": automations},
+                    recent=[Recent(**msgspec.structs.asdict(r),
+                                   attempt_list=attempts.get(r.id, [])) for r in rows])
 
 
 async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:

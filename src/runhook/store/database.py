@@ -100,7 +100,7 @@ class Write:
     safe for every write whose statements commute with other writes' statements;
     a `barrier` write (a checkpoint clearing a log) is applied alone, in order."""
 
-    __slots__ = ("barrier", "on_commit", "statements", "valid")
+    __slots__ = ("barrier", "changes", "on_commit", "statements", "valid")
 
     def __init__(self, statements: list[Statement], on_commit: OnCommit | None = None,
                  barrier: bool = False) -> None:
@@ -110,6 +110,11 @@ class Write:
         # Asked just before the write is applied: False drops it (on_commit is told
         # STALE), for a write computed from state that a failed write left behind.
         self.valid: Callable[[], bool] | None = None
+        # For a barrier write, once on_commit is told: the rows each of its
+        # statements changed (adjacent repeats of one statement merged), so a
+        # batched delete knows whether it caught up. The rows of other writes are
+        # applied together with other writes' rows, so theirs stay unknown (empty).
+        self.changes: list[int] = []
 
 
 STALE = "not written: an earlier write of its scope failed"
@@ -189,6 +194,11 @@ class Store:
         except anyio.WouldBlock:
             await self._send.send(write)
 
+    def submit_nowait(self, write: Write) -> None:
+        """Queue a write without waiting; raises anyio.WouldBlock while the writer is
+        behind (a caller that must not be cancelled then shields `submit`)."""
+        self._send.send_nowait(write)
+
     @property
     def queued(self) -> int:
         return self._send.statistics().current_buffer_used
@@ -250,7 +260,7 @@ class Store:
             for write in batch:
                 if write.barrier:
                     await self._execute(grouped.items())
-                    await self._execute(_merge(write.statements))
+                    write.changes = await self._execute(_merge(write.statements))
                     grouped = {}
                 else:
                     for statement, params in write.statements:
@@ -277,17 +287,22 @@ class Store:
             self.last_error = None
         return None
 
-    async def _execute(self, statements: Iterable[tuple[str, list[Sequence[Any]]]]) -> None:
-        assert self._writer is not None
+    async def _execute(self, statements: Iterable[tuple[str, list[Sequence[Any]]]]) -> list[int]:
+        """Apply the statements in order; returns the rows each one changed."""
+        db = self._writer
+        assert db is not None
+        changed: list[int] = []
         for sql, rows in statements:
-            if not rows:
-                continue
-            steps = bulk.statements(sql, rows)
-            if steps is None:
-                await self._writer.executemany(sql, rows)
-            else:
-                for step in steps:
-                    await self._writer.execute(*step)
+            before = db.total_changes
+            if rows:
+                steps = bulk.statements(sql, rows)
+                if steps is None:
+                    await db.executemany(sql, rows)
+                else:
+                    for step in steps:
+                        await db.execute(*step)
+            changed.append(db.total_changes - before)
+        return changed
 
     async def writable(self, timeout: float, room: int) -> bool:
         """Whether writes commit. Known while they succeed; after a failed one, the

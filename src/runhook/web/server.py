@@ -17,6 +17,7 @@ from runhook.core import constants
 from runhook.core.executions import STATES
 from runhook.core.metrics import Metrics
 from runhook.core.schema import StartupError
+from runhook.ingest.queries import Overview
 from runhook.store.database import Execution, Store
 from runhook.web import status_page
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
@@ -29,7 +30,7 @@ class Daemon(Protocol):
 
     async def readiness(self) -> dict[str, bool]: ...
 
-    async def overview(self) -> dict[str, Any]: ...
+    async def overview(self) -> Overview: ...
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

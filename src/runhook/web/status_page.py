@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
-from typing import Any
 
 from runhook.core.executions import STATES
+from runhook.ingest.queries import Overview
 
 REFRESH_S = 5
 
@@ -33,51 +33,50 @@ def _badge(text: str, cls: str | None = None) -> str:
     return f'<span class="s {escape(cls or text)}">{escape(text)}</span>'
 
 
-def render(status: dict[str, Any]) -> str:
+def render(status: Overview) -> str:
     rows_a = []
-    for a in status["automations"]:
-        counts = a.get("counts_24h", {})
-        last = a.get("last")
-        last_cell = (f'{_badge(last["state"])} <span class="meta t">{_when(last["created_at"])}'
+    for a in status.automations:
+        last = a.last
+        last_cell = (f'{_badge(last.state)} <span class="meta t">{_when(last.created_at)}'
                      f'</span>') if last else '<span class="meta">never</span>'
         rows_a.append(
-            f"<tr><td><b>{escape(a['name'])}</b></td><td>{escape(a['kind'])}</td>"
-            f"<td><code>{escape(a['scope'])}</code></td>"
-            f"<td>{_badge('enabled', 'ok') if a['enabled'] else _badge('disabled', 'off')}</td>"
+            f"<tr><td><b>{escape(a.name)}</b></td><td>{escape(a.kind)}</td>"
+            f"<td><code>{escape(a.scope)}</code></td>"
+            f"<td>{_badge('enabled', 'ok') if a.enabled else _badge('disabled', 'off')}</td>"
             f"<td>{last_cell}</td>"
-            + "".join(f'<td class="n">{counts.get(s, 0)}</td>' for s in STATES) + "</tr>")
+            + "".join(f'<td class="n">{a.counts_24h.get(s, 0)}</td>' for s in STATES) + "</tr>")
     rows_i = []
-    for i in status["integrations"]:
-        health = _badge("disabled", "bad") if i["disabled"] else (
-            _badge("failing", "bad") if i["last_error"] and not i["sent"] else _badge("ok", "ok"))
+    for i in status.integrations:
+        health = _badge("disabled", "bad") if i.disabled else (
+            _badge("failing", "bad") if i.last_error and not i.sent else _badge("ok", "ok"))
         rows_i.append(
-            f"<tr><td><b>{escape(i['name'])}</b></td><td>{escape(i['kind'])}</td><td>{health}</td>"
-            f"<td>{escape(i['rate'] or 'unlimited')}</td><td class='n'>{i['sent']}</td>"
-            f"<td class='n'>{i['in_flight']}</td>"
-            f"<td>{escape(i['disabled'] or i['last_error'] or '–')}</td></tr>")
+            f"<tr><td><b>{escape(i.name)}</b></td><td>{escape(i.kind)}</td><td>{health}</td>"
+            f"<td>{escape(i.rate or 'unlimited')}</td><td class='n'>{i.sent}</td>"
+            f"<td class='n'>{i.in_flight}</td>"
+            f"<td>{escape(i.disabled or i.last_error or '–')}</td></tr>")
     rows_e = []
-    for e in status["recent"]:
+    for e in status.recent:
         attempts = "<br>".join(
-            f"#{t['number']} {_when(t['started_at'])} · {t['status'] or '–'} · "
-            f"{t['duration_ms']:.0f} ms{(' · ' + escape(t['error'])) if t['error'] else ''}"
-            for t in e["attempt_list"]) or "–"
+            f"#{t.number} {_when(t.started_at)} · {t.status or '–'} · "
+            f"{t.duration_ms:.0f} ms{(' · ' + escape(t.error)) if t.error else ''}"
+            for t in e.attempt_list) or "–"
         rows_e.append(
-            f"<tr><td class='t'>{_when(e['created_at'])}</td>"
-            f"<td><code>{escape(e['id'])}</code></td>"
-            f"<td>{escape(e['automation'])}</td><td>{escape(e['event_kind'])}</td>"
-            f"<td>{_badge(e['state'])}</td><td class='att'>{attempts}</td>"
-            f"<td>{escape(e['reason'] or '')}</td></tr>")
-    received = sum(status["events_received"].values())
+            f"<tr><td class='t'>{_when(e.created_at)}</td>"
+            f"<td><code>{escape(e.id)}</code></td>"
+            f"<td>{escape(e.automation)}</td><td>{escape(e.event_kind)}</td>"
+            f"<td>{_badge(e.state)}</td><td class='att'>{attempts}</td>"
+            f"<td>{escape(e.reason or '')}</td></tr>")
+    received = sum(status.events_received.values())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_S}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>runhook status</title><style>{STYLE}</style></head><body>
 <h1>runhook</h1>
-<p class="meta">version {escape(status['version'])} · up {status['uptime_s']:.0f}s ·
-config <code>{escape(status['config'])}</code> · {received} events received ·
-{status['lines_rejected']} lines rejected · {status['connections']} connections ·
-{status['scopes']} scopes · {status['tracked_runs']} runs tracked ·
+<p class="meta">version {escape(status.version)} · up {status.uptime_s:.0f}s ·
+config <code>{escape(status.config)}</code> · {received} events received ·
+{status.lines_rejected} lines rejected · {status.connections} connections ·
+{status.scopes} scopes · {status.tracked_runs} runs tracked ·
 refreshes every {REFRESH_S}s</p>
 <h2>Automations <span class="meta">· executions over the last 24 h</span></h2>
 <table><tr><th>name</th><th>event</th><th>scope</th><th></th><th>last execution</th>

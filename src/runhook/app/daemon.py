@@ -1,4 +1,5 @@
-"""The daemon: start order (database, writer, delivery, scopes, socket, HTTP), signals, shutdown."""
+"""The daemon's lifecycle: start order (database, writer, delivery, scopes, socket, HTTP),
+signals, reload, the watchdog, and shutdown in the reverse order."""
 
 from __future__ import annotations
 
@@ -9,36 +10,37 @@ import time
 from typing import Any
 
 import anyio
-import msgspec
 from anyio.abc import TaskGroup
 
 from runhook import __version__, systemd
+from runhook.app import status as daemon_status
+from runhook.app.housekeeping import Housekeeping, fail_orphans
 from runhook.config.model import ConfigError
 from runhook.config.settings import Settings, load
 from runhook.core import constants
-from runhook.core.metrics import Metrics, activity_line
+from runhook.core.metrics import Metrics
+from runhook.core.status import DaemonStatus
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.scope import Scopes
 from runhook.ingest import queries
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store, Write
-from runhook.store.statements import FAIL_ORPHANS, PURGE_ATTEMPTS, PURGE_EVENT_IDS, PURGE_EXECUTIONS
 from runhook.web import server as web_server
 
 log = logging.getLogger("runhook")
 
-# How long a stopping daemon waits for open connections to be answered, and for
-# deliveries in flight to finish (systemd's TimeoutStopSec is 90 s by default).
+# How long a stopping daemon waits for open connections to be answered (with the
+# deliveries' drain, `server.drain_timeout`, inside systemd's 90 s TimeoutStopSec).
 DRAIN_CONNECTIONS_S = 10.0
-DRAIN_DELIVERIES_S = 20.0
-# How often stale runs are evicted and idempotency ids older than 24 h forgotten.
-PRUNE_IDS_S = 600.0
-# How often the INFO log summarises activity (single executions are DEBUG lines).
-ACTIVITY_LOG_S = 60.0
 
 
 class Daemon:
+    """Owns the parts and the order they start and stop in: each task group is
+    entered in readiness order and left in reverse, so nothing runs without the
+    parts it writes to (the writer outlives delivery, delivery outlives the scopes,
+    the scopes outlive the socket). The periodic work is `Housekeeping`'s."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -66,7 +68,7 @@ class Daemon:
                 root.start_soon(self._signals, name="signals")
                 async with anyio.create_task_group() as delivery_tg:
                     self._delivery_tg = delivery_tg
-                    await self._fail_orphans()
+                    await fail_orphans(self.store, self.settings)
                     await self.deliveries.start(delivery_tg)
                     async with anyio.create_task_group() as scope_tg:
                         self.scopes = Scopes(self, self.store, self.deliveries, scope_tg)
@@ -76,7 +78,9 @@ class Daemon:
                             if server.http:
                                 await front.start(web_server.serve, web_server.make_app(self, self.store),
                                                   server.http)
-                            front.start_soon(self._housekeeping, name="housekeeping")
+                            housekeeping = Housekeeping(self, self.store, self.scopes,
+                                                        self.activity)
+                            front.start_soon(housekeeping.run, name="housekeeping")
                             interval = systemd.watchdog_interval()
                             if interval is not None:
                                 front.start_soon(self._watchdog, interval, name="watchdog")
@@ -90,7 +94,7 @@ class Daemon:
                             front.cancel_scope.cancel()
                         self.scopes.close()  # actors finish their inboxes, then return
                     log.info("stopping: letting deliveries in flight finish")
-                    await self.deliveries.drain(DRAIN_DELIVERIES_S)
+                    await self.deliveries.drain(self.settings.drain_timeout)
                     delivery_tg.cancel_scope.cancel()  # unsent executions stay PENDING
                 self.store.finish()  # the writer commits what is queued, then returns
                 await self._writer_done.wait()
@@ -141,46 +145,10 @@ class Daemon:
             self.scopes.reconfigure(new)
         if self._delivery_tg is not None:
             await self.deliveries.reconfigure(self._delivery_tg, old, new)
-        await self._fail_orphans()
+        await fail_orphans(self.store, new)
         log.info("configuration reloaded: %s", self._summary())
         systemd.notify(f"READY=1\nSTATUS={self._summary()}")
         return []
-
-    async def _housekeeping(self) -> None:
-        """Checkpoint metric windows every `checkpoint_interval`; evict stale runs and
-        forget old idempotency ids now and then."""
-        last_prune = last_summary = time.monotonic()
-        counts = self.activity()
-        while True:
-            await anyio.sleep(self.settings.checkpoint_interval or 5.0)
-            if time.monotonic() - last_summary >= ACTIVITY_LOG_S:
-                previous, counts = counts, self.activity()
-                line = activity_line(previous, counts, time.monotonic() - last_summary)
-                if line is not None:
-                    log.info("%s", line)
-                last_summary = time.monotonic()
-            evict = time.monotonic() - last_prune >= PRUNE_IDS_S
-            if self.scopes is not None:
-                await self.scopes.checkpoint(evict, self.settings.run_ttl)
-            if evict:
-                last_prune = time.monotonic()
-                await self._purge()
-
-    async def _fail_orphans(self) -> None:
-        """PENDING executions of an integration no longer configured would wait
-        forever: fail them with the reason (redeliver brings them back)."""
-        names = msgspec.json.encode(sorted(self.settings.integrations)).decode()
-        await self.store.submit(Write([(FAIL_ORPHANS, [(time.time(), names)])]))
-
-    async def _purge(self) -> None:
-        """Forget idempotency ids past 24 h and settled executions past history_ttl."""
-        now = time.time()
-        batch = constants.PURGE_BATCH
-        await self.store.submit(Write([
-            (PURGE_EVENT_IDS, [(now - constants.IDEMPOTENCY_WINDOW_S, batch)]),
-            (PURGE_ATTEMPTS, [(now - self.settings.history_ttl, batch)]),
-            (PURGE_EXECUTIONS, [(now - self.settings.history_ttl, batch)]),
-        ], barrier=True))  # attempts first, then their executions
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 only while the loop runs (this task is on it) and the writer
@@ -197,7 +165,7 @@ class Daemon:
                 log.error("watchdog: the database writer made no progress for %.1fs", interval)
             await anyio.sleep(interval)
 
-    async def overview(self) -> dict[str, Any]:
+    async def overview(self) -> queries.Overview:
         return await queries.overview(self)
 
     async def _query(self, query: Query) -> bytes:
@@ -226,39 +194,9 @@ class Daemon:
             "actors": self.scopes is not None and not self._stop.is_set(),
         }
 
-    def status(self) -> dict[str, Any]:
-        ingress = self.ingress
-        return {
-            "version": __version__,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "config": self.settings.source,
-            "automations": [{"name": a.name, "scope": a.scope, "kind": a.kind,
-                             "enabled": a.enabled} for a in self.settings.automations],
-            "integrations": [{"name": name, "kind": type(self.settings.integrations[name]).__name__
-                              .replace("Integration", "").lower(),
-                              "rate": self.settings.integrations[name].rate,
-                              "in_flight": actor.in_flight, "sent": actor.sent,
-                              "last_error": actor.last_error, "disabled": actor.disabled}
-                             for name, actor in self.deliveries.actors.items()
-                             if name in self.settings.integrations],
-            "scopes": len(self.scopes.actors) if self.scopes else 0,
-            "tracked_runs": sum(len(a.book.runs) for a in self.scopes.actors.values())
-            if self.scopes else 0,
-            "queues": self._queues(),
-            "connections": ingress.connections if ingress else 0,
-            "events_received": dict(ingress.events_received) if ingress else {},
-            "lines_rejected": ingress.lines_rejected if ingress else 0,
-        }
-
-
-    def _queues(self) -> dict[str, int]:
-        queues = {"writer": self.store.queued}
-        if self.scopes is not None:
-            queues["scope_inboxes"] = sum(a.inbox.statistics().current_buffer_used
-                                          for a in self.scopes.actors.values())
-        for name, actor in self.deliveries.actors.items():
-            queues[f"delivery:{name}"] = actor.queued
-        return queues
+    def status(self) -> DaemonStatus:
+        return daemon_status.status(self.settings, self.started_at, self.store, self.deliveries,
+                                    self.scopes, self.ingress)
 
 
 def _heartbeat(committed: anyio.Event, error: str | None) -> None:

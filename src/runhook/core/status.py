@@ -1,0 +1,51 @@
+"""The daemon's status as typed Structs: what /metrics, the status page, /api/status and
+`runhook status` read (the JSON keys are the field names)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class LastExecution(msgspec.Struct, kw_only=True):
+    """An automation's most recent execution, as the status page shows it."""
+
+    id: str
+    state: str
+    created_at: float
+
+
+class AutomationStatus(msgspec.Struct, kw_only=True):
+    name: str
+    scope: str
+    kind: str
+    enabled: bool
+    # Read from the history by the overview (the status page, `runhook status`);
+    # the daemon's live status leaves them empty.
+    counts_24h: dict[str, int] = {}
+    last: LastExecution | None = None
+
+
+class IntegrationStatus(msgspec.Struct, kw_only=True):
+    name: str
+    kind: str  # "webhook" or "slack"
+    rate: str | None
+    in_flight: int
+    sent: int
+    last_error: str | None
+    disabled: str | None  # why, while a 410 keeps it disabled
+
+
+class DaemonStatus(msgspec.Struct, kw_only=True):
+    """The running daemon at one instant; built on demand, never stored."""
+
+    version: str
+    uptime_s: float
+    config: str
+    automations: list[AutomationStatus]
+    integrations: list[IntegrationStatus]
+    scopes: int
+    tracked_runs: int
+    queues: dict[str, int]  # items waiting, by queue ("writer", "scope_inboxes", "delivery:NAME")
+    connections: int
+    events_received: dict[str, int]  # by event type
+    lines_rejected: int

@@ -1,0 +1,62 @@
+"""One delivery attempt: the request built at send time, its destination checked, the
+POST, and the retry policy's verdict on the answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from runhook.config.model import Integration, SlackIntegration
+from runhook.config.settings import Settings
+from runhook.core.executions import TEST_AUTOMATION
+from runhook.core.templates import TemplateError
+from runhook.delivery import policy, probe, requests, transport
+from runhook.delivery.channels import slack, webhook
+from runhook.delivery.ssrf import DestinationRefused, check_url
+
+Result = tuple[transport.Response | None, policy.Outcome]
+
+
+async def send(session: aiohttp.ClientSession, settings: Settings, integration_name: str,
+               automation_name: str, context: Mapping[str, Any], execution_id: str,
+               number: int) -> Result:
+    """Attempt `number` (of this redelivery round) of an execution. The request is
+    built from the settings of now, so a reload reaches PENDING executions too."""
+    integration = settings.integrations.get(integration_name)
+    test = automation_name == TEST_AUTOMATION  # `runhook test`'s, redelivered
+    automation = None if test else settings.automation(automation_name)
+    if integration is None or (automation is None and not test):
+        missing = f"integration {integration_name!r}" if integration is None \
+            else f"automation {automation_name!r}"
+        return None, policy.Outcome("FAILED", reason=f"{missing} is no longer configured",
+                                    config_error=True)
+    try:
+        request = requests.for_execution(integration,
+                                         automation.action if automation is not None else None,
+                                         context, settings.secrets, execution_id,
+                                         int(time.time()))
+    except probe.Unsendable as exc:
+        return None, policy.Outcome("FAILED", reason=f"cannot send it again: {exc}",
+                                    config_error=True)
+    except (TemplateError, KeyError, ValueError) as exc:
+        return None, policy.Outcome("FAILED", reason=f"cannot build the request: {exc}")
+    return await post(session, settings, integration, request, number)
+
+
+async def post(session: aiohttp.ClientSession, settings: Settings, integration: Integration,
+               request: webhook.Request, number: int) -> Result:
+    """POST `request` once, unless its destination is refused; the answer is
+    judged as attempt `number` (which decides the retry delay)."""
+    try:
+        check_url(request.url, integration.allow_http, integration.allow_private)
+    except DestinationRefused as exc:
+        return None, policy.Outcome("FAILED", reason=f"destination refused: {exc}")
+    response = await transport.post(session, request, integration.timeout, settings.redactor)
+    status, error = response.status, response.error
+    if status is not None and isinstance(integration, SlackIntegration):
+        status, error = slack.interpret(status, response.body)
+    retry_after = policy.parse_retry_after(response.retry_after, time.time())
+    return response, policy.decide(number, status, error, retry_after, response.refused)
