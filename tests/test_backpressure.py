@@ -162,3 +162,46 @@ async def scenario(store: Store, scopes: Scopes, ingress: Ingress, path: str,
         assert db.execute("SELECT count(DISTINCT id) FROM event_ids").fetchone()[0] == total
     finally:
         db.close()
+
+
+async def test_a_stalled_writer_stalls_the_sending_client_and_loses_nothing(start_daemon):
+    """The real daemon, its database locked by another connection for 1.5 s (under
+    the writer's 5 s busy_timeout): nothing can commit, so nothing is answered, and
+    a client streaming 10 MB while reading its answers stalls once 16 unanswered
+    chunks are read (the inbox is not what stops it here: the actor's writes queue
+    at the writer). After the lock goes, every line is answered ok and committed."""
+    daemon = await start_daemon(RECORD)
+    count = 80_000
+    reader, writer = await asyncio.open_unix_connection(daemon.socket)
+    answers = bytearray()
+
+    async def read_answers() -> None:
+        while chunk := await reader.read(1 << 20):
+            answers.extend(chunk)
+
+    reading = asyncio.ensure_future(read_answers())
+    holder = sqlite3.connect(daemon.database, isolation_level=None, timeout=5)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        writer.write(b"".join(event(n) for n in range(count)))
+        draining = asyncio.ensure_future(writer.drain())
+        await asyncio.wait({draining, reading}, timeout=1.5)  # awaited absence
+        assert not answers, f"answered before anything could commit: {bytes(answers[:80])!r}"
+        assert not draining.done(), "the daemon read every line while nothing could commit"
+        assert writer.transport.get_write_buffer_size() > 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        await asyncio.wait_for(draining, 10)  # reading resumed as answers went out
+        writer.write_eof()
+        await asyncio.wait_for(reading, 10)
+    finally:
+        reading.cancel()
+        writer.close()
+    assert bytes(answers).splitlines() == [b'{"ok":true}'] * count
+    db = sqlite3.connect(daemon.database)
+    try:
+        assert db.execute("SELECT count(*) FROM executions").fetchone()[0] == count
+    finally:
+        db.close()
