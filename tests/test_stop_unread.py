@@ -1,6 +1,8 @@
-"""SIGTERM while a client sends and never reads its answers: the daemon gives up on
-that connection after its drain bound and exits 0 (systemd would otherwise wait
-out TimeoutStopSec and SIGKILL it)."""
+"""SIGTERM while a client sends events and never reads its answers: the daemon gives
+up on that connection after its drain bound and exits 0 (systemd would otherwise
+wait out TimeoutStopSec and SIGKILL it). Before ingress owned its connections, the
+handler's `finally` awaited room in a full answer queue whose consumer had been
+cancelled: "stopped" was logged and the process never exited."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import signal
 import socket
 import sqlite3
 
-import pytest
 from test_socket import GOOD, RECORD, line
 
 # The daemon waits 10 s for open connections to be answered (DRAIN_CONNECTIONS_S),
@@ -23,11 +24,6 @@ def committed(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT count(*) FROM executions").fetchone()[0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: with the connection's 16 answer slots full when the drain gives up, "
-    "asyncio.run cancels the handler, whose `finally` awaits answers.put(None) on a "
-    "full queue whose consumer was cancelled too: 'stopped' is logged, the process "
-    "never exits"))
 async def test_sigterm_with_a_client_that_never_reads_exits(start_daemon):
     daemon = await start_daemon(RECORD)
     loop = asyncio.get_running_loop()
