@@ -67,9 +67,11 @@ class Admission:
             line_no, f"line is over {constants.MAX_LINE_BYTES} bytes (1 MiB); refused")
 
     def decode(self, first_line: int, lines: list[bytes],
-               now: float) -> list[tuple[int, Decoded]]:
-        """Each request line decoded; blank lines are not requests and get nothing."""
+               now: float) -> tuple[list[tuple[int, Decoded]], int]:
+        """Each request line decoded, and how many are queries or commands; blank
+        lines are not requests and get nothing."""
         decoded: list[tuple[int, Decoded]] = []
+        queries = 0
         for line_no, line in enumerate(lines, first_line):
             if len(line) > constants.MAX_LINE_BYTES:
                 decoded.append((line_no, self.too_long(line_no)))
@@ -80,6 +82,7 @@ class Admission:
                 request = protocol.decode(line)
                 if isinstance(request, Query):
                     decoded.append((line_no, request))
+                    queries += 1
                     continue
                 try:
                     stamp = event_timestamp(request, now)
@@ -90,7 +93,7 @@ class Admission:
                 decoded.append((line_no, protocol.error_line(line_no, str(exc))))
                 continue
             decoded.append((line_no, (request, stamp)))
-        return decoded
+        return decoded, queries
 
     async def admit(self, decoded: list[tuple[int, bytes | tuple[Event, float]]],
                     now: float) -> Answers:

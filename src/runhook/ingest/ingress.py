@@ -207,8 +207,11 @@ class Ingress:
         to the next query, which waits for its turn."""
         for start in range(0, len(lines), constants.CHUNK_LINES):
             now = time.time()
-            decoded = self.admission.decode(first_line + start,
-                                            lines[start:start + constants.CHUNK_LINES], now)
+            decoded, queries = self.admission.decode(
+                first_line + start, lines[start:start + constants.CHUNK_LINES], now)
+            if not queries:  # the usual run: events only, admitted as decoded
+                await send.send(await self.admission.admit(decoded, now))  # type: ignore[arg-type]
+                continue
             run: list[tuple[int, bytes | tuple[Event, float]]] = []
             for line_no, item in decoded:
                 if not isinstance(item, Query):
