@@ -13,7 +13,7 @@ from runhook.config.secrets import Redactor
 from runhook.config.settings import build
 from runhook.delivery import probe, requests
 from runhook.delivery.redelivery import TEST_LEFT_OUT, refusal, sort_failed
-from runhook.store.database import Execution
+from runhook.store.rows import Execution
 
 HOOK = WebhookIntegration(url="https://ci.example.com/hook", secrets=["TOKEN"])
 SLACK = SlackIntegration(url_secret="SLACK_URL")

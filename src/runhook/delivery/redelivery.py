@@ -5,7 +5,7 @@ from __future__ import annotations
 from runhook.config.settings import Settings
 from runhook.core.executions import TEST_AUTOMATION
 from runhook.delivery import probe
-from runhook.store.database import Execution
+from runhook.store.rows import Execution
 
 # `--failed` replays what events are owed. A test execution was a probe someone
 # ran by hand: a batch retry must not replay every `runhook test` of the day.

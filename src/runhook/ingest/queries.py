@@ -23,7 +23,8 @@ from runhook.ingest.protocol import (
     Status,
     TestIntegration,
 )
-from runhook.store.database import Attempt, Execution, Store, Write
+from runhook.store.database import Store, Write
+from runhook.store.rows import Attempt, Execution
 from runhook.store.statements import ENABLE_INTEGRATION, REDELIVER
 
 

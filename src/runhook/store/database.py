@@ -1,5 +1,5 @@
-"""The only code that runs SQL: one writer with group commit (applying statements.py), a
-reader for the daemon's own reads and one for people's queries."""
+"""The store's writer: one connection applying statements.py with group commit, and
+the Store that owns it and the readers (reads.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiosqlite
 import anyio
-import msgspec
 from anyio.abc import TaskStatus
 
 from runhook.core import constants
@@ -21,76 +20,13 @@ from runhook.core.schema import StartupError
 from runhook.store import bulk
 from runhook.store.files import create_private
 from runhook.store.migrations import migrate
+from runhook.store.reads import Reads
 from runhook.store.statements import PROBE_UNDO, PROBE_WRITE
 
 log = logging.getLogger("runhook.store")
 
 OnCommit = Callable[[str | None], None]
 Statement = tuple[str, Sequence[Sequence[Any]]]
-
-_COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, integration, "
-            "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts, "
-            "round_start")
-
-
-class Execution(msgspec.Struct, kw_only=True):
-    """One execution as history shows it."""
-
-    id: str
-    automation: str
-    scope: str
-    event_kind: str
-    event_type: str
-    event_id: str | None
-    action_kind: str
-    integration: str | None
-    state: str
-    reason: str | None
-    context: dict[str, Any]
-    run_id: str | None
-    created_at: float
-    updated_at: float
-    next_attempt_at: float | None
-    attempts: int
-    round_start: int = 0
-
-
-class Attempt(msgspec.Struct, kw_only=True):
-    number: int
-    started_at: float
-    duration_ms: float
-    status: int | None
-    error: str | None
-    response: str | None
-
-
-class Due(NamedTuple):
-    """A PENDING execution as a delivery actor takes it up."""
-
-    id: str
-    automation: str
-    context: dict[str, Any]
-    attempts: int
-    created_at: float
-    round_start: int
-
-
-_context = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def _execution(row: Sequence[Any]) -> Execution:
-    values = dict(zip(_COLUMNS.split(", "), row))
-    values["context"] = _context(values["context"])
-    return Execution(**values)
-
-
-_ATTEMPT_COLUMNS = "number, started_at, duration_ms, status, error, response"
-
-
-def _attempt(row: Sequence[Any]) -> Attempt:
-    """An attempts row, selected as _ATTEMPT_COLUMNS."""
-    return Attempt(**dict(zip(_ATTEMPT_COLUMNS.split(", "), row)))
-
 
 class Write:
     """A unit of work for the writer, committed in one transaction with others, and
@@ -139,7 +75,7 @@ def _merge(statements: list[Statement]) -> list[tuple[str, list[Sequence[Any]]]]
     return out
 
 
-class Store:
+class Store(Reads):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._send, self._receive = anyio.create_memory_object_stream[Write](
@@ -331,139 +267,3 @@ class Store:
         with anyio.move_on_after(timeout):
             await probe.wait()
         return self.last_error is None
-
-    # Reads: `_fetch` for the daemon's own, `_query` for what people ask.
-
-    async def _fetch(self, sql: str, params: Sequence[Any] = (),
-                     people: bool = False) -> list[Any]:
-        db = self._queries if people else self._reader
-        assert db is not None
-        async with db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
-
-    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await self._fetch(sql, params, people=True)
-
-    async def history(self, automation: str | None = None, state: str | None = None,
-                      limit: int = 50, since: float | None = None,
-                      before: tuple[float, str] | None = None) -> list[Execution]:
-        """The newest executions first; `before` (created_at, id) continues a listing
-        below the last row of its previous page."""
-        where: list[str] = []
-        params: list[Any] = []
-        for clause, value in (("automation = ?", automation), ("state = ?", state),
-                              ("created_at >= ?", since)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if before is not None:
-            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
-            params += [before[0], before[0], before[1]]
-        sql = f"SELECT {_COLUMNS} FROM executions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = await self._query(sql, [*params, limit])
-        return [_execution(row) for row in rows]
-
-    async def execution(self, execution_id: str) -> Execution | None:
-        rows = await self._query(f"SELECT {_COLUMNS} FROM executions WHERE id = ?",
-                                 (execution_id,))
-        return _execution(rows[0]) if rows else None
-
-    async def attempts(self, execution_id: str) -> list[Attempt]:
-        rows = await self._query(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts "
-            "WHERE execution_id = ? ORDER BY number", (execution_id,))
-        return [_attempt(row) for row in rows]
-
-    async def due(self, integration: str, now: float, limit: int,
-                  skip: Container[str] = ()) -> tuple[list[Due], int]:
-        """PENDING executions due by `now`, less those in `skip` (already in hand),
-        and how many rows the query returned. Only what a sender needs is read, and
-        only the kept rows' contexts are decoded."""
-        rows = await self._fetch(
-            "SELECT id, automation, context, attempts, created_at, round_start FROM executions "
-            "WHERE state = 'PENDING' AND integration = ? AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at LIMIT ?", (integration, now, limit))
-        return [Due(row[0], row[1], _context(row[2]), row[3], row[4], row[5])
-                for row in rows if row[0] not in skip], len(rows)
-
-    async def next_due_after(self, integration: str, now: float) -> float | None:
-        rows = await self._fetch(
-            "SELECT MIN(next_attempt_at) FROM executions WHERE state = 'PENDING' "
-            "AND integration = ? AND next_attempt_at > ?", (integration, now))
-        return rows[0][0] if rows else None
-
-    async def run_state(self, scope: str) -> dict[str, list[Any]]:
-        """Everything a scope actor restores on start, each list in write order."""
-        return {
-            "runs": await self._fetch(
-                "SELECT run_id, run_name, user, state, last_seen, ended_at FROM runs "
-                "WHERE scope = ?", (scope,)),
-            "windows": await self._fetch(
-                "SELECT run_id, metric, size, data FROM windows WHERE scope = ?", (scope,)),
-            "log": await self._fetch(
-                "SELECT run_id, run_name, user, data FROM metric_log WHERE scope = ? "
-                "ORDER BY seq", (scope,)),
-            "flags": await self._fetch(
-                "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
-                "WHERE scope = ?", (scope,)),
-        }
-
-    async def summary(self, automations: list[str],
-                      since: float) -> dict[str, dict[str, Any]]:
-        """Per automation: executions by state since `since`, and the latest one ever.
-        Each is a range of the (automation, created_at, state) index; the latest is
-        one lookup, not a pass over the whole history."""
-        names = msgspec.json.encode(automations).decode()
-        out: dict[str, dict[str, Any]] = {a: {"counts": {}, "last": None} for a in automations}
-        for automation, state, count in await self._query(
-                "SELECT e.automation, e.state, count(*) FROM json_each(?) AS n "
-                "JOIN executions AS e ON e.automation = n.value AND e.created_at >= ? "
-                "GROUP BY e.automation, e.state", (names, since)):
-            out[automation]["counts"][state] = count
-        for automation, execution_id, state, created in await self._query(
-                "SELECT n.value, e.id, e.state, e.created_at FROM json_each(?) AS n "
-                "JOIN executions AS e ON e.rowid = (SELECT rowid FROM executions WHERE "
-                "automation = n.value ORDER BY created_at DESC, rowid DESC LIMIT 1)",
-                (names,)):
-            out[automation]["last"] = {"id": execution_id, "state": state, "created_at": created}
-        return out
-
-    async def attempts_of(self, ids: list[str]) -> dict[str, list[Attempt]]:
-        if not ids:
-            return {}
-        rows = await self._query(
-            f"SELECT execution_id, {_ATTEMPT_COLUMNS} "
-            f"FROM attempts WHERE execution_id IN ({', '.join('?' * len(ids))}) "
-            "ORDER BY execution_id, number", ids)
-        out: dict[str, list[Attempt]] = {}
-        for row in rows:
-            out.setdefault(row[0], []).append(_attempt(row[1:]))
-        return out
-
-    async def disabled_integrations(self) -> dict[str, str]:
-        rows = await self._fetch("SELECT name, reason FROM disabled_integrations")
-        return {row[0]: row[1] for row in rows}
-
-    async def redeliverable(self, since: float, automation: str | None) -> list[Execution]:
-        """FAILED executions created since `since` that have somewhere to go."""
-        sql = (f"SELECT {_COLUMNS} FROM executions WHERE state = 'FAILED' AND created_at >= ? "
-               "AND integration IS NOT NULL")
-        params: list[Any] = [since]
-        if automation is not None:
-            sql += " AND automation = ?"
-            params.append(automation)
-        return [_execution(row) for row in await self._query(sql + " ORDER BY id", params)]
-
-    async def seen_event_ids(self, ids: list[str], since: float) -> set[tuple[str, str]]:
-        """(id, scope) for each scope that accepted one of `ids` since `since`."""
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-            part = ids[start:start + 500]
-            rows = await self._fetch(
-                f"SELECT id, scope FROM event_ids WHERE id IN ({', '.join('?' * len(part))}) "
-                "AND received_at >= ?", [*part, since])
-            found.update((row[0], row[1]) for row in rows)
-        return found

@@ -18,7 +18,8 @@ from runhook.core.executions import STATES
 from runhook.core.metrics import Metrics
 from runhook.core.schema import StartupError
 from runhook.ingest.queries import Overview
-from runhook.store.database import Execution, Store
+from runhook.store.database import Store
+from runhook.store.rows import Execution
 from runhook.web import status_page
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
 

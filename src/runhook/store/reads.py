@@ -1,0 +1,165 @@
+"""The store's reads: the daemon's own (idempotency lookups, delivery scans,
+restores) on one connection, people's queries (history, status) on another, so
+neither waits behind the other. Read-only; the writer is in database.py."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from runhook.store.rows import (
+    _ATTEMPT_COLUMNS,
+    _COLUMNS,
+    Attempt,
+    Due,
+    Execution,
+    _attempt,
+    _context,
+    _execution,
+)
+
+
+class Reads:
+    """Mixed into Store, which opens the two connections."""
+
+    _reader: aiosqlite.Connection | None
+    _queries: aiosqlite.Connection | None
+
+    # Reads: `_fetch` for the daemon's own, `_query` for what people ask.
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = (),
+                     people: bool = False) -> list[Any]:
+        db = self._queries if people else self._reader
+        assert db is not None
+        async with db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._fetch(sql, params, people=True)
+
+    async def history(self, automation: str | None = None, state: str | None = None,
+                      limit: int = 50, since: float | None = None,
+                      before: tuple[float, str] | None = None) -> list[Execution]:
+        """The newest executions first; `before` (created_at, id) continues a listing
+        below the last row of its previous page."""
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("automation = ?", automation), ("state = ?", state),
+                              ("created_at >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if before is not None:
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+            params += [before[0], before[0], before[1]]
+        sql = f"SELECT {_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await self._query(sql, [*params, limit])
+        return [_execution(row) for row in rows]
+
+    async def execution(self, execution_id: str) -> Execution | None:
+        rows = await self._query(f"SELECT {_COLUMNS} FROM executions WHERE id = ?",
+                                 (execution_id,))
+        return _execution(rows[0]) if rows else None
+
+    async def attempts(self, execution_id: str) -> list[Attempt]:
+        rows = await self._query(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts "
+            "WHERE execution_id = ? ORDER BY number", (execution_id,))
+        return [_attempt(row) for row in rows]
+
+    async def due(self, integration: str, now: float, limit: int,
+                  skip: Container[str] = ()) -> tuple[list[Due], int]:
+        """PENDING executions due by `now`, less those in `skip` (already in hand),
+        and how many rows the query returned. Only what a sender needs is read, and
+        only the kept rows' contexts are decoded."""
+        rows = await self._fetch(
+            "SELECT id, automation, context, attempts, created_at, round_start FROM executions "
+            "WHERE state = 'PENDING' AND integration = ? AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?", (integration, now, limit))
+        return [Due(row[0], row[1], _context(row[2]), row[3], row[4], row[5])
+                for row in rows if row[0] not in skip], len(rows)
+
+    async def next_due_after(self, integration: str, now: float) -> float | None:
+        rows = await self._fetch(
+            "SELECT MIN(next_attempt_at) FROM executions WHERE state = 'PENDING' "
+            "AND integration = ? AND next_attempt_at > ?", (integration, now))
+        return rows[0][0] if rows else None
+
+    async def run_state(self, scope: str) -> dict[str, list[Any]]:
+        """Everything a scope actor restores on start, each list in write order."""
+        return {
+            "runs": await self._fetch(
+                "SELECT run_id, run_name, user, state, last_seen, ended_at FROM runs "
+                "WHERE scope = ?", (scope,)),
+            "windows": await self._fetch(
+                "SELECT run_id, metric, size, data FROM windows WHERE scope = ?", (scope,)),
+            "log": await self._fetch(
+                "SELECT run_id, run_name, user, data FROM metric_log WHERE scope = ? "
+                "ORDER BY seq", (scope,)),
+            "flags": await self._fetch(
+                "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
+                "WHERE scope = ?", (scope,)),
+        }
+
+    async def summary(self, automations: list[str],
+                      since: float) -> dict[str, dict[str, Any]]:
+        """Per automation: executions by state since `since`, and the latest one ever.
+        Each is a range of the (automation, created_at, state) index; the latest is
+        one lookup, not a pass over the whole history."""
+        names = msgspec.json.encode(automations).decode()
+        out: dict[str, dict[str, Any]] = {a: {"counts": {}, "last": None} for a in automations}
+        for automation, state, count in await self._query(
+                "SELECT e.automation, e.state, count(*) FROM json_each(?) AS n "
+                "JOIN executions AS e ON e.automation = n.value AND e.created_at >= ? "
+                "GROUP BY e.automation, e.state", (names, since)):
+            out[automation]["counts"][state] = count
+        for automation, execution_id, state, created in await self._query(
+                "SELECT n.value, e.id, e.state, e.created_at FROM json_each(?) AS n "
+                "JOIN executions AS e ON e.rowid = (SELECT rowid FROM executions WHERE "
+                "automation = n.value ORDER BY created_at DESC, rowid DESC LIMIT 1)",
+                (names,)):
+            out[automation]["last"] = {"id": execution_id, "state": state, "created_at": created}
+        return out
+
+    async def attempts_of(self, ids: list[str]) -> dict[str, list[Attempt]]:
+        if not ids:
+            return {}
+        rows = await self._query(
+            f"SELECT execution_id, {_ATTEMPT_COLUMNS} "
+            f"FROM attempts WHERE execution_id IN ({', '.join('?' * len(ids))}) "
+            "ORDER BY execution_id, number", ids)
+        out: dict[str, list[Attempt]] = {}
+        for row in rows:
+            out.setdefault(row[0], []).append(_attempt(row[1:]))
+        return out
+
+    async def disabled_integrations(self) -> dict[str, str]:
+        rows = await self._fetch("SELECT name, reason FROM disabled_integrations")
+        return {row[0]: row[1] for row in rows}
+
+    async def redeliverable(self, since: float, automation: str | None) -> list[Execution]:
+        """FAILED executions created since `since` that have somewhere to go."""
+        sql = (f"SELECT {_COLUMNS} FROM executions WHERE state = 'FAILED' AND created_at >= ? "
+               "AND integration IS NOT NULL")
+        params: list[Any] = [since]
+        if automation is not None:
+            sql += " AND automation = ?"
+            params.append(automation)
+        return [_execution(row) for row in await self._query(sql + " ORDER BY id", params)]
+
+    async def seen_event_ids(self, ids: list[str], since: float) -> set[tuple[str, str]]:
+        """(id, scope) for each scope that accepted one of `ids` since `since`."""
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            part = ids[start:start + 500]
+            rows = await self._fetch(
+                f"SELECT id, scope FROM event_ids WHERE id IN ({', '.join('?' * len(part))}) "
+                "AND received_at >= ?", [*part, since])
+            found.update((row[0], row[1]) for row in rows)
+        return found
