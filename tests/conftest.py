@@ -114,7 +114,12 @@ class Daemon:
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.returncode is None:
             self.process.send_signal(sig)
-        return await asyncio.wait_for(self.process.wait(), 30)
+        try:
+            return await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()  # a hung daemon fails its test, not the machine
+            await self.process.wait()
+            raise AssertionError(f"daemon did not exit within 30 s of signal {sig}") from None
 
 
 def write_config(directory: Path, body: str, http_port: int) -> Path:
