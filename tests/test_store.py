@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import pytest
 from test_socket import GOOD, RECORD
 
 from runhook.core.executions import STATES
@@ -278,3 +279,18 @@ async def test_the_daemon_keeps_its_database_private_and_its_socket_mode(start_d
     assert modes(daemon.directory, "runhook.db", "runhook.db-wal", "runhook.db-shm",
                  "ev.sock") == {"runhook.db": 0o600, "runhook.db-wal": 0o600,
                                 "runhook.db-shm": 0o600, "ev.sock": 0o660}
+
+
+async def test_commit_returns_once_committed_and_raises_why_not(tmp_path):
+    from runhook.store.database import WriteFailed
+
+    store = Store(tmp_path / "c.db")
+    await store.open()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        await store.commit(Write([(INSERT_EVENT_ID, [("a", "s", 1.0)])]))
+        assert await store.seen_event_ids(["a"], 0) == {("a", "s")}  # visible on return
+        with pytest.raises(WriteFailed, match="no such table: nowhere"):
+            await store.commit(Write([("INSERT INTO nowhere VALUES (?)", [(1,)])]))
+        store.finish()
+    await store.close()

@@ -17,7 +17,7 @@ from runhook.core import constants
 from runhook.core.durations import describe
 from runhook.core.metrics import activity_line
 from runhook.evaluate.scope import Scopes
-from runhook.store.database import Statement, Store, Write
+from runhook.store.database import Statement, Store, Write, WriteFailed
 from runhook.store.statements import (
     FAIL_ORPHANS,
     PURGE_ATTEMPTS,
@@ -121,27 +121,14 @@ async def _until_caught_up(store: Store, deletes: list[tuple[str, float]]) -> in
     while True:
         statements: list[Statement] = [(sql, [(cutoff, batch)]) for sql, cutoff in deletes]
         write = Write(statements, barrier=True)  # a barrier: in order, and counted
-        await _commit(store, write)
+        try:
+            await store.commit(write)
+        except WriteFailed as exc:
+            raise PurgeFailed(str(exc)) from None
         deleted = write.changes[-1]
         total += deleted
         if deleted < batch:
             return total
-
-
-async def _commit(store: Store, write: Write) -> None:
-    done = anyio.Event()
-    errors: list[str] = []
-
-    def told(error: str | None) -> None:
-        if error is not None:
-            errors.append(error)
-        done.set()
-
-    write.on_commit = told
-    await store.submit(write)
-    await done.wait()
-    if errors:
-        raise PurgeFailed(errors[0])
 
 
 async def fail_orphans(store: Store, settings: Settings) -> None:

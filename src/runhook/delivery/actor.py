@@ -304,15 +304,13 @@ class DeliveryActor:
         reason = settings.redactor(outcome.reason) if outcome.reason else None
         body = response.body if response else ""
         finished = time.time()
-        committed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        await self._store.submit(Write([
+        await self._store.commit(Write([
             (INSERT_EXECUTION, [test_row(execution_id, self.name, probe.kind(integration),
                                          context, now)]),
             (INSERT_ATTEMPT, [(execution_id, 1, now, (finished - now) * 1000.0,
                                response.status if response else None, reason, body or None)]),
             (UPDATE_EXECUTION, [(state, reason, finished, None, execution_id)]),
-        ], committed.set_result, barrier=True))  # the update must follow its insert
-        await committed
+        ], barrier=True))  # the update must follow its insert
         return {"execution_id": execution_id, "status": response.status if response else None,
                 "error": reason, "response": body}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol
 
@@ -73,7 +72,7 @@ async def answer(query: Query, daemon: Daemon) -> bytes:
             if actor is None:
                 return protocol.refusal(f"no integration {query.integration!r}")
             was = actor.disabled
-            await _commit(store, Write([(ENABLE_INTEGRATION, [(query.integration,)])]))
+            await store.commit(Write([(ENABLE_INTEGRATION, [(query.integration,)])]))
             actor.enable()
             return protocol.answer({"integration": query.integration, "was_disabled": was})
         case Redeliver():
@@ -128,7 +127,7 @@ async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
         chosen, left_out = redelivery.sort_failed(failed, daemon.settings)
     now = time.time()
     if chosen:
-        await _commit(store, Write([(REDELIVER, [("redelivery requested", now, now, e.id)
+        await store.commit(Write([(REDELIVER, [("redelivery requested", now, now, e.id)
                                                  for e in chosen])]))
     for name in {e.integration for e in chosen}:
         actor = daemon.deliveries.actors.get(str(name))
@@ -137,11 +136,3 @@ async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
     return protocol.answer({"redelivered": [e.id for e in chosen], "left_out": left_out})
 
 
-async def _commit(store: Store, write: Write) -> None:
-    """Submit a write and wait for its commit; raises if it failed."""
-    done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-    write.on_commit = done.set_result
-    await store.submit(write)
-    error = await done
-    if error is not None:
-        raise RuntimeError(error)

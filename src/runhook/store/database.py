@@ -3,6 +3,7 @@ the Store that owns it and the readers (reads.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -54,6 +55,10 @@ class Write:
 
 
 STALE = "not written: an earlier write of its scope failed"
+
+
+class WriteFailed(Exception):
+    """A write that `Store.commit` waited for was not committed; the message says why."""
 
 
 def _tell(write: Write, error: str | None) -> None:
@@ -122,6 +127,25 @@ class Store(Reads):
             if db is not None:
                 await db.close()
         self._queries = self._reader = self._writer = None
+
+    async def commit(self, write: Write) -> None:
+        """The one way to wait for a write: returns once it is committed, raises
+        WriteFailed (with the reason) if it was not. The scope actors and ingest do
+        not wait: they evaluate ahead of their commits, so they `submit` with an
+        `on_commit` callback and the hot path costs no task or future per write."""
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        then = write.on_commit
+
+        def committed(error: str | None) -> None:
+            if then is not None:
+                then(error)
+            if not done.done():
+                done.set_result(error)
+        write.on_commit = committed
+        await self.submit(write)
+        error = await done
+        if error is not None:
+            raise WriteFailed(error)
 
     async def submit(self, write: Write) -> None:
         """Queue a write; waits (backpressure) only while the writer is behind."""
