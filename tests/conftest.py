@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +35,31 @@ def short_dir() -> Any:
     path = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tmpfs(short_dir: Path) -> Any:
+    """mount(size) -> a fresh tmpfs of that size ("2m"), for full-disk tests. Where
+    mounting is refused (no root) the test skips; in CI, which runs as root, it
+    fails instead, so a full-disk test never passes by not running."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        path = short_dir / f"disk{len(mounts)}"
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              check=False, capture_output=True)
+        if done.returncode != 0:
+            why = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
+            if os.environ.get("CI"):
+                pytest.fail(why)
+            pytest.skip(why)
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @dataclass

@@ -3,23 +3,14 @@ and recovers once there is room again. The database lives on a tiny tmpfs."""
 
 from __future__ import annotations
 
-import subprocess
-
 import aiohttp
 import pytest
 from test_socket import GOOD, RECORD
 
 
 @pytest.fixture
-def tiny_disk(short_dir):
-    mount = short_dir / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          check=False, capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_disk(tmpfs):
+    return tmpfs("2m")
 
 
 async def test_full_disk_is_reported_and_nothing_acknowledged_is_lost(start_daemon, tiny_disk):

@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -410,15 +409,8 @@ async def test_kill_9_under_pipelined_load_loses_and_repeats_nothing(start_daemo
 # 2. full disk
 
 @pytest.fixture
-def small_disk(short_dir: Path) -> Any:
-    mount = short_dir / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
-                          check=False, capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(tmpfs: Any) -> Path:
+    return tmpfs("32m")
 
 
 def fill(mount: Path, room: int) -> Path:
