@@ -114,7 +114,7 @@ action = { kind = "none" }
 enabled = false
 """))
     evaluator = Evaluator("project:acme/vision", settings.automations)
-    assert evaluator.evaluate(created(), 0.0, 0.0) == ([], [], [])
+    assert evaluator.evaluate(created(), 0.0, 0.0) == ([], [], [], False)
 
 
 def test_scope_keys_cover_location_and_entity():

@@ -38,7 +38,7 @@ def execution(i: int, state: str = "PENDING") -> tuple[object, ...]:
 
 
 TABLES = ["executions", "attempts", "event_ids", "trigger_state", "runs",
-          "disabled_integrations", "metric_log"]
+          "disabled_integrations", "metric_batches"]
 
 # Each case: statements applied in order; later ones update what earlier ones wrote.
 CASES = {
@@ -58,8 +58,7 @@ CASES = {
                             ("FINISHED", None, 3.0, None, "ex_2")]),
     ],
     "logged values keep their order (replay reads them by seq)": [
-        (LOG_METRICS, [("project:acme/p", f"r{i % 2}", "prod", "u", f'{{"loss":{i / 7!r}}}')
-                       for i in range(7)]),
+        (LOG_METRICS, [("project:acme/p", f'{{"loss":{i / 7!r}}}') for i in range(7)]),
     ],
     "upserts of one key: the later wins": [
         (UPSERT_RUN, [("project:acme/p", "r1", "a", "u", None, 1.0, None),
@@ -116,8 +115,7 @@ def test_hand_checked_rows_and_types():
 
 
 def test_rows_the_one_step_form_cannot_carry_use_executemany():
-    assert bulk.statements(LOG_METRICS, [("s", "r", "n", "u", b"\x81"), ("s", "r", "n", "u", b"")]) \
-        is None  # a blob
+    assert bulk.statements(LOG_METRICS, [("s", b"\x81"), ("s", b"")]) is None  # a blob
     assert bulk.statements(INSERT_EVENT_ID, [("a", "s", 1.0)]) is None  # one row: nothing to gain
     twice = [("FINISHED", None, 3.0, None, "ex_1"), ("PENDING", "r", 3.0, 4.0, "ex_1")]
     assert bulk.statements(UPDATE_EXECUTION, twice) is None

@@ -73,8 +73,10 @@ action = { kind = "none" }
     first.config.write_text(first.config.read_text().replace(
         f'database = "{first.directory}/runhook.db"', f'database = "{tiny_disk}/runhook.db"'))
     daemon = await start_daemon(config=first.config)
+    # A long run name makes the crossing's write as large as the artifacts that
+    # filled the disk: a small one can fit in the WAL space SQLite already has.
     metric = {"type": "run.metrics", "entity": "acme", "project": "vision", "run_id": "r1",
-              "run_name": "prod", "user": "ana"}
+              "run_name": "prod-" + "x" * 60_000, "user": "ana"}
     async with daemon.client() as client:
         assert await client.request({**metric, "values": {"loss": 1.0}}) == {"ok": True}
         for version in range(400):  # fill the disk

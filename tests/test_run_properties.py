@@ -217,3 +217,30 @@ def test_infinities_and_huge_values_among_the_earlier_values_give_no_verdict(ser
 def test_absolute_change_with_infinities(series, fires):
     table = '{ kind = "RUN_METRIC_CHANGE", metric = "loss", amount = 1, direction = "increase" }'
     assert feed(book(table), series) == (fires, [])
+
+
+# Long series of awkward floats (tenths, whose sums round, huge and tiny magnitudes,
+# infinities) through a window-N average: the running sum the hot path keeps must
+# never decide differently from the exact mean of the window (math.fsum).
+AWKWARD = st.one_of(st.integers(-30, 30).map(lambda n: n / 10),
+                    st.sampled_from([1e16, -1e16, 1e-300, 0.1, 0.2, 0.3, INF, -INF, NAN, None]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(AWKWARD, max_size=120),
+       window=st.integers(1, 7),
+       cmp=st.sampled_from([">", ">=", "<", "<="]),
+       threshold=st.sampled_from([0.0, 0.1, 0.2, 0.3, 1.5, -0.7, 1e16]))
+def test_an_average_over_the_whole_ring_fires_as_the_exact_mean_says(values, window, cmp,
+                                                                     threshold):
+    def verdict(last: list[float]) -> bool | None:
+        try:
+            mean = math.fsum(last) / window
+        except (OverflowError, ValueError):  # inf - inf: no mean, no verdict
+            return None
+        return None if math.isnan(mean) else OPS[cmp](mean, threshold)
+
+    table = (f'{{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", '
+             f'window = {window}, cmp = "{cmp}", threshold = {threshold!r} }}')
+    fired, _ = feed(book(table), values)
+    assert fired == crossings(values, window, verdict)

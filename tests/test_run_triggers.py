@@ -260,14 +260,14 @@ cooldown = "0"
 # --- the metric log a restart replays ---------------------------------------
 
 @pytest.mark.parametrize("values", [
-    {"loss": 0.1 + 0.2, "acc": 1e-300},  # finite: JSON text, exact
-    {"loss": INF, "null": -INF},         # JSON cannot carry infinity: msgpack
+    {"loss": 0.1 + 0.2, "acc": 1e-300},
+    {"loss": INF, "null": -INF},
 ])
 def test_logged_values_round_trip_exactly(values):
-    from runhook.evaluate.runbook import _unpack, pack
-    data = pack(values)
-    assert isinstance(data, str if math.isfinite(values["loss"]) else bytes)
-    assert _unpack(data) == values
+    from runhook.evaluate import metric_log
+    (logged,) = metric_log.decode(metric_log.encode([metrics(values)]))
+    assert (logged.run_id, logged.run_name, logged.user) == ("r1", "prod-1", "ana")
+    assert logged.values == values
 
 
 # metric_log rows as they lie in databases, written out byte by byte. Before JSON
@@ -289,16 +289,28 @@ JSON_TWO = '{"loss":2.0}'
     ('{"loss":0.30000000000000004,"acc":1e-300}', {"loss": 0.1 + 0.2, "acc": 1e-300}),
 ])
 def test_logged_rows_already_in_databases_decode(row, values):
-    from runhook.evaluate.runbook import _unpack
-    assert _unpack(row) == values
+    from runhook.evaluate import metric_log
+    (logged,) = metric_log.old_rows([("r1", "prod-1", "ana", row)])
+    assert (logged.run_id, logged.run_name, logged.user, logged.values) == \
+        ("r1", "prod-1", "ana", values)
 
 
-def test_this_version_logs_json_text_and_msgpack_only_for_infinity():
+# A metric_batches blob of this version, byte by byte: a msgpack array (0x91) of
+# the events as the wire carried them, each a map of its fields.
+BATCH_TWO = (b"\x91\x8b\xa4type\xabrun.metrics\xa6entity\xa4acme\xa7project\xa6vision"
+             b"\xa8registry\xc0\xa2id\xc0\xa4time\xc0\xa6run_id\xa2r1\xa8run_name\xa6prod-1"
+             b"\xa4user\xa3ana\xa4step\xc0\xa6values\x81\xa4loss\xcb\x40\0\0\0\0\0\0\0")
+
+
+def test_this_version_logs_one_msgpack_blob_of_events():
     """What later versions will find in the log: pinned, so a change of format is a
     decision (with a reader for these rows), not an accident."""
-    from runhook.evaluate.runbook import pack
-    assert pack({"loss": 2.0}) == JSON_TWO
-    assert pack({"loss": INF}) == MSGPACK_INF
+    from runhook.evaluate import metric_log
+    assert metric_log.encode([metrics({"loss": 2.0})]) == BATCH_TWO
+    # A later version's event with a field this one does not know still replays.
+    newer = BATCH_TWO.replace(b"\x8b\xa4type", b"\x8c\xa5group\xa2g1\xa4type")
+    (logged,) = metric_log.decode(newer)
+    assert logged.values == {"loss": 2.0}
 
 
 def test_restore_replays_both_log_forms_in_order():
@@ -307,6 +319,8 @@ def test_restore_replays_both_log_forms_in_order():
     restored = book(threshold(">", 5, 3, "avg"))
     restored.restore({"runs": [], "windows": [], "flags": [],
                       "log": [("r1", "prod-1", "ana", row)
-                              for row in (MSGPACK_ONE, MSGPACK_INF, JSON_TWO)]},
+                              for row in (MSGPACK_ONE, MSGPACK_INF, JSON_TWO)],
+                      "batches": [(BATCH_TWO,)]},
                      {}, 0.0)
-    assert restored.runs["r1"].rings["loss"].values() == [1.0, INF, 2.0]
+    # The rows of earlier versions first, then this version's batches.
+    assert restored.runs["r1"].rings["loss"].values() == [INF, 2.0, 2.0]

@@ -15,10 +15,12 @@ from runhook.core.executions import (
     new_id,
     run_context,
 )
-from runhook.evaluate.runbook import Outcome, Run, RunBook, pack
+from runhook.evaluate import metric_log
+from runhook.evaluate.runbook import LOGGED, UNWATCHED, Outcome, Run, RunBook
 from runhook.store.database import Statement
 from runhook.store.statements import (
     CLEAR_LOG,
+    CLEAR_OLD_LOG,
     FORGET_RUN,
     INSERT_EVENT_ID,
     LOG_METRICS,
@@ -37,13 +39,18 @@ class Caused(NamedTuple):
     none of it does (with the event's id), and the jobs go out only after."""
 
     rows: list[Row]  # executions, in INSERT_EXECUTION's column order
-    statements: list[Statement]  # logged values, run rows, crossing flags, the event's id
+    statements: list[Statement]  # run rows, crossing flags, the event's id
     jobs: list[Job]  # executions to deliver
+    logged: bool = False  # its values went into rings: the event joins the metric log
 
 
 # Caused is built by tuple.__new__: NamedTuple's own __new__ is a Python function,
 # 0.2 us more an event (1-2 % of the ingest and firing rates, measured).
 _caused = tuple.__new__
+# What nearly every event causes, shared (callers never change them): nothing at
+# all, or values in rings and nothing else.
+NOTHING = _caused(Caused, ([], [], [], False))
+ONLY_LOGGED = _caused(Caused, ([], [], [], True))
 
 
 class Checkpointed(NamedTuple):
@@ -84,15 +91,29 @@ class Evaluator:
         self.book = book
 
     def evaluate(self, event: Event, event_time: float, now: float) -> Caused:
-        caused = _caused(Caused, ([], [], []))  # rows, statements, jobs
+        if event.__class__ is RunMetrics and event.id is None:
+            # The hot path: a metric event that changes no condition costs no Caused.
+            outcome = self.book.metrics(event, now)
+            if outcome is UNWATCHED:
+                return NOTHING
+            if outcome is LOGGED:
+                return ONLY_LOGGED
+            caused = _caused(Caused, ([], [], [], outcome.logged))
+            self._run_outcome(event, outcome, event_time, now, caused)
+            return caused
+        caused = _caused(Caused, ([], [], [], False))
         if isinstance(event, RunEvent):
-            self._run_event(event, event_time, now, caused)
+            caused = self._run_event(event, event_time, now, caused)
         elif isinstance(event, ArtifactEvent):
             self._artifact_event(event, event_time, now, caused)
         if event.id is not None:
             # The id commits with what the event caused here, or not at all.
             caused.statements.append((INSERT_EVENT_ID, [(event.id, self.scope, now)]))
         return caused
+
+    def log(self, events: list[RunMetrics]) -> Statement:
+        """The metric log's row for the events of one write whose values went into rings."""
+        return (LOG_METRICS, [(self.scope, metric_log.encode(events))])
 
     def _artifact_event(self, event: ArtifactEvent, event_time: float, now: float,
                         caused: Caused) -> None:
@@ -109,19 +130,23 @@ class Evaluator:
                 self._record(caused, automation, event, occurrence.kind, context, now)
 
     def _run_event(self, event: RunEvent, event_time: float, now: float,
-                   caused: Caused) -> None:
+                   caused: Caused) -> Caused:
         if isinstance(event, RunMetrics):
             outcome: Outcome = self.book.metrics(event, now)
+            if outcome.logged:
+                caused = caused._replace(logged=True)
         else:
             assert isinstance(event, RunState)
             outcome = self.book.state(event, now)
+        self._run_outcome(event, outcome, event_time, now, caused)
+        return caused
+
+    def _run_outcome(self, event: RunEvent, outcome: Outcome, event_time: float, now: float,
+                     caused: Caused) -> None:
         run = outcome.run
         if run is None:
             return  # no automation of this scope watches the run
         statements = caused.statements
-        if outcome.logged:
-            statements.append((LOG_METRICS, [(self.scope, run.run_id, run.name, run.user,
-                                              pack(outcome.logged))]))
         if outcome.state_changed:
             statements.append((UPSERT_RUN, [run_row(self.scope, run)]))
         if outcome.flags:
@@ -163,7 +188,10 @@ class Evaluator:
         """The metric windows and runs changed since the last checkpoint, replacing
         the log they make redundant; with `evict`, forget runs ended or silent for `ttl`."""
         book = self.book
-        statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)])]
+        if not book.dirty and not evict:
+            return Checkpointed([], [])  # nothing logged since the last one
+        statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)]),
+                                       (CLEAR_OLD_LOG, [(self.scope,)])]
         dirty = [book.runs[r] for r in book.dirty if r in book.runs]
         windows = book.checkpoint()
         if windows:

@@ -6,15 +6,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from runhook.config.settings import Automation
 from runhook.core.events import RunMetrics, RunState
-from runhook.evaluate.ring import Ring
+from runhook.evaluate import metric_log
+from runhook.evaluate.ring import MARGIN, Ring
 from runhook.triggers.crossing import FIRE, SKIP, on_crossing, step
 from runhook.triggers.run_filter import RunMatcher
 from runhook.triggers.runs import MetricChecker
 from runhook.triggers.state import StateChecker, normalize
+from runhook.triggers.threshold import ThresholdChecker
 
 # A run that finished or failed keeps its state this long, for late metrics and
 # a repeated final state report, before it is evicted.
@@ -24,8 +24,13 @@ ENDED = frozenset({"finished", "failed", "killed"})
 # this the memo starts afresh (it only saves the regular expressions' time).
 WATCH_CACHE_SIZE = 4096
 
-# An automation watching a metric, with its checker: the hot loop reads both.
-Watch = tuple[Automation, MetricChecker]
+# An automation watching a metric, with its checker and, for an average over the
+# whole ring against a threshold, (threshold, above) for the running-sum test.
+Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
+# What a metric means to one run: its ring's size, the automations watching it,
+# and when every one is an average over the whole ring, the bounds of the ring's
+# sum between which none of them holds (see `_calm`).
+Dispatch = tuple[int, list[Watch], tuple[float, float, float] | None]
 
 
 class Run:
@@ -39,6 +44,8 @@ class Run:
         "run_id",
         "state",
         "user",
+        "watch",
+        "watch_gen",
     )
 
     def __init__(self, run_id: str, name: str, user: str, now: float) -> None:
@@ -51,6 +58,10 @@ class Run:
         self.rings: dict[str, Ring] = {}
         self.active: set[str] | None = None   # automations whose condition holds now
         self.fired: dict[str, float] | None = None  # automation -> last firing (cooldown)
+        # What each metric means to this run (RunBook.watching of its name and user),
+        # valid while watch_gen is the book's configuration generation.
+        self.watch: dict[str, Dispatch] = {}
+        self.watch_gen = -1
 
 
 @dataclass(slots=True)
@@ -71,14 +82,42 @@ class Outcome:
     firings: list[Firing] = field(default_factory=list)
     # (automation name, active, fired_at) rows for the trigger_state table
     flags: list[tuple[str, bool, float | None]] = field(default_factory=list)
-    logged: dict[str, float] = field(default_factory=dict)  # watched values appended
+    logged: bool = False  # values went into rings: the event joins the metric log
     state_changed: bool = False
+
+
+# The outcomes of nearly every metric event, shared (callers never change them):
+# the run is not watched, or values went into rings and no condition changed.
+UNWATCHED = Outcome()
+LOGGED = Outcome(logged=True)
+
+
+def _calm(watches: list[Watch], size: int) -> tuple[float, float, float] | None:
+    """(low, high, scale) when every watch is an average over the whole ring: while
+    the ring's sum lies in (low, high), farther from both than its drift can reach
+    (MARGIN x (sum of magnitudes + scale)), no condition holds."""
+    if any(quick is None for _, _, quick in watches):
+        return None
+    above = [t * size for _, _, (t, up) in watches if up]  # type: ignore[misc]
+    below = [t * size for _, _, (t, up) in watches if not up]  # type: ignore[misc]
+    scale = max(abs(t) * size for _, _, (t, _) in watches)  # type: ignore[misc]
+    return (max(below, default=-math.inf), min(above, default=math.inf), scale)
+
+
+def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
+    """(threshold, above) when the checker is an average over the whole ring with
+    an ordering comparison: the ring's running sum then decides most values."""
+    if not isinstance(checker, ThresholdChecker) or checker.agg != "avg" \
+            or checker.size != ring_size or checker.op not in (">", ">=", "<", "<="):
+        return None
+    return checker.threshold, checker.op in (">", ">=")
 
 
 class RunBook:
     def __init__(self, automations: list[Automation]) -> None:
         self.runs: dict[str, Run] = {}
         self.dirty: set[str] = set()  # runs whose rings changed since the last checkpoint
+        self._gen = 0  # configuration generation: a run's cached dispatch is for one
         self.configure(automations)
 
     def configure(self, automations: list[Automation]) -> None:
@@ -88,7 +127,8 @@ class RunBook:
         self.sizes: dict[str, int] = {}
         # (run_name, user) -> metric -> the automations whose run filter matches:
         # the filters (regular expressions) run once per distinct run name, not per value.
-        self._watching: dict[tuple[str, str], dict[str, list[Watch]]] = {}
+        self._watching: dict[tuple[str, str], dict[str, Dispatch]] = {}
+        self._gen += 1  # every run's cached dispatch is stale
         for automation in automations:
             checker = automation.run
             if checker is None or not automation.enabled:
@@ -122,50 +162,100 @@ class RunBook:
         run.name, run.user, run.last_seen = name, user, now
         return run
 
-    def watching(self, name: str, user: str) -> dict[str, list[Watch]]:
+    def watching(self, name: str, user: str) -> dict[str, Dispatch]:
         """metric -> the automations that watch it in runs named `name` by `user`."""
         key = (name, user)
         found = self._watching.get(key)
         if found is None:
             if len(self._watching) >= WATCH_CACHE_SIZE:
                 self._watching.clear()
-            found = self._watching[key] = {
-                metric: matching for metric, watches in self.by_metric.items()
-                if (matching := [(a, checker) for a, matcher, checker in watches
-                                 if matcher.matches(name, user)])}
+            found = self._watching[key] = {}
+            for metric, watches in self.by_metric.items():
+                size = self.sizes[metric]
+                matching = [(a, checker, _quick(checker, size)) for a, matcher, checker in watches
+                            if matcher.matches(name, user)]
+                if matching:
+                    found[metric] = (size, matching, _calm(matching, size))
         return found
 
     def metrics(self, event: RunMetrics, now: float) -> Outcome:
-        outcome = Outcome()
+        """The hot path: UNWATCHED or LOGGED (shared, never changed) unless a
+        condition changed, then an Outcome of its own."""
         name, user = event.run_name, event.user
-        watch = self.watching(name, user)
-        watched = [(m, v, watch[m]) for m, v in event.values.items() if m in watch]
-        if not watched:
-            return outcome
-        run = outcome.run = self._run(event.run_id, name, user, now)
-        for metric, value, automations in watched:
-            if value is None or math.isnan(value):
-                continue  # NaN and null are not values: ignored; ±Infinity takes part
-            size = self.sizes[metric]
-            ring = run.rings.get(metric)
+        run = self.runs.get(event.run_id)
+        if run is not None and run.watch_gen == self._gen and run.name == name \
+                and run.user == user:
+            watch = run.watch
+            run.last_seen = now
+        else:
+            watch = self.watching(name, user)
+            if not watch or not any(m in watch for m in event.values):
+                return UNWATCHED
+            run = self._run(event.run_id, name, user, now)
+            run.watch, run.watch_gen = watch, self._gen
+        outcome = LOGGED
+        logged = False
+        rings = run.rings
+        for metric, value in event.values.items():
+            found = watch.get(metric)
+            if found is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
+                continue  # unwatched; NaN and null are not values; ±Infinity takes part
+            size, automations, calm = found
+            ring = rings.get(metric)
             if ring is None or ring.size != size:
-                ring = run.rings[metric] = Ring(size, ring.values() if ring else ())
+                ring = rings[metric] = Ring(size, ring.values() if ring else ())
             ring.append(value)
-            outcome.logged[metric] = value
-            for automation, checker in automations:
-                if ring.count < checker.size:
+            logged = True
+            count = ring.count
+            if calm is not None and not run.active:
+                if count < size:
+                    continue  # every window is the whole ring: none is full yet
+                low, high, scale = calm
+                margin = MARGIN * (ring.magnitude + scale)
+                if low + margin < ring.total < high - margin:
+                    continue  # no condition holds, none held: the common case, no call
+            for automation, checker, quick in automations:
+                if count < checker.size:
                     continue  # the window is not full: every checker answers None
+                active = run.active is not None and automation.name in run.active
+                if quick is not None:
+                    threshold, above = quick
+                    mean = ring.settled_mean(threshold)
+                    if mean is not None and (mean > threshold if above else mean < threshold) \
+                            == active:
+                        continue  # clearly no change: the common case, one division
                 window = ring.tail(checker.size)
                 holds = checker.holds(window)
-                if holds is None:
+                if holds is None or holds == active:
                     continue
-                active = run.active is not None and automation.name in run.active
-                if holds != active:  # no change is the common case: nothing to do
-                    self._step(run, automation, holds, now, outcome, metric, window,
-                               checker.description)
-        if outcome.logged:
-            self.dirty.add(run.run_id)
+                if outcome is LOGGED:
+                    outcome = Outcome(run)
+                self._step(run, automation, holds, now, outcome, metric, window,
+                           checker.description)
+        if not logged:
+            return UNWATCHED if outcome is LOGGED else outcome
+        self.dirty.add(run.run_id)
+        if outcome is not LOGGED:
+            outcome.logged = True
         return outcome
+
+    def replay(self, run_id: str, name: str, user: str, values: dict[str, float | None],
+               now: float) -> None:
+        """A logged event's values into the rings, without evaluating (restore)."""
+        watch = self.watching(name, user)
+        run: Run | None = None
+        for metric, value in values.items():
+            found = watch.get(metric)
+            if found is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
+                continue
+            if run is None:
+                run = self._run(run_id, name, user, now)
+            ring = run.rings.get(metric)
+            if ring is None or ring.size != found[0]:
+                ring = run.rings[metric] = Ring(found[0], ring.values() if ring else ())
+            ring.append(value)
+        if run is not None:
+            self.dirty.add(run_id)
 
     def state(self, event: RunState, now: float) -> Outcome:
         outcome = Outcome()
@@ -260,17 +350,11 @@ class RunBook:
         for run_id, metric, _size, data in state["windows"]:
             if metric in self.sizes:
                 self._known(run_id, now).rings[metric] = Ring.from_bytes(self.sizes[metric], data)
-        for run_id, name, user, data in state["log"]:
-            run = self._run(run_id, name, user, now)
-            for metric, value in _unpack(data).items():
-                size = self.sizes.get(metric)
-                if size is None:
-                    continue
-                ring = run.rings.get(metric)
-                if ring is None:
-                    ring = run.rings[metric] = Ring(size)
-                ring.append(value)
-            self.dirty.add(run_id)
+        for logged in metric_log.old_rows(state["log"]):
+            self.replay(logged.run_id, logged.run_name, logged.user, logged.values, now)
+        for (blob,) in state["batches"]:
+            for logged in metric_log.decode(blob):
+                self.replay(logged.run_id, logged.run_name, logged.user, logged.values, now)
         for run_id, automation, digest, active, fired_at in state["flags"]:
             if digests.get(automation) != digest:
                 continue  # its definition changed: start afresh
@@ -285,23 +369,3 @@ class RunBook:
         if run is None:
             run = self.runs[run_id] = Run(run_id, "", "", now)
         return run
-
-
-_json = msgspec.json.Encoder()
-_packer = msgspec.msgpack.Encoder()
-_from_json = msgspec.json.Decoder(dict[str, float]).decode
-
-
-def pack(values: dict[str, float]) -> str | bytes:
-    """Logged values as JSON text, which the writer can insert a batch at a time
-    (see bulk); msgpack bytes when one is ±Infinity, which JSON cannot carry."""
-    text = _json.encode(values)
-    if b"null" not in text:  # msgspec writes ±Infinity as null; NaN is never logged
-        return text.decode()
-    return _packer.encode(values)
-
-
-def _unpack(data: str | bytes) -> dict[str, float]:
-    if isinstance(data, str):
-        return _from_json(data)
-    return msgspec.msgpack.decode(data, type=dict[str, float])

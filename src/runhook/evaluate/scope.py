@@ -16,17 +16,20 @@ from runhook.config.runtime import Runtime
 from runhook.config.settings import Automation, Settings
 from runhook.core import constants
 from runhook.core.acks import Ticket
-from runhook.core.events import Event, RunEvent
+from runhook.core.events import Event, RunEvent, RunMetrics
 from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
 from runhook.core.scopes import scope_keys
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.evaluator import Evaluator
+from runhook.evaluate.evaluator import NOTHING, ONLY_LOGGED, Evaluator
 from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Store, Write
 from runhook.store.statements import INSERT_EXECUTION
 
 log = logging.getLogger("runhook.scope")
+# Places (entity, project or registry) whose routes are remembered; past this the
+# memo starts afresh (it only saves building scope strings).
+ROUTES_REMEMBERED = 10_000
 
 
 class Checkpoint:
@@ -145,61 +148,81 @@ class ScopeActor:
         await self._store.submit(write)
 
     async def _evaluate(self, work: list[tuple[Batch, Ticket]]) -> None:
-        items = [(e, t, n, ticket) for batch, ticket in work for e, t, n in batch]
-        start = 0
-        while start < len(items):
-            stop = await self._evaluate_run(items, start)
-            if stop == len(items):
-                return
-            # items[stop] raised half-way: the book may hold part of what it did.
-            # Take it back from what is committed (which has everything before it)
-            # before the next event is evaluated, so a retry finds the old state.
-            if isinstance(items[stop][0], RunEvent):
-                await self._resync()
-            start = stop + 1
+        position: tuple[int, int] | None = (0, 0)
+        while position is not None:
+            position = await self._evaluate_run(work, *position)
 
-    async def _evaluate_run(self, items: list[tuple[Event, float, int, Ticket]],
-                            start: int) -> int:
-        """Evaluate items from `start` up to the first that fails (or the end) and
-        submit what they caused as one write; returns where it stopped."""
+    async def _evaluate_run(self, work: list[tuple[Batch, Ticket]], first_batch: int,
+                            first_item: int) -> tuple[int, int] | None:
+        """Evaluate from work[first_batch][first_item] up to the first event that
+        fails (or the end) and submit what they caused as one write; returns where
+        to go on after a failure, None at the end."""
         # Statements grouped by SQL, first-seen order kept: each table's rows keep
         # event order, and the work costs one executemany per table.
         grouped: dict[str, list[Any]] = {}
         jobs: list[Job] = []
+        logged: list[RunMetrics] = []  # their values went into rings: one log blob
         evaluate = self.evaluator.evaluate
         now = time.time()
-        stop = len(items)
-        for index in range(start, len(items)):
-            event, event_time, line_no, ticket = items[index]
-            try:
-                rows, statements, event_jobs = evaluate(event, event_time, now)
-            except Exception as exc:  # a bug in one evaluation must not stop the scope
-                log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
-                ticket.fail(line_no, f"internal error evaluating the event: {exc!r}",
-                            None if event.id is None else (event.id, self.scope))
-                stop = index
+        parts: list[tuple[Ticket, Batch]] = []  # each ticket's events in this write
+        failed: tuple[int, int] | None = None
+        for index in range(first_batch, len(work)):
+            batch, ticket = work[index]
+            start = first_item if index == first_batch else 0
+            parts.append((ticket, batch if start == 0 else batch[start:]))
+            for position, (event, event_time, line_no) in enumerate(parts[-1][1], start):
+                try:
+                    caused = evaluate(event, event_time, now)
+                except Exception as exc:  # a bug in one evaluation must not stop the scope
+                    log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
+                    ticket.fail(line_no, f"internal error evaluating the event: {exc!r}",
+                                None if event.id is None else (event.id, self.scope))
+                    failed = (index, position)
+                    break
+                if caused is ONLY_LOGGED:  # the common case: values in rings, nothing else
+                    logged.append(event)  # type: ignore[arg-type]
+                    continue
+                if caused is NOTHING:
+                    continue
+                rows, statements, event_jobs, was_logged = caused
+                if was_logged:
+                    logged.append(event)  # type: ignore[arg-type]
+                if rows:
+                    grouped.setdefault(INSERT_EXECUTION, []).extend(rows)
+                    jobs.extend(event_jobs)
+                for sql, params in statements:
+                    grouped.setdefault(sql, []).extend(params)
+            if failed is not None:
                 break
-            if rows:
-                grouped.setdefault(INSERT_EXECUTION, []).extend(rows)
-                jobs.extend(event_jobs)
-            for sql, params in statements:
-                grouped.setdefault(sql, []).extend(params)
+        if logged:
+            sql, params = self.evaluator.log(logged)
+            grouped[sql] = list(params)
         created = grouped.get(INSERT_EXECUTION)
         if created:
             self._created(created)
-        tickets = list({id(t): t for *_, t in items[start:stop + 1]}.values())
-        if stop < len(items):
-            later = {id(t) for *_, t in items[stop + 1:]}
-            for ticket in tickets:
-                if id(ticket) in later:
-                    ticket.pending += 1  # its events go in this write and a later one
+        after: tuple[int, int] | None = None
+        if failed is not None:
+            index, position = failed
+            batch, ticket = work[index]
+            start = first_item if index == first_batch else 0
+            parts[-1] = (ticket, batch[start:position + 1])  # the failed one is refused already
+            if position + 1 < len(batch):
+                after = (index, position + 1)
+                ticket.pending += 1  # its events go in this write and a later one
+            elif index + 1 < len(work):
+                after = (index + 1, 0)
         if not grouped:
-            for ticket in tickets:
+            for ticket, _ in parts:
                 ticket.done()
         else:
             # Flags, cooldowns, logged values and ids commit with the executions.
-            await self._submit(Write(list(grouped.items()), self._committed(tickets, jobs)))
-        return stop
+            await self._submit(Write(list(grouped.items()), self._committed(parts, jobs)))
+        if failed is not None and isinstance(work[failed[0]][0][failed[1]][0], RunEvent):
+            # The failed event may have left part of what it did in the book. Take
+            # it back from what is committed (which has everything before it)
+            # before the next event is evaluated, so a retry finds the old state.
+            await self._resync()
+        return after
 
     def _created(self, rows: list[tuple[Any, ...]]) -> None:
         """Count and log the executions a batch created (they commit with it or not at all)."""
@@ -225,7 +248,7 @@ class ScopeActor:
         statements, evicted = self.evaluator.checkpoint(time.time(), request.evict, request.ttl)
         if evicted:
             log.info("scope %s: evicted %d runs", self.scope, len(evicted))
-        if len(statements) > 1 or request.evict:
+        if statements:
             # A barrier: the log it clears must not be reordered with later log rows.
             # If it fails the windows it held are only in memory: resync as well.
             await self._submit(Write(statements, barrier=True))
@@ -234,10 +257,16 @@ class ScopeActor:
         """Keep the run state of automations whose definition did not change."""
         self.evaluator.reconfigure(automations)
 
-    def _committed(self, tickets: list[Ticket], jobs: list[Job]) -> Any:
+    def _committed(self, parts: list[tuple[Ticket, Batch]], jobs: list[Job]) -> Any:
+        """The write's callback: each ticket's part is over; its jobs go to delivery
+        once committed. On failure only the lines and ids this write carried are refused."""
         def committed(error: str | None) -> None:
-            for ticket in tickets:
-                ticket.done(error, self.scope)
+            for ticket, batch in parts:
+                if error is None:
+                    ticket.done()
+                else:
+                    ticket.done(error, [line_no for _, _, line_no in batch],
+                                [(e.id, self.scope) for e, _, _ in batch if e.id is not None])
             if error is None:
                 for job in jobs:
                     self._deliveries.offer(job)
@@ -255,6 +284,19 @@ class Scopes:
         self._deliveries = deliveries
         self._tg = tg
         self.actors: dict[str, ScopeActor] = {}
+        # (entity, project, registry) -> the actors its events go to: the scope
+        # strings are built once per place, not once per event.
+        self._routes: dict[tuple[str, str | None, str | None], list[ScopeActor]] = {}
+
+    def route(self, event: Event) -> list[ScopeActor]:
+        """The actors of the scopes that have automations for where `event` happened."""
+        place = (event.entity, event.project, event.registry)
+        found = self._routes.get(place)
+        if found is None:
+            if len(self._routes) >= ROUTES_REMEMBERED:
+                self._routes.clear()
+            found = self._routes[place] = self.targets(event)
+        return found
 
     def targets(self, event: Event) -> list[ScopeActor]:
         by_scope = self._runtime.settings.by_scope
@@ -273,6 +315,7 @@ class Scopes:
 
     def reconfigure(self, settings: Settings) -> None:
         """After a reload: every actor takes its scope's new automation list."""
+        self._routes.clear()  # scopes may have gained or lost automations
         for key, actor in self.actors.items():
             actor.reconfigure(settings.by_scope.get(key, []))
 

@@ -102,6 +102,8 @@ class Reads:
             "log": await self._fetch(
                 "SELECT run_id, run_name, user, data FROM metric_log WHERE scope = ? "
                 "ORDER BY seq", (scope,)),
+            "batches": await self._fetch(
+                "SELECT data FROM metric_batches WHERE scope = ? ORDER BY seq", (scope,)),
             "flags": await self._fetch(
                 "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
                 "WHERE scope = ?", (scope,)),

@@ -16,9 +16,10 @@ UPDATE_EXECUTION = (
 # same commit as what the event caused there; scope '*' for an event no scope took.
 INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, scope, received_at) VALUES (?, ?, ?)"
 
-LOG_METRICS = ("INSERT INTO metric_log (scope, run_id, run_name, user, data) "
-               "VALUES (?,?,?,?,?)")
-CLEAR_LOG = "DELETE FROM metric_log WHERE scope = ?"
+# The metric log: one blob per write; metric_log holds rows of earlier versions.
+LOG_METRICS = "INSERT INTO metric_batches (scope, data) VALUES (?,?)"
+CLEAR_LOG = "DELETE FROM metric_batches WHERE scope = ?"
+CLEAR_OLD_LOG = "DELETE FROM metric_log WHERE scope = ?"
 UPSERT_FLAG = (
     "INSERT INTO trigger_state (scope, run_id, automation, digest, active, fired_at) "
     "VALUES (?,?,?,?,?,?) ON CONFLICT (scope, run_id, automation) DO UPDATE SET "
