@@ -43,3 +43,49 @@ class RawDecodeServer:
     def close(self) -> None:
         os.waitpid(self._pid, 0)
 
+
+
+class LineFloorServer:
+    """The floor the ingest target names: an asyncio server that reads line by
+    line, decodes each with msgspec (typed, as the daemon does) and writes one
+    answer per line: what any daemon answering every line pays, with none of
+    runhook's work (routing, windows, SQLite)."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="rhf", dir="/tmp"))
+        self.path = str(self.directory / "floor.sock")
+        ready_r, ready_w = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            os.close(ready_r)
+            import asyncio
+            asyncio.run(self._serve(ready_w))
+            os._exit(0)
+        os.close(ready_w)
+        os.read(ready_r, 1)  # listening
+        os.close(ready_r)
+
+    async def _serve(self, ready: int) -> None:
+        import asyncio
+
+        from runhook.ingest.protocol import Request
+        decoder = msgspec.json.Decoder(Request)
+        done = asyncio.Event()
+
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                decoder.decode(line)
+                writer.write(b'{"ok":true}\n')
+                if writer.transport.get_write_buffer_size() > 1 << 20:
+                    await writer.drain()
+            writer.close()
+            done.set()
+
+        server = await asyncio.start_unix_server(client, self.path, limit=1 << 21)
+        os.write(ready, b"r")
+        os.close(ready)
+        async with server:
+            await done.wait()
+
+    def close(self) -> None:
+        os.waitpid(self._pid, 0)

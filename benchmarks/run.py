@@ -16,7 +16,7 @@ def main() -> int:
     quick = "--quick" in sys.argv
     only = [a for a in sys.argv[1:] if not a.startswith("-")]
     sizes = {
-        "ingest": (2_000,) if quick else (200_000,),
+        "ingest": (2_000, 1) if quick else (200_000,),
         # Rings are preallocated to their full size: 6 values a run fill the window-5
         # threshold and cost the same memory as 31.
         "memory": (1_000, 2) if quick else (100_000, 6),

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import msgspec
-from baselines import RawDecodeServer
+from baselines import LineFloorServer, RawDecodeServer
 from harness import daemon, free_port, pipeline, rate
 
 encode = msgspec.json.encode
@@ -36,7 +36,7 @@ action = {{ kind = "none" }}
     return "".join(out)
 
 
-def ingest(lines: int) -> list[tuple[str, str, str, str]]:
+def ingest(lines: int, rounds: int = 3) -> list[tuple[str, str, str, str]]:
     """100 projects x 10 metric automations; lines of 5 values, nothing fires."""
     def make() -> list[bytes]:
         return [encode({"type": "run.metrics", "entity": "acme", "project": f"p{i % 100}",
@@ -44,15 +44,24 @@ def ingest(lines: int) -> list[tuple[str, str, str, str]]:
                         "values": {f"m{(i + k) % 10}": float(i % 97) for k in range(5)}}) + b"\n"
                 for i in range(lines)]
     data = make()
-    raw = RawDecodeServer()
-    base_s = pipeline(raw.path, data, lines)
-    raw.close()
-    with daemon(metric_automations(100, 10)) as d:
-        ours_s = pipeline(d.socket, data, lines)
+    # Best of `rounds`, interleaved: on two cores one noisy round would decide the ratio.
+    floors, raws, ours = [], [], []
+    for _ in range(rounds):
+        floor = LineFloorServer()
+        floors.append(pipeline(floor.path, data, lines))
+        floor.close()
+        raw = RawDecodeServer()
+        raws.append(pipeline(raw.path, data, lines))
+        raw.close()
+        with daemon(metric_automations(100, 10)) as d:
+            ours.append(pipeline(d.socket, data, lines))
     values = lines * 5
-    ratio = (values / ours_s) / (values / base_s)
+    ours_s, floor_s, raw_s = min(ours), min(floors), min(raws)
     return [("ingest, nothing fires (values evaluated)", rate(values, ours_s),
-             f"raw read+decode {rate(values, base_s)}", f"{ratio:.0%}")]
+             f"decode+answer per line {rate(values, floor_s)}",
+             f"{floor_s / ours_s:.0%} (best of {rounds})"),
+            ("  beside a whole-read decode, one answer write per read", "",
+             rate(values, raw_s), f"{raw_s / ours_s:.0%}")]
 
 
 def memory(runs: int, values_per_run: int) -> list[tuple[str, str, str, str]]:

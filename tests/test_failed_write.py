@@ -93,10 +93,16 @@ class Harness:
 
     async def accepted(self, value: float, event_id: str, line_no: int) -> None:
         ticket = await self.metric(value, event_id, line_no)
-        assert await asyncio.wait_for(ticket.future, 5) is None
+        assert await answer(ticket, line_no) is None
 
     async def checkpoint(self) -> None:
         await self._handed_over(lambda: self.actor.inbox.send((Checkpoint(), None)))
+
+
+async def answer(ticket: Ticket, line_no: int) -> str | None:
+    """What the client is answered for the line: None (ok), or why not."""
+    await asyncio.wait_for(ticket.future, 5)
+    return ticket.line_error(line_no)
 
 
 async def firings(tmp_path: Path, script: Callable[[Harness], Awaitable[None]]
@@ -134,7 +140,7 @@ async def test_a_value_refused_by_a_failed_write_is_in_no_later_window(tmp_path)
         await h.held.wait()
         b = await h.metric(9.0, "B", 4)
         h.fail_held()
-        answers["A"], answers["B"] = await a.future, await b.future
+        answers["A"], answers["B"] = await answer(a, 3), await answer(b, 4)
     rows = await firings(tmp_path, script)
     assert answers["A"] == FULL
     # Committed: 0, 0 and perhaps B's 9: avg <= 3, nothing can have fired.
@@ -155,7 +161,7 @@ async def test_a_checkpoint_does_not_commit_a_refused_value(tmp_path):
         await h.held.wait()
         await h.checkpoint()
         h.fail_held()
-        assert await a.future == FULL
+        assert await answer(a, 3) == FULL
         await h.accepted(9.0, "A", 5)  # the client's retry, same id
         await h.accepted(9.0, "D", 6)
     assert await firings(tmp_path, script) == [("D", [0.0, 9.0, 9.0])]

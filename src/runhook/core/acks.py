@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 # An id as one scope accepted it: (event id, scope key).
 Key = tuple[str, str]
@@ -10,13 +11,13 @@ Key = tuple[str, str]
 
 class Ticket:
     """Counts down the parts of the work of one chunk of lines: one per scope actor
-    it reached, one for the ids of events no scope took. Each part is registered
-    with its lines and (id, scope) keys, so a part that fails marks only its own
-    lines and keys; the lines of a part that committed are answered ok. The future
-    resolves when every part is done: with None, or with the error of a part that
-    was never registered (which then applies to every line)."""
+    it reached, one for the ids of events no scope took. A part that fails names
+    its own lines and (id, scope) keys, so only those are refused; the lines of a
+    part that committed are answered ok. The future resolves when every part is
+    done: with None, or with the error of a part that named no lines (which then
+    applies to every line)."""
 
-    __slots__ = ("error", "errors", "failed", "future", "parts", "pending")
+    __slots__ = ("error", "errors", "failed", "future", "keys", "pending")
 
     def __init__(self, future: asyncio.Future[str | None], pending: int = 0) -> None:
         self.future = future
@@ -24,13 +25,7 @@ class Ticket:
         self.error: str | None = None
         self.errors: dict[int, str] = {}  # line -> why it was not accepted
         self.failed: set[Key] = set()  # keys not recorded
-        self.parts: dict[str, tuple[list[int], list[Key]]] = {}  # scope -> lines, keys
-
-    def part(self, scope: str, line_no: int, key: Key | None) -> None:
-        lines, keys = self.parts.setdefault(scope, ([], []))
-        lines.append(line_no)
-        if key is not None:
-            keys.append(key)
+        self.keys: list[Key] = []  # every key this chunk claimed (settled when it resolves)
 
     def fail(self, line_no: int, error: str, key: Key | None = None) -> None:
         """One line not accepted (its evaluation raised): nothing of it recorded."""
@@ -42,16 +37,17 @@ class Ticket:
         """Once resolved: why this line was not accepted, or None."""
         return self.error or self.errors.get(line_no)
 
-    def done(self, error: str | None = None, scope: str | None = None) -> None:
-        """The part of `scope` is over: committed (error None) or not."""
+    def done(self, error: str | None = None, lines: Iterable[int] | None = None,
+             keys: Iterable[Key] = ()) -> None:
+        """One part is over: committed (error None), or not, and then `lines` and
+        `keys` are what it carried (lines None: all of the ticket's)."""
         if error is not None:
-            part = self.parts.get(scope) if scope is not None else None
-            if part is None:
+            if lines is None:
                 self.error = self.error or error
             else:
-                for line_no in part[0]:
+                for line_no in lines:
                     self.errors.setdefault(line_no, error)
-                self.failed.update(part[1])
+                self.failed.update(keys)
         self.pending -= 1
         if self.pending == 0 and not self.future.done():
             self.future.set_result(self.error)

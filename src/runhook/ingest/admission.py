@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from functools import partial
 
 import anyio
@@ -12,7 +13,7 @@ from runhook.core import constants
 from runhook.core.acks import Key, Ticket
 from runhook.core.events import Event
 from runhook.core.executions import event_timestamp
-from runhook.evaluate.scope import ScopeActor, Scopes
+from runhook.evaluate.scope import Batch, ScopeActor, Scopes
 from runhook.ingest import protocol
 from runhook.ingest.idempotency import EVERY_SCOPE, Claim, RecentIds
 from runhook.ingest.protocol import BadLine, Query
@@ -21,8 +22,8 @@ from runhook.store.statements import INSERT_EVENT_ID
 
 log = logging.getLogger("runhook.ingress")
 
-# A decoded line: its ready answer (an error), a query, or an event with its time.
-Decoded = bytes | Query | tuple[Event, float]
+# A decoded line: its ready answer (an error), a query or command, or an event.
+Request = bytes | Query | Event
 
 
 class Copy:
@@ -42,11 +43,12 @@ class Answers:
     """The answers to a run of event lines, in line order: a ready line, the line
     number of an event waiting for the ticket, or a Copy."""
 
-    __slots__ = ("results", "ticket")
+    __slots__ = ("copies", "results", "ticket")
 
     def __init__(self) -> None:
         self.results: list[bytes | int | Copy] = []
         self.ticket: Ticket | None = None
+        self.copies = False  # some result is a Copy
 
 
 class Admission:
@@ -58,57 +60,132 @@ class Admission:
         self._scopes = scopes
         self._store = store
         self.recent_ids = RecentIds(store)
-        self.events_received: dict[str, int] = {}
+        self._received: dict[type, int] = {}  # by event class: no name built per event
         self.lines_rejected = 0
+
+    @property
+    def events_received(self) -> dict[str, int]:
+        """Events accepted, by type."""
+        return {str(kind.__struct_config__.tag): n  # type: ignore[attr-defined]
+                for kind, n in self._received.items()}
 
     def too_long(self, line_no: int) -> bytes:
         self.lines_rejected += 1
         return protocol.error_line(
             line_no, f"line is over {constants.MAX_LINE_BYTES} bytes (1 MiB); refused")
 
-    def decode(self, first_line: int, lines: list[bytes],
-               now: float) -> tuple[list[tuple[int, Decoded]], int]:
-        """Each request line decoded, and how many are queries or commands; blank
-        lines are not requests and get nothing."""
-        decoded: list[tuple[int, Decoded]] = []
-        queries = 0
+    def decode(self, first_line: int, lines: list[bytes]) -> tuple[list[int], list[Request]]:
+        """Each request line decoded (an error line for a bad one) with its number;
+        blank lines are not requests and get nothing."""
+        numbers: list[int] = []
+        requests: list[Request] = []
         for line_no, line in enumerate(lines, first_line):
             if len(line) > constants.MAX_LINE_BYTES:
-                decoded.append((line_no, self.too_long(line_no)))
+                request: Request = self.too_long(line_no)
+            elif not line.strip():
                 continue
-            if not line.strip():
-                continue
-            try:
-                request = protocol.decode(line)
-                if isinstance(request, Query):
-                    decoded.append((line_no, request))
-                    queries += 1
-                    continue
+            else:
                 try:
-                    stamp = event_timestamp(request, now)
-                except (ValueError, OverflowError) as exc:
-                    raise BadLine(f"field `time`: {exc}") from None
-            except BadLine as exc:
-                self.lines_rejected += 1
-                decoded.append((line_no, protocol.error_line(line_no, str(exc))))
-                continue
-            decoded.append((line_no, (request, stamp)))
-        return decoded, queries
+                    request = protocol.decode(line)
+                except BadLine as exc:
+                    self.lines_rejected += 1
+                    request = protocol.error_line(line_no, str(exc))
+            numbers.append(line_no)
+            requests.append(request)
+        return numbers, requests
 
-    async def admit(self, decoded: list[tuple[int, bytes | tuple[Event, float]]],
+    async def admit(self, numbers: Sequence[int], requests: Sequence[Request],
                     now: float) -> Answers:
         """Route a run of decoded event lines: one batch per actor, so the run costs
         one ticket and one write per actor, not one per line."""
+        plain = self._admit_without_ids(numbers, requests, now)
+        if plain is None:
+            return await self._admit(numbers, requests, now)
+        answers, batches = plain
+        if answers.ticket is not None:
+            await self._hand(batches, answers.ticket)
+        return answers
+
+    def _stamp(self, line_no: int, event: Event, now: float) -> float | bytes:
+        """The event's time, or the error line when its `time` is out of range."""
+        try:
+            return event_timestamp(event, now)
+        except (ValueError, OverflowError) as exc:
+            self.lines_rejected += 1
+            return protocol.error_line(line_no, f"field `time`: {exc}")
+
+    def _admit_without_ids(self, numbers: Sequence[int], requests: Sequence[Request],
+                           now: float) -> tuple[Answers, dict[ScopeActor, Batch]] | None:
+        """The hot path, for a run in which no event has an id (nothing to claim, no
+        lookup): one pass, nothing built per line but its place in a batch. None
+        when an event has an id: the general path then takes the whole run."""
+        out = Answers()
+        results = out.results
+        route = self._scopes.route
+        received: dict[type, int] = {}
+        batches: dict[ScopeActor, Batch] = {}
+        for line_no, event in zip(numbers, requests, strict=True):
+            if event.__class__ is bytes:
+                results.append(event)
+                continue
+            if event.id is not None:  # type: ignore[union-attr]
+                return None
+            stamp: float | bytes = now
+            if event.time is not None:  # type: ignore[union-attr]
+                stamp = self._stamp(line_no, event, now)  # type: ignore[arg-type]
+                if stamp.__class__ is bytes:
+                    results.append(stamp)
+                    continue
+            kind = event.__class__
+            received[kind] = received.get(kind, 0) + 1
+            actors = route(event)  # type: ignore[arg-type]
+            if not actors:
+                results.append(protocol.OK)  # no scope has automations for it
+                continue
+            results.append(line_no)
+            for actor in actors:
+                batch = batches.get(actor)
+                if batch is None:
+                    batch = batches[actor] = []
+                batch.append((event, stamp, line_no))  # type: ignore[arg-type]
+        for kind, n in received.items():
+            self._received[kind] = self._received.get(kind, 0) + n
+        if batches:
+            out.ticket = Ticket(asyncio.get_running_loop().create_future(), len(batches))
+        return out, batches
+
+    @staticmethod
+    async def _hand(batches: dict[ScopeActor, Batch], ticket: Ticket) -> None:
+        for actor, batch in batches.items():
+            try:
+                # No yield to the loop per send while there is room (up to 100
+                # actors a chunk); a full inbox makes us wait: backpressure.
+                actor.inbox.send_nowait((batch, ticket))
+            except anyio.WouldBlock:
+                await actor.inbox.send((batch, ticket))
+
+    async def _admit(self, numbers: Sequence[int], requests: Sequence[Request],
+                     now: float) -> Answers:
+        """The general path: events with ids claim (id, scope) keys, after one
+        lookup of the ids memory does not know."""
         out = Answers()
         horizon = now - constants.IDEMPOTENCY_WINDOW_S
-        targets = self._scopes.targets
+        route = self._scopes.route
         routed: list[tuple[int, bytes | tuple[Event, float], list[ScopeActor]]] = []
         wanted: list[Key] = []
-        for line_no, item in decoded:
-            actors = [] if isinstance(item, bytes) else targets(item[0])
-            routed.append((line_no, item, actors))
-            if not isinstance(item, bytes) and item[0].id is not None:
-                wanted.extend(_keys(item[0].id, actors))
+        for line_no, request in zip(numbers, requests, strict=True):
+            if isinstance(request, bytes):
+                routed.append((line_no, request, []))
+                continue
+            event: Event = request  # type: ignore[assignment]
+            stamp = self._stamp(line_no, event, now)
+            if isinstance(stamp, bytes):
+                routed.append((line_no, stamp, []))
+                continue
+            actors = route(event)
+            routed.append((line_no, (event, stamp), actors))
+            if event.id is not None:
+                wanted.extend(_keys(event.id, actors))
         try:  # one lookup for the ids that memory does not know
             accepted = await self.recent_ids.accepted(wanted, horizon) if wanted else set()
         except Exception as exc:  # noqa: BLE001 - the database could not be read: refuse all
@@ -118,15 +195,15 @@ class Admission:
                            for line_no, item, _ in routed]
             return out
         ticket = Ticket(asyncio.get_running_loop().create_future())
-        batches: dict[ScopeActor, list[tuple[Event, float, int]]] = {}
+        batches: dict[ScopeActor, Batch] = {}
         unscoped: list[tuple[str, str, float]] = []  # ids of events no scope took
+        unscoped_lines: list[int] = []
         for line_no, item, actors in routed:
             if isinstance(item, bytes):
                 out.results.append(item)
                 continue
             event, event_time = item
-            kind = str(event.__struct_config__.tag)
-            self.events_received[kind] = self.events_received.get(kind, 0) + 1
+            self._received[event.__class__] = self._received.get(event.__class__, 0) + 1
             if event.id is None:
                 take = actors
                 out.results.append(line_no if actors else protocol.OK)
@@ -134,17 +211,17 @@ class Admission:
                 keys, claims = self._claim(event.id, actors, accepted, horizon)
                 for key in keys:
                     self.recent_ids.claim(key, Claim(ticket, line_no, key), now)
-                    ticket.part(key[1], line_no, key)
+                    ticket.keys.append(key)
                 if claims:
                     out.results.append(Copy(line_no, claims, bool(keys)))
+                    out.copies = True
                 else:
                     out.results.append(line_no if keys else protocol.OK_DUPLICATE)
                 if keys and not actors:
                     unscoped.append((event.id, EVERY_SCOPE, now))
+                    unscoped_lines.append(line_no)
                 take = [a for a in actors if (event.id, a.scope) in keys]
             for actor in take:
-                if event.id is None:
-                    ticket.part(actor.scope, line_no, None)
                 batch = batches.get(actor)
                 if batch is None:
                     batch = batches[actor] = []
@@ -153,20 +230,15 @@ class Admission:
         if not ticket.pending:
             return out
         out.ticket = ticket
-        if ticket.parts:
+        if ticket.keys:
             # Claims are settled when the commits are, not when the answers are
             # written: a client that stops reading holds no other client's retry.
             ticket.future.add_done_callback(partial(self._settle, ticket))
         if unscoped:
-            await self._store.submit(Write([(INSERT_EVENT_ID, unscoped)],
-                                           partial(ticket.done, scope=EVERY_SCOPE)))
-        for actor, batch in batches.items():
-            try:
-                # No yield to the loop per send while there is room (up to 100
-                # actors a chunk); a full inbox makes us wait: backpressure.
-                actor.inbox.send_nowait((batch, ticket))
-            except anyio.WouldBlock:
-                await actor.inbox.send((batch, ticket))
+            await self._store.submit(Write([(INSERT_EVENT_ID, unscoped)], partial(
+                ticket.done, lines=unscoped_lines,
+                keys=[(event_id, scope) for event_id, scope, _ in unscoped])))
+        await self._hand(batches, ticket)
         return out
 
     def _claim(self, event_id: str, actors: list[ScopeActor], accepted: set[Key],
@@ -189,7 +261,7 @@ class Admission:
 
     def _settle(self, ticket: Ticket, _: object) -> None:
         """The ticket resolved: each key it claimed is now accepted, or free again."""
-        keys = [key for _, keys in ticket.parts.values() for key in keys]
+        keys = ticket.keys
         if ticket.error is not None:
             self.recent_ids.release(keys)
             return

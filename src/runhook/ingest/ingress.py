@@ -6,7 +6,7 @@ import logging
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -15,11 +15,10 @@ from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runhook.core import constants
-from runhook.core.events import Event
 from runhook.core.schema import StartupError
 from runhook.evaluate.scope import Scopes
 from runhook.ingest import protocol
-from runhook.ingest.admission import Admission, Answers, Copy, answer_copy
+from runhook.ingest.admission import Admission, Answers, Copy, Request, answer_copy
 from runhook.ingest.idempotency import RecentIds
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store
@@ -186,10 +185,9 @@ class Ingress:
             if last < 0:
                 pending += chunk
             else:
-                lines = (bytes(pending) + chunk[:last] if pending else chunk[:last]).split(b"\n")
+                block = bytes(pending) + chunk[:last] if pending else chunk[:last]
                 pending = bytearray(chunk[last + 1:])
-                await self._lines(line_no + 1, lines, send)
-                line_no += len(lines)
+                line_no = await self._block(line_no + 1, block, send)
             if len(pending) > constants.MAX_LINE_BYTES:
                 pending = bytearray()
                 discarding = True
@@ -200,32 +198,50 @@ class Ingress:
             # connection while the client was sending it).
             await self._lines(line_no + 1, [bytes(pending)], send)
 
+    async def _block(self, first_line: int, block: bytes,
+                     send: MemoryObjectSendStream[Item]) -> int:
+        """The complete lines of one read, decoded in one call when every one is a
+        request (the usual case); else line by line. Returns the last line's number."""
+        count = block.count(b"\n") + 1
+        last_line = first_line + count - 1
+        if count <= constants.CHUNK_LINES and len(block) <= constants.MAX_LINE_BYTES:
+            requests = protocol.decode_block(block)
+            # Fewer requests than lines: blank lines, which get no answer; the slow path
+            # knows which.
+            if requests is not None and len(requests) == count:
+                await self._admit(range(first_line, last_line + 1), requests, send)
+                return last_line
+        await self._lines(first_line, block.split(b"\n"), send)
+        return last_line
+
     async def _lines(self, first_line: int, lines: list[bytes],
                      send: MemoryObjectSendStream[Item]) -> None:
-        """Admit lines in runs of at most CHUNK_LINES (so the answers waiting on a
-        connection are bounded in lines, not only in chunks), each run of events up
-        to the next query, which waits for its turn."""
+        """Lines decoded one by one, in runs of at most CHUNK_LINES (so the answers
+        waiting on a connection are bounded in lines, not only in chunks)."""
         for start in range(0, len(lines), constants.CHUNK_LINES):
+            numbers, requests = self.admission.decode(
+                first_line + start, lines[start:start + constants.CHUNK_LINES])
+            await self._admit(numbers, requests, send)
+
+    async def _admit(self, numbers: Sequence[int], requests: list[Request],
+                     send: MemoryObjectSendStream[Item]) -> None:
+        """Admit each run of events up to the next query or command, which waits
+        for its turn."""
+        now = time.time()
+        start = 0
+        for index in [i for i, r in enumerate(requests) if isinstance(r, Query)]:
+            if index > start:
+                await send.send(await self.admission.admit(
+                    numbers[start:index], requests[start:index], now))
+            turn = Turn(numbers[index], requests[index])  # type: ignore[arg-type]
+            await send.send(turn)
+            await turn.ran.wait()
             now = time.time()
-            decoded, queries = self.admission.decode(
-                first_line + start, lines[start:start + constants.CHUNK_LINES], now)
-            if not queries:  # the usual run: events only, admitted as decoded
-                await send.send(await self.admission.admit(decoded, now))  # type: ignore[arg-type]
-                continue
-            run: list[tuple[int, bytes | tuple[Event, float]]] = []
-            for line_no, item in decoded:
-                if not isinstance(item, Query):
-                    run.append((line_no, item))
-                    continue
-                if run:
-                    await send.send(await self.admission.admit(run, now))
-                    run = []
-                turn = Turn(line_no, item)
-                await send.send(turn)
-                await turn.ran.wait()
-                now = time.time()
-            if run:
-                await send.send(await self.admission.admit(run, now))
+            start = index + 1
+        if start < len(requests):
+            await send.send(await self.admission.admit(
+                numbers[start:] if start else numbers, requests[start:] if start else requests,
+                now))
 
     async def _write_answers(self, receive: MemoryObjectReceiveStream[Item],
                              stream: SocketStream) -> None:
@@ -267,6 +283,10 @@ async def _resolve(answers: Answers) -> list[bytes]:
     ticket = answers.ticket
     if ticket is not None:
         await ticket.future
+        if ticket.error is None and not ticket.errors and not answers.copies:
+            # Every event of the run went through: one pass, no lookup per line.
+            ok = protocol.OK
+            return [ok if r.__class__ is int else r for r in answers.results]  # type: ignore[misc]
     out: list[bytes] = []
     for result in answers.results:
         if isinstance(result, bytes):

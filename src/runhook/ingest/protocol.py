@@ -89,6 +89,15 @@ def decode(line: bytes) -> Any:
         raise BadLine("nested too deeply") from None
 
 
+def decode_block(block: bytes) -> list[Any] | None:
+    """Every line of `block` in one call, when each is a valid request; None when
+    any is not (the caller then decodes line by line, for each line's own error)."""
+    try:
+        return _decoder.decode_lines(block)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError too
+        return None
+
+
 def _decode(line: bytes) -> Any:
     """Falls back to Python's json module only for lines msgspec refuses, which is
     how `NaN` / `Infinity` (Python's json.dumps output) get in."""
