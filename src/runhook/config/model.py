@@ -111,6 +111,8 @@ class PagerDutyIntegration(Delivery, tag="pagerduty", tag_field="kind", kw_only=
     routing_key: str  # a name under [secrets]
     url: str = constants.PAGERDUTY_URL
     source: str | None = None  # payload.source; by default the event's entity/project
+    # One at a time: a run's trigger goes out before the resolve that follows it.
+    max_in_flight: AtLeastOne = 1
 
 
 Integration = (WebhookIntegration | SlackIntegration | TeamsIntegration | DiscordIntegration

@@ -9,6 +9,9 @@ from runhook.config.settings import Automation
 from runhook.core.durations import describe
 from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
 from runhook.core.executions import (
+    EVENT_ACTION,
+    RESOLVE,
+    RESOLVING_KINDS,
     Job,
     artifact_context,
     execution_row,
@@ -142,10 +145,22 @@ class Evaluator:
             else:
                 self._record(caused, automation, event, automation.kind, context, now,
                              run_id=run.run_id)
+        for cleared in outcome.cleared or ():
+            # The condition that fired turned false: a channel that opened an incident
+            # for it is told to resolve it. Never silenced: closing is always safe.
+            automation = cleared.automation
+            if automation.action.kind in RESOLVING_KINDS:
+                context = run_context(event, automation.name, automation.kind, new_id(now),
+                                      event_time, run.state, cleared.description,
+                                      cleared.metric, cleared.values)
+                context[EVENT_ACTION] = RESOLVE
+                self._record(caused, automation, event, automation.kind, context, now,
+                             run_id=run.run_id, resolve=True)
 
     def _record(self, caused: Caused, automation: Automation, event: Event, kind: str,
                 context: dict[str, Any], now: float, state: str | None = None,
-                reason: str | None = None, run_id: str | None = None) -> None:
+                reason: str | None = None, run_id: str | None = None,
+                resolve: bool = False) -> None:
         action = automation.action
         if state is None:
             state = "PENDING" if action.integration is not None else "FINISHED"

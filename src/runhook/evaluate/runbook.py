@@ -24,6 +24,8 @@ ENDED = frozenset({"finished", "failed", "killed"})
 # this the memo starts afresh (it only saves the regular expressions' time).
 WATCH_CACHE_SIZE = 4096
 
+CLEARED = "CLEARED"  # a Firing's action when its condition turned false again
+
 # An automation watching a metric, with its checker: the hot loop reads both.
 Watch = tuple[Automation, MetricChecker]
 
@@ -73,6 +75,9 @@ class Outcome:
     flags: list[tuple[str, bool, float | None]] = field(default_factory=list)
     logged: dict[str, float] = field(default_factory=dict)  # watched values appended
     state_changed: bool = False
+    # Conditions that were true and turned false (re-armed), for channels that resolve
+    # what they opened (PagerDuty). None, not a list, on the hot path: it is rare.
+    cleared: list[Firing] | None = None
 
 
 class RunBook:
@@ -201,6 +206,9 @@ class RunBook:
         else:
             assert run.active is not None
             run.active.discard(name)
+            if outcome.cleared is None:
+                outcome.cleared = []
+            outcome.cleared.append(Firing(automation, CLEARED, metric, values, description))
         if action is not None:
             self._fire(run, automation, now, outcome, metric, values, description, action)
         else:
