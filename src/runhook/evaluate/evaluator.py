@@ -31,6 +31,7 @@ from runhook.store.statements import (
 )
 from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP
+from runhook.triggers.silences import Silences, silenced_by
 
 Row = tuple[Any, ...]
 
@@ -66,8 +67,10 @@ class Evaluator:
     returns what the event caused; if it raises, the book may hold part of the
     event, and the owner must `restore` it from what is committed before going on."""
 
-    def __init__(self, scope: str, automations: list[Automation]) -> None:
+    def __init__(self, scope: str, automations: list[Automation],
+                 silences: Silences | None = None) -> None:
         self.scope = scope
+        self.silences = silences if silences is not None else Silences()
         self.automations = automations
         self.book = RunBook(automations)
         self._digests = {a.name: a.digest for a in automations}
@@ -162,6 +165,10 @@ class Evaluator:
                 reason: str | None = None, run_id: str | None = None,
                 resolve: bool = False) -> None:
         action = automation.action
+        if state is None and not resolve and self.silences.all:
+            silence = silenced_by(self.silences.all, automation.name, context, now)
+            if silence is not None:
+                state, reason = "SKIPPED", silence.reason()
         if state is None:
             state = "PENDING" if action.integration is not None else "FINISHED"
             if action.integration is None:
