@@ -8,7 +8,7 @@ import json
 
 import aiohttp
 import pytest
-from conftest import settled
+from conftest import settled, webhook_config
 
 from runhook.cli.main import main as cli
 from runhook.core.schema import FieldError
@@ -66,27 +66,11 @@ def test_a_bad_pattern_names_its_field():
     assert caught.value.field == "run_name"
 
 
-CONFIG_PAYLOAD = '{"run": "${run_name}", "status": "${run_status}"}'
-
-
 def config(url: str) -> str:
-    return f"""
-[secrets]
-SIGNING = {{ file = "@DIR@/signing.key" }}
-
-[integrations.ci]
-kind = "webhook"
-url = "{url}"
-signing_secret = "SIGNING"
-allow_http = true
-allow_private = true
-
-[[automations]]
-name = "run-failed"
-scope = "project:acme/vision"
-event = {{ kind = "RUN_STATE", states = ["failed"] }}
-action = {{ integration = "ci", payload = '''{CONFIG_PAYLOAD}''' }}
-"""
+    return webhook_config(url, '{"run": "${run_name}", "status": "${run_status}"}',
+                          scope="project:acme/vision",
+                          event='{ kind = "RUN_STATE", states = ["failed"] }') \
+        .replace('name = "deploy"', 'name = "run-failed"')
 
 
 def failed(run_id: str, name: str) -> dict:
