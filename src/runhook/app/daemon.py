@@ -21,10 +21,11 @@ from runhook.core.metrics import Metrics
 from runhook.core.status import DaemonStatus
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.scope import Scopes
-from runhook.ingest import queries
+from runhook.ingest import queries, silencing
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store, Write, WriteFailed
+from runhook.triggers.silences import Silences
 from runhook.web import server as web_server
 
 log = logging.getLogger("runhook")
@@ -47,6 +48,8 @@ class Daemon:
         self.store = Store(settings.config.server.database)
         self.store.on_batch = self.metrics.batches.observe
         self.deliveries = Deliveries(self, self.store)
+        # Loaded from the database at start; shared by every scope's evaluator.
+        self.silences = Silences()
         self.scopes: Scopes | None = None
         self.ingress: Ingress | None = None
         self.started_at = time.time()
@@ -62,6 +65,7 @@ class Daemon:
         server = self.settings.config.server
         await self.store.open()
         try:
+            self.silences.all = (await silencing.load(self.store, time.time())).all
             async with anyio.create_task_group() as root:
                 await root.start(self._run_writer)
                 root.start_soon(self._signals, name="signals")
@@ -70,7 +74,8 @@ class Daemon:
                     await fail_orphans(self.store, self.settings)
                     await self.deliveries.start(delivery_tg)
                     async with anyio.create_task_group() as scope_tg:
-                        self.scopes = Scopes(self, self.store, self.deliveries, scope_tg)
+                        self.scopes = Scopes(self, self.store, self.deliveries, scope_tg,
+                                             self.silences)
                         self.ingress = Ingress(self.scopes, self.store, self._query)
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket, server.socket_mode)

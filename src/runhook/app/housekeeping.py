@@ -23,7 +23,9 @@ from runhook.store.statements import (
     PURGE_ATTEMPTS,
     PURGE_EVENT_IDS,
     PURGE_EXECUTIONS,
+    PURGE_SILENCES,
 )
+from runhook.triggers.silences import EXPIRED_LISTED_S
 
 log = logging.getLogger("runhook")
 
@@ -110,6 +112,10 @@ async def purge(store: Store, now: float, history_ttl: float) -> Purged:
     cutoff = now - history_ttl
     executions = await _until_caught_up(store, [(PURGE_ATTEMPTS, cutoff),
                                                 (PURGE_EXECUTIONS, cutoff)])
+    try:  # a handful of rows: one statement, unbatched
+        await store.commit(Write([(PURGE_SILENCES, [(now - EXPIRED_LISTED_S,)])]))
+    except WriteFailed as exc:
+        raise PurgeFailed(str(exc)) from None
     return Purged(ids, executions)
 
 

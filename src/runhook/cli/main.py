@@ -14,6 +14,7 @@ import anyio
 import msgspec
 
 from runhook import __version__
+from runhook.cli import silence
 from runhook.client import Client, RunhookError
 from runhook.config.model import ConfigError, read
 from runhook.config.settings import load
@@ -175,6 +176,11 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{'enabled ' if a['enabled'] else 'disabled'}  "
               f"last: {last['state'] + ' ' + _when(last['created_at']) if last else 'never':<29} "
               f"{counts}")
+    if status.get("silences"):
+        print("\nSILENCES (matching firings are recorded SKIPPED)")
+        for s in status["silences"]:
+            print(f"  {s['id']}  {s['automation'] or '(all)'}  until {_when(s['ends_at'])}"
+                  f"  {s['comment']}")
     print("\nINTEGRATIONS")
     for i in status["integrations"]:
         state = f"DISABLED: {i['disabled']}" if i["disabled"] else \
@@ -315,6 +321,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = client_command("reload", "re-read the configuration file (like SIGHUP)")
     p.set_defaults(func=cmd_reload)
+
+    silence.register(sub, client_command, _command)
 
     p = client_command("status", "what the daemon is doing")
     p.add_argument("--json", action="store_true")

@@ -66,7 +66,60 @@ class SlackIntegration(Delivery, tag="slack", tag_field="kind", kw_only=True, fr
     max_in_flight: AtLeastOne = 1
 
 
-Integration = WebhookIntegration | SlackIntegration
+class TeamsIntegration(Delivery, tag="teams", tag_field="kind", kw_only=True, frozen=True):
+    """A Power Automate Workflows webhook ("Post to a channel when a webhook request is
+    received"). Its URL carries its own signature (`sig=`): whoever has it can post,
+    so it is a secret, like a Slack incoming-webhook URL."""
+
+    url_secret: str
+    rate: str | None = constants.TEAMS_DEFAULT_RATE
+    max_in_flight: AtLeastOne = 1  # one at a time keeps a channel's messages in order
+
+
+class DiscordIntegration(Delivery, tag="discord", tag_field="kind", kw_only=True, frozen=True):
+    """A Discord execute-webhook URL (https://discord.com/api/webhooks/ID/TOKEN): a secret."""
+
+    url_secret: str
+    username: str | None = None  # overrides the webhook's name in the channel
+    rate: str | None = constants.DISCORD_DEFAULT_RATE
+    max_in_flight: AtLeastOne = 1
+
+
+class EmailIntegration(Delivery, tag="email", tag_field="kind", kw_only=True, frozen=True):
+    """SMTP submission. `tls`: "starttls" (port 587: plain connect, then STARTTLS,
+    refused if the server does not offer it) or "implicit" (port 465: TLS from the
+    first byte). There is no plaintext mode: the password would cross the wire."""
+
+    host: str
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None  # 587 or 465 by `tls`
+    tls: Literal["starttls", "implicit"] = "starttls"
+    username: str | None = None
+    password: str | None = None  # a name under [secrets]
+    # `from` is a Python keyword: the field is `sender`, spelled `from` in the file.
+    sender: str = msgspec.field(name="from")
+    to: Annotated[list[str], msgspec.Meta(min_length=1)]
+    ca_file: str | None = None  # trust this CA (a private relay's) instead of the system's
+    rate: str | None = constants.EMAIL_DEFAULT_RATE
+    max_in_flight: AtLeastOne = 1
+
+
+class PagerDutyIntegration(Delivery, tag="pagerduty", tag_field="kind", kw_only=True,
+                           frozen=True):
+    """PagerDuty Events API v2. The routing (integration) key is a secret; the URL is
+    PagerDuty's (events.eu.pagerduty.com for the EU service region)."""
+
+    routing_key: str  # a name under [secrets]
+    url: str = constants.PAGERDUTY_URL
+    source: str | None = None  # payload.source; by default the event's entity/project
+    # One at a time: a run's trigger goes out before the resolve that follows it.
+    max_in_flight: AtLeastOne = 1
+
+
+Integration = (WebhookIntegration | SlackIntegration | TeamsIntegration | DiscordIntegration
+               | EmailIntegration | PagerDutyIntegration)
+# Kinds whose actions are messages (title, text, severity) rather than a JSON payload.
+MessageIntegration = (SlackIntegration | TeamsIntegration | DiscordIntegration
+                      | EmailIntegration | PagerDutyIntegration)
 
 
 class Action(Table, frozen=True):

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from runhook.config import channels
 from runhook.config import model as cfg
 from runhook.config.addresses import loopback_http
 from runhook.config.destinations import url_problem
@@ -28,7 +29,7 @@ MIN_SECRET_LENGTH = 8
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
-    kind: str  # "webhook", "slack" or "none"
+    kind: str  # the integration's kind ("webhook", "slack", "teams", …) or "none"
     integration: str | None
     payload: Payload | None = None
     title: Text | None = None
@@ -165,7 +166,7 @@ def _check_integration(where: str, integration: cfg.Integration, config: cfg.Con
             problems.append(f"{where}.signature: 'wandb' needs a signing_secret")
         for i, name in enumerate(integration.secrets):
             secret_ref(f"secrets[{i}]", name)
-    else:
+    elif isinstance(integration, cfg.SlackIntegration):
         secret_ref("url_secret", integration.url_secret)
         secret_ref("token", integration.token)
         by_url = integration.url_secret is not None
@@ -185,6 +186,8 @@ def _check_integration(where: str, integration: cfg.Integration, config: cfg.Con
             if problem:
                 problems.append(f"{where}.url_secret: secret {integration.url_secret!r}: "
                                 f"{problem}")
+    else:
+        problems.extend(channels.check(where, integration, secrets, secret_ref))
     return problems
 
 
@@ -256,8 +259,9 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
                                                     "title/text (those are for Slack)")
         return ActionSpec("webhook", action.integration,
                           payload=compile_field("payload", action.payload, True))
+    kind = str(integration.__struct_config__.tag)
     if action.payload is not None:
-        raise FieldError("action.payload", "Slack actions take title, text and severity")
-    return ActionSpec("slack", action.integration,
+        raise FieldError("action.payload", f"{kind} actions take title, text and severity")
+    return ActionSpec(kind, action.integration,
                       title=compile_field("title", action.title, False),
                       text=compile_field("text", action.text, False), severity=action.severity)

@@ -49,6 +49,17 @@ DEFAULT_IN_FLIGHT = 4
 DEFAULT_TIMEOUT_S = 15.0
 # Slack's documented limit for incoming webhooks: about one message per second.
 SLACK_DEFAULT_RATE = "1/s"
+# Teams: more than four requests a second to one webhook are throttled (Microsoft's
+# "Create an Incoming Webhook" page; Workflows webhooks inherit the channel's limit).
+TEAMS_DEFAULT_RATE = "4/s"
+# Discord: webhooks share the channel's limit, about 30 messages a minute (its
+# rate-limit headers say so per route; 429 answers carry Retry-After, honoured).
+DISCORD_DEFAULT_RATE = "30/min"
+# PagerDuty adjusts its Events API throttle dynamically; 429 is answered with a
+# retry. Unlimited here, like a webhook: a page is never delayed by our own bucket.
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+# One SMTP conversation per message; a relay rarely welcomes many at once.
+EMAIL_DEFAULT_RATE = "1/s"
 # An attempt keeps the first 1 KiB of the response (scrubbed of secrets before the
 # cut): enough to show why an endpoint refused, not a page of HTML per attempt.
 RESPONSE_KEEP_BYTES = 1024

@@ -131,6 +131,13 @@ def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: 
     return context
 
 
+# A resolve: an execution whose context holds EVENT_ACTION = RESOLVE tells a channel
+# that opens incidents (PagerDuty) that the condition which fired has cleared.
+EVENT_ACTION = "event_action"
+RESOLVE = "resolve"
+RESOLVING_KINDS = frozenset({"pagerduty"})
+
+
 # Where execution_row puts what a caller reads back (counters, logs).
 ROW_ID, ROW_AUTOMATION, ROW_KIND, ROW_STATE = 0, 1, 3, 8
 

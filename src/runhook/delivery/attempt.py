@@ -13,8 +13,8 @@ from runhook.config.model import Integration, SlackIntegration
 from runhook.config.settings import Settings
 from runhook.core.executions import TEST_AUTOMATION
 from runhook.core.templates import TemplateError
-from runhook.delivery import policy, probe, requests, transport
-from runhook.delivery.channels import slack, webhook
+from runhook.delivery import policy, probe, requests, smtp, transport
+from runhook.delivery.channels import email, slack
 from runhook.delivery.ssrf import DestinationRefused, check_url
 
 Result = tuple[transport.Response | None, policy.Outcome]
@@ -47,9 +47,16 @@ async def send(session: aiohttp.ClientSession, settings: Settings, integration_n
 
 
 async def post(session: aiohttp.ClientSession, settings: Settings, integration: Integration,
-               request: webhook.Request, number: int) -> Result:
-    """POST `request` once, unless its destination is refused; the answer is
-    judged as attempt `number` (which decides the retry delay)."""
+               request: requests.Outgoing, number: int) -> Result:
+    """Send `request` once (POST it, or submit a mail), unless its destination is
+    refused; the answer is judged as attempt `number` (which decides the retry delay)."""
+    if isinstance(request, email.Mail):
+        response = await smtp.send(request, integration.timeout, integration.allow_private,
+                                   settings.redactor)
+        if response.error is None:
+            return response, policy.Outcome("FINISHED")
+        # An SMTP code is no HTTP status: the verdict goes on the error alone.
+        return response, policy.decide(number, None, response.error, None, response.refused)
     try:
         check_url(request.url, integration.allow_http, integration.allow_private)
     except DestinationRefused as exc:

@@ -37,7 +37,7 @@ class ProbeMessage:
 
 def kind(integration: Integration) -> str:
     """The executions row's `action_kind` for this integration."""
-    return "webhook" if isinstance(integration, WebhookIntegration) else "slack"
+    return str(integration.__struct_config__.tag)
 
 
 def context(integration: str, execution_id: str, now: float, payload: str | None,
@@ -53,8 +53,8 @@ def context(integration: str, execution_id: str, now: float, payload: str | None
 
 def message(integration: Integration, payload: str | None) -> ProbeMessage:
     """`runhook test`'s rule: a webhook sends `payload` as its JSON template, or the
-    standard envelope without one; Slack sends it as the text of a message titled
-    "runhook test". Raises TemplateError for a payload that does not compile."""
+    standard envelope without one; a message channel (Slack, Teams, Discord, email,
+    PagerDuty) sends it as the text of a message titled "runhook test". Raises TemplateError for a payload that does not compile."""
     if isinstance(integration, WebhookIntegration):
         return ProbeMessage(Payload(payload) if payload is not None else None, None, None)
     return ProbeMessage(None, Text(SLACK_TITLE), Text(payload or SLACK_TEXT))

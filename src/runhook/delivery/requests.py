@@ -6,10 +6,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from runhook.config.model import Integration, WebhookIntegration
+from runhook.config.model import (
+    DiscordIntegration,
+    EmailIntegration,
+    Integration,
+    PagerDutyIntegration,
+    SlackIntegration,
+    TeamsIntegration,
+    WebhookIntegration,
+)
 from runhook.core.templates import Payload, Text
 from runhook.delivery import probe
-from runhook.delivery.channels import slack, webhook
+from runhook.delivery.channels import discord, email, pagerduty, slack, teams, webhook
+
+# What an attempt sends: an HTTP request, or a mail for SMTP.
+Outgoing = webhook.Request | email.Mail
 
 
 class Message(Protocol):
@@ -19,7 +30,7 @@ class Message(Protocol):
     def payload(self) -> Payload | None: ...  # a webhook's body; None: the envelope
 
     @property
-    def title(self) -> Text | None: ...  # a Slack message's parts
+    def title(self) -> Text | None: ...  # a message channel's parts (Slack, Teams, …)
 
     @property
     def text(self) -> Text | None: ...
@@ -29,19 +40,29 @@ class Message(Protocol):
 
 
 def build(integration: Integration, message: Message, context: Mapping[str, Any],
-          secrets: Mapping[str, str], execution_id: str, timestamp: int) -> webhook.Request:
+          secrets: Mapping[str, str], execution_id: str, timestamp: int) -> Outgoing:
     """Secrets are read here, at send time, and exist only in the returned request.
     Raises TemplateError, KeyError or ValueError for a message that cannot render."""
-    if isinstance(integration, WebhookIntegration):
-        return webhook.build(integration, message.payload, context, secrets, execution_id,
-                             timestamp)
-    return slack.build(integration, message.title, message.text, message.severity, context,
-                       secrets)
+    parts = (message.title, message.text, message.severity, context, secrets)
+    match integration:
+        case WebhookIntegration():
+            return webhook.build(integration, message.payload, context, secrets, execution_id,
+                                 timestamp)
+        case SlackIntegration():
+            return slack.build(integration, *parts)
+        case TeamsIntegration():
+            return teams.build(integration, *parts)
+        case DiscordIntegration():
+            return discord.build(integration, *parts)
+        case PagerDutyIntegration():
+            return pagerduty.build(integration, *parts)
+        case EmailIntegration():
+            return email.build(integration, message.title, message.text, context, secrets)
 
 
 def for_execution(integration: Integration, action: Message | None,
                   context: Mapping[str, Any], secrets: Mapping[str, str], execution_id: str,
-                  timestamp: int) -> webhook.Request:
+                  timestamp: int) -> Outgoing:
     """An execution's request: its automation's `action`, or with None (a `runhook
     test` execution, redelivered) the payload the test recorded. Raises
     probe.Unsendable for a test that cannot be the same request again."""

@@ -9,6 +9,9 @@ from runhook.config.settings import Automation
 from runhook.core.durations import describe
 from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
 from runhook.core.executions import (
+    EVENT_ACTION,
+    RESOLVE,
+    RESOLVING_KINDS,
     Job,
     artifact_context,
     execution_row,
@@ -30,6 +33,7 @@ from runhook.store.statements import (
 )
 from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP
+from runhook.triggers.silences import Silences, silenced_by
 
 Row = tuple[Any, ...]
 
@@ -70,8 +74,10 @@ class Evaluator:
     returns what the event caused; if it raises, the book may hold part of the
     event, and the owner must `restore` it from what is committed before going on."""
 
-    def __init__(self, scope: str, automations: list[Automation]) -> None:
+    def __init__(self, scope: str, automations: list[Automation],
+                 silences: Silences | None = None) -> None:
         self.scope = scope
+        self.silences = silences if silences is not None else Silences()
         self.automations = automations
         self.book = RunBook(automations)
         self._digests = {a.name: a.digest for a in automations}
@@ -167,11 +173,27 @@ class Evaluator:
             else:
                 self._record(caused, automation, event, automation.kind, context, now,
                              run_id=run.run_id)
+        for cleared in outcome.cleared or ():
+            # The condition that fired turned false: a channel that opened an incident
+            # for it is told to resolve it. Never silenced: closing is always safe.
+            automation = cleared.automation
+            if automation.action.kind in RESOLVING_KINDS:
+                context = run_context(event, automation.name, automation.kind, new_id(now),
+                                      event_time, run.state, cleared.description,
+                                      cleared.metric, cleared.values)
+                context[EVENT_ACTION] = RESOLVE
+                self._record(caused, automation, event, automation.kind, context, now,
+                             run_id=run.run_id, resolve=True)
 
     def _record(self, caused: Caused, automation: Automation, event: Event, kind: str,
                 context: dict[str, Any], now: float, state: str | None = None,
-                reason: str | None = None, run_id: str | None = None) -> None:
+                reason: str | None = None, run_id: str | None = None,
+                resolve: bool = False) -> None:
         action = automation.action
+        if state is None and not resolve and self.silences.all:
+            silence = silenced_by(self.silences.all, automation.name, context, now)
+            if silence is not None:
+                state, reason = "SKIPPED", silence.reason()
         if state is None:
             state = "PENDING" if action.integration is not None else "FINISHED"
             if action.integration is None:

@@ -24,6 +24,8 @@ ENDED = frozenset({"finished", "failed", "killed"})
 # this the memo starts afresh (it only saves the regular expressions' time).
 WATCH_CACHE_SIZE = 4096
 
+CLEARED = "CLEARED"  # a Firing's action when its condition turned false again
+
 # An automation watching a metric, with its checker and, for an average over the
 # whole ring against a threshold, (threshold, above) for the running-sum test.
 Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
@@ -84,6 +86,9 @@ class Outcome:
     flags: list[tuple[str, bool, float | None]] = field(default_factory=list)
     logged: bool = False  # values went into rings: the event joins the metric log
     state_changed: bool = False
+    # Conditions that were true and turned false (re-armed), for channels that resolve
+    # what they opened (PagerDuty). None, not a list, on the hot path: it is rare.
+    cleared: list[Firing] | None = None
 
 
 # The outcomes of nearly every metric event, shared (callers never change them):
@@ -291,6 +296,9 @@ class RunBook:
         else:
             assert run.active is not None
             run.active.discard(name)
+            if outcome.cleared is None:
+                outcome.cleared = []
+            outcome.cleared.append(Firing(automation, CLEARED, metric, values, description))
         if action is not None:
             self._fire(run, automation, now, outcome, metric, values, description, action)
         else:

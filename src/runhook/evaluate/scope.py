@@ -25,6 +25,7 @@ from runhook.evaluate.evaluator import NOTHING, ONLY_LOGGED, Evaluator
 from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Store, Write
 from runhook.store.statements import INSERT_EXECUTION
+from runhook.triggers.silences import Silences
 
 log = logging.getLogger("runhook.scope")
 # Places (entity, project or registry) whose routes are remembered; past this the
@@ -59,7 +60,8 @@ class ScopeActor:
     offered to delivery only once it committed."""
 
     def __init__(self, scope: str, automations: list[Automation], store: Store,
-                 deliveries: Offers, metrics: Metrics | None = None) -> None:
+                 deliveries: Offers, metrics: Metrics | None = None,
+                 silences: Silences | None = None) -> None:
         self.scope = scope
         self._metrics = metrics
         self._store = store
@@ -67,7 +69,7 @@ class ScopeActor:
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
-        self.evaluator = Evaluator(scope, automations)
+        self.evaluator = Evaluator(scope, automations, silences)
         # A failed write leaves the book ahead of the database: the next batch is
         # evaluated only after every outstanding write has settled and the book
         # was reloaded from what is committed, so a client's retry of a refused
@@ -278,8 +280,9 @@ class Scopes:
     each actor on the first event that needs it."""
 
     def __init__(self, runtime: Runtime, store: Store, deliveries: Deliveries,
-                 tg: TaskGroup) -> None:
+                 tg: TaskGroup, silences: Silences | None = None) -> None:
         self._runtime = runtime
+        self._silences = silences
         self._store = store
         self._deliveries = deliveries
         self._tg = tg
@@ -307,7 +310,7 @@ class Scopes:
             actor = self.actors.get(key)
             if actor is None:
                 actor = ScopeActor(key, by_scope[key], self._store, self._deliveries,
-                                   self._runtime.metrics)
+                                   self._runtime.metrics, self._silences)
                 self.actors[key] = actor
                 self._tg.start_soon(actor.run, name=f"scope {key}")
             found.append(actor)

@@ -59,13 +59,40 @@ class Reload(Query, tag="command.reload", kw_only=True):
     pass
 
 
-Queries = History | ExecutionQuery | Status | Enable | Redeliver | TestIntegration | Reload
+class SilenceAdd(Query, tag="command.silence_add", kw_only=True):
+    """Silence `automation` (or `all`) for `duration`: seconds, or a duration such as
+    "2h"; `run_name`, `group` and `collection` narrow it (RE2, search semantics)."""
+
+    automation: str | None = None
+    all: bool = False
+    run_name: str | None = None
+    group: str | None = None
+    collection: str | None = None
+    duration: Annotated[float, msgspec.Meta(gt=0)] | str
+    comment: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+    def __post_init__(self) -> None:
+        if (self.automation is None) == (not self.all):
+            raise ValueError("give either `automation`, or `all`: true")
+
+
+class SilenceList(Query, tag="command.silence_list", kw_only=True):
+    pass
+
+
+class SilenceExpire(Query, tag="command.silence_expire", kw_only=True):
+    id: str
+
+
+Queries = (History | ExecutionQuery | Status | Enable | Redeliver | TestIntegration | Reload
+           | SilenceAdd | SilenceList | SilenceExpire)
 Request = ArtifactEvents | RunEvents | Queries
 
 EVENT_TYPES = ("artifact.created", "artifact.linked", "artifact.unlinked", "artifact.alias_added",
                "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state")
 QUERY_TYPES = ("query.history", "query.execution", "query.status", "command.enable",
-               "command.redeliver", "command.test", "command.reload")
+               "command.redeliver", "command.test", "command.reload", "command.silence_add",
+               "command.silence_list", "command.silence_expire")
 
 _decoder = msgspec.json.Decoder(Request)
 _encoder = msgspec.json.Encoder()

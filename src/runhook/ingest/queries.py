@@ -1,4 +1,5 @@
-"""Answers to the socket's queries and commands: history, status, enable, redeliver, test."""
+"""Answers to the socket's queries and commands: history, status, enable, redeliver, test,
+silences."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from runhook.config.settings import Settings
 from runhook.core.status import DaemonStatus, LastExecution
 from runhook.delivery import redelivery
 from runhook.delivery.actor import Deliveries
-from runhook.ingest import protocol
+from runhook.ingest import protocol, silencing
 from runhook.ingest.protocol import (
     Enable,
     ExecutionQuery,
@@ -19,12 +20,17 @@ from runhook.ingest.protocol import (
     Query,
     Redeliver,
     Reload,
+    SilenceAdd,
+    SilenceExpire,
+    SilenceList,
     Status,
     TestIntegration,
 )
+from runhook.ingest.silencing import SilenceView
 from runhook.store.database import Store, Write
 from runhook.store.rows import Attempt, Execution
 from runhook.store.statements import ENABLE_INTEGRATION, REDELIVER
+from runhook.triggers.silences import Silences
 
 
 class Recent(Execution, kw_only=True):
@@ -39,12 +45,14 @@ class Overview(DaemonStatus, kw_only=True):
     most recent executions with their attempts."""
 
     recent: list[Recent] = msgspec.field(default_factory=list)
+    silences: list[SilenceView] = msgspec.field(default_factory=list)  # active ones
 
 
 class Daemon(Protocol):
     store: Store
     deliveries: Deliveries
     settings: Settings
+    silences: Silences
 
     def status(self) -> DaemonStatus: ...
 
@@ -88,7 +96,24 @@ async def answer(query: Query, daemon: Daemon) -> bytes:
                 return protocol.refusal("reload refused, the running configuration stays: "
                                         + "; ".join(problems))
             return protocol.answer({"reloaded": True})
+        case SilenceAdd() | SilenceList() | SilenceExpire():
+            return await _silence(query, daemon)
     raise TypeError(f"unhandled request {type(query).__name__}")
+
+
+async def _silence(query: SilenceAdd | SilenceList | SilenceExpire, daemon: Daemon) -> bytes:
+    now = time.time()
+    try:
+        match query:
+            case SilenceAdd():
+                return protocol.answer({"silence": await silencing.add(query, daemon, now)})
+            case SilenceExpire():
+                return protocol.answer({"silence": await silencing.expire(query.id, daemon,
+                                                                          now)})
+            case SilenceList():
+                return protocol.answer({"silences": silencing.listing(daemon.silences, now)})
+    except silencing.Refused as exc:
+        return protocol.refusal(str(exc))
 
 
 async def overview(daemon: Daemon, recent: int = 15) -> Overview:
@@ -107,7 +132,8 @@ async def overview(daemon: Daemon, recent: int = 15) -> Overview:
     attempts = await daemon.store.attempts_of([r.id for r in rows])
     return Overview(**{**msgspec.structs.asdict(status), "automations": automations},
                     recent=[Recent(**msgspec.structs.asdict(r),
-                                   attempt_list=attempts.get(r.id, [])) for r in rows])
+                                   attempt_list=attempts.get(r.id, [])) for r in rows],
+                    silences=silencing.listing(daemon.silences, time.time(), active_only=True))
 
 
 async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:

@@ -124,8 +124,21 @@ def _0006_metric_batches() -> list[str]:
     ]
 
 
+def _0007_silences() -> list[str]:
+    """Silences: who is muted, until when, and why. A NULL automation silences every
+    automation; the patterns are RE2 filters as given. `ends_at` is moved to the
+    moment of `runhook silence expire`, which `expired_at` records."""
+    return [
+        """CREATE TABLE silences (
+            id TEXT PRIMARY KEY, automation TEXT, run_name TEXT, run_group TEXT,
+            collection TEXT, comment TEXT NOT NULL, created_at REAL NOT NULL,
+            ends_at REAL NOT NULL, expired_at REAL)""",
+        "CREATE INDEX silences_by_end ON silences (ends_at)",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
-              _0005_event_ids_per_scope, _0006_metric_batches]
+              _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

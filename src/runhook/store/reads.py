@@ -73,6 +73,14 @@ class Reads:
             "WHERE execution_id = ? ORDER BY number", (execution_id,))
         return [_attempt(row) for row in rows]
 
+    async def silences(self, since: float) -> list[tuple[Any, ...]]:
+        """Silences that end after `since`: (id, automation, run_name, run_group,
+        collection, comment, created_at, ends_at, expired_at), oldest first."""
+        return await self._fetch(
+            "SELECT id, automation, run_name, run_group, collection, comment, created_at, "
+            "ends_at, expired_at FROM silences WHERE ends_at >= ? ORDER BY created_at, id",
+            (since,))
+
     async def due(self, integration: str, now: float, limit: int,
                   skip: Container[str] = ()) -> tuple[list[Due], int]:
         """PENDING executions due by `now`, less those in `skip` (already in hand),

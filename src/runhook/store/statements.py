@@ -59,3 +59,12 @@ FAIL_ORPHANS = ("UPDATE executions SET state = 'FAILED', updated_at = ?, next_at
                 "AND integration NOT IN (SELECT value FROM json_each(?))")
 FORGET_RUN = [f"DELETE FROM {table} WHERE scope = ? AND run_id = ?"
               for table in ("runs", "windows", "trigger_state")]
+
+# Silences: (id, automation, run_name, run_group, collection, comment, created_at, ends_at).
+INSERT_SILENCE = ("INSERT INTO silences (id, automation, run_name, run_group, collection, "
+                  "comment, created_at, ends_at) VALUES (?,?,?,?,?,?,?,?)")
+# (now, now, id): ended now, unless it already ended.
+EXPIRE_SILENCE = ("UPDATE silences SET ends_at = min(ends_at, ?), expired_at = ? "
+                  "WHERE id = ? AND expired_at IS NULL")
+# Silences that ended before the cutoff are no longer listed.
+PURGE_SILENCES = "DELETE FROM silences WHERE ends_at < ?"

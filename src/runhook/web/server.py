@@ -1,4 +1,4 @@
-"""HTTP on loopback: health, readiness, Prometheus metrics, the status page, read-only JSON."""
+"""HTTP on loopback: health, readiness, Prometheus metrics, the status page, JSON (read-only\nbut for silences)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ from runhook.core import constants
 from runhook.core.executions import STATES
 from runhook.core.metrics import Metrics
 from runhook.core.schema import StartupError
+from runhook.ingest import silencing
 from runhook.ingest.queries import Overview
 from runhook.store.database import Store
 from runhook.store.rows import Execution
-from runhook.web import status_page
+from runhook.web import silences, status_page
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
 
 log = logging.getLogger("runhook.http")
 
 
-class Daemon(Protocol):
+class Daemon(silencing.Daemon, Protocol):
     metrics: Metrics
 
     async def readiness(self) -> dict[str, bool]: ...
@@ -103,6 +104,7 @@ def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS) -> w
     app.router.add_get("/api/status", status)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", page)
+    silences.add_routes(app, daemon)
     return app
 
 

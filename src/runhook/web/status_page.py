@@ -33,6 +33,12 @@ def _badge(text: str, cls: str | None = None) -> str:
     return f'<span class="s {escape(cls or text)}">{escape(text)}</span>'
 
 
+def _filters(run_name: str | None, group: str | None, collection: str | None) -> str:
+    return ", ".join(f"{name} ~ {value}" for name, value in (
+        ("run_name", run_name), ("group", group), ("collection", collection))
+        if value is not None) or "every firing"
+
+
 def render(status: Overview) -> str:
     rows_a = []
     for a in status.automations:
@@ -66,6 +72,12 @@ def render(status: Overview) -> str:
             f"<td>{escape(e.automation)}</td><td>{escape(e.event_kind)}</td>"
             f"<td>{_badge(e.state)}</td><td class='att'>{attempts}</td>"
             f"<td>{escape(e.reason or '')}</td></tr>")
+    rows_s = [
+        f"<tr><td><code>{escape(v.id)}</code></td>"
+        f"<td>{escape(v.automation or 'all automations')}</td>"
+        f"<td>{escape(_filters(v.run_name, v.group, v.collection))}</td>"
+        f"<td class='t'>{_when(v.ends_at)}</td><td>{escape(v.comment)}</td></tr>"
+        for v in status.silences]
     received = sum(status.events_received.values())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -82,6 +94,9 @@ refreshes every {REFRESH_S}s</p>
 <table><tr><th>name</th><th>event</th><th>scope</th><th></th><th>last execution</th>
 {''.join(f'<th class="n">{s.lower()}</th>' for s in STATES)}</tr>
 {''.join(rows_a) or '<tr><td colspan="9">none configured</td></tr>'}</table>
+<h2>Silences <span class="meta">· matching firings are recorded SKIPPED, not sent</span></h2>
+<table><tr><th>silence</th><th>automation</th><th>filters</th><th>until</th><th>comment</th></tr>
+{''.join(rows_s) or '<tr><td colspan="5">none active</td></tr>'}</table>
 <h2>Integrations</h2>
 <table><tr><th>name</th><th>kind</th><th>health</th><th>rate</th><th class="n">sent</th>
 <th class="n">in flight</th><th>last error</th></tr>

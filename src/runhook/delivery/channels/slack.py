@@ -9,6 +9,7 @@ import msgspec
 
 from runhook.config.model import SlackIntegration
 from runhook.core.templates import Text
+from runhook.delivery.channels.common import context_line, cut, render
 from runhook.delivery.channels.webhook import USER_AGENT, Request
 
 COLOURS = {"INFO": "#2eb886", "WARN": "#daa038", "ERROR": "#a30200"}
@@ -21,15 +22,8 @@ RETRIED_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "ser
                             "request_timeout"})
 
 
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def message(title: str, text: str, severity: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    place = context.get("project_name") or context.get("registry_name") or ""
-    where = f"{context.get('entity_name', '')}/{place}".strip("/")
-    line = " · ".join(part for part in (f"automation *{context.get('automation_name', '')}*",
-                                         where, context.get("event_type", "")) if part)
+    line = context_line(context)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": cut(title, TITLE_LIMIT)}},
     ]
@@ -43,10 +37,7 @@ def message(title: str, text: str, severity: str, context: Mapping[str, Any]) ->
 
 def build(integration: SlackIntegration, title: Text | None, text: Text | None, severity: str,
           context: Mapping[str, Any], secrets: Mapping[str, str]) -> Request:
-    rendered_title = title.render(context, {}) if title is not None else \
-        f"{context.get('automation_name', 'runhook')}: {context.get('event_type', '')}"
-    rendered_text = text.render(context, {}) if text is not None else ""
-    body = message(rendered_title, rendered_text, severity, context)
+    body = message(*render(title, text, context), severity, context)
     headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json; charset=utf-8"}
     if integration.url_secret is not None:
         url = secrets[integration.url_secret]

@@ -1,0 +1,61 @@
+"""What every message channel shares (pure): the rendered title and text, where the
+event happened, and cutting text to a vendor's limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from runhook.core.templates import Text
+
+# The severities an action may name; each channel maps them to its own words or colours.
+SEVERITIES = ("INFO", "WARN", "ERROR")
+
+
+class Rendered(NamedTuple):
+    title: str
+    text: str
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, an ellipsis marking a cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render(title: Text | None, text: Text | None, context: Mapping[str, Any]) -> Rendered:
+    """The action's title and text rendered at send time; with no title, the
+    automation and its event kind."""
+    rendered_title = title.render(context, {}) if title is not None else \
+        f"{context.get('automation_name', 'runhook')}: {context.get('event_type', '')}"
+    return Rendered(rendered_title, text.render(context, {}) if text is not None else "")
+
+
+def place(context: Mapping[str, Any]) -> str:
+    """Where it happened: "entity/project" or "entity/registry"."""
+    where = context.get("project_name") or context.get("registry_name") or ""
+    return f"{context.get('entity_name', '')}/{where}".strip("/")
+
+
+def context_line(context: Mapping[str, Any], bold: str = "*") -> str:
+    """"automation *NAME* · entity/project · EVENT_KIND", `bold` being the channel's
+    markup for bold (Slack's `*`, Markdown's `**`)."""
+    name = f"automation {bold}{context.get('automation_name', '')}{bold}"
+    return " · ".join(part for part in (name, place(context), context.get("event_type", ""))
+                      if part)
+
+
+def fit(encode: Callable[[str, str], bytes], rendered: Rendered, limit: int) -> bytes:
+    """`encode(title, text)` in at most `limit` bytes: the text is cut first, then the
+    title (a vendor refuses a message over its size; a shorter one still alerts)."""
+    title, text = rendered
+    body = encode(title, text)
+    for _ in range(8):  # each round cuts by the overshoot; escapes may need another
+        over = len(body) - limit
+        if over <= 0:
+            return body
+        if text:
+            text = cut(text, max(len(text) - over, 1)) if len(text) > 1 else ""
+        else:
+            title = cut(title, max(len(title) - over, 1))
+        body = encode(title, text)
+    return body

@@ -1,0 +1,113 @@
+"""Silence commands, one rule for the socket (`command.silence_*`) and the loopback HTTP
+API: add (committed, then in force), list (active, and expired within 24 h), expire."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import Protocol
+
+import msgspec
+
+from runhook.config.settings import Settings
+from runhook.core.durations import parse_duration
+from runhook.core.schema import FieldError
+from runhook.ingest.protocol import SilenceAdd
+from runhook.store.database import Store, Write, WriteFailed
+from runhook.store.statements import EXPIRE_SILENCE, INSERT_SILENCE
+from runhook.triggers.silences import EXPIRED_LISTED_S, Silence, Silences, compile_silence
+
+
+class Refused(ValueError):
+    """A silence command that cannot be carried out; the message says why."""
+
+
+class SilenceView(msgspec.Struct, kw_only=True):
+    """A silence as the CLI, the API and the status page show it."""
+
+    id: str
+    automation: str | None  # None: every automation
+    run_name: str | None
+    group: str | None
+    collection: str | None
+    comment: str
+    created_at: float
+    ends_at: float
+    expired_at: float | None
+    active: bool
+
+
+class Daemon(Protocol):
+    store: Store
+    settings: Settings
+    silences: Silences
+
+
+def view(silence: Silence, now: float) -> SilenceView:
+    def source(pattern: object) -> str | None:
+        return getattr(pattern, "source", None)
+
+    return SilenceView(id=silence.id, automation=silence.automation,
+                       run_name=source(silence.run_name), group=source(silence.group),
+                       collection=source(silence.collection), comment=silence.comment,
+                       created_at=silence.created_at, ends_at=silence.ends_at,
+                       expired_at=silence.expired_at, active=silence.active(now))
+
+
+async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
+    """Commit a new silence, then put it in force: firings evaluated after the answer
+    (the next lines of the same connection included) see it."""
+    if request.automation is not None and daemon.settings.automation(request.automation) is None:
+        # A typo would otherwise silence nothing, quietly.
+        raise Refused(f"no automation {request.automation!r} in the running configuration")
+    try:
+        seconds = parse_duration(request.duration) if isinstance(request.duration, str) \
+            else float(request.duration)
+    except ValueError as exc:
+        raise Refused(f"field `duration`: {exc}") from None
+    if seconds <= 0:
+        raise Refused("field `duration`: expected a duration above 0")
+    try:
+        silence = compile_silence(f"si_{secrets.token_hex(4)}", request.automation,
+                                  request.run_name, request.group, request.collection,
+                                  request.comment, now, now + seconds)
+    except FieldError as exc:
+        raise Refused(f"field `{exc.field}`: {exc.message}") from None
+    row = (silence.id, silence.automation, request.run_name, request.group,
+           request.collection, silence.comment, silence.created_at, silence.ends_at)
+    try:
+        await daemon.store.commit(Write([(INSERT_SILENCE, [row])]))
+    except WriteFailed as exc:
+        raise Refused(f"not saved: {exc}") from None
+    daemon.silences.put(silence)
+    return view(silence, now)
+
+
+async def expire(silence_id: str, daemon: Daemon, now: float) -> SilenceView:
+    """End a silence now (it stays listed for 24 h); expiring an ended one changes nothing."""
+    silence = daemon.silences.get(silence_id)
+    if silence is None:
+        raise Refused(f"no silence {silence_id!r} (expired ones are forgotten after 24 h)")
+    if silence.expired_at is None and silence.active(now):
+        try:
+            await daemon.store.commit(Write([(EXPIRE_SILENCE, [(now, now, silence_id)])]))
+        except WriteFailed as exc:
+            raise Refused(f"not saved: {exc}") from None
+        silence = replace(silence, ends_at=now, expired_at=now)
+        daemon.silences.put(silence)
+    return view(silence, now)
+
+
+def listing(silences: Silences, now: float, active_only: bool = False) -> list[SilenceView]:
+    """Active silences, then (unless `active_only`) those that ended in the last 24 h."""
+    silences.forget_before(now - EXPIRED_LISTED_S)
+    views = [view(s, now) for s in silences.all]
+    views.sort(key=lambda v: (not v.active, -v.created_at))
+    return [v for v in views if v.active] if active_only else views
+
+
+async def load(store: Store, now: float) -> Silences:
+    """The silences a (re)started daemon knows: active ones, and those ended within 24 h.
+    A stored pattern that no longer compiles cannot be: it compiled when added."""
+    rows = await store.silences(now - EXPIRED_LISTED_S)
+    return Silences(compile_silence(*row) for row in rows)
