@@ -66,7 +66,7 @@ def cmd_vars(args: argparse.Namespace) -> int:
     return 0
 
 
-def test_warnings(payload: str | None, webhook: bool) -> list[str]:
+def empty_in_test(payload: str | None, webhook: bool) -> list[str]:
     """What a `runhook test` payload's variables render to: a test has no event, so
     every event variable in it renders empty."""
     if payload is None:

@@ -262,7 +262,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         request["payload"] = args.payload
         # Slack takes the payload as text, a webhook as JSON: a payload that parses
         # as JSON is checked as the webhook's, anything else as text.
-        for warning in explain.test_warnings(args.payload, _is_json(args.payload)):
+        for warning in explain.empty_in_test(args.payload, _is_json(args.payload)):
             print(f"warning: {warning}", file=sys.stderr)
     answer = _command(args, request)
     if answer is None:
