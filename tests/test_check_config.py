@@ -48,25 +48,25 @@ action = { integration = "nope" }
 EXPECTED = [
     "server: object contains unknown field `htp`; did you mean 'http'?",
     "integrations.ci: object contains unknown field `timout`; did you mean 'timeout'?",
-    "automations[0].event.kind: invalid value 'RUN_METRIC_TRESHOLD' (allowed: "
+    ("automations[0].event.kind: invalid value 'RUN_METRIC_TRESHOLD' (allowed: "
     "ADD_ARTIFACT_ALIAS, ADD_ARTIFACT_TAG, CREATE_ARTIFACT, LINK_ARTIFACT, REMOVE_ARTIFACT_TAG, "
     "RUN_METRIC_CHANGE, RUN_METRIC_THRESHOLD, RUN_METRIC_ZSCORE, RUN_STATE, UNLINK_ARTIFACT); "
-    "did you mean 'RUN_METRIC_THRESHOLD'? (automation 'loss')",
-    "automations[1].event.states[0]: invalid enum value 'runing' (allowed: failed, finished, "
-    "running); did you mean 'running'? (automation 'states')",
-    "automations[1].event.states[2]: invalid enum value 'faild' (allowed: failed, finished, "
-    "running); did you mean 'failed'? (automation 'states')",
-    "automations[1]: object contains unknown field `cooldwn`; did you mean 'cooldown'? "
-    "(automation 'states')",
-    "automations[2].event.agg: invalid enum value 'avrage' (allowed: average, avg, max, mean, "
-    "min); did you mean 'average'? (automation 'avg')",
-    "automations[2].event: object contains unknown field `treshold`; did you mean "
-    "'threshold'? (automation 'avg')",
-    "automations[2].action.severity: invalid enum value 'LOUD' (allowed: ERROR, INFO, WARN) "
-    "(automation 'avg')",
+    "did you mean 'RUN_METRIC_THRESHOLD'? (automation 'loss')"),
+    ("automations[1].event.states[0]: invalid enum value 'runing' (allowed: failed, finished, "
+    "running); did you mean 'running'? (automation 'states')"),
+    ("automations[1].event.states[2]: invalid enum value 'faild' (allowed: failed, finished, "
+    "running); did you mean 'failed'? (automation 'states')"),
+    ("automations[1]: object contains unknown field `cooldwn`; did you mean 'cooldown'? "
+    "(automation 'states')"),
+    ("automations[2].event.agg: invalid enum value 'avrage' (allowed: average, avg, max, mean, "
+    "min); did you mean 'average'? (automation 'avg')"),
+    ("automations[2].event: object contains unknown field `treshold`; did you mean "
+    "'threshold'? (automation 'avg')"),
+    ("automations[2].action.severity: invalid enum value 'LOUD' (allowed: ERROR, INFO, WARN) "
+    "(automation 'avg')"),
     # Decoded fine, so checked as the daemon would: reported in the same pass.
-    "automations[3].scope: expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY' or "
-    "'entity:ENTITY', got 'projects:acme/vision' (automation 'scope')",
+    ("automations[3].scope: expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY' or "
+    "'entity:ENTITY', got 'projects:acme/vision' (automation 'scope')"),
 ]
 
 

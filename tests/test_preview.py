@@ -85,7 +85,7 @@ def test_preview_refuses_a_bad_event_and_an_unknown_automation(tmp_path):
 def test_test_warns_of_event_variables():
     assert empty_in_test('{"who": "${run_name}", "t": "${event_time}", "k": "${TOKEN}"}',
                          webhook=True) == [
-        "${run_name} will render empty: a test has no event, it sets only automation_name, "
-        "event_time, event_type, execution_id"]
+        ("${run_name} will render empty: a test has no event, it sets only automation_name, "
+        "event_time, event_type, execution_id")]
     assert empty_in_test("hello ${event_type}", webhook=False) == []
     assert empty_in_test(None, webhook=True) == []

@@ -46,9 +46,8 @@ class Guard:
             refusal = self.refusal(request)
             if refusal is not None:
                 log.warning("HTTP %s %s refused: %s", request.method, request.path, refusal)
-                response: web.StreamResponse = web.Response(
-                    status=403 if request.method == "POST" or "Host" in refusal else 400,
-                    text=f"refused: {refusal}\n")
+                response: web.StreamResponse = web.Response(status=403,
+                                                            text=f"refused: {refusal}\n")
             else:
                 response = await handler(request)
             for name, value in HEADERS.items():

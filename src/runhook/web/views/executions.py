@@ -16,7 +16,8 @@ from runhook.web.html import badge, link, page, part, table, url, when
 from runhook.web.views import Console, html
 
 PAGE_ROWS = 50
-FIELDS = ("automation", "state", "run", "collection", "since", "until")
+MOST_ROWS = 500
+FIELDS = ("automation", "state", "run", "collection", "since", "until", "rows")
 
 
 class BadFilter(ValueError):
@@ -29,16 +30,14 @@ async def executions(console: Console, request: web.Request) -> web.Response:
         filters = _filters(query)
         before = _cursor(query.get("before"))
         after = _cursor(query.get("after")) if before is None else None
+        size = _rows(query.get("rows"))
     except BadFilter as exc:
         return html(page("Executions", "/executions", f"<p class=warn>{escape(str(exc))}</p>"
                          + _form(console, query)), 400)
-    rows = await console.store.page(filters, PAGE_ROWS + 1, before=before, after=after)
+    rows = await console.store.page(filters, size + 1, before=before, after=after)
     # One row more than a page says whether there is a page beyond, in the direction read.
-    more = len(rows) > PAGE_ROWS
-    if after is not None:
-        rows = rows[-PAGE_ROWS:] if more else rows
-    else:
-        rows = rows[:PAGE_ROWS]
+    more = len(rows) > size
+    rows = (rows[-size:] if after is not None else rows[:size]) if more else rows
     kept = {k: query.get(k) for k in FIELDS}
     pager = []
     if rows and (before is not None or (after is not None and more)):
@@ -62,6 +61,14 @@ def _row(e: Execution) -> str:
 
 def _key(e: Execution) -> str:
     return f"{e.created_at!r}_{e.id}"
+
+
+def _rows(value: str | None) -> int:
+    if not value:
+        return PAGE_ROWS
+    if not value.isdigit() or not 1 <= int(value) <= MOST_ROWS:
+        raise BadFilter(f"rows: a whole number from 1 to {MOST_ROWS}")
+    return int(value)
 
 
 def _cursor(value: str | None) -> tuple[float, str] | None:
