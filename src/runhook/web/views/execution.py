@@ -45,9 +45,11 @@ async def execution(console: Console, request: web.Request) -> web.Response:
             f"<td>{escape(t.error or '')}</td>"
             f"<td><pre>{escape(t.response or '')}</pre></td></tr>" for t in attempts]
     actions = ""
-    if found.integration is not None and found.state != "PENDING":
+    if found.integration is not None:
+        # PENDING too: one waiting hours for its next retry can be sent now.
         actions = ("<p>" + button(f"/executions/{part(found.id)}/redeliver",
-                                  "redeliver (same webhook-id)", console.guard.token) + "</p>")
+                                  "redeliver now (same webhook-id)", console.guard.token)
+                   + "</p>")
     body = (
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>" + actions
         + "<h2>Variables</h2>"
