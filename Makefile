@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-quick clean
+.PHONY: run test browser screenshots bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,22 @@ run: $(STAMP)
 
 # The benchmarks run at tiny sizes inside `make test`, so they keep working;
 # they print figures but assert no timing.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
+
+# The console's browser tests drive Debian's Chromium through chromedriver. As root
+# (CI) a missing browser is installed; otherwise those tests skip, saying why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else echo "no chromium/chromedriver and not root: the browser tests will be skipped"; fi
+
+# The README's pictures of the console, taken by the browser test.
+screenshots: $(STAMP) browser
+	RUNHOOK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

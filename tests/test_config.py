@@ -135,7 +135,7 @@ def test_check_config_cli(tmp_path):
     run = [sys.executable, "-m", "runhook", "check-config"]
     ok = subprocess.run([*run, str(good)], check=False, capture_output=True, text=True)
     assert ok.returncode == 0
-    assert ok.stdout.strip() == f"{good}: ok, 1 automations, 1 integrations"
+    assert ok.stdout.strip() == f"{good}: ok, 1 automation, 1 integration"
     failed = subprocess.run([*run, str(bad)], check=False, capture_output=True, text=True)
     assert failed.returncode == 1
     assert failed.stdout.startswith(f"{bad}: automations[0].event.kind: LINK_ARTIFACT cannot")

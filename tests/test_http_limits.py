@@ -159,7 +159,7 @@ async def _not_reading(store) -> bytes:
         sock.connect((host, int(port)))
         sock.setblocking(False)
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(b"GET /api/executions?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /api/executions?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         with anyio.fail_after(10):
             await finished.wait()  # the send deadline ended the answer
             received = await closed_by_server(reader)

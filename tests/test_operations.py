@@ -126,7 +126,7 @@ async def test_status_page_shows_automations_and_last_state(start_daemon, receiv
                 assert r.headers["Content-Type"].startswith("text/html")
                 return await r.text()
         def row(html: str, name: str) -> str:
-            return html.split(f"<b>{name}</b>")[1].split("</tr>")[0]
+            return html.split(f'href="/automations/{name}">{name}</a>')[1].split("</tr>")[0]
         # The attempt's commit lands a moment after the receiver answered.
         html = await eventually(page, lambda h: 'FAILED">FAILED' in row(h, "deploy"))
     assert '<meta http-equiv="refresh"' in html and "<script" not in html

@@ -8,14 +8,16 @@ import logging
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import silence
+from runhook.cli import explain, silence
 from runhook.client import Client, RunhookError
+from runhook.config import diagnose
 from runhook.config.model import ConfigError, read
 from runhook.config.settings import load
 from runhook.core import constants
@@ -101,14 +103,25 @@ def _have_uvloop() -> bool:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        settings = load(args.file)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}")
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}")
         return 1
-    print(f"{args.file}: ok, {len(settings.automations)} automations, "
-          f"{len(settings.integrations)} integrations")
+    problems = diagnose.check(data, args.file)
+    for problem in problems:
+        print(f"{args.file}: {problem}")
+    if len(problems) > 1:
+        print(f"{len(problems)} problems found")
+    if problems:
+        return 1
+    settings = load(args.file)
+    print(f"{args.file}: ok, {_count(len(settings.automations), 'automation')}, "
+          f"{_count(len(settings.integrations), 'integration')}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _stdin_lines() -> Iterator[bytes]:
@@ -252,6 +265,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"type": "command.test", "integration": args.integration}
     if args.payload is not None:
         request["payload"] = args.payload
+        # Slack takes the payload as text, a webhook as JSON: a payload that parses
+        # as JSON is checked as the webhook's, anything else as text.
+        for warning in explain.empty_in_test(args.payload, _is_json(args.payload)):
+            print(f"warning: {warning}", file=sys.stderr)
     answer = _command(args, request)
     if answer is None:
         return 1
@@ -261,6 +278,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     if test["response"]:
         print(test["response"])
     return 0 if test["status"] is not None and 200 <= test["status"] < 300 else 1
+
+
+def _is_json(text: str) -> bool:
+    try:
+        msgspec.json.decode(text.encode())
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -318,6 +343,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("integration")
     p.add_argument("--payload", help="the JSON body to send (webhooks) or the text (Slack)")
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("preview", help="print the request an automation would send for an "
+                                       "event, without sending it")
+    p.add_argument("automation")
+    p.add_argument("--event", required=True, help="one JSON event, as `runhook send` takes")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=explain.cmd_preview)
+
+    p = sub.add_parser("vars", help="the template variables, and the event kinds that set each")
+    p.add_argument("kind", nargs="?", help="only those this kind sets (e.g. RUN_STATE)")
+    p.set_defaults(func=explain.cmd_vars)
 
     p = client_command("reload", "re-read the configuration file (like SIGHUP)")
     p.set_defaults(func=cmd_reload)

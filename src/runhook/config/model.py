@@ -159,7 +159,7 @@ class ConfigError(Exception):
 
 # What msgspec's wording leaves out, by path ("expected `int` <= 511" for a mode
 # people write in octal).
-_HINTS = {"server.socket_mode": " (a permission mode, 0o000 to 0o777, such as 0o660)"}
+HINTS = {"server.socket_mode": " (a permission mode, 0o000 to 0o777, such as 0o660)"}
 
 
 def decode(data: bytes | str, source: str = "<config>") -> Config:
@@ -174,7 +174,10 @@ def decode(data: bytes | str, source: str = "<config>") -> Config:
     try:
         return msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(source, [_reword(str(exc), text)]) from None
+        # msgspec stops at the first error; diagnose finds them all (and imports us).
+        from runhook.config import diagnose
+        found = diagnose.problems(tomllib.loads(text))[0]
+        raise ConfigError(source, found or [_reword(str(exc), text)]) from None
     except RecursionError:
         # tomllib recurses once per level of `[` or `{`; about a thousand levels exhaust
         # the stack. Caught here, it unwinds cleanly: nothing else is on that stack.
@@ -208,7 +211,7 @@ def _reword(message: str, text: str) -> str:
                 except msgspec.ValidationError:
                     path = f"{table}.{key}" + path[len(table) + 5:]
                     break
-    return f"{path or '(top level)'}: {reason}{_HINTS.get(path, '')}"
+    return f"{path or '(top level)'}: {reason}{HINTS.get(path, '')}"
 
 
 def read(path: str | Path) -> Config:

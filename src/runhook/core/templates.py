@@ -8,14 +8,11 @@ from typing import Any
 
 import msgspec
 
-# W&B's variable names, so payloads written for W&B automations port unchanged.
-KNOWN_VARIABLES = frozenset({
-    "event_type", "event_author", "entity_name", "project_name", "registry_name",
-    "automation_name", "artifact_collection_name", "artifact_version",
-    "artifact_version_string", "artifact_version_index", "alias", "tag",
-    "run_id", "run_name", "run_status", "metric_name", "metric_values",
-    "metric_filter", "execution_id", "event_time",
-})
+from runhook.core.variables import NAMES
+
+# W&B's variable names, so payloads written for W&B automations port unchanged; the
+# table of them, with the kinds that set each, is core.variables.
+KNOWN_VARIABLES = NAMES
 METADATA_PREFIX = "artifact_metadata."
 
 _PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}")

@@ -243,6 +243,7 @@ class DeliveryActor:
                                        (UPDATE_EXECUTION, [update_row])]
         if outcome.state == "FINISHED":
             self.sent += 1
+            self.last_error = None  # the endpoint answers again: its old error is history
         elif not outcome.config_error:  # a removed automation says nothing of the endpoint
             self.last_error = reason
         if outcome.disable:

@@ -21,6 +21,33 @@ from runhook.store.rows import (
     _execution,
 )
 
+# The expression the collection index is built on (migration 0006); a query must
+# say it the same way for SQLite to use that index.
+COLLECTION = "json_extract(context, '$.artifact_collection_name')"
+
+
+class Filters(msgspec.Struct, frozen=True, kw_only=True):
+    """What the console's execution list is narrowed by; None is no filter."""
+
+    automation: str | None = None
+    state: str | None = None
+    run_id: str | None = None
+    collection: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def sql(self) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("automation = ?", self.automation), ("state = ?", self.state),
+                              ("run_id = ?", self.run_id),
+                              (f"{COLLECTION} = ?", self.collection),
+                              ("created_at >= ?", self.since), ("created_at < ?", self.until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        return where, params
+
 
 class Reads:
     """Mixed into Store, which opens the two connections."""
@@ -61,6 +88,48 @@ class Reads:
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         rows = await self._query(sql, [*params, limit])
         return [_execution(row) for row in rows]
+
+    async def page(self, filters: Filters, limit: int,
+                   before: tuple[float, str] | None = None,
+                   after: tuple[float, str] | None = None) -> list[Execution]:
+        """One page of the console's execution list, newest first: keyset paging,
+        `before` the last row of the page above, `after` the first of the page below.
+        Each filter has an index led by it, so a page costs its rows, not the table."""
+        where, params = filters.sql()
+        order = "DESC"
+        if before is not None:
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+            params += [before[0], before[0], before[1]]
+        elif after is not None:
+            where.append("created_at >= ? AND (created_at > ? OR id > ?)")
+            params += [after[0], after[0], after[1]]
+            order = "ASC"
+        sql = f"SELECT {_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at {order}, id {order} LIMIT ?"
+        rows = [_execution(row) for row in await self._query(sql, [*params, limit])]
+        return rows[::-1] if order == "ASC" else rows
+
+    async def counts(self, automation: str, since: float, cap: int) -> dict[str, int]:
+        """An automation's executions by state since `since`, counting at most the
+        newest `cap` (a page must not walk a million index entries to count them);
+        a total equal to `cap` means "at least"."""
+        rows = await self._query(
+            "SELECT state, count(*) FROM (SELECT state FROM executions WHERE automation = ? "
+            "AND created_at >= ? ORDER BY created_at DESC LIMIT ?) GROUP BY state",
+            (automation, since, cap))
+        return {state: count for state, count in rows}
+
+    async def latest(self, automation: str) -> Execution | None:
+        rows = await self._query(
+            f"SELECT {_COLUMNS} FROM executions WHERE automation = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1", (automation,))
+        return _execution(rows[0]) if rows else None
+
+    async def plan(self, sql: str, params: Sequence[Any]) -> list[str]:
+        """EXPLAIN QUERY PLAN's details, for tests that hold a query to its index."""
+        return [row[3] for row in await self._query("EXPLAIN QUERY PLAN " + sql, params)]
 
     async def execution(self, execution_id: str) -> Execution | None:
         rows = await self._query(f"SELECT {_COLUMNS} FROM executions WHERE id = ?",

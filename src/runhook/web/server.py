@@ -1,11 +1,13 @@
-"""HTTP on loopback: health, readiness, Prometheus metrics, the status page, JSON (read-only\nbut for silences)."""
+"""HTTP on loopback: health, readiness, Prometheus metrics, the console's pages and actions,
+read-only JSON but for silences."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import msgspec
@@ -15,24 +17,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from runhook.core import constants
 from runhook.core.executions import STATES
-from runhook.core.metrics import Metrics
 from runhook.core.schema import StartupError
-from runhook.ingest import silencing
-from runhook.ingest.queries import Overview
 from runhook.store.database import Store
 from runhook.store.rows import Execution
-from runhook.web import silences, status_page
+from runhook.web import silences
+from runhook.web.guard import Guard
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
+from runhook.web.views import Console, Daemon, actions, automations, integrations, overview
+from runhook.web.views import execution as execution_view
+from runhook.web.views import executions as executions_view
 
 log = logging.getLogger("runhook.http")
-
-
-class Daemon(silencing.Daemon, Protocol):
-    metrics: Metrics
-
-    async def readiness(self) -> dict[str, bool]: ...
-
-    async def overview(self) -> Overview: ...
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -40,7 +35,11 @@ def _json(body: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS) -> web.Application:
+def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS,
+             guard: Guard | None = None) -> web.Application:
+    guard = guard or Guard()
+    console = Console(daemon, store, guard)
+
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -88,22 +87,32 @@ def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS) -> w
     async def status(request: web.Request) -> web.Response:
         return _json(await daemon.overview())
 
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=status_page.render(await daemon.overview()),
-                            content_type="text/html")
-
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=daemon.metrics.render(),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application(middlewares=[deadline(limits)])
+    # The guard inside the deadline: its refusals and headers are sent in time too.
+    app = web.Application(middlewares=[deadline(limits), guard.middleware()])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/executions", executions)
     app.router.add_get("/api/executions/{id}", execution)
     app.router.add_get("/api/status", status)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", page)
+    pages: list[tuple[str, str, Callable[[Console, web.Request], Awaitable[Any]]]] = [
+        ("GET", "/", overview.overview),
+        ("GET", "/automations", automations.automations),
+        ("GET", "/automations/{name}", automations.automation),
+        ("GET", "/executions", executions_view.executions),
+        ("GET", "/executions/{id}", execution_view.execution),
+        ("GET", "/integrations", integrations.integrations),
+        ("POST", "/executions/{id}/redeliver", actions.redeliver),
+        ("POST", "/integrations/test", actions.test),
+        ("POST", "/integrations/{name}/test", actions.test),
+        ("POST", "/integrations/{name}/enable", actions.enable),
+    ]
+    for method, path, view in pages:
+        app.router.add_route(method, path, functools.partial(view, console))
     silences.add_routes(app, daemon)
     return app
 

@@ -1,0 +1,91 @@
+"""Every template variable in one table: its name, the event kinds that set it and an
+example. `runhook vars`, the README's table and the template compiler read it here."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from runhook.core.scopes import ARTIFACT_KINDS, RUN_KINDS
+
+# Kinds as runhook's contexts set them (core.executions): a variable's kinds are
+# those whose execution context holds it, checked against the contexts by a test.
+METRIC_KINDS = frozenset({"RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE"})
+ALL_KINDS = ARTIFACT_KINDS | RUN_KINDS
+# Artifact kinds a project produces (an artifact event in a project carries project_name).
+PROJECT_KINDS = frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
+                           "REMOVE_ARTIFACT_TAG"}) | RUN_KINDS
+REGISTRY_KINDS = ARTIFACT_KINDS - {"CREATE_ARTIFACT"}
+
+
+class Variable(NamedTuple):
+    name: str
+    kinds: frozenset[str]
+    example: str
+    meaning: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("event_type", ALL_KINDS, "ADD_ARTIFACT_ALIAS", "the automation's event kind"),
+    Variable("event_author", ALL_KINDS, "alice", "who caused it (artifact author, run user)"),
+    Variable("entity_name", ALL_KINDS, "acme", "the entity"),
+    Variable("project_name", PROJECT_KINDS, "vision", "the project, for project events"),
+    Variable("registry_name", REGISTRY_KINDS, "model", "the registry, for registry events"),
+    Variable("automation_name", ALL_KINDS, "deploy-on-production", "the automation's name"),
+    Variable("execution_id", ALL_KINDS, "ex_018c2b5e9a40000000a1b2c3d4",
+             "the execution id, also the webhook-id"),
+    Variable("event_time", ALL_KINDS, "2026-11-27T09:30:00.000Z", "the event's time, RFC 3339"),
+    Variable("artifact_collection_name", ARTIFACT_KINDS, "resnet50", "the collection"),
+    Variable("artifact_version", ARTIFACT_KINDS, "acme/model/resnet50:v3",
+             "entity/project-or-registry/collection:vN"),
+    Variable("artifact_version_string", ARTIFACT_KINDS, "acme/model/resnet50:production",
+             "as artifact_version, with the alias that triggered in place of vN"),
+    Variable("artifact_version_index", ARTIFACT_KINDS, "3", "the version number (an integer)"),
+    Variable("artifact_metadata.KEY",
+             frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG"}),
+             "0.91", "a metadata entry of an artifact.created event"),
+    Variable("alias", frozenset({"ADD_ARTIFACT_ALIAS"}), "production", "the alias added"),
+    Variable("tag", frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"}), "approved",
+             "the tag added or removed"),
+    Variable("run_id", RUN_KINDS, "r7x2k9", "the run's id"),
+    Variable("run_name", RUN_KINDS, "prod-resnet-lr3e-4", "the run's name"),
+    Variable("run_status", RUN_KINDS, "running", "the run's state"),
+    Variable("metric_name", METRIC_KINDS, "loss", "the metric the condition reads"),
+    Variable("metric_values", METRIC_KINDS, "[12.5, 13.1]",
+             "the values the condition saw (a list)"),
+    Variable("metric_filter", RUN_KINDS, "avg(loss) over the last 5 > 10",
+             "the condition in words"),
+)
+
+BY_NAME = {v.name: v for v in VARIABLES}
+# The names a template may use as they are (artifact_metadata.KEY is a prefix).
+NAMES = frozenset(v.name for v in VARIABLES if not v.name.endswith(".KEY"))
+
+
+def for_kind(kind: str | None) -> list[Variable]:
+    """The variables an event kind sets; every variable for None."""
+    return [v for v in VARIABLES if kind is None or kind in v.kinds]
+
+
+def kinds_text(kinds: frozenset[str]) -> str:
+    """Kinds in words: 'all', 'artifact kinds', 'run kinds', or the names."""
+    if kinds == ALL_KINDS:
+        return "all"
+    if kinds == ARTIFACT_KINDS:
+        return "artifact kinds"
+    if kinds == RUN_KINDS:
+        return "run kinds"
+    if kinds == METRIC_KINDS:
+        return "RUN_METRIC_* kinds"
+    if kinds == PROJECT_KINDS:
+        return "project kinds (not LINK/UNLINK)"
+    if kinds == REGISTRY_KINDS:
+        return "registry kinds (not CREATE_ARTIFACT)"
+    return ", ".join(sorted(kinds))
+
+
+def markdown_table() -> str:
+    """The README's table, generated: a test holds the README to it."""
+    lines = ["| variable | set by | example | meaning |", "|---|---|---|---|"]
+    for v in VARIABLES:
+        lines.append(f"| `${{{v.name}}}` | {kinds_text(v.kinds)} | `{v.example}` | {v.meaning} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,58 @@
+"""The console's pages, one module per page kind (as datasette's views/), and the
+context they share. Imports web.html, web.guard and the rooms below web."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from runhook.core.metrics import Metrics
+from runhook.ingest import queries
+from runhook.store.database import Store
+from runhook.web.guard import Guard
+
+
+class Daemon(queries.Daemon, Protocol):
+    """What the HTTP server reads from the running daemon; the console's actions go
+    through the same answers as the socket's commands (queries.answer)."""
+
+    metrics: Metrics
+
+    async def readiness(self) -> dict[str, bool]: ...
+
+    async def overview(self) -> queries.Overview: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Console:
+    daemon: Daemon
+    store: Store
+    guard: Guard
+
+    def flash(self, request: web.Request) -> str | None:
+        """The message an action left for the page it redirected to. Signed, so a
+        link from elsewhere cannot make the console say what it did not."""
+        text, signature = request.query.get("done"), request.query.get("sig", "")
+        if text is None or not hmac.compare_digest(signature, self.sign(text)):
+            return None
+        return text
+
+    def sign(self, text: str) -> str:
+        return hmac.new(self.guard.token.encode(), text.encode(), "sha256").hexdigest()[:32]
+
+
+def html(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+def not_found(what: str) -> web.Response:
+    from runhook.web.html import page
+    return html(page("Not found", "", f"<p>{_escape(what)}</p>"), 404)
+
+
+def _escape(text: Any) -> str:
+    from html import escape
+    return escape(str(text))

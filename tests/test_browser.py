@@ -1,0 +1,145 @@
+"""The console in a real browser: Debian's Chromium, headless, driven by Selenium
+through chromedriver. Each page is opened, the redeliver button is pressed (a real
+form POST with the browser's own Origin and Fetch metadata), and a screenshot of
+each page is written to docs/ for the README."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import settled
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
+
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    # `make test` installs both when it runs as root (as CI does); elsewhere say why.
+    pytestmark = pytest.mark.skip(reason="no /usr/bin/chromium or /usr/bin/chromedriver: "
+                                  "apt-get install chromium chromium-driver (make test does, "
+                                  "as root)")
+
+CONFIG = """
+[secrets]
+SIGNING = { file = "@DIR@/signing.key" }
+
+[integrations.ci]
+kind = "webhook"
+url = "@URL@"
+signing_secret = "SIGNING"
+allow_http = true
+allow_private = true
+rate = "20/s"
+
+[[automations]]
+name = "run-failed"
+scope = "project:acme/vision"
+event = { kind = "RUN_STATE", states = ["failed"], run_name = "^prod-" }
+action = { integration = "ci", payload = '''{"text": "${run_name} ${run_status}", "run": "${run_id}"}''' }
+cooldown = "1h"
+
+[[automations]]
+name = "loss-diverged"
+scope = "project:acme/vision"
+event = { kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = 3, cmp = ">", threshold = 10.0 }
+action = { integration = "ci" }
+
+[[automations]]
+name = "record-artifacts"
+scope = "project:acme/vision"
+event = { kind = "CREATE_ARTIFACT" }
+action = { kind = "none" }
+"""
+
+
+@pytest.fixture
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    profile = tempfile.mkdtemp(prefix="rh-chromium-")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _shot(driver, name: str, folder: Path) -> None:
+    """A full-page screenshot: the window is grown to the page's height first."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(max(height + 40, 500), 2400))
+    path = folder / f"console-{name}.png"
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes().startswith(b"\x89PNG")
+    driver.set_window_size(1280, 900)
+
+
+async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    # `make screenshots` writes them to docs/ for the README; a plain run leaves the
+    # tree alone.
+    folder = DOCS if os.environ.get("RUNHOOK_SCREENSHOTS") else tmp_path
+    receiver.responses.append((503, "upstream busy", {"Retry-After": "3600"}))
+    daemon = await start_daemon(CONFIG.replace("@URL@", receiver.url))
+    async with daemon.client() as client:
+        await client.send({"type": "run.state", "entity": "acme", "project": "vision",
+                           "run_id": "r1", "run_name": "prod-<b>resnet</b>", "state": "failed"})
+        for version in range(1, 4):
+            await client.send({"type": "artifact.created", "entity": "acme",
+                               "project": "vision", "collection": "imagenet-subset",
+                               "version": version})
+        for value in (9.0, 12.0, 15.0):
+            await client.send({"type": "run.metrics", "entity": "acme", "project": "vision",
+                               "run_id": "r2", "run_name": "prod-vit", "values": {"loss": value}})
+    failed_id = (await receiver.next()).headers["webhook-id"]  # answered 503: retried later
+    await settled(daemon, (await receiver.next()).headers["webhook-id"])
+
+    browser.get(daemon.http + "/")
+    assert browser.title == "Overview · runhook"
+    rows = browser.find_elements(By.CSS_SELECTOR, "table")[0].text
+    assert "run-failed" in rows and "loss-diverged" in rows and "record-artifacts" in rows
+    _shot(browser, "overview", folder)
+
+    browser.get(daemon.http + "/automations")
+    _shot(browser, "automations", folder)
+    browser.find_element(By.LINK_TEXT, "loss-diverged").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Automation loss-diverged"
+    assert "avg(loss) over last 3 > 10" in browser.find_element(By.TAG_NAME, "dl").text
+    _shot(browser, "automation", folder)
+
+    browser.get(daemon.http + "/executions")
+    _shot(browser, "executions", folder)
+    browser.find_element(By.LINK_TEXT, failed_id).click()
+    # The hostile run name is text, not markup, in the variables table.
+    assert browser.find_elements(By.CSS_SELECTOR, "main b") == []
+    assert "prod-<b>resnet</b>" in browser.find_element(By.TAG_NAME, "main").text
+    assert "HTTP 503" in browser.find_element(By.TAG_NAME, "main").text
+    _shot(browser, "execution", folder)
+    # A real form POST: Chromium sends Origin and Sec-Fetch-Site itself.
+    browser.find_element(By.XPATH, "//button[contains(., 'redeliver')]").click()
+    assert f"queued for redelivery: {failed_id}" in \
+        browser.find_element(By.CSS_SELECTOR, ".flash").text
+    again = await receiver.next()
+    assert again.headers["webhook-id"] == failed_id
+
+    browser.get(daemon.http + "/integrations")
+    # In a thread: the page waits for the test's request, which the receiver on this
+    # test's event loop must be free to answer.
+    button = browser.find_element(By.XPATH, "//tr[@id='ci']//button[contains(., 'test')]")
+    await asyncio.to_thread(button.click)
+    assert "test of ci: status 200" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    _shot(browser, "integrations", folder)

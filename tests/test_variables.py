@@ -1,0 +1,103 @@
+"""The template variables' table (core.variables) against the contexts executions
+really record, the template compiler, the README and `runhook vars`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runhook.core.events import (
+    AliasAdded,
+    ArtifactCreated,
+    ArtifactLinked,
+    ArtifactUnlinked,
+    RunMetrics,
+    RunState,
+    TagAdded,
+    TagRemoved,
+)
+from runhook.core.executions import artifact_context, run_context
+from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, RUN_KINDS
+from runhook.core.templates import KNOWN_VARIABLES
+from runhook.core.variables import VARIABLES, for_kind, markdown_table
+from runhook.triggers.artifact import occurrences
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+PROJECT = {"entity": "acme", "project": "vision"}
+REGISTRY = {"entity": "acme", "registry": "model"}
+ARTIFACT = {"collection": "c", "version": 3, "author": "al"}
+
+
+def _artifact_contexts() -> dict[tuple[str, str], set[str]]:
+    """(kind, where) -> the variables its context holds, for every wire event that
+    produces the kind, in a project and in a registry, with metadata where possible."""
+    out: dict[tuple[str, str], set[str]] = {}
+    events = []
+    for where, location in (("project", PROJECT), ("registry", REGISTRY)):
+        events += [
+            (where, ArtifactCreated(**location, **ARTIFACT, aliases=["a"], tags=["t"],
+                                    metadata={"acc": 0.9})),
+            (where, ArtifactLinked(**location, **ARTIFACT, aliases=["a"])),
+            (where, ArtifactUnlinked(**location, **ARTIFACT)),
+            (where, AliasAdded(**location, **ARTIFACT, alias="a")),
+            (where, TagAdded(**location, **ARTIFACT, tag="t")),
+            (where, TagRemoved(**location, **ARTIFACT, tag="t")),
+        ]
+    for where, event in events:
+        for occurrence in occurrences(event):
+            if occurrence.kind not in ALLOWED_KINDS[where]:
+                continue  # no automation there can see it (a project has no links)
+            context = artifact_context(event, occurrence, "auto", "ex_1", 0.0)
+            names = {k for k in context if k != "artifact_metadata"}
+            if "artifact_metadata" in context:
+                names.add("artifact_metadata.KEY")
+            out.setdefault((occurrence.kind, where), set()).update(names)
+    return out
+
+
+def test_every_kind_sets_exactly_the_variables_the_table_says():
+    contexts = _artifact_contexts()
+    for kind in RUN_KINDS:
+        event = RunState(**PROJECT, run_id="r", run_name="n", user="u", state="failed") \
+            if kind == "RUN_STATE" else RunMetrics(**PROJECT, run_id="r", values={"loss": 1.0})
+        metric = None if kind == "RUN_STATE" else "loss"
+        context = run_context(event, "auto", kind, "ex_1", 0.0, None, "cond", metric, [1.0])
+        contexts[(kind, "project")] = set(context)
+    assert {k for k, _ in contexts} == ARTIFACT_KINDS | RUN_KINDS
+    for kind in ARTIFACT_KINDS | RUN_KINDS:
+        # What any event of the kind can set, in any scope that produces it.
+        seen = set().union(*(names for (k, _), names in contexts.items() if k == kind))
+        table = {v.name for v in for_kind(kind)}
+        assert seen == table, kind
+
+
+def test_the_table_is_what_templates_accept():
+    assert KNOWN_VARIABLES == {v.name for v in VARIABLES} - {"artifact_metadata.KEY"}
+
+
+def test_the_readme_table_is_generated_from_the_code():
+    text = README.read_text()
+    between = text.split("<!-- variables:start -->\n")[1].split("<!-- variables:end -->")[0]
+    assert between == markdown_table()
+    assert "| `${run_name}` | run kinds | `prod-resnet-lr3e-4` | the run's name |" in between
+
+
+def test_vars_command_for_one_kind():
+    run = subprocess.run([sys.executable, "-m", "runhook", "vars", "ADD_ARTIFACT_TAG"],
+                         check=True, capture_output=True, text=True)
+    names = [line.split()[0] for line in run.stdout.splitlines()[1:] if line.startswith("${")]
+    assert names == ["${event_type}", "${event_author}", "${entity_name}", "${project_name}",
+                     "${registry_name}", "${automation_name}", "${execution_id}",
+                     "${event_time}", "${artifact_collection_name}", "${artifact_version}",
+                     "${artifact_version_string}", "${artifact_version_index}",
+                     "${artifact_metadata.KEY}", "${tag}"]
+
+
+@pytest.mark.parametrize("kind", ["NOPE", "run_stat"])
+def test_vars_refuses_an_unknown_kind(kind):
+    run = subprocess.run([sys.executable, "-m", "runhook", "vars", kind],
+                         check=False, capture_output=True, text=True)
+    assert run.returncode == 2 and "unknown kind" in run.stderr
