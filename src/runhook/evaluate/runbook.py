@@ -100,7 +100,7 @@ LOGGED = Outcome(logged=True)
 def _calm(watches: list[Watch], size: int) -> tuple[float, float, float] | None:
     """(low, high, scale) when every watch is an average over the whole ring: while
     the ring's sum lies in (low, high), farther from both than its drift can reach
-    (MARGIN x (sum of magnitudes + scale)), no condition holds."""
+    (MARGIN x (the ring's churn + scale)), no condition holds."""
     if any(quick is None for _, _, quick in watches):
         return None
     above = [t * size for _, _, (t, up) in watches if up]  # type: ignore[misc]
@@ -216,7 +216,7 @@ class RunBook:
                 if count < size:
                     continue  # every window is the whole ring: none is full yet
                 low, high, scale = calm
-                margin = MARGIN * (ring.magnitude + scale)
+                margin = MARGIN * (ring.churn + scale)
                 if low + margin < ring.total < high - margin:
                     continue  # no condition holds, none held: the common case, no call
             for automation, checker, quick in automations:
