@@ -10,10 +10,14 @@ from collections.abc import Iterable
 # most an ulp of a partial sum, and no partial sum exceeds `churn`, the magnitudes
 # of every value added or removed since it was last summed exactly (the magnitudes
 # of the values still in the ring are not enough: [1, 0.1] leaving [0, 0, 0] can
-# leave 3e-17). Summed afresh at each wrap, at most 2 x size + 1 steps accumulate
-# (size <= 10,000: under 3e-12 of churn). A quick answer is trusted only farther
+# leave 3e-17). Summed afresh every max(size, RESUM_STEPS) values, at most
+# 2 x max(size, 1024) + 1 steps accumulate. A quick answer is trusted only farther
 # than this from the threshold; nearer, the exact mean decides.
 MARGIN = 1e-9
+# Values replaced between two exact sums of a small ring (a big one: its size).
+# Fewer exact sums cost less (a window of 5 was summed afresh every 5 values);
+# the drift stays bounded: at most 2 x max(size, 1024) + 1 steps, under 3e-12.
+RESUM_STEPS = 1024
 
 
 class Ring:
@@ -22,7 +26,7 @@ class Ring:
     sum kept as values come and go (and `churn`, which bounds its drift), so an
     average over the whole ring costs one division, not a pass."""
 
-    __slots__ = ("buf", "churn", "count", "size", "start", "total")
+    __slots__ = ("buf", "churn", "count", "resum_every", "size", "start", "steps", "total")
 
     def __init__(self, size: int, values: Iterable[float] = ()) -> None:
         self.buf = array("d", bytes(8 * size))
@@ -31,33 +35,52 @@ class Ring:
         self.count = 0
         self.total = 0.0
         self.churn = 0.0
+        self.steps = 0  # values replaced since the sums were last exact
+        self.resum_every = max(size, RESUM_STEPS)
         for value in values:
             self.append(value)
 
     def append(self, value: float) -> None:
+        self.push(value, None)
+
+    def push(self, value: float, calm: tuple[float, float, float] | None) -> bool:
+        """Append `value`; True when `calm` = (low, high, scale) is given and no
+        average over the whole ring can hold: the ring is not full yet, or its sum
+        lies in (low, high) farther from both than its drift can reach. The hot
+        path of ingest: one call a value does the append and the whole check."""
         buf, size = self.buf, self.size
         if self.count < size:
             buf[self.count] = value
             self.count += 1
             self.total += value
             self.churn += abs(value)
-            if self.count == size:
-                self._resum()
-            return
-        at = self.start
-        old = buf[at]
-        buf[at] = value
-        self.total += value - old
-        self.churn += abs(value) + abs(old)
-        at += 1
-        if at == size:
-            at = 0
-            self._resum()  # once a wrap: the drift never builds up
-        elif old - old != 0:  # an infinity left: the sums can be finite again
+            if self.count < size:
+                return calm is not None
             self._resum()
-        self.start = at
+        else:
+            at = self.start
+            old = buf[at]
+            buf[at] = value
+            self.total += value - old
+            self.churn += abs(value) + abs(old)
+            at += 1
+            if at == size:
+                at = 0
+            self.start = at
+            self.steps += 1
+            # Summed afresh every RESUM_STEPS values (and at least once a wrap for
+            # big rings), so the drift never builds up; at once when an infinity
+            # left, so the sums can be finite again.
+            if self.steps >= self.resum_every or old - old != 0:
+                self._resum()
+        if calm is None:
+            return False
+        low, high, scale = calm
+        margin = MARGIN * (self.churn + scale)
+        return low + margin < self.total < high - margin
 
     def _resum(self) -> None:
+        self.steps = 0
         try:
             self.total = math.fsum(self.buf)
             self.churn = math.fsum(map(abs, self.buf))

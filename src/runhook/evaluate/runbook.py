@@ -9,7 +9,7 @@ from typing import Any
 from runhook.config.settings import Automation
 from runhook.core.events import RunMetrics, RunState
 from runhook.evaluate import metric_log
-from runhook.evaluate.ring import MARGIN, Ring
+from runhook.evaluate.ring import Ring
 from runhook.triggers.crossing import FIRE, SKIP, on_crossing, step
 from runhook.triggers.run_filter import RunMatcher
 from runhook.triggers.runs import MetricChecker
@@ -209,16 +209,10 @@ class RunBook:
             ring = rings.get(metric)
             if ring is None or ring.size != size:
                 ring = rings[metric] = Ring(size, ring.values() if ring else ())
-            ring.append(value)
             logged = True
+            if ring.push(value, None if run.active else calm):
+                continue  # no condition holds, none held: the common case
             count = ring.count
-            if calm is not None and not run.active:
-                if count < size:
-                    continue  # every window is the whole ring: none is full yet
-                low, high, scale = calm
-                margin = MARGIN * (ring.churn + scale)
-                if low + margin < ring.total < high - margin:
-                    continue  # no condition holds, none held: the common case, no call
             for automation, checker, quick in automations:
                 if count < checker.size:
                     continue  # the window is not full: every checker answers None
