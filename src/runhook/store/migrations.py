@@ -138,18 +138,19 @@ def _0007_silences() -> list[str]:
 
 
 def _0008_console_filters() -> list[str]:
-    """The console lists executions newest first by state, run or collection: each
-    filter gets an index led by it and ordered by time, so a page reads its own rows
-    (on 2 M executions a rare state's page scanned the time index to its end). The
-    collection lives in the context JSON, so its index is on that expression, and
-    partial: only artifact executions have one."""
+    """The console lists executions newest first by state or run: each filter gets an
+    index led by it and ordered by time, so a page reads its own rows (on 2 M
+    executions a rare state's page scanned the time index to its end). Both are
+    partial, so the common insert pays nothing: FINISHED (the common end, and the
+    state kind = "none" is born in) is found fast on the time index; artifact
+    executions have no run. Collections have no index: one on the context's JSON
+    cost a JSON parse per insert, 12 % of the firing rate (measured); a collection
+    filter reads the time index."""
     return [
-        "CREATE INDEX executions_by_state ON executions (state, created_at)",
+        ("CREATE INDEX executions_by_state ON executions (state, created_at) "
+         "WHERE state != 'FINISHED'"),
         ("CREATE INDEX executions_by_run ON executions (run_id, created_at) "
          "WHERE run_id IS NOT NULL"),
-        ("CREATE INDEX executions_by_collection ON executions "
-         "(json_extract(context, '$.artifact_collection_name'), created_at) "
-         "WHERE json_extract(context, '$.artifact_collection_name') IS NOT NULL"),
     ]
 
 
