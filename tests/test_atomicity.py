@@ -95,9 +95,12 @@ async def test_copies_of_one_event_in_one_chunk_are_evaluated_once(start_daemon)
     assert len(await history(daemon)) == 2  # one per scope, once
 
 
-async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypatch):
+@pytest.mark.parametrize("hand_over", ["inbox", "take"])
+async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypatch, hand_over):
     """A crossing whose evaluation raised half-way is not remembered: the retry of the
-    same value fires. Real actor and store; the failure is injected into the context."""
+    same value fires. Real actor and store; the failure is injected into the context.
+    Batches reach the actor through its inbox, or are evaluated by `take` in the
+    sender's turn while the actor is idle (what ingest does)."""
     from runhook.evaluate import evaluator as evaluator_module
     from runhook.evaluate.scope import ScopeActor
 
@@ -126,7 +129,12 @@ async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypa
 
     async def send(line_no: int) -> Ticket:
         ticket = Ticket(asyncio.get_running_loop().create_future(), 1)
-        await actor.inbox.send(([(event, 1.0, line_no)], ticket))
+        await anyio.wait_all_tasks_blocked()  # the actor waits on its empty inbox
+        # As admission hands over: `take` unless the actor must first reload its book
+        # (after the failure), then the inbox.
+        if hand_over != "take" or not actor.take([(event, 1.0, line_no)], ticket):
+            assert hand_over == "inbox" or line_no > 1
+            await actor.inbox.send(([(event, 1.0, line_no)], ticket))
         await ticket.future
         return ticket
 
@@ -141,5 +149,61 @@ async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypa
             actor.inbox.close()
         assert [e.automation for e in await store.history()] == ["loss-high"]
         assert await store.seen_event_ids(["m-1"], 0) == {("m-1", "project:acme/vision")}
+        store.finish()
+    await store.close()
+
+
+async def test_take_splits_a_batch_at_a_failed_event_and_reloads_before_the_rest(
+        tmp_path, monkeypatch):
+    """One batch taken in the sender's turn: 1.0, then 10.0 whose evaluation raises,
+    then 10.0 again. Line 2 is refused and leaves nothing; line 3 is evaluated after
+    the book is reloaded from what committed (line 1), so it is a crossing and fires
+    once, with the values of line 3 alone (window 1)."""
+    from runhook.evaluate import evaluator as evaluator_module
+    from runhook.evaluate.scope import ScopeActor
+
+    settings = build(decode(CONFIG))
+    store = Store(tmp_path / "a.db")
+    await store.open()
+    real = evaluator_module.run_context
+    calls = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "run_context", failing_once)
+
+    class NoDeliveries:
+        def offer(self, job: Any) -> None:
+            raise AssertionError("kind none delivers nothing")
+
+    actor = ScopeActor("project:acme/vision", settings.by_scope["project:acme/vision"], store,
+                       NoDeliveries())
+
+    def loss(value: float, event_id: str) -> RunMetrics:
+        return RunMetrics(entity="acme", project="vision", run_id="r1", run_name="prod-1",
+                          user="ana", values={"loss": value}, id=event_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        async with anyio.create_task_group() as actors:
+            actors.start_soon(actor.run)
+            await anyio.wait_all_tasks_blocked()
+            ticket = Ticket(asyncio.get_running_loop().create_future(), 1)
+            batch = [(loss(1.0, "a"), 1.0, 1), (loss(10.0, "b"), 1.0, 2),
+                     (loss(10.0, "c"), 1.0, 3)]
+            assert actor.take(batch, ticket)
+            await ticket.future
+            assert [ticket.line_error(n) for n in (1, 3)] == [None, None]
+            assert "injected" in (ticket.line_error(2) or "")
+            actor.inbox.close()
+        fired = await store.history()
+        assert [(e.automation, e.context["metric_values"]) for e in fired] == [
+            ("loss-high", [10.0])]
+        assert await store.seen_event_ids(["a", "b", "c"], 0) == {
+            ("a", "project:acme/vision"), ("c", "project:acme/vision")}
         store.finish()
     await store.close()

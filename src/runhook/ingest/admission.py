@@ -157,6 +157,8 @@ class Admission:
     @staticmethod
     async def _hand(batches: dict[ScopeActor, Batch], ticket: Ticket) -> None:
         for actor, batch in batches.items():
+            if actor.take(batch, ticket):  # evaluated now: the actor was idle
+                continue
             try:
                 # No yield to the loop per send while there is room (up to 100
                 # actors a chunk); a full inbox makes us wait: backpressure.
