@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from runhook.config.runtime import Runtime
-from runhook.config.settings import Automation, Settings
+from runhook.config.settings import Automation, ScopeSettings, Settings
 from runhook.core import constants
 from runhook.core.acks import Ticket
 from runhook.core.events import Event, RunEvent, RunMetrics
@@ -61,7 +61,7 @@ class ScopeActor:
 
     def __init__(self, scope: str, automations: list[Automation], store: Store,
                  deliveries: Offers, metrics: Metrics | None = None,
-                 silences: Silences | None = None) -> None:
+                 silences: Silences | None = None, settings: ScopeSettings | None = None) -> None:
         self.scope = scope
         self._metrics = metrics
         self._store = store
@@ -69,7 +69,7 @@ class ScopeActor:
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
-        self.evaluator = Evaluator(scope, automations, silences)
+        self.evaluator = Evaluator(scope, automations, silences, settings, time.time())
         # A failed write leaves the book ahead of the database: the next batch is
         # evaluated only after every outstanding write has settled and the book
         # was reloaded from what is committed, so a client's retry of a refused
@@ -93,11 +93,32 @@ class ScopeActor:
     def book(self) -> RunBook:
         return self.evaluator.book
 
+    async def _next(self) -> Item | None:
+        """The next inbox item, or None when the earliest timer is due first. Without
+        timers (most scopes) a plain receive: no cancel scope per item."""
+        deadline = self.evaluator.next_deadline()
+        if deadline is None:
+            return await self._receive.receive()
+        with anyio.move_on_after(max(0.0, deadline - time.time())):
+            # anyio's receive keeps an item it already took when the timeout hits.
+            return await self._receive.receive()
+        return None
+
     async def run(self) -> None:
         await self._restore()
         async with self._receive:
-            async for batch, ticket in self._receive:
+            while True:
+                try:
+                    item = await self._next()
+                except anyio.EndOfStream:
+                    break
                 if self._diverged:
+                    await self._resync()
+                if item is None:
+                    await self._expire()
+                    continue
+                batch, ticket = item
+                if isinstance(batch, Checkpoint):
                     await self._resync()
                 if isinstance(batch, Checkpoint):
                     await self._checkpoint(batch)
@@ -121,7 +142,31 @@ class ScopeActor:
                 await self._evaluate(work)
                 if checkpoint is not None:
                     await self._checkpoint(checkpoint)
+                deadline = self.evaluator.next_deadline()
+                if deadline is not None and deadline <= time.time():
+                    await self._expire()  # a busy inbox does not hold timers back
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
+
+    async def _expire(self) -> None:
+        """Timers that are due, evaluated like an event: what they cause commits in
+        one write with the state they change, and is delivered once committed."""
+        if self._diverged:
+            await self._resync()
+        try:
+            caused = self.evaluator.expire(time.time())
+        except Exception:  # a bug in one evaluation must not stop the scope
+            log.exception("scope %s: evaluating timers failed", self.scope)
+            self._diverged = True
+            return
+        rows, statements, jobs, _ = caused
+        grouped: dict[str, list[Any]] = {}
+        if rows:
+            grouped[INSERT_EXECUTION] = list(rows)
+            self._created(rows)
+        for sql, params in statements:
+            grouped.setdefault(sql, []).extend(params)
+        if grouped:
+            await self._submit(Write(list(grouped.items()), self._committed([], jobs)))
 
     async def _restore(self) -> None:
         if not self.book.tracks_runs:
@@ -255,9 +300,10 @@ class ScopeActor:
             # If it fails the windows it held are only in memory: resync as well.
             await self._submit(Write(statements, barrier=True))
 
-    def reconfigure(self, automations: list[Automation]) -> None:
+    def reconfigure(self, automations: list[Automation],
+                    settings: ScopeSettings | None = None) -> None:
         """Keep the run state of automations whose definition did not change."""
-        self.evaluator.reconfigure(automations)
+        self.evaluator.reconfigure(automations, settings)
 
     def _committed(self, parts: list[tuple[Ticket, Batch]], jobs: list[Job]) -> Any:
         """The write's callback: each ticket's part is over; its jobs go to delivery
@@ -303,24 +349,33 @@ class Scopes:
 
     def targets(self, event: Event) -> list[ScopeActor]:
         by_scope = self._runtime.settings.by_scope
-        found = []
-        for key in scope_keys(event):
-            if key not in by_scope:
-                continue
-            actor = self.actors.get(key)
-            if actor is None:
-                actor = ScopeActor(key, by_scope[key], self._store, self._deliveries,
-                                   self._runtime.metrics, self._silences)
-                self.actors[key] = actor
-                self._tg.start_soon(actor.run, name=f"scope {key}")
-            found.append(actor)
-        return found
+        return [self._actor(key) for key in scope_keys(event) if key in by_scope]
+
+    def _actor(self, key: str) -> ScopeActor:
+        actor = self.actors.get(key)
+        if actor is None:
+            settings = self._runtime.settings
+            actor = ScopeActor(key, settings.by_scope[key], self._store, self._deliveries,
+                               self._runtime.metrics, self._silences, settings.scope(key))
+            self.actors[key] = actor
+            self._tg.start_soon(actor.run, name=f"scope {key}")
+        return actor
+
+    def start_timed(self) -> None:
+        """Start now the actors of scopes whose automations keep deadlines (run health):
+        they restore their runs and count deadlines from this start, with no event
+        needed to wake them (a run that died with the old daemon is still seen)."""
+        for key, automations in self._runtime.settings.by_scope.items():
+            if any(a.run is not None and a.run.metric is None and a.enabled
+                   for a in automations):
+                self._actor(key)
 
     def reconfigure(self, settings: Settings) -> None:
         """After a reload: every actor takes its scope's new automation list."""
         self._routes.clear()  # scopes may have gained or lost automations
         for key, actor in self.actors.items():
-            actor.reconfigure(settings.by_scope.get(key, []))
+            actor.reconfigure(settings.by_scope.get(key, []), settings.scope(key))
+        self.start_timed()
 
     async def checkpoint(self, evict: bool, ttl: float) -> None:
         for actor in list(self.actors.values()):
