@@ -119,8 +119,6 @@ class ScopeActor:
                     continue
                 batch, ticket = item
                 if isinstance(batch, Checkpoint):
-                    await self._resync()
-                if isinstance(batch, Checkpoint):
                     await self._checkpoint(batch)
                     continue
                 assert ticket is not None
