@@ -240,3 +240,32 @@ def test_a_group_waits_for_settle_after_the_last_join():
     b.state(said("finished", "r2"), 110.0)
     assert tick(b, 219.0) == []
     assert [(g, f) for g, _, f in tick(b, 220.0)] == [("g", "FIRE")]
+
+
+# --- configuration ---------------------------------------------------------------
+
+def test_health_configuration_errors_name_their_field():
+    import pytest
+
+    from runhook.config.model import ConfigError, decode
+    from runhook.config.settings import build
+
+    def problems(text: str) -> str:
+        with pytest.raises(ConfigError) as info:
+            build(decode(text))
+        return str(info.value)
+
+    automation = ('[[automations]]\nname = "x"\nscope = "project:a/b"\n'
+                  'action = { kind = "none" }\nevent = ')
+    assert "event.for: expected a duration" in problems(
+        automation + '{ kind = "RUN_STALLED", for = "soon" }')
+    assert "event.heartbeat_timeout: expected a duration above 0" in problems(
+        automation + '{ kind = "RUN_STATE", states = ["failed"], heartbeat_timeout = "0" }')
+    assert "event.goal: `metric` and `goal` go together" in problems(
+        automation + '{ kind = "GROUP_FINISHED", metric = "loss" }')
+    assert "GROUP_FINISHED cannot happen in a registry scope" in problems(
+        automation.replace("project:a/b", "registry:a/b") + '{ kind = "GROUP_FINISHED" }')
+    assert 'scopes."project:a/b".run_url: unknown placeholder {nope}' in problems(
+        '[scopes."project:a/b"]\nrun_url = "https://x/{nope}"')
+    assert "server.heartbeat_timeout: expected a duration above 0" in problems(
+        '[server]\nheartbeat_timeout = "0"')

@@ -48,6 +48,13 @@ async def history(daemon, automation: str) -> list[dict]:
     return answer["executions"]
 
 
+async def context_of(daemon, execution_id: str) -> dict:
+    async with daemon.client() as client:
+        detail = await client.request({"type": "query.execution", "id": execution_id})
+    context = detail["execution"]["context"]
+    return json.loads(context) if isinstance(context, str) else context
+
+
 # A training process: says it is running, then heartbeats and logs until killed.
 TRAINER = """
 import sys, time
@@ -82,14 +89,15 @@ async def test_a_killed_training_process_is_reported_crashed_exactly_once(start_
     await trainer.wait()
     killed_at = time.time()
     (row,) = await eventually(lambda: history(daemon, "crashed"), lambda rows: len(rows) == 1)
-    context = json.loads(row["context"]) if isinstance(row.get("context"), str) \
-        else row.get("context", {})
     assert row["created_at"] - killed_at >= 0.8  # after the timeout, not before
-    assert row["run_id"] == "trainer-1"
-    if context:
-        assert context["run_status"] == "crashed"
-        assert context["run_name"] == "prod-trainer"  # remembered: the beats carried run_id
-        assert context["run_url"] == "https://wandb.ai/acme/vision/runs/trainer-1"
+    context = await context_of(daemon, row["id"])
+    assert (context["run_id"], context["run_status"]) == ("trainer-1", "crashed")
+    # Remembered from the first event: the beats and metrics carried run_id alone.
+    assert (context["run_name"], context["run_group"], context["run_tags"]) == \
+        ("prod-trainer", "solo", ["a100"])
+    assert context["run_config"] == {"lr": 0.001}
+    assert context["run_url"] == "https://wandb.ai/acme/vision/runs/trainer-1"
+    assert context["metric_filter"] == "run state becomes failed (no heartbeat for 1s)"
     # Exactly once: another deadline's worth later, still one.
     await asyncio.sleep(1.5)
     assert len(await history(daemon, "crashed")) == 1
@@ -125,11 +133,7 @@ async def test_a_sweep_ends_in_one_group_finished(start_daemon):
         for run_id, state in (("s1", "finished"), ("s2", "finished"), ("s3", "failed")):
             await client.send(run_event("run.state", run_id, state=state))
     (row,) = await eventually(lambda: history(daemon, "sweep-done"), lambda rows: len(rows) == 1)
-    async with daemon.client() as client:
-        detail = await client.request({"type": "query.execution", "id": row["id"]})
-    context = detail["execution"]["context"]
-    if isinstance(context, str):
-        context = json.loads(context)
+    context = await context_of(daemon, row["id"])
     # s4 crashed (silent), s3 failed: 2 finished, 2 failed; best loss 0.125 is s4's.
     assert {k: context[k] for k in ("group", "group_runs", "group_finished", "group_failed",
                                     "group_best_run", "group_best_value")} == {
