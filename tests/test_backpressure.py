@@ -25,7 +25,7 @@ from runhook.config.model import decode
 from runhook.config.settings import Settings, build
 from runhook.core import constants
 from runhook.core.metrics import Metrics
-from runhook.evaluate.scope import Scopes
+from runhook.evaluate.routing import Scopes
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store, Write

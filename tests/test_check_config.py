@@ -49,13 +49,14 @@ EXPECTED = [
     "server: object contains unknown field `htp`; did you mean 'http'?",
     "integrations.ci: object contains unknown field `timout`; did you mean 'timeout'?",
     ("automations[0].event.kind: invalid value 'RUN_METRIC_TRESHOLD' (allowed: "
-    "ADD_ARTIFACT_ALIAS, ADD_ARTIFACT_TAG, CREATE_ARTIFACT, LINK_ARTIFACT, REMOVE_ARTIFACT_TAG, "
-    "RUN_METRIC_CHANGE, RUN_METRIC_THRESHOLD, RUN_METRIC_ZSCORE, RUN_STATE, UNLINK_ARTIFACT); "
+    "ADD_ARTIFACT_ALIAS, ADD_ARTIFACT_TAG, CREATE_ARTIFACT, GROUP_FINISHED, LINK_ARTIFACT, "
+    "REMOVE_ARTIFACT_TAG, RUN_METRIC_CHANGE, RUN_METRIC_NONFINITE, RUN_METRIC_THRESHOLD, "
+    "RUN_METRIC_ZSCORE, RUN_STALLED, RUN_STATE, UNLINK_ARTIFACT); "
     "did you mean 'RUN_METRIC_THRESHOLD'? (automation 'loss')"),
-    ("automations[1].event.states[0]: invalid enum value 'runing' (allowed: failed, finished, "
-    "running); did you mean 'running'? (automation 'states')"),
-    ("automations[1].event.states[2]: invalid enum value 'faild' (allowed: failed, finished, "
-    "running); did you mean 'failed'? (automation 'states')"),
+    ("automations[1].event.states[0]: invalid enum value 'runing' (allowed: crashed, failed, "
+    "finished, running); did you mean 'running'? (automation 'states')"),
+    ("automations[1].event.states[2]: invalid enum value 'faild' (allowed: crashed, failed, "
+    "finished, running); did you mean 'failed'? (automation 'states')"),
     ("automations[1]: object contains unknown field `cooldwn`; did you mean 'cooldown'? "
     "(automation 'states')"),
     ("automations[2].event.agg: invalid enum value 'avrage' (allowed: average, avg, max, mean, "

@@ -67,6 +67,10 @@ def state(value: str, run_id: str = "r1") -> RunState:
                     user="ana", state=value)
 
 
+# A run row's group, tags, config and state reason when the events told none.
+NO_IDENTITY = (None, None, None, None)
+
+
 def test_a_crossing_returns_its_execution_with_the_state_it_changed():
     ev, digest = evaluator()
     rows, statements, jobs, logged = ev.evaluate(loss(10.0, "e1"), 50.0, 100.0)
@@ -78,10 +82,13 @@ def test_a_crossing_returns_its_execution_with_the_state_it_changed():
     assert context["execution_id"] == row[0]
     assert context["metric_values"] == [10.0] and context["metric_filter"] == "loss > 5"
     assert context["event_time"] == "1970-01-01T00:00:50.000Z"
-    # The event joins the write's metric log; the flag carries the firing time (the
-    # cooldown's start); the id commits with all of it.
+    # The event joins the write's metric log; the run's first event writes its row
+    # (its identity, so later events may carry run_id alone); the flag carries the
+    # firing time (the cooldown's start); the id commits with all of it.
     assert logged is True
     assert statements == [
+        (UPSERT_RUN, [(SCOPE, "r1", "prod-1", "ana", None, 100.0, None, None, None, None,
+                       None)]),
         (UPSERT_FLAG, [(SCOPE, "r1", "a", digest, 1, 100.0)]),
         (INSERT_EVENT_ID, [("e1", SCOPE, 100.0)]),
     ]
@@ -139,11 +146,12 @@ def test_a_crossing_inside_the_cooldown_is_skipped_with_the_reason_and_not_deliv
 def test_a_state_change_upserts_the_run_once():
     ev, digest = evaluator('{ kind = "RUN_STATE", states = ["finished"] }')
     assert ev.evaluate(state("running"), 0.0, 1.0) == (
-        [], [(UPSERT_RUN, [(SCOPE, "r1", "prod-1", "ana", "running", 1.0, None)])], [], False)
+        [], [(UPSERT_RUN, [(SCOPE, "r1", "prod-1", "ana", "running", 1.0, None, *NO_IDENTITY)])],
+        [], False)
     rows, statements, _, _ = ev.evaluate(state("finished"), 0.0, 2.0)
     assert [(r[3], json.loads(r[10])["run_status"]) for r in rows] == [("RUN_STATE", "finished")]
     assert statements == [
-        (UPSERT_RUN, [(SCOPE, "r1", "prod-1", "ana", "finished", 2.0, 2.0)]),
+        (UPSERT_RUN, [(SCOPE, "r1", "prod-1", "ana", "finished", 2.0, 2.0, *NO_IDENTITY)]),
         (UPSERT_FLAG, [(SCOPE, "r1", "a", digest, 0, 2.0)]),
     ]
     assert ev.evaluate(state("finished"), 0.0, 3.0) == ([], [], [], False)  # a repeat: nothing
@@ -160,8 +168,10 @@ def test_checkpoint_writes_what_changed_since_the_last_one_and_forgets_evicted_r
     assert statements[0][1] == statements[1][1] == [(SCOPE,)]
     windows = sorted(statements[2][1])
     assert [w[:4] for w in windows] == [(SCOPE, "r1", "loss", 2), (SCOPE, "r2", "loss", 2)]
-    assert sorted(statements[3][1]) == [(SCOPE, "r1", "prod-1", "ana", None, 0.0, None),
-                                        (SCOPE, "r2", "prod-1", "ana", None, 0.0, None)]
+    assert sorted(statements[3][1]) == [(SCOPE, "r1", "prod-1", "ana", None, 0.0, None,
+                                         *NO_IDENTITY),
+                                        (SCOPE, "r2", "prod-1", "ana", None, 0.0, None,
+                                         *NO_IDENTITY)]
     assert ev.checkpoint(11.0) == ([], [])  # nothing logged since: nothing to write
     ev.evaluate(loss(3.0), 0.0, 5000.0)
     statements, evicted = ev.checkpoint(5000.0, evict=True, ttl=4000.0)

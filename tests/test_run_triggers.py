@@ -295,22 +295,28 @@ def test_logged_rows_already_in_databases_decode(row, values):
         ("r1", "prod-1", "ana", values)
 
 
-# A metric_batches blob of this version, byte by byte: a msgpack array (0x91) of
-# the events as the wire carried them, each a map of its fields.
+# A metric_batches blob of the version before run identity: a msgpack array (0x91)
+# of the events as the wire carried them, each a map of its fields.
 BATCH_TWO = (b"\x91\x8b\xa4type\xabrun.metrics\xa6entity\xa4acme\xa7project\xa6vision"
              b"\xa8registry\xc0\xa2id\xc0\xa4time\xc0\xa6run_id\xa2r1\xa8run_name\xa6prod-1"
              b"\xa4user\xa3ana\xa4step\xc0\xa6values\x81\xa4loss\xcb\x40\0\0\0\0\0\0\0")
+# This version's: the same, with the run's group, tags and config (nil here), so a
+# replay restores the identity an event carried.
+BATCH_IDENTITY = BATCH_TWO.replace(b"\x8b\xa4type", b"\x8e\xa4type").replace(
+    b"\xa3ana", b"\xa3ana\xa5group\xc0\xa4tags\xc0\xa6config\xc0")
 
 
 def test_this_version_logs_one_msgpack_blob_of_events():
     """What later versions will find in the log: pinned, so a change of format is a
     decision (with a reader for these rows), not an accident."""
     from runhook.evaluate import metric_log
-    assert metric_log.encode([metrics({"loss": 2.0})]) == BATCH_TWO
-    # A later version's event with a field this one does not know still replays.
-    newer = BATCH_TWO.replace(b"\x8b\xa4type", b"\x8c\xa5group\xa2g1\xa4type")
-    (logged,) = metric_log.decode(newer)
-    assert logged.values == {"loss": 2.0}
+    assert metric_log.encode([metrics({"loss": 2.0})]) == BATCH_IDENTITY
+    # A later version's event with a field this one does not know still replays,
+    # and so does the version before's.
+    newer = BATCH_TWO.replace(b"\x8b\xa4type", b"\x8c\xa5later\xa2g1\xa4type")
+    for blob in (newer, BATCH_TWO):
+        (logged,) = metric_log.decode(blob)
+        assert logged.values == {"loss": 2.0} and logged.group is None
 
 
 def test_restore_replays_both_log_forms_in_order():

@@ -14,15 +14,16 @@ from runhook.core.events import (
     ArtifactCreated,
     ArtifactLinked,
     ArtifactUnlinked,
+    Deadline,
     RunMetrics,
     RunState,
     TagAdded,
     TagRemoved,
 )
-from runhook.core.executions import artifact_context, run_context
-from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, RUN_KINDS
+from runhook.core.executions import artifact_context, group_context, run_context
+from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 from runhook.core.templates import KNOWN_VARIABLES
-from runhook.core.variables import VARIABLES, for_kind, markdown_table
+from runhook.core.variables import METRIC_KINDS, VARIABLES, for_kind, markdown_table
 from runhook.triggers.artifact import occurrences
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -61,13 +62,22 @@ def _artifact_contexts() -> dict[tuple[str, str], set[str]]:
 def test_every_kind_sets_exactly_the_variables_the_table_says():
     contexts = _artifact_contexts()
     for kind in RUN_KINDS:
-        event = RunState(**PROJECT, run_id="r", run_name="n", user="u", state="failed") \
-            if kind == "RUN_STATE" else RunMetrics(**PROJECT, run_id="r", values={"loss": 1.0})
-        metric = None if kind == "RUN_STATE" else "loss"
+        event = RunState(**PROJECT, run_id="r", run_name="n", user="u", state="failed",
+                         config={"lr": 0.1}) \
+            if kind == "RUN_STATE" else RunMetrics(**PROJECT, run_id="r", values={"loss": 1.0},
+                                                   group="g", config={"lr": 0.1})
+        metric = "loss" if kind in METRIC_KINDS else None
         context = run_context(event, "auto", kind, "ex_1", 0.0, None, "cond", metric, [1.0])
-        contexts[(kind, "project")] = set(context)
-    assert {k for k, _ in contexts} == ARTIFACT_KINDS | RUN_KINDS
-    for kind in ARTIFACT_KINDS | RUN_KINDS:
+        names = {k for k in context if k != "run_config"}
+        if "run_config" in context:
+            names.add("run_config.KEY")
+        contexts.setdefault((kind, "project"), set()).update(names)
+    summary = {"group": "g", "group_runs": 2, "group_finished": 1, "group_failed": 1,
+               "group_best_run": "n", "group_best_value": 0.5}
+    context = group_context(Deadline(**PROJECT, run_id=""), "auto", "ex_1", 0.0, "cond", summary)
+    contexts[("GROUP_FINISHED", "project")] = set(context)
+    assert {k for k, _ in contexts} == ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS
+    for kind in ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS:
         # What any event of the kind can set, in any scope that produces it.
         seen = set().union(*(names for (k, _), names in contexts.items() if k == kind))
         table = {v.name for v in for_kind(kind)}
@@ -75,7 +85,8 @@ def test_every_kind_sets_exactly_the_variables_the_table_says():
 
 
 def test_the_table_is_what_templates_accept():
-    assert KNOWN_VARIABLES == {v.name for v in VARIABLES} - {"artifact_metadata.KEY"}
+    assert KNOWN_VARIABLES == {v.name for v in VARIABLES} - {"artifact_metadata.KEY",
+                                                             "run_config.KEY"}
 
 
 def test_the_readme_table_is_generated_from_the_code():

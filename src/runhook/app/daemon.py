@@ -20,7 +20,7 @@ from runhook.core import constants
 from runhook.core.metrics import Metrics
 from runhook.core.status import DaemonStatus
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.scope import Scopes
+from runhook.evaluate.routing import Scopes
 from runhook.ingest import queries, silencing
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
@@ -76,6 +76,7 @@ class Daemon:
                     async with anyio.create_task_group() as scope_tg:
                         self.scopes = Scopes(self, self.store, self.deliveries, scope_tg,
                                              self.silences)
+                        self.scopes.start_timed()
                         self.ingress = Ingress(self.scopes, self.store, self._query)
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket, server.socket_mode)

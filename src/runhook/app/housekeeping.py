@@ -16,7 +16,7 @@ from runhook.config.settings import Settings
 from runhook.core import constants
 from runhook.core.durations import describe
 from runhook.core.metrics import activity_line
-from runhook.evaluate.scope import Scopes
+from runhook.evaluate.routing import Scopes
 from runhook.store.database import Statement, Store, Write, WriteFailed
 from runhook.store.statements import (
     FAIL_ORPHANS,

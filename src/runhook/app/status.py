@@ -10,7 +10,7 @@ from runhook.config.model import Integration
 from runhook.config.settings import Settings
 from runhook.core.status import AutomationStatus, DaemonStatus, IntegrationStatus
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.scope import Scopes
+from runhook.evaluate.routing import Scopes
 from runhook.ingest.ingress import Ingress
 from runhook.store.database import Store
 

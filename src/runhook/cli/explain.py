@@ -13,7 +13,7 @@ from runhook.config.model import ConfigError
 from runhook.config.settings import load
 from runhook.core.events import ArtifactEvents, RunEvents
 from runhook.core.executions import test_context
-from runhook.core.scopes import ARTIFACT_KINDS, RUN_KINDS
+from runhook.core.scopes import ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 from runhook.core.templates import Payload, TemplateError, Text
 from runhook.core.variables import for_kind, kinds_text
 from runhook.delivery import preview
@@ -49,9 +49,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_vars(args: argparse.Namespace) -> int:
     kind = args.kind.upper() if args.kind else None
-    if kind is not None and kind not in ARTIFACT_KINDS | RUN_KINDS:
+    if kind is not None and kind not in ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS:
         print(f"runhook: unknown kind {args.kind!r}; one of "
-              f"{', '.join(sorted(ARTIFACT_KINDS | RUN_KINDS))}", file=sys.stderr)
+              f"{', '.join(sorted(ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS))}", file=sys.stderr)
         return 2
     rows = [("VARIABLE", "SET BY", "EXAMPLE")] + [
         ("${" + v.name + "}", kinds_text(v.kinds) if kind is None else v.meaning, v.example)

@@ -36,6 +36,16 @@ class Server(Table, frozen=True):
     # for deliveries in flight before leaving them PENDING for the next start.
     purge_interval: str = constants.DEFAULT_PURGE_INTERVAL
     drain_timeout: str = constants.DEFAULT_DRAIN_TIMEOUT
+    # A running run silent this long is `crashed` (RUN_STATE may override it).
+    heartbeat_timeout: str = constants.DEFAULT_HEARTBEAT_TIMEOUT
+
+
+class ScopeOptions(Table, frozen=True):
+    """Settings of one scope (`[scopes."project:E/P"]`): facts about where its runs
+    live, shared by every automation of the scope."""
+
+    # "https://wandb.ai/{entity}/{project}/runs/{run_id}": `${run_url}`.
+    run_url: str | None = None
 
 
 class Delivery(Table, frozen=True):
@@ -146,6 +156,7 @@ class Config(Table, frozen=True):
     secrets: dict[str, SecretSource] = {}
     integrations: dict[str, Integration] = {}
     automations: list[Automation] = []
+    scopes: dict[str, ScopeOptions] = {}
 
 
 class ConfigError(Exception):

@@ -15,6 +15,7 @@ from runhook.config.addresses import loopback_http
 from runhook.config.destinations import url_problem
 from runhook.config.secrets import Redactor, resolve, signing_key
 from runhook.core.durations import parse_duration, parse_rate
+from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
 from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
@@ -35,6 +36,14 @@ class ActionSpec:
     title: Text | None = None
     text: Text | None = None
     severity: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSettings:
+    """What a scope actor needs besides its automations."""
+
+    heartbeat_timeout: float = 300.0
+    run_url: str | None = None  # the pattern of `${run_url}`
 
 
 @dataclass(slots=True)
@@ -67,9 +76,14 @@ class Settings:
     history_ttl: float = 30 * 86400.0
     purge_interval: float = 600.0
     drain_timeout: float = 20.0
+    heartbeat_timeout: float = 300.0
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
+
+    def scope(self, key: str) -> ScopeSettings:
+        options = self.config.scopes.get(key)
+        return ScopeSettings(self.heartbeat_timeout, options.run_url if options else None)
 
     @property
     def integrations(self) -> dict[str, cfg.Integration]:
@@ -110,13 +124,16 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     server = config.server
     durations: dict[str, float] = {}
     for field in ("run_ttl", "checkpoint_interval", "history_ttl", "purge_interval",
-                  "drain_timeout"):
+                  "drain_timeout", "heartbeat_timeout"):
         try:
             durations[field] = parse_duration(getattr(server, field))
         except ValueError as exc:
             problems.append(f"server.{field}: {exc}")
-    if durations.get("purge_interval") == 0:  # a round right after the last one, forever
-        problems.append("server.purge_interval: expected a duration above 0")
+    for field in ("purge_interval", "heartbeat_timeout"):
+        if durations.get(field) == 0:  # a round right after the last one, forever
+            problems.append(f"server.{field}: expected a duration above 0")
+    for key, options in config.scopes.items():
+        problems.extend(_check_scope(key, options))
     if server.http:
         try:
             loopback_http(server.http)
@@ -130,7 +147,22 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
                     durations["run_ttl"], durations["checkpoint_interval"],
                     {a.name: a for a in automations}, durations["history_ttl"],
-                    durations["purge_interval"], durations["drain_timeout"])
+                    durations["purge_interval"], durations["drain_timeout"],
+                    durations["heartbeat_timeout"])
+
+
+def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:
+    where = f'scopes."{key}"'
+    try:
+        if scope_kind(key) != "project":
+            return [f"{where}: only project scopes have runs"]
+    except ValueError as exc:
+        return [f"{where}: {exc}"]
+    if options.run_url is not None:
+        problem = check_url_pattern(options.run_url)
+        if problem:
+            return [f"{where}.run_url: {problem}"]
+    return []
 
 
 def _check_integration(where: str, integration: cfg.Integration, config: cfg.Config,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 # Packaged defaults match systemd/runhook.service (RuntimeDirectory, StateDirectory).
 DEFAULT_SOCKET = "/run/runhook/events.sock"
+# Ten missed beats of the client's 30 s heartbeat: a long checkpoint save or a busy
+# GIL delays one or two, not ten (W&B's own crash detection waits minutes too).
+DEFAULT_HEARTBEAT_TIMEOUT = "5m"
 DEFAULT_HTTP = "127.0.0.1:8787"
 DEFAULT_DATABASE = "/var/lib/runhook/runhook.db"
 

@@ -69,10 +69,21 @@ class TagRemoved(ArtifactEvent, tag="artifact.tag_removed", kw_only=True):
     tag: Name
 
 
+# A run's config as W&B shows it: a flat map of scalars (nested tables are flattened
+# by the client, e.g. "optimizer.lr"), so `${run_config.KEY}` is one lookup.
+ConfigValue = str | int | float | bool | None
+
+
 class RunEvent(Event, kw_only=True):
+    """Any run event may carry the run's identity; the daemon remembers the latest,
+    so later events may carry `run_id` alone ("" and None mean "not given")."""
+
     run_id: Name
     run_name: str = ""
     user: str = ""
+    group: str | None = None  # a sweep id or group name
+    tags: list[str] | None = None
+    config: dict[str, ConfigValue] | None = None
 
     def __post_init__(self) -> None:
         # Event's rule and this one's in one call (it runs for every decoded line).
@@ -94,9 +105,19 @@ class RunState(RunEvent, tag="run.state", kw_only=True):
     state: Literal["running", "finished", "failed", "crashed", "killed"]
 
 
+class RunHeartbeat(RunEvent, tag="run.heartbeat", kw_only=True):
+    """The process is alive: refreshes the run's last-seen time, nothing else."""
+
+
+class Deadline(RunEvent, tag="timer", kw_only=True):
+    """Not on the wire: what a firing records as its event when the daemon's own
+    clock caused it (a heartbeat or stall deadline, a group settling). `run_id` is
+    empty for a group's firing."""
+
+
 ArtifactEvents = (ArtifactCreated | ArtifactLinked | ArtifactUnlinked | AliasAdded | TagAdded
                   | TagRemoved)
-RunEvents = RunMetrics | RunState
+RunEvents = RunMetrics | RunState | RunHeartbeat
 
 
 class Occurrence(NamedTuple):

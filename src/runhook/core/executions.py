@@ -18,6 +18,7 @@ from runhook.core.events import (
     RunEvent,
     RunState,
 )
+from runhook.core.identity import Identity
 
 # The states of an execution, and their one list: the wire protocol, the HTTP API, the
 # status page and the CLI take it from here (the executions table's CHECK, written once
@@ -118,16 +119,36 @@ def artifact_context(event: ArtifactEvent, occurrence: Occurrence, automation_na
 
 def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: str,
                 event_time: float, status: str | None, description: str, metric: str | None,
-                values: list[float]) -> dict[str, Any]:
-    """W&B's template variables for a run event."""
-    context = base_context(event, automation_name, execution_id, kind, event_time, event.user)
-    context["run_id"] = event.run_id
-    context["run_name"] = event.run_name
+                values: list[float], run: Identity | None = None,
+                url: str = "") -> dict[str, Any]:
+    """W&B's template variables for a run event; `run` is the identity the daemon
+    remembers (the event may carry `run_id` alone), the event's own without it."""
+    if run is None:
+        run = Identity(event.run_id)
+        run.learn(event)
+    context = base_context(event, automation_name, execution_id, kind, event_time, run.user)
+    context["run_id"] = run.run_id
+    context["run_name"] = run.name
     context["run_status"] = event.state if isinstance(event, RunState) else (status or "running")
+    context["run_group"] = run.group or ""
+    context["run_tags"] = list(run.tags)
+    context["run_url"] = url
+    if run.config:
+        context["run_config"] = run.config
     context["metric_filter"] = description
     if metric is not None:
         context["metric_name"] = metric
         context["metric_values"] = values
+    return context
+
+
+def group_context(event: Event, automation_name: str, execution_id: str, event_time: float,
+                  description: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """GROUP_FINISHED's variables: the group, its counts and its best run."""
+    context = base_context(event, automation_name, execution_id, "GROUP_FINISHED", event_time,
+                           "")
+    context["metric_filter"] = description
+    context.update(summary)
     return context
 
 

@@ -10,9 +10,12 @@ ARTIFACT_KINDS = frozenset({
     "CREATE_ARTIFACT", "LINK_ARTIFACT", "UNLINK_ARTIFACT",
     "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
 })
+# Kinds that fire for one run; GROUP_FINISHED fires for a group of runs (a sweep).
 RUN_KINDS = frozenset({
     "RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE", "RUN_STATE",
+    "RUN_STALLED", "RUN_METRIC_NONFINITE",
 })
+GROUP_KINDS = frozenset({"GROUP_FINISHED"})
 
 # The event kinds each scope produces: a project has no links, a registry no creations,
 # and only a project has runs. An automation asking its scope for another kind could
@@ -20,7 +23,7 @@ RUN_KINDS = frozenset({
 ALLOWED_KINDS = {
     "project": frozenset({
         "CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
-    }) | RUN_KINDS,
+    }) | RUN_KINDS | GROUP_KINDS,
     "registry": frozenset({
         "LINK_ARTIFACT", "UNLINK_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
         "REMOVE_ARTIFACT_TAG",

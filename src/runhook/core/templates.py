@@ -14,6 +14,9 @@ from runhook.core.variables import NAMES
 # table of them, with the kinds that set each, is core.variables.
 KNOWN_VARIABLES = NAMES
 METADATA_PREFIX = "artifact_metadata."
+CONFIG_PREFIX = "run_config."
+# Variables that open a map: `${artifact_metadata.KEY}`, `${run_config.KEY}`.
+MAP_PREFIXES = {METADATA_PREFIX: "artifact_metadata", CONFIG_PREFIX: "run_config"}
 
 _PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[^\s{}$]+)?$")
@@ -76,9 +79,10 @@ def lookup(name: str, context: Mapping[str, Any], secrets: Mapping[str, str]) ->
     """A variable's value; a known variable that does not apply to the event is ""."""
     if name in secrets:
         return secrets[name]
-    if name.startswith(METADATA_PREFIX):
-        metadata = context.get("artifact_metadata") or {}
-        return metadata.get(name[len(METADATA_PREFIX):], "")
+    for prefix, key in MAP_PREFIXES.items():
+        if name.startswith(prefix):
+            value = (context.get(key) or {}).get(name[len(prefix):])
+            return "" if value is None else value
     value = context.get(name)
     return "" if value is None else value
 
@@ -175,4 +179,4 @@ def unknown_variables(variables: frozenset[str], allowed_secrets: frozenset[str]
     return sorted(
         name for name in variables
         if name not in KNOWN_VARIABLES and name not in allowed_secrets
-        and not (name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX)))
+        and not any(name.startswith(p) and len(name) > len(p) for p in MAP_PREFIXES))

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from runhook.core.scopes import ARTIFACT_KINDS, RUN_KINDS
+from runhook.core.scopes import ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 
 # Kinds as runhook's contexts set them (core.executions): a variable's kinds are
 # those whose execution context holds it, checked against the contexts by a test.
-METRIC_KINDS = frozenset({"RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE"})
-ALL_KINDS = ARTIFACT_KINDS | RUN_KINDS
+METRIC_KINDS = frozenset({"RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE",
+                          "RUN_METRIC_NONFINITE"})
+ALL_KINDS = ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS
 # Artifact kinds a project produces (an artifact event in a project carries project_name).
 PROJECT_KINDS = frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
-                           "REMOVE_ARTIFACT_TAG"}) | RUN_KINDS
+                           "REMOVE_ARTIFACT_TAG"}) | RUN_KINDS | GROUP_KINDS
 REGISTRY_KINDS = ARTIFACT_KINDS - {"CREATE_ARTIFACT"}
 
 
@@ -49,11 +50,23 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("run_id", RUN_KINDS, "r7x2k9", "the run's id"),
     Variable("run_name", RUN_KINDS, "prod-resnet-lr3e-4", "the run's name"),
     Variable("run_status", RUN_KINDS, "running", "the run's state"),
+    Variable("run_group", RUN_KINDS, "sweep-7f3a", "the run's group (a sweep id), if any"),
+    Variable("run_tags", RUN_KINDS, '["baseline", "a100"]', "the run's tags (a list)"),
+    Variable("run_config.KEY", RUN_KINDS, "0.0003", "an entry of the run's config"),
+    Variable("run_url", RUN_KINDS, "https://wandb.ai/acme/vision/runs/r7x2k9",
+             "the run's page, from the scope's `run_url` pattern"),
     Variable("metric_name", METRIC_KINDS, "loss", "the metric the condition reads"),
     Variable("metric_values", METRIC_KINDS, "[12.5, 13.1]",
              "the values the condition saw (a list)"),
-    Variable("metric_filter", RUN_KINDS, "avg(loss) over the last 5 > 10",
+    Variable("metric_filter", RUN_KINDS | GROUP_KINDS, "avg(loss) over the last 5 > 10",
              "the condition in words"),
+    Variable("group", GROUP_KINDS, "sweep-7f3a", "the group that finished"),
+    Variable("group_runs", GROUP_KINDS, "20", "how many runs it had"),
+    Variable("group_finished", GROUP_KINDS, "17", "how many finished"),
+    Variable("group_failed", GROUP_KINDS, "3", "how many failed or crashed"),
+    Variable("group_best_run", GROUP_KINDS, "sweep-7f3a-12",
+             "the best run's name by the automation's metric and goal"),
+    Variable("group_best_value", GROUP_KINDS, "0.183", "its last logged value of the metric"),
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}
@@ -74,6 +87,8 @@ def kinds_text(kinds: frozenset[str]) -> str:
         return "artifact kinds"
     if kinds == RUN_KINDS:
         return "run kinds"
+    if kinds == RUN_KINDS | GROUP_KINDS:
+        return "run kinds, GROUP_FINISHED"
     if kinds == METRIC_KINDS:
         return "RUN_METRIC_* kinds"
     if kinds == PROJECT_KINDS:

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from runhook.config.settings import Automation
+from runhook.config.settings import Automation, ScopeSettings
 from runhook.core.durations import describe
-from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
+from runhook.core.events import (
+    ArtifactEvent,
+    Deadline,
+    Event,
+    RunEvent,
+    RunHeartbeat,
+    RunMetrics,
+    RunState,
+)
 from runhook.core.executions import (
     EVENT_ACTION,
     RESOLVE,
@@ -15,11 +23,14 @@ from runhook.core.executions import (
     Job,
     artifact_context,
     execution_row,
+    group_context,
     new_id,
     run_context,
 )
+from runhook.core.identity import identity_row, run_url
 from runhook.evaluate import metric_log
-from runhook.evaluate.runbook import LOGGED, UNWATCHED, Outcome, Run, RunBook
+from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run
+from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Statement
 from runhook.store.statements import (
     CLEAR_LOG,
@@ -28,6 +39,7 @@ from runhook.store.statements import (
     INSERT_EVENT_ID,
     LOG_METRICS,
     UPSERT_FLAG,
+    UPSERT_GROUP,
     UPSERT_RUN,
     UPSERT_WINDOW,
 )
@@ -66,7 +78,8 @@ class Checkpointed(NamedTuple):
 
 def run_row(scope: str, run: Run) -> Row:
     """A run's row, in UPSERT_RUN's column order."""
-    return (scope, run.run_id, run.name, run.user, run.state, run.last_seen, run.ended_at)
+    return (scope, run.run_id, run.name, run.user, run.state, run.last_seen, run.ended_at,
+            *identity_row(run), run.reason)
 
 
 class Evaluator:
@@ -75,26 +88,64 @@ class Evaluator:
     event, and the owner must `restore` it from what is committed before going on."""
 
     def __init__(self, scope: str, automations: list[Automation],
-                 silences: Silences | None = None) -> None:
+                 silences: Silences | None = None, settings: ScopeSettings | None = None,
+                 now: float = 0.0) -> None:
         self.scope = scope
         self.silences = silences if silences is not None else Silences()
         self.automations = automations
-        self.book = RunBook(automations)
+        self.settings = settings or ScopeSettings()
+        self.book = RunBook(automations, self.settings, now)
         self._digests = {a.name: a.digest for a in automations}
+        # Where the scope's runs happened, for `${run_url}` and timer firings' events.
+        _, _, place = scope.partition(":")
+        self._entity, _, self._project = place.partition("/")
 
-    def reconfigure(self, automations: list[Automation]) -> None:
+    def reconfigure(self, automations: list[Automation],
+                    settings: ScopeSettings | None = None) -> None:
         """Keep the run state of automations whose definition did not change."""
+        if settings is not None:
+            self.settings = settings
         digests = {a.name: a.digest for a in automations}
         self.book.forget({a.name for a in self.automations if digests.get(a.name) != a.digest})
-        self.book.configure(automations)
+        self.book.configure(automations, settings)
         self.automations = automations
         self._digests = digests
 
     def restore(self, state: dict[str, list[Any]], now: float) -> None:
         """Start over from committed state (the store's `run_state` of this scope)."""
-        book = RunBook(self.automations)
+        book = RunBook(self.automations, self.settings, now)
         book.restore(state, self._digests, now)
         self.book = book
+
+    def next_deadline(self) -> float | None:
+        """When the earliest timer of the scope is due (heartbeats, stalls, groups)."""
+        return self.book.next_deadline()
+
+    def expire(self, now: float) -> Caused:
+        """The timers due at `now`, evaluated like an event: the executions they cause
+        and the state they change (a run crashed, a stall's flag, a group fired) commit
+        in one transaction (DESIGN §8)."""
+        caused = _caused(Caused, ([], [], [], False))
+        outcomes, groups = self.book.expire(now)
+        for outcome in outcomes:
+            assert outcome.run is not None
+            self._run_outcome(self._deadline(outcome.run.run_id), outcome, now, now, caused)
+        for firing in groups:
+            self._group_firing(firing, now, caused)
+        return caused
+
+    def _deadline(self, run_id: str) -> Deadline:
+        return Deadline(entity=self._entity, project=self._project, run_id=run_id)
+
+    def _group_firing(self, firing: Firing, now: float, caused: Caused) -> None:
+        automation = firing.automation
+        assert firing.group is not None
+        event = self._deadline("")
+        context = group_context(event, automation.name, new_id(now), now, firing.description,
+                                firing.group)
+        self._record(caused, automation, event, automation.kind, context, now)
+        caused.statements.append((UPSERT_GROUP, [
+            (self.scope, firing.group["group"], automation.name, automation.digest, now)]))
 
     def evaluate(self, event: Event, event_time: float, now: float) -> Caused:
         if event.__class__ is RunMetrics and event.id is None:
@@ -141,6 +192,8 @@ class Evaluator:
             outcome: Outcome = self.book.metrics(event, now)
             if outcome.logged:
                 caused = caused._replace(logged=True)
+        elif isinstance(event, RunHeartbeat):
+            outcome = self.book.heartbeat(event, now)
         else:
             assert isinstance(event, RunState)
             outcome = self.book.state(event, now)
@@ -160,11 +213,13 @@ class Evaluator:
             statements.append((UPSERT_FLAG, [
                 (self.scope, run.run_id, name, digests[name], int(active), fired_at)
                 for name, active, fired_at in outcome.flags]))
+        url = run_url(self.settings.run_url, self._entity, self._project, run) \
+            if self.settings.run_url else ""
         for firing in outcome.firings:
             automation = firing.automation
             context = run_context(event, automation.name, automation.kind, new_id(now),
                                   event_time, run.state, firing.description,
-                                  firing.metric, firing.values)
+                                  firing.metric, firing.values, run, url)
             if firing.action == SKIP:
                 reason = (f"cooldown: fired less than {describe(automation.cooldown)} ago "
                           f"({describe(firing.cooldown_left)} left)")
@@ -172,7 +227,7 @@ class Evaluator:
                              "SKIPPED", reason, run.run_id)
             else:
                 self._record(caused, automation, event, automation.kind, context, now,
-                             run_id=run.run_id)
+                             reason=firing.reason, run_id=run.run_id)
         for cleared in outcome.cleared or ():
             # The condition that fired turned false: a channel that opened an incident
             # for it is told to resolve it. Never silenced: closing is always safe.
@@ -180,7 +235,7 @@ class Evaluator:
             if automation.action.kind in RESOLVING_KINDS:
                 context = run_context(event, automation.name, automation.kind, new_id(now),
                                       event_time, run.state, cleared.description,
-                                      cleared.metric, cleared.values)
+                                      cleared.metric, cleared.values, run, url)
                 context[EVENT_ACTION] = RESOLVE
                 self._record(caused, automation, event, automation.kind, context, now,
                              run_id=run.run_id, resolve=True)
@@ -197,7 +252,7 @@ class Evaluator:
         if state is None:
             state = "PENDING" if action.integration is not None else "FINISHED"
             if action.integration is None:
-                reason = "recorded only (action kind = none)"
+                reason = reason or "recorded only (action kind = none)"
         execution_id = context["execution_id"]
         caused.rows.append(execution_row(execution_id, automation.name, self.scope, kind, event,
                                          action.kind, action.integration, state, reason,

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import msgspec
 
-from runhook.core.events import RunMetrics
+from runhook.core.events import ConfigValue, RunMetrics
 
 
 class Logged(msgspec.Struct):
@@ -18,6 +18,9 @@ class Logged(msgspec.Struct):
     values: dict[str, float | None]
     run_name: str = ""
     user: str = ""
+    group: str | None = None
+    tags: list[str] | None = None
+    config: dict[str, ConfigValue] | None = None
 
 
 # msgpack, not JSON: it carries ±Infinity, and encodes the events' Structs as they

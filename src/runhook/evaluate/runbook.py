@@ -1,30 +1,31 @@
-"""One scope's runs: metric rings, crossing flags and cooldowns; pure, no I/O."""
+"""One scope's runs: metric rings, crossing flags, cooldowns, health and groups; pure, no I/O."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from runhook.config.settings import Automation
-from runhook.core.events import RunMetrics, RunState
+from runhook.config.settings import Automation, ScopeSettings
+from runhook.core.events import RunEvent, RunHeartbeat, RunMetrics, RunState
+from runhook.core.identity import restore_identity
 from runhook.evaluate import metric_log
+from runhook.evaluate.groups import Group
+from runhook.evaluate.health import Care, HealthBook, care_for
 from runhook.evaluate.ring import Ring
-from runhook.triggers.crossing import FIRE, SKIP, on_crossing, step
+from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run, step_run
+from runhook.evaluate.timers import BEAT, SETTLE, STALL, Timers
+from runhook.triggers.group_finished import GroupChecker
 from runhook.triggers.run_filter import RunMatcher
-from runhook.triggers.runs import MetricChecker
-from runhook.triggers.state import StateChecker, normalize
+from runhook.triggers.runs import MetricChecker, RunChecker
+from runhook.triggers.state import normalize
 from runhook.triggers.threshold import ThresholdChecker
 
 # A run that finished or failed keeps its state this long, for late metrics and
 # a repeated final state report, before it is evicted.
 FINISHED_GRACE_S = 3600.0
-ENDED = frozenset({"finished", "failed", "killed"})
-# Distinct (run name, user) pairs whose matching automations are remembered; past
-# this the memo starts afresh (it only saves the regular expressions' time).
+# Distinct run identities (name, user, group, tags) whose matching automations are
+# remembered; past this the memo starts afresh (it only saves the filters' time).
 WATCH_CACHE_SIZE = 4096
-
-CLEARED = "CLEARED"  # a Firing's action when its condition turned false again
 
 # An automation watching a metric, with its checker and, for an average over the
 # whole ring against a threshold, (threshold, above) for the running-sum test.
@@ -33,68 +34,8 @@ Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
 # and when every one is an average over the whole ring, the bounds of the ring's
 # sum between which none of them holds (see `_calm`).
 Dispatch = tuple[int, list[Watch], tuple[float, float, float] | None]
-
-
-class Run:
-    __slots__ = (
-        "active",
-        "ended_at",
-        "fired",
-        "last_seen",
-        "name",
-        "rings",
-        "run_id",
-        "state",
-        "user",
-        "watch",
-        "watch_gen",
-    )
-
-    def __init__(self, run_id: str, name: str, user: str, now: float) -> None:
-        self.run_id = run_id
-        self.name = name
-        self.user = user
-        self.state: str | None = None
-        self.last_seen = now
-        self.ended_at: float | None = None
-        self.rings: dict[str, Ring] = {}
-        self.active: set[str] | None = None   # automations whose condition holds now
-        self.fired: dict[str, float] | None = None  # automation -> last firing (cooldown)
-        # What each metric means to this run (RunBook.watching of its name and user),
-        # valid while watch_gen is the book's configuration generation.
-        self.watch: dict[str, Dispatch] = {}
-        self.watch_gen = -1
-
-
-@dataclass(slots=True)
-class Firing:
-    automation: Automation
-    action: str  # FIRE or SKIP
-    metric: str | None
-    values: list[float]
-    description: str  # the condition in words (`${metric_filter}`)
-    cooldown_left: float = 0.0
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one event did to the book: firings, and what must be made durable with them."""
-
-    run: Run | None = None
-    firings: list[Firing] = field(default_factory=list)
-    # (automation name, active, fired_at) rows for the trigger_state table
-    flags: list[tuple[str, bool, float | None]] = field(default_factory=list)
-    logged: bool = False  # values went into rings: the event joins the metric log
-    state_changed: bool = False
-    # Conditions that were true and turned false (re-armed), for channels that resolve
-    # what they opened (PagerDuty). None, not a list, on the hot path: it is rare.
-    cleared: list[Firing] | None = None
-
-
-# The outcomes of nearly every metric event, shared (callers never change them):
-# the run is not watched, or values went into rings and no condition changed.
-UNWATCHED = Outcome()
-LOGGED = Outcome(logged=True)
+# A ring kept for GROUP_FINISHED's best run only: no condition reads it.
+KEPT_ONLY = (-math.inf, math.inf, 0.0)
 
 
 def _calm(watches: list[Watch], size: int) -> tuple[float, float, float] | None:
@@ -118,21 +59,32 @@ def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
     return checker.threshold, checker.op in (">", ">=")
 
 
-class RunBook:
-    def __init__(self, automations: list[Automation]) -> None:
+class RunBook(HealthBook):
+    def __init__(self, automations: list[Automation], settings: ScopeSettings | None = None,
+                 now: float = 0.0) -> None:
         self.runs: dict[str, Run] = {}
         self.dirty: set[str] = set()  # runs whose rings changed since the last checkpoint
         self._gen = 0  # configuration generation: a run's cached dispatch is for one
+        self.timers = Timers()  # every deadline of the scope (health.py, groups.py)
+        self.groups: dict[str, Group] = {}
+        # Silence before this (the daemon's start) does not count (DESIGN §9).
+        self.started = now
+        self.settings = settings or ScopeSettings()
         self.configure(automations)
 
-    def configure(self, automations: list[Automation]) -> None:
+    def configure(self, automations: list[Automation],
+                  settings: ScopeSettings | None = None) -> None:
         """Index the run automations; rings are resized lazily to the new sizes."""
+        if settings is not None:
+            self.settings = settings
         self.by_metric: dict[str, list[tuple[Automation, RunMatcher, MetricChecker]]] = {}
-        self.on_state: list[tuple[Automation, RunMatcher, StateChecker]] = []
+        # RUN_STATE, RUN_STALLED, RUN_METRIC_NONFINITE and GROUP_FINISHED (health.Care).
+        self.health: list[tuple[Automation, RunChecker]] = []
+        self.on_group: list[tuple[Automation, GroupChecker]] = []
         self.sizes: dict[str, int] = {}
-        # (run_name, user) -> metric -> the automations whose run filter matches:
-        # the filters (regular expressions) run once per distinct run name, not per value.
-        self._watching: dict[tuple[str, str], dict[str, Dispatch]] = {}
+        # Run identity -> (metric -> the automations whose run filter matches, Care):
+        # the filters (regular expressions) run once per distinct identity, not per value.
+        self._watching: dict[tuple[Any, ...], tuple[dict[str, Dispatch], Care | None]] = {}
         self._gen += 1  # every run's cached dispatch is stale
         for automation in automations:
             checker = automation.run
@@ -143,13 +95,19 @@ class RunBook:
                 self.by_metric.setdefault(metric, []).append(
                     (automation, checker.matcher, checker.metric))
                 self.sizes[metric] = max(self.sizes.get(metric, 0), checker.metric.size)
-            elif checker.state is not None:
-                self.on_state.append((automation, checker.matcher, checker.state))
+                continue
+            self.health.append((automation, checker))
+            if checker.group is not None:
+                self.on_group.append((automation, checker.group))
+                if checker.group.metric is not None:  # its last value names the best run
+                    self.sizes.setdefault(checker.group.metric, 1)
+        for run in self.runs.values():
+            self.attach(run)
 
     @property
     def tracks_runs(self) -> bool:
         """Whether any automation reads run state (else nothing is kept or restored)."""
-        return bool(self.by_metric or self.on_state)
+        return bool(self.by_metric or self.health)
 
     def forget(self, names: set[str]) -> None:
         """Drop crossing flags and cooldowns of automations whose definition changed."""
@@ -159,53 +117,102 @@ class RunBook:
             if run.fired:
                 for name in names:
                     run.fired.pop(name, None)
+        for group in self.groups.values():
+            for name in names:
+                group.fired.pop(name, None)
 
-    def _run(self, run_id: str, name: str, user: str, now: float) -> Run:
-        run = self.runs.get(run_id)
-        if run is None:
-            run = self.runs[run_id] = Run(run_id, name, user, now)
-        run.name, run.user, run.last_seen = name, user, now
-        return run
-
-    def watching(self, name: str, user: str) -> dict[str, Dispatch]:
-        """metric -> the automations that watch it in runs named `name` by `user`."""
-        key = (name, user)
+    def profile(self, run: Run) -> tuple[dict[str, Dispatch], Care | None]:
+        """What a run with this identity means here: metric -> the automations that
+        watch it, and what its health automations need."""
+        key = run.key
         found = self._watching.get(key)
         if found is None:
             if len(self._watching) >= WATCH_CACHE_SIZE:
                 self._watching.clear()
-            found = self._watching[key] = {}
+            name, user, group, tags = key
+            watch: dict[str, Dispatch] = {}
             for metric, watches in self.by_metric.items():
                 size = self.sizes[metric]
                 matching = [(a, checker, _quick(checker, size)) for a, matcher, checker in watches
-                            if matcher.matches(name, user)]
+                            if matcher.matches(name, user, group, tags)]
                 if matching:
-                    found[metric] = (size, matching, _calm(matching, size))
+                    watch[metric] = (size, matching, _calm(matching, size))
+            care = care_for(self.health, run, self.settings.heartbeat_timeout) \
+                if self.health else None
+            for automation, checker in care.groups if care else ():
+                if checker.metric is not None and checker.metric not in watch:
+                    watch[checker.metric] = (self.sizes[checker.metric], [], KEPT_ONLY)
+            found = self._watching[key] = (watch, care)
         return found
+
+    def attach(self, run: Run) -> None:
+        """Give the run what its identity means under the current configuration."""
+        run.watch, run.care = self.profile(run)
+        run.care_gen = self._gen
+        self.admit(run)
+        if run.care is not None and run.state == "running":
+            # A health automation added by a reload starts watching running runs now.
+            self.timers.arm(BEAT, run.run_id,
+                            max(run.last_seen, self.started) + run.care.timeout)
+
+    def _arrive(self, event: RunEvent, now: float) -> tuple[Run | None, bool]:
+        """The slow half of every run event: the run (None when nothing here watches
+        it), its identity updated, and whether that changed (its row is written)."""
+        run = self.runs.get(event.run_id)
+        previous = None
+        if run is None:
+            run = Run(event.run_id, "", "", now)
+            run.learn(event)
+            watch, care = self.profile(run)
+            if care is None and not (any(m in watch for m in event.values)
+                                     if isinstance(event, RunMetrics) else watch):
+                # Nothing here reads it (a metric event: none of its values): not kept.
+                return None, False
+            self.runs[event.run_id] = run
+            changed = True
+        else:
+            previous = run.group
+            changed = run.learn(event)
+        run.last_seen = now
+        if changed or run.care_gen != self._gen:
+            self.attach(run)
+        if changed:
+            self.dirty.add(run.run_id)
+            if run.group != previous:
+                self.join(run, previous, now)
+        return run, changed
 
     def metrics(self, event: RunMetrics, now: float) -> Outcome:
         """The hot path: UNWATCHED or LOGGED (shared, never changed) unless a
-        condition changed, then an Outcome of its own."""
+        condition or the run changed, then an Outcome of its own."""
         name, user = event.run_name, event.user
         run = self.runs.get(event.run_id)
-        if run is not None and run.watch_gen == self._gen and run.name == name \
-                and run.user == user:
+        if run is not None and run.watch_gen == self._gen and (run.name == name or not name) \
+                and (run.user == user or not user) and event.group is None \
+                and event.tags is None and event.config is None:
             watch = run.watch
-            run.last_seen = now
+            run.last_seen = now  # the heartbeat deadline is checked when it pops
+            outcome = LOGGED
         else:
-            watch = self.watching(name, user)
-            if not watch or not any(m in watch for m in event.values):
+            found, changed = self._arrive(event, now)
+            if found is None:
                 return UNWATCHED
-            run = self._run(event.run_id, name, user, now)
-            run.watch, run.watch_gen = watch, self._gen
-        outcome = LOGGED
+            run = found
+            outcome = Outcome(run, state_changed=True) if changed else LOGGED
+            if run.care is not None:
+                if outcome is LOGGED:
+                    outcome = Outcome(run)
+                self.spoke(run, now, outcome)
+                if run.care.slow:
+                    self.on_values(run, event.values, now, outcome)
+            watch = run.watch
         logged = False
         rings = run.rings
         for metric, value in event.values.items():
-            found = watch.get(metric)
-            if found is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
+            found_ = watch.get(metric)
+            if found_ is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
                 continue  # unwatched; NaN and null are not values; ±Infinity takes part
-            size, automations, calm = found
+            size, automations, calm = found_
             ring = rings.get(metric)
             if ring is None or ring.size != size:
                 ring = rings[metric] = Ring(size, ring.values() if ring else ())
@@ -229,8 +236,8 @@ class RunBook:
                     continue
                 if outcome is LOGGED:
                     outcome = Outcome(run)
-                self._step(run, automation, holds, now, outcome, metric, window,
-                           checker.description)
+                step_run(run, automation, holds, now, outcome, metric, window,
+                         checker.description)
         if not logged:
             return UNWATCHED if outcome is LOGGED else outcome
         self.dirty.add(run.run_id)
@@ -238,97 +245,87 @@ class RunBook:
             outcome.logged = True
         return outcome
 
-    def replay(self, run_id: str, name: str, user: str, values: dict[str, float | None],
-               now: float) -> None:
+    def heartbeat(self, event: RunHeartbeat, now: float) -> Outcome:
+        """The run is alive: last-seen refreshed (O(1), no timer pushed)."""
+        run, changed = self._arrive(event, now)
+        if run is None:
+            return UNWATCHED
+        outcome = Outcome(run, state_changed=changed)
+        self.spoke(run, now, outcome)
+        return outcome
+
+    def state(self, event: RunState, now: float) -> Outcome:
+        run, changed = self._arrive(event, now)
+        if run is None:
+            return Outcome()
+        outcome = Outcome(run, state_changed=changed)
+        self.set_state(run, normalize(event.state), now, outcome)
+        return outcome
+
+    def replay(self, logged: metric_log.Logged, now: float) -> None:
         """A logged event's values into the rings, without evaluating (restore)."""
-        watch = self.watching(name, user)
-        run: Run | None = None
-        for metric, value in values.items():
+        run = self.runs.get(logged.run_id)
+        if run is None:
+            probe = Run(logged.run_id, "", "", now)
+            probe.learn(logged)
+            watch = self.profile(probe)[0]
+            if not any(m in watch and v is not None and v == v  # noqa: PLR0124 - NaN
+                       for m, v in logged.values.items()):
+                return
+            run = self.runs[logged.run_id] = probe
+        elif run.learn(logged):
+            run.care_gen = -1
+        watch = self.profile(run)[0]
+        for metric, value in logged.values.items():
             found = watch.get(metric)
             if found is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
                 continue
-            if run is None:
-                run = self._run(run_id, name, user, now)
             ring = run.rings.get(metric)
             if ring is None or ring.size != found[0]:
                 ring = run.rings[metric] = Ring(found[0], ring.values() if ring else ())
             ring.append(value)
-        if run is not None:
-            self.dirty.add(run_id)
+        self.dirty.add(run.run_id)
 
-    def state(self, event: RunState, now: float) -> Outcome:
-        outcome = Outcome()
-        current = normalize(event.state)
-        watching = [(a, checker) for a, matcher, checker in self.on_state
-                    if matcher.matches(event.run_name, event.user)]
-        if event.run_id not in self.runs and not watching:
-            return outcome
-        run = outcome.run = self._run(event.run_id, event.run_name, event.user, now)
-        previous = run.state
-        for automation, checker in watching:
-            if checker.fires(previous, current):  # a change is an edge
-                self._fire(run, automation, now, outcome, None, [], checker.description)
-        if current != previous:
-            run.state = current
-            run.ended_at = now if current in ENDED else None
-            outcome.state_changed = True
-            self.dirty.add(run.run_id)
-        return outcome
+    def next_deadline(self) -> float | None:
+        return self.timers.next()
 
-    def _step(self, run: Run, automation: Automation, holds: bool | None, now: float,
-              outcome: Outcome, metric: str, values: list[float], description: str) -> None:
-        name = automation.name
-        before = run.active is not None and name in run.active
-        last = run.fired.get(name) if run.fired else None
-        after, action = step(before, holds, last, now, automation.cooldown)
-        if after == before:
-            return
-        if after:
-            if run.active is None:
-                run.active = set()
-            run.active.add(name)
-        else:
-            assert run.active is not None
-            run.active.discard(name)
-            if outcome.cleared is None:
-                outcome.cleared = []
-            outcome.cleared.append(Firing(automation, CLEARED, metric, values, description))
-        if action is not None:
-            self._fire(run, automation, now, outcome, metric, values, description, action)
-        else:
-            self._flag(outcome, name, after, last)
-
-    def _fire(self, run: Run, automation: Automation, now: float, outcome: Outcome,
-              metric: str | None, values: list[float], description: str,
-              action: str | None = None) -> None:
-        """A crossing: FIRE, or SKIP inside the cooldown."""
-        name = automation.name
-        last = run.fired.get(name) if run.fired else None
-        if (action or on_crossing(last, now, automation.cooldown)) == SKIP:
-            assert last is not None  # a skip means an earlier firing
-            outcome.firings.append(Firing(automation, SKIP, metric, values, description,
-                                          automation.cooldown - (now - last)))
-        else:
-            if run.fired is None:
-                run.fired = {}
-            run.fired[name] = last = now
-            outcome.firings.append(Firing(automation, FIRE, metric, values, description))
-        self._flag(outcome, name, run.active is not None and name in run.active, last)
-
-    @staticmethod
-    def _flag(outcome: Outcome, name: str, active: bool, fired_at: float | None) -> None:
-        # One row per automation per event: a later change in the same event replaces it.
-        outcome.flags = [f for f in outcome.flags if f[0] != name]
-        outcome.flags.append((name, active, fired_at))
+    def expire(self, now: float) -> tuple[list[Outcome], list[Firing]]:
+        """Evaluate the deadlines that passed: a run's outcomes (crashed, stalled) and
+        the GROUP_FINISHED firings (their group's `fired` already set)."""
+        outcomes: list[Outcome] = []
+        groups: list[Firing] = []
+        for kind, key in self.timers.due(now):
+            if kind == SETTLE:
+                groups.extend(self.check_group(key, now))
+                continue
+            run = self.runs.get(key)
+            if run is None:
+                continue
+            if run.care_gen != self._gen:
+                self.attach(run)
+            outcome = self.check_beat(run, now) if kind == BEAT else \
+                self.check_stall(run, now) if kind == STALL else None
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes, groups
 
     def evict(self, now: float, ttl: float) -> list[str]:
-        """Forget runs that ended more than an hour ago or were silent for `ttl`."""
+        """Forget runs that ended more than an hour ago (unless their group still
+        waits for its GROUP_FINISHED) or were silent for `ttl`."""
         gone = [run_id for run_id, run in self.runs.items()
-                if (run.ended_at is not None and now - run.ended_at > FINISHED_GRACE_S)
+                if (run.ended_at is not None and now - run.ended_at > FINISHED_GRACE_S
+                    and not self.pending(run))
                 or now - run.last_seen > ttl]
         for run_id in gone:
-            del self.runs[run_id]
+            run = self.runs.pop(run_id)
             self.dirty.discard(run_id)
+            for kind in (BEAT, STALL):
+                self.timers.cancel(kind, run_id)
+            group = self.groups.get(run.group) if run.group is not None else None
+            if group is not None:
+                group.members.pop(run_id, None)
+                if not group.members:
+                    del self.groups[group.name]
         return gone
 
     def checkpoint(self) -> list[tuple[Any, ...]]:
@@ -344,19 +341,23 @@ class RunBook:
         return rows
 
     def restore(self, state: dict[str, list[Any]], digests: dict[str, str], now: float) -> None:
-        """Rebuild from the database: checkpointed windows, then the values logged
-        since (in order), then the flags of automations whose definition is unchanged."""
-        for run_id, name, user, run_state, last_seen, ended_at in state["runs"]:
+        """Rebuild from the database: runs, checkpointed windows, then the values logged
+        since (in order), then the flags of automations whose definition is unchanged;
+        every running run's deadlines count from `now` (the daemon's start)."""
+        self.started = now
+        for run_id, name, user, run_state, last_seen, ended_at, group, tags, config, reason \
+                in state["runs"]:
             run = self.runs[run_id] = Run(run_id, name, user, last_seen)
-            run.state, run.ended_at = run_state, ended_at
+            run.state, run.ended_at, run.reason = run_state, ended_at, reason
+            restore_identity(run, group, tags, config)
         for run_id, metric, _size, data in state["windows"]:
             if metric in self.sizes:
                 self._known(run_id, now).rings[metric] = Ring.from_bytes(self.sizes[metric], data)
         for logged in metric_log.old_rows(state["log"]):
-            self.replay(logged.run_id, logged.run_name, logged.user, logged.values, now)
+            self.replay(logged, now)
         for (blob,) in state["batches"]:
             for logged in metric_log.decode(blob):
-                self.replay(logged.run_id, logged.run_name, logged.user, logged.values, now)
+                self.replay(logged, now)
         for run_id, automation, digest, active, fired_at in state["flags"]:
             if digests.get(automation) != digest:
                 continue  # its definition changed: start afresh
@@ -365,9 +366,22 @@ class RunBook:
                 run.active = (run.active or set()) | {automation}
             if fired_at is not None:
                 run.fired = {**(run.fired or {}), automation: fired_at}
+        for group_name, automation, digest, fired_at in state.get("groups", ()):
+            if digests.get(automation) == digest:
+                self.groups.setdefault(group_name, Group(group_name, now)) \
+                    .fired[automation] = fired_at
+        for run in self.runs.values():
+            self.attach(run)
+            if run.group is not None and run.care is not None and run.care.groups:
+                group = self.groups.setdefault(run.group, Group(run.group, now))
+                group.members[run.run_id] = None
+            self.restart_deadlines(run, now)
+        for name in self.groups:
+            self.group_changed(name, now)
 
     def _known(self, run_id: str, now: float) -> Run:
         run = self.runs.get(run_id)
         if run is None:
             run = self.runs[run_id] = Run(run_id, "", "", now)
         return run
+

@@ -9,18 +9,14 @@ import time
 from typing import Any, Protocol
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from runhook.config.runtime import Runtime
-from runhook.config.settings import Automation, Settings
+from runhook.config.settings import Automation, ScopeSettings
 from runhook.core import constants
 from runhook.core.acks import Ticket
 from runhook.core.events import Event, RunEvent, RunMetrics
 from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
-from runhook.core.scopes import scope_keys
-from runhook.delivery.actor import Deliveries
 from runhook.evaluate.evaluator import NOTHING, ONLY_LOGGED, Evaluator
 from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Store, Write
@@ -28,9 +24,6 @@ from runhook.store.statements import INSERT_EXECUTION
 from runhook.triggers.silences import Silences
 
 log = logging.getLogger("runhook.scope")
-# Places (entity, project or registry) whose routes are remembered; past this the
-# memo starts afresh (it only saves building scope strings).
-ROUTES_REMEMBERED = 10_000
 
 
 class Checkpoint:
@@ -40,6 +33,10 @@ class Checkpoint:
     def __init__(self, evict: bool = False, ttl: float = 0.0) -> None:
         self.evict = evict
         self.ttl = ttl
+
+
+class Wake:
+    """An inbox item: the timers changed under a waiting actor (see `take`)."""
 
 
 class Submit:
@@ -52,7 +49,7 @@ class Submit:
 
 # A batch of (event, event time, line number) with the ticket of its chunk; or a checkpoint.
 Batch = list[tuple[Event, float, int]]
-Item = tuple[Batch, Ticket] | tuple[Checkpoint, None] | tuple[Submit, None]
+Item = tuple[Batch, Ticket] | tuple[Checkpoint, None] | tuple[Submit, None] | tuple[Wake, None]
 
 
 class Offers(Protocol):
@@ -69,7 +66,7 @@ class ScopeActor:
 
     def __init__(self, scope: str, automations: list[Automation], store: Store,
                  deliveries: Offers, metrics: Metrics | None = None,
-                 silences: Silences | None = None) -> None:
+                 silences: Silences | None = None, settings: ScopeSettings | None = None) -> None:
         self.scope = scope
         self._metrics = metrics
         self._store = store
@@ -77,7 +74,7 @@ class ScopeActor:
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
-        self.evaluator = Evaluator(scope, automations, silences)
+        self.evaluator = Evaluator(scope, automations, silences, settings, time.time())
         # A failed write leaves the book ahead of the database: the next batch is
         # evaluated only after every outstanding write has settled and the book
         # was reloaded from what is committed, so a client's retry of a refused
@@ -86,6 +83,7 @@ class ScopeActor:
         self._settled = asyncio.Event()
         self._settled.set()
         self._diverged = False
+        self._waiting_for: float | None = None  # the deadline the actor waits for
         # Writes that failed so far, and how many had when the book was last loaded
         # from the database. The actor evaluates ahead of its commits, so writes
         # computed from a book that a failed write left ahead of the database are
@@ -101,15 +99,35 @@ class ScopeActor:
     def book(self) -> RunBook:
         return self.evaluator.book
 
+    async def _next(self) -> Item | None:
+        """The next inbox item, or None when the earliest timer is due first. Without
+        timers (most scopes) a plain receive: no cancel scope per item."""
+        deadline = self._waiting_for = self.evaluator.next_deadline()
+        if deadline is None:
+            return await self._receive.receive()
+        with anyio.move_on_after(max(0.0, deadline - time.time())):
+            # anyio's receive keeps an item it already took when the timeout hits.
+            return await self._receive.receive()
+        return None
+
     async def run(self) -> None:
         await self._restore()
         async with self._receive:
-            async for batch, ticket in self._receive:
-                if isinstance(batch, Submit):  # tracked already: before any resync
-                    await self._store.submit(batch.write)
-                    continue
+            while True:
+                try:
+                    item = await self._next()
+                except anyio.EndOfStream:
+                    break
+                if item is not None and isinstance(item[0], Submit | Wake):
+                    if isinstance(item[0], Submit):  # tracked already: before any resync
+                        await self._store.submit(item[0].write)
+                    continue  # a Wake: `take` set an earlier deadline; wait for that one
                 if self._diverged:
                     await self._resync()
+                if item is None:
+                    await self._expire()
+                    continue
+                batch, ticket = item
                 if isinstance(batch, Checkpoint):
                     await self._checkpoint(batch)
                     continue
@@ -125,6 +143,8 @@ class ScopeActor:
                         more, more_ticket = self._receive.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
+                    if isinstance(more, Wake):
+                        continue  # the deadline is looked at again after this work
                     if isinstance(more, Checkpoint | Submit):
                         checkpoint = more  # after this work, as it came after it
                         break
@@ -134,7 +154,31 @@ class ScopeActor:
                     await self._store.submit(checkpoint.write)
                 elif checkpoint is not None:
                     await self._checkpoint(checkpoint)
+                deadline = self.evaluator.next_deadline()
+                if deadline is not None and deadline <= time.time():
+                    await self._expire()  # a busy inbox does not hold timers back
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
+
+    async def _expire(self) -> None:
+        """Timers that are due, evaluated like an event: what they cause commits in
+        one write with the state they change, and is delivered once committed."""
+        if self._diverged:
+            await self._resync()
+        try:
+            caused = self.evaluator.expire(time.time())
+        except Exception:  # a bug in one evaluation must not stop the scope
+            log.exception("scope %s: evaluating timers failed", self.scope)
+            self._diverged = True
+            return
+        rows, statements, jobs, _ = caused
+        grouped: dict[str, list[Any]] = {}
+        if rows:
+            grouped[INSERT_EXECUTION] = list(rows)
+            self._created(rows)
+        for sql, params in statements:
+            grouped.setdefault(sql, []).extend(params)
+        if grouped:
+            await self._submit(Write(list(grouped.items()), self._committed([], jobs)))
 
     async def _restore(self) -> None:
         if not self.book.tracks_runs:
@@ -208,6 +252,10 @@ class ScopeActor:
                 self.inbox.send_nowait((Submit(write), None))
         if after is not None:  # after a failed event: the rest, once the book is reloaded
             self.inbox.send_nowait((batch[after[1]:], ticket))
+        deadline = self.evaluator.next_deadline()
+        if deadline is not None and (self._waiting_for is None or deadline < self._waiting_for):
+            # The actor waits for a later deadline (or none): have it look again.
+            self.inbox.send_nowait((Wake(), None))
         return True
 
     def _prepare(self, work: list[tuple[Batch, Ticket]], first_batch: int, first_item: int
@@ -308,9 +356,10 @@ class ScopeActor:
             # If it fails the windows it held are only in memory: resync as well.
             await self._submit(Write(statements, barrier=True))
 
-    def reconfigure(self, automations: list[Automation]) -> None:
+    def reconfigure(self, automations: list[Automation],
+                    settings: ScopeSettings | None = None) -> None:
         """Keep the run state of automations whose definition did not change."""
-        self.evaluator.reconfigure(automations)
+        self.evaluator.reconfigure(automations, settings)
 
     def _committed(self, parts: list[tuple[Ticket, Batch]], jobs: list[Job]) -> Any:
         """The write's callback: each ticket's part is over; its jobs go to delivery
@@ -326,60 +375,3 @@ class ScopeActor:
                 for job in jobs:
                     self._deliveries.offer(job)
         return committed
-
-
-class Scopes:
-    """Routes events to the actors of the scopes that have automations, creating
-    each actor on the first event that needs it."""
-
-    def __init__(self, runtime: Runtime, store: Store, deliveries: Deliveries,
-                 tg: TaskGroup, silences: Silences | None = None) -> None:
-        self._runtime = runtime
-        self._silences = silences
-        self._store = store
-        self._deliveries = deliveries
-        self._tg = tg
-        self.actors: dict[str, ScopeActor] = {}
-        # (entity, project, registry) -> the actors its events go to: the scope
-        # strings are built once per place, not once per event.
-        self._routes: dict[tuple[str, str | None, str | None], list[ScopeActor]] = {}
-
-    def route(self, event: Event) -> list[ScopeActor]:
-        """The actors of the scopes that have automations for where `event` happened."""
-        place = (event.entity, event.project, event.registry)
-        found = self._routes.get(place)
-        if found is None:
-            if len(self._routes) >= ROUTES_REMEMBERED:
-                self._routes.clear()
-            found = self._routes[place] = self.targets(event)
-        return found
-
-    def targets(self, event: Event) -> list[ScopeActor]:
-        by_scope = self._runtime.settings.by_scope
-        found = []
-        for key in scope_keys(event):
-            if key not in by_scope:
-                continue
-            actor = self.actors.get(key)
-            if actor is None:
-                actor = ScopeActor(key, by_scope[key], self._store, self._deliveries,
-                                   self._runtime.metrics, self._silences)
-                self.actors[key] = actor
-                self._tg.start_soon(actor.run, name=f"scope {key}")
-            found.append(actor)
-        return found
-
-    def reconfigure(self, settings: Settings) -> None:
-        """After a reload: every actor takes its scope's new automation list."""
-        self._routes.clear()  # scopes may have gained or lost automations
-        for key, actor in self.actors.items():
-            actor.reconfigure(settings.by_scope.get(key, []))
-
-    async def checkpoint(self, evict: bool, ttl: float) -> None:
-        for actor in list(self.actors.values()):
-            await actor.inbox.send((Checkpoint(evict, ttl), None))
-
-    def close(self) -> None:
-        """No more events: each actor finishes its inbox, then returns."""
-        for actor in self.actors.values():
-            actor.inbox.close()

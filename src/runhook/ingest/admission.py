@@ -13,7 +13,8 @@ from runhook.core import constants
 from runhook.core.acks import Key, Ticket
 from runhook.core.events import Event
 from runhook.core.executions import event_timestamp
-from runhook.evaluate.scope import Batch, ScopeActor, Scopes
+from runhook.evaluate.routing import Scopes
+from runhook.evaluate.scope import Batch, ScopeActor
 from runhook.ingest import protocol
 from runhook.ingest.idempotency import EVERY_SCOPE, Claim, RecentIds
 from runhook.ingest.protocol import BadLine, Query

@@ -16,7 +16,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from runhook.core import constants
 from runhook.core.schema import StartupError
-from runhook.evaluate.scope import Scopes
+from runhook.evaluate.routing import Scopes
 from runhook.ingest import protocol
 from runhook.ingest.admission import Admission, Answers, Copy, Request, answer_copy
 from runhook.ingest.idempotency import RecentIds

@@ -89,7 +89,8 @@ Queries = (History | ExecutionQuery | Status | Enable | Redeliver | TestIntegrat
 Request = ArtifactEvents | RunEvents | Queries
 
 EVENT_TYPES = ("artifact.created", "artifact.linked", "artifact.unlinked", "artifact.alias_added",
-               "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state")
+               "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state",
+               "run.heartbeat")
 QUERY_TYPES = ("query.history", "query.execution", "query.status", "command.enable",
                "command.redeliver", "command.test", "command.reload", "command.silence_add",
                "command.silence_list", "command.silence_expire")

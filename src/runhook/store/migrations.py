@@ -154,9 +154,27 @@ def _0008_console_filters() -> list[str]:
     ]
 
 
+def _0009_run_health() -> list[str]:
+    """Run health (DESIGN §9): a run's remembered identity (group, tags and config as
+    JSON) and why the daemon set its state (`no heartbeat for 5m`); and which
+    GROUP_FINISHED automations fired for which group, written with the execution,
+    so a restart neither repeats nor loses one. Deadlines are not stored: they count
+    from the daemon's start, and are rebuilt from these rows."""
+    return [
+        "ALTER TABLE runs ADD COLUMN grp TEXT",
+        "ALTER TABLE runs ADD COLUMN tags TEXT",
+        "ALTER TABLE runs ADD COLUMN config TEXT",
+        "ALTER TABLE runs ADD COLUMN reason TEXT",
+        """CREATE TABLE group_state (
+            scope TEXT NOT NULL, grp TEXT NOT NULL, automation TEXT NOT NULL,
+            digest TEXT NOT NULL, fired_at REAL NOT NULL,
+            PRIMARY KEY (scope, grp, automation)) WITHOUT ROWID""",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
               _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences,
-              _0008_console_filters]
+              _0008_console_filters, _0009_run_health]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

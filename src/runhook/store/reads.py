@@ -174,8 +174,8 @@ class Reads:
         """Everything a scope actor restores on start, each list in write order."""
         return {
             "runs": await self._fetch(
-                "SELECT run_id, run_name, user, state, last_seen, ended_at FROM runs "
-                "WHERE scope = ?", (scope,)),
+                "SELECT run_id, run_name, user, state, last_seen, ended_at, grp, tags, config, "
+                "reason FROM runs WHERE scope = ?", (scope,)),
             "windows": await self._fetch(
                 "SELECT run_id, metric, size, data FROM windows WHERE scope = ?", (scope,)),
             "log": await self._fetch(
@@ -186,6 +186,9 @@ class Reads:
             "flags": await self._fetch(
                 "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
                 "WHERE scope = ?", (scope,)),
+            "groups": await self._fetch(
+                "SELECT grp, automation, digest, fired_at FROM group_state WHERE scope = ?",
+                (scope,)),
         }
 
     async def summary(self, automations: list[str],

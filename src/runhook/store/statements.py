@@ -25,10 +25,15 @@ UPSERT_FLAG = (
     "VALUES (?,?,?,?,?,?) ON CONFLICT (scope, run_id, automation) DO UPDATE SET "
     "digest = excluded.digest, active = excluded.active, fired_at = excluded.fired_at")
 UPSERT_RUN = (
-    "INSERT INTO runs (scope, run_id, run_name, user, state, last_seen, ended_at) "
-    "VALUES (?,?,?,?,?,?,?) ON CONFLICT (scope, run_id) DO UPDATE SET "
+    "INSERT INTO runs (scope, run_id, run_name, user, state, last_seen, ended_at, grp, tags, "
+    "config, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (scope, run_id) DO UPDATE SET "
     "run_name = excluded.run_name, user = excluded.user, state = excluded.state, "
-    "last_seen = excluded.last_seen, ended_at = excluded.ended_at")
+    "last_seen = excluded.last_seen, ended_at = excluded.ended_at, grp = excluded.grp, "
+    "tags = excluded.tags, config = excluded.config, reason = excluded.reason")
+# GROUP_FINISHED fired for a group: (scope, group, automation, digest, fired_at).
+UPSERT_GROUP = (
+    "INSERT OR REPLACE INTO group_state (scope, grp, automation, digest, fired_at) "
+    "VALUES (?,?,?,?,?)")
 UPSERT_WINDOW = (
     "INSERT INTO windows (scope, run_id, metric, size, data) VALUES (?,?,?,?,?) "
     "ON CONFLICT (scope, run_id, metric) DO UPDATE SET size = excluded.size, data = excluded.data")

@@ -1,0 +1,85 @@
+"""Scopes: routes events to the scope actors that have automations for them,
+creating each actor on the first event that needs it."""
+
+from __future__ import annotations
+
+from anyio.abc import TaskGroup
+
+from runhook.config.runtime import Runtime
+from runhook.config.settings import Settings
+from runhook.core.events import Event
+from runhook.core.scopes import scope_keys
+from runhook.delivery.actor import Deliveries
+from runhook.evaluate.scope import Checkpoint, ScopeActor
+from runhook.store.database import Store
+from runhook.triggers.silences import Silences
+
+# Places (entity, project or registry) whose routes are remembered; past this the
+# memo starts afresh (it only saves building scope strings).
+ROUTES_REMEMBERED = 10_000
+
+
+class Scopes:
+    """Routes events to the actors of the scopes that have automations, creating
+    each actor on the first event that needs it."""
+
+    def __init__(self, runtime: Runtime, store: Store, deliveries: Deliveries,
+                 tg: TaskGroup, silences: Silences | None = None) -> None:
+        self._runtime = runtime
+        self._silences = silences
+        self._store = store
+        self._deliveries = deliveries
+        self._tg = tg
+        self.actors: dict[str, ScopeActor] = {}
+        # (entity, project, registry) -> the actors its events go to: the scope
+        # strings are built once per place, not once per event.
+        self._routes: dict[tuple[str, str | None, str | None], list[ScopeActor]] = {}
+
+    def route(self, event: Event) -> list[ScopeActor]:
+        """The actors of the scopes that have automations for where `event` happened."""
+        place = (event.entity, event.project, event.registry)
+        found = self._routes.get(place)
+        if found is None:
+            if len(self._routes) >= ROUTES_REMEMBERED:
+                self._routes.clear()
+            found = self._routes[place] = self.targets(event)
+        return found
+
+    def targets(self, event: Event) -> list[ScopeActor]:
+        by_scope = self._runtime.settings.by_scope
+        return [self._actor(key) for key in scope_keys(event) if key in by_scope]
+
+    def _actor(self, key: str) -> ScopeActor:
+        actor = self.actors.get(key)
+        if actor is None:
+            settings = self._runtime.settings
+            actor = ScopeActor(key, settings.by_scope[key], self._store, self._deliveries,
+                               self._runtime.metrics, self._silences, settings.scope(key))
+            self.actors[key] = actor
+            self._tg.start_soon(actor.run, name=f"scope {key}")
+        return actor
+
+    def start_timed(self) -> None:
+        """Start now the actors of scopes whose automations keep deadlines (run health):
+        they restore their runs and count deadlines from this start, with no event
+        needed to wake them (a run that died with the old daemon is still seen)."""
+        for key, automations in self._runtime.settings.by_scope.items():
+            if any(a.run is not None and a.run.metric is None and a.enabled
+                   for a in automations):
+                self._actor(key)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """After a reload: every actor takes its scope's new automation list."""
+        self._routes.clear()  # scopes may have gained or lost automations
+        for key, actor in self.actors.items():
+            actor.reconfigure(settings.by_scope.get(key, []), settings.scope(key))
+        self.start_timed()
+
+    async def checkpoint(self, evict: bool, ttl: float) -> None:
+        for actor in list(self.actors.values()):
+            await actor.inbox.send((Checkpoint(evict, ttl), None))
+
+    def close(self) -> None:
+        """No more events: each actor finishes its inbox, then returns."""
+        for actor in self.actors.values():
+            actor.inbox.close()
