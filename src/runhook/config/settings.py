@@ -13,6 +13,8 @@ from runhook.config import channels
 from runhook.config import model as cfg
 from runhook.config.addresses import loopback_http
 from runhook.config.destinations import url_problem
+from runhook.config.remote import Remote
+from runhook.config.remote import check as check_remote
 from runhook.config.secrets import Redactor, resolve, signing_key
 from runhook.core.durations import parse_duration, parse_rate
 from runhook.core.schema import FieldError
@@ -67,6 +69,7 @@ class Settings:
     history_ttl: float = 30 * 86400.0
     purge_interval: float = 600.0
     drain_timeout: float = 20.0
+    remote: Remote | None = None  # the [ingest] listener, when it is on
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -122,6 +125,9 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
             loopback_http(server.http)
         except ValueError as exc:
             problems.append(f"server.http: {exc}")
+    remote_problems, remote = check_remote(config.ingest, config.sources, set(config.secrets),
+                                           secrets)
+    problems.extend(remote_problems)
     if problems:
         raise cfg.ConfigError(source, problems)
     by_scope: dict[str, list[Automation]] = {}
@@ -130,7 +136,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
                     durations["run_ttl"], durations["checkpoint_interval"],
                     {a.name: a for a in automations}, durations["history_ttl"],
-                    durations["purge_interval"], durations["drain_timeout"])
+                    durations["purge_interval"], durations["drain_timeout"], remote)
 
 
 def _check_integration(where: str, integration: cfg.Integration, config: cfg.Config,
