@@ -38,15 +38,15 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-async def test_a_real_mlflow_server_links_and_aliases_through_runhook(start_daemon, tls,
-                                                                      short_dir: Path):
+async def test_a_real_mlflow_server_links_and_aliases_through_runhook(
+        start_daemon, tls, short_dir: Path):  # noqa: F811 - tls: the fixture imported above
     port = free_port()
     daemon = await start_daemon(CONFIG.format(port=port))
     mlflow_port = free_port()
     env = {**os.environ, "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
            "REQUESTS_CA_BUNDLE": str(short_dir / "ca.pem")}
     mlflow_bin = Path(MLFLOW_PYTHON).parent / "mlflow"
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: ASYNC220 - lives as long as the test; never waited on here
         [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{short_dir}/mlflow.db",
          "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
         env=env, stdout=subprocess.DEVNULL, stderr=(short_dir / "mlflow.log").open("wb"))
