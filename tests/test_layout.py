@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "runhook"
 # Bottom to top. Top-level modules are rooms of their own.
 ROOMS = ["__init__", "core", "triggers", "store", "config", "delivery", "evaluate", "ingest",
-         "web", "systemd", "app", "client", "cli", "__main__"]
+         "sources", "web", "systemd", "app", "client", "cli", "__main__"]
 
 
 def room(module: str) -> str:

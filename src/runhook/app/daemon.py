@@ -26,6 +26,7 @@ from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store, Write, WriteFailed
 from runhook.triggers.silences import Silences
+from runhook.web import remote as web_remote
 from runhook.web import server as web_server
 
 log = logging.getLogger("runhook")
@@ -83,6 +84,12 @@ class Daemon:
                             if server.http:
                                 await front.start(web_server.serve, web_server.make_app(self, self.store),
                                                   server.http)
+                            if self.settings.remote is not None:
+                                # Its address and TLS are read at start; tokens and
+                                # sources on every request (a reload rotates them).
+                                await front.start(web_remote.serve, web_remote.make_app(
+                                    lambda: self.settings, self.ingress, self._query,
+                                    self.store), self.settings.remote)
                             housekeeping = Housekeeping(self, self.store, self.scopes,
                                                         self.activity)
                             front.start_soon(housekeeping.run, name="housekeeping")

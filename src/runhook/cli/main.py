@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -27,6 +28,8 @@ from runhook.core.schema import StartupError
 
 
 def _socket_path(args: argparse.Namespace) -> str:
+    """An explicit --socket or --config first (what this command line says), then
+    $RUNHOOK_URL (unix:///path or https://host:port), then the default socket."""
     if args.socket:
         return str(args.socket)
     if args.config:
@@ -34,10 +37,11 @@ def _socket_path(args: argparse.Namespace) -> str:
             return read(args.config).server.socket
         except ConfigError as exc:
             raise SystemExit(f"runhook: {exc}") from None
-    return constants.DEFAULT_SOCKET
+    return os.environ.get("RUNHOOK_URL") or constants.DEFAULT_SOCKET
 
 
 def _connect(args: argparse.Namespace) -> Client:
+    """A client; over HTTPS its token is $RUNHOOK_TOKEN."""
     path = _socket_path(args)
     try:
         return Client(path)
@@ -304,7 +308,8 @@ def parser() -> argparse.ArgumentParser:
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", help="find the daemon's socket in this configuration file")
-        p.add_argument("--socket", help=f"the daemon's socket (default {constants.DEFAULT_SOCKET})")
+        p.add_argument("--socket", help="the daemon's socket or URL (default $RUNHOOK_URL, "
+                                        f"else {constants.DEFAULT_SOCKET})")
         return p
 
     p = sub.add_parser("serve", help="run the daemon")
@@ -368,6 +373,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except RunhookError as exc:  # over HTTPS: a whole request refused (401, 413)
+        print(f"runhook: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the daemon went away mid-command, or HTTPS failed
+        print(f"runhook: cannot talk to the daemon: {exc}", file=sys.stderr)
+        return 1
 
 

@@ -16,6 +16,7 @@ import msgspec
 from msgspec import inspect
 
 from runhook.config import model
+from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
 from runhook.core.schema import field_error
 
@@ -38,9 +39,11 @@ def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
         if key not in model.Config.__struct_fields__:
             found.append(f"{key}: unknown table{_closest(key, model.Config.__struct_fields__)}")
     units: list[tuple[str, Any, Any]] = []
-    if "server" in raw:
-        units.append(("server", raw["server"], model.Server))
-    for table, kind in (("secrets", SecretSource), ("integrations", model.Integration)):
+    for table_name, table_kind in (("server", model.Server), ("ingest", Ingest)):
+        if table_name in raw:
+            units.append((table_name, raw[table_name], table_kind))
+    for table, kind in (("secrets", SecretSource), ("integrations", model.Integration),
+                        ("sources", Source)):
         entries = raw.get(table, {})
         if not isinstance(entries, dict):
             found.append(f"{table}: expected a table")
@@ -54,7 +57,7 @@ def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
                      for i, value in enumerate(automations))
     for where, value, kind in units:
         unit = unit_problems(where, value, kind)
-        if unit and where.startswith(("secrets.", "integrations.")):
+        if unit and where.startswith(("secrets.", "integrations.", "sources.")):
             failed.add(where.split(".", 1)[1])
         if unit and where.startswith("automations[") and isinstance(value, dict):
             unit = [f"{p} (automation {value['name']!r})" if isinstance(value.get("name"), str)
@@ -270,6 +273,9 @@ def check(data: bytes, source: str) -> list[str]:
         "integrations": {k: v for k, v in raw.get("integrations", {}).items()
                          if k not in failed},
         "automations": [raw["automations"][i] for i in good],
+        "ingest": {} if unit_problems("ingest", raw.get("ingest", {}), Ingest)
+        else raw.get("ingest", {}),
+        "sources": {k: v for k, v in raw.get("sources", {}).items() if k not in failed},
     }
     try:
         build(msgspec.convert(partial, model.Config), source)

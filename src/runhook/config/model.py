@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
 from runhook.core import constants
 from runhook.core.schema import Table, field_error
@@ -157,6 +158,8 @@ class Config(Table, frozen=True):
     integrations: dict[str, Integration] = {}
     automations: list[Automation] = []
     scopes: dict[str, ScopeOptions] = {}
+    ingest: Ingest = Ingest()  # the remote listener: off unless `listen` is set
+    sources: dict[str, Source] = {}
 
 
 class ConfigError(Exception):
@@ -212,7 +215,8 @@ def _reword(message: str, text: str) -> str:
     if parsed is None:
         return message
     path, reason = parsed
-    for table, kind in (("secrets", SecretSource), ("integrations", Integration)):
+    for table, kind in (("secrets", SecretSource), ("integrations", Integration),
+                        ("sources", Source)):
         if path.startswith(f"{table}[...]"):
             # msgspec cannot name a table's key; find the entry that fails on its own.
             entries = tomllib.loads(text).get(table, {})

@@ -13,6 +13,8 @@ from runhook.config import channels
 from runhook.config import model as cfg
 from runhook.config.addresses import loopback_http
 from runhook.config.destinations import url_problem
+from runhook.config.remote import Remote
+from runhook.config.remote import check as check_remote
 from runhook.config.secrets import Redactor, resolve, signing_key
 from runhook.core.durations import parse_duration, parse_rate
 from runhook.core.identity import check_url_pattern
@@ -77,6 +79,7 @@ class Settings:
     purge_interval: float = 600.0
     drain_timeout: float = 20.0
     heartbeat_timeout: float = 300.0
+    remote: Remote | None = None  # the [ingest] listener, when it is on
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -139,6 +142,9 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
             loopback_http(server.http)
         except ValueError as exc:
             problems.append(f"server.http: {exc}")
+    remote_problems, remote = check_remote(config.ingest, config.sources, set(config.secrets),
+                                           secrets)
+    problems.extend(remote_problems)
     if problems:
         raise cfg.ConfigError(source, problems)
     by_scope: dict[str, list[Automation]] = {}
@@ -148,7 +154,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                     durations["run_ttl"], durations["checkpoint_interval"],
                     {a.name: a for a in automations}, durations["history_ttl"],
                     durations["purge_interval"], durations["drain_timeout"],
-                    durations["heartbeat_timeout"])
+                    durations["heartbeat_timeout"], remote)
 
 
 def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:

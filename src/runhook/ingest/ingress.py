@@ -300,6 +300,12 @@ async def _resolve(answers: Answers) -> list[bytes]:
     return out
 
 
+# The answer resolution and a ready answer, by public names: the HTTP ingress
+# (ingest/http.py) answers its lines exactly as the socket does.
+resolve = _resolve
+ready = _ready
+
+
 def _clear_stale_socket(path: Path) -> None:
     """Remove a socket file left by a daemon that died; refuse to start if one is alive."""
     try:

@@ -172,9 +172,22 @@ def _0009_run_health() -> list[str]:
     ]
 
 
+def _0010_source_versions() -> list[str]:
+    """A Hugging Face repo's commits numbered per source and repo, as artifact
+    versions: one row per commit, so a redelivered or replayed webhook for a commit
+    gets the number it got the first time."""
+    return [
+        """CREATE TABLE source_versions (
+            source TEXT NOT NULL, repo TEXT NOT NULL, sha TEXT NOT NULL,
+            version INTEGER NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (source, repo, sha)) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX source_versions_by_number ON source_versions (source, repo, version)",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
               _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences,
-              _0008_console_filters, _0009_run_health]
+              _0008_console_filters, _0009_run_health, _0010_source_versions]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

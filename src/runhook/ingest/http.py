@@ -1,0 +1,239 @@
+"""Lines over HTTP (`POST /v1/events`): the socket's admission and answers, a bearer
+token's scopes checked per line, answers streamed as their commits complete."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+import anyio
+from aiohttp import web
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from runhook.config.remote import Token
+from runhook.core import constants
+from runhook.core.events import Event
+from runhook.ingest import protocol
+from runhook.ingest.admission import Admission, Answers, Request
+from runhook.ingest.ingress import Ingress, QueryHandler, Turn, ready, resolve
+from runhook.ingest.protocol import Query
+
+log = logging.getLogger("runhook.ingest.http")
+
+# One request body at most. Bounded so one client cannot stream forever on one
+# request; a training job's backlog of an hour is far below it.
+MAX_BODY_BYTES = 64 << 20
+# Most bytes one read from the body takes: many lines per admission, bounded memory.
+READ_BYTES = 256 * 1024
+NDJSON = "application/x-ndjson"
+
+Item = Answers | Turn
+
+
+class Tokens:
+    """The bearer tokens, compared in constant time: each candidate is hashed first,
+    so neither the length nor any prefix of a real token shows in the timing, and
+    every token is compared (no early exit telling which one was close)."""
+
+    def __init__(self, tokens: Sequence[Token]) -> None:
+        self._tokens = [(hashlib.sha256(t.secret).digest(), t) for t in tokens]
+
+    def find(self, authorization: str | None) -> Token | None:
+        if not authorization:
+            return None
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return None
+        digest = hashlib.sha256(given.strip().encode("utf-8", "backslashreplace")).digest()
+        found = None
+        for expected, token in self._tokens:
+            if hmac.compare_digest(digest, expected):
+                found = token
+        return found
+
+
+def may_write(token: Token, location: str) -> bool:
+    return any(fnmatchcase(location, pattern) for pattern in token.scopes)
+
+
+def unauthorized(realm: str = "runhook") -> web.Response:
+    return web.json_response({"ok": False, "error": "a valid bearer token is required"},
+                             status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+
+class HttpIngress:
+    """Shares the socket's Admission (so ids claimed over one are seen by the other)
+    and its query handler; owns nothing but the per-request reading and writing."""
+
+    def __init__(self, ingress: Ingress, queries: QueryHandler, idle_s: float,
+                 send_s: float = constants.HTTP_SEND_TIMEOUT_S) -> None:
+        self.admission: Admission = ingress.admission
+        self._queries = queries
+        self._idle_s = idle_s
+        self._send_s = send_s
+
+    async def commit(self, events: Sequence[Event], now: float | None = None) -> list[bytes]:
+        """Admit events and wait for their answers (after their commits), one per event:
+        how the registry webhooks hand their mapped events in."""
+        answers = await self.admission.admit(range(1, len(events) + 1), list(events),
+                                             time.time() if now is None else now)
+        return await resolve(answers)
+
+    async def events(self, request: web.Request, token: Token) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return web.json_response({"ok": False, "error": "body over 64 MiB; send it in parts"},
+                                     status=413)
+        single = request.content_type == "application/json"
+        response = web.StreamResponse(headers={"Content-Type": NDJSON,
+                                               "Cache-Control": "no-store"})
+        response.enable_chunked_encoding()
+        # Headers go out now, before the body is read: the client reads answers
+        # while it is still sending (the socket's pipelining, over one request).
+        await response.prepare(request)
+        send, receive = anyio.create_memory_object_stream[Item](constants.PENDING_CHUNKS)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write_answers, receive, response, request)
+            async with send:  # closing it ends the writer once all is answered
+                if single:
+                    await self._single(request, token, send)
+                else:
+                    await self._read_lines(request, token, send)
+        try:
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client left: its answers were committed all the same
+        return response
+
+    async def _receive(self, request: web.Request) -> bytes | None:
+        """The next bytes of the body; b"" at its end, None when the client sent
+        nothing for the idle timeout (a stalled or slowloris client)."""
+        with anyio.move_on_after(self._idle_s):
+            try:
+                return await request.content.readany()
+            except (ConnectionError, web.HTTPException, OSError):
+                return b""
+        log.info("HTTP ingest: nothing received for %gs from %s; answering what was read",
+                 self._idle_s, request.remote)
+        return None
+
+    async def _single(self, request: web.Request, token: Token,
+                      send: MemoryObjectSendStream[Item]) -> None:
+        """Content-Type application/json: the body is one request, newlines and all."""
+        body = bytearray()
+        while chunk := await self._receive(request):
+            body += chunk
+            if len(body) > constants.MAX_LINE_BYTES:
+                await send.send(ready(self.admission.too_long(1)))
+                return
+        if body.strip():
+            await self._admit([1], [bytes(body)], token, send)
+
+    async def _read_lines(self, request: web.Request, token: Token,
+                          send: MemoryObjectSendStream[Item]) -> None:
+        line_no = 0
+        total = 0
+        pending = bytearray()  # the start of a line still arriving
+        discarding = False  # inside a line over the limit: dropped up to its end
+        while chunk := await self._receive(request):
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                await send.send(ready(protocol.refusal(
+                    f"body over 64 MiB: nothing after line {line_no} was read; send the rest "
+                    "in another request")))
+                return
+            start = 0
+            if discarding:
+                newline = chunk.find(b"\n")
+                if newline < 0:
+                    continue
+                discarding = False
+                line_no += 1
+                await send.send(ready(self.admission.too_long(line_no)))
+                start = newline + 1
+            last = chunk.rfind(b"\n", start)
+            if last < 0:
+                pending += chunk[start:]
+            else:
+                lines = (bytes(pending) + chunk[start:last]).split(b"\n")
+                pending = bytearray(chunk[last + 1:])
+                numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
+                line_no = numbers[-1]
+                for at in range(0, len(lines), constants.CHUNK_LINES):
+                    await self._admit(numbers[at:at + constants.CHUNK_LINES],
+                                      lines[at:at + constants.CHUNK_LINES], token, send)
+            if len(pending) > constants.MAX_LINE_BYTES:
+                pending.clear()
+                discarding = True
+        if discarding:
+            await send.send(ready(self.admission.too_long(line_no + 1)))
+        elif pending.strip():
+            await self._admit([line_no + 1], [bytes(pending)], token, send)
+
+    def _screen(self, token: Token, numbers: list[int], requests: list[Request]) -> None:
+        """A line the token may not send becomes its error, in place: an event outside
+        its scopes, or a query or command from a token without `commands`."""
+        for i, request in enumerate(requests):
+            if isinstance(request, Event):
+                if not may_write(token, request.location):
+                    requests[i] = self._refuse(numbers[i], f"token {token.name!r} may not write "
+                                                           f"{request.location}")
+            elif isinstance(request, Query) and not token.commands:
+                kind = request.__struct_config__.tag
+                requests[i] = self._refuse(numbers[i], f"token {token.name!r} may not send "
+                                                       f"{kind} (it has no commands = true)")
+
+    def _refuse(self, line_no: int, message: str) -> bytes:
+        self.admission.lines_rejected += 1
+        return protocol.error_line(line_no, message)
+
+    async def _admit(self, numbers: list[int], lines: list[bytes], token: Token,
+                     send: MemoryObjectSendStream[Item]) -> None:
+        """Decoded, screened, then admitted a run of events at a time; a query or
+        command waits for the lines before it to be answered, as on the socket."""
+        numbers, requests = self.admission.decode(numbers[0], lines) if numbers else ([], [])
+        self._screen(token, numbers, requests)
+        start = 0
+        for index, request in enumerate(requests):
+            if not isinstance(request, Query):
+                continue
+            if index > start:
+                await send.send(await self.admission.admit(
+                    numbers[start:index], requests[start:index], time.time()))
+            turn = Turn(numbers[index], request)
+            await send.send(turn)
+            await turn.ran.wait()
+            start = index + 1
+        if start < len(requests):
+            await send.send(await self.admission.admit(numbers[start:], requests[start:],
+                                                       time.time()))
+
+    async def _write_answers(self, receive: MemoryObjectReceiveStream[Item],
+                             response: web.StreamResponse, request: web.Request) -> None:
+        broken = False
+        async with receive:
+            async for item in receive:
+                out = [await self._run(item)] if isinstance(item, Turn) else await resolve(item)
+                if not out or broken:
+                    continue  # keep consuming: the reader is never blocked on us
+                try:
+                    # A client that stops reading its answers is cut off, not buffered for.
+                    with anyio.fail_after(self._send_s):
+                        await response.write(b"".join(out))
+                except Exception:  # noqa: BLE001 - any failure to send: the client is gone
+                    broken = True
+                    if request.transport is not None:
+                        request.transport.abort()
+
+    async def _run(self, turn: Turn) -> bytes:
+        try:
+            return await self._queries(turn.request)
+        except Exception as exc:
+            log.exception("request failed")
+            return protocol.refusal(f"request failed: {exc}")
+        finally:
+            turn.ran.set()
+

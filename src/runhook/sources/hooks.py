@@ -1,0 +1,117 @@
+"""`POST /v1/hooks/NAME`: a registry's webhook verified, mapped to wire events, committed
+through the ingest pipeline, and answered 2xx only once they are committed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+import msgspec
+from aiohttp import web
+
+from runhook.config.remote import HuggingFaceSource, MlflowSource
+from runhook.config.settings import Settings
+from runhook.core.events import ArtifactCreated, Event, TagAdded
+from runhook.ingest.http import HttpIngress
+from runhook.sources import huggingface, mlflow
+from runhook.store.database import Store, WriteFailed
+from runhook.store.versions import version_of
+
+log = logging.getLogger("runhook.sources")
+
+# A registry's webhook is a few KiB of JSON; the line limit is plenty.
+MAX_HOOK_BYTES = 1 << 20
+
+
+def _answer(status: int, body: dict[str, object]) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status,
+                        content_type="application/json")
+
+
+class Hooks:
+    def __init__(self, settings: Callable[[], Settings], http: HttpIngress, store: Store,
+                 read_s: float) -> None:
+        self._settings = settings  # read per request: a reload changes secrets and sources
+        self._http = http
+        self._store = store
+        self._read_s = read_s
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        settings = self._settings()
+        source = settings.config.sources.get(name)
+        if source is None:
+            return _answer(404, {"ok": False, "error": "no such source"})
+        if request.content_length is not None and request.content_length > MAX_HOOK_BYTES:
+            return _answer(413, {"ok": False, "error": "body over 1 MiB"})
+        secret = settings.secrets[source.secret]
+        # Hugging Face's secret is a header: checked before the body is even read.
+        if isinstance(source, HuggingFaceSource) and not huggingface.verify(
+                secret, request.headers.get(huggingface.SECRET_HEADER)):
+            log.warning("source %s: refused a delivery from %s: wrong or missing %s", name,
+                        request.remote, huggingface.SECRET_HEADER)
+            return _answer(401, {"ok": False, "error": "wrong or missing X-Webhook-Secret"})
+        body = await self._body(request)
+        if body is None:
+            return _answer(413, {"ok": False, "error": "body over 1 MiB, or not sent in time"})
+        try:
+            if isinstance(source, MlflowSource):
+                events = self._mlflow(name, source, secret, request, body)
+            else:
+                events = await self._huggingface(name, source, body)
+        except mlflow.Refused as exc:
+            log.warning("source %s: refused a delivery from %s: %s", name, request.remote, exc)
+            return _answer(401, {"ok": False, "error": str(exc)})
+        except ValueError as exc:
+            return _answer(400, {"ok": False, "error": str(exc)})
+        except WriteFailed as exc:
+            return _answer(503, {"ok": False, "error": f"not recorded: {exc}; send it again"})
+        if not events:
+            return _answer(200, {"ok": True, "ignored": True})
+        answers = [msgspec.json.decode(a) for a in await self._http.commit(events)]
+        refused = [a["error"] for a in answers if not a.get("ok")]
+        if refused:
+            # Not committed: a 5xx makes the sender retry, with the same delivery.
+            log.error("source %s: delivery not committed: %s", name, refused[0])
+            return _answer(503, {"ok": False, "error": refused[0]})
+        duplicate = all(a.get("duplicate") for a in answers)
+        return _answer(200, {"ok": True, "events": len(events),
+                             **({"duplicate": True} if duplicate else {})})
+
+    async def _body(self, request: web.Request) -> bytes | None:
+        body = bytearray()
+        with anyio.move_on_after(self._read_s):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > MAX_HOOK_BYTES:
+                    return None
+            return bytes(body)
+        return None
+
+    @staticmethod
+    def _mlflow(name: str, source: MlflowSource, secret: str, request: web.Request,
+                body: bytes) -> list[Event]:
+        delivery_id = mlflow.verify(secret, request.headers, body, time.time())
+        event = mlflow.event(name, source, delivery_id, body)
+        return [] if event is None else [event]
+
+    async def _huggingface(self, name: str, source: HuggingFaceSource,
+                           body: bytes) -> list[Event]:
+        events: list[Event] = []
+        for change in huggingface.changes(body):
+            version = await version_of(self._store, name, change.repo, change.sha)
+            fields: dict[str, object] = {
+                "entity": source.entity, "project": source.project or name,
+                "collection": change.repo, "version": version, "artifact_type": change.repo_type,
+                # The Hub sends no delivery id; a commit on a ref happens once, so a
+                # redelivery or a replay from its activity tab is the same event.
+                "id": f"hf:{name}:{change.repo}:{change.ref}:{change.sha}"[:256]}
+            if change.tag is None:
+                events.append(msgspec.convert(
+                    {**fields, "metadata": {"sha": change.sha, "ref": change.ref}},
+                    ArtifactCreated))
+            else:
+                events.append(msgspec.convert({**fields, "tag": change.tag}, TagAdded))
+        return events

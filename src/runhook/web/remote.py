@@ -1,0 +1,105 @@
+"""The remote listener (`[ingest]`): HTTP ingest and registry webhooks, with TLS, bearer
+tokens, a connection cap and timeouts. Its own server: the loopback console stays apart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+
+from runhook.config.remote import Remote
+from runhook.config.settings import Settings
+from runhook.core import constants
+from runhook.core.schema import StartupError
+from runhook.ingest.http import HttpIngress, Tokens, unauthorized
+from runhook.ingest.ingress import Ingress, QueryHandler
+from runhook.sources.hooks import Hooks
+from runhook.store.database import Store
+from runhook.web.limits import Gate
+
+log = logging.getLogger("runhook.remote")
+
+
+def tls_context(remote: Remote) -> ssl.SSLContext | None:
+    if remote.cert is None or remote.key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(remote.cert, remote.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot use the TLS certificate {remote.cert} and key "
+                           f"{remote.key}: {exc} (ingest.tls_cert, ingest.tls_key)") from None
+    return context
+
+
+def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryHandler,
+             store: Store) -> web.Application:
+    remote = settings().remote
+    assert remote is not None
+    http = HttpIngress(ingress, queries, remote.idle_timeout)
+    hooks = Hooks(settings, http, store, remote.idle_timeout)
+    tokens: dict[int, Tokens] = {}
+
+    def current_tokens() -> Tokens:
+        """The tokens of the running configuration: a reload rotates them."""
+        now = settings().remote
+        key = id(now)
+        if key not in tokens:
+            tokens.clear()
+            tokens[key] = Tokens(now.tokens if now is not None else ())
+        return tokens[key]
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        # Checked before a byte of the body is read: a request without a valid
+        # token gets 401 and nothing it sent is decoded, let alone evaluated.
+        token = current_tokens().find(request.headers.get("Authorization"))
+        if token is None:
+            log.warning("HTTP ingest: refused %s from %s: no valid bearer token",
+                        request.path, request.remote)
+            return unauthorized()
+        return await http.events(request, token)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_post("/v1/events", events)
+    app.router.add_post("/v1/hooks/{name}", hooks.handle)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve(app: web.Application, remote: Remote, *,
+                task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Listen on `remote.host:port`, with TLS when configured. aiohttp's keep-alive
+    timeout bounds how long a connection may take to send a request's headers;
+    the TLS handshake gets as long; past `max_connections` a connection gets 503."""
+    context = tls_context(remote)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=remote.header_timeout,
+                           shutdown_timeout=constants.HTTP_SHUTDOWN_S)
+    await runner.setup()
+    assert runner.server is not None
+    listener: asyncio.Server | None = None
+    address = f"{remote.host}:{remote.port}"
+    try:
+        try:
+            listener = await asyncio.get_running_loop().create_server(
+                Gate(runner.server, remote.max_connections), remote.host, remote.port,
+                ssl=context, ssl_handshake_timeout=remote.header_timeout if context else None)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {address}: {exc.strerror or exc} "
+                               "(ingest.listen)") from None
+        log.info("remote ingest on %s://%s", "https" if context else "http", address)
+        task_status.started()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if listener is not None:
+                listener.close()
+            await runner.cleanup()
