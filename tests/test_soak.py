@@ -419,11 +419,11 @@ def fill(mount: Path, room: int) -> Path:
     filler = mount / "filler"
     size = max(0, stat.f_bavail * stat.f_frsize - room)
     chunk = b"\0" * (1 << 20)
-    with filler.open("wb") as f:
+    # Unbuffered: a buffered file keeps what ENOSPC refused and raises it again at close.
+    with filler.open("wb", buffering=0) as f:
         while size > 0:  # written, not sparse: tmpfs counts only written pages
             try:
                 f.write(chunk[:size])
-                f.flush()
             except OSError as exc:  # the daemon took the last room meanwhile: full anyway
                 if exc.errno != errno.ENOSPC:
                     raise
