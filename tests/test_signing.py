@@ -88,3 +88,26 @@ def test_webhook_request_headers():
     assert h["webhook-signature"] == ("v1,DfTluQI3xrBjKVYWBhu3pmzIryeynnNglBU0CJ4QiYk= "
                                       "v1,fbEwWQnWqT5SRsO0BXy47fLlNDvxMgFprvYyARkmh7g=")
     assert h["X-Wandb-Signature"] == "qXzUtq5w9AzFsV0Kfu7Gt3gCic95jh3TGaUQWKvllE4="
+
+
+def test_secret_new_makes_a_secret_standardwebhooks_receivers_verify(capsys):
+    """`runhook secret new` prints whsec_ + base64 of 32 random bytes; a receiver
+    using the standardwebhooks library verifies what runhook signs with it."""
+    import base64
+    import time
+
+    import standardwebhooks
+
+    from runhook.cli.main import main
+    from runhook.config.secrets import signing_key
+    from runhook.delivery.signing import standard_signature
+
+    assert main(["secret", "new"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32
+    assert main(["secret", "new"]) == 0
+    assert capsys.readouterr().out.strip() != secret  # fresh each time
+    body, msg_id, now = b'{"v": 1}', "ex_1", int(time.time())
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(now),
+               "webhook-signature": standard_signature([signing_key(secret)], msg_id, now, body)}
+    assert standardwebhooks.Webhook(secret).verify(body, headers) == {"v": 1}

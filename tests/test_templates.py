@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -41,9 +42,19 @@ def test_known_variable_that_does_not_apply_renders_empty():
     assert json.loads(payload.render({}, {})) == {"run": "", "line": "alias=;", "meta": ""}
 
 
-def test_list_inside_a_longer_string_reads_as_json():
+def test_numbers_inside_a_longer_string_read_for_people():
     text = Text("values: ${metric_values}")
-    assert text.render({"metric_values": [1, 2.5]}, {}) == "values: [1,2.5]"
+    assert text.render({"metric_values": [1, 2.5]}, {}) == "values: [1, 2.5]"
+    assert text.render({"metric_values": [0.1 + 0.2, 1 / 3, -math.inf]}, {}) == \
+        "values: [0.3, 0.333333, -inf]"
+    assert Text("x ${artifact_metadata.acc}").render(
+        {"artifact_metadata": {"acc": 0.1 + 0.2}}, {}) == "x 0.3"
+    # A placeholder that is a whole string keeps the exact typed value.
+    assert json.loads(Payload('{"v": "${metric_values}"}').render(
+        {"metric_values": [0.1 + 0.2]}, {})) == {"v": [0.1 + 0.2]}
+    # Anything else inside a string is JSON, as before.
+    assert Text("m ${artifact_metadata}").render(
+        {"artifact_metadata": {"a": [1, "x"]}}, {}) == 'm {"a":[1,"x"]}'
 
 
 def test_non_string_json_passes_through_untouched():

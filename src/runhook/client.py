@@ -94,9 +94,9 @@ class Client:
         sock.settimeout(timeout)
         try:
             sock.connect(self.path)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise _naming(exc, self.path) from None
         return sock
 
     def __enter__(self) -> Self:
@@ -306,8 +306,11 @@ class AsyncClient:
         async for attempt in tenacity.AsyncRetrying(**_policy(self.wait)):
             with attempt:
                 # History answers can be large; an event's answer is one short line.
-                self._reader, self._writer = await asyncio.open_unix_connection(
-                    self.path, limit=1 << 28)
+                try:
+                    self._reader, self._writer = await asyncio.open_unix_connection(
+                        self.path, limit=1 << 28)
+                except OSError as exc:
+                    raise _naming(exc, self.path) from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -342,3 +345,11 @@ class AsyncClient:
         if not answer.get("ok"):
             raise RunhookError(answer)
         return answer
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """The same error, naming the socket: "No such file or directory: 'var/x.sock'"
+    says which path was tried (a relative one is relative to the working directory)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, path)

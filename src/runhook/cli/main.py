@@ -16,7 +16,7 @@ import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import explain, silence
+from runhook.cli import explain, secret, silence
 from runhook.client import Client, RunhookError
 from runhook.config import diagnose
 from runhook.config.model import ConfigError, read
@@ -164,7 +164,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     header = ("CREATED", "EXECUTION", "AUTOMATION", "EVENT", "STATE", "TRIES", "REASON")
     table = [header] + [(_when(r["created_at"]), r["id"], r["automation"], r["event_kind"],
-                         r["state"], str(r["attempts"]), (r["reason"] or "")[:60]) for r in rows]
+                         r["state"], str(r["attempts"]), _cut(r["reason"] or "", 60)) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -300,6 +300,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cut(text: str, width: int) -> str:
+    """At most `width` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1].rsplit(" ", 1)[0] if " " in text[:width - 1] else text[:width - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="runhook", description=__doc__)
     top.add_argument("--version", action="version", version=f"runhook {__version__}")
@@ -364,6 +372,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reload)
 
     silence.register(sub, client_command, _command)
+    secret.register(sub)
 
     p = client_command("status", "what the daemon is doing")
     p.add_argument("--json", action="store_true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -230,9 +231,20 @@ def _reword(message: str, text: str) -> str:
 
 
 def read(path: str | Path) -> Config:
-    """Read and decode a configuration file (no secrets resolved yet)."""
+    """Read and decode a configuration file (no secrets resolved yet). A relative
+    `socket` or `database` is relative to the file's directory, not to whoever
+    reads it: the daemon and every client command then agree on where they are,
+    from any working directory."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
-    return decode(data, str(path))
+    config = decode(data, str(path))
+    here = Path(path).parent
+    server = config.server
+    socket, database = (os.path.normpath(here / p) if p and not Path(p).is_absolute() else p
+                        for p in (server.socket, server.database))
+    if (socket, database) == (server.socket, server.database):
+        return config
+    return msgspec.structs.replace(
+        config, server=msgspec.structs.replace(server, socket=socket, database=database))

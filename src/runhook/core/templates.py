@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -88,10 +89,27 @@ def lookup(name: str, context: Mapping[str, Any], secrets: Mapping[str, str]) ->
 
 
 def as_text(value: Any) -> str:
-    """How a value reads inside a longer string: strings as they are, the rest as JSON."""
+    """How a value reads inside a longer string: strings as they are, numbers for
+    people (6 significant digits: 0.30000000000000004 reads 0.3), a list of numbers
+    as [0.3, 12.5], the rest as JSON. A placeholder that is a whole string keeps
+    the exact typed value (see Payload)."""
     if isinstance(value, str):
         return value
+    if _is_number(value):
+        return _number(value)
+    if isinstance(value, list) and all(_is_number(v) for v in value):
+        return "[" + ", ".join(_number(v) for v in value) + "]"
     return _encoder.encode(value).decode()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.6g}" if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
 class Payload:
