@@ -284,3 +284,26 @@ def test_the_variable_table_lists_what_a_digest_adds():
     added = set(digest_context(window, "RUN_STATE", "t")) - {
         "run_name", "event_type", "automation_name", "execution_id", "event_time"}
     assert added == {v.name for v in VARIABLES if v.kinds == DIGEST_KINDS}
+
+
+def test_no_per_run_resolve_for_a_pagerduty_automation_with_a_digest():
+    s = build(decode(f"""
+[secrets]
+PD = {{ env = "PATH" }}
+
+[integrations.pager]
+kind = "pagerduty"
+routing_key = "PD"
+
+[[automations]]
+name = "a"
+scope = "{SCOPE}"
+event = {{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 5 }}
+action = {{ integration = "pager" }}
+cooldown = "0"
+digest = {{ window = "30s" }}
+"""))
+    ev = Evaluator(SCOPE, s.by_scope[SCOPE])
+    fire(ev, "r0", 100.0)
+    cleared = ev.evaluate(loss("r0", 0.0), 101.0, 101.0)  # the condition turns false
+    assert cleared.rows == [] and statements(cleared, INSERT_GROUPED) == []
