@@ -40,13 +40,14 @@ url = "https://example.com/hook"
 
 def settings(digest: str = '{ window = "30s", by = ["group"] }',
              event: str = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", '
-                          'threshold = 5 }', scope: str = SCOPE, cooldown: str = "0") -> Settings:
-    return build(decode(f"""{HEAD}
+                          'threshold = 5 }', scope: str = SCOPE, cooldown: str = "0",
+             head: str = HEAD, integration: str = "ci") -> Settings:
+    return build(decode(f"""{head}
 [[automations]]
 name = "a"
 scope = "{scope}"
 event = {event}
-action = {{ integration = "ci" }}
+action = {{ integration = "{integration}" }}
 cooldown = "{cooldown}"
 digest = {digest}
 """))
@@ -287,22 +288,15 @@ def test_the_variable_table_lists_what_a_digest_adds():
 
 
 def test_no_per_run_resolve_for_a_pagerduty_automation_with_a_digest():
-    s = build(decode(f"""
+    pager = '''
 [secrets]
-PD = {{ env = "PATH" }}
+PD = { env = "PATH" }
 
 [integrations.pager]
 kind = "pagerduty"
 routing_key = "PD"
-
-[[automations]]
-name = "a"
-scope = "{SCOPE}"
-event = {{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 5 }}
-action = {{ integration = "pager" }}
-cooldown = "0"
-digest = {{ window = "30s" }}
-"""))
+'''
+    s = settings(digest='{ window = "30s" }', head=pager, integration="pager")
     ev = Evaluator(SCOPE, s.by_scope[SCOPE])
     fire(ev, "r0", 100.0)
     cleared = ev.evaluate(loss("r0", 0.0), 101.0, 101.0)  # the condition turns false
