@@ -143,6 +143,18 @@ class Action(Table, frozen=True):
     severity: Literal["INFO", "WARN", "ERROR"] = "INFO"
 
 
+# What a digest may group firings by: each names a variable of the firing (DESIGN §10).
+DigestField = Literal["group", "run_name", "user", "collection", "alias", "tag"]
+
+
+class Digest(Table, frozen=True):
+    """`digest = { window = "30s", by = ["group"] }`: firings of one key (the
+    automation plus the `by` values) inside `window` after the first are sent as one."""
+
+    window: str
+    by: list[DigestField] = []
+
+
 class Automation(Table, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     scope: str
@@ -151,6 +163,7 @@ class Automation(Table, frozen=True):
     enabled: bool = True
     cooldown: str = constants.DEFAULT_COOLDOWN
     description: str = ""
+    digest: Digest | None = None
 
 
 class Config(Table, frozen=True):

@@ -21,6 +21,7 @@ from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
 from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
+from runhook.core.variables import DIGEST_BY
 from runhook.triggers import artifact, runs
 
 # Every secret value is replaced by its name in logs, errors and stored responses,
@@ -48,6 +49,16 @@ class ScopeSettings:
     run_url: str | None = None  # the pattern of `${run_url}`
 
 
+@dataclass(frozen=True, slots=True)
+class DigestSpec:
+    """`digest = { window, by }` compiled: the window in seconds, and per `by` entry
+    the variables its value is read from (core.variables.DIGEST_BY)."""
+
+    window: float
+    by: tuple[str, ...]
+    reads: tuple[tuple[str, ...], ...]
+
+
 @dataclass(slots=True)
 class Automation:
     index: int
@@ -60,8 +71,10 @@ class Automation:
     run: runs.RunChecker | None  # None for artifact kinds
     action: ActionSpec
     # A digest of the automation's definition: a reload (or restart) keeps the run
-    # state of automations whose digest did not change.
+    # state of automations whose digest did not change. (Not `digest_spec`, the
+    # grouping of firings into one delivery, which `digest = {…}` configures.)
     digest: str
+    digest_spec: DigestSpec | None = None
 
 
 @dataclass(slots=True)
@@ -257,7 +270,26 @@ def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Auto
         index=index, name=automation.name, scope=automation.scope, kind=kind,
         enabled=automation.enabled, cooldown=cooldown, artifact=artifact_checker,
         run=run_checker, action=_compile_action(automation.action, config),
-        digest=hashlib.blake2b(msgspec.json.encode(automation), digest_size=8).hexdigest())
+        digest=hashlib.blake2b(msgspec.json.encode(automation), digest_size=8).hexdigest(),
+        digest_spec=_compile_digest(automation.digest, kind))
+
+
+def _compile_digest(digest: cfg.Digest | None, kind: str) -> DigestSpec | None:
+    if digest is None:
+        return None
+    try:
+        window = parse_duration(digest.window)
+    except ValueError as exc:
+        raise FieldError("digest.window", str(exc)) from None
+    if window <= 0:
+        raise FieldError("digest.window", "expected a duration above zero")
+    for i, field in enumerate(digest.by):
+        if kind not in DIGEST_BY[field][1]:
+            # Every firing would have the same (empty) value: a silent no-op.
+            raise FieldError(f"digest.by[{i}]", f"{kind} firings have no {field}")
+        if field in digest.by[:i]:
+            raise FieldError(f"digest.by[{i}]", f"{field} is listed twice")
+    return DigestSpec(window, tuple(digest.by), tuple(DIGEST_BY[f][0] for f in digest.by))
 
 
 def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:

@@ -98,6 +98,10 @@ READINESS_ROOM_BYTES = MAX_LINE_BYTES
 READINESS_PROBE_S = 2.0
 
 DEFAULT_COOLDOWN = "24h"
+# A digest's `${digest_items}` holds the first this many firings (`${digest_count}`
+# counts them all): the list lives in memory while its window is open and is one
+# database row when it closes; a storm of a million firings must not make it huge.
+DIGEST_ITEMS_KEPT = 1000
 DEFAULT_RUN_TTL = "7d"
 DEFAULT_HISTORY_TTL = "30d"
 # Housekeeping rounds (run eviction, idempotency ids and history purged): rare,

@@ -21,11 +21,12 @@ from runhook.core.events import (
 from runhook.core.identity import Identity
 
 # The states of an execution, and their one list: the wire protocol, the HTTP API, the
-# status page and the CLI take it from here (the executions table's CHECK, written once
-# by its migration, names the same four). PENDING waits for an attempt; FINISHED was
+# status page and the CLI take it from here (the executions table's CHECK, written by
+# migration 0011, names the same five). PENDING waits for an attempt; FINISHED was
 # delivered, or needed no delivery; FAILED was given up; SKIPPED is a crossing inside
-# its cooldown, recorded and never sent.
-State = Literal["PENDING", "FINISHED", "FAILED", "SKIPPED"]
+# its cooldown or under a silence, recorded and never sent; GROUPED is a firing that
+# joined a digest: never sent itself, its `digest_id` names the execution that is.
+State = Literal["PENDING", "FINISHED", "FAILED", "SKIPPED", "GROUPED"]
 STATES: tuple[State, ...] = get_args(State)
 
 _encoder = msgspec.json.Encoder()

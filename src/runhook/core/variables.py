@@ -16,6 +16,19 @@ ALL_KINDS = ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS
 PROJECT_KINDS = frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
                            "REMOVE_ARTIFACT_TAG"}) | RUN_KINDS | GROUP_KINDS
 REGISTRY_KINDS = ARTIFACT_KINDS - {"CREATE_ARTIFACT"}
+# Not an event kind: the variables a digest execution adds to those its firings share.
+DIGEST_KINDS = frozenset({"DIGEST"})
+
+# What `digest.by` may name: the variables it reads (the first one present: a run's
+# group is `run_group`, GROUP_FINISHED's is `group`) and the kinds that set them.
+DIGEST_BY: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
+    "group": (("run_group", "group"), RUN_KINDS | GROUP_KINDS),
+    "run_name": (("run_name",), RUN_KINDS),
+    "user": (("event_author",), ARTIFACT_KINDS | RUN_KINDS),
+    "collection": (("artifact_collection_name",), ARTIFACT_KINDS),
+    "alias": (("alias",), frozenset({"ADD_ARTIFACT_ALIAS"})),
+    "tag": (("tag",), frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"})),
+}
 
 
 class Variable(NamedTuple):
@@ -67,6 +80,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("group_best_run", GROUP_KINDS, "sweep-7f3a-12",
              "the best run's name by the automation's metric and goal"),
     Variable("group_best_value", GROUP_KINDS, "0.183", "its last logged value of the metric"),
+    Variable("digest_count", DIGEST_KINDS, "100", "how many firings a digest carries"),
+    Variable("digest_items", DIGEST_KINDS, '[{"run_name": "sweep-7-3", …}, …]',
+             "each firing's variables (a list; the first 1,000)"),
+    Variable("digest_key", DIGEST_KINDS, "sweep-7f3a",
+             "the values the digest groups by (`digest.by`), joined by `/`"),
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}
@@ -95,6 +113,8 @@ def kinds_text(kinds: frozenset[str]) -> str:
         return "project kinds (not LINK/UNLINK)"
     if kinds == REGISTRY_KINDS:
         return "registry kinds (not CREATE_ARTIFACT)"
+    if kinds == DIGEST_KINDS:
+        return "digests (any kind)"
     return ", ".join(sorted(kinds))
 
 

@@ -18,6 +18,9 @@ def refusal(execution: Execution, settings: Settings) -> str | None:
     the configuration already gave."""
     if execution.integration is None:
         return "it has no integration to deliver to"
+    if execution.state == "GROUPED":
+        # Sent inside its digest; sent alone it would be the message the digest spared.
+        return f"it is part of digest {execution.digest_id}; redeliver that"
     integration = settings.integrations.get(execution.integration)
     if integration is None:
         return f"integration {execution.integration!r} is no longer configured"

@@ -24,20 +24,26 @@ from runhook.core.executions import (
     artifact_context,
     execution_row,
     group_context,
+    iso,
     new_id,
     run_context,
 )
 from runhook.core.identity import identity_row, run_url
 from runhook.evaluate import metric_log
+from runhook.evaluate.digests import Digests, digest_context
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run
 from runhook.evaluate.runbook import RunBook
+from runhook.evaluate.timers import DIGEST, Key
 from runhook.store.database import Statement
 from runhook.store.statements import (
+    CLEAR_DIGEST,
     CLEAR_LOG,
     CLEAR_OLD_LOG,
     FORGET_RUN,
     INSERT_EVENT_ID,
+    INSERT_GROUPED,
     LOG_METRICS,
+    OPEN_DIGEST,
     UPSERT_FLAG,
     UPSERT_GROUP,
     UPSERT_RUN,
@@ -95,7 +101,9 @@ class Evaluator:
         self.automations = automations
         self.settings = settings or ScopeSettings()
         self.book = RunBook(automations, self.settings, now)
+        self.digests = Digests(self.book.timers)  # open digest windows
         self._digests = {a.name: a.digest for a in automations}
+        self._by_name = {a.name: a for a in automations}
         # Where the scope's runs happened, for `${run_url}` and timer firings' events.
         _, _, place = scope.partition(":")
         self._entity, _, self._project = place.partition("/")
@@ -110,12 +118,21 @@ class Evaluator:
         self.book.configure(automations, settings)
         self.automations = automations
         self._digests = digests
+        self._by_name = {a.name: a for a in automations}
 
     def restore(self, state: dict[str, list[Any]], now: float) -> None:
         """Start over from committed state (the store's `run_state` of this scope)."""
         book = RunBook(self.automations, self.settings, now)
         book.restore(state, self._digests, now)
         self.book = book
+        self.digests = Digests(book.timers)
+        self.digests.restore(state.get("digest_windows", ()), state.get("digest_items", ()))
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether the scope has durable state to restore: runs, or digest windows."""
+        return self.book.tracks_runs or len(self.digests) > 0 or any(
+            a.digest_spec is not None for a in self.automations)
 
     def next_deadline(self) -> float | None:
         """When the earliest timer of the scope is due (heartbeats, stalls, groups)."""
@@ -126,13 +143,40 @@ class Evaluator:
         and the state they change (a run crashed, a stall's flag, a group fired) commit
         in one transaction (DESIGN §8)."""
         caused = _caused(Caused, ([], [], [], False))
-        outcomes, groups = self.book.expire(now)
+        others: list[Key] = []
+        outcomes, groups = self.book.expire(now, others)
         for outcome in outcomes:
             assert outcome.run is not None
             self._run_outcome(self._deadline(outcome.run.run_id), outcome, now, now, caused)
         for firing in groups:
             self._group_firing(firing, now, caused)
+        for kind, key in others:
+            if kind == DIGEST:
+                self._close_digest(key, now, caused)
         return caused
+
+    def _close_digest(self, window_id: str, now: float, caused: Caused) -> None:
+        """A digest window's deadline: its digest execution, committed with the
+        window's row deleted, so it is created once even across a crash (DESIGN §8)."""
+        window = self.digests.close(window_id)
+        if window is None:
+            return
+        caused.statements.append((CLEAR_DIGEST, [(window.id,)]))
+        automation = self._by_name.get(window.automation)
+        kind = automation.kind if automation is not None else \
+            str(window.items[0].get("event_type", "")) if window.items else ""
+        context = digest_context(window, kind, iso(now))
+        run_id = context.get("run_id")
+        event = self._deadline("")
+        if automation is None:
+            # Removed by a reload while its window was open: recorded, with nothing to
+            # send it with (its firings stay GROUPED, pointing here).
+            caused.rows.append(execution_row(
+                window.id, window.automation, self.scope, kind, event, "none", None,
+                "SKIPPED", f"automation {window.automation!r} is no longer configured",
+                context, now, run_id))
+            return
+        self._record(caused, automation, event, kind, context, now, run_id=run_id, as_is=True)
 
     def _deadline(self, run_id: str) -> Deadline:
         return Deadline(entity=self._entity, project=self._project, run_id=run_id)
@@ -232,23 +276,37 @@ class Evaluator:
             # The condition that fired turned false: a channel that opened an incident
             # for it is told to resolve it. Never silenced: closing is always safe.
             automation = cleared.automation
-            if automation.action.kind in RESOLVING_KINDS:
+            # With a digest the incident is the key's, not one run's: a run that
+            # recovers does not close it (pagerduty.dedup_key), so no resolve.
+            if automation.action.kind in RESOLVING_KINDS and automation.digest_spec is None:
                 context = run_context(event, automation.name, automation.kind, new_id(now),
                                       event_time, run.state, cleared.description,
                                       cleared.metric, cleared.values, run, url)
                 context[EVENT_ACTION] = RESOLVE
                 self._record(caused, automation, event, automation.kind, context, now,
-                             run_id=run.run_id, resolve=True)
+                             run_id=run.run_id, as_is=True)
 
     def _record(self, caused: Caused, automation: Automation, event: Event, kind: str,
                 context: dict[str, Any], now: float, state: str | None = None,
                 reason: str | None = None, run_id: str | None = None,
-                resolve: bool = False) -> None:
+                as_is: bool = False) -> None:
+        """One execution; a firing (not `as_is`: a resolve or a digest, sent as they
+        are) is first checked against silences, then joins its digest if it has one."""
         action = automation.action
-        if state is None and not resolve and self.silences.all:
+        if state is None and not as_is and self.silences.all:
             silence = silenced_by(self.silences.all, automation.name, context, now)
             if silence is not None:
-                state, reason = "SKIPPED", silence.reason()
+                state, reason = "SKIPPED", silence.reason()  # a silence wins over a digest
+        spec = automation.digest_spec
+        if state is None and not as_is and spec is not None:
+            window, opened = self.digests.join(automation.name, spec, context, now, new_id(now))
+            if opened:
+                caused.statements.append((OPEN_DIGEST, [window.row(self.scope)]))
+            row = execution_row(context["execution_id"], automation.name, self.scope, kind,
+                                event, action.kind, action.integration, "GROUPED",
+                                f"grouped into digest {window.id}", context, now, run_id)
+            caused.statements.append((INSERT_GROUPED, [(*row, window.id)]))
+            return
         if state is None:
             state = "PENDING" if action.integration is not None else "FINISHED"
             if action.integration is None:

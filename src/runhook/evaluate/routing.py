@@ -60,12 +60,13 @@ class Scopes:
         return actor
 
     def start_timed(self) -> None:
-        """Start now the actors of scopes whose automations keep deadlines (run health):
-        they restore their runs and count deadlines from this start, with no event
-        needed to wake them (a run that died with the old daemon is still seen)."""
+        """Start now the actors of scopes whose automations keep deadlines (run health,
+        digests): they restore their runs and open digest windows and count deadlines
+        from this start, with no event needed to wake them (a run that died with the
+        old daemon is still seen; a window that closed while it was down is sent)."""
         for key, automations in self._runtime.settings.by_scope.items():
-            if any(a.run is not None and a.run.metric is None and a.enabled
-                   for a in automations):
+            if any((a.run is not None and a.run.metric is None and a.enabled)
+                   or a.digest_spec is not None for a in automations):
                 self._actor(key)
 
     def reconfigure(self, settings: Settings) -> None:

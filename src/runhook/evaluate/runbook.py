@@ -13,7 +13,7 @@ from runhook.evaluate.groups import Group
 from runhook.evaluate.health import Care, HealthBook, care_for
 from runhook.evaluate.ring import Ring
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run, step_run
-from runhook.evaluate.timers import BEAT, SETTLE, STALL, Timers
+from runhook.evaluate.timers import BEAT, SETTLE, STALL, Key, Timers
 from runhook.triggers.group_finished import GroupChecker
 from runhook.triggers.run_filter import RunMatcher
 from runhook.triggers.runs import MetricChecker, RunChecker
@@ -289,14 +289,20 @@ class RunBook(HealthBook):
     def next_deadline(self) -> float | None:
         return self.timers.next()
 
-    def expire(self, now: float) -> tuple[list[Outcome], list[Firing]]:
+    def expire(self, now: float, others: list[Key] | None = None
+               ) -> tuple[list[Outcome], list[Firing]]:
         """Evaluate the deadlines that passed: a run's outcomes (crashed, stalled) and
-        the GROUP_FINISHED firings (their group's `fired` already set)."""
+        the GROUP_FINISHED firings (their group's `fired` already set). Timers of
+        kinds the book does not own (digests closing) go to `others`."""
         outcomes: list[Outcome] = []
         groups: list[Firing] = []
         for kind, key in self.timers.due(now):
             if kind == SETTLE:
                 groups.extend(self.check_group(key, now))
+                continue
+            if kind not in (BEAT, STALL):
+                if others is not None:
+                    others.append((kind, key))
                 continue
             run = self.runs.get(key)
             if run is None:

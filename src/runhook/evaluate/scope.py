@@ -20,7 +20,7 @@ from runhook.core.metrics import Metrics
 from runhook.evaluate.evaluator import NOTHING, ONLY_LOGGED, Evaluator
 from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Store, Write
-from runhook.store.statements import INSERT_EXECUTION
+from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
 from runhook.triggers.silences import Silences
 
 log = logging.getLogger("runhook.scope")
@@ -177,11 +177,13 @@ class ScopeActor:
             self._created(rows)
         for sql, params in statements:
             grouped.setdefault(sql, []).extend(params)
+        if INSERT_GROUPED in grouped:
+            self._created(grouped[INSERT_GROUPED])
         if grouped:
             await self._submit(Write(list(grouped.items()), self._committed([], jobs)))
 
     async def _restore(self) -> None:
-        if not self.book.tracks_runs:
+        if not self.evaluator.keeps_state:
             return
         self.evaluator.restore(await self._store.run_state(self.scope), time.time())
         log.info("scope %s: restored %d runs from the database", self.scope, len(self.book.runs))
@@ -303,9 +305,10 @@ class ScopeActor:
         if logged:
             sql, params = self.evaluator.log(logged)
             grouped[sql] = list(params)
-        created = grouped.get(INSERT_EXECUTION)
-        if created:
-            self._created(created)
+        for sql in (INSERT_EXECUTION, INSERT_GROUPED):
+            created = grouped.get(sql)
+            if created:
+                self._created(created)
         after: tuple[int, int] | None = None
         if failed is not None:
             index, position = failed
@@ -324,7 +327,9 @@ class ScopeActor:
         else:
             # Flags, cooldowns, logged values and ids commit with the executions.
             write = Write(list(grouped.items()), self._committed(parts, jobs))
-        resync = failed is not None and isinstance(work[failed[0]][0][failed[1]][0], RunEvent)
+        # An event that failed half-way may have changed runs or digest windows.
+        resync = failed is not None and (
+            isinstance(work[failed[0]][0][failed[1]][0], RunEvent) or self.evaluator.keeps_state)
         return write, after, resync
 
     def _created(self, rows: list[tuple[Any, ...]]) -> None:

@@ -1,6 +1,6 @@
 """The one timer structure of a scope actor: a heap with lazy deletion (pure).
 
-Every deadline of the scope (heartbeats, stalls, groups settling) is an entry here,
+Every deadline of the scope (heartbeats, stalls, groups settling, digests closing) is an entry here,
 never a task per run. An event never pushes: a deadline only moves later as a run
 speaks, so the entry already queued wakes the actor early, and the owner checks on
 pop whether the deadline still stands (and queues the real one if not). A push
@@ -14,8 +14,9 @@ import heapq
 BEAT = "beat"
 STALL = "stall"
 SETTLE = "settle"
+DIGEST = "digest"  # a digest window closing (evaluate/digests.py); its key is the window's id
 
-Key = tuple[str, str]  # (kind, run id or group)
+Key = tuple[str, str]  # (kind, run id, group or digest id)
 
 
 class Timers:

@@ -185,9 +185,66 @@ def _0010_source_versions() -> list[str]:
     ]
 
 
+_EXECUTION_COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, "
+                      "integration, state, reason, context, run_id, created_at, updated_at, "
+                      "next_attempt_at, attempts, round_start")
+
+
+def _0011_digests() -> list[str]:
+    """Digests (DESIGN §10). A firing that joins one is an execution in the new state
+    GROUPED, with `digest_id` naming the execution that carries it; SQLite cannot
+    change a CHECK in place, so the table is rebuilt (one pass over the history, once)
+    with its indexes, plus one over `digest_id`, partial so other inserts pay nothing.
+    An open window is a row of `digest_windows`, keyed by the id its digest execution
+    will have: the row is deleted in the commit that inserts that execution, so a
+    window that closed while the daemon was down is delivered at start, once."""
+    return [
+        """CREATE TABLE executions_0011 (
+            id TEXT PRIMARY KEY,
+            automation TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            event_kind TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            event_id TEXT,
+            action_kind TEXT NOT NULL,
+            integration TEXT,
+            state TEXT NOT NULL
+                CHECK (state IN ('PENDING','FINISHED','FAILED','SKIPPED','GROUPED')),
+            reason TEXT,
+            context TEXT NOT NULL,
+            run_id TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            next_attempt_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            round_start INTEGER NOT NULL DEFAULT 0,
+            digest_id TEXT                     -- GROUPED: the digest execution carrying it
+        )""",
+        (f"INSERT INTO executions_0011 ({_EXECUTION_COLUMNS}) "
+         f"SELECT {_EXECUTION_COLUMNS} FROM executions"),
+        "DROP TABLE executions",
+        "ALTER TABLE executions_0011 RENAME TO executions",
+        "CREATE INDEX executions_by_automation ON executions (automation, created_at, state)",
+        "CREATE INDEX executions_by_created ON executions (created_at)",
+        """CREATE INDEX executions_due ON executions (integration, next_attempt_at)
+           WHERE state = 'PENDING'""",
+        ("CREATE INDEX executions_by_state ON executions (state, created_at) "
+         "WHERE state != 'FINISHED'"),
+        ("CREATE INDEX executions_by_run ON executions (run_id, created_at) "
+         "WHERE run_id IS NOT NULL"),
+        "CREATE INDEX executions_by_digest ON executions (digest_id) WHERE digest_id IS NOT NULL",
+        """CREATE TABLE digest_windows (
+            id TEXT PRIMARY KEY,               -- the digest execution's id, chosen at open
+            scope TEXT NOT NULL, automation TEXT NOT NULL,
+            key TEXT NOT NULL,                 -- JSON list of the `by` values
+            opened_at REAL NOT NULL, closes_at REAL NOT NULL)""",
+        "CREATE INDEX digest_windows_by_scope ON digest_windows (scope)",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
               _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences,
-              _0008_console_filters, _0009_run_health, _0010_source_versions]
+              _0008_console_filters, _0009_run_health, _0010_source_versions, _0011_digests]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

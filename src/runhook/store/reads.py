@@ -189,6 +189,14 @@ class Reads:
             "groups": await self._fetch(
                 "SELECT grp, automation, digest, fired_at FROM group_state WHERE scope = ?",
                 (scope,)),
+            "digest_windows": await self._fetch(
+                "SELECT id, automation, key, opened_at, closes_at FROM digest_windows "
+                "WHERE scope = ? ORDER BY opened_at", (scope,)),
+            # Each open window's firings, oldest first (ids increase with creation).
+            "digest_items": await self._fetch(
+                "SELECT e.digest_id, e.context FROM digest_windows AS w "
+                "JOIN executions AS e ON e.digest_id = w.id WHERE w.scope = ? "
+                "ORDER BY e.digest_id, e.id", (scope,)),
         }
 
     async def summary(self, automations: list[str],

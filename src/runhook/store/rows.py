@@ -10,7 +10,7 @@ import msgspec
 
 _COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, integration, "
             "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts, "
-            "round_start")
+            "round_start, digest_id")
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -33,6 +33,7 @@ class Execution(msgspec.Struct, kw_only=True):
     next_attempt_at: float | None
     attempts: int
     round_start: int = 0
+    digest_id: str | None = None  # GROUPED: the digest execution that carries it
 
 
 class Attempt(msgspec.Struct, kw_only=True):

@@ -6,6 +6,16 @@ INSERT_EXECUTION = (
     "INSERT INTO executions (id, automation, scope, event_kind, event_type, event_id, "
     "action_kind, integration, state, reason, context, run_id, created_at, updated_at, "
     "next_attempt_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)")
+# A firing that joined a digest: INSERT_EXECUTION's columns, then the digest's id.
+INSERT_GROUPED = (
+    "INSERT INTO executions (id, automation, scope, event_kind, event_type, event_id, "
+    "action_kind, integration, state, reason, context, run_id, created_at, updated_at, "
+    "next_attempt_at, attempts, digest_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)")
+# A digest window opened: (id, scope, automation, key, opened_at, closes_at); closed
+# (id) in the commit that inserts its digest execution.
+OPEN_DIGEST = ("INSERT INTO digest_windows (id, scope, automation, key, opened_at, closes_at) "
+               "VALUES (?,?,?,?,?,?)")
+CLEAR_DIGEST = "DELETE FROM digest_windows WHERE id = ?"
 INSERT_ATTEMPT = (
     "INSERT INTO attempts (execution_id, number, started_at, duration_ms, status, error, "
     "response) VALUES (?,?,?,?,?,?,?)")

@@ -23,6 +23,7 @@ box-shadow:0 1px 2px #0001;white-space:pre-wrap;word-break:break-all;margin:0}
 .s{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:.75rem;font-weight:600}
 .FINISHED,.ok{background:#dff5e3;color:#17692b}.FAILED,.bad{background:#fde2e1;color:#a3201a}
 .PENDING{background:#e6efff;color:#1f4fb0}.SKIPPED,.off{background:#eee;color:#555}
+.GROUPED{background:#f0e8ff;color:#5b2a9e}
 .n{text-align:right;font-variant-numeric:tabular-nums}.t{white-space:nowrap}
 a{color:#1f4fb0}form.inline{display:inline}button{font:inherit;padding:.15rem .7rem;
 cursor:pointer}.flash{background:#fff7d6;padding:.5rem .8rem;margin:.8rem 0;border-left:4px

@@ -22,12 +22,48 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# A digest's message lists this many of its firings, then "and N more": enough to
+# see who is affected, short enough for every vendor's text limit.
+DIGEST_LISTED = 20
+
+
 def render(title: Text | None, text: Text | None, context: Mapping[str, Any]) -> Rendered:
     """The action's title and text rendered at send time; with no title, the
-    automation and its event kind."""
+    automation and its event kind (and for a digest, how many firings it carries).
+    A digest's text ends with the list of its firings."""
+    count = context.get("digest_count")
     rendered_title = title.render(context, {}) if title is not None else \
-        f"{context.get('automation_name', 'runhook')}: {context.get('event_type', '')}"
-    return Rendered(rendered_title, text.render(context, {}) if text is not None else "")
+        f"{context.get('automation_name', 'runhook')}: {context.get('event_type', '')}" + \
+        (f" ×{count}" if count is not None else "")
+    rendered_text = text.render(context, {}) if text is not None else ""
+    if count is not None:
+        rendered_text = "\n\n".join(p for p in (rendered_text, digest_list(context)) if p)
+    return Rendered(rendered_title, rendered_text)
+
+
+def item_line(item: Mapping[str, Any]) -> str:
+    """One firing of a digest in a few words: what it is about, then what it saw."""
+    subject = item.get("run_name") or item.get("artifact_version_string") \
+        or item.get("group") or item.get("run_id") or item.get("execution_id", "")
+    if item.get("metric_name") is not None:
+        values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v)
+                           for v in item.get("metric_values") or ())
+        detail = f"{item['metric_name']} [{values}]"
+    elif item.get("run_status"):
+        detail = str(item["run_status"])
+    else:
+        detail = str(item.get("event_type", ""))
+    return f"• {subject}: {detail}" if detail else f"• {subject}"
+
+
+def digest_list(context: Mapping[str, Any]) -> str:
+    """The first DIGEST_LISTED firings of a digest, one line each, then "and N more"."""
+    items = context.get("digest_items") or []
+    count = int(context.get("digest_count") or len(items))
+    lines = [item_line(item) for item in items[:DIGEST_LISTED] if isinstance(item, dict)]
+    if count > len(lines):
+        lines.append(f"and {count - len(lines)} more")
+    return "\n".join(lines)
 
 
 def place(context: Mapping[str, Any]) -> str:

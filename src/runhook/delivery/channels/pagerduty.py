@@ -25,7 +25,7 @@ import msgspec
 from runhook.config.model import PagerDutyIntegration
 from runhook.core.executions import EVENT_ACTION, RESOLVE
 from runhook.core.templates import Text
-from runhook.delivery.channels.common import cut, place, render
+from runhook.delivery.channels.common import DIGEST_LISTED, cut, place, render
 from runhook.delivery.channels.webhook import USER_AGENT, Request
 
 SUMMARY_LIMIT = 1024
@@ -35,9 +35,17 @@ SEVERITIES = {"INFO": "info", "WARN": "warning", "ERROR": "error"}
 
 def dedup_key(context: Mapping[str, Any]) -> str:
     """automation + run (run events) or + collection (artifact events), so a run's
-    alerts fold into one incident and its resolve finds it. A test has its own."""
+    alerts fold into one incident and its resolve finds it. A test has its own.
+
+    A digest is one trigger keyed by automation + its digest key: the storm it
+    gathers is one incident, and the next window of the same key (the sweep still
+    failing) adds to that incident instead of paging again. Nothing resolves it
+    automatically: one run recovering says nothing of the others (the evaluator
+    sends no per-run resolve for an automation with a digest)."""
     automation = context.get("automation_name", "")
-    if context.get("run_id") is not None:
+    if context.get("digest_count") is not None:
+        key = f"{automation}/digest/{context.get('digest_key', '')}"
+    elif context.get("run_id") is not None:
         key = f"{automation}/{context['run_id']}"
     elif context.get("artifact_version"):
         key = f"{automation}/{str(context['artifact_version']).rsplit(':', 1)[0]}"
@@ -61,8 +69,11 @@ def event(routing_key: str, title: str, text: str, severity: str,
         "severity": SEVERITIES[severity],
         "component": context.get("automation_name", ""),
         "class": context.get("event_type", ""),
-        # The template variables: no secret is ever among them.
-        "custom_details": {**({"text": text} if text else {}), **context},
+        # The template variables: no secret is ever among them. A digest's items are
+        # cut to the listed few (the text has the count): a payload is at most 512 KB.
+        "custom_details": {**({"text": text} if text else {}), **context,
+                           **({"digest_items": context["digest_items"][:DIGEST_LISTED]}
+                              if "digest_items" in context else {})},
     }
     if context.get("event_time"):
         payload["timestamp"] = context["event_time"]

@@ -31,6 +31,8 @@ async def execution(console: Console, request: web.Request) -> web.Response:
         ("created", when(found.created_at)), ("updated", when(found.updated_at)),
         ("next attempt", when(found.next_attempt_at)),
     ]
+    if found.digest_id is not None:  # GROUPED: sent inside that execution
+        facts.insert(1, ("digest", link("/executions/" + part(found.digest_id), found.digest_id)))
     variables = [f"<tr><td><code>${{{escape(k)}}}</code></td>"
                  f"<td><code>{escape(redact(_text(v)))}</code></td></tr>"
                  for k, v in sorted(found.context.items())]
@@ -45,7 +47,7 @@ async def execution(console: Console, request: web.Request) -> web.Response:
             f"<td>{escape(t.error or '')}</td>"
             f"<td><pre>{escape(t.response or '')}</pre></td></tr>" for t in attempts]
     actions = ""
-    if found.integration is not None:
+    if found.integration is not None and found.digest_id is None:
         # PENDING too: one waiting hours for its next retry can be sent now.
         actions = ("<p>" + button(f"/executions/{part(found.id)}/redeliver",
                                   "redeliver now (same webhook-id)", console.guard.token)
