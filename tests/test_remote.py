@@ -406,3 +406,30 @@ scopes = ["project:acme/*"]
     build(decode(base + '[ingest]\nlisten = "127.0.0.1:8443"\n'))
     with pytest.raises(ConfigError, match="UNDECLARED"):
         build(decode(base.replace('"T"\n', '"UNDECLARED"\n') + '[ingest]\nlisten = "127.0.0.1:1"\n'))
+
+
+async def test_failed_tls_handshakes_give_their_connection_slots_back(start_daemon, tls):
+    """Three connections allowed. Three clients that speak plain text to the TLS port
+    and three that say nothing until the handshake times out: none of them ever
+    reaches aiohttp, and each must give its slot back, or the listener refuses
+    everyone from then on (found by an attacker's review: it did)."""
+    port = free_port()
+    body = CONFIG.format(port=port).replace(
+        'idle_timeout = "3s"', 'idle_timeout = "3s"\nmax_connections = 3\nheader_timeout = "1s"')
+    daemon = await start_daemon(body)
+    daemon.tls = tls
+    for _ in range(3):  # not TLS: the handshake fails at once
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) is not None  # closed by the server
+        writer.close()
+    silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    for reader, writer in silent:  # the handshake times out after 1 s: the server closes
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+    async with session(daemon) as http:
+        async with http.post(f"https://127.0.0.1:{port}/v1/events",
+                             data=json.dumps(failed("slots")) + "\n") as answer:
+            assert answer.status == 200
+            assert json.loads(await answer.text()) == {"ok": True}

@@ -4,6 +4,7 @@ and a deadline for sending each answer."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 import logging
 from dataclasses import dataclass
 
@@ -58,13 +59,18 @@ def deadline(limits: Limits) -> Middleware:
 
 
 class _Counted(asyncio.Protocol):
-    """aiohttp's handler of one connection, counted until the connection is lost."""
+    """aiohttp's handler of one connection, counted until the connection is lost, or
+    until the protocol is dropped unused: under TLS a failed or timed-out handshake
+    never calls connection_made nor connection_lost (asyncio and uvloop alike), and
+    counting only connection_lost let a client without TLS use up the cap for good."""
 
-    __slots__ = ("_gate", "_inner")
+    __slots__ = ("__weakref__", "_gate", "_held", "_inner")
 
     def __init__(self, inner: asyncio.Protocol, gate: Gate) -> None:
         self._inner = inner
         self._gate = gate
+        self._held = [True]  # shared with the finalizer: released exactly once
+        weakref.finalize(self, _release, gate, self._held)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._inner.connection_made(transport)
@@ -82,16 +88,25 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._gate.open -= 1
+        _release(self._gate, self._held)
         self._inner.connection_lost(exc)
+
+
+def _release(gate: Gate, held: list[bool]) -> None:
+    if held[0]:
+        held[0] = False
+        gate.open -= 1
 
 
 class _Busy(asyncio.Protocol):
     """A connection past the cap: answered 503 and closed, so it holds no descriptor."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(BUSY)
+        # uvloop's transports are not asyncio.WriteTransport subclasses: an assert
+        # here failed (and logged a traceback) for every refused connection.
+        write = getattr(transport, "write", None)
+        if write is not None:
+            write(BUSY)
         transport.close()
 
 
