@@ -207,3 +207,28 @@ async def test_take_splits_a_batch_at_a_failed_event_and_reloads_before_the_rest
             ("a", "project:acme/vision"), ("c", "project:acme/vision")}
         store.finish()
     await store.close()
+
+
+async def test_an_id_is_one_event_per_place_not_everywhere(start_daemon):
+    """Ids are the client's, per place: the same id sent in another project is another
+    event. Before, an id that reached no scope was recorded for every scope ('*'),
+    and one taken by `entity:acme` for every project of acme, so whoever could write
+    one project could make another project's real event a duplicate."""
+    daemon = await start_daemon(CONFIG)
+
+    def artifact(project: str) -> bytes:
+        return artifact_line("job-42").replace(b'"project": "vision"',
+                                               f'"project": "{project}"'.encode())
+
+    # acme/sandbox: only the entity automation; other/x: no automation at all.
+    first = await exchange(daemon.socket, [artifact("sandbox"),
+                                           artifact_line("job-42").replace(b'"acme"', b'"other"')])
+    assert first == [{"ok": True}, {"ok": True}]
+    # The same id in acme/vision is a new event for both of vision's automations
+    # (the entity one included), then a duplicate there, and only there.
+    assert await exchange(daemon.socket, [artifact("vision")]) == [{"ok": True}]
+    assert await exchange(daemon.socket, [artifact("vision"), artifact("sandbox")]) == [
+        {"ok": True, "duplicate": True}] * 2
+    assert sorted((e["automation"], e["scope"]) for e in await history(daemon)) == [
+        ("created", "project:acme/vision"),
+        ("created-anywhere", "entity:acme"), ("created-anywhere", "entity:acme")]

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import settled
@@ -131,8 +132,7 @@ async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path
     _shot(browser, "execution", folder)
     # A real form POST: Chromium sends Origin and Sec-Fetch-Site itself.
     browser.find_element(By.XPATH, "//button[contains(., 'redeliver')]").click()
-    assert f"queued for redelivery: {failed_id}" in \
-        browser.find_element(By.CSS_SELECTOR, ".flash").text
+    assert f"queued for redelivery: {failed_id}" in await asyncio.to_thread(flash, browser)
     again = await receiver.next()
     assert again.headers["webhook-id"] == failed_id
 
@@ -141,5 +141,17 @@ async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path
     # test's event loop must be free to answer.
     button = browser.find_element(By.XPATH, "//tr[@id='ci']//button[contains(., 'test')]")
     await asyncio.to_thread(button.click)
-    assert "test of ci: status 200" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    assert "test of ci: status 200" in await asyncio.to_thread(flash, browser)
     _shot(browser, "integrations", folder)
+
+
+def flash(browser: Any) -> str:
+    """The message the page shows after a form POST, once the page it redirects to has
+    loaded: `click` returns when the click is dispatched, not when the navigation is
+    over (under load the old page was still there). Waits in the browser, bounded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    found = WebDriverWait(browser, 20).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, ".flash"))
+    return str(found[0].text)

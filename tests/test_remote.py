@@ -428,8 +428,19 @@ async def test_failed_tls_handshakes_give_their_connection_slots_back(start_daem
     for reader, writer in silent:  # the handshake times out after 1 s: the server closes
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
-    async with session(daemon) as http:
-        async with http.post(f"https://127.0.0.1:{port}/v1/events",
-                             data=json.dumps(failed("slots")) + "\n") as answer:
-            assert answer.status == 200
-            assert json.loads(await answer.text()) == {"ok": True}
+    async with session(daemon) as http, http.post(f"https://127.0.0.1:{port}/v1/events",
+                         data=json.dumps(failed("slots")) + "\n") as answer:
+        assert answer.status == 200
+        assert json.loads(await answer.text()) == {"ok": True}
+
+
+async def test_a_token_cannot_send_the_ids_registry_webhooks_give_their_events(remote):
+    """Hugging Face ids are predictable; a token that could send one first would make
+    the real delivery a duplicate. Such ids are refused on the line, alone."""
+    lines = [failed("a", "hf:hub:anything"), failed("b", "mlflow:mlf:123"), failed("c", "mine")]
+    async with session(remote) as http, http.post(f"{remote.url}/v1/events",
+                         data="".join(json.dumps(line) + "\n" for line in lines)) as answer:
+        answers = [json.loads(x) for x in (await answer.text()).splitlines()]
+    assert [a["ok"] for a in answers] == [False, False, True]
+    assert "registry webhooks' own" in answers[0]["error"]
+    assert [e["context"]["run_name"] for e in await history(remote, "failed")] == ["c"]

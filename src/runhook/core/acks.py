@@ -5,8 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-# An id as one scope accepted it: (event id, scope key).
+# An id as one scope accepted it: (event id, its place, see id_place).
 Key = tuple[str, str]
+
+
+def id_place(scope: str, location: str) -> str:
+    """Where an event's id is recorded: the scope that evaluated it, and for a scope
+    that spans places (`entity:E`) that scope and the event's own place, so a client
+    that may write one project cannot make the same id a duplicate for another
+    project's events (an attacker's review found it could). An event that reached
+    no scope records its place (`location`); earlier versions wrote '*', which still
+    stands for every place."""
+    return scope if scope == location else f"{scope} {location}"
 
 
 class Ticket:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from runhook.config.settings import Automation, ScopeSettings
+from runhook.core.acks import id_place
 from runhook.core.durations import describe
 from runhook.core.events import (
     ArtifactEvent,
@@ -209,7 +210,7 @@ class Evaluator:
             self._artifact_event(event, event_time, now, caused)
         if event.id is not None:
             # The id commits with what the event caused here, or not at all.
-            caused.statements.append((INSERT_EVENT_ID, [(event.id, self.scope, now)]))
+            caused.statements.append((INSERT_EVENT_ID, [(event.id, id_place(self.scope, event.location), now)]))
         return caused
 
     def log(self, events: list[RunMetrics]) -> Statement:

@@ -13,7 +13,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from runhook.config.settings import Automation, ScopeSettings
 from runhook.core import constants
-from runhook.core.acks import Ticket
+from runhook.core.acks import Ticket, id_place
 from runhook.core.events import Event, RunEvent, RunMetrics
 from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
@@ -284,7 +284,8 @@ class ScopeActor:
                 except Exception as exc:  # a bug in one evaluation must not stop the scope
                     log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
                     ticket.fail(line_no, f"internal error evaluating the event: {exc!r}",
-                                None if event.id is None else (event.id, self.scope))
+                                None if event.id is None
+                                else (event.id, id_place(self.scope, event.location)))
                     failed = (index, position)
                     break
                 if caused is ONLY_LOGGED:  # the common case: values in rings, nothing else
@@ -375,7 +376,8 @@ class ScopeActor:
                     ticket.done()
                 else:
                     ticket.done(error, [line_no for _, _, line_no in batch],
-                                [(e.id, self.scope) for e, _, _ in batch if e.id is not None])
+                                [(e.id, id_place(self.scope, e.location))
+                                 for e, _, _ in batch if e.id is not None])
             if error is None:
                 for job in jobs:
                     self._deliveries.offer(job)

@@ -10,7 +10,7 @@ from functools import partial
 import anyio
 
 from runhook.core import constants
-from runhook.core.acks import Key, Ticket
+from runhook.core.acks import Key, Ticket, id_place
 from runhook.core.events import Event
 from runhook.core.executions import event_timestamp
 from runhook.evaluate.routing import Scopes
@@ -188,7 +188,7 @@ class Admission:
             actors = route(event)
             routed.append((line_no, (event, stamp), actors))
             if event.id is not None:
-                wanted.extend(_keys(event.id, actors))
+                wanted.extend(_keys(event, actors))
         try:  # one lookup for the ids that memory does not know
             accepted = await self.recent_ids.accepted(wanted, horizon) if wanted else set()
         except Exception as exc:  # noqa: BLE001 - the database could not be read: refuse all
@@ -211,7 +211,7 @@ class Admission:
                 take = actors
                 out.results.append(line_no if actors else protocol.OK)
             else:
-                keys, claims = self._claim(event.id, actors, accepted, horizon)
+                keys, claims = self._claim(event, actors, accepted, horizon)
                 for key in keys:
                     self.recent_ids.claim(key, Claim(ticket, line_no, key), now)
                     ticket.keys.append(key)
@@ -221,9 +221,10 @@ class Admission:
                 else:
                     out.results.append(line_no if keys else protocol.OK_DUPLICATE)
                 if keys and not actors:
-                    unscoped.append((event.id, EVERY_SCOPE, now))
+                    unscoped.append((event.id, event.location, now))
                     unscoped_lines.append(line_no)
-                take = [a for a in actors if (event.id, a.scope) in keys]
+                take = [a for a in actors
+                        if (event.id, id_place(a.scope, event.location)) in keys]
             for actor in take:
                 batch = batches.get(actor)
                 if batch is None:
@@ -244,15 +245,16 @@ class Admission:
         await self._hand(batches, ticket)
         return out
 
-    def _claim(self, event_id: str, actors: list[ScopeActor], accepted: set[Key],
+    def _claim(self, event: Event, actors: list[ScopeActor], accepted: set[Key],
                horizon: float) -> tuple[list[Key], list[Claim]]:
         """The keys of this event still to evaluate, and the claims of other copies
-        of it to wait for. An id recorded for every scope covers all of them."""
-        if (event_id, EVERY_SCOPE) in accepted:
+        of it to wait for. An id an earlier version recorded for every scope ('*')
+        covers all of them."""
+        if (event.id, EVERY_SCOPE) in accepted:
             return [], []
         take: list[Key] = []
         claims: list[Claim] = []
-        for key in _keys(event_id, actors):
+        for key in _keys(event, actors):
             if key in accepted or self.recent_ids.committed_here(key, horizon):
                 continue
             claim = self.recent_ids.pending(key, horizon)
@@ -273,8 +275,12 @@ class Admission:
             self.recent_ids.release(ticket.failed)
 
 
-def _keys(event_id: str, actors: list[ScopeActor]) -> list[Key]:
-    return [(event_id, actor.scope) for actor in actors] or [(event_id, EVERY_SCOPE)]
+def _keys(event: Event, actors: list[ScopeActor]) -> list[Key]:
+    """The (id, place) keys of an event with an id: one per scope it reaches."""
+    assert event.id is not None
+    location = event.location
+    return [(event.id, id_place(actor.scope, location)) for actor in actors] \
+        or [(event.id, location)]
 
 
 async def answer_copy(copy: Copy, ticket: Ticket | None) -> bytes:

@@ -34,6 +34,10 @@ NDJSON = "application/x-ndjson"
 Item = Answers | Turn
 
 
+# Prefixes of the ids sources/ gives the events it maps (MLflow, Hugging Face).
+SOURCE_ID_PREFIXES = ("mlflow:", "hf:")
+
+
 class Tokens:
     """The bearer tokens, compared in constant time: each candidate is hashed first,
     so neither the length nor any prefix of a real token shows in the timing, and
@@ -181,6 +185,12 @@ class HttpIngress:
                 if not may_write(token, request.location):
                     requests[i] = self._refuse(numbers[i], f"token {token.name!r} may not write "
                                                            f"{request.location}")
+                elif request.id is not None and request.id.startswith(SOURCE_ID_PREFIXES):
+                    # The ids the registry webhooks give their events: a token that
+                    # could send one could make the real delivery a duplicate.
+                    requests[i] = self._refuse(
+                        numbers[i], f"field `id`: ids starting {' or '.join(SOURCE_ID_PREFIXES)} "
+                                    "are the registry webhooks' own")
             elif isinstance(request, Query) and not token.commands:
                 kind = request.__struct_config__.tag
                 requests[i] = self._refuse(numbers[i], f"token {token.name!r} may not send "

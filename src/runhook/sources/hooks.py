@@ -3,6 +3,7 @@ through the ingest pipeline, and answered 2xx only once they are committed."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -107,7 +108,10 @@ class Hooks:
                 "collection": change.repo, "version": version, "artifact_type": change.repo_type,
                 # The Hub sends no delivery id; a commit on a ref happens once, so a
                 # redelivery or a replay from its activity tab is the same event.
-                "id": f"hf:{name}:{change.repo}:{change.ref}:{change.sha}"[:256]}
+                # Hashed, not cut to the id's 256 characters: a long branch name cut
+                # off the sha and made every later commit a duplicate.
+                "id": "hf:" + hashlib.sha256(
+                    f"{name}\0{change.repo}\0{change.ref}\0{change.sha}".encode()).hexdigest()}
             if change.tag is None:
                 events.append(msgspec.convert(
                     {**fields, "metadata": {"sha": change.sha, "ref": change.ref}},

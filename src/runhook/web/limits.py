@@ -4,8 +4,8 @@ and a deadline for sending each answer."""
 from __future__ import annotations
 
 import asyncio
-import weakref
 import logging
+import weakref
 from dataclasses import dataclass
 
 import anyio
