@@ -239,3 +239,14 @@ async def test_loopback_names_are_let_in(start_daemon, receiver, short_dir, host
     async with aiohttp.ClientSession() as http:
         status, _ = await _get(http, daemon.http + "/", headers={"Host": f"{host}:{port}"})
     assert status == 200
+
+
+async def test_crafted_query_strings_are_answered_not_500(start_daemon, receiver, short_dir):
+    """Found by an attacker's review: a non-ASCII `sig` made compare_digest raise,
+    and year 1 made the time filter overflow; both were 500s."""
+    daemon = await _daemon(start_daemon, short_dir, receiver.url)
+    async with aiohttp.ClientSession() as http:
+        status, page = await _get(http, daemon.http + "/?done=hi&sig=%C3%A9")
+        assert status == 200 and "hi" not in page.split("<main", 1)[-1][:200]
+        status, page = await _get(http, daemon.http + "/executions?since=0001-01-01T00:00")
+        assert status == 400 and "out of range" in page

@@ -444,3 +444,24 @@ async def test_a_token_cannot_send_the_ids_registry_webhooks_give_their_events(r
     assert [a["ok"] for a in answers] == [False, False, True]
     assert "registry webhooks' own" in answers[0]["error"]
     assert [e["context"]["run_name"] for e in await history(remote, "failed")] == ["c"]
+
+
+def test_token_patterns_of_entity_scopes_and_plain_http_tokens_are_refused(tmp_path):
+    """An event's place is a project or a registry, so `entity:acme` as a token scope
+    would match nothing: refused at load, saying what to write. A client never sends
+    a token over plain http:// beyond loopback."""
+    (tmp_path / "t").write_text(TRAINER)
+    with pytest.raises(ConfigError, match="registry:acme/\\*"):
+        build(decode(f"""
+[secrets]
+T = {{ file = "{tmp_path}/t" }}
+[ingest]
+listen = "127.0.0.1:8443"
+[ingest.tokens.a]
+secret = "T"
+scopes = ["entity:acme"]
+"""))
+    from runhook.client import locate
+    assert locate("http://127.0.0.1:8443", "t") == ("http://127.0.0.1:8443", "t")
+    with pytest.raises(ValueError, match="only over https"):
+        locate("http://ingest.example.com:8443", "t")

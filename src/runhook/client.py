@@ -63,7 +63,14 @@ def locate(address: str | None = None, token: str | None = None) -> tuple[str, s
     token: `token`, else $RUNHOOK_TOKEN."""
     address = address or os.environ.get("RUNHOOK_URL") or DEFAULT_SOCKET
     address = address.removeprefix("unix://")
+    if address.startswith("http://") and urlsplit(address).hostname not in LOOPBACK_HOSTS:
+        # The bearer token would cross the network in clear text.
+        raise ValueError(f"{address}: a token goes only over https:// (http:// is for "
+                         "a listener on loopback)")
     return address, token if token is not None else os.environ.get("RUNHOOK_TOKEN")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def is_url(address: str) -> bool:

@@ -18,8 +18,10 @@ from runhook.core.schema import Table
 
 Name = Annotated[str, msgspec.Meta(min_length=1)]
 _PORT = re.compile(r"[0-9]{1,5}")
-# What may stand in a scope pattern: a scope's own characters and the glob's.
-_PATTERN = re.compile(r"^(project|registry|entity|\*)[^\s]*$")
+# What may stand in a scope pattern: a scope's own characters and the glob's. An
+# event's place is always a project or a registry, never `entity:` (which an
+# automation's scope may be): such a pattern would match nothing, so it is refused.
+_PATTERN = re.compile(r"^(project|registry|\*)[^\s]*$")
 
 
 class IngestToken(Table, frozen=True):
@@ -106,8 +108,10 @@ def check(ingest: Ingest, sources: dict[str, Source], declared: set[str],
         secret(f"ingest.tokens.{name}.secret", token.secret)
         for i, pattern in enumerate(token.scopes):
             if not _PATTERN.match(pattern):
-                problems.append(f"ingest.tokens.{name}.scopes[{i}]: expected a scope or a glob "
-                                f"of scopes such as 'project:acme/*', got {pattern!r}")
+                problems.append(f"ingest.tokens.{name}.scopes[{i}]: expected a project or "
+                                f"registry, or a glob of them such as 'project:acme/*' "
+                                f"(an entity's are 'project:acme/*' and 'registry:acme/*'), "
+                                f"got {pattern!r}")
         if not token.scopes and not token.commands:
             problems.append(f"ingest.tokens.{name}: may do nothing; give `scopes` it may "
                             "write (or commands = true)")

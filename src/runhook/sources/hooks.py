@@ -26,6 +26,10 @@ log = logging.getLogger("runhook.sources")
 MAX_HOOK_BYTES = 1 << 20
 
 
+# Seconds a webhook's whole body may take to arrive.
+HOOK_BODY_S = 10.0
+
+
 def _answer(status: int, body: dict[str, object]) -> web.Response:
     return web.Response(body=msgspec.json.encode(body), status=status,
                         content_type="application/json")
@@ -37,7 +41,9 @@ class Hooks:
         self._settings = settings  # read per request: a reload changes secrets and sources
         self._http = http
         self._store = store
-        self._read_s = read_s
+        # A webhook body is at most 1 MiB and sent at once: its whole read is
+        # bounded well below the listener's idle timeout.
+        self._read_s = min(read_s, HOOK_BODY_S)
 
     async def handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -54,6 +60,13 @@ class Hooks:
             log.warning("source %s: refused a delivery from %s: wrong or missing %s", name,
                         request.remote, huggingface.SECRET_HEADER)
             return _answer(401, {"ok": False, "error": "wrong or missing X-Webhook-Secret"})
+        if isinstance(source, MlflowSource):
+            try:  # what can be checked without the body, before reading it
+                mlflow.check_headers(request.headers, time.time())
+            except mlflow.Refused as exc:
+                log.warning("source %s: refused a delivery from %s: %s", name, request.remote,
+                            exc)
+                return _answer(401, {"ok": False, "error": str(exc)})
         body = await self._body(request)
         if body is None:
             return _answer(413, {"ok": False, "error": "body over 1 MiB, or not sent in time"})

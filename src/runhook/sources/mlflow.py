@@ -43,8 +43,10 @@ def signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> byt
     return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> str:
-    """The delivery id of a genuine, current delivery; Refused otherwise."""
+def check_headers(headers: Mapping[str, str], now: float) -> tuple[str, str, str]:
+    """(signature, delivery id, timestamp) when present, well formed and current;
+    Refused otherwise. Checked before the body is read: a request without them
+    holds no connection while it trickles a body."""
     given = headers.get(SIGNATURE)
     delivery_id = headers.get(DELIVERY_ID)
     timestamp = headers.get(TIMESTAMP)
@@ -56,6 +58,12 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> 
         raise Refused(f"{TIMESTAMP} is not Unix seconds")
     if abs(now - int(timestamp)) > TOLERANCE_S:
         raise Refused(f"{TIMESTAMP} is more than {TOLERANCE_S // 60} minutes from now")
+    return given, delivery_id, timestamp
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> str:
+    """The delivery id of a genuine, current delivery; Refused otherwise."""
+    given, delivery_id, timestamp = check_headers(headers, now)
     expected = signature(secret, delivery_id, timestamp, body)
     matched = False
     # "v1,<base64>"; several space-separated signatures are tried (a rotation).

@@ -36,7 +36,9 @@ class Console:
         """The message an action left for the page it redirected to. Signed, so a
         link from elsewhere cannot make the console say what it did not."""
         text, signature = request.query.get("done"), request.query.get("sig", "")
-        if text is None or not hmac.compare_digest(signature, self.sign(text)):
+        # Bytes: compare_digest refuses non-ASCII str (a crafted `sig` was a 500).
+        if text is None or not hmac.compare_digest(signature.encode(),
+                                                   self.sign(text).encode()):
             return None
         return text
 

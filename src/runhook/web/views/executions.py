@@ -100,9 +100,12 @@ def _time(value: str | None, name: str) -> float | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise BadFilter(f"{name}: expected a time such as 2026-11-27T09:30") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # the daemon's zone, as the form says
-    return parsed.timestamp()
+    try:
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()  # the daemon's zone, as the form says
+        return parsed.timestamp()
+    except (OverflowError, ValueError, OSError):  # year 1 in a zone east of UTC: a 500
+        raise BadFilter(f"{name}: {value!r} is out of range") from None
 
 
 def _form(console: Console, query: Mapping[str, str]) -> str:
