@@ -1,0 +1,90 @@
+"""The process's ends, seen by every open run: an uncaught exception (main thread or
+another) reports `failed`, SIGTERM reports `failed` with reason `SIGTERM` and then
+acts as it would have, a normal exit reports `finished`. Each hook chains to the
+one it found, so a framework's or the user's own hooks still run."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+from typing import Any, Protocol
+
+
+class Finishing(Protocol):
+    def finish(self, state: str = "finished", reason: str | None = None,
+               timeout: float | None = None) -> bool: ...
+
+
+_open: list[Finishing] = []
+_installed = False
+_sender_threads = {"runhook-sender"}  # our own threads' failures are not the run's
+
+
+def describe(error: BaseException) -> str:
+    """`ValueError: loss is nan`: the reason a failed run's state carries."""
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return text[:1000]
+
+
+def watch(run: Finishing) -> None:
+    _install()
+    _open.append(run)
+
+
+def forget(run: Finishing) -> None:
+    if run in _open:
+        _open.remove(run)
+
+
+def finish_all(state: str, reason: str | None) -> None:
+    for run in _open.copy():  # finish() forgets the run: iterate over a copy
+        run.finish(state, reason)
+
+
+def _install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    previous_excepthook = sys.excepthook
+    previous_thread_hook = threading.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException,
+                   trace: TracebackType | None) -> None:
+        finish_all("failed", describe(error))
+        previous_excepthook(kind, error, trace)
+
+    def thread_excepthook(args: Any) -> None:  # threading.ExceptHookArgs
+        if args.exc_value is not None and (args.thread is None
+                                           or args.thread.name not in _sender_threads):
+            finish_all("failed", describe(args.exc_value))
+        previous_thread_hook(args)
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    # Runs before the interpreter stops daemon threads: the sender can still flush.
+    atexit.register(finish_all, "finished", None)
+    if threading.current_thread() is threading.main_thread():
+        _install_sigterm()
+
+
+def _install_sigterm() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN:
+        return  # SIGTERM does nothing to this process: it says nothing about the run
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        finish_all("failed", "SIGTERM")
+        if callable(previous):
+            previous(signum, frame)
+            return
+        # The default disposition (or one set outside Python): restore it and raise
+        # the signal again, so the process dies by SIGTERM as its parent expects.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

@@ -1,0 +1,181 @@
+"""runhook.init against the real daemon: a training script in a child process logs,
+fails, is terminated or killed, or starts before the daemon; the daemon's history
+holds exactly the executions worked out by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+from training import automations, event_ids, finished, history, script, settle
+
+THRESHOLD = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = 2, cmp = ">", threshold = 10.0 }'
+ABOVE_10 = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 10.0 }'
+FINISHED = '{ kind = "RUN_STATE", states = ["finished"] }'
+FAILED = '{ kind = "RUN_STATE", states = ["failed"] }'
+CRASHED = '{ kind = "RUN_STATE", states = ["crashed"] }'
+DROPPED = '{ kind = "RUN_METRIC_THRESHOLD", metric = "runhook_dropped", cmp = ">", threshold = 0.0 }'
+
+
+def test_import_runhook_loads_no_framework_and_no_client():
+    code = """
+import sys, runhook
+HEAVY = ("torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow",
+         "jax", "wandb", "numpy", "aiohttp", "runhook.client", "runhook.integrations")
+print(sorted(m for m in HEAVY if m in sys.modules))
+runhook.init  # looked up on demand: the client comes, no framework does
+print(sorted(m for m in HEAVY if m in sys.modules and not m.startswith("runhook")
+             and m != "aiohttp"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["[]", "[]"]
+
+
+LOGS = """
+import runhook
+run = runhook.init(id="prod7", name="prod-7", group="sweep-a", tags=["a100"], user="ana",
+                   config={"lr": 0.01, "optimizer": {"name": "adam"}})
+for step, loss in enumerate([5.0, 12.0, 15.0, 3.0, 20.0]):
+    run.log({"loss": loss, "note": "text is not a metric"}, step=step)
+"""
+
+
+async def test_logged_metrics_fire_a_threshold_as_computed_by_hand(start_daemon):
+    daemon = await start_daemon(automations(("high", THRESHOLD), ("done", FINISHED),
+                                            ("failed", FAILED)))
+    code, _, err = await finished(await script(daemon, LOGS))
+    assert code == 0, err
+    # avg of the last 2: 8.5, 13.5 (fires: step 2), 9.0 (re-arms), 11.5 (fires: step 4).
+    # Ids: the running state is prod7-1, the values of step s are prod7-(s+2).
+    high = await settle(daemon, "high", 2)
+    assert [(r["state"], r["event_id"], r["context"]["metric_values"]) for r in high] == \
+        [("FINISHED", "prod7-4", [12.0, 15.0]), ("FINISHED", "prod7-6", [3.0, 20.0])]
+    (done,) = await settle(daemon, "done", 1)  # at exit, by atexit
+    ctx = done["context"]
+    assert (ctx["run_id"], ctx["run_name"], ctx["run_group"], ctx["run_tags"]) == \
+        ("prod7", "prod-7", "sweep-a", ["a100"])
+    assert ctx["run_config"] == {"lr": 0.01, "optimizer.name": "adam"}
+    assert await history(daemon, "failed") == []
+    assert len(await history(daemon, "high")) == 2
+
+
+FAILS = """
+import runhook
+run = runhook.init(id="boom", name="prod-boom")
+run.log({"loss": 1.0}, step=0)
+raise ValueError("loss is nan")
+"""
+
+
+async def test_an_uncaught_exception_reports_failed_with_its_reason(start_daemon):
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, _, err = await finished(await script(daemon, FAILS))
+    # The hook was chained, not replaced: Python still printed the traceback.
+    assert code == 1 and "Traceback" in err and "ValueError: loss is nan" in err
+    (row,) = await settle(daemon, "failed", 1)
+    assert row["reason"] == "ValueError: loss is nan"
+    assert row["context"]["metric_filter"] == "run state becomes failed (ValueError: loss is nan)"
+    assert row["context"]["run_status"] == "failed"
+    assert await history(daemon, "done") == []  # atexit found the run already ended
+
+
+WAITS = """
+import signal, sys, time, runhook
+if sys.argv[1] == "own":  # a handler of the script's own, set before init
+    signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), sys.exit(3)))
+run = runhook.init(id="term-" + sys.argv[1], name="prod-term", heartbeat=0.2)
+run.log({"loss": 1.0}, step=0)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+async def _terminated(daemon, handler: str) -> tuple[int, str]:
+    process = await script(daemon, WAITS, handler)
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+    process.send_signal(signal.SIGTERM)
+    code, out, _ = await finished(process)
+    return code, out
+
+
+async def test_sigterm_reports_failed_then_the_process_dies_by_it(start_daemon):
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, _ = await _terminated(daemon, "default")
+    assert code == -signal.SIGTERM  # the default disposition, raised again
+    (row,) = await settle(daemon, "failed", 1)
+    assert (row["run_id"], row["reason"]) == ("term-default", "SIGTERM")
+    # A handler the script had is called after the run is reported.
+    code, out = await _terminated(daemon, "own")
+    assert (code, out) == (3, "own handler\n")
+    rows = await settle(daemon, "failed", 2)
+    assert [(r["run_id"], r["reason"]) for r in rows] == \
+        [("term-default", "SIGTERM"), ("term-own", "SIGTERM")]
+    assert await history(daemon, "done") == []
+
+
+async def test_sigkill_is_caught_by_the_heartbeat_timeout(start_daemon):
+    daemon = await start_daemon(automations(("crashed", CRASHED), timeout="2s"))
+    process = await script(daemon, WAITS, "default")
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+    # Alive past the timeout: the 0.2 s heartbeats keep it running (an absence: slept).
+    await asyncio.sleep(3)
+    assert await history(daemon, "crashed") == []
+    process.kill()
+    await process.wait()
+    (row,) = await settle(daemon, "crashed", 1)
+    assert (row["run_id"], row["reason"]) == ("term-default", "no heartbeat for 2s")
+
+
+LATE = """
+import sys, runhook
+run = runhook.init(id=sys.argv[1], name="prod-late", queue_size=int(sys.argv[2]),
+                   flush_timeout=60)
+for step in range(int(sys.argv[3])):
+    run.log({"loss": 20.0 if step % 2 == 0 else 0.0}, step=step)
+print("logged", flush=True)
+"""
+
+
+async def test_a_daemon_down_at_start_gets_every_event_once_when_it_comes(start_daemon,
+                                                                         short_dir):
+    process = await script(f"{short_dir}/ev.sock", LATE, "late", "1000", "50")
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 60) == b"logged\n"
+    daemon = await start_daemon(automations(("high", ABOVE_10), ("done", FINISHED)))
+    code, _, err = await finished(process)
+    assert code == 0, err
+    assert "unreachable" in err  # said once, with what happens to the events
+    # Every even step crosses above 10 again: 25 firings, from the even steps' ids.
+    high = await settle(daemon, "high", 25)
+    assert [r["event_id"] for r in high] == [f"late-{step + 2}" for step in range(0, 50, 2)]
+    assert len(await settle(daemon, "done", 1)) == 1
+    # Each event accepted once: the running state, 50 values, the end.
+    assert event_ids(daemon, "late-") == [f"late-{i}" for i in range(1, 53)]
+
+
+async def test_past_the_queue_bound_the_oldest_metrics_are_dropped_and_counted(start_daemon,
+                                                                              short_dir):
+    process = await script(f"{short_dir}/ev.sock", LATE, "bound", "10", "25")
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 60) == b"logged\n"
+    daemon = await start_daemon(automations(("drops", DROPPED), ("done", FINISHED)))
+    code, _, err = await finished(process)
+    assert code == 0, err
+    assert "dropping the oldest" in err and "were dropped" in err
+    (done,) = await settle(daemon, "done", 1)
+    # Kept: the batch the sender had in flight when the daemon was first found down
+    # (the running state and the k first values logged by then), and the newest 10.
+    ids = [int(i.rsplit("-", 1)[1]) for i in event_ids(daemon, "bound-")]
+    values = [i for i in ids if 2 <= i <= 26]
+    k = sum(1 for i in values if i < 17)
+    assert values == list(range(2, 2 + k)) + list(range(17, 27))
+    (drops,) = await settle(daemon, "drops", 1)
+    assert drops["context"]["metric_values"] == [25 - 10 - k]
+    assert ids == [1, *values, 27, 28]  # then runhook_dropped, then the end
+    assert done["context"]["run_status"] == "finished"
