@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+from conftest import Daemon
 from training import automations, event_ids, finished, history, script, settle
 
 THRESHOLD = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = 2, cmp = ">", threshold = 10.0 }'
@@ -142,14 +143,23 @@ print("logged", flush=True)
 """
 
 
-async def test_a_daemon_down_at_start_gets_every_event_once_when_it_comes(start_daemon,
-                                                                         short_dir):
-    process = await script(f"{short_dir}/ev.sock", LATE, "late", "1000", "50")
+async def _late(start_daemon, short_dir, args: tuple[str, str, str],
+                automation: tuple[str, str]) -> tuple[Daemon, str]:
+    """LATE run with `args` (id, queue size, values) while no daemon is up, then the
+    daemon started; returns it and the script's stderr once the script exited 0."""
+    process = await script(f"{short_dir}/ev.sock", LATE, *args)
     assert process.stdout is not None
     assert await asyncio.wait_for(process.stdout.readline(), 60) == b"logged\n"
-    daemon = await start_daemon(automations(("high", ABOVE_10), ("done", FINISHED)))
+    daemon = await start_daemon(automations(automation, ("done", FINISHED)))
     code, _, err = await finished(process)
     assert code == 0, err
+    return daemon, err
+
+
+async def test_a_daemon_down_at_start_gets_every_event_once_when_it_comes(start_daemon,
+                                                                         short_dir):
+    daemon, err = await _late(start_daemon, short_dir, ("late", "1000", "50"),
+                              ("high", ABOVE_10))
     assert "unreachable" in err  # said once, with what happens to the events
     # Every even step crosses above 10 again: 25 firings, from the even steps' ids.
     high = await settle(daemon, "high", 25)
@@ -161,12 +171,8 @@ async def test_a_daemon_down_at_start_gets_every_event_once_when_it_comes(start_
 
 async def test_past_the_queue_bound_the_oldest_metrics_are_dropped_and_counted(start_daemon,
                                                                               short_dir):
-    process = await script(f"{short_dir}/ev.sock", LATE, "bound", "10", "25")
-    assert process.stdout is not None
-    assert await asyncio.wait_for(process.stdout.readline(), 60) == b"logged\n"
-    daemon = await start_daemon(automations(("drops", DROPPED), ("done", FINISHED)))
-    code, _, err = await finished(process)
-    assert code == 0, err
+    daemon, err = await _late(start_daemon, short_dir, ("bound", "10", "25"),
+                              ("drops", DROPPED))
     assert "dropping the oldest" in err and "were dropped" in err
     (done,) = await settle(daemon, "done", 1)
     # Kept: the batch the sender had in flight when the daemon was first found down
