@@ -81,6 +81,14 @@ async def test_an_uncaught_exception_reports_failed_with_its_reason(start_daemon
     assert row["context"]["metric_filter"] == "run state becomes failed (ValueError: loss is nan)"
     assert row["context"]["run_status"] == "failed"
     assert await history(daemon, "done") == []  # atexit found the run already ended
+    # sys.exit with a code is no exception: the exit hook reports it.
+    code, _, _ = await finished(await script(
+        daemon, "import sys, runhook; runhook.init(id='bye'); sys.exit(2)"))
+    assert code == 2
+    rows = await settle(daemon, "failed", 2)
+    assert [(r["run_id"], r["reason"]) for r in rows] == \
+        [("boom", "ValueError: loss is nan"), ("bye", "exit code 2")]
+    assert await history(daemon, "done") == []
 
 
 WAITS = """

@@ -11,16 +11,20 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 
 class Finishing(Protocol):
     def finish(self, state: str = "finished", reason: str | None = None,
                timeout: float | None = None) -> bool: ...
 
+    def at_exit(self) -> None:
+        """The interpreter exits normally with the run open (`finish()`, usually)."""
+
 
 _open: list[Finishing] = []
 _installed = False
+_exit_code = 0  # what sys.exit() was last called with, as the process will exit
 _sender_threads = {"runhook-sender"}  # our own threads' failures are not the run's
 
 
@@ -45,6 +49,17 @@ def finish_all(state: str, reason: str | None) -> None:
         run.finish(state, reason)
 
 
+def exit_code() -> int:
+    """The code the process exits with, as far as Python can tell at exit: the one
+    given to sys.exit() (a `raise SystemExit(n)` of one's own is not seen)."""
+    return _exit_code
+
+
+def _at_exit() -> None:
+    for run in _open.copy():
+        run.at_exit()
+
+
 def _install() -> None:
     global _installed
     if _installed:
@@ -64,10 +79,19 @@ def _install() -> None:
             finish_all("failed", describe(args.exc_value))
         previous_thread_hook(args)
 
+    previous_exit = sys.exit
+
+    def exit_with(code: str | int | None = None) -> NoReturn:
+        global _exit_code
+        # Python's rule: None is 0, an int is itself, anything else is printed and 1.
+        _exit_code = 0 if code is None else code if isinstance(code, int) else 1
+        previous_exit(code)
+
     sys.excepthook = excepthook
     threading.excepthook = thread_excepthook
+    sys.exit = exit_with
     # Runs before the interpreter stops daemon threads: the sender can still flush.
-    atexit.register(finish_all, "finished", None)
+    atexit.register(_at_exit)
     if threading.current_thread() is threading.main_thread():
         _install_sigterm()
 

@@ -148,6 +148,15 @@ class Run:
                         outbox.queue_size, "; sent as runhook_dropped" if done else "")
         return done
 
+    def at_exit(self) -> None:
+        """The process exits with the run open: `finished`, or `failed` when it
+        exits through sys.exit() with a non-zero code."""
+        code = process.exit_code()
+        if code:
+            self.finish("failed", f"exit code {code}")
+        else:
+            self.finish()
+
     def __enter__(self) -> Self:
         return self
 
