@@ -406,3 +406,20 @@ scopes = ["project:acme/*"]
     build(decode(base + '[ingest]\nlisten = "127.0.0.1:8443"\n'))
     with pytest.raises(ConfigError, match="UNDECLARED"):
         build(decode(base.replace('"T"\n', '"UNDECLARED"\n') + '[ingest]\nlisten = "127.0.0.1:1"\n'))
+
+
+async def test_runhook_init_reports_over_https_with_its_token(remote, short_dir):
+    env = {**os.environ, "RUNHOOK_URL": remote.url, "RUNHOOK_TOKEN": TRAINER,
+           "SSL_CERT_FILE": str(short_dir / "ca.pem")}
+    code = """
+import runhook
+run = runhook.init(entity="acme", project="vision", id="https-1", name="prod-https")
+run.log({"loss": 0.5}, step=0)
+raise RuntimeError("out of memory")
+"""
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], env=env,
+                                   capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "RuntimeError: out of memory" in done.stderr
+    (row,) = await history(remote, "failed")
+    assert (row["run_id"], row["event_id"], row["reason"]) == \
+        ("https-1", "https-1-3", "RuntimeError: out of memory")

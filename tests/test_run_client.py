@@ -91,6 +91,25 @@ async def test_an_uncaught_exception_reports_failed_with_its_reason(start_daemon
     assert await history(daemon, "done") == []
 
 
+THREAD = """
+import threading, runhook
+run = runhook.init(id="thread")
+worker = threading.Thread(target=lambda: 1 / 0, name="loader")
+worker.start()
+worker.join()
+print("main goes on", flush=True)
+"""
+
+
+async def test_an_exception_in_another_thread_reports_failed(start_daemon):
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, out, err = await finished(await script(daemon, THREAD))
+    assert (code, out) == (0, "main goes on\n") and "ZeroDivisionError" in err
+    (row,) = await settle(daemon, "failed", 1)
+    assert (row["run_id"], row["reason"]) == ("thread", "ZeroDivisionError: division by zero")
+    assert await history(daemon, "done") == []
+
+
 WAITS = """
 import signal, sys, time, runhook
 if sys.argv[1] == "own":  # a handler of the script's own, set before init
@@ -193,3 +212,32 @@ async def test_past_the_queue_bound_the_oldest_metrics_are_dropped_and_counted(s
     assert drops["context"]["metric_values"] == [25 - 10 - k]
     assert ids == [1, *values, 27, 28]  # then runhook_dropped, then the end
     assert done["context"]["run_status"] == "finished"
+
+
+PHASES = """
+import sys, runhook
+run = runhook.init(id="restart", flush_timeout=60)
+for phase in range(2):
+    for step in range(phase * 10, phase * 10 + 10):
+        run.log({"loss": 20.0 if step % 2 == 0 else 0.0}, step=step)
+    print("logged", flush=True)
+    sys.stdin.readline()
+"""
+
+
+async def test_a_daemon_restarted_during_training_misses_nothing(start_daemon):
+    daemon = await start_daemon(automations(("high", ABOVE_10), ("done", FINISHED)))
+    process = await script(daemon, PHASES)
+    assert process.stdout is not None and process.stdin is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"logged\n"
+    assert await daemon.stop() == 0
+    process.stdin.write(b"go\n")  # the second half is logged while no daemon runs
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"logged\n"
+    daemon = await start_daemon(config=daemon.config)
+    code, _, err = await finished(process)
+    assert code == 0, err
+    # 20 values alternating 20/0: every even step crosses above 10 again.
+    high = await settle(daemon, "high", 10)
+    assert [r["event_id"] for r in high] == [f"restart-{s + 2}" for s in range(0, 20, 2)]
+    assert len(await settle(daemon, "done", 1)) == 1
+    assert event_ids(daemon, "restart-") == [f"restart-{i}" for i in range(1, 23)]

@@ -37,13 +37,21 @@ async def script(daemon: Daemon | str, code: str, *args: str,
     full = {**os.environ, "RUNHOOK_URL": f"unix://{address}", "RUNHOOK_ENTITY": "acme",
             "RUNHOOK_PROJECT": "vision", **(env or {})}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, *args, env=full,
+        sys.executable, "-c", code, *args, env=full, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
 async def finished(process: asyncio.subprocess.Process, timeout: float = 120.0
                    ) -> tuple[int, str, str]:
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    if process.stdin is not None:
+        process.stdin.close()  # a script reading its input sees the end
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()  # a hung script fails its test, saying what it printed
+        out, err = await process.communicate()
+        raise AssertionError(f"script still running after {timeout}s:\n{err.decode()}") \
+            from None
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 

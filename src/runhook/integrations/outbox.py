@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Any
 
-from runhook.client import Client, RunhookError
+from runhook.client import Client
 
 log = logging.getLogger("runhook")
 
@@ -47,7 +47,7 @@ class Outbox:
     and identity events) never drops. Both are a deque append: no lock, no syscall,
     safe from a signal handler. `close(final)` sends `final` after everything queued."""
 
-    def __init__(self, address: str | None, token: str | None, base: dict[str, Any],
+    def __init__(self, address: str, token: str | None, base: dict[str, Any],
                  queue_size: int = QUEUE_SIZE, heartbeat: float = HEARTBEAT,
                  retry_max: float = RETRY_MAX) -> None:
         self._address, self._token = address, token
@@ -153,8 +153,10 @@ class Outbox:
                 self._inflight.append({"type": "run.heartbeat", **self._base})
             try:
                 self._deliver()
-            except (OSError, ConnectionError, RunhookError) as error:
-                # RunhookError here is a refusal of the whole request (HTTP 401, 413).
+            except Exception as error:  # noqa: BLE001 - whatever it is, training goes on
+                # Connection errors, an HTTP refusal of the whole request (RunhookError:
+                # 401, 413), a garbled answer: all are retried the same way, and the
+                # thread must not die, or the run would go silent and look crashed.
                 if self._client is not None:
                     self._client.close()
                     self._client = None

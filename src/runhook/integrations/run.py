@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Self
 
+from runhook.client import locate
 from runhook.integrations import process
 from runhook.integrations.outbox import HEARTBEAT, QUEUE_SIZE, Outbox
 
@@ -88,6 +89,8 @@ class Run:
         self.flush_timeout = flush_timeout if flush_timeout is not None \
             else _env_float("RUNHOOK_FLUSH_TIMEOUT", FLUSH_TIMEOUT)
         beat = heartbeat if heartbeat is not None else _env_float("RUNHOOK_HEARTBEAT", HEARTBEAT)
+        # Found once: the run reports to one daemon, and warnings can name it.
+        address, token = locate(address, token)
         self.outbox = Outbox(address, token, {"entity": entity, "project": project,
                                               "run_id": self.id},
                              queue_size=queue_size, heartbeat=beat)
