@@ -421,5 +421,5 @@ raise RuntimeError("out of memory")
                                    capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "RuntimeError: out of memory" in done.stderr
     (row,) = await history(remote, "failed")
-    assert (row["run_id"], row["event_id"], row["reason"]) == \
-        ("https-1", "https-1-3", "RuntimeError: out of memory")
+    assert (row["run_id"], row["reason"]) == ("https-1", "RuntimeError: out of memory")
+    assert row["event_id"].startswith("https-1-") and row["event_id"].endswith("-3")

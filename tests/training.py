@@ -79,9 +79,18 @@ async def settle(daemon: Daemon, automation: str, count: int,
                             lambda rows: len(rows) >= count, timeout)
 
 
-def event_ids(daemon: Daemon, prefix: str) -> list[str]:
-    """The event ids the daemon accepted (recorded with what they caused), read from
-    its database: which of a run's events arrived, each once."""
+def seq(event_id: str | None) -> int:
+    """The number of a runhook.init event id (`run_id-process-n`)."""
+    assert event_id is not None
+    return int(event_id.rsplit("-", 1)[1])
+
+
+def event_ids(daemon: Daemon, run_id: str) -> list[int]:
+    """The numbers of the run's event ids that the daemon accepted (recorded with
+    what they caused), read from its database: which events arrived, each once.
+    All from one process: one id prefix."""
     with sqlite3.connect(f"file:{daemon.database}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT id FROM event_ids WHERE id LIKE ?", (prefix + "%",))
-        return sorted((row[0] for row in rows), key=lambda i: int(i.rsplit("-", 1)[1]))
+        ids = [row[0] for row in db.execute("SELECT id FROM event_ids WHERE id LIKE ?",
+                                            (run_id + "-%",))]
+    assert len({i.rsplit("-", 1)[0] for i in ids}) <= 1, ids
+    return sorted(seq(i) for i in ids)

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from typing import Any
 
@@ -55,6 +56,10 @@ class Outbox:
         self._heartbeat, self._retry_max = heartbeat, retry_max
         self._metrics: deque[dict[str, Any]] = deque(maxlen=queue_size)
         self._control: deque[dict[str, Any]] = deque()
+        # Ids are `run_id-process-n`: a run resumed by another process (the same
+        # run_id after a preemption) must not have its events taken for resends of
+        # the first process's, which the daemon would acknowledge and not evaluate.
+        self._prefix = f"{base['run_id']}-{uuid.uuid4().hex[:8]}"
         self._ids = itertools.count(1)  # next() is atomic: any thread may log
         self.made = 0  # metric events put (exact when one thread logs, as training does)
         self._taken = 0  # metric events the sender took off the queue
@@ -75,7 +80,7 @@ class Outbox:
 
     def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
         event.update(self._base)
-        event["id"] = f"{self._base['run_id']}-{next(self._ids)}"
+        event["id"] = f"{self._prefix}-{next(self._ids)}"
         return event
 
     def put(self, event: dict[str, Any]) -> None:
