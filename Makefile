@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The framework tests' extras (torch, Lightning, Transformers, Keras, wandb: 1.4 GB,
+# about 70 s here) are installed by `make test` only, not by `make run`.
+FRAMEWORKS := $(VENV)/.installed-frameworks
 
 .PHONY: run test browser screenshots bench bench-quick clean
 
@@ -12,13 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(FRAMEWORKS): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,integrations-test]'
+	touch $(FRAMEWORKS)
+
 run: $(STAMP)
 	mkdir -p var
 	$(BIN)/runhook serve --config config/runhook.toml
 
 # The benchmarks run at tiny sizes inside `make test`, so they keep working;
 # they print figures but assert no timing.
-test: $(STAMP) browser
+test: $(FRAMEWORKS) browser
 	$(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
 

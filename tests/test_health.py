@@ -47,6 +47,15 @@ def test_a_silent_running_run_crashes_once_at_its_deadline():
     assert tick(b, 10_000.0) == [] and b.next_deadline() is None  # exactly once
 
 
+def test_a_client_says_why_its_run_failed():
+    b = book(CRASH)
+    b.state(said("running"), 0.0)
+    (firing,) = b.state(said("failed", reason="SIGTERM"), 1.0).firings
+    assert (firing.action, firing.reason) == ("FIRE", "SIGTERM")
+    assert firing.description == "run state becomes failed (SIGTERM)"
+    assert (b.runs["r1"].state, b.runs["r1"].reason) == ("failed", "SIGTERM")
+
+
 def test_a_crashed_run_that_speaks_is_running_again():
     b = book('{ kind = "RUN_STATE", states = ["running", "crashed"] }')
     fired = [f.automation.name for f in b.state(said("running"), 0.0).firings]

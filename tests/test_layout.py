@@ -9,7 +9,10 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "runhook"
 # Bottom to top. Top-level modules are rooms of their own.
 ROOMS = ["__init__", "core", "triggers", "store", "config", "delivery", "evaluate", "ingest",
-         "sources", "web", "systemd", "app", "client", "cli", "__main__"]
+         "sources", "web", "systemd", "app", "client", "integrations", "cli", "__main__"]
+# The one reference upward: `runhook.init` is looked up from the package's __init__ on
+# first use (PEP 562), never at `import runhook` (tests/test_run_client.py checks that).
+ON_DEMAND = {("__init__", "integrations")}
 
 
 def room(module: str) -> str:
@@ -42,7 +45,7 @@ def test_no_module_imports_from_a_room_above_its_own():
             target = room(module)
             if target == "__version__":
                 continue
-            if ROOMS.index(target) > ROOMS.index(own):
+            if ROOMS.index(target) > ROOMS.index(own) and (own, target) not in ON_DEMAND:
                 upward.append(f"{relative}:{line} imports {module}")
     assert upward == []
 

@@ -465,3 +465,20 @@ scopes = ["entity:acme"]
     assert locate("http://127.0.0.1:8443", "t") == ("http://127.0.0.1:8443", "t")
     with pytest.raises(ValueError, match="only over https"):
         locate("http://ingest.example.com:8443", "t")
+
+
+async def test_runhook_init_reports_over_https_with_its_token(remote, short_dir):
+    env = {**os.environ, "RUNHOOK_URL": remote.url, "RUNHOOK_TOKEN": TRAINER,
+           "SSL_CERT_FILE": str(short_dir / "ca.pem")}
+    code = """
+import runhook
+run = runhook.init(entity="acme", project="vision", id="https-1", name="prod-https")
+run.log({"loss": 0.5}, step=0)
+raise RuntimeError("out of memory")
+"""
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], env=env,
+                                   capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "RuntimeError: out of memory" in done.stderr
+    (row,) = await history(remote, "failed")
+    assert (row["run_id"], row["reason"]) == ("https-1", "RuntimeError: out of memory")
+    assert row["event_id"].startswith("https-1-") and row["event_id"].endswith("-3")

@@ -103,6 +103,10 @@ class RunMetrics(RunEvent, tag="run.metrics", kw_only=True):
 
 class RunState(RunEvent, tag="run.state", kw_only=True):
     state: Literal["running", "finished", "failed", "crashed", "killed"]
+    # Why the client says so (`SIGTERM`, `ValueError: loss is nan`): recorded with the
+    # run's state and on the RUN_STATE executions it causes, as the daemon's own
+    # crash reason is. Bounded: it lands in every such execution's row.
+    reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 
 class RunHeartbeat(RunEvent, tag="run.heartbeat", kw_only=True):

@@ -259,7 +259,7 @@ class RunBook(HealthBook):
         if run is None:
             return Outcome()
         outcome = Outcome(run, state_changed=changed)
-        self.set_state(run, normalize(event.state), now, outcome)
+        self.set_state(run, normalize(event.state), now, outcome, event.reason or None)
         return outcome
 
     def replay(self, logged: metric_log.Logged, now: float) -> None:

@@ -1,0 +1,243 @@
+"""runhook.init against the real daemon: a training script in a child process logs,
+fails, is terminated or killed, or starts before the daemon; the daemon's history
+holds exactly the executions worked out by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+from conftest import Daemon
+from training import automations, event_ids, finished, history, script, seq, settle
+
+THRESHOLD = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = 2, cmp = ">", threshold = 10.0 }'
+ABOVE_10 = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", cmp = ">", threshold = 10.0 }'
+FINISHED = '{ kind = "RUN_STATE", states = ["finished"] }'
+FAILED = '{ kind = "RUN_STATE", states = ["failed"] }'
+CRASHED = '{ kind = "RUN_STATE", states = ["crashed"] }'
+DROPPED = '{ kind = "RUN_METRIC_THRESHOLD", metric = "runhook_dropped", cmp = ">", threshold = 0.0 }'
+
+
+def test_import_runhook_loads_no_framework_and_no_client():
+    code = """
+import sys, runhook
+HEAVY = ("torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow",
+         "jax", "wandb", "numpy", "aiohttp", "runhook.client", "runhook.integrations")
+print(sorted(m for m in HEAVY if m in sys.modules))
+runhook.init  # looked up on demand: the client comes, no framework does
+print(sorted(m for m in HEAVY if m in sys.modules and not m.startswith("runhook")
+             and m != "aiohttp"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["[]", "[]"]
+
+
+LOGS = """
+import runhook
+run = runhook.init(id="prod7", name="prod-7", group="sweep-a", tags=["a100"], user="ana",
+                   config={"lr": 0.01, "optimizer": {"name": "adam"}})
+for step, loss in enumerate([5.0, 12.0, 15.0, 3.0, 20.0]):
+    run.log({"loss": loss, "note": "text is not a metric"}, step=step)
+"""
+
+
+async def test_logged_metrics_fire_a_threshold_as_computed_by_hand(start_daemon):
+    daemon = await start_daemon(automations(("high", THRESHOLD), ("done", FINISHED),
+                                            ("failed", FAILED)))
+    code, _, err = await finished(await script(daemon, LOGS))
+    assert code == 0, err
+    # avg of the last 2: 8.5, 13.5 (fires: step 2), 9.0 (re-arms), 11.5 (fires: step 4).
+    # Ids: the running state is prod7-P-1, the values of step s are prod7-P-(s+2).
+    high = await settle(daemon, "high", 2)
+    assert [(r["state"], seq(r["event_id"]), r["context"]["metric_values"]) for r in high] == \
+        [("FINISHED", 4, [12.0, 15.0]), ("FINISHED", 6, [3.0, 20.0])]
+    (done,) = await settle(daemon, "done", 1)  # at exit, by atexit
+    ctx = done["context"]
+    assert (ctx["run_id"], ctx["run_name"], ctx["run_group"], ctx["run_tags"]) == \
+        ("prod7", "prod-7", "sweep-a", ["a100"])
+    assert ctx["run_config"] == {"lr": 0.01, "optimizer.name": "adam"}
+    assert await history(daemon, "failed") == []
+    assert len(await history(daemon, "high")) == 2
+
+
+FAILS = """
+import runhook
+run = runhook.init(id="boom", name="prod-boom")
+run.log({"loss": 1.0}, step=0)
+raise ValueError("loss is nan")
+"""
+
+
+async def test_an_uncaught_exception_reports_failed_with_its_reason(start_daemon):
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, _, err = await finished(await script(daemon, FAILS))
+    # The hook was chained, not replaced: Python still printed the traceback.
+    assert code == 1 and "Traceback" in err and "ValueError: loss is nan" in err
+    (row,) = await settle(daemon, "failed", 1)
+    assert row["reason"] == "ValueError: loss is nan"
+    assert row["context"]["metric_filter"] == "run state becomes failed (ValueError: loss is nan)"
+    assert row["context"]["run_status"] == "failed"
+    assert await history(daemon, "done") == []  # atexit found the run already ended
+    # sys.exit with a code is no exception: the exit hook reports it.
+    code, _, _ = await finished(await script(
+        daemon, "import sys, runhook; runhook.init(id='bye'); sys.exit(2)"))
+    assert code == 2
+    rows = await settle(daemon, "failed", 2)
+    assert [(r["run_id"], r["reason"]) for r in rows] == \
+        [("boom", "ValueError: loss is nan"), ("bye", "exit code 2")]
+    assert await history(daemon, "done") == []
+
+
+THREAD = """
+import threading, runhook
+run = runhook.init(id="thread")
+worker = threading.Thread(target=lambda: 1 / 0, name="loader")
+worker.start()
+worker.join()
+print("main goes on", flush=True)
+"""
+
+
+async def test_an_exception_in_another_thread_reports_failed(start_daemon):
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, out, err = await finished(await script(daemon, THREAD))
+    assert (code, out) == (0, "main goes on\n") and "ZeroDivisionError" in err
+    (row,) = await settle(daemon, "failed", 1)
+    assert (row["run_id"], row["reason"]) == ("thread", "ZeroDivisionError: division by zero")
+    assert await history(daemon, "done") == []
+
+
+WAITS = """
+import signal, sys, time, runhook
+if sys.argv[1] == "own":  # a handler of the script's own, set before init
+    signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), sys.exit(3)))
+run = runhook.init(id="term-" + sys.argv[1], name="prod-term", heartbeat=0.2)
+run.log({"loss": 1.0}, step=0)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+async def _terminated(daemon, handler: str) -> tuple[int, str]:
+    process = await script(daemon, WAITS, handler)
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+    process.send_signal(signal.SIGTERM)
+    code, out, _ = await finished(process)
+    return code, out
+
+
+async def test_sigterm_reports_failed_then_the_process_dies_by_it(start_daemon):
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, _ = await _terminated(daemon, "default")
+    assert code == -signal.SIGTERM  # the default disposition, raised again
+    (row,) = await settle(daemon, "failed", 1)
+    assert (row["run_id"], row["reason"]) == ("term-default", "SIGTERM")
+    # A handler the script had is called after the run is reported.
+    code, out = await _terminated(daemon, "own")
+    assert (code, out) == (3, "own handler\n")
+    rows = await settle(daemon, "failed", 2)
+    assert [(r["run_id"], r["reason"]) for r in rows] == \
+        [("term-default", "SIGTERM"), ("term-own", "SIGTERM")]
+    assert await history(daemon, "done") == []
+
+
+async def test_sigkill_is_caught_by_the_heartbeat_timeout(start_daemon):
+    daemon = await start_daemon(automations(("crashed", CRASHED), timeout="2s"))
+    process = await script(daemon, WAITS, "default")
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+    # Alive past the timeout: the 0.2 s heartbeats keep it running (an absence: slept).
+    await asyncio.sleep(3)
+    assert await history(daemon, "crashed") == []
+    process.kill()
+    await process.wait()
+    (row,) = await settle(daemon, "crashed", 1)
+    assert (row["run_id"], row["reason"]) == ("term-default", "no heartbeat for 2s")
+
+
+LATE = """
+import sys, runhook
+run = runhook.init(id=sys.argv[1], name="prod-late", queue_size=int(sys.argv[2]),
+                   flush_timeout=60)
+for step in range(int(sys.argv[3])):
+    run.log({"loss": 20.0 if step % 2 == 0 else 0.0}, step=step)
+print("logged", flush=True)
+"""
+
+
+async def _late(start_daemon, short_dir, args: tuple[str, str, str],
+                automation: tuple[str, str]) -> tuple[Daemon, str]:
+    """LATE run with `args` (id, queue size, values) while no daemon is up, then the
+    daemon started; returns it and the script's stderr once the script exited 0."""
+    process = await script(f"{short_dir}/ev.sock", LATE, *args)
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 60) == b"logged\n"
+    daemon = await start_daemon(automations(automation, ("done", FINISHED)))
+    code, _, err = await finished(process)
+    assert code == 0, err
+    return daemon, err
+
+
+async def test_a_daemon_down_at_start_gets_every_event_once_when_it_comes(start_daemon,
+                                                                         short_dir):
+    daemon, err = await _late(start_daemon, short_dir, ("late", "1000", "50"),
+                              ("high", ABOVE_10))
+    assert "unreachable" in err  # said once, with what happens to the events
+    # Every even step crosses above 10 again: 25 firings, from the even steps' ids.
+    high = await settle(daemon, "high", 25)
+    assert [seq(r["event_id"]) for r in high] == [step + 2 for step in range(0, 50, 2)]
+    assert len(await settle(daemon, "done", 1)) == 1
+    # Each event accepted once: the running state, 50 values, the end.
+    assert event_ids(daemon, "late") == list(range(1, 53))
+
+
+async def test_past_the_queue_bound_the_oldest_metrics_are_dropped_and_counted(start_daemon,
+                                                                              short_dir):
+    daemon, err = await _late(start_daemon, short_dir, ("bound", "10", "25"),
+                              ("drops", DROPPED))
+    assert "dropping the oldest" in err and "were dropped" in err
+    (done,) = await settle(daemon, "done", 1)
+    # Kept: the batch the sender had in flight when the daemon was first found down
+    # (the running state and the k first values logged by then), and the newest 10.
+    ids = event_ids(daemon, "bound")
+    values = [i for i in ids if 2 <= i <= 26]
+    k = sum(1 for i in values if i < 17)
+    assert values == list(range(2, 2 + k)) + list(range(17, 27))
+    (drops,) = await settle(daemon, "drops", 1)
+    assert drops["context"]["metric_values"] == [25 - 10 - k]
+    assert ids == [1, *values, 27, 28]  # then runhook_dropped, then the end
+    assert done["context"]["run_status"] == "finished"
+
+
+PHASES = """
+import sys, runhook
+run = runhook.init(id="restart", flush_timeout=60)
+for phase in range(2):
+    for step in range(phase * 10, phase * 10 + 10):
+        run.log({"loss": 20.0 if step % 2 == 0 else 0.0}, step=step)
+    print("logged", flush=True)
+    sys.stdin.readline()
+"""
+
+
+async def test_a_daemon_restarted_during_training_misses_nothing(start_daemon):
+    daemon = await start_daemon(automations(("high", ABOVE_10), ("done", FINISHED)))
+    process = await script(daemon, PHASES)
+    assert process.stdout is not None and process.stdin is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"logged\n"
+    assert await daemon.stop() == 0
+    process.stdin.write(b"go\n")  # the second half is logged while no daemon runs
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"logged\n"
+    daemon = await start_daemon(config=daemon.config)
+    code, _, err = await finished(process)
+    assert code == 0, err
+    # 20 values alternating 20/0: every even step crosses above 10 again.
+    high = await settle(daemon, "high", 10)
+    assert [seq(r["event_id"]) for r in high] == [s + 2 for s in range(0, 20, 2)]
+    assert len(await settle(daemon, "done", 1)) == 1
+    assert event_ids(daemon, "restart") == list(range(1, 23))
