@@ -39,7 +39,7 @@ async def test_a_real_mlflow_server_links_and_aliases_through_runhook(
     port = free_port()
     # Plain HTTP on loopback (allowed without TLS there): MLflow's SSRF-guarded
     # sender does not take a test CA, so HTTPS would never reach runhook.
-    config = CONFIG.format(port=port).replace(f'tls_cert = "@DIR@/tls.crt"\n', "") \
+    config = CONFIG.format(port=port).replace('tls_cert = "@DIR@/tls.crt"\n', "") \
         .replace('tls_key = "@DIR@/tls.key"\n', "")
     assert "tls_cert" not in config
     daemon = await start_daemon(config)
