@@ -51,3 +51,23 @@ def setup(level: str, fmt: str, redact: Callable[[str], str]) -> None:
     # aiosqlite's DEBUG lines print every statement with its parameters: too many
     # to read, and row data has no place in a log.
     logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))
+
+
+class LogLimit:
+    """At most one line per `interval` seconds for one kind of event that strangers
+    can cause (a refused token, a forged webhook): a flood of them must not become a
+    flood of log lines. `allow()` is None while quiet, else how many it held back."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._held = 0
+
+    def allow(self) -> int | None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next = now + self._interval
+        return held

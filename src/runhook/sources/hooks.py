@@ -15,6 +15,7 @@ from aiohttp import web
 from runhook.config.remote import HuggingFaceSource, MlflowSource
 from runhook.config.settings import Settings
 from runhook.core.events import ArtifactCreated, Event, TagAdded
+from runhook.core.logs import LogLimit
 from runhook.ingest.http import HttpIngress
 from runhook.sources import huggingface, mlflow
 from runhook.store.database import Store, WriteFailed
@@ -44,6 +45,7 @@ class Hooks:
         # A webhook body is at most 1 MiB and sent at once: its whole read is
         # bounded well below the listener's idle timeout.
         self._read_s = min(read_s, HOOK_BODY_S)
+        self._refusals = LogLimit()
 
     async def handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -57,15 +59,13 @@ class Hooks:
         # Hugging Face's secret is a header: checked before the body is even read.
         if isinstance(source, HuggingFaceSource) and not huggingface.verify(
                 secret, request.headers.get(huggingface.SECRET_HEADER)):
-            log.warning("source %s: refused a delivery from %s: wrong or missing %s", name,
-                        request.remote, huggingface.SECRET_HEADER)
+            self._refused(name, request, f"wrong or missing {huggingface.SECRET_HEADER}")
             return _answer(401, {"ok": False, "error": "wrong or missing X-Webhook-Secret"})
         if isinstance(source, MlflowSource):
             try:  # what can be checked without the body, before reading it
                 mlflow.check_headers(request.headers, time.time())
             except mlflow.Refused as exc:
-                log.warning("source %s: refused a delivery from %s: %s", name, request.remote,
-                            exc)
+                self._refused(name, request, str(exc))
                 return _answer(401, {"ok": False, "error": str(exc)})
         body = await self._body(request)
         if body is None:
@@ -76,7 +76,7 @@ class Hooks:
             else:
                 events = await self._huggingface(name, source, body)
         except mlflow.Refused as exc:
-            log.warning("source %s: refused a delivery from %s: %s", name, request.remote, exc)
+            self._refused(name, request, str(exc))
             return _answer(401, {"ok": False, "error": str(exc)})
         except ValueError as exc:
             return _answer(400, {"ok": False, "error": str(exc)})
@@ -93,6 +93,12 @@ class Hooks:
         duplicate = all(a.get("duplicate") for a in answers)
         return _answer(200, {"ok": True, "events": len(events),
                              **({"duplicate": True} if duplicate else {})})
+
+    def _refused(self, name: str, request: web.Request, why: str) -> None:
+        held = self._refusals.allow()  # forged deliveries must not flood the log
+        if held is not None:
+            log.warning("source %s: refused a delivery from %s: %s%s", name, request.remote,
+                        why, f" (and {held} more refusals not logged)" if held else "")
 
     async def _body(self, request: web.Request) -> bytes | None:
         body = bytearray()

@@ -15,6 +15,7 @@ from anyio.abc import TaskStatus
 from runhook.config.remote import Remote
 from runhook.config.settings import Settings
 from runhook.core import constants
+from runhook.core.logs import LogLimit
 from runhook.core.schema import StartupError
 from runhook.ingest.http import HttpIngress, Tokens, unauthorized
 from runhook.ingest.ingress import Ingress, QueryHandler
@@ -44,24 +45,28 @@ def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryH
     assert remote is not None
     http = HttpIngress(ingress, queries, remote.idle_timeout)
     hooks = Hooks(settings, http, store, remote.idle_timeout)
-    tokens: dict[int, Tokens] = {}
+    # (the configuration's Remote, its tokens): the object itself is held and compared,
+    # not its id(), which a new object may take once the old one is freed.
+    cached: list[tuple[object, Tokens]] = []
+    refusals = LogLimit()
 
     def current_tokens() -> Tokens:
         """The tokens of the running configuration: a reload rotates them."""
         now = settings().remote
-        key = id(now)
-        if key not in tokens:
-            tokens.clear()
-            tokens[key] = Tokens(now.tokens if now is not None else ())
-        return tokens[key]
+        if not cached or cached[0][0] is not now:
+            cached[:] = [(now, Tokens(now.tokens if now is not None else ()))]
+        return cached[0][1]
 
     async def events(request: web.Request) -> web.StreamResponse:
         # Checked before a byte of the body is read: a request without a valid
         # token gets 401 and nothing it sent is decoded, let alone evaluated.
         token = current_tokens().find(request.headers.get("Authorization"))
         if token is None:
-            log.warning("HTTP ingest: refused %s from %s: no valid bearer token",
-                        request.path, request.remote)
+            held = refusals.allow()
+            if held is not None:
+                log.warning("HTTP ingest: refused %s from %s: no valid bearer token%s",
+                            request.path, request.remote,
+                            f" (and {held} more refusals not logged)" if held else "")
             return unauthorized()
         return await http.events(request, token)
 
