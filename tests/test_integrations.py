@@ -78,6 +78,8 @@ class Tiny(L.LightningModule):
         return loss
     def on_train_epoch_end(self):
         self.log("marker", self.current_epoch + 0.5)  # 0.5, then 1.5: known by hand
+    def test_step(self, batch, index):
+        self.log("marker", 2.5)  # logged once, at the test epoch's end
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
@@ -87,7 +89,10 @@ trainer = L.Trainer(max_epochs=2, logger=RunhookLogger(id="pl-" + sys.argv[1], n
                                                        tags=["lightning"]),
                     accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
                     enable_model_summary=False, log_every_n_steps=1)
-trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
+model, loader = Tiny(), torch.utils.data.DataLoader(data, batch_size=8)
+trainer.fit(model, loader)
+if sys.argv[1] == "then-test":
+    trainer.test(model, loader, verbose=False)
 """
 
 
@@ -100,6 +105,23 @@ async def test_lightning_logger(start_daemon):
     assert (context["run_id"], context["run_name"], context["run_tags"]) == \
         ("pl-ok", "prod-pl", ["lightning"])
     assert context["run_config"] == {"lr": 0.1}  # save_hyperparameters -> log_hyperparams
+
+
+async def test_lightning_test_after_fit_reports_into_the_same_run(start_daemon):
+    """Lightning calls finalize("success") after fit too: the run stays open for the
+    test that follows. marker: 0.5, 1.5 (fit), 2.5 (test): `two` fires at 1.5 and
+    `three` at 2.5, the run finishes once, at the process's exit."""
+    needs("torch", "lightning")
+    daemon = await start_daemon(config("marker"))
+    code, _, err = await trained(daemon, LIGHTNING, "then-test")
+    assert code == 0, err
+    (two,) = await settle(daemon, "two", 1)
+    (three,) = await settle(daemon, "three", 1)
+    assert two["context"]["metric_values"] == pytest.approx([0.5, 1.5])
+    assert three["context"]["metric_values"] == pytest.approx([0.5, 1.5, 2.5])
+    (done,) = await settle(daemon, "done", 1)
+    assert done["context"]["run_id"] == "pl-then-test"
+    assert await history(daemon, "failed") == []
 
 
 async def test_lightning_failure_is_reported_by_finalize(start_daemon):

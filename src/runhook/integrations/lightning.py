@@ -1,6 +1,9 @@
 """PyTorch Lightning: `Trainer(logger=RunhookLogger(project="vision"))`. Metrics go
-to the run as logged, hyperparameters become its config, and `finalize` reports the
-end: `failed` when the Trainer caught an exception, `finished` otherwise."""
+to the run as logged, hyperparameters become its config. `finalize("failed")`
+reports `failed` when the Trainer caught an exception; a successful `finalize` only
+flushes, because Lightning calls it after every fit, validate and test: the run
+stays open for a `trainer.test()` after `fit()`, and finishes when the process
+exits (or at `logger.experiment.finish()`), as W&B's logger leaves its run."""
 
 from __future__ import annotations
 
@@ -68,13 +71,11 @@ class RunhookLogger(_loggers.Logger):  # type: ignore[misc]  # Lightning's class
 
     @rank_zero_only  # type: ignore[untyped-decorator]
     def finalize(self, status: str) -> None:
-        """"success" (and SLURM's requeue "finished") -> finished; "failed" -> failed,
-        with the exception the Trainer is handling as the reason (it calls this from
-        its `except` block)."""
+        """"failed" -> failed, with the exception the Trainer is handling as the reason
+        (it calls this from its `except` block); anything else: nothing, the run goes
+        on (see the module's docstring) and its sender thread keeps sending."""
         if not self._owned or self._run is None:
             return
         if status == "failed":
             error = sys.exc_info()[1]
             self._run.finish("failed", process.describe(error) if error else "failed")
-        else:
-            self._run.finish()
