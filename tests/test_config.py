@@ -332,3 +332,26 @@ def test_serve_refuses_a_hostile_url_before_anything_is_sent(tmp_path):
                          check=False, capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert "integrations.ci.url: 127.0.0.1 is a loopback address" in run.stderr
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    """socket, database and a secret's file: from the file's directory, whatever the
+    working directory (the daemon and `--config` clients agree; a newcomer ran
+    check-config from /tmp and the key file was looked for there)."""
+    from runhook.config.model import read
+    from runhook.config.settings import load
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "signing.key").write_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    (tmp_path / "etc" / "r.toml").write_text("""
+[server]
+socket = "../var/r.sock"
+database = "/abs/r.db"
+[secrets]
+KEY = { file = "signing.key" }
+""")
+    monkeypatch.chdir("/")
+    config = read(tmp_path / "etc" / "r.toml")
+    assert config.server.socket == str(tmp_path / "var" / "r.sock")
+    assert config.server.database == "/abs/r.db"  # absolute: as written
+    assert config.secrets["KEY"].file == str(tmp_path / "etc" / "signing.key")
+    assert load(tmp_path / "etc" / "r.toml").secrets["KEY"].startswith("whsec_")

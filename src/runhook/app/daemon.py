@@ -189,7 +189,8 @@ class Daemon:
 
     def _summary(self) -> str:
         s = self.settings
-        return f"{len(s.automations)} automations, {len(s.integrations)} integrations"
+        return f"{_count(len(s.automations), 'automation')}, " \
+            f"{_count(len(s.integrations), 'integration')}"
 
     def activity(self) -> dict[str, int]:
         """Counters for the periodic INFO summary."""
@@ -218,3 +219,6 @@ class Daemon:
 async def main(settings: Settings) -> None:
     await Daemon(settings).run()
 
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

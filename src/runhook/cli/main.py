@@ -182,9 +182,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(msgspec.json.encode(status).decode())
         return 0
     print(f"runhook {status['version']}, up {status['uptime_s']:.0f}s, config {status['config']}")
-    print(f"{sum(status['events_received'].values())} events received, "
-          f"{status['lines_rejected']} lines rejected, {status['connections']} connections, "
-          f"{status['scopes']} scopes, {status['tracked_runs']} runs tracked")
+    print(", ".join([
+        _count(sum(status["events_received"].values()), "event") + " received",
+        _count(status["lines_rejected"], "line") + " rejected",
+        _count(status["connections"], "connection"), _count(status["scopes"], "scope"),
+        _count(status["tracked_runs"], "run") + " tracked"]))
     print("\nAUTOMATIONS (counts over the last 24 h)")
     for a in status["automations"]:
         last = a.get("last")
@@ -387,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunhookError as exc:  # over HTTPS: a whole request refused (401, 413)
         print(f"runhook: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `runhook vars | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # the daemon went away mid-command, or HTTPS failed
         print(f"runhook: cannot talk to the daemon: {exc}", file=sys.stderr)
         return 1

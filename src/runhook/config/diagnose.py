@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -251,7 +252,7 @@ def check(data: bytes, source: str) -> list[str]:
     (`runhook check-config`); empty when the daemon would run it."""
     from runhook.config.settings import build  # settings is built on this room's model
     try:
-        build(model.decode(data, source), source)
+        build(model.anchored(model.decode(data, source), Path(source).parent), source)
         return []
     except model.ConfigError as exc:
         reported = exc.problems
@@ -278,7 +279,8 @@ def check(data: bytes, source: str) -> list[str]:
         "sources": {k: v for k, v in raw.get("sources", {}).items() if k not in failed},
     }
     try:
-        build(msgspec.convert(partial, model.Config), source)
+        build(model.anchored(msgspec.convert(partial, model.Config), Path(source).parent),
+              source)
     except model.ConfigError as exc:
         for problem in exc.problems:
             if any(f"{name!r} is not declared" in problem for name in failed):

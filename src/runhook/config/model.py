@@ -247,17 +247,23 @@ def read(path: str | Path) -> Config:
     """Read and decode a configuration file (no secrets resolved yet). A relative
     `socket` or `database` is relative to the file's directory, not to whoever
     reads it: the daemon and every client command then agree on where they are,
-    from any working directory."""
+    from any working directory. So is a secret's `file`."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
-    config = decode(data, str(path))
-    here = Path(path).parent
+    return anchored(decode(data, str(path)), Path(path).parent)
+
+
+def anchored(config: Config, here: Path) -> Config:
+    """`config` with its relative `socket`, `database` and secret `file` paths made
+    relative to `here` (the file's directory) instead of the working directory."""
     server = config.server
     socket, database = (os.path.normpath(here / p) if p and not Path(p).is_absolute() else p
                         for p in (server.socket, server.database))
-    if (socket, database) == (server.socket, server.database):
-        return config
+    secrets = {name: msgspec.structs.replace(source, file=os.path.normpath(here / source.file))
+               if source.file and not Path(source.file).is_absolute() else source
+               for name, source in config.secrets.items()}
     return msgspec.structs.replace(
-        config, server=msgspec.structs.replace(server, socket=socket, database=database))
+        config, server=msgspec.structs.replace(server, socket=socket, database=database),
+        secrets=secrets)

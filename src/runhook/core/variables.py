@@ -71,7 +71,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("metric_name", METRIC_KINDS, "loss", "the metric the condition reads"),
     Variable("metric_values", METRIC_KINDS, "[12.5, 13.1]",
              "the values the condition saw (a list)"),
-    Variable("metric_filter", RUN_KINDS | GROUP_KINDS, "avg(loss) over the last 5 > 10",
+    Variable("metric_filter", RUN_KINDS | GROUP_KINDS, "avg(loss) over last 5 > 10",
              "the condition in words"),
     Variable("group", GROUP_KINDS, "sweep-7f3a", "the group that finished"),
     Variable("group_runs", GROUP_KINDS, "20", "how many runs it had"),
