@@ -51,7 +51,7 @@ async def test_reload_sends_to_the_changed_url_with_the_changed_limits(start_dae
     daemon.config.write_text(text.replace(receiver.url, new_url)
                              .replace("max_in_flight = 1", "max_in_flight = 2"))
     daemon.process.send_signal(signal.SIGHUP)
-    assert "STATUS=1 automations, 1 integrations" in await answered_reload(daemon)
+    assert "STATUS=1 automation, 1 integration" in await answered_reload(daemon)
 
     async with daemon.client() as client:
         assert [await client.send({**ALIAS, "version": v}) for v in (2, 3)] == [{"ok": True}] * 2

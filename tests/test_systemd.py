@@ -70,7 +70,7 @@ action = {{ kind = "none" }}
             env=env, stdout=out, stderr=out)
     try:
         ready = await notify.until("READY=1")
-        assert "STATUS=1 automations, 0 integrations" in ready
+        assert "STATUS=1 automation, 0 integrations" in ready
         await notify.until("WATCHDOG=1")  # 0.4 s watchdog: pings every 0.2 s
         await notify.until("WATCHDOG=1")
 
