@@ -95,12 +95,9 @@ async def test_copies_of_one_event_in_one_chunk_are_evaluated_once(start_daemon)
     assert len(await history(daemon)) == 2  # one per scope, once
 
 
-@pytest.mark.parametrize("hand_over", ["inbox", "take"])
-async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypatch, hand_over):
-    """A crossing whose evaluation raised half-way is not remembered: the retry of the
-    same value fires. Real actor and store; the failure is injected into the context.
-    Batches reach the actor through its inbox, or are evaluated by `take` in the
-    sender's turn while the actor is idle (what ingest does)."""
+async def failing_once_actor(tmp_path: Any, monkeypatch: Any) -> tuple[Store, Any]:
+    """An open store and a real actor of project:acme/vision whose first firing's
+    evaluation raises (injected into the context), and which delivers nothing."""
     from runhook.evaluate import evaluator as evaluator_module
     from runhook.evaluate.scope import ScopeActor
 
@@ -122,8 +119,17 @@ async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypa
         def offer(self, job: Any) -> None:
             raise AssertionError("kind none delivers nothing")
 
-    actor = ScopeActor("project:acme/vision", settings.by_scope["project:acme/vision"], store,
-                       NoDeliveries())
+    return store, ScopeActor("project:acme/vision", settings.by_scope["project:acme/vision"],
+                             store, NoDeliveries())
+
+
+@pytest.mark.parametrize("hand_over", ["inbox", "take"])
+async def test_an_evaluation_that_raises_changes_no_run_state(tmp_path, monkeypatch, hand_over):
+    """A crossing whose evaluation raised half-way is not remembered: the retry of the
+    same value fires. Real actor and store; the failure is injected into the context.
+    Batches reach the actor through its inbox, or are evaluated by `take` in the
+    sender's turn while the actor is idle (what ingest does)."""
+    store, actor = await failing_once_actor(tmp_path, monkeypatch)
     event = RunMetrics(entity="acme", project="vision", run_id="r1", run_name="prod-1",
                        user="ana", values={"loss": 10.0}, id="m-1")
 
@@ -159,29 +165,7 @@ async def test_take_splits_a_batch_at_a_failed_event_and_reloads_before_the_rest
     then 10.0 again. Line 2 is refused and leaves nothing; line 3 is evaluated after
     the book is reloaded from what committed (line 1), so it is a crossing and fires
     once, with the values of line 3 alone (window 1)."""
-    from runhook.evaluate import evaluator as evaluator_module
-    from runhook.evaluate.scope import ScopeActor
-
-    settings = build(decode(CONFIG))
-    store = Store(tmp_path / "a.db")
-    await store.open()
-    real = evaluator_module.run_context
-    calls = []
-
-    def failing_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("injected")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluator_module, "run_context", failing_once)
-
-    class NoDeliveries:
-        def offer(self, job: Any) -> None:
-            raise AssertionError("kind none delivers nothing")
-
-    actor = ScopeActor("project:acme/vision", settings.by_scope["project:acme/vision"], store,
-                       NoDeliveries())
+    store, actor = await failing_once_actor(tmp_path, monkeypatch)
 
     def loss(value: float, event_id: str) -> RunMetrics:
         return RunMetrics(entity="acme", project="vision", run_id="r1", run_name="prod-1",

@@ -8,6 +8,7 @@ import asyncio
 import re
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,7 @@ async def test_history_purge_deletes_settled_executions_and_never_pending(start_
     assert await read(daemon.database, "SELECT DISTINCT execution_id FROM attempts") \
         == [(pending["id"],)]
     # The log line follows the delete's commit: waited for, not assumed.
-    await eventually(lambda: asyncio.sleep(0, daemon.log_text()),
-                     lambda text: "settled executions older than 1s" in text)
+    await eventually(log_of(daemon), lambda text: "settled executions older than 1s" in text)
 
 
 async def test_runs_silent_for_run_ttl_are_evicted(start_daemon):
@@ -169,7 +169,7 @@ action = { kind = "none" }
         == [("23h-old",), ("sent-just-now",)]
     # Logged after the commits (so waited for); a round that began while the ids were
     # being added may count part of them and the next round the rest.
-    await eventually(lambda: asyncio.sleep(0, daemon.log_text()),
+    await eventually(log_of(daemon),
                      lambda text: sum(map(int, re.findall(
                          r"forgot (\d+) idempotency ids older than 24h", text))) == expired)
 
@@ -220,3 +220,10 @@ def test_housekeeping_settings_default_to_production_values():
     assert (settings.purge_interval, settings.drain_timeout) == (600.0, 20.0)
     settings = build(decode('[server]\npurge_interval = "250ms"\ndrain_timeout = "0"\n'))
     assert (settings.purge_interval, settings.drain_timeout) == (0.25, 0.0)
+
+
+def log_of(daemon: Any) -> Callable[[], Awaitable[str]]:
+    """The daemon's log so far, as `eventually` probes it."""
+    async def text() -> str:
+        return str(daemon.log_text())
+    return text

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from conftest import eventually
 
 from runhook.config.model import decode
 from runhook.config.settings import build
@@ -56,10 +57,9 @@ async def test_a_deadline_set_by_take_wakes_the_idle_actor(tmp_path: Path):
             said_at = time.time()
             assert actor.take([(running, said_at, 1)], ticket)
             await ticket.future
-            with anyio.fail_after(10):  # the deadline is 1 s away; 10 s means never
-                while not [e for e in await store.history() if e.automation == "crashed"]:
-                    await anyio.wait_all_tasks_blocked()
-                    await anyio.sleep(0.05)  # polling the database: nothing to await
+            # The deadline is 1 s away; without the wake-up it never comes.
+            await eventually(store.history,
+                             lambda rows: any(e.automation == "crashed" for e in rows), 10)
             actor.inbox.close()
         (crash,) = await store.history()
         assert crash.context["run_status"] == "crashed"
