@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed
 FRAMEWORKS := $(VENV)/.installed-frameworks
 # A real MLflow server for the MLflow webhook test, in a venv of its own (850 MB;
 # its dependencies stay out of runhook's).
+# nats-py and the nats-server binary, for cluster mode's tests, demo and benchmark.
+CLUSTER := $(VENV)/.installed-cluster
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 
-.PHONY: run test browser screenshots bench bench-quick clean
+.PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +24,10 @@ $(STAMP): pyproject.toml
 $(FRAMEWORKS): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,integrations-test]'
 	touch $(FRAMEWORKS)
+
+$(CLUSTER): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
+	touch $(CLUSTER)
 
 run: $(STAMP)
 	mkdir -p var
@@ -34,7 +40,7 @@ $(MLFLOW_STAMP):
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow==3.17.2'
 	touch $(MLFLOW_STAMP)
 
-test: $(FRAMEWORKS) $(MLFLOW_STAMP) browser
+test: $(FRAMEWORKS) $(CLUSTER) $(MLFLOW_STAMP) browser
 	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
 
@@ -56,6 +62,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+# Three NATS servers and three runhook nodes on loopback, until Ctrl-C (DESIGN §13).
+cluster-demo: $(CLUSTER)
+	$(BIN)/python -m runhook.cluster.demo var/cluster
+
+# Cluster throughput with 1 and 3 nodes and the fail-over time, beside one SQLite daemon.
+bench-cluster: $(CLUSTER)
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) $(MLFLOW_VENV) var .pytest_cache

@@ -64,7 +64,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     failed = False
     _tune_runtime()
     try:
-        anyio.run(app.main, settings, backend="asyncio",
+        main = app.main
+        if settings.cluster is not None:  # only then: nats-py is imported by it
+            from runhook.cluster import node
+            main = node.main
+        anyio.run(main, settings, backend="asyncio",
                   backend_options={"use_uvloop": _have_uvloop()})
     except* KeyboardInterrupt:
         pass
@@ -187,6 +191,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         _count(status["lines_rejected"], "line") + " rejected",
         _count(status["connections"], "connection"), _count(status["scopes"], "scope"),
         _count(status["tracked_runs"], "run") + " tracked"]))
+    if status.get("cluster"):
+        c = status["cluster"]
+        owned = ", ".join(str(p) for p in c["partitions"]) or "none"
+        print(f"cluster node {c['node']}: live nodes {', '.join(c['live'])}; "
+              f"owns partitions {owned} of {c['of']}")
     print("\nAUTOMATIONS (counts over the last 24 h)")
     for a in status["automations"]:
         last = a.get("last")

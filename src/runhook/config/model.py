@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from runhook.config.cluster import Cluster
 from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
 from runhook.core import constants
@@ -174,6 +175,7 @@ class Config(Table, frozen=True):
     scopes: dict[str, ScopeOptions] = {}
     ingest: Ingest = Ingest()  # the remote listener: off unless `listen` is set
     sources: dict[str, Source] = {}
+    cluster: Cluster = Cluster()  # several daemons over NATS: off unless `nats` is set
 
 
 class ConfigError(Exception):

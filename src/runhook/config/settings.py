@@ -12,6 +12,8 @@ import msgspec
 from runhook.config import channels
 from runhook.config import model as cfg
 from runhook.config.addresses import loopback_http
+from runhook.config.cluster import ClusterSettings
+from runhook.config.cluster import check as check_cluster
 from runhook.config.destinations import url_problem
 from runhook.config.remote import Remote
 from runhook.config.remote import check as check_remote
@@ -93,6 +95,7 @@ class Settings:
     drain_timeout: float = 20.0
     heartbeat_timeout: float = 300.0
     remote: Remote | None = None  # the [ingest] listener, when it is on
+    cluster: ClusterSettings | None = None  # [cluster], when it is on
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -158,6 +161,8 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     remote_problems, remote = check_remote(config.ingest, config.sources, set(config.secrets),
                                            secrets)
     problems.extend(remote_problems)
+    cluster_problems, cluster = check_cluster(config.cluster)
+    problems.extend(cluster_problems)
     if problems:
         raise cfg.ConfigError(source, problems)
     by_scope: dict[str, list[Automation]] = {}
@@ -167,7 +172,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                     durations["run_ttl"], durations["checkpoint_interval"],
                     {a.name: a for a in automations}, durations["history_ttl"],
                     durations["purge_interval"], durations["drain_timeout"],
-                    durations["heartbeat_timeout"], remote)
+                    durations["heartbeat_timeout"], remote, cluster)
 
 
 def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:

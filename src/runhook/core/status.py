@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -49,3 +51,5 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     connections: int
     events_received: dict[str, int]  # by event type
     lines_rejected: int
+    # Cluster mode: this node's name, the live nodes and the partitions it owns.
+    cluster: dict[str, Any] | None = None

@@ -3,6 +3,7 @@ them, and the jobs to deliver after; plain synchronous code, no I/O, no clock.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from runhook.config.settings import Automation, ScopeSettings
@@ -105,6 +106,7 @@ class Evaluator:
         self.digests = Digests(self.book.timers)  # open digest windows
         self._digests = {a.name: a.digest for a in automations}
         self._by_name = {a.name: a for a in automations}
+        self.new_id: Callable[[float | None], str] = new_id  # cluster mode derives ids
         # Where the scope's runs happened, for `${run_url}` and timer firings' events.
         _, _, place = scope.partition(":")
         self._entity, _, self._project = place.partition("/")
@@ -186,7 +188,7 @@ class Evaluator:
         automation = firing.automation
         assert firing.group is not None
         event = self._deadline("")
-        context = group_context(event, automation.name, new_id(now), now, firing.description,
+        context = group_context(event, automation.name, self.new_id(now), now, firing.description,
                                 firing.group)
         self._record(caused, automation, event, automation.kind, context, now)
         caused.statements.append((UPSERT_GROUP, [
@@ -227,7 +229,7 @@ class Evaluator:
             for occurrence in found:
                 if not checker.matches(event, occurrence):
                     continue
-                context = artifact_context(event, occurrence, automation.name, new_id(now),
+                context = artifact_context(event, occurrence, automation.name, self.new_id(now),
                                            event_time)
                 self._record(caused, automation, event, occurrence.kind, context, now)
 
@@ -262,7 +264,7 @@ class Evaluator:
             if self.settings.run_url else ""
         for firing in outcome.firings:
             automation = firing.automation
-            context = run_context(event, automation.name, automation.kind, new_id(now),
+            context = run_context(event, automation.name, automation.kind, self.new_id(now),
                                   event_time, run.state, firing.description,
                                   firing.metric, firing.values, run, url)
             if firing.action == SKIP:
@@ -280,7 +282,7 @@ class Evaluator:
             # With a digest the incident is the key's, not one run's: a run that
             # recovers does not close it (pagerduty.dedup_key), so no resolve.
             if automation.action.kind in RESOLVING_KINDS and automation.digest_spec is None:
-                context = run_context(event, automation.name, automation.kind, new_id(now),
+                context = run_context(event, automation.name, automation.kind, self.new_id(now),
                                       event_time, run.state, cleared.description,
                                       cleared.metric, cleared.values, run, url)
                 context[EVENT_ACTION] = RESOLVE
@@ -300,7 +302,7 @@ class Evaluator:
                 state, reason = "SKIPPED", silence.reason()  # a silence wins over a digest
         spec = automation.digest_spec
         if state is None and not as_is and spec is not None:
-            window, opened = self.digests.join(automation.name, spec, context, now, new_id(now))
+            window, opened = self.digests.join(automation.name, spec, context, now, self.new_id(now))
             if opened:
                 caused.statements.append((OPEN_DIGEST, [window.row(self.scope)]))
             row = execution_row(context["execution_id"], automation.name, self.scope, kind,

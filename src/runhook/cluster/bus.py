@@ -1,0 +1,172 @@
+"""The JetStream layout every node agrees on: streams, buckets, subjects, the
+partition of a scope, and how events and executions are put on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import zlib
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, RetentionPolicy, StreamConfig
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from runhook.config.cluster import ClusterSettings
+from runhook.core.events import ArtifactEvents, Event, RunEvents
+from runhook.core.schema import StartupError
+
+log = logging.getLogger("runhook.cluster")
+
+EVENTS = "RUNHOOK_EVENTS"  # subjects runhook.ev.<partition>; limits retention
+EXECUTIONS = "RUNHOOK_EXECUTIONS"  # subject runhook.ex; work queue: one delivery each
+HISTORY = "RUNHOOK_HISTORY"  # subject runhook.hist; what every node's history mirrors
+LEASES = "RUNHOOK_LEASES"  # KV: p<n> -> owning node, expiring after `lease`
+NODES = "RUNHOOK_NODES"  # KV: node -> alive, expiring after `lease`
+CHECKPOINTS = "RUNHOOK_CHECKPOINTS"  # object store: p<n> -> run state and stream position
+EXECUTION_SUBJECT = "runhook.ex"
+HISTORY_SUBJECT = "runhook.hist"
+# JetStream deduplicates a Nats-Msg-Id seen within this window: a client's retry of an
+# event id, and an execution a new owner evaluates again, within it are dropped.
+DUPLICATE_WINDOW_S = 3600.0
+# Headers of an event message: the scope it is for, and its time as the ingress saw it.
+SCOPE = "Runhook-Scope"
+TIME = "Runhook-Time"
+RECEIVED = "Runhook-Received"
+MSG_ID = "Nats-Msg-Id"
+CLOSE_TIMEOUT_S = 2.0
+RETRY_S = 1.0
+CONNECT_WAIT_S = 60.0
+
+_events = msgspec.msgpack.Decoder(ArtifactEvents | RunEvents)
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+
+
+def partition_of(scope: str, partitions: int) -> int:
+    """Stable across nodes and restarts (not Python's salted hash)."""
+    return zlib.crc32(scope.encode()) % partitions
+
+
+def event_subject(partition: int) -> str:
+    return f"runhook.ev.{partition}"
+
+
+def public(servers: list[str]) -> str:
+    """The servers as a log line may show them: without a user:password@ part."""
+    return ", ".join(re.sub(r"//[^@/]*@", "//", server) for server in servers)
+
+
+def lease_key(partition: int) -> str:
+    return f"p{partition}"
+
+
+def decode_event(data: bytes) -> Event:
+    """msgpack, not JSON: a NaN metric stays NaN (RUN_METRIC_NONFINITE needs it)."""
+    event: Event = _events.decode(data)
+    return event
+
+
+def decode(data: bytes, kind: Any) -> Any:
+    return msgspec.msgpack.decode(data, type=kind)
+
+
+class Bus:
+    """One connection to the NATS cluster and the handles every part uses."""
+
+    def __init__(self, settings: ClusterSettings) -> None:
+        self.settings = settings
+        self.nc: Client | None = None
+        self.js: JetStreamContext
+        self.leases: KeyValue
+        self.nodes: KeyValue
+        self.checkpoints: ObjectStore
+
+    async def connect(self) -> None:
+        s = self.settings
+
+        async def disconnected() -> None:
+            log.warning("cluster: disconnected from NATS; reconnecting")
+
+        async def reconnected() -> None:
+            url = self.nc.connected_url if self.nc else None
+            log.info("cluster: reconnected to NATS at %s:%s", url.hostname if url else "?",
+                     url.port if url else "?")
+
+        async def error(exc: Exception) -> None:
+            log.warning("cluster: NATS: %s", exc)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_WAIT_S
+        while True:  # NATS may be starting too (a host's boot): wait for it a while
+            try:
+                self.nc = await nats.connect(
+                    servers=s.servers, name=f"runhook {s.node}", max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25, connect_timeout=2, allow_reconnect=True,
+                    disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+                self.js = self.nc.jetstream(timeout=5)
+                await self._ensure()
+                return
+            except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+                await self.close()
+                if loop.time() > deadline:
+                    raise StartupError(f"cannot use NATS JetStream at {public(s.servers)} "
+                                       f"(cluster.nats): {reason}") from exc
+                log.warning("cluster: NATS JetStream at %s: %s; trying again",
+                            public(s.servers), reason)
+                await asyncio.sleep(RETRY_S)
+
+    async def _ensure(self) -> None:
+        """Create what is missing; what exists is left as it is (every node runs this)."""
+        s = self.settings
+        streams = [
+            StreamConfig(name=EVENTS, subjects=["runhook.ev.*"], num_replicas=s.replicas,
+                         retention=RetentionPolicy.LIMITS, max_age=s.retention,
+                         duplicate_window=DUPLICATE_WINDOW_S),
+            StreamConfig(name=EXECUTIONS, subjects=[EXECUTION_SUBJECT],
+                         num_replicas=s.replicas, retention=RetentionPolicy.WORK_QUEUE,
+                         duplicate_window=DUPLICATE_WINDOW_S),
+            StreamConfig(name=HISTORY, subjects=[HISTORY_SUBJECT], num_replicas=s.replicas,
+                         retention=RetentionPolicy.LIMITS, max_age=s.retention,
+                         duplicate_window=DUPLICATE_WINDOW_S),
+        ]
+        for config in streams:
+            try:
+                await self.js.stream_info(config.name or "")
+            except nats.js.errors.NotFoundError:
+                try:
+                    await self.js.add_stream(config)
+                except nats.js.errors.BadRequestError:  # another node made it meanwhile
+                    await self.js.stream_info(config.name or "")
+        self.leases = await self.js.create_key_value(KeyValueConfig(
+            bucket=LEASES, ttl=s.lease, history=1, replicas=s.replicas))
+        self.nodes = await self.js.create_key_value(KeyValueConfig(
+            bucket=NODES, ttl=s.lease, history=1, replicas=s.replicas))
+        self.checkpoints = await self.js.create_object_store(
+            CHECKPOINTS, ObjectStoreConfig(replicas=s.replicas))
+
+    async def subscribe(self, what: str, subscribe: Any) -> Any:
+        """`subscribe()` until it succeeds: at a start, or after a NATS node went,
+        JetStream may answer nothing for a while; the node waits, saying so."""
+        while True:
+            try:
+                return await subscribe()
+            except Exception as exc:  # noqa: BLE001 - not yet: again shortly
+                log.warning("cluster: %s: %s; trying again", what,
+                            str(exc) or type(exc).__name__)
+                await asyncio.sleep(RETRY_S)
+
+    async def close(self) -> None:
+        """Close, not drain: a drain waits for every fetched message to be processed,
+        which a stopping node does not do (they come back to the next owner)."""
+        if self.nc is not None:
+            try:
+                await asyncio.wait_for(self.nc.close(), CLOSE_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - closing anyway
+                log.debug("cluster: closing the NATS connection: %s", exc)

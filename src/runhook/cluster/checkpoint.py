@@ -1,0 +1,71 @@
+"""A partition's state as a checkpoint: its scopes' run state (what a scope actor
+restores from) and the stream position it holds up to; put into and taken out of
+this node's SQLite store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from runhook.store.database import Statement, Store, Write
+from runhook.store.statements import (
+    LOG_METRICS,
+    OPEN_DIGEST,
+    UPSERT_FLAG,
+    UPSERT_GROUP,
+    UPSERT_RUN,
+    UPSERT_WINDOW,
+)
+
+FORMAT = 1
+_TABLES = ("runs", "windows", "metric_log", "metric_batches", "trigger_state", "group_state",
+           "digest_windows")
+_OLD_LOG = "INSERT INTO metric_log (scope, run_id, run_name, user, data) VALUES (?,?,?,?,?)"
+
+
+class Snapshot(msgspec.Struct, array_like=True):
+    format: int
+    seq: int  # the last stream sequence whose effects this holds
+    node: str  # who wrote it
+    scopes: dict[str, dict[str, list[list[Any]]]]
+
+
+async def export(store: Store, scopes: list[str], seq: int, node: str) -> bytes:
+    state = {}
+    for scope in scopes:
+        rows = await store.run_state(scope)
+        if any(rows.values()):
+            state[scope] = {name: [list(row) for row in table] for name, table in rows.items()}
+    return msgspec.msgpack.encode(Snapshot(FORMAT, seq, node, state))
+
+
+def decode(data: bytes) -> Snapshot:
+    snapshot = msgspec.msgpack.decode(data, type=Snapshot)
+    if snapshot.format != FORMAT:
+        raise ValueError(f"checkpoint format {snapshot.format} is not {FORMAT}")
+    return snapshot
+
+
+async def load(store: Store, scopes: list[str], snapshot: Snapshot | None) -> None:
+    """Replace what this node holds for `scopes` (a cache of an earlier ownership,
+    perhaps stale) by the snapshot's, in one transaction."""
+    statements: list[Statement] = []
+    every = set(scopes) | set(snapshot.scopes if snapshot else ())
+    for table in _TABLES:
+        statements.append((f"DELETE FROM {table} WHERE scope = ?", [(s,) for s in every]))
+    for scope, state in (snapshot.scopes.items() if snapshot else ()):
+        _rows(statements, UPSERT_RUN, [(scope, *r) for r in state.get("runs", [])])
+        _rows(statements, UPSERT_WINDOW, [(scope, *r) for r in state.get("windows", [])])
+        _rows(statements, _OLD_LOG, [(scope, *r) for r in state.get("log", [])])
+        _rows(statements, LOG_METRICS, [(scope, *r) for r in state.get("batches", [])])
+        _rows(statements, UPSERT_FLAG, [(scope, *r) for r in state.get("flags", [])])
+        _rows(statements, UPSERT_GROUP, [(scope, *r) for r in state.get("groups", [])])
+        _rows(statements, OPEN_DIGEST, [(r[0], scope, *r[1:])
+                                        for r in state.get("digest_windows", [])])
+    await store.commit(Write(statements, barrier=True))
+
+
+def _rows(statements: list[Statement], sql: str, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        statements.append((sql, rows))

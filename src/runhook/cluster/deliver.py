@@ -1,0 +1,147 @@
+"""Delivery in cluster mode: every node pulls executions from the work queue (one
+durable consumer shared by all: each message goes to one node at a time), makes
+one attempt, records it on the history stream, and acks it, or has JetStream
+deliver it again after the retry delay. A node killed mid-attempt leaves the
+message unacked: another node sends it again after `ACK_WAIT_S` (receivers see
+the same webhook-id twice, never none); an attempt that takes longer says it is
+still in progress every `PROGRESS_S`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import anyio
+import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from runhook.cluster.bus import (
+    EXECUTION_SUBJECT,
+    EXECUTIONS,
+    HISTORY_SUBJECT,
+    MSG_ID,
+    Bus,
+    decode,
+    encode,
+)
+from runhook.config.runtime import Runtime
+from runhook.delivery import attempt, policy
+from runhook.delivery.ssrf import connector
+
+log = logging.getLogger("runhook.cluster.delivery")
+CONSUMER = "deliver"
+ACK_WAIT_S = 10.0
+PROGRESS_S = 3.0
+_LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
+
+
+class Workers:
+    def __init__(self, runtime: Runtime, bus: Bus) -> None:
+        self._runtime = runtime
+        self._bus = bus
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self.in_flight = 0
+        self.sent = 0
+
+    async def run(self) -> None:
+        js = self._bus.js
+        subscription = await self._bus.subscribe("subscribing to the executions", lambda:
+            js.pull_subscribe(EXECUTION_SUBJECT, durable=CONSUMER, stream=EXECUTIONS,
+                              config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
+                                                    ack_wait=ACK_WAIT_S, max_ack_pending=-1)))
+        slots = self._bus.settings.delivery_workers
+        free = anyio.Semaphore(slots)
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    await free.acquire()
+                    free.release()
+                    room = free.value
+                    try:
+                        messages = await subscription.fetch(room, timeout=1.0)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - NATS away: wait, then again
+                        log.warning("cluster: fetching executions: %s", exc)
+                        await anyio.sleep(1.0)
+                        continue
+                    for msg in messages or ():
+                        await free.acquire()
+                        tg.start_soon(self._one, msg, free)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for session in self._sessions.values():
+                    await session.close()
+
+    def _session(self, name: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(name)
+        if session is None:
+            integration = self._runtime.settings.integrations[name]
+            session = self._sessions[name] = aiohttp.ClientSession(
+                connector=connector(integration.max_in_flight, integration.allow_private),
+                cookie_jar=aiohttp.DummyCookieJar())
+        return session
+
+    async def _one(self, msg: Any, free: anyio.Semaphore) -> None:
+        self.in_flight += 1
+        try:
+            await self._attempt(msg)
+        except Exception:
+            log.exception("cluster: an attempt crashed")
+        finally:
+            self.in_flight -= 1
+            free.release()
+
+    async def _attempt(self, msg: Any) -> None:
+        row = decode(msg.data, list)
+        execution_id, automation, integration, context, created_at = \
+            row[0], row[1], row[7], json.loads(row[10]), row[12]
+        number = msg.metadata.num_delivered
+        settings = self._runtime.settings
+        started = time.time()
+        if integration not in settings.integrations:
+            response, outcome = None, policy.Outcome(
+                "FAILED", reason=f"integration {integration!r} is no longer configured",
+                config_error=True)
+        else:
+            try:
+                response, outcome = await attempt.send(
+                    self._session(integration), settings, integration, automation, context,
+                    execution_id, number)
+            except Exception as exc:
+                log.exception("execution %s: attempt %d crashed", execution_id, number)
+                response, outcome = None, policy.Outcome("FAILED",
+                                                         reason=f"internal error: {exc!r}")
+        finished = time.time()
+        reason = settings.redactor(outcome.reason) if outcome.reason else None
+        due = finished + outcome.delay if outcome.delay is not None else None
+        state = "FAILED" if outcome.disable else outcome.state
+        record = ["attempt",
+                  [execution_id, number, started, (finished - started) * 1000.0,
+                   response.status if response else None, reason,
+                   response.body or None if response else None],
+                  [state, reason, finished, due, number, execution_id]]
+        ack = await self._bus.js.publish(HISTORY_SUBJECT, encode(record),
+                                         headers={MSG_ID: f"{execution_id}#{number}"})
+        del ack
+        self._runtime.metrics.delivered(integration, automation, state, finished - started,
+                                        response is not None)
+        log.log(_LEVELS[state], "execution %s %s: attempt %d %s in %.0f ms, %.1fs after "
+                "creation%s", execution_id, automation, number, state,
+                (finished - started) * 1000.0, finished - created_at,
+                f" ({reason})" if reason else "")
+        if state == "PENDING":
+            await msg.nak(delay=outcome.delay)
+        else:
+            if state == "FINISHED":
+                self.sent += 1
+            await msg.ack()
+
+
+async def _in_progress(msg: Any) -> None:
+    while True:
+        await anyio.sleep(PROGRESS_S)
+        await msg.in_progress()

@@ -1,0 +1,110 @@
+"""What a partition's commits caused, put on JetStream: every execution to the
+history stream (which every node's history mirrors), and those waiting for a
+delivery to the executions work queue. Both keyed by the execution id, so an
+execution evaluated again by a new owner is dropped as a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from runhook.cluster.bus import EXECUTION_SUBJECT, HISTORY_SUBJECT, MSG_ID, Bus, encode
+from runhook.store.database import OnCommit, Store, Write
+from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
+
+log = logging.getLogger("runhook.cluster")
+
+# This node's history mirror may have the row already (an execution a previous owner
+# published, evaluated again here): the local copy is then left as it is.
+_IDEMPOTENT = {INSERT_EXECUTION: INSERT_EXECUTION.replace("INSERT", "INSERT OR IGNORE", 1),
+               INSERT_GROUPED: INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)}
+FLUSH_TIMEOUT_S = 10.0
+# Where execution_row puts the state and the integration.
+_STATE, _INTEGRATION = 8, 7
+
+
+class Created:
+    """A write's callback that publishes its executions once committed (and marks
+    the write as seen: a write submitted twice is published once)."""
+
+    __slots__ = ("outbox", "rows", "then")
+
+    def __init__(self, outbox: Outbox, rows: list[tuple[Any, ...]], then: OnCommit | None
+                 ) -> None:
+        self.outbox = outbox
+        self.rows = rows
+        self.then = then
+
+    def __call__(self, error: str | None) -> None:
+        if error is None and self.rows:
+            self.outbox.publish(self.rows)
+        if self.then is not None:
+            self.then(error)
+
+
+class Outbox:
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._pending: list[asyncio.Future[Any]] = []
+        self.failed: str | None = None  # a publish that failed since the last flush
+
+    def publish(self, rows: list[tuple[Any, ...]]) -> None:
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.create_task(self._publish(rows)))
+
+    async def _publish(self, rows: list[tuple[Any, ...]]) -> None:
+        js = self._bus.js
+        futures = []
+        for row in rows:
+            headers = {MSG_ID: row[0]}
+            futures.append(await js.publish_async(HISTORY_SUBJECT, encode(["created", row]),
+                                                  headers=headers))
+            if row[_STATE] == "PENDING" and row[_INTEGRATION] is not None:
+                futures.append(await js.publish_async(EXECUTION_SUBJECT, encode(row),
+                                                      headers=headers))
+        await asyncio.gather(*futures)
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is acknowledged; raises if any was not
+        (the partition then starts again from its checkpoint, and publishes again)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                results = await asyncio.gather(*pending, return_exceptions=True)
+        except TimeoutError:
+            for task in pending:
+                task.cancel()
+            raise RuntimeError("JetStream did not acknowledge the executions in time") from None
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise RuntimeError(f"publishing executions failed: {errors[0]}") from errors[0]
+
+
+class ClusterStore(Store):
+    """The node's SQLite store, whose commits of executions reach the Outbox."""
+
+    outbox: Outbox
+
+    def _wrap(self, write: Write) -> None:
+        if isinstance(write.on_commit, Created):
+            return
+        rows: list[tuple[Any, ...]] = []
+        statements = write.statements
+        for index, (sql, params) in enumerate(statements):
+            idempotent = _IDEMPOTENT.get(sql)
+            if idempotent is not None:
+                statements[index] = (idempotent, params)
+                rows.extend(tuple(row) for row in params)
+        if rows:
+            write.on_commit = Created(self.outbox, rows, write.on_commit)
+
+    async def submit(self, write: Write) -> None:
+        self._wrap(write)
+        await super().submit(write)
+
+    def submit_nowait(self, write: Write) -> None:
+        self._wrap(write)
+        super().submit_nowait(write)

@@ -1,0 +1,147 @@
+"""The scope actors of a cluster node: only those of the partitions it owns, each
+evaluating as the owner before it would have (event times and execution ids taken
+from the stream, not from this node's clock or randomness), writing to this node's
+SQLite as a cache of state that the checkpoints in JetStream hold for good."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import anyio
+
+from runhook.cluster.bus import partition_of
+from runhook.config.runtime import Runtime
+from runhook.core.events import Event
+from runhook.core.executions import Job
+from runhook.delivery.actor import Deliveries
+from runhook.evaluate.evaluator import Caused
+from runhook.evaluate.routing import Scopes
+from runhook.evaluate.scope import Checkpoint, ScopeActor
+from runhook.store.database import Store
+from runhook.triggers.silences import Silences
+
+log = logging.getLogger("runhook.cluster")
+
+
+class StreamIds:
+    """Execution ids that any owner derives alike: from the cause (the scope and the
+    stream sequence of the event, or the deadline of a timer) and a count within it.
+    A new owner evaluating an event again names its executions as the old one did,
+    so JetStream drops the copies (Nats-Msg-Id) and receivers see one webhook-id."""
+
+    __slots__ = ("_cause", "_n")
+
+    def __init__(self) -> None:
+        self._cause = b""
+        self._n = 0
+
+    def start(self, cause: str) -> None:
+        self._cause = cause.encode()
+        self._n = 0
+
+    def __call__(self, now: float | None = None) -> str:
+        self._n += 1
+        digest = hashlib.blake2b(self._cause + b"|%d" % self._n, digest_size=7).hexdigest()
+        ms = int((now or 0.0) * 1000)
+        return f"ex_{ms:012x}{digest}"
+
+
+class NoOffers:
+    """Delivery in cluster mode starts from the executions stream, not from here."""
+
+    def offer(self, job: Job) -> None:
+        pass
+
+
+class ClusterScopes(Scopes):
+    """Scopes whose actors exist only for owned partitions, and can be dropped (and
+    waited for) when a partition moves away."""
+
+    def __init__(self, runtime: Runtime, store: Store, deliveries: Deliveries,
+                 tg: anyio.abc.TaskGroup, silences: Silences, partitions: int) -> None:
+        super().__init__(runtime, store, deliveries, tg, silences)
+        self.partitions = partitions
+        # id(event) -> (stream sequence, stream time) while its batch is evaluated.
+        self.causes: dict[int, tuple[int, float]] = {}
+        self._done: dict[str, anyio.Event] = {}
+
+    def actor(self, scope: str) -> ScopeActor | None:
+        """The scope's actor, started on first use; None when no automation has it."""
+        if scope not in self._runtime.settings.by_scope:
+            return None
+        return self._actor(scope)
+
+    def _actor(self, key: str) -> ScopeActor:
+        actor = self.actors.get(key)
+        if actor is None:
+            settings = self._runtime.settings
+            actor = ScopeActor(key, settings.by_scope[key], self._store, NoOffers(),
+                               self._runtime.metrics, self._silences, settings.scope(key))
+            self._deterministic(actor)
+            self.actors[key] = actor
+            done = self._done[key] = anyio.Event()
+            self._tg.start_soon(self._run, actor, done, name=f"scope {key}")
+        return actor
+
+    @staticmethod
+    async def _run(actor: ScopeActor, done: anyio.Event) -> None:
+        try:
+            await actor.run()
+        finally:
+            done.set()
+
+    def _deterministic(self, actor: ScopeActor) -> None:
+        evaluator = actor.evaluator
+        ids = StreamIds()
+        evaluator.new_id = ids
+        evaluate, expire, causes, scope = evaluator.evaluate, evaluator.expire, self.causes, \
+            actor.scope
+
+        def evaluate_at(event: Event, event_time: float, now: float) -> Caused:
+            seq, at = causes[id(event)]
+            ids.start(f"{scope}|{seq}")
+            return evaluate(event, event_time, at)
+
+        def expire_at(now: float) -> Caused:
+            ids.start(f"{scope}|timer|{evaluator.next_deadline()!r}")
+            return expire(now)
+
+        evaluator.evaluate = evaluate_at  # type: ignore[method-assign]
+        evaluator.expire = expire_at  # type: ignore[method-assign]
+
+    def of(self, partition: int) -> list[str]:
+        """The configured scopes that live in `partition`."""
+        return [key for key in self._runtime.settings.by_scope
+                if partition_of(key, self.partitions) == partition]
+
+    def start_timed(self) -> None:
+        """Actors start with their partition (`start_partition`), not with the node."""
+
+    def start_partition(self, partition: int) -> None:
+        for key in self.of(partition):
+            automations = self._runtime.settings.by_scope[key]
+            if any((a.run is not None and a.run.metric is None and a.enabled)
+                   or a.digest_spec is not None for a in automations):
+                self._actor(key)
+
+    async def drop(self, scopes: list[str]) -> None:
+        """Stop these scopes' actors and wait until they returned (their last write
+        queued), so state imported after this is not overwritten by theirs."""
+        waiting = []
+        for key in scopes:
+            actor = self.actors.pop(key, None)
+            if actor is not None:
+                actor.inbox.close()
+                waiting.append(self._done.pop(key))
+        self._routes.clear()
+        for done in waiting:
+            await done.wait()
+
+    async def checkpoint(self, evict: bool, ttl: float) -> None:
+        for actor in list(self.actors.values()):
+            try:
+                await actor.inbox.send((Checkpoint(evict, ttl), None))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                continue  # its partition moved away meanwhile
+

@@ -1,0 +1,72 @@
+"""`[cluster]`: several daemons over one NATS JetStream cluster (DESIGN §13), as the
+Struct the file decodes into and the checked settings the cluster node runs on."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+from runhook.core.durations import parse_duration
+from runhook.core.schema import Table
+
+_NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SERVER = re.compile(r"^(nats|tls)://[^\s/]+$")
+
+
+class Cluster(Table, frozen=True):
+    """Off while `nats` is empty. Every node runs the same file but for `node`
+    (each node's own name, unique in the cluster; the host name when left out)."""
+
+    nats: list[str] = []  # noqa: RUF012 - msgspec copies it per instance
+    node: str = ""
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    replicas: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0  # 0: min(3, servers)
+    lease: str = "3s"
+    checkpoint_interval: str = "10s"
+    retention: str = "7d"  # how long events stay in the stream
+    delivery_workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    servers: list[str]
+    node: str
+    partitions: int
+    replicas: int
+    lease: float
+    checkpoint_interval: float
+    retention: float
+    delivery_workers: int
+
+
+def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
+    """The problems of `[cluster]` and, when it is on and sound, its settings."""
+    if not cluster.nats:
+        return [], None
+    problems = [f"cluster.nats[{i}]: expected nats://HOST:PORT or tls://HOST:PORT, got {s!r}"
+                for i, s in enumerate(cluster.nats) if not _SERVER.match(s)]
+    node = cluster.node or socket.gethostname().split(".")[0]
+    if not _NODE.match(node):
+        problems.append(f"cluster.node: {node!r} is not a node name "
+                        "(1-64 letters, digits, '-' or '_')")
+    durations: dict[str, float] = {}
+    for name in ("lease", "checkpoint_interval", "retention"):
+        try:
+            durations[name] = parse_duration(getattr(cluster, name))
+        except ValueError as exc:
+            problems.append(f"cluster.{name}: {exc}")
+            continue
+        if durations[name] <= 0:
+            problems.append(f"cluster.{name}: expected a duration above 0")
+    if durations.get("lease", 1.0) < 1.0:
+        problems.append("cluster.lease: at least 1s (NATS expires keys by the second)")
+    if problems:
+        return problems, None
+    replicas = cluster.replicas or min(3, len(cluster.nats))
+    return [], ClusterSettings(list(cluster.nats), node, cluster.partitions, replicas,
+                               durations["lease"], durations["checkpoint_interval"],
+                               durations["retention"], cluster.delivery_workers)
