@@ -43,6 +43,7 @@ $(MLFLOW_STAMP):
 test: $(FRAMEWORKS) $(CLUSTER) $(MLFLOW_STAMP) browser
 	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
+	$(BIN)/python benchmarks/cluster.py --quick
 
 # The console's browser tests drive Debian's Chromium through chromedriver. As root
 # (CI) a missing browser is installed; otherwise those tests skip, saying why.

@@ -294,3 +294,75 @@ async def test_failover_every_acknowledged_event_fires_exactly_once(
                              lambda rows: len(rows) >= want
                              and all(r["state"] == "FINISHED" for r in rows), timeout=30)
     assert sorted(r["id"] for r in other) == sorted(ids)
+
+
+@pytest.fixture
+async def one_node(short_dir: Path, receiver: Receiver) -> AsyncIterator[tuple[NatsCluster,
+                                                                             Node]]:
+    nats = NatsCluster(short_dir / "nats", 1)
+    await nats.start()
+    config = node_config(short_dir, "solo", nats.urls, BODY.replace("@URL@", receiver.url),
+                         partitions=PARTITIONS)
+    node = Node("solo", config, str(short_dir / "solo.sock"), short_dir / "solo.log")
+    try:
+        await start_node(node)
+        await balanced([node])
+        yield nats, node
+    finally:
+        if node.process is not None and node.process.returncode is None:
+            assert await stop_node(node) == 0
+        await nats.stop()
+
+
+async def test_a_failed_delivery_is_retried_durably_with_the_same_webhook_id(
+        one_node: tuple[NatsCluster, Node], receiver: Receiver) -> None:
+    """A 503, then 200: two attempts of one execution, JetStream redelivering it after
+    the schedule's first delay (5 s ± 20 %); the node's history records both."""
+    _, node = one_node
+    receiver.responses = [(503, "busy", {})]
+    async with AsyncClient(node.socket) as client:
+        answer = await client.request({"type": "artifact.created", "entity": "acme",
+                                       "project": "p0", "collection": "m", "version": 1})
+    assert answer == {"ok": True}
+    first, second = [await receiver.next(timeout=30) for _ in range(2)]
+    ids = {r.headers["webhook-id"] for r in (first, second)}
+    assert len(ids) == 1
+    assert second.at - first.at >= 4.0  # the retry delay, not an immediate resend
+    (execution_id,) = ids
+
+    async def settled() -> dict[str, Any]:
+        async with AsyncClient(node.socket) as client:
+            return await client.request({"type": "query.execution", "id": execution_id})
+    got = await eventually(settled, lambda a: a.get("execution", {}).get("state") == "FINISHED")
+    assert got["execution"]["attempts"] == 2
+    assert [a["status"] for a in got["attempts"]] == [503, 200]
+
+
+async def test_foreign_messages_on_the_streams_are_skipped_not_retried_forever(
+        one_node: tuple[NatsCluster, Node], receiver: Receiver) -> None:
+    """Someone else's bytes on runhook's subjects: logged and skipped; events after
+    them are evaluated and delivered as ever."""
+    import nats as nats_client
+
+    cluster, node = one_node
+    nc = await nats_client.connect(servers=cluster.urls)
+    try:
+        js = nc.jetstream()
+        scope = "project:acme/p0"
+        await js.publish(f"runhook.ev.{partition_of(scope, PARTITIONS)}", b"\xc1 not msgpack",
+                         headers={"Runhook-Scope": scope, "Runhook-Time": "1",
+                                  "Runhook-Received": "1"})
+        await js.publish("runhook.ex", b"[1, 2]")
+        await js.publish("runhook.hist", b'["created", [1]]')
+    finally:
+        await nc.close()
+    async with AsyncClient(node.socket) as client:
+        answer = await client.request({"type": "artifact.created", "entity": "acme",
+                                       "project": "p0", "collection": "m", "version": 2})
+    assert answer == {"ok": True}
+    delivered = await receiver.next(timeout=30)
+    assert json.loads(delivered.body)["data"]["automation_name"] == "model-p0"
+    log = await eventually(lambda: asyncio.to_thread(node.log.read_text),
+                           lambda text: "is not an event" in text
+                           and "is not an execution" in text and "not one of ours" in text)
+    assert "Traceback" not in log

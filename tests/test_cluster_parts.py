@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from runhook.cluster import checkpoint
-from runhook.cluster.bus import public
 from runhook.cluster.leases import preferred
 from runhook.cluster.scopes import StreamIds
-from runhook.config.cluster import Cluster, check
+from runhook.config.cluster import Cluster, check, public
 from runhook.store.database import Store, Write
 from runhook.store.statements import LOG_METRICS, UPSERT_FLAG, UPSERT_RUN, UPSERT_WINDOW
 
@@ -48,6 +47,8 @@ def test_stream_ids_are_the_same_for_the_same_cause_and_differ_otherwise() -> No
 
 @pytest.mark.parametrize(("table", "problem"), [
     ({"nats": ["http://n1:4222"]}, "cluster.nats[0]: expected nats://HOST:PORT"),
+    ({"nats": ["http://svc:hunter2-secret@n1:4222"]},
+     "cluster.nats[0]: expected nats://HOST:PORT or tls://HOST:PORT, got 'http://n1:4222'"),
     ({"nats": ["nats://n1:4222"], "node": "a b"}, "cluster.node: 'a b' is not a node name"),
     ({"nats": ["nats://n1:4222"], "lease": "500ms"}, "cluster.lease: at least 1s"),
     ({"nats": ["nats://n1:4222"], "checkpoint_interval": "soon"},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import zlib
 from typing import Any
 
@@ -17,7 +16,7 @@ from nats.js.api import KeyValueConfig, ObjectStoreConfig, RetentionPolicy, Stre
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from runhook.config.cluster import ClusterSettings
+from runhook.config.cluster import ClusterSettings, public
 from runhook.core.events import ArtifactEvents, Event, RunEvents
 from runhook.core.schema import StartupError
 
@@ -55,11 +54,6 @@ def partition_of(scope: str, partitions: int) -> int:
 
 def event_subject(partition: int) -> str:
     return f"runhook.ev.{partition}"
-
-
-def public(servers: list[str]) -> str:
-    """The servers as a log line may show them: without a user:password@ part."""
-    return ", ".join(re.sub(r"//[^@/]*@", "//", server) for server in servers)
 
 
 def lease_key(partition: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import msgspec
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -96,9 +97,16 @@ class Workers:
             free.release()
 
     async def _attempt(self, msg: Any) -> None:
-        row = decode(msg.data, list)
-        execution_id, automation, integration, context, created_at = \
-            row[0], row[1], row[7], json.loads(row[10]), row[12]
+        try:
+            row = decode(msg.data, list)
+            execution_id, automation, integration, context, created_at = \
+                str(row[0]), str(row[1]), str(row[7]), dict(json.loads(row[10])), \
+                float(row[12])
+        except (ValueError, TypeError, IndexError, msgspec.DecodeError) as exc:
+            # Not one of ours: no execution to record it under, and never deliverable.
+            log.error("cluster: an executions message is not an execution: %s", exc)
+            await msg.term()
+            return
         number = msg.metadata.num_delivered
         settings = self._runtime.settings
         started = time.time()

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import anyio
+import msgspec
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -55,14 +56,26 @@ class Mirror:
             return
         statements: list[Statement] = []
         for msg in messages:
-            record = decode(msg.data, list)
-            if record[0] == "created":
-                row = tuple(record[1])
-                statements.append((_CREATED_GROUPED if len(row) == 16 else _CREATED, [row]))
-            elif record[0] == "attempt":
-                statements.append((_ATTEMPT, [tuple(record[1])]))
-                statements.append((_UPDATE, [tuple(record[2])]))
+            try:
+                statements.extend(_statements(decode(msg.data, list)))
+            except (ValueError, TypeError, IndexError, msgspec.DecodeError) as exc:
+                log.error("cluster: a history record is not one of ours: %s", exc)
         # In order: an attempt's update must follow its execution's insert.
         await self._store.commit(Write(statements, barrier=True))
         await messages[-1].ack()  # AckPolicy.ALL: everything up to it
         self.applied += len(messages)
+
+
+def _statements(record: list[Any]) -> list[Statement]:
+    kind = record[0]
+    if kind == "created":
+        row = tuple(record[1])
+        if len(row) not in (15, 16):
+            raise ValueError(f"an execution row of {len(row)} columns")
+        return [(_CREATED_GROUPED if len(row) == 16 else _CREATED, [row])]
+    if kind == "attempt":
+        attempt, update = tuple(record[1]), tuple(record[2])
+        if len(attempt) != 7 or len(update) != 6:
+            raise ValueError("an attempt record of the wrong shape")
+        return [(_ATTEMPT, [attempt]), (_UPDATE, [update])]
+    raise ValueError(f"unknown record kind {kind!r}")

@@ -28,6 +28,7 @@ from runhook.delivery.actor import Deliveries
 from runhook.ingest import protocol, silencing
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
+from runhook.web import remote as web_remote
 from runhook.web import server as web_server
 
 log = logging.getLogger("runhook")
@@ -53,6 +54,7 @@ class ClusterDaemon(Daemon):
         self.workers: Workers | None = None
         self.mirror: Mirror | None = None
         self._partition_tg: anyio.abc.TaskGroup | None = None
+        self.publisher: Publisher | None = None
 
     async def run(self) -> None:
         server = self.settings.config.server
@@ -77,7 +79,7 @@ class ClusterDaemon(Daemon):
                         work.start_soon(self.mirror.run, name="cluster history mirror")
                         leases = self.leases = Leases(self.bus, self._start_partition,
                                                       self._stop_partition)
-                        publisher = Publisher(lambda: self.settings, self.bus)
+                        publisher = self.publisher = Publisher(lambda: self.settings, self.bus)
                         self.ingress = Ingress(publisher, self.store,  # type: ignore[arg-type]
                                                self._query)
                         async with anyio.create_task_group() as front:
@@ -87,6 +89,10 @@ class ClusterDaemon(Daemon):
                                 await front.start(web_server.serve,
                                                   web_server.make_app(self, self.store),
                                                   server.http)
+                            if self.settings.remote is not None:
+                                await front.start(web_remote.serve, web_remote.make_app(
+                                    lambda: self.settings, self.ingress, self._query,
+                                    self.store), self.settings.remote)
                             front.start_soon(leases.run, name="cluster leases")
                             housekeeping = Housekeeping(self, self.store, scopes, self.activity)
                             front.start_soon(housekeeping.run, name="housekeeping")
@@ -132,6 +138,14 @@ class ClusterDaemon(Daemon):
             await partition.stop()
             assert isinstance(self.scopes, ClusterScopes)
             await self.scopes.drop(self.scopes.of(number))
+
+    async def reload(self) -> list[str]:
+        """As on one machine; every node must be given the same file (a scope's
+        automations are evaluated by whichever node owns its partition)."""
+        problems = await super().reload()
+        if not problems and self.publisher is not None:
+            self.publisher.reconfigure()  # scopes may have gained or lost automations
+        return problems
 
     async def _query(self, query: Query) -> bytes:
         if isinstance(query, _LOCAL_ONLY):

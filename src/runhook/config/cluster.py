@@ -43,12 +43,17 @@ class ClusterSettings:
     delivery_workers: int
 
 
+def public(servers: list[str]) -> str:
+    """Servers as a log line or an error may show them: no user:password@ part."""
+    return ", ".join(re.sub(r"//[^@/]*@", "//", server) for server in servers)
+
+
 def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
     """The problems of `[cluster]` and, when it is on and sound, its settings."""
     if not cluster.nats:
         return [], None
-    problems = [f"cluster.nats[{i}]: expected nats://HOST:PORT or tls://HOST:PORT, got {s!r}"
-                for i, s in enumerate(cluster.nats) if not _SERVER.match(s)]
+    problems = [f"cluster.nats[{i}]: expected nats://HOST:PORT or tls://HOST:PORT, "
+                f"got {public([s])!r}" for i, s in enumerate(cluster.nats) if not _SERVER.match(s)]
     node = cluster.node or socket.gethostname().split(".")[0]
     if not _NODE.match(node):
         problems.append(f"cluster.node: {node!r} is not a node name "
