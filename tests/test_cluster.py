@@ -366,3 +366,21 @@ async def test_foreign_messages_on_the_streams_are_skipped_not_retried_forever(
                            lambda text: "is not an event" in text
                            and "is not an execution" in text and "not one of ours" in text)
     assert "Traceback" not in log
+
+
+async def test_a_node_splitting_scopes_otherwise_is_refused_at_start(
+        one_node: tuple[NatsCluster, Node], short_dir: Path, receiver: Receiver) -> None:
+    """The cluster was made with 8 partitions; a node configured with 4 would put a
+    scope's events in another partition than its peers: it must not start."""
+    cluster, _ = one_node
+    config = node_config(short_dir / "odd", "odd", cluster.urls,
+                         BODY.replace("@URL@", receiver.url), partitions=4)
+    log = short_dir / "odd.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runhook", "serve", "--config", str(config),
+            stdout=out, stderr=out)
+    assert await asyncio.wait_for(process.wait(), 60) != 0
+    text = log.read_text()
+    assert "cluster.partitions: 4 here, but the cluster's streams were made with 8" in text
+    assert "Traceback" not in text

@@ -51,6 +51,7 @@ def test_stream_ids_are_the_same_for_the_same_cause_and_differ_otherwise() -> No
      "cluster.nats[0]: expected nats://HOST:PORT or tls://HOST:PORT, got 'http://n1:4222'"),
     ({"nats": ["nats://n1:4222"], "node": "a b"}, "cluster.node: 'a b' is not a node name"),
     ({"nats": ["nats://n1:4222"], "lease": "500ms"}, "cluster.lease: at least 1s"),
+    ({"nats": ["nats://n1:4222"], "retention": "30m"}, "cluster.retention: at least 1h"),
     ({"nats": ["nats://n1:4222"], "checkpoint_interval": "soon"},
      "cluster.checkpoint_interval:"),
 ])

@@ -16,7 +16,7 @@ from nats.js.api import KeyValueConfig, ObjectStoreConfig, RetentionPolicy, Stre
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from runhook.config.cluster import ClusterSettings, public
+from runhook.config.cluster import DUPLICATE_WINDOW_S, ClusterSettings, public
 from runhook.core.events import ArtifactEvents, Event, RunEvents
 from runhook.core.schema import StartupError
 
@@ -27,12 +27,11 @@ EXECUTIONS = "RUNHOOK_EXECUTIONS"  # subject runhook.ex; work queue: one deliver
 HISTORY = "RUNHOOK_HISTORY"  # subject runhook.hist; what every node's history mirrors
 LEASES = "RUNHOOK_LEASES"  # KV: p<n> -> owning node, expiring after `lease`
 NODES = "RUNHOOK_NODES"  # KV: node -> alive, expiring after `lease`
-CHECKPOINTS = "RUNHOOK_CHECKPOINTS"  # object store: p<n> -> run state and stream position
+CHECKPOINTS = "RUNHOOK_CHECKPOINTS"  # object store: a partition's checkpoints, by name
+LAYOUT = "layout"  # in POSITIONS: the number of partitions, fixed by the first node
+POSITIONS = "RUNHOOK_POSITIONS"  # KV: p<n> -> its current checkpoint (the fencing token)
 EXECUTION_SUBJECT = "runhook.ex"
 HISTORY_SUBJECT = "runhook.hist"
-# JetStream deduplicates a Nats-Msg-Id seen within this window: a client's retry of an
-# event id, and an execution a new owner evaluates again, within it are dropped.
-DUPLICATE_WINDOW_S = 3600.0
 # Headers of an event message: the scope it is for, and its time as the ingress saw it.
 SCOPE = "Runhook-Scope"
 TIME = "Runhook-Time"
@@ -70,6 +69,10 @@ def decode(data: bytes, kind: Any) -> Any:
     return msgspec.msgpack.decode(data, type=kind)
 
 
+class Refused(StartupError):
+    """A configuration the cluster cannot take: not retried."""
+
+
 class Bus:
     """One connection to the NATS cluster and the handles every part uses."""
 
@@ -80,6 +83,7 @@ class Bus:
         self.leases: KeyValue
         self.nodes: KeyValue
         self.checkpoints: ObjectStore
+        self.positions: KeyValue
 
     async def connect(self) -> None:
         s = self.settings
@@ -106,7 +110,10 @@ class Bus:
                 self.js = self.nc.jetstream(timeout=5)
                 await self._ensure()
                 return
-            except Exception as exc:
+            except Refused:
+                await self.close()
+                raise
+            except Exception as exc:  # say what, and try again
                 reason = str(exc) or type(exc).__name__
                 await self.close()
                 if loop.time() > deadline:
@@ -142,8 +149,28 @@ class Bus:
             bucket=LEASES, ttl=s.lease, history=1, replicas=s.replicas))
         self.nodes = await self.js.create_key_value(KeyValueConfig(
             bucket=NODES, ttl=s.lease, history=1, replicas=s.replicas))
+        self.positions = await self.js.create_key_value(KeyValueConfig(
+            bucket=POSITIONS, history=1, replicas=s.replicas))
+        await self._same_layout()
         self.checkpoints = await self.js.create_object_store(
             CHECKPOINTS, ObjectStoreConfig(replicas=s.replicas))
+
+    async def _same_layout(self) -> None:
+        """Every node must split scopes alike: the first node records `partitions`,
+        and a node configured otherwise refuses to start (it would split a scope's
+        state across two partitions)."""
+        mine = str(self.settings.partitions).encode()
+        try:
+            await self.positions.create(LAYOUT, mine)
+            return
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        entry = await self.positions.get(LAYOUT)
+        if entry.value != mine:
+            theirs = (entry.value or b"?").decode(errors="replace")
+            raise Refused(f"cluster.partitions: {self.settings.partitions} here, but the "
+                          f"cluster's streams were made with {theirs}; every node needs the "
+                          "same number")
 
     async def subscribe(self, what: str, subscribe: Any) -> Any:
         """`subscribe()` until it succeeds: at a start, or after a NATS node went,

@@ -10,6 +10,7 @@ import msgspec
 
 from runhook.store.database import Statement, Store, Write
 from runhook.store.statements import (
+    INSERT_GROUPED,
     LOG_METRICS,
     OPEN_DIGEST,
     UPSERT_FLAG,
@@ -21,6 +22,7 @@ from runhook.store.statements import (
 FORMAT = 1
 _TABLES = ("runs", "windows", "metric_log", "metric_batches", "trigger_state", "group_state",
            "digest_windows")
+_GROUPED = INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)
 _OLD_LOG = "INSERT INTO metric_log (scope, run_id, run_name, user, data) VALUES (?,?,?,?,?)"
 
 
@@ -33,8 +35,7 @@ class Snapshot(msgspec.Struct, array_like=True):
 
 async def export(store: Store, scopes: list[str], seq: int, node: str) -> bytes:
     state = {}
-    for scope in scopes:
-        rows = await store.run_state(scope)
+    for scope, rows in (await store.run_states(scopes)).items():
         if any(rows.values()):
             state[scope] = {name: [list(row) for row in table] for name, table in rows.items()}
     return msgspec.msgpack.encode(Snapshot(FORMAT, seq, node, state))
@@ -63,6 +64,8 @@ async def load(store: Store, scopes: list[str], snapshot: Snapshot | None) -> No
         _rows(statements, UPSERT_GROUP, [(scope, *r) for r in state.get("groups", [])])
         _rows(statements, OPEN_DIGEST, [(r[0], scope, *r[1:])
                                         for r in state.get("digest_windows", [])])
+        # The firings an open digest holds: its items when it closes here.
+        _rows(statements, _GROUPED, [tuple(r) for r in state.get("grouped", [])])
     await store.commit(Write(statements, barrier=True))
 
 

@@ -8,6 +8,7 @@ still in progress every `PROGRESS_S`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,7 +30,9 @@ from runhook.cluster.bus import (
     encode,
 )
 from runhook.config.runtime import Runtime
+from runhook.core.durations import parse_rate
 from runhook.delivery import attempt, policy
+from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import connector
 
 log = logging.getLogger("runhook.cluster.delivery")
@@ -44,6 +47,8 @@ class Workers:
         self._runtime = runtime
         self._bus = bus
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._session_keys: dict[str, tuple[int, bool]] = {}
+        self._buckets: dict[str, tuple[str, TokenBucket]] = {}
         self.in_flight = 0
         self.sent = 0
 
@@ -78,18 +83,40 @@ class Workers:
                     await session.close()
 
     def _session(self, name: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(name)
-        if session is None:
-            integration = self._runtime.settings.integrations[name]
-            session = self._sessions[name] = aiohttp.ClientSession(
-                connector=connector(integration.max_in_flight, integration.allow_private),
-                cookie_jar=aiohttp.DummyCookieJar())
+        """One session per integration as configured now: a reload that changes its
+        SSRF guard or its connection limit gets a new one (the old one is closed)."""
+        integration = self._runtime.settings.integrations[name]
+        key = (integration.max_in_flight, integration.allow_private)
+        found = self._sessions.get(name)
+        if found is not None and self._session_keys.get(name) == key:
+            return found
+        if found is not None:
+            asyncio.get_running_loop().create_task(found.close())
+        session = self._sessions[name] = aiohttp.ClientSession(
+            connector=connector(*key), cookie_jar=aiohttp.DummyCookieJar())
+        self._session_keys[name] = key
         return session
+
+    async def _pace(self, name: str) -> None:
+        """The integration's `rate`, per node (each node keeps its own bucket)."""
+        rate = self._runtime.settings.integrations[name].rate
+        if not rate:
+            return
+        bucket = self._buckets.get(name)
+        if bucket is None or bucket[0] != rate:
+            bucket = self._buckets[name] = (rate, TokenBucket(parse_rate(rate),
+                                                              now=time.monotonic()))
+        wait = bucket[1].take(time.monotonic())
+        if wait > 0:
+            await anyio.sleep(wait)
 
     async def _one(self, msg: Any, free: anyio.Semaphore) -> None:
         self.in_flight += 1
         try:
-            await self._attempt(msg)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_in_progress, msg)  # an attempt past ACK_WAIT_S stays ours
+                await self._attempt(msg)
+                tg.cancel_scope.cancel()
         except Exception:
             log.exception("cluster: an attempt crashed")
         finally:
@@ -115,6 +142,7 @@ class Workers:
                 "FAILED", reason=f"integration {integration!r} is no longer configured",
                 config_error=True)
         else:
+            await self._pace(integration)
             try:
                 response, outcome = await attempt.send(
                     self._session(integration), settings, integration, automation, context,
@@ -131,7 +159,8 @@ class Workers:
                   [execution_id, number, started, (finished - started) * 1000.0,
                    response.status if response else None, reason,
                    response.body or None if response else None],
-                  [state, reason, finished, due, number, execution_id]]
+                  [state, reason, finished, due, number, execution_id],
+                  row]  # the execution itself: a mirror that missed it inserts it first
         ack = await self._bus.js.publish(HISTORY_SUBJECT, encode(record),
                                          headers={MSG_ID: f"{execution_id}#{number}"})
         del ack

@@ -8,6 +8,7 @@ once (last checkpoint written, key deleted)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,33 +37,47 @@ class Leases:
         self.node = bus.settings.node
         self.owned: dict[int, int] = {}  # partition -> the lease key's revision
         self.live: list[str] = []
+        # One renewal at a time per partition: two with the same revision would
+        # make the loser think the lease lost.
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._leaving: set[int] = set()  # being handed over (or stopped) in the background
+        self._tg: anyio.abc.TaskGroup | None = None
 
-    async def still_owned(self, partition: int) -> bool:
-        """Renew the lease now; False once another node holds it (or it expired)."""
-        revision = self.owned.get(partition)
-        if revision is None:
-            return False
-        try:
-            self.owned[partition] = await self._bus.leases.update(
-                lease_key(partition), self.node.encode(), last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
-            self.owned.pop(partition, None)
-            return False
-        except Exception as exc:  # noqa: BLE001 - NATS unreachable: not provably ours
-            log.warning("cluster: renewing partition %d: %s", partition, exc)
-            return False
-        return True
+    async def renew(self, partition: int) -> bool | None:
+        """Renew the lease now: True; False once another node holds it (or it
+        expired); None when NATS did not answer (not known: ask again later)."""
+        lock = self._locks.setdefault(partition, asyncio.Lock())
+        async with lock:
+            revision = self.owned.get(partition)
+            if revision is None:
+                return False
+            try:
+                self.owned[partition] = await self._bus.leases.update(
+                    lease_key(partition), self.node.encode(), last=revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self.owned.pop(partition, None)
+                return False
+            except Exception as exc:  # noqa: BLE001 - NATS away for now
+                log.warning("cluster: renewing partition %d: %s", partition,
+                            str(exc) or type(exc).__name__)
+                return None
+            return True
 
     async def run(self) -> None:
         period = self._bus.settings.lease / 3
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:  # noqa: BLE001 - NATS away: try again next period
-                log.warning("cluster: lease round failed: %s", exc or type(exc).__name__)
-            await anyio.sleep(period)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            while True:
+                try:
+                    await self.tick()
+                except Exception as exc:  # noqa: BLE001 - NATS away: try again next period
+                    log.warning("cluster: lease round failed: %s", str(exc) or type(exc).__name__)
+                await anyio.sleep(period)
 
     async def tick(self) -> None:
+        """Renew what is owned, hand over what another live node prefers, take what
+        this node is preferred for and nobody holds. Handing over runs in the
+        background, so a slow stop never holds up the renewal of the others."""
         bus = self._bus
         await bus.nodes.put(self.node, b"1")
         try:
@@ -75,12 +90,13 @@ class Leases:
         for partition in range(bus.settings.partitions):
             want = preferred(partition, live)
             if partition in self.owned:
-                if not await self.still_owned(partition):
+                owned = await self.renew(partition)
+                if owned is False and partition not in self._leaving:
                     log.warning("cluster: lost partition %d", partition)
-                    await self._stop(partition)
-                elif want != self.node:
-                    await self.release(partition)
-            elif want == self.node:
+                    self._background(partition, release=False)
+                elif owned and want != self.node and partition not in self._leaving:
+                    self._background(partition, release=True)
+            elif want == self.node and partition not in self._leaving:
                 try:
                     revision = await bus.leases.create(lease_key(partition), self.node.encode())
                 except nats.js.errors.KeyWrongLastSequenceError:
@@ -89,21 +105,37 @@ class Leases:
                 log.info("cluster: took partition %d", partition)
                 await self._start(partition)
 
+    def _background(self, partition: int, release: bool) -> None:
+        self._leaving.add(partition)
+        if self._tg is not None:
+            self._tg.start_soon(self._leave, partition, release)
+
+    async def _leave(self, partition: int, release: bool) -> None:
+        try:
+            if release:
+                await self.release(partition)
+            else:
+                await self._stop(partition)
+        finally:
+            self._leaving.discard(partition)
+
     async def release(self, partition: int) -> None:
         """Stop the partition (it writes its last checkpoint), then free the key."""
         await self._stop(partition)
-        revision = self.owned.pop(partition, None)
-        if revision is not None:
-            try:
-                await self._bus.leases.delete(lease_key(partition), last=revision)
-            except Exception as exc:  # noqa: BLE001 - it expires by itself
-                log.warning("cluster: freeing partition %d: %s", partition, exc)
+        async with self._locks.setdefault(partition, asyncio.Lock()):
+            revision = self.owned.pop(partition, None)
+            if revision is not None:
+                try:
+                    await self._bus.leases.delete(lease_key(partition), last=revision)
+                except Exception as exc:  # noqa: BLE001 - it expires by itself
+                    log.warning("cluster: freeing partition %d: %s", partition, exc)
         log.info("cluster: handed partition %d over", partition)
 
     async def leave(self) -> None:
-        """A graceful stop: every partition handed over, then this node forgotten."""
-        for partition in list(self.owned):
-            await self.release(partition)
+        """A graceful stop: every partition handed over at once, then this node forgotten."""
+        async with anyio.create_task_group() as tg:
+            for partition in list(self.owned):  # background hand-overs were cancelled
+                tg.start_soon(self.release, partition)
         try:
             await self._bus.nodes.delete(self.node)
         except Exception as exc:  # noqa: BLE001 - it expires by itself

@@ -5,15 +5,16 @@ node remembers how far it got; a record applied twice changes nothing."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import msgspec
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from runhook.cluster.bus import HISTORY, HISTORY_SUBJECT, Bus, decode
-from runhook.store.database import Statement, Store, Write
+from runhook.cluster.bus import HISTORY, HISTORY_SUBJECT, Bus
+from runhook.core.executions import State
+from runhook.store.database import Statement, Store, Write, WriteFailed
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
 
 log = logging.getLogger("runhook.cluster")
@@ -27,6 +28,7 @@ _ATTEMPT = ("INSERT INTO attempts (execution_id, number, started_at, duration_ms
 _UPDATE = ("UPDATE executions SET state = ?1, reason = ?2, updated_at = ?3, "
            "next_attempt_at = ?4, attempts = ?5 WHERE id = ?6 AND attempts < ?5")
 FETCH = 1000
+RETRY_S = 1.0
 
 
 class Mirror:
@@ -40,7 +42,7 @@ class Mirror:
         subscription = await self._bus.subscribe("subscribing to the history", lambda:
             js.pull_subscribe(HISTORY_SUBJECT, durable=f"mirror-{self._bus.settings.node}",
                               stream=HISTORY, config=ConsumerConfig(
-                                  ack_policy=AckPolicy.ALL, ack_wait=60.0, max_ack_pending=-1)))
+                                  ack_policy=AckPolicy.EXPLICIT, ack_wait=60.0, max_ack_pending=-1)))
         while True:
             try:
                 await self._round(subscription)
@@ -57,25 +59,81 @@ class Mirror:
         statements: list[Statement] = []
         for msg in messages:
             try:
-                statements.extend(_statements(decode(msg.data, list)))
-            except (ValueError, TypeError, IndexError, msgspec.DecodeError) as exc:
+                statements.extend(_statements(msg.data))
+            except (ValueError, msgspec.DecodeError) as exc:
                 log.error("cluster: a history record is not one of ours: %s", exc)
-        # In order: an attempt's update must follow its execution's insert.
-        await self._store.commit(Write(statements, barrier=True))
-        await messages[-1].ack()  # AckPolicy.ALL: everything up to it
+        try:
+            # In order: an attempt's update must follow its execution's insert.
+            await self._store.commit(Write(statements, barrier=True))
+        except WriteFailed as exc:  # the disk, not the records: all of them again later
+            log.warning("cluster: applying %d history records failed: %s", len(messages), exc)
+            for msg in messages:
+                await msg.nak(delay=RETRY_S)
+            return
+        for msg in messages:  # each its own ack: a later batch never covers a failed one
+            await msg.ack()
         self.applied += len(messages)
 
 
-def _statements(record: list[Any]) -> list[Statement]:
-    kind = record[0]
-    if kind == "created":
-        row = tuple(record[1])
-        if len(row) not in (15, 16):
-            raise ValueError(f"an execution row of {len(row)} columns")
-        return [(_CREATED_GROUPED if len(row) == 16 else _CREATED, [row])]
-    if kind == "attempt":
-        attempt, update = tuple(record[1]), tuple(record[2])
-        if len(attempt) != 7 or len(update) != 6:
-            raise ValueError("an attempt record of the wrong shape")
-        return [(_ATTEMPT, [attempt]), (_UPDATE, [update])]
-    raise ValueError(f"unknown record kind {kind!r}")
+# The shapes every field must have before SQLite sees it: a record of another shape
+# (not ours) is refused alone, and never fails the commit of the records around it.
+_Int = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+
+
+class _Row(msgspec.Struct, array_like=True):
+    id: str
+    automation: str
+    scope: str
+    event_kind: str
+    event_type: str
+    event_id: str | None
+    action_kind: str
+    integration: str | None
+    state: State
+    reason: str | None
+    context: str
+    run_id: str | None
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None
+    digest_id: str | None = None
+
+
+class _Attempt(msgspec.Struct, array_like=True):
+    execution_id: str
+    number: _Int
+    started_at: float
+    duration_ms: float
+    status: _Int | None
+    error: str | None
+    response: str | None
+
+
+class _Update(msgspec.Struct, array_like=True):
+    state: State
+    reason: str | None
+    updated_at: float
+    next_attempt_at: float | None
+    attempts: _Int
+    id: str
+
+
+def _statements(data: bytes) -> list[Statement]:
+    record = msgspec.msgpack.decode(data, type=list[Any])
+    if not record or record[0] not in ("created", "attempt") \
+            or len(record) != (2 if record[0] == "created" else 4):
+        raise ValueError("not a created or attempt record")
+    created = _created(msgspec.convert(record[-1], _Row))
+    if record[0] == "created":
+        return [created]
+    attempt = msgspec.structs.astuple(msgspec.convert(record[1], _Attempt))
+    update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))
+    # The execution first (ignored when there): its own record may come later.
+    return [created, (_ATTEMPT, [attempt]), (_UPDATE, [update])]
+
+
+def _created(row: _Row) -> Statement:
+    values = msgspec.structs.astuple(row)
+    if row.digest_id is None:
+        return (_CREATED, [values[:15]])
+    return (_CREATED_GROUPED, [values])

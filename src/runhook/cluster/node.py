@@ -121,16 +121,21 @@ class ClusterDaemon(Daemon):
 
     async def _start_partition(self, number: int) -> None:
         assert self._partition_tg is not None and self.leases is not None
+        assert isinstance(self.scopes, ClusterScopes)
         leases = self.leases
 
-        async def still_owned() -> bool:
-            return await leases.still_owned(number)
+        async def renew() -> bool | None:
+            return await leases.renew(number)
 
-        assert isinstance(self.scopes, ClusterScopes)
-        partition = Partition(number, self.bus, self.store, self.scopes, self.outbox,
-                              still_owned)
+        partition = Partition(number, self.bus, self.store, self.scopes, self.outbox, renew)
         self.partitions[number] = partition
-        self._partition_tg.start_soon(partition.run, name=f"partition {number}")
+        self._partition_tg.start_soon(self._run_partition, partition, name=f"partition {number}")
+
+    async def _run_partition(self, partition: Partition) -> None:
+        await partition.run()
+        if partition.lost and self.partitions.get(partition.number) is partition:
+            # Found lost by its own checkpoint: forget it here too (its lease is gone).
+            await self._stop_partition(partition.number)
 
     async def _stop_partition(self, number: int) -> None:
         partition = self.partitions.pop(number, None)
@@ -138,6 +143,8 @@ class ClusterDaemon(Daemon):
             await partition.stop()
             assert isinstance(self.scopes, ClusterScopes)
             await self.scopes.drop(self.scopes.of(number))
+        if self.leases is not None and partition is not None and partition.lost:
+            self.leases.owned.pop(number, None)
 
     async def reload(self) -> list[str]:
         """As on one machine; every node must be given the same file (a scope's

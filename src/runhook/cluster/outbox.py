@@ -9,7 +9,14 @@ import asyncio
 import logging
 from typing import Any
 
-from runhook.cluster.bus import EXECUTION_SUBJECT, HISTORY_SUBJECT, MSG_ID, Bus, encode
+from runhook.cluster.bus import (
+    EXECUTION_SUBJECT,
+    HISTORY_SUBJECT,
+    MSG_ID,
+    Bus,
+    encode,
+    partition_of,
+)
 from runhook.store.database import OnCommit, Store, Write
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
 
@@ -20,8 +27,8 @@ log = logging.getLogger("runhook.cluster")
 _IDEMPOTENT = {INSERT_EXECUTION: INSERT_EXECUTION.replace("INSERT", "INSERT OR IGNORE", 1),
                INSERT_GROUPED: INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)}
 FLUSH_TIMEOUT_S = 10.0
-# Where execution_row puts the state and the integration.
-_STATE, _INTEGRATION = 8, 7
+# Where execution_row puts the scope, the state and the integration.
+_SCOPE, _STATE, _INTEGRATION = 2, 8, 7
 
 
 class Created:
@@ -44,14 +51,23 @@ class Created:
 
 
 class Outbox:
+    """Publishes kept per partition: a partition's flush waits for its own executions
+    (a timer's included) and no other's, so it advances its position only over
+    executions JetStream acknowledged, and a failure stops the partition it is of."""
+
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._pending: list[asyncio.Future[Any]] = []
-        self.failed: str | None = None  # a publish that failed since the last flush
+        self._pending: dict[int, list[asyncio.Task[None]]] = {}
 
     def publish(self, rows: list[tuple[Any, ...]]) -> None:
         loop = asyncio.get_running_loop()
-        self._pending.append(loop.create_task(self._publish(rows)))
+        partitions = self._bus.settings.partitions
+        by_partition: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            by_partition.setdefault(partition_of(row[_SCOPE], partitions), []).append(row)
+        for partition, part in by_partition.items():
+            self._pending.setdefault(partition, []).append(
+                loop.create_task(self._publish(part)))
 
     async def _publish(self, rows: list[tuple[Any, ...]]) -> None:
         js = self._bus.js
@@ -65,10 +81,11 @@ class Outbox:
                                                       headers=headers))
         await asyncio.gather(*futures)
 
-    async def flush(self) -> None:
-        """Wait until everything published so far is acknowledged; raises if any was not
-        (the partition then starts again from its checkpoint, and publishes again)."""
-        pending, self._pending = self._pending, []
+    async def flush(self, partition: int) -> None:
+        """Wait until everything `partition` published so far is acknowledged; raises if
+        any was not (the partition then starts again from its checkpoint, and its
+        executions are made and published again, under the same ids)."""
+        pending = self._pending.pop(partition, [])
         if not pending:
             return
         try:
@@ -81,6 +98,10 @@ class Outbox:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise RuntimeError(f"publishing executions failed: {errors[0]}") from errors[0]
+
+    def forget(self, partition: int) -> None:
+        """A partition given up: its publishes go on, nobody waits for them."""
+        self._pending.pop(partition, None)
 
 
 class ClusterStore(Store):

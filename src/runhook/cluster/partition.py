@@ -6,46 +6,60 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 import msgspec
 import nats.errors
-import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from runhook.cluster import checkpoint
-from runhook.cluster.bus import RECEIVED, SCOPE, TIME, Bus, decode_event, event_subject, lease_key
+from runhook.cluster.bus import (
+    EVENTS,
+    RECEIVED,
+    SCOPE,
+    TIME,
+    Bus,
+    decode_event,
+    event_subject,
+    lease_key,
+    partition_of,
+)
 from runhook.cluster.outbox import Outbox
+from runhook.cluster.positions import Lost, Positions
 from runhook.cluster.scopes import ClusterScopes
 from runhook.core.acks import Ticket
-from runhook.evaluate.scope import Batch, ScopeActor
+from runhook.evaluate.scope import EVALUATION_FAILED, Batch, ScopeActor
 from runhook.store.database import Store
 
 log = logging.getLogger("runhook.cluster")
 FETCH = 2000  # messages a read takes at most
 FETCH_WAIT_S = 0.5
-RETRY_S = 1.0
+RETRY_S = 1.0  # after a failure; doubling up to RETRY_MAX_S while it keeps failing
+RETRY_MAX_S = 30.0
 
-
-class Lost(Exception):
-    """The lease went to another node: stop without writing a checkpoint."""
+# Renews the partition's lease now: True, False once another node holds it, None
+# when NATS did not answer (not known: go on, and ask again later).
+Renew = Callable[[], Awaitable[bool | None]]
 
 
 class Partition:
     def __init__(self, number: int, bus: Bus, store: Store, scopes: ClusterScopes,
-                 outbox: Outbox, still_owned: object) -> None:
+                 outbox: Outbox, renew: Renew) -> None:
         self.number = number
         self._bus = bus
         self._store = store
         self._scopes = scopes
         self._outbox = outbox
-        self._still_owned = still_owned  # async () -> bool: renews the lease, or False
+        self._renew = renew
+        self._positions = Positions(bus, number)
         self.applied = 0  # the last stream sequence whose effects are committed here
         self.evaluated = 0
-        self.skipped = 0
+        self.skipped = 0  # messages that were not events, events whose evaluation failed
+        self.lost = False
         self._checkpointed = 0
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -55,23 +69,29 @@ class Partition:
         return lease_key(self.number)
 
     async def run(self) -> None:
-        """Until `stop`: restore, then read and evaluate; on a failure, start again
-        from the last checkpoint (what was evaluated since is evaluated again; its
-        executions keep their ids, and JetStream drops the copies)."""
+        """Until `stop`, or until the partition is found lost: restore, then read and
+        evaluate; on a failure, start again from the last checkpoint (what was
+        evaluated since is evaluated again; its executions keep their ids, and
+        JetStream drops the copies)."""
+        delay = RETRY_S
         try:
             while not self._stop.is_set():
                 try:
                     await self._restore()
                     await self._follow()
+                    return
                 except Lost:
-                    log.warning("cluster: partition %s: the lease was taken over", self.name)
+                    self.lost = True
+                    log.warning("cluster: partition %s went to another node", self.name)
                     return
                 except Exception as exc:  # noqa: BLE001 - start again from the checkpoint
-                    log.error("cluster: partition %s: %s; starting again from its checkpoint",
-                              self.name, exc or type(exc).__name__)
-                    with anyio.move_on_after(RETRY_S):
+                    log.error("cluster: partition %s: %s; starting again from its checkpoint "
+                              "in %.0fs", self.name, str(exc) or type(exc).__name__, delay)
+                    with anyio.move_on_after(delay):
                         await self._stop.wait()
+                    delay = min(RETRY_MAX_S, delay * 2)
         finally:
+            self._outbox.forget(self.number)
             self._stopped.set()
 
     async def stop(self) -> None:
@@ -82,15 +102,11 @@ class Partition:
     async def _restore(self) -> None:
         scopes = self._scopes.of(self.number)
         await self._scopes.drop(scopes)
-        snapshot = None
-        try:
-            found = await self._bus.checkpoints.get(self.name)
-        except nats.js.errors.ObjectNotFoundError:
-            pass
-        else:
-            snapshot = checkpoint.decode(found.data or b"")
+        self._outbox.forget(self.number)
+        data = await self._positions.claim()
+        snapshot = checkpoint.decode(data) if data is not None else None
         await checkpoint.load(self._store, scopes, snapshot)
-        self.applied = self._checkpointed = snapshot.seq if snapshot else 0
+        self.applied = self._checkpointed = self._positions.position.seq
         log.info("cluster: partition %s: restored %d scopes at stream sequence %d",
                  self.name, len(snapshot.scopes) if snapshot else 0, self.applied)
         self._scopes.start_partition(self.number)
@@ -98,7 +114,7 @@ class Partition:
     async def _follow(self) -> None:
         js = self._bus.js
         subscription = await js.pull_subscribe(
-            event_subject(self.number), durable=None, stream="RUNHOOK_EVENTS",
+            event_subject(self.number), durable=None, stream=EVENTS,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                   opt_start_seq=self.applied + 1, ack_policy=AckPolicy.NONE,
                                   inactive_threshold=30.0, mem_storage=True))
@@ -127,18 +143,24 @@ class Partition:
         causes = self._scopes.causes
         batches: dict[ScopeActor, Batch] = {}
         last = self.applied
+        partitions = self._bus.settings.partitions
         for msg in messages:
             seq = msg.metadata.sequence.stream
             if seq <= last:
                 continue  # delivered again after a reconnect
             last = seq
             headers = msg.headers or {}
-            actor = self._scopes.actor(headers.get(SCOPE, ""))
+            scope = headers.get(SCOPE, "")
+            actor = self._scopes.actor(scope)
             if actor is None:
                 continue  # no automation has this scope any more
             try:
+                if partition_of(scope, partitions) != self.number:
+                    raise ValueError(f"scope {scope} is not of this partition")
                 event = decode_event(msg.data)
                 received, stamp = float(headers[RECEIVED]), float(headers[TIME])
+                if not (math.isfinite(received) and math.isfinite(stamp)):
+                    raise ValueError("a time that is not a finite number")
             except (ValueError, KeyError, msgspec.DecodeError) as exc:
                 # Not one of ours (a hand-made message on the subject): no client
                 # was told ok for it, so it is skipped, not retried forever.
@@ -149,34 +171,48 @@ class Partition:
             causes[id(event)] = (seq, received)
             batches.setdefault(actor, []).append((event, stamp, seq))
         if batches:
-            ticket = Ticket(asyncio.get_running_loop().create_future(), len(batches))
-            try:
-                for actor, batch in batches.items():
-                    if not actor.take(batch, ticket):
-                        await actor.inbox.send((batch, ticket))
-                await ticket.future
-            finally:
-                for batch in batches.values():
-                    for event, _, _ in batch:
-                        causes.pop(id(event), None)
-            if ticket.error or ticket.errors:
-                raise RuntimeError(f"events not committed: {ticket.error or _first(ticket)}")
-            await self._outbox.flush()
-            self.evaluated += sum(len(b) for b in batches.values())
+            await self._hand(batches)
         self.applied = last
 
+    async def _hand(self, batches: dict[ScopeActor, Batch]) -> None:
+        causes = self._scopes.causes
+        ticket = Ticket(asyncio.get_running_loop().create_future(), len(batches))
+        try:
+            for actor, batch in batches.items():
+                if not actor.take(batch, ticket):
+                    await actor.inbox.send((batch, ticket))
+            await ticket.future
+        finally:
+            for batch in batches.values():
+                for event, _, _ in batch:
+                    causes.pop(id(event), None)
+        if ticket.error is not None:
+            raise RuntimeError(f"events not committed: {ticket.error}")
+        for seq, error in sorted(ticket.errors.items()):
+            if not error.startswith(EVALUATION_FAILED):
+                raise RuntimeError(f"events not committed: stream sequence {seq}: {error}")
+            # Its evaluation raised (a bug, logged with its traceback): it would
+            # raise again on every replay, so it is passed over, the rest goes on.
+            self.skipped += 1
+            log.error("cluster: partition %s: stream sequence %d passed over: %s",
+                      self.name, seq, error)
+        await self._outbox.flush(self.number)
+        self.evaluated += sum(len(b) for b in batches.values())
+
     async def _checkpoint(self) -> None:
-        if not await self._still_owned():  # type: ignore[operator]
-            raise Lost()
-        await self._outbox.flush()
+        """The state first, then the wait for what it holds to be published (a timer
+        committing meanwhile is not in it), then the lease, then the write."""
         data = await checkpoint.export(self._store, self._scopes.of(self.number), self.applied,
                                        self._bus.settings.node)
-        await self._bus.checkpoints.put(self.name, data)
+        await self._outbox.flush(self.number)
+        owned = await self._renew()
+        if owned is False:
+            raise Lost()
+        if owned is None:
+            log.warning("cluster: partition %s: NATS did not answer; checkpoint put off",
+                        self.name)
+            return
+        await self._positions.save(self.applied, data, self._bus.settings.node)
         self._checkpointed = self.applied
         log.debug("cluster: partition %s: checkpoint at %d (%d bytes)", self.name,
                   self.applied, len(data))
-
-
-def _first(ticket: Ticket) -> str:
-    line, error = next(iter(ticket.errors.items()))
-    return f"stream sequence {line}: {error}"

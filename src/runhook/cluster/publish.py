@@ -102,14 +102,16 @@ class Publisher:
         scope = sink.scope
         received = repr(time.time())  # the owner's `now` for these events, on any owner
         try:
-            async with self._order:
+            # One bound on all of it: the turn behind other batches, room in the
+            # client's buffer, and JetStream's acks.
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S), self._order:
                 for event, stamp, _ in batch:
                     headers = {SCOPE: scope, TIME: repr(stamp), RECEIVED: received}
                     if event.id is not None:
                         headers[MSG_ID] = f"{event.id} {id_place(scope, event.location)}"
-                    futures.append(await js.publish_async(sink.subject, encode(event),
-                                                          headers=headers))
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                    futures.append(await js.publish_async(
+                        sink.subject, encode(event), headers=headers,
+                        wait_stall=PUBLISH_TIMEOUT_S))
                 await asyncio.gather(*futures)
         except Exception as exc:  # noqa: BLE001 - refuse the lines, keep serving
             for future in futures:

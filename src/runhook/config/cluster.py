@@ -13,6 +13,10 @@ import msgspec
 from runhook.core.durations import parse_duration
 from runhook.core.schema import Table
 
+# JetStream drops a copy of a message id seen within this window (an event a client
+# sends again, an execution a new owner makes again); the events stream must keep
+# its messages at least as long.
+DUPLICATE_WINDOW_S = 3600.0
 _NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SERVER = re.compile(r"^(nats|tls)://[^\s/]+$")
 
@@ -67,6 +71,8 @@ def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
             continue
         if durations[name] <= 0:
             problems.append(f"cluster.{name}: expected a duration above 0")
+    if durations.get("retention", DUPLICATE_WINDOW_S) < DUPLICATE_WINDOW_S:
+        problems.append("cluster.retention: at least 1h (JetStream's duplicate window)")
     if durations.get("lease", 1.0) < 1.0:
         problems.append("cluster.lease: at least 1s (NATS expires keys by the second)")
     if problems:

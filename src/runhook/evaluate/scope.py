@@ -24,6 +24,8 @@ from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
 from runhook.triggers.silences import Silences
 
 log = logging.getLogger("runhook.scope")
+# How a line whose evaluation raised is refused (cluster mode tells it from a failed commit).
+EVALUATION_FAILED = "internal error evaluating the event"
 
 
 class Checkpoint:
@@ -283,7 +285,7 @@ class ScopeActor:
                     caused = evaluate(event, event_time, now)
                 except Exception as exc:  # a bug in one evaluation must not stop the scope
                     log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
-                    ticket.fail(line_no, f"internal error evaluating the event: {exc!r}",
+                    ticket.fail(line_no, f"{EVALUATION_FAILED}: {exc!r}",
                                 None if event.id is None
                                 else (event.id, id_place(self.scope, event.location)))
                     failed = (index, position)

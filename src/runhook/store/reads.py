@@ -4,6 +4,7 @@ neither waits behind the other. Read-only; the writer is in database.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -51,11 +52,19 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
         return where, params
 
 
+# INSERT_GROUPED's columns but the last (digest_id), read from `executions AS e`.
+EXECUTION_COLUMNS = ", ".join(f"e.{c}" for c in (
+    "id", "automation", "scope", "event_kind", "event_type", "event_id", "action_kind",
+    "integration", "state", "reason", "context", "run_id", "created_at", "updated_at",
+    "next_attempt_at"))
+
+
 class Reads:
     """Mixed into Store, which opens the two connections."""
 
     _reader: aiosqlite.Connection | None
     _queries: aiosqlite.Connection | None
+    _snapshot_lock: asyncio.Lock | None
 
     # Reads: `_fetch` for the daemon's own, `_query` for what people ask.
 
@@ -198,6 +207,28 @@ class Reads:
                 "JOIN executions AS e ON e.digest_id = w.id WHERE w.scope = ? "
                 "ORDER BY e.digest_id, e.id", (scope,)),
         }
+
+    async def run_states(self, scopes: list[str]) -> dict[str, dict[str, list[Any]]]:
+        """`run_state` of several scopes as of one instant (one read transaction: a
+        checkpoint committing meanwhile cannot split windows from their log), with
+        the rows of the firings waiting in open digests ("grouped")."""
+        lock = self._snapshot_lock = getattr(self, "_snapshot_lock", None) or asyncio.Lock()
+        db = self._reader
+        assert db is not None
+        out: dict[str, dict[str, list[Any]]] = {}
+        async with lock:
+            await db.execute("BEGIN")
+            try:
+                for scope in scopes:
+                    state = await self.run_state(scope)
+                    state["grouped"] = await self._fetch(
+                        f"SELECT {EXECUTION_COLUMNS}, e.digest_id FROM executions AS e "
+                        "JOIN digest_windows AS w ON e.digest_id = w.id WHERE w.scope = ? "
+                        "ORDER BY e.id", (scope,))
+                    out[scope] = state
+            finally:
+                await db.execute("COMMIT")
+        return out
 
     async def summary(self, automations: list[str],
                       since: float) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,78 @@
+"""Where each partition's checkpoint is, kept so that only the current owner can
+move it. A new owner claims the partition's key (a write that changes its
+revision) before it restores; a checkpoint is recorded by a write that names the
+revision its writer claimed. An owner that lost the partition without knowing
+it (a stall longer than the lease) therefore cannot put an old checkpoint over a
+newer one: its write fails, and it stops."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+import nats.js.errors
+
+from runhook.cluster.bus import Bus, lease_key
+
+log = logging.getLogger("runhook.cluster")
+
+
+class Lost(Exception):
+    """The partition went to another node: stop without writing anything."""
+
+
+class Position(msgspec.Struct, array_like=True):
+    seq: int  # the last stream sequence the checkpoint holds
+    name: str  # its object in RUNHOOK_CHECKPOINTS; "" before the first
+
+
+class Positions:
+    def __init__(self, bus: Bus, partition: int) -> None:
+        self._bus = bus
+        self._key = lease_key(partition)
+        self._revision = 0
+        self.position = Position(0, "")
+
+    async def claim(self) -> bytes | None:
+        """Take the key (fencing out earlier owners); the checkpoint's data, if any."""
+        kv = self._bus.positions
+        try:
+            entry = await kv.get(self._key)
+        except nats.js.errors.KeyNotFoundError:
+            entry = None
+        try:
+            if entry is None or entry.value is None:
+                self._revision = await kv.create(self._key, msgspec.msgpack.encode(
+                    Position(0, "")))
+                self.position = Position(0, "")
+                return None
+            self.position = msgspec.msgpack.decode(entry.value, type=Position)
+            self._revision = await kv.update(self._key, entry.value, last=entry.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise Lost() from None  # another node claimed it between our read and write
+        if not self.position.name:
+            return None
+        found = await self._bus.checkpoints.get(self.position.name)
+        return found.data or b""
+
+    async def save(self, seq: int, data: bytes, node: str) -> None:
+        """Store a checkpoint and make it the partition's; Lost if another node claimed
+        the partition since (its checkpoint then stays, ours is removed)."""
+        name = f"{self._key}-{seq}-{node}"
+        await self._bus.checkpoints.put(name, data)
+        new = Position(seq, name)
+        try:
+            self._revision = await self._bus.positions.update(
+                self._key, msgspec.msgpack.encode(new), last=self._revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            await self._remove(name)
+            raise Lost() from None
+        old, self.position = self.position, new
+        if old.name and old.name != name:
+            await self._remove(old.name)
+
+    async def _remove(self, name: str) -> None:
+        try:
+            await self._bus.checkpoints.delete(name)
+        except Exception as exc:  # noqa: BLE001 - a leftover object is only space
+            log.debug("cluster: removing checkpoint %s: %s", name, exc)
