@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, RetentionPolicy, StreamConfig
@@ -39,6 +40,7 @@ RECEIVED = "Runhook-Received"
 MSG_ID = "Nats-Msg-Id"
 CLOSE_TIMEOUT_S = 2.0
 RETRY_S = 1.0
+REST_WAIT_S = 0.005  # for the rest of a batch after its first message
 CONNECT_WAIT_S = 60.0
 
 _events = msgspec.msgpack.Decoder(ArtifactEvents | RunEvents)
@@ -67,6 +69,23 @@ def decode_event(data: bytes) -> Event:
 
 def decode(data: bytes, kind: Any) -> Any:
     return msgspec.msgpack.decode(data, type=kind)
+
+
+async def take(subscription: Any, most: int, wait: float) -> list[Any]:
+    """Up to `most` messages of a pull consumer: waits up to `wait` for the first, then
+    takes what is there at once. nats-py's fetch(most) alone, when the first message
+    came to an empty consumer, waits out its whole timeout for the batch to fill:
+    up to `wait` of latency at every stage a trickle of events passes."""
+    try:
+        first = await subscription.fetch(1, timeout=wait)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
+    if most <= 1:
+        return list(first)
+    try:
+        return [*first, *await subscription.fetch(most - 1, timeout=REST_WAIT_S)]
+    except (TimeoutError, nats.errors.TimeoutError):
+        return list(first)
 
 
 class Refused(StartupError):

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import anyio
 import msgspec
-import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from runhook.cluster.bus import (
@@ -28,6 +27,7 @@ from runhook.cluster.bus import (
     Bus,
     decode,
     encode,
+    take,
 )
 from runhook.config.runtime import Runtime
 from runhook.core.durations import parse_rate
@@ -39,6 +39,7 @@ log = logging.getLogger("runhook.cluster.delivery")
 CONSUMER = "deliver"
 ACK_WAIT_S = 10.0
 PROGRESS_S = 3.0
+PUBLISH_TIMEOUT_S = 10.0
 _LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
 
 
@@ -51,6 +52,9 @@ class Workers:
         self._buckets: dict[str, tuple[str, TokenBucket]] = {}
         self.in_flight = 0
         self.sent = 0
+        self._freed = asyncio.Event()
+        # id(message) -> (the message, when its attempt started); a Msg is not hashable
+        self._attempting: dict[int, tuple[Any, float]] = {}
 
     async def run(self) -> None:
         js = self._bus.js
@@ -62,14 +66,16 @@ class Workers:
         free = anyio.Semaphore(slots)
         try:
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._in_progress)
                 while True:
-                    await free.acquire()
-                    free.release()
+                    # A fetch for half the slots or more (one per free slot would cost
+                    # a round trip per execution once the first batch is in flight).
+                    while free.value < max(1, slots // 2):
+                        self._freed.clear()
+                        await self._freed.wait()
                     room = free.value
                     try:
-                        messages = await subscription.fetch(room, timeout=1.0)
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        continue
+                        messages = await take(subscription, room, 1.0)
                     except Exception as exc:  # noqa: BLE001 - NATS away: wait, then again
                         log.warning("cluster: fetching executions: %s", exc)
                         await anyio.sleep(1.0)
@@ -112,16 +118,30 @@ class Workers:
 
     async def _one(self, msg: Any, free: anyio.Semaphore) -> None:
         self.in_flight += 1
+        self._attempting[id(msg)] = (msg, time.monotonic())
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_in_progress, msg)  # an attempt past ACK_WAIT_S stays ours
-                await self._attempt(msg)
-                tg.cancel_scope.cancel()
+            await self._attempt(msg)
         except Exception:
             log.exception("cluster: an attempt crashed")
         finally:
+            self._attempting.pop(id(msg), None)
             self.in_flight -= 1
             free.release()
+            self._freed.set()
+
+    async def _in_progress(self) -> None:
+        """Every PROGRESS_S, each attempt running longer than that tells JetStream it is
+        still in progress, so a slow receiver is not sent a second copy meanwhile (one
+        task for all, not one per attempt)."""
+        while True:
+            await anyio.sleep(PROGRESS_S)
+            due = time.monotonic() - PROGRESS_S
+            for msg, started in list(self._attempting.values()):
+                if started <= due:
+                    try:
+                        await msg.in_progress()
+                    except Exception as exc:  # noqa: BLE001 - the next round tries again
+                        log.debug("cluster: in progress: %s", exc)
 
     async def _attempt(self, msg: Any) -> None:
         try:
@@ -161,9 +181,13 @@ class Workers:
                    response.body or None if response else None],
                   [state, reason, finished, due, number, execution_id],
                   row]  # the execution itself: a mirror that missed it inserts it first
-        ack = await self._bus.js.publish(HISTORY_SUBJECT, encode(record),
-                                         headers={MSG_ID: f"{execution_id}#{number}"})
-        del ack
+        # publish_async: the shared reply inbox (js.publish makes one per request, and
+        # costs a third more CPU a delivery); the ack is still awaited before the
+        # message is, so a recorded attempt is never lost.
+        recorded = await self._bus.js.publish_async(
+            HISTORY_SUBJECT, encode(record), headers={MSG_ID: f"{execution_id}#{number}"})
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            await recorded
         self._runtime.metrics.delivered(integration, automation, state, finished - started,
                                         response is not None)
         log.log(_LEVELS[state], "execution %s %s: attempt %d %s in %.0f ms, %.1fs after "
@@ -177,8 +201,3 @@ class Workers:
                 self.sent += 1
             await msg.ack()
 
-
-async def _in_progress(msg: Any) -> None:
-    while True:
-        await anyio.sleep(PROGRESS_S)
-        await msg.in_progress()

@@ -12,7 +12,7 @@ import msgspec
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from runhook.cluster.bus import HISTORY, HISTORY_SUBJECT, Bus
+from runhook.cluster.bus import HISTORY, HISTORY_SUBJECT, Bus, take
 from runhook.core.executions import State
 from runhook.store.database import Statement, Store, Write, WriteFailed
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
@@ -53,7 +53,7 @@ class Mirror:
                 await anyio.sleep(1.0)
 
     async def _round(self, subscription: Any) -> None:
-        messages = await subscription.fetch(FETCH, timeout=1.0)
+        messages = await take(subscription, FETCH, 1.0)
         if not messages:
             return
         statements: list[Statement] = []

@@ -104,14 +104,16 @@ class Publisher:
         try:
             # One bound on all of it: the turn behind other batches, room in the
             # client's buffer, and JetStream's acks.
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S), self._order:
-                for event, stamp, _ in batch:
-                    headers = {SCOPE: scope, TIME: repr(stamp), RECEIVED: received}
-                    if event.id is not None:
-                        headers[MSG_ID] = f"{event.id} {id_place(scope, event.location)}"
-                    futures.append(await js.publish_async(
-                        sink.subject, encode(event), headers=headers,
-                        wait_stall=PUBLISH_TIMEOUT_S))
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                async with self._order:  # the sending in order; the acks in parallel
+                    for event, stamp, _ in batch:
+                        headers = {SCOPE: scope, TIME: repr(stamp), RECEIVED: received}
+                        if event.id is not None:
+                            headers[MSG_ID] = f"{event.id} {id_place(scope, event.location)}"
+                        # No wait_stall: its wait_for per message cost 9x the rate; the
+                        # timeout above bounds the wait for room in the buffer.
+                        futures.append(await js.publish_async(sink.subject, encode(event),
+                                                              headers=headers))
                 await asyncio.gather(*futures)
         except Exception as exc:  # noqa: BLE001 - refuse the lines, keep serving
             for future in futures:
