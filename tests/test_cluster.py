@@ -81,7 +81,7 @@ class Node:
     process: asyncio.subprocess.Process | None = None
 
 
-async def start_node(node: Node) -> None:
+async def start_node(node: Node, log_level: str = "info") -> None:
     notify_path = node.config.parent / f"{node.name}.notify"
     notify_path.unlink(missing_ok=True)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -91,6 +91,7 @@ async def start_node(node: Node) -> None:
         with node.log.open("ab") as log:
             node.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runhook", "serve", "--config", str(node.config),
+                "--log-level", log_level,
                 env={**os.environ, "NOTIFY_SOCKET": str(notify_path)}, stdout=log, stderr=log)
         loop = asyncio.get_running_loop()
         while True:
@@ -384,3 +385,63 @@ async def test_a_node_splitting_scopes_otherwise_is_refused_at_start(
     text = log.read_text()
     assert "cluster.partitions: 4 here, but the cluster's streams were made with 8" in text
     assert "Traceback" not in text
+
+
+CRASH_BODY = """
+[integrations.hook]
+kind = "webhook"
+url = "@URL@"
+allow_http = true
+allow_private = true
+
+[[automations]]
+name = "crashed"
+scope = "project:acme/p0"
+event = { kind = "RUN_STATE", states = ["crashed"], heartbeat_timeout = "2s" }
+action = { integration = "hook" }
+"""
+
+
+async def test_a_crash_noticed_again_by_the_next_owner_is_the_same_execution(
+        short_dir: Path, receiver: Receiver) -> None:
+    """A run goes silent; its partition's owner declares it crashed and delivers that;
+    then the owner is killed with -9. The next owner has no checkpoint after the run's
+    events (checkpoints only at hand-overs), so it replays them, the run is running
+    again in its book, and it notices the same silence: the execution it makes has the
+    same id, which JetStream drops. One webhook-id, one execution in the history."""
+    nats = NatsCluster(short_dir / "nats", 1)
+    await nats.start()
+    nodes = []
+    for name in ("a", "b"):
+        config = node_config(short_dir, name, nats.urls,
+                             CRASH_BODY.replace("@URL@", receiver.url),
+                             partitions=PARTITIONS, checkpoint="1h")
+        nodes.append(Node(name, config, str(short_dir / f"{name}.sock"),
+                          short_dir / f"{name}.log"))
+    try:
+        # At debug level each execution made is logged, so its making can be awaited.
+        await asyncio.gather(*(start_node(n, "debug") for n in nodes))
+        await balanced(nodes)
+        partition = partition_of("project:acme/p0", PARTITIONS)
+        owner, other = (nodes if partition in (await status(nodes[0]))["partitions"]
+                        else nodes[::-1])
+        async with AsyncClient(other.socket) as client:
+            answer = await client.request({"type": "run.state", "entity": "acme",
+                                           "project": "p0", "run_id": "r1",
+                                           "state": "running"})
+        assert answer == {"ok": True}
+        first = await receiver.next(timeout=30)
+        crash_id = first.headers["webhook-id"]
+        assert json.loads(first.body)["data"]["run_status"] == "crashed"
+        await stop_node(owner, signal.SIGKILL)
+        # The next owner's own crash, of the same silence: awaited in its log.
+        await eventually(lambda: asyncio.to_thread(other.log.read_text),
+                         lambda text: f"execution {crash_id} created" in text, timeout=30)
+        rows = await eventually(lambda: history(other.socket), lambda rows: len(rows) >= 1)
+        assert [r["id"] for r in rows] == [crash_id]
+        assert {r.headers["webhook-id"] for r in receiver.requests} == {crash_id}
+    finally:
+        for node in nodes:
+            if node.process is not None and node.process.returncode is None:
+                await stop_node(node)
+        await nats.stop()

@@ -26,25 +26,28 @@ log = logging.getLogger("runhook.cluster")
 
 class StreamIds:
     """Execution ids that any owner derives alike: from the cause (the scope and the
-    stream sequence of the event, or the deadline of a timer) and a count within it.
+    stream sequence of the event, or a timer's stable key) and a count within it.
     A new owner evaluating an event again names its executions as the old one did,
     so JetStream drops the copies (Nats-Msg-Id) and receivers see one webhook-id."""
 
-    __slots__ = ("_cause", "_n")
+    __slots__ = ("_at", "_cause", "_n")
 
     def __init__(self) -> None:
         self._cause = b""
         self._n = 0
+        self._at: float | None = None
 
-    def start(self, cause: str) -> None:
+    def start(self, cause: str, at: float | None = None) -> None:
+        """`at`: the time to name the ids by (else the `now` they are made at)."""
         self._cause = cause.encode()
         self._n = 0
+        self._at = at
 
     def __call__(self, now: float | None = None) -> str:
         self._n += 1
         digest = hashlib.blake2b(self._cause + b"|%d" % self._n, digest_size=7).hexdigest()
-        ms = int((now or 0.0) * 1000)
-        return f"ex_{ms:012x}{digest}"
+        at = self._at if self._at is not None else now
+        return f"ex_{int((at or 0.0) * 1000):012x}{digest}"
 
 
 class NoOffers:
@@ -104,11 +107,17 @@ class ClusterScopes(Scopes):
             return evaluate(event, event_time, at)
 
         def expire_at(now: float) -> Caused:
-            ids.start(f"{scope}|timer|{evaluator.next_deadline()!r}")
+            # Named by this owner's clock unless the evaluator names a cause two
+            # owners agree on (a crash: `timer_cause`).
+            ids.start(f"{scope}|timer|{now!r}")
             return expire(now)
+
+        def timer_cause(key: str, at: float) -> None:
+            ids.start(f"{scope}|{key}", at)
 
         evaluator.evaluate = evaluate_at  # type: ignore[method-assign]
         evaluator.expire = expire_at  # type: ignore[method-assign]
+        evaluator.timer_cause = timer_cause
 
     def of(self, partition: int) -> list[str]:
         """The configured scopes that live in `partition`."""

@@ -54,6 +54,7 @@ from runhook.store.statements import (
 from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP
 from runhook.triggers.silences import Silences, silenced_by
+from runhook.triggers.state import CRASHED
 
 Row = tuple[Any, ...]
 
@@ -107,6 +108,9 @@ class Evaluator:
         self._digests = {a.name: a.digest for a in automations}
         self._by_name = {a.name: a for a in automations}
         self.new_id: Callable[[float | None], str] = new_id  # cluster mode derives ids
+        # Cluster mode: told the cause of a timer's executions (a stable key, the time
+        # to name them by) before their ids are made; None on one machine.
+        self.timer_cause: Callable[[str, float], None] | None = None
         # Where the scope's runs happened, for `${run_url}` and timer firings' events.
         _, _, place = scope.partition(":")
         self._entity, _, self._project = place.partition("/")
@@ -149,8 +153,17 @@ class Evaluator:
         others: list[Key] = []
         outcomes, groups = self.book.expire(now, others)
         for outcome in outcomes:
-            assert outcome.run is not None
-            self._run_outcome(self._deadline(outcome.run.run_id), outcome, now, now, caused)
+            run = outcome.run
+            assert run is not None
+            if self.timer_cause is not None:
+                # A crash is one fact about a run's silence since `last_seen`, whenever
+                # (and on whichever cluster node) it is noticed; a stall has no such
+                # key (its clock restarts with the book), so it is named by now.
+                if run.state == CRASHED:
+                    self.timer_cause(f"crashed {run.run_id} {run.last_seen!r}", run.last_seen)
+                else:
+                    self.timer_cause(f"timer {run.run_id} {now!r}", now)
+            self._run_outcome(self._deadline(run.run_id), outcome, now, now, caused)
         for firing in groups:
             self._group_firing(firing, now, caused)
         for kind, key in others:
