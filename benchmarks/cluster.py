@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -24,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import daemon, pipeline, rate  # noqa: E402
-from scenarios import Receiver  # noqa: E402
+from harness import daemon, pipeline, rate, report
+from scenarios import Receiver
 
-from runhook.client import AsyncClient  # noqa: E402
-from runhook.cluster.bus import partition_of  # noqa: E402
-from runhook.cluster.rig import NatsCluster, node_config  # noqa: E402
+from runhook.client import AsyncClient
+from runhook.cluster.bus import partition_of
+from runhook.cluster.rig import NatsCluster, node_config
 
 PROJECTS = 12
 PARTITIONS = 12
@@ -185,13 +184,8 @@ async def main() -> int:
     finally:
         receiver.close()
         shutil.rmtree(directory, ignore_errors=True)
-    print(f"runhook cluster benchmark ({'quick' if quick else 'full'}, {count} events), "
-          f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.perf_counter() - started:.0f}s")
-    header = ("scenario", "figure", "baseline (same run)", "ratio / note")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    report(f"runhook cluster benchmark ({'quick' if quick else 'full'}, {count} events)",
+           rows, started)
     return 0
 
 

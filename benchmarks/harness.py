@@ -112,3 +112,14 @@ def pipeline(path: str, lines: Iterable[bytes], count: int, chunk: int = 256 * 1
 
 def rate(n: float, seconds: float) -> str:
     return f"{n / seconds:,.0f}/s"
+
+
+def report(title: str, rows: list[tuple[str, str, str, str]], started: float) -> None:
+    """The run's heading (machine, cores, Python, seconds) and its table."""
+    import platform
+    print(f"{title}, {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {time.perf_counter() - started:.0f}s")
+    header = ("scenario", "figure", "baseline (same run)", "ratio / note")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import scenarios
+from harness import report
 
 
 def main() -> int:
@@ -31,13 +31,7 @@ def main() -> int:
         if only and name not in only:
             continue
         rows.extend(getattr(scenarios, name)(*args))
-    print(f"runhook benchmarks ({'quick' if quick else 'full'}), {platform.machine()}, "
-          f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.perf_counter() - started:.0f}s")
-    header = ("scenario", "figure", "baseline (same run)", "ratio / note")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    report(f"runhook benchmarks ({'quick' if quick else 'full'})", rows, started)
     return 0
 
 
