@@ -223,7 +223,8 @@ def test_absolute_change_with_infinities(series, fires):
 # infinities) through a window-N average: the running sum the hot path keeps must
 # never decide differently from the exact mean of the window (math.fsum).
 AWKWARD = st.one_of(st.integers(-30, 30).map(lambda n: n / 10),
-                    st.sampled_from([1e16, -1e16, 1e-300, 0.1, 0.2, 0.3, INF, -INF, NAN, None]))
+                    st.sampled_from([1e16, -1e16, 1e-300, -1e-300, 5e-324, -5e-324, 0.1, 0.2,
+                                      0.3, INF, -INF, NAN, None]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -244,3 +245,17 @@ def test_an_average_over_the_whole_ring_fires_as_the_exact_mean_says(values, win
              f'window = {window}, cmp = "{cmp}", threshold = {threshold!r} }}')
     fired, _ = feed(book(table), values)
     assert fired == crossings(values, window, verdict)
+
+
+@pytest.mark.parametrize(("cmp", "series", "fires"), [
+    # -5e-324 / 5 rounds to -0.0, and -0.0 >= 0: the exact mean holds, though the
+    # sum is below zero (the running-sum test once called that calm).
+    (">=", [-5e-324, 0.0, 0.0, 0.0, 0.0], [4]),
+    (">", [-5e-324, 0.0, 0.0, 0.0, 0.0], []),
+    ("<=", [5e-324, 0.0, 0.0, 0.0, 0.0], [4]),
+    ("<=", [5e-324, 5e-324, 5e-324, 5e-324, 5e-324], []),
+])
+def test_an_average_that_rounds_to_zero_decides_as_the_exact_mean(cmp, series, fires):
+    table = (f'{{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", '
+             f'window = 5, cmp = "{cmp}", threshold = 0.0 }}')
+    assert feed(book(table), series) == (fires, [])

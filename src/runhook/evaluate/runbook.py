@@ -11,7 +11,7 @@ from runhook.core.identity import restore_identity
 from runhook.evaluate import metric_log
 from runhook.evaluate.groups import Group
 from runhook.evaluate.health import Care, HealthBook, care_for
-from runhook.evaluate.ring import Ring
+from runhook.evaluate.ring import Calm, Ring, calm_bounds
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run, step_run
 from runhook.evaluate.timers import BEAT, SETTLE, STALL, Key, Timers
 from runhook.triggers.group_finished import GroupChecker
@@ -31,23 +31,23 @@ WATCH_CACHE_SIZE = 4096
 # whole ring against a threshold, (threshold, above) for the running-sum test.
 Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
 # What a metric means to one run: its ring's size, the automations watching it,
-# and when every one is an average over the whole ring, the bounds of the ring's
-# sum between which none of them holds (see `_calm`).
-Dispatch = tuple[int, list[Watch], tuple[float, float, float] | None]
+# and when every one is an average over the whole ring, the values and the sums
+# of the ring between which none of them holds (see `_calm`).
+Dispatch = tuple[int, list[Watch], Calm | None]
 # A ring kept for GROUP_FINISHED's best run only: no condition reads it.
-KEPT_ONLY = (-math.inf, math.inf, 0.0)
+KEPT_ONLY = (-math.inf, math.inf, -math.inf, math.inf, 0.0)
 
 
-def _calm(watches: list[Watch], size: int) -> tuple[float, float, float] | None:
-    """(low, high, scale) when every watch is an average over the whole ring: while
-    the ring's sum lies in (low, high), farther from both than its drift can reach
-    (MARGIN x (the ring's churn + scale)), no condition holds."""
+def _calm(watches: list[Watch], size: int) -> Calm | None:
+    """(value_low, value_high, low, high, scale) when every watch is an average over
+    the whole ring: while every value in the ring lies in (value_low, value_high),
+    or the ring's sum lies in (low, high) farther from both than its drift can
+    reach (MARGIN x (the ring's churn + scale)), no condition holds."""
     if any(quick is None for _, _, quick in watches):
         return None
-    above = [t * size for _, _, (t, up) in watches if up]  # type: ignore[misc]
-    below = [t * size for _, _, (t, up) in watches if not up]  # type: ignore[misc]
-    scale = max(abs(t) * size for _, _, (t, _) in watches)  # type: ignore[misc]
-    return (max(below, default=-math.inf), min(above, default=math.inf), scale)
+    above = [t for _, _, (t, up) in watches if up]  # type: ignore[misc]
+    below = [t for _, _, (t, up) in watches if not up]  # type: ignore[misc]
+    return calm_bounds(above, below, size)
 
 
 def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
