@@ -7,6 +7,9 @@ import math
 import pytest
 from run_helpers import book, feed, metrics, state
 
+from runhook.config.model import decode
+from runhook.config.settings import build
+
 INF = math.inf
 NAN = math.nan
 
@@ -330,3 +333,21 @@ def test_restore_replays_both_log_forms_in_order():
                      {}, 0.0)
     # The rows of earlier versions first, then this version's batches.
     assert restored.runs["r1"].rings["loss"].values() == [INF, 2.0, 2.0]
+
+
+def test_a_reload_that_widens_the_window_keeps_the_values_and_fires_on_the_new_mean():
+    b = book(threshold(">", 10, window=3, agg="avg"))
+    assert feed(b, [1.0, 2.0, 3.0, 4.0]) == ([], [])  # calm: the ring keeps no sums
+    wider = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {threshold(">", 10, window=5, agg="avg")}
+action = {{ kind = "none" }}
+cooldown = "0"
+"""))
+    b.configure(wider.automations)
+    ring = b.runs["r1"].rings["loss"]
+    assert ring.size == 5 and ring.values() == [2.0, 3.0, 4.0]
+    # 2 + 3 + 4 + 20 + 21 = 50, a mean of 10: not above; then 3 + 4 + 20 + 21 + 3 = 51
+    assert feed(b, [20.0, 21.0, 3.0]) == ([2], [])

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from runhook.config.settings import Automation, ScopeSettings
 from runhook.core.events import RunEvent, RunHeartbeat, RunMetrics, RunState
 from runhook.core.identity import restore_identity
 from runhook.evaluate import metric_log
+from runhook.evaluate.dispatch import Dispatch, dispatch, kept_only
 from runhook.evaluate.groups import Group
 from runhook.evaluate.health import Care, HealthBook, care_for
-from runhook.evaluate.ring import Calm, Ring, calm_bounds
+from runhook.evaluate.ring import Ring
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run, step_run
 from runhook.evaluate.timers import BEAT, SETTLE, STALL, Key, Timers
 from runhook.triggers.group_finished import GroupChecker
 from runhook.triggers.run_filter import RunMatcher
 from runhook.triggers.runs import MetricChecker, RunChecker
 from runhook.triggers.state import normalize
-from runhook.triggers.threshold import ThresholdChecker
 
 # A run that finished or failed keeps its state this long, for late metrics and
 # a repeated final state report, before it is evicted.
@@ -26,38 +25,6 @@ FINISHED_GRACE_S = 3600.0
 # Distinct run identities (name, user, group, tags) whose matching automations are
 # remembered; past this the memo starts afresh (it only saves the filters' time).
 WATCH_CACHE_SIZE = 4096
-
-# An automation watching a metric, with its checker and, for an average over the
-# whole ring against a threshold, (threshold, above) for the running-sum test.
-Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
-# What a metric means to one run: its ring's size, the automations watching it,
-# and when every one is an average over the whole ring, the values and the sums
-# of the ring between which none of them holds (see `_calm`).
-Dispatch = tuple[int, list[Watch], Calm | None]
-# A ring kept for GROUP_FINISHED's best run only: no condition reads it.
-KEPT_ONLY = (-math.inf, math.inf, -math.inf, math.inf, 0.0)
-
-
-def _calm(watches: list[Watch], size: int) -> Calm | None:
-    """(value_low, value_high, low, high, scale) when every watch is an average over
-    the whole ring: while every value in the ring lies in (value_low, value_high),
-    or the ring's sum lies in (low, high) farther from both than its drift can
-    reach (MARGIN x (the ring's churn + scale)), no condition holds."""
-    if any(quick is None for _, _, quick in watches):
-        return None
-    above = [t for _, _, (t, up) in watches if up]  # type: ignore[misc]
-    below = [t for _, _, (t, up) in watches if not up]  # type: ignore[misc]
-    return calm_bounds(above, below, size)
-
-
-def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
-    """(threshold, above) when the checker is an average over the whole ring with
-    an ordering comparison: the ring's running sum then decides most values."""
-    if not isinstance(checker, ThresholdChecker) or checker.agg != "avg" \
-            or checker.size != ring_size or checker.op not in (">", ">=", "<", "<="):
-        return None
-    return checker.threshold, checker.op in (">", ">=")
-
 
 class RunBook(HealthBook):
     def __init__(self, automations: list[Automation], settings: ScopeSettings | None = None,
@@ -74,7 +41,7 @@ class RunBook(HealthBook):
 
     def configure(self, automations: list[Automation],
                   settings: ScopeSettings | None = None) -> None:
-        """Index the run automations; rings are resized lazily to the new sizes."""
+        """Index the run automations; each run's rings are resized to the new sizes."""
         if settings is not None:
             self.settings = settings
         self.by_metric: dict[str, list[tuple[Automation, RunMatcher, MetricChecker]]] = {}
@@ -133,15 +100,15 @@ class RunBook(HealthBook):
             watch: dict[str, Dispatch] = {}
             for metric, watches in self.by_metric.items():
                 size = self.sizes[metric]
-                matching = [(a, checker, _quick(checker, size)) for a, matcher, checker in watches
+                matching = [(a, checker) for a, matcher, checker in watches
                             if matcher.matches(name, user, group, tags)]
                 if matching:
-                    watch[metric] = (size, matching, _calm(matching, size))
+                    watch[metric] = dispatch(size, matching)
             care = care_for(self.health, run, self.settings.heartbeat_timeout) \
                 if self.health else None
             for automation, checker in care.groups if care else ():
                 if checker.metric is not None and checker.metric not in watch:
-                    watch[checker.metric] = (self.sizes[checker.metric], [], KEPT_ONLY)
+                    watch[checker.metric] = kept_only(self.sizes[checker.metric])
             found = self._watching[key] = (watch, care)
         return found
 
@@ -149,6 +116,10 @@ class RunBook(HealthBook):
         """Give the run what its identity means under the current configuration."""
         run.watch, run.care = self.profile(run)
         run.care_gen = self._gen
+        for metric, ring in run.rings.items():  # resized now: the hot path never looks
+            size = self.sizes.get(metric)
+            if size is not None and ring.size != size:
+                run.rings[metric] = Ring(size, ring.values())
         self.admit(run)
         if run.care is not None and run.state == "running":
             # A health automation added by a reload starts watching running runs now.
@@ -210,15 +181,27 @@ class RunBook(HealthBook):
         rings = run.rings
         for metric, value in event.values.items():
             found_ = watch.get(metric)
-            if found_ is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
-                continue  # unwatched; NaN and null are not values; ±Infinity takes part
-            size, automations, calm = found_
+            if found_ is None or value is None:
+                continue  # unwatched; null is not a value
+            size, automations, calm, low, high = found_
             ring = rings.get(metric)
-            if ring is None or ring.size != size:
-                ring = rings[metric] = Ring(size, ring.values() if ring else ())
+            if ring is not None and low < value < high and ring.quiet >= size \
+                    and not run.active:
+                # The common case, Ring.push's cheapest, inline (a call costs as much):
+                # the value and every value in the ring are calm, no sum is kept.
+                at = ring.start
+                ring.buf[at] = value
+                at += 1
+                ring.start = at if at < size else 0
+                logged = True
+                continue
+            if value != value:  # noqa: PLR0124 - NaN, no call
+                continue  # NaN is not a value; ±Infinity takes part
+            if ring is None:
+                ring = rings[metric] = Ring(size)  # (attach resized the others)
             logged = True
             if ring.push(value, None if run.active else calm):
-                continue  # no condition holds, none held: the common case
+                continue  # no condition holds, none held
             count = ring.count
             for automation, checker, quick in automations:
                 if count < checker.size:
