@@ -365,3 +365,17 @@ cooldown = "0"
     assert ring.size == 5 and ring.values() == [2.0, 3.0, 4.0]
     # 2 + 3 + 4 + 20 + 21 = 50, a mean of 10: not above; then 3 + 4 + 20 + 21 + 3 = 51
     assert feed(b, [20.0, 21.0, 3.0]) == ([2], [])
+
+
+def test_a_reload_that_lowers_the_threshold_fires_on_the_next_value_of_a_calm_ring():
+    b = book(threshold(">", 100, window=2, agg="avg"))
+    assert feed(b, [5.0] * 6) == ([], [])  # every value calm: the inline push
+    lower = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {threshold(">", 4, window=2, agg="avg")}
+action = {{ kind = "none" }}
+"""))
+    b.configure(lower.automations)
+    assert feed(b, [5.0]) == ([0], [])

@@ -55,8 +55,8 @@ class Ring:
     in the ring is calm (`push`) the sum is not kept: it is summed afresh when a
     value that is not calm comes."""
 
-    __slots__ = ("buf", "churn", "count", "quiet", "resum_every", "size", "start", "steps",
-                 "total")
+    __slots__ = ("buf", "churn", "count", "high", "low", "quiet", "resum_every", "size",
+                 "start", "steps", "total")
 
     def __init__(self, size: int, values: Iterable[float] = ()) -> None:
         self.buf = array("d", bytes(8 * size))
@@ -70,6 +70,10 @@ class Ring:
         # Calm values pushed in a row, up to `size`; at `size` every value in the
         # ring is calm, and `total` and `churn` are not kept (stale).
         self.quiet = 0
+        # The calm values' bounds of the metric's automations, for RunBook.metrics's
+        # inline push; (inf, -inf), no value calm, until the book says.
+        self.low = math.inf
+        self.high = -math.inf
         for value in values:
             self.append(value)
 

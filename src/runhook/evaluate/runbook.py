@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from runhook.config.settings import Automation, ScopeSettings
@@ -116,10 +117,14 @@ class RunBook(HealthBook):
         """Give the run what its identity means under the current configuration."""
         run.watch, run.care = self.profile(run)
         run.care_gen = self._gen
-        for metric, ring in run.rings.items():  # resized now: the hot path never looks
-            size = self.sizes.get(metric)
-            if size is not None and ring.size != size:
-                run.rings[metric] = Ring(size, ring.values())
+        for metric, ring in run.rings.items():
+            found = run.watch.get(metric)
+            if found is None:  # no longer watched: never calm, the slow path skips it
+                ring.low, ring.high = math.inf, -math.inf
+                continue
+            if ring.size != found[0]:  # resized now: the hot path never looks
+                ring = run.rings[metric] = Ring(found[0], ring.values())
+            ring.low, ring.high = found[3], found[4]
         self.admit(run)
         if run.care is not None and run.state == "running":
             # A health automation added by a reload starts watching running runs now.
@@ -179,28 +184,28 @@ class RunBook(HealthBook):
             watch = run.watch
         logged = False
         rings = run.rings
+        held = run.active  # while a condition holds, every value is evaluated
         for metric, value in event.values.items():
-            found_ = watch.get(metric)
-            if found_ is None or value is None:
-                continue  # unwatched; null is not a value
-            size, automations, calm, low, high = found_
             ring = rings.get(metric)
-            if ring is not None and low < value < high and ring.quiet >= size \
-                    and not run.active:
+            if ring is not None and not held and value is not None \
+                    and ring.low < value < ring.high and ring.quiet >= ring.size:
                 # The common case, Ring.push's cheapest, inline (a call costs as much):
                 # the value and every value in the ring are calm, no sum is kept.
                 at = ring.start
                 ring.buf[at] = value
                 at += 1
-                ring.start = at if at < size else 0
+                ring.start = at if at < ring.size else 0
                 logged = True
                 continue
-            if value != value:  # noqa: PLR0124 - NaN, no call
-                continue  # NaN is not a value; ±Infinity takes part
+            found_ = watch.get(metric)
+            if found_ is None or value is None or value != value:  # noqa: PLR0124 - NaN
+                continue  # unwatched; NaN and null are not values; ±Infinity takes part
+            size, automations, calm, low, high = found_
             if ring is None:
                 ring = rings[metric] = Ring(size)  # (attach resized the others)
+                ring.low, ring.high = low, high
             logged = True
-            if ring.push(value, None if run.active else calm):
+            if ring.push(value, None if held else calm):
                 continue  # no condition holds, none held
             count = ring.count
             for automation, checker, quick in automations:
@@ -221,6 +226,7 @@ class RunBook(HealthBook):
                     outcome = Outcome(run)
                 step_run(run, automation, holds, now, outcome, metric, window,
                          checker.description)
+                held = run.active
         if not logged:
             return UNWATCHED if outcome is LOGGED else outcome
         self.dirty.add(run.run_id)
