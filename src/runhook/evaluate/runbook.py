@@ -229,7 +229,9 @@ class RunBook(HealthBook):
                 held = run.active
         if not logged:
             return UNWATCHED if outcome is LOGGED else outcome
-        self.dirty.add(run.run_id)
+        if not run.dirty:
+            run.dirty = True
+            self.dirty.add(run.run_id)
         if outcome is not LOGGED:
             outcome.logged = True
         return outcome
@@ -330,6 +332,7 @@ class RunBook(HealthBook):
             run = self.runs.get(run_id)
             if run is None:
                 continue
+            run.dirty = False
             for metric, ring in run.rings.items():
                 rows.append((run_id, metric, ring.size, ring.to_bytes()))
         self.dirty.clear()
