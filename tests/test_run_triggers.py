@@ -379,3 +379,18 @@ action = {{ kind = "none" }}
 """))
     b.configure(lower.automations)
     assert feed(b, [5.0]) == ([0], [])
+
+
+def test_a_reload_judges_the_values_already_in_a_calm_ring_by_the_new_threshold():
+    b = book(threshold(">", 100, window=2, agg="avg"))
+    assert feed(b, [5.0] * 6) == ([], [])  # calm by 100: the ring keeps no sums
+    lower = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {threshold(">", 4, window=2, agg="avg")}
+action = {{ kind = "none" }}
+"""))
+    b.configure(lower.automations)
+    # 3.9 is calm by 4, but the 5 before it is not: (5 + 3.9) / 2 > 4 fires.
+    assert feed(b, [3.9]) == ([0], [])

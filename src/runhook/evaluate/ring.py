@@ -133,6 +133,13 @@ class Ring:
         margin = MARGIN * (self.churn + scale)
         return low + margin < self.total < high - margin
 
+    def rearm(self) -> None:
+        """The calm bounds changed: the values in the ring count as calm no longer
+        (they were judged by the old ones), and the sums are kept again."""
+        if self.quiet >= self.size:
+            self._resum()
+        self.quiet = 0
+
     def _resum(self) -> None:
         self.steps = 0
         try:

@@ -119,12 +119,13 @@ class RunBook(HealthBook):
         run.care_gen = self._gen
         for metric, ring in run.rings.items():
             found = run.watch.get(metric)
-            if found is None:  # no longer watched: never calm, the slow path skips it
-                ring.low, ring.high = math.inf, -math.inf
-                continue
-            if ring.size != found[0]:  # resized now: the hot path never looks
+            low, high = (math.inf, -math.inf) if found is None else (found[3], found[4])
+            if found is not None and ring.size != found[0]:  # the hot path never looks
                 ring = run.rings[metric] = Ring(found[0], ring.values())
-            ring.low, ring.high = found[3], found[4]
+            elif (ring.low, ring.high) != (low, high):
+                ring.rearm()  # its values were calm by other bounds
+            # No longer watched: never calm, and the slow path skips it.
+            ring.low, ring.high = low, high
         self.admit(run)
         if run.care is not None and run.state == "running":
             # A health automation added by a reload starts watching running runs now.
