@@ -18,6 +18,7 @@ MARGIN = 1e-9
 # Fewer exact sums cost less (a window of 5 was summed afresh every 5 values);
 # the drift stays bounded: at most 2 x max(size, 1024) + 1 steps, under 3e-12.
 RESUM_STEPS = 1024
+_ZERO = array("d", [0.0])
 
 
 # How far inside a threshold a value must lie to be calm on its own (`Ring.push`):
@@ -59,14 +60,15 @@ class Ring:
                  "start", "steps", "total")
 
     def __init__(self, size: int, values: Iterable[float] = ()) -> None:
-        self.buf = array("d", bytes(8 * size))
+        self.buf = _ZERO * size  # a third of array("d", bytes(8 * size))
         self.size = size
         self.start = 0  # index of the oldest value once full; of the next slot before
         self.count = 0
         self.total = 0.0
         self.churn = 0.0
         self.steps = 0  # values replaced since the sums were last exact
-        self.resum_every = max(size, RESUM_STEPS)
+        # Not max(), a call (0.1 us): runs that log a few values each create many rings.
+        self.resum_every = size if size > RESUM_STEPS else RESUM_STEPS  # noqa: FURB136
         # Calm values pushed in a row, up to `size`; at `size` every value in the
         # ring is calm, and `total` and `churn` are not kept (stale).
         self.quiet = 0
@@ -74,8 +76,9 @@ class Ring:
         # inline push; (inf, -inf), no value calm, until the book says.
         self.low = math.inf
         self.high = -math.inf
-        for value in values:
-            self.append(value)
+        if values:
+            for value in values:
+                self.append(value)
 
     def append(self, value: float) -> None:
         self.push(value, None)
@@ -91,11 +94,20 @@ class Ring:
             self.count += 1
             self.total += value
             self.churn += abs(value)
+            # Calm values are counted while the ring fills too: a ring filled with
+            # them is calm at once, its sums not kept.
+            if calm is not None and calm[0] < value < calm[1]:
+                self.quiet += 1
+            else:
+                self.quiet = 0
             if self.count < size:
                 return calm is not None
-            self._resum()
             if calm is None:
+                self._resum()
                 return False
+            if self.quiet >= size:
+                return True
+            self._resum()
             stale = False
         else:
             at = self.start
