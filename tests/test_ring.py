@@ -94,3 +94,12 @@ def test_push_says_calm_only_when_no_average_over_the_ring_can_hold(size, pushes
                 settled = ring.settled_mean(t)
                 if settled is not None:
                     assert (settled > t) == (mean > t) and (settled < t) == (mean < t)
+
+
+def test_a_ring_filled_with_calm_values_is_calm_at_once_and_sums_afresh_when_one_is_not():
+    calm = calm_bounds([10.0], [], 3)  # an average above 10
+    ring = Ring(3)
+    assert [ring.push(v, calm) for v in (1.0, 2.0, 3.0)] == [True, True, True]
+    assert ring.quiet == 3  # calm at once: no sums kept from here
+    assert ring.push(40.0, calm) is False  # 2 + 3 + 40 = 45 > 30: not calm
+    assert ring.settled_mean(10.0) == 15.0  # summed afresh, exact

@@ -108,7 +108,6 @@ class Ring:
             if self.quiet >= size:
                 return True
             self._resum()
-            stale = False
         else:
             at = self.start
             old = buf[at]
