@@ -131,3 +131,27 @@ def test_non_finite_floats_are_not_sent_as_json(odd):
     rows = [("project:acme/p", "r1", "loss", "d", 1, 1.0),
             ("project:acme/p", "r2", "loss", "d", 1, odd)]
     assert bulk.statements(UPSERT_FLAG, rows) is None
+
+
+def test_a_batch_logs_one_blob_a_scope_holding_every_entry_in_order():
+    """Metric log rows of one batch are merged per scope (one row stepped, not one a
+    write); replay reads a scope's entries exactly as if they had stayed apart."""
+    from runhook.core.events import RunMetrics
+    from runhook.evaluate import metric_log
+
+    def event(i: int) -> RunMetrics:
+        return RunMetrics(entity="acme", project="p", run_id=f"r{i}", values={"loss": i * 0.1},
+                          group="g" if i % 3 == 0 else None)
+
+    rows = [("project:acme/a", metric_log.encode([event(i) for i in range(n)]))
+            for n in (1, 15, 16, 40)]
+    rows.insert(2, ("project:acme/b", metric_log.encode([event(7)])))
+    merged = dict(bulk.merged_logs(rows))
+    assert list(merged) == ["project:acme/a", "project:acme/b"]
+    entries = [(e.run_id, e.values, e.group) for e in metric_log.decode(merged["project:acme/a"])]
+    assert entries == [(e.run_id, e.values, e.group)
+                       for n in (1, 15, 16, 40) for e in (event(i) for i in range(n))]
+    assert [e.run_id for e in metric_log.decode(merged["project:acme/b"])] == ["r7"]
+    many = bulk.merged_logs([("s", metric_log.encode([event(1)] * 40000))] * 2)
+    assert len(metric_log.decode(many[0][1])) == 80000  # past 65,535: a 32-bit header
+    assert bulk.merges(LOG_METRICS)

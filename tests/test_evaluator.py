@@ -176,6 +176,8 @@ def test_checkpoint_writes_what_changed_since_the_last_one_and_forgets_evicted_r
     ev.evaluate(loss(3.0), 0.0, 5000.0)
     statements, evicted = ev.checkpoint(5000.0, evict=True, ttl=4000.0)
     assert evicted == ["r2"]  # silent since 0
+    # r1 changed again since the last checkpoint: its window is written again.
+    assert [w[1] for sql, params in statements if sql == UPSERT_WINDOW for w in params] == ["r1"]
     assert [(sql, params) for sql, params in statements if sql in FORGET_RUN] == [
         (sql, [(SCOPE, "r2")]) for sql in FORGET_RUN]
     assert list(ev.book.runs) == ["r1"]

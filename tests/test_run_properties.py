@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from run_helpers import book, feed
+from run_helpers import book, feed, metrics
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
        "==": operator.eq, "!=": operator.ne}
@@ -223,7 +223,8 @@ def test_absolute_change_with_infinities(series, fires):
 # infinities) through a window-N average: the running sum the hot path keeps must
 # never decide differently from the exact mean of the window (math.fsum).
 AWKWARD = st.one_of(st.integers(-30, 30).map(lambda n: n / 10),
-                    st.sampled_from([1e16, -1e16, 1e-300, 0.1, 0.2, 0.3, INF, -INF, NAN, None]))
+                    st.sampled_from([1e16, -1e16, 1e-300, -1e-300, 5e-324, -5e-324, 0.1, 0.2,
+                                      0.3, INF, -INF, NAN, None]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -244,3 +245,52 @@ def test_an_average_over_the_whole_ring_fires_as_the_exact_mean_says(values, win
              f'window = {window}, cmp = "{cmp}", threshold = {threshold!r} }}')
     fired, _ = feed(book(table), values)
     assert fired == crossings(values, window, verdict)
+
+
+@pytest.mark.parametrize(("cmp", "series", "fires"), [
+    # -5e-324 / 5 rounds to -0.0, and -0.0 >= 0: the exact mean holds, though the
+    # sum is below zero (the running-sum test once called that calm).
+    (">=", [-5e-324, 0.0, 0.0, 0.0, 0.0], [4]),
+    (">", [-5e-324, 0.0, 0.0, 0.0, 0.0], []),
+    ("<=", [5e-324, 0.0, 0.0, 0.0, 0.0], [4]),
+    ("<=", [5e-324, 5e-324, 5e-324, 5e-324, 5e-324], []),
+])
+def test_an_average_that_rounds_to_zero_decides_as_the_exact_mean(cmp, series, fires):
+    table = (f'{{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", '
+             f'window = 5, cmp = "{cmp}", threshold = 0.0 }}')
+    assert feed(book(table), series) == (fires, [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(AWKWARD, max_size=120),
+       window=st.integers(1, 5),
+       high=st.sampled_from([0.0, 0.3, 1.5, 1e16]),
+       low=st.sampled_from([0.0, 0.1, -0.7, -1e16]))
+def test_two_averages_on_one_metric_each_fire_as_the_exact_mean_says(values, window, high, low):
+    """An average above one threshold and another below a second on the same metric:
+    the calm test takes the tighter of each side, and each fires on its own crossings."""
+    def verdict(op: str, threshold: float) -> Callable[[list[float]], bool | None]:
+        def decide(last: list[float]) -> bool | None:
+            try:
+                mean = math.fsum(last) / window
+            except (OverflowError, ValueError):
+                return None
+            return None if math.isnan(mean) else OPS[op](mean, threshold)
+        return decide
+
+    b = book(f'{{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", '
+             f'window = {window}, cmp = ">", threshold = {high!r} }}',
+             extra=f"""
+[[automations]]
+name = "b"
+scope = "project:acme/vision"
+event = {{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = {window}, cmp = "<=", threshold = {low!r} }}
+action = {{ kind = "none" }}
+cooldown = "0"
+""")
+    fired: dict[str, list[int]] = {"a": [], "b": []}
+    for i, value in enumerate(values):
+        for firing in b.metrics(metrics({"loss": value}), float(i)).firings:
+            fired[firing.automation.name].append(i)
+    assert fired == {"a": crossings(values, window, verdict(">", high)),
+                     "b": crossings(values, window, verdict("<=", low))}

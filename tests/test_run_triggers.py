@@ -7,6 +7,10 @@ import math
 import pytest
 from run_helpers import book, feed, metrics, state
 
+from runhook.config.model import decode
+from runhook.config.settings import build
+from runhook.core.events import RunMetrics
+
 INF = math.inf
 NAN = math.nan
 
@@ -300,33 +304,93 @@ def test_logged_rows_already_in_databases_decode(row, values):
 BATCH_TWO = (b"\x91\x8b\xa4type\xabrun.metrics\xa6entity\xa4acme\xa7project\xa6vision"
              b"\xa8registry\xc0\xa2id\xc0\xa4time\xc0\xa6run_id\xa2r1\xa8run_name\xa6prod-1"
              b"\xa4user\xa3ana\xa4step\xc0\xa6values\x81\xa4loss\xcb\x40\0\0\0\0\0\0\0")
-# This version's: the same, with the run's group, tags and config (nil here), so a
-# replay restores the identity an event carried.
+# The version before Compact: the same, with the run's group, tags and config (nil
+# here), so a replay restores the identity an event carried.
 BATCH_IDENTITY = BATCH_TWO.replace(b"\x8b\xa4type", b"\x8e\xa4type").replace(
     b"\xa3ana", b"\xa3ana\xa5group\xc0\xa4tags\xc0\xa6config\xc0")
+# This version's, for an event with no group, tags or config: an array (0x94) of
+# run_id, values, run_name and user.
+BATCH_COMPACT = b"\x91\x94\xa2r1\x81\xa4loss\xcb\x40\0\0\0\0\0\0\0\xa6prod-1\xa3ana"
 
 
 def test_this_version_logs_one_msgpack_blob_of_events():
     """What later versions will find in the log: pinned, so a change of format is a
     decision (with a reader for these rows), not an accident."""
     from runhook.evaluate import metric_log
-    assert metric_log.encode([metrics({"loss": 2.0})]) == BATCH_IDENTITY
+    assert metric_log.encode([metrics({"loss": 2.0})]) == BATCH_COMPACT
+    # An event with a group, tags or config is logged whole, as the version before did.
+    grouped = RunMetrics(entity="acme", project="vision", run_id="r1", run_name="prod-1",
+                         user="ana", values={"loss": 2.0}, group="g1")
+    assert metric_log.encode([grouped]) == BATCH_IDENTITY.replace(
+        b"\xa5group\xc0", b"\xa5group\xa2g1")
     # A later version's event with a field this one does not know still replays,
-    # and so does the version before's.
+    # and so do the versions before's.
     newer = BATCH_TWO.replace(b"\x8b\xa4type", b"\x8c\xa5later\xa2g1\xa4type")
-    for blob in (newer, BATCH_TWO):
+    for blob in (newer, BATCH_TWO, BATCH_IDENTITY, BATCH_COMPACT):
         (logged,) = metric_log.decode(blob)
+        assert (logged.run_id, logged.run_name, logged.user) == ("r1", "prod-1", "ana")
         assert logged.values == {"loss": 2.0} and logged.group is None
+    both = metric_log.decode(metric_log.encode([grouped, metrics({"loss": 3.0}, user="")]))
+    assert [(e.group, e.user, e.values) for e in both] == [
+        ("g1", "ana", {"loss": 2.0}), (None, "", {"loss": 3.0})]
 
 
 def test_restore_replays_both_log_forms_in_order():
-    """Logged 1 (msgpack, as earlier versions wrote it), +inf (msgpack), 2 (JSON): a
-    restart rebuilds the window from the log in that order, whatever form each row took."""
-    restored = book(threshold(">", 5, 3, "avg"))
+    """Logged 1 (msgpack, as earlier versions wrote it), +inf (msgpack), 2 (JSON), then
+    2 in a batch of whole events and 2 Compact: a restart rebuilds the window from the
+    log in that order, whatever form each row took."""
+    restored = book(threshold(">", 5, 4, "avg"))
     restored.restore({"runs": [], "windows": [], "flags": [],
                       "log": [("r1", "prod-1", "ana", row)
                               for row in (MSGPACK_ONE, MSGPACK_INF, JSON_TWO)],
-                      "batches": [(BATCH_TWO,)]},
+                      "batches": [(BATCH_TWO,), (BATCH_COMPACT,)]},
                      {}, 0.0)
-    # The rows of earlier versions first, then this version's batches.
-    assert restored.runs["r1"].rings["loss"].values() == [INF, 2.0, 2.0]
+    # The rows of earlier versions first, then the batches.
+    assert restored.runs["r1"].rings["loss"].values() == [INF, 2.0, 2.0, 2.0]
+
+
+def test_a_reload_that_widens_the_window_keeps_the_values_and_fires_on_the_new_mean():
+    b = book(threshold(">", 10, window=3, agg="avg"))
+    assert feed(b, [1.0, 2.0, 3.0, 4.0]) == ([], [])  # calm: the ring keeps no sums
+    wider = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {threshold(">", 10, window=5, agg="avg")}
+action = {{ kind = "none" }}
+cooldown = "0"
+"""))
+    b.configure(wider.automations)
+    ring = b.runs["r1"].rings["loss"]
+    assert ring.size == 5 and ring.values() == [2.0, 3.0, 4.0]
+    # 2 + 3 + 4 + 20 + 21 = 50, a mean of 10: not above; then 3 + 4 + 20 + 21 + 3 = 51
+    assert feed(b, [20.0, 21.0, 3.0]) == ([2], [])
+
+
+def test_a_reload_that_lowers_the_threshold_fires_on_the_next_value_of_a_calm_ring():
+    b = book(threshold(">", 100, window=2, agg="avg"))
+    assert feed(b, [5.0] * 6) == ([], [])  # every value calm: the inline push
+    lower = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {threshold(">", 4, window=2, agg="avg")}
+action = {{ kind = "none" }}
+"""))
+    b.configure(lower.automations)
+    assert feed(b, [5.0]) == ([0], [])
+
+
+def test_a_reload_judges_the_values_already_in_a_calm_ring_by_the_new_threshold():
+    b = book(threshold(">", 100, window=2, agg="avg"))
+    assert feed(b, [5.0] * 6) == ([], [])  # calm by 100: the ring keeps no sums
+    lower = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "project:acme/vision"
+event = {threshold(">", 4, window=2, agg="avg")}
+action = {{ kind = "none" }}
+"""))
+    b.configure(lower.automations)
+    # 3.9 is calm by 4, but the 5 before it is not: (5 + 3.9) / 2 > 4 fires.
+    assert feed(b, [3.9]) == ([0], [])

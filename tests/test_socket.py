@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from runhook.ingest import protocol
+
 RECORD = """
 [[automations]]
 name = "record"
@@ -193,3 +195,12 @@ async def test_socket_mode_is_owner_and_group(daemon):
     import os
     import stat
     assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o660
+
+
+def test_every_query_and_command_is_known_as_one():
+    """Ingress tells queries from events by class (QUERY_CLASSES): a query class
+    missing there would be admitted as an event."""
+    def subclasses(cls: type) -> set[type]:
+        return {c for sub in cls.__subclasses__() for c in {sub} | subclasses(sub)}
+    assert protocol.QUERY_CLASSES == subclasses(protocol.Query)
+    assert len(protocol.QUERY_CLASSES) == len(protocol.QUERY_TYPES)

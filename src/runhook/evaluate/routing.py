@@ -34,16 +34,27 @@ class Scopes:
         # (entity, project, registry) -> the actors its events go to: the scope
         # strings are built once per place, not once per event.
         self._routes: dict[tuple[str, str | None, str | None], list[ScopeActor]] = {}
+        # project -> (entity, actors) of the last event routed there: most projects'
+        # names belong to one entity.
+        self._by_project: dict[str, tuple[str, list[ScopeActor]]] = {}
 
     def route(self, event: Event) -> list[ScopeActor]:
         """The actors of the scopes that have automations for where `event` happened."""
-        place = (event.entity, event.project, event.registry)
-        found = self._routes.get(place)
-        if found is None:
+        project = event.project
+        if project is not None:  # by project name first: one string hashed, not a tuple
+            found = self._by_project.get(project)
+            if found is not None and found[0] == event.entity:
+                return found[1]
+        place = (event.entity, project, event.registry)
+        actors = self._routes.get(place)
+        if actors is None:
             if len(self._routes) >= ROUTES_REMEMBERED:
                 self._routes.clear()
-            found = self._routes[place] = self.targets(event)
-        return found
+                self._by_project.clear()
+            actors = self._routes[place] = self.targets(event)
+        if project is not None:
+            self._by_project[project] = (event.entity, actors)
+        return actors
 
     def targets(self, event: Event) -> list[ScopeActor]:
         by_scope = self._runtime.settings.by_scope
@@ -72,6 +83,7 @@ class Scopes:
     def reconfigure(self, settings: Settings) -> None:
         """After a reload: every actor takes its scope's new automation list."""
         self._routes.clear()  # scopes may have gained or lost automations
+        self._by_project.clear()
         for key, actor in self.actors.items():
             actor.reconfigure(settings.by_scope.get(key, []), settings.scope(key))
         self.start_timed()

@@ -25,6 +25,7 @@ class Run(Identity):
         "active",
         "care",
         "care_gen",
+        "dirty",
         "ended_at",
         "fired",
         "last_seen",
@@ -43,6 +44,9 @@ class Run(Identity):
         self.last_seen = now  # any event of the run: metrics, state or heartbeat
         self.ended_at: float | None = None
         self.rings: dict[str, Ring] = {}
+        # In its book's `dirty` set since the last checkpoint, through RunBook.metrics
+        # (which then adds nothing more); other paths add to the set regardless.
+        self.dirty = False
         self.active: set[str] | None = None   # automations whose condition holds now
         self.fired: dict[str, float] | None = None  # automation -> last firing (cooldown)
         # What each metric means to this run (RunBook.watching of its identity), and

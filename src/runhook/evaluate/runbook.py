@@ -9,6 +9,7 @@ from runhook.config.settings import Automation, ScopeSettings
 from runhook.core.events import RunEvent, RunHeartbeat, RunMetrics, RunState
 from runhook.core.identity import restore_identity
 from runhook.evaluate import metric_log
+from runhook.evaluate.dispatch import Dispatch, dispatch, kept_only
 from runhook.evaluate.groups import Group
 from runhook.evaluate.health import Care, HealthBook, care_for
 from runhook.evaluate.ring import Ring
@@ -18,7 +19,6 @@ from runhook.triggers.group_finished import GroupChecker
 from runhook.triggers.run_filter import RunMatcher
 from runhook.triggers.runs import MetricChecker, RunChecker
 from runhook.triggers.state import normalize
-from runhook.triggers.threshold import ThresholdChecker
 
 # A run that finished or failed keeps its state this long, for late metrics and
 # a repeated final state report, before it is evicted.
@@ -26,38 +26,6 @@ FINISHED_GRACE_S = 3600.0
 # Distinct run identities (name, user, group, tags) whose matching automations are
 # remembered; past this the memo starts afresh (it only saves the filters' time).
 WATCH_CACHE_SIZE = 4096
-
-# An automation watching a metric, with its checker and, for an average over the
-# whole ring against a threshold, (threshold, above) for the running-sum test.
-Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
-# What a metric means to one run: its ring's size, the automations watching it,
-# and when every one is an average over the whole ring, the bounds of the ring's
-# sum between which none of them holds (see `_calm`).
-Dispatch = tuple[int, list[Watch], tuple[float, float, float] | None]
-# A ring kept for GROUP_FINISHED's best run only: no condition reads it.
-KEPT_ONLY = (-math.inf, math.inf, 0.0)
-
-
-def _calm(watches: list[Watch], size: int) -> tuple[float, float, float] | None:
-    """(low, high, scale) when every watch is an average over the whole ring: while
-    the ring's sum lies in (low, high), farther from both than its drift can reach
-    (MARGIN x (the ring's churn + scale)), no condition holds."""
-    if any(quick is None for _, _, quick in watches):
-        return None
-    above = [t * size for _, _, (t, up) in watches if up]  # type: ignore[misc]
-    below = [t * size for _, _, (t, up) in watches if not up]  # type: ignore[misc]
-    scale = max(abs(t) * size for _, _, (t, _) in watches)  # type: ignore[misc]
-    return (max(below, default=-math.inf), min(above, default=math.inf), scale)
-
-
-def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
-    """(threshold, above) when the checker is an average over the whole ring with
-    an ordering comparison: the ring's running sum then decides most values."""
-    if not isinstance(checker, ThresholdChecker) or checker.agg != "avg" \
-            or checker.size != ring_size or checker.op not in (">", ">=", "<", "<="):
-        return None
-    return checker.threshold, checker.op in (">", ">=")
-
 
 class RunBook(HealthBook):
     def __init__(self, automations: list[Automation], settings: ScopeSettings | None = None,
@@ -74,7 +42,7 @@ class RunBook(HealthBook):
 
     def configure(self, automations: list[Automation],
                   settings: ScopeSettings | None = None) -> None:
-        """Index the run automations; rings are resized lazily to the new sizes."""
+        """Index the run automations; each run's rings are resized to the new sizes."""
         if settings is not None:
             self.settings = settings
         self.by_metric: dict[str, list[tuple[Automation, RunMatcher, MetricChecker]]] = {}
@@ -133,15 +101,15 @@ class RunBook(HealthBook):
             watch: dict[str, Dispatch] = {}
             for metric, watches in self.by_metric.items():
                 size = self.sizes[metric]
-                matching = [(a, checker, _quick(checker, size)) for a, matcher, checker in watches
+                matching = [(a, checker) for a, matcher, checker in watches
                             if matcher.matches(name, user, group, tags)]
                 if matching:
-                    watch[metric] = (size, matching, _calm(matching, size))
+                    watch[metric] = dispatch(size, matching)
             care = care_for(self.health, run, self.settings.heartbeat_timeout) \
                 if self.health else None
             for automation, checker in care.groups if care else ():
                 if checker.metric is not None and checker.metric not in watch:
-                    watch[checker.metric] = (self.sizes[checker.metric], [], KEPT_ONLY)
+                    watch[checker.metric] = kept_only(self.sizes[checker.metric])
             found = self._watching[key] = (watch, care)
         return found
 
@@ -149,6 +117,15 @@ class RunBook(HealthBook):
         """Give the run what its identity means under the current configuration."""
         run.watch, run.care = self.profile(run)
         run.care_gen = self._gen
+        for metric, ring in run.rings.items():
+            found = run.watch.get(metric)
+            low, high = (math.inf, -math.inf) if found is None else (found[3], found[4])
+            if found is not None and ring.size != found[0]:  # the hot path never looks
+                ring = run.rings[metric] = Ring(found[0], ring.values())
+            elif (ring.low, ring.high) != (low, high):
+                ring.rearm()  # its values were calm by other bounds
+            # No longer watched: never calm, and the slow path skips it.
+            ring.low, ring.high = low, high
         self.admit(run)
         if run.care is not None and run.state == "running":
             # A health automation added by a reload starts watching running runs now.
@@ -208,17 +185,29 @@ class RunBook(HealthBook):
             watch = run.watch
         logged = False
         rings = run.rings
+        held = run.active  # while a condition holds, every value is evaluated
         for metric, value in event.values.items():
-            found_ = watch.get(metric)
-            if found_ is None or value is None or value != value:  # noqa: PLR0124 - NaN, no call
-                continue  # unwatched; NaN and null are not values; ±Infinity takes part
-            size, automations, calm = found_
             ring = rings.get(metric)
-            if ring is None or ring.size != size:
-                ring = rings[metric] = Ring(size, ring.values() if ring else ())
+            if ring is not None and not held and value is not None \
+                    and ring.low < value < ring.high and ring.quiet >= ring.size:
+                # The common case, Ring.push's cheapest, inline (a call costs as much):
+                # the value and every value in the ring are calm, no sum is kept.
+                at = ring.start
+                ring.buf[at] = value
+                at += 1
+                ring.start = at if at < ring.size else 0
+                logged = True
+                continue
+            found_ = watch.get(metric)
+            if found_ is None or value is None or value != value:  # noqa: PLR0124 - NaN
+                continue  # unwatched; NaN and null are not values; ±Infinity takes part
+            size, automations, calm, low, high = found_
+            if ring is None:
+                ring = rings[metric] = Ring(size)  # (attach resized the others)
+                ring.low, ring.high = low, high
             logged = True
-            if ring.push(value, None if run.active else calm):
-                continue  # no condition holds, none held: the common case
+            if ring.push(value, None if held else calm):
+                continue  # no condition holds, none held
             count = ring.count
             for automation, checker, quick in automations:
                 if count < checker.size:
@@ -238,9 +227,12 @@ class RunBook(HealthBook):
                     outcome = Outcome(run)
                 step_run(run, automation, holds, now, outcome, metric, window,
                          checker.description)
+                held = run.active
         if not logged:
             return UNWATCHED if outcome is LOGGED else outcome
-        self.dirty.add(run.run_id)
+        if not run.dirty:
+            run.dirty = True
+            self.dirty.add(run.run_id)
         if outcome is not LOGGED:
             outcome.logged = True
         return outcome
@@ -341,6 +333,7 @@ class RunBook(HealthBook):
             run = self.runs.get(run_id)
             if run is None:
                 continue
+            run.dirty = False
             for metric, ring in run.rings.items():
                 rows.append((run_id, metric, ring.size, ring.to_bytes()))
         self.dirty.clear()

@@ -229,7 +229,7 @@ class Ingress:
         for its turn."""
         now = time.time()
         start = 0
-        for index in [i for i, r in enumerate(requests) if isinstance(r, Query)]:
+        for index in [i for i, r in enumerate(requests) if r.__class__ in protocol.QUERY_CLASSES]:
             if index > start:
                 await send.send(await self.admission.admit(
                     numbers[start:index], requests[start:index], now))

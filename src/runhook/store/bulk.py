@@ -19,6 +19,8 @@ from typing import Any
 
 import msgspec
 
+from runhook.store.statements import LOG_METRICS
+
 _encode = msgspec.json.Encoder().encode
 # Rows in one step: the GIL is handed over once per chunk instead of once per row.
 CHUNK = 500
@@ -93,3 +95,44 @@ def statements(sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, tuple
             return None
         steps.append((form, (_encode(chunk).decode(),)))
     return steps
+
+
+def merged_logs(rows: Sequence[Sequence[Any]]) -> list[tuple[str, bytes]]:
+    """LOG_METRICS rows of one batch, one row a scope: each blob is a msgpack array
+    (evaluate/metric_log.py), and a scope's arrays in order make one array of all
+    their entries. executemany releases the GIL around every row it steps, and
+    waits for it after each while the event loop is busy: a row per scope per read
+    was a few thousand a batch. Scopes keep their rows' order (replay reads a scope
+    alone, by seq)."""
+    parts: dict[str, list[bytes]] = {}
+    counts: dict[str, int] = {}
+    for scope, blob in rows:
+        count, start = _array_header(blob)
+        parts.setdefault(scope, []).append(blob[start:])
+        counts[scope] = counts.get(scope, 0) + count
+    return [(scope, _array_header_bytes(counts[scope]) + b"".join(blobs))
+            for scope, blobs in parts.items()]
+
+
+def merges(sql: str) -> bool:
+    return sql == LOG_METRICS
+
+
+def _array_header(blob: bytes) -> tuple[int, int]:
+    """(entries, header length) of a msgpack array."""
+    first = blob[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F, 1
+    if first == 0xDC:
+        return int.from_bytes(blob[1:3], "big"), 3
+    if first == 0xDD:
+        return int.from_bytes(blob[1:5], "big"), 5
+    raise ValueError(f"not a msgpack array: {blob[:1]!r}")
+
+
+def _array_header_bytes(count: int) -> bytes:
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")

@@ -255,6 +255,8 @@ class Store(Reads):
         for sql, rows in statements:
             before = db.total_changes
             if rows:
+                if bulk.merges(sql):
+                    rows = bulk.merged_logs(rows)  # type: ignore[assignment]
                 steps = bulk.statements(sql, rows)
                 if steps is None:
                     await db.executemany(sql, rows)

@@ -1,0 +1,57 @@
+"""What a metric means to a run: its ring's size, the automations watching it, and
+the bounds inside which none of them can hold (the hot path's calm test); pure."""
+
+from __future__ import annotations
+
+import math
+
+from runhook.config.settings import Automation
+from runhook.evaluate.ring import Calm, calm_bounds
+from runhook.triggers.runs import MetricChecker
+from runhook.triggers.threshold import ThresholdChecker
+
+# An automation watching a metric, with its checker and, for an average over the
+# whole ring against a threshold, (threshold, above) for the running-sum test.
+Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
+# What a metric means to one run: its ring's size, the automations watching it,
+# and when every one is an average over the whole ring, the values and the sums
+# of the ring between which none of them holds (see `_calm`); then the calm
+# values' bounds again, (inf, -inf) when there are none (no value is calm).
+Dispatch = tuple[int, list[Watch], Calm | None, float, float]
+# Every value and every sum is calm: nothing to check.
+ALWAYS_CALM: Calm = (-math.inf, math.inf, -math.inf, math.inf, 0.0)
+
+
+def dispatch(size: int, watching: list[tuple[Automation, MetricChecker]]) -> Dispatch:
+    """The Dispatch of a metric whose ring holds `size` values, watched by these."""
+    watches = [(a, checker, _quick(checker, size)) for a, checker in watching]
+    calm = _calm(watches, size)
+    if calm is None:
+        return (size, watches, None, math.inf, -math.inf)
+    return (size, watches, calm, calm[0], calm[1])
+
+
+def kept_only(size: int) -> Dispatch:
+    """A ring kept for GROUP_FINISHED's best run only: no condition reads it."""
+    return (size, [], ALWAYS_CALM, -math.inf, math.inf)
+
+
+def _calm(watches: list[Watch], size: int) -> Calm | None:
+    """(value_low, value_high, low, high, scale) when every watch is an average over
+    the whole ring: while every value in the ring lies in (value_low, value_high),
+    or the ring's sum lies in (low, high) farther from both than its drift can
+    reach (MARGIN x (the ring's churn + scale)), no condition holds."""
+    if any(quick is None for _, _, quick in watches):
+        return None
+    above = [t for _, _, (t, up) in watches if up]  # type: ignore[misc]
+    below = [t for _, _, (t, up) in watches if not up]  # type: ignore[misc]
+    return calm_bounds(above, below, size)
+
+
+def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
+    """(threshold, above) when the checker is an average over the whole ring with
+    an ordering comparison: the ring's running sum then decides most values."""
+    if not isinstance(checker, ThresholdChecker) or checker.agg != "avg" \
+            or checker.size != ring_size or checker.op not in (">", ">=", "<", "<="):
+        return None
+    return checker.threshold, checker.op in (">", ">=")
