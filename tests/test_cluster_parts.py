@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from runhook.cluster import checkpoint
@@ -87,7 +88,7 @@ async def test_a_checkpoint_carries_a_partitions_state_to_another_store(tmp_path
             await old.commit(Write([
                 (UPSERT_RUN, [run]),
                 (UPSERT_WINDOW, [(scope, "r1", "loss", 5, b"\x93\x01\x02\x03")]),
-                (LOG_METRICS, [(scope, b"blob")]),
+                (LOG_METRICS, [(scope, msgspec.msgpack.encode([["r1", {"loss": 1.0}]]))]),
                 (UPSERT_FLAG, [(scope, "r1", "auto", "d1", 1, 9.0)])]))
             stale = (scope, "r9", "", "", "running", 1.0, None, None, None, None, None)
             kept = (other, "r1", "", "", "running", 1.0, None, None, None, None, None)
