@@ -213,11 +213,18 @@ class Sender:
         return answers
 
 
-async def history(socket_path: str) -> list[dict[str, Any]]:
+class Rows(list[dict[str, Any]]):
+    """History rows that print as a summary (a failed wait shows counts, not 1 MB)."""
+
+    def __repr__(self) -> str:
+        return f"{len(self)} rows, {dict(Counter(r['state'] for r in self))}"
+
+
+async def history(socket_path: str) -> Rows:
     async with AsyncClient(socket_path) as client:
         answer = await client.request({"type": "query.history", "limit": 10000})
     assert answer["ok"], answer
-    return list(answer["executions"])
+    return Rows(answer["executions"])
 
 
 async def test_failover_every_acknowledged_event_fires_exactly_once(

@@ -71,14 +71,15 @@ class Outbox:
 
     async def _publish(self, rows: list[tuple[Any, ...]]) -> None:
         js = self._bus.js
-        futures = []
+        # The history gets one record for the commit's rows, without a message id: a
+        # copy (made again by a new owner) is applied twice by the mirrors, which
+        # changes nothing. The work queue gets one message an execution, deduplicated
+        # by its id, because a copy there would be a second delivery.
+        futures = [await js.publish_async(HISTORY_SUBJECT, encode(["created", rows]))]
         for row in rows:
-            headers = {MSG_ID: row[0]}
-            futures.append(await js.publish_async(HISTORY_SUBJECT, encode(["created", row]),
-                                                  headers=headers))
             if row[_STATE] == "PENDING" and row[_INTEGRATION] is not None:
                 futures.append(await js.publish_async(EXECUTION_SUBJECT, encode(row),
-                                                      headers=headers))
+                                                      headers={MSG_ID: row[0]}))
         await asyncio.gather(*futures)
 
     async def flush(self, partition: int) -> None:
