@@ -32,7 +32,7 @@ class Cluster(Table, frozen=True):
     lease: str = "3s"
     checkpoint_interval: str = "10s"
     retention: str = "7d"  # how long events stay in the stream
-    delivery_workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    delivery_workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 128
 
 
 @dataclass(frozen=True, slots=True)
