@@ -344,6 +344,9 @@ async def test_a_failed_delivery_is_retried_durably_with_the_same_webhook_id(
     got = await eventually(settled, lambda a: a.get("execution", {}).get("state") == "FINISHED")
     assert got["execution"]["attempts"] == 2
     assert [a["status"] for a in got["attempts"]] == [503, 200]
+    async with AsyncClient(node.socket) as client:  # the node's own deliveries, by integration
+        integrations = (await client.request({"type": "query.status"}))["status"]["integrations"]
+    assert [(i["name"], i["sent"], i["last_error"]) for i in integrations] == [("hook", 1, None)]
 
 
 async def test_foreign_messages_on_the_streams_are_skipped_not_retried_forever(
@@ -374,6 +377,25 @@ async def test_foreign_messages_on_the_streams_are_skipped_not_retried_forever(
                            lambda text: "is not an event" in text
                            and "is not an execution" in text and "not one of ours" in text)
     assert "Traceback" not in log
+
+
+async def test_a_second_live_node_of_the_same_name_is_refused_at_start(
+        one_node: tuple[NatsCluster, Node], short_dir: Path, receiver: Receiver) -> None:
+    """Two nodes named alike would hold one set of leases: the second must not start.
+    (It waits one lease first: the name may be its own, killed and restarted.)"""
+    cluster, node = one_node
+    config = node_config(short_dir / "twin", node.name, cluster.urls,
+                         BODY.replace("@URL@", receiver.url), partitions=PARTITIONS)
+    log = short_dir / "twin.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runhook", "serve", "--config", str(config),
+            stdout=out, stderr=out)
+    assert await asyncio.wait_for(process.wait(), 60) != 0
+    text = log.read_text()
+    assert "cluster.node: a live node is already named 'solo'" in text
+    assert "Traceback" not in text
+    assert (await status(node))["partitions"] == list(range(PARTITIONS))  # undisturbed
 
 
 async def test_a_node_splitting_scopes_otherwise_is_refused_at_start(

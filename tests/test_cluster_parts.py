@@ -53,6 +53,11 @@ def test_stream_ids_are_the_same_for_the_same_cause_and_differ_otherwise() -> No
     ({"nats": ["nats://n1:4222"], "node": "a b"}, "cluster.node: 'a b' is not a node name"),
     ({"nats": ["nats://n1:4222"], "lease": "500ms"}, "cluster.lease: at least 1s"),
     ({"nats": ["nats://n1:4222"], "retention": "30m"}, "cluster.retention: at least 1h"),
+    ({"nats": ["nats://n1:99999"]}, "cluster.nats[0]: expected nats://HOST:PORT"),
+    ({"nats": ["nats://n1:4222"], "replicas": 3}, "cluster.replicas: 3, but only 1 server"),
+    ({"nats": ["nats://n1:4222"], "checkpoint_interval": "2h"},
+     "cluster.checkpoint_interval: below 1h"),
+    ({"node": "a"}, "cluster.nats: no NATS servers given"),
     ({"nats": ["nats://n1:4222"], "checkpoint_interval": "soon"},
      "cluster.checkpoint_interval:"),
 ])
@@ -128,3 +133,20 @@ def test_a_single_machine_daemon_imports_no_nats() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_check_config_names_every_mistake_in_the_cluster_table(tmp_path: Path) -> None:
+    """Type and structure mistakes in [cluster] (and [scopes]) are lines, not a traceback."""
+    path = tmp_path / "runhook.toml"
+    path.write_text('[cluster]\nnats = "nats://nats-1:4222"\npartitions = 0\n'
+                    'lease_time = "3s"\n\n[scopes."project:a/b"]\nrun_url = 5\n')
+    done = subprocess.run([sys.executable, "-m", "runhook", "check-config", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{path}: cluster.nats: expected `array`, got `str`",
+        f"{path}: cluster.partitions: expected `int` >= 1",
+        f"{path}: cluster: object contains unknown field `lease_time`; did you mean 'lease'?",
+        f"{path}: scopes.project:a/b.run_url: expected `str | null`, got `int`",
+        "4 problems found"]
+    assert "Traceback" not in done.stderr

@@ -122,9 +122,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problems found")
     if problems:
         return 1
-    settings = load(args.file)
+    try:
+        settings = load(args.file)
+    except ConfigError as exc:  # what the one-pass check did not see: never a traceback
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}")
+        return 1
+    cluster = settings.cluster
     print(f"{args.file}: ok, {_count(len(settings.automations), 'automation')}, "
-          f"{_count(len(settings.integrations), 'integration')}")
+          f"{_count(len(settings.integrations), 'integration')}"
+          + (f"; cluster node {cluster.node} over {_count(len(cluster.servers), 'NATS server')}"
+             if cluster is not None else ""))
     return 0
 
 

@@ -98,6 +98,7 @@ class Bus:
     def __init__(self, settings: ClusterSettings) -> None:
         self.settings = settings
         self.nc: Client | None = None
+        self._closing = False
         self.js: JetStreamContext
         self.leases: KeyValue
         self.nodes: KeyValue
@@ -108,7 +109,8 @@ class Bus:
         s = self.settings
 
         async def disconnected() -> None:
-            log.warning("cluster: disconnected from NATS; reconnecting")
+            if not self._closing:  # a stop's own close is no news
+                log.warning("cluster: disconnected from NATS; reconnecting")
 
         async def reconnected() -> None:
             url = self.nc.connected_url if self.nc else None
@@ -135,6 +137,7 @@ class Bus:
             except Exception as exc:  # say what, and try again
                 reason = str(exc) or type(exc).__name__
                 await self.close()
+                self._closing = False
                 if loop.time() > deadline:
                     raise StartupError(f"cannot use NATS JetStream at {public(s.servers)} "
                                        f"(cluster.nats): {reason}") from exc
@@ -171,6 +174,7 @@ class Bus:
         self.positions = await self.js.create_key_value(KeyValueConfig(
             bucket=POSITIONS, history=1, replicas=s.replicas))
         await self._same_layout()
+        await self._unique_node()
         self.checkpoints = await self.js.create_object_store(
             CHECKPOINTS, ObjectStoreConfig(replicas=s.replicas))
 
@@ -191,6 +195,23 @@ class Bus:
                           f"cluster's streams were made with {theirs}; every node needs the "
                           "same number")
 
+    async def _unique_node(self) -> None:
+        """No two live nodes share a name (their leases would be one). A name still in
+        RUNHOOK_NODES may be this node's own, killed and restarted: it is waited for
+        until it expires (one lease); a name that stays is another live node's."""
+        node = self.settings.node
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lease + 1.0
+        while True:
+            try:
+                await self.nodes.get(node)
+            except nats.js.errors.KeyNotFoundError:  # KeyDeletedError is one too
+                return
+            if loop.time() > deadline:
+                raise Refused(f"cluster.node: a live node is already named {node!r}; each "
+                              "node needs a name of its own (the default is the host name)")
+            await asyncio.sleep(0.25)
+
     async def subscribe(self, what: str, subscribe: Any) -> Any:
         """`subscribe()` until it succeeds: at a start, or after a NATS node went,
         JetStream may answer nothing for a while; the node waits, saying so."""
@@ -206,6 +227,7 @@ class Bus:
         """Close, not drain: a drain waits for every fetched message to be processed,
         which a stopping node does not do (they come back to the next owner)."""
         if self.nc is not None:
+            self._closing = True
             try:
                 await asyncio.wait_for(self.nc.close(), CLOSE_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - closing anyway

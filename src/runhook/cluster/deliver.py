@@ -43,6 +43,17 @@ PUBLISH_TIMEOUT_S = 10.0
 _LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
 
 
+class Counts:
+    """One integration's deliveries on this node, for `runhook status`."""
+
+    __slots__ = ("in_flight", "last_error", "sent")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.sent = 0
+        self.last_error: str | None = None
+
+
 class Workers:
     def __init__(self, runtime: Runtime, bus: Bus) -> None:
         self._runtime = runtime
@@ -52,6 +63,7 @@ class Workers:
         self._buckets: dict[str, tuple[str, TokenBucket]] = {}
         self.in_flight = 0
         self.sent = 0
+        self.counts: dict[str, Counts] = {}
         self._freed = asyncio.Event()
         # id(message) -> (the message, when its attempt started); a Msg is not hashable
         self._attempting: dict[int, tuple[Any, float]] = {}
@@ -163,6 +175,8 @@ class Workers:
                 config_error=True)
         else:
             await self._pace(integration)
+            counts = self.counts.setdefault(integration, Counts())
+            counts.in_flight += 1
             try:
                 response, outcome = await attempt.send(
                     self._session(integration), settings, integration, automation, context,
@@ -171,8 +185,17 @@ class Workers:
                 log.exception("execution %s: attempt %d crashed", execution_id, number)
                 response, outcome = None, policy.Outcome("FAILED",
                                                          reason=f"internal error: {exc!r}")
+            finally:
+                counts.in_flight -= 1
         finished = time.time()
         reason = settings.redactor(outcome.reason) if outcome.reason else None
+        if integration in self.counts:
+            counts = self.counts[integration]
+            if outcome.state == "FINISHED":
+                counts.sent += 1
+                counts.last_error = None
+            elif not outcome.config_error:
+                counts.last_error = reason
         due = finished + outcome.delay if outcome.delay is not None else None
         state = "FAILED" if outcome.disable else outcome.state
         record = ["attempt",

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from runhook.client import AsyncClient
+from runhook.cluster.bus import partition_of
 from runhook.cluster.rig import NatsCluster, free_port, node_config
 
 NODES = ("a", "b", "c")
+PARTITIONS = 8
 BODY = """
 [integrations.printer]
 kind = "webhook"
@@ -52,6 +55,23 @@ async def receiver(port: int) -> web.AppRunner:
     return runner
 
 
+async def _owner(directory: Path) -> tuple[str, int]:
+    """Which node owns project:acme/vision's partition, once the nodes have settled."""
+    partition = partition_of("project:acme/vision", PARTITIONS)
+    for _ in range(300):
+        for name in NODES:
+            try:
+                async with AsyncClient(str(directory / f"{name}.sock")) as client:
+                    answer = await client.request({"type": "query.status"})
+            except OSError:
+                continue
+            cluster = answer.get("status", {}).get("cluster") or {}
+            if partition in cluster.get("partitions", ()) and len(cluster.get("live", ())) == 3:
+                return name, partition
+        await asyncio.sleep(0.1)
+    return "?", partition
+
+
 async def main(directory: Path) -> None:
     directory = directory.resolve()
     nats = NatsCluster(directory / "nats", 3)
@@ -64,12 +84,12 @@ async def main(directory: Path) -> None:
         for name in NODES:
             config = node_config(directory, name, nats.urls,
                                  BODY.replace("@URL@", f"http://127.0.0.1:{port}/hook"),
-                                 http=f"127.0.0.1:{free_port()}")
+                                 partitions=PARTITIONS, http=f"127.0.0.1:{free_port()}")
             log = (directory / f"{name}.log").open("ab")
             processes.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runhook", "serve", "--config", str(config),
-                stdout=log, stderr=log))
-        await asyncio.sleep(2)
+                stdout=log, stderr=log, start_new_session=True))
+        owner = await _owner(directory)
         print("\nNATS:        " + ", ".join(nats.urls))
         for name, process in zip(NODES, processes, strict=True):
             print(f"node {name}:      socket {directory / name}.sock  pid {process.pid}  "
@@ -83,8 +103,11 @@ Send events to any node's socket, for example:
       "{{\\"type\\": \\"run.metrics\\", \\"entity\\": \\"acme\\", \\"project\\": \\"vision\\", \\"run_id\\": \\"r1\\", \\"values\\": {{\\"loss\\": $v}}}}"; done
   .venv/bin/runhook status --socket {directory / 'c.sock'}    # who owns which partition
   .venv/bin/runhook history --socket {directory / 'c.sock'}   # the same history on every node
-Kill a node (kill -9 PID) and its partitions move to the others within seconds.
-Ctrl-C stops everything.
+project:acme/vision is partition {owner[1]}, owned by node {owner[0]}: kill -9 its pid and
+watch `runhook status` on another node show the partition moved within seconds (send
+another event: it is still delivered). Bring the node back with
+  .venv/bin/runhook serve --config {directory / owner[0]}.toml
+and it takes its partitions back. Ctrl-C stops everything (nodes first, then NATS).
 """, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from runhook import __version__, systemd
 from runhook.app.daemon import DRAIN_CONNECTIONS_S, Daemon
 from runhook.app.housekeeping import Housekeeping
 from runhook.cluster.bus import Bus
-from runhook.cluster.deliver import Workers
+from runhook.cluster.deliver import Counts, Workers
 from runhook.cluster.leases import Leases
 from runhook.cluster.mirror import Mirror
 from runhook.cluster.outbox import ClusterStore, Outbox
@@ -23,7 +23,7 @@ from runhook.cluster.publish import Publisher
 from runhook.cluster.scopes import ClusterScopes
 from runhook.config.cluster import ClusterSettings
 from runhook.config.settings import Settings
-from runhook.core.status import DaemonStatus
+from runhook.core.status import DaemonStatus, IntegrationStatus
 from runhook.delivery.actor import Deliveries
 from runhook.ingest import protocol, silencing
 from runhook.ingest.ingress import Ingress
@@ -36,6 +36,10 @@ log = logging.getLogger("runhook")
 # switch) or drive the local delivery actors: not in cluster mode yet.
 _LOCAL_ONLY = (protocol.Enable, protocol.Redeliver, protocol.TestIntegration,
                protocol.SilenceAdd, protocol.SilenceExpire)
+
+_COMMANDS = {protocol.Enable: "enable", protocol.Redeliver: "redeliver",
+             protocol.TestIntegration: "test", protocol.SilenceAdd: "silence add",
+             protocol.SilenceExpire: "silence expire"}
 
 
 class ClusterDaemon(Daemon):
@@ -156,12 +160,21 @@ class ClusterDaemon(Daemon):
 
     async def _query(self, query: Query) -> bytes:
         if isinstance(query, _LOCAL_ONLY):
-            return protocol.refusal(f"{query.__struct_config__.tag} is not available in "
-                                    "cluster mode yet")
+            command = _COMMANDS.get(type(query), str(query.__struct_config__.tag))
+            return protocol.refusal(f"`runhook {command}` is not available in cluster mode "
+                                    "yet (it changes state one node holds)")
         return await super()._query(query)
 
     def status(self) -> DaemonStatus:
         status = super().status()
+        settings = self.settings
+        status.integrations = [  # this node's deliveries (each node delivers its share)
+            IntegrationStatus(name=name, kind=str(integration.__struct_config__.tag),
+                              rate=integration.rate, in_flight=counts.in_flight,
+                              sent=counts.sent, last_error=counts.last_error, disabled=None)
+            for name, integration in settings.integrations.items()
+            for counts in [self.workers.counts.get(name, Counts()) if self.workers
+                           else Counts()]]
         status.cluster = {"node": self.cluster.node, "of": self.cluster.partitions,
                           "live": self.leases.live if self.leases else [],
                           "partitions": sorted(self.partitions)}

@@ -107,8 +107,9 @@ class Partition:
         snapshot = checkpoint.decode(data) if data is not None else None
         await checkpoint.load(self._store, scopes, snapshot)
         self.applied = self._checkpointed = self._positions.position.seq
-        log.info("cluster: partition %s: restored %d scopes at stream sequence %d",
-                 self.name, len(snapshot.scopes) if snapshot else 0, self.applied)
+        count = len(snapshot.scopes) if snapshot else 0
+        log.info("cluster: partition %s: restored %d scope%s at stream sequence %d",
+                 self.name, count, "" if count == 1 else "s", self.applied)
         self._scopes.start_partition(self.number)
 
     async def _follow(self) -> None:

@@ -75,8 +75,10 @@ class NatsCluster:
         config.write_text(f'server_name: "{node.name}"\nlisten: "127.0.0.1:{node.port}"\n'
                           f'jetstream {{ store_dir: "{node.directory / "js"}" }}\n{cluster}\n')
         log = (node.directory / "nats.log").open("ab")
+        # A session of its own: a terminal's Ctrl-C reaches the demo, which stops the
+        # runhook nodes first (they hand their partitions over) and NATS last.
         node.process = await asyncio.create_subprocess_exec(
-            nats_server(), "-c", str(config), stdout=log, stderr=log)
+            nats_server(), "-c", str(config), stdout=log, stderr=log, start_new_session=True)
         log.close()
 
     async def ready(self, timeout: float = READY_TIMEOUT_S) -> None:

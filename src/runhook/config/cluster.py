@@ -52,12 +52,26 @@ def public(servers: list[str]) -> str:
     return ", ".join(re.sub(r"//[^@/]*@", "//", server) for server in servers)
 
 
+def _port_ok(server: str) -> bool:
+    """A port, when one is given, that exists."""
+    host = server.split("://", 1)[1].rsplit("@", 1)[-1]
+    port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else None
+    return port is None or (port.isdigit() and 0 < int(port) < 65536)
+
+
 def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
     """The problems of `[cluster]` and, when it is on and sound, its settings."""
     if not cluster.nats:
+        if cluster != Cluster():  # settings for a cluster, and no servers: say so
+            return [("cluster.nats: no NATS servers given; list them, or remove [cluster] "
+                     "to run on one machine")], None
         return [], None
     problems = [f"cluster.nats[{i}]: expected nats://HOST:PORT or tls://HOST:PORT, "
-                f"got {public([s])!r}" for i, s in enumerate(cluster.nats) if not _SERVER.match(s)]
+                f"got {public([s])!r}" for i, s in enumerate(cluster.nats)
+                if not _SERVER.match(s) or not _port_ok(s)]
+    if cluster.replicas > len(cluster.nats):
+        problems.append(f"cluster.replicas: {cluster.replicas}, but only "
+                        f"{len(cluster.nats)} server(s) in cluster.nats")
     node = cluster.node or socket.gethostname().split(".")[0]
     if not _NODE.match(node):
         problems.append(f"cluster.node: {node!r} is not a node name "
@@ -73,6 +87,10 @@ def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
             problems.append(f"cluster.{name}: expected a duration above 0")
     if durations.get("retention", DUPLICATE_WINDOW_S) < DUPLICATE_WINDOW_S:
         problems.append("cluster.retention: at least 1h (JetStream's duplicate window)")
+    if durations.get("checkpoint_interval", 0.0) >= DUPLICATE_WINDOW_S:
+        problems.append("cluster.checkpoint_interval: below 1h (a new owner evaluates again "
+                        "what came since the last checkpoint, and JetStream drops the copies "
+                        "of what it makes again only within 1h)")
     if durations.get("lease", 1.0) < 1.0:
         problems.append("cluster.lease: at least 1s (NATS expires keys by the second)")
     if problems:

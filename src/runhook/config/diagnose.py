@@ -17,6 +17,7 @@ import msgspec
 from msgspec import inspect
 
 from runhook.config import model
+from runhook.config.cluster import Cluster
 from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
 from runhook.core.schema import field_error
@@ -40,11 +41,12 @@ def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
         if key not in model.Config.__struct_fields__:
             found.append(f"{key}: unknown table{_closest(key, model.Config.__struct_fields__)}")
     units: list[tuple[str, Any, Any]] = []
-    for table_name, table_kind in (("server", model.Server), ("ingest", Ingest)):
+    for table_name, table_kind in (("server", model.Server), ("ingest", Ingest),
+                                   ("cluster", Cluster)):
         if table_name in raw:
             units.append((table_name, raw[table_name], table_kind))
     for table, kind in (("secrets", SecretSource), ("integrations", model.Integration),
-                        ("sources", Source)):
+                        ("sources", Source), ("scopes", model.ScopeOptions)):
         entries = raw.get(table, {})
         if not isinstance(entries, dict):
             found.append(f"{table}: expected a table")
@@ -277,6 +279,9 @@ def check(data: bytes, source: str) -> list[str]:
         "ingest": {} if unit_problems("ingest", raw.get("ingest", {}), Ingest)
         else raw.get("ingest", {}),
         "sources": {k: v for k, v in raw.get("sources", {}).items() if k not in failed},
+        "cluster": {} if unit_problems("cluster", raw.get("cluster", {}), Cluster)
+        else raw.get("cluster", {}),
+        "scopes": {k: v for k, v in raw.get("scopes", {}).items() if k not in failed},
     }
     try:
         build(model.anchored(msgspec.convert(partial, model.Config), Path(source).parent),
