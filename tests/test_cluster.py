@@ -379,6 +379,19 @@ async def test_foreign_messages_on_the_streams_are_skipped_not_retried_forever(
     assert "Traceback" not in log
 
 
+async def refused(config: Path, log: Path) -> str:
+    """Start a node that must refuse to start: its log, once it exited non-zero, with
+    no traceback in it (a refusal is a sentence)."""
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runhook", "serve", "--config", str(config),
+            stdout=out, stderr=out)
+    assert await asyncio.wait_for(process.wait(), 60) != 0
+    text = log.read_text()
+    assert "Traceback" not in text
+    return text
+
+
 async def test_a_second_live_node_of_the_same_name_is_refused_at_start(
         one_node: tuple[NatsCluster, Node], short_dir: Path, receiver: Receiver) -> None:
     """Two nodes named alike would hold one set of leases: the second must not start.
@@ -386,15 +399,8 @@ async def test_a_second_live_node_of_the_same_name_is_refused_at_start(
     cluster, node = one_node
     config = node_config(short_dir / "twin", node.name, cluster.urls,
                          BODY.replace("@URL@", receiver.url), partitions=PARTITIONS)
-    log = short_dir / "twin.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "runhook", "serve", "--config", str(config),
-            stdout=out, stderr=out)
-    assert await asyncio.wait_for(process.wait(), 60) != 0
-    text = log.read_text()
+    text = await refused(config, short_dir / "twin.log")
     assert "cluster.node: a live node is already named 'solo'" in text
-    assert "Traceback" not in text
     assert (await status(node))["partitions"] == list(range(PARTITIONS))  # undisturbed
 
 
@@ -405,15 +411,8 @@ async def test_a_node_splitting_scopes_otherwise_is_refused_at_start(
     cluster, _ = one_node
     config = node_config(short_dir / "odd", "odd", cluster.urls,
                          BODY.replace("@URL@", receiver.url), partitions=4)
-    log = short_dir / "odd.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "runhook", "serve", "--config", str(config),
-            stdout=out, stderr=out)
-    assert await asyncio.wait_for(process.wait(), 60) != 0
-    text = log.read_text()
+    text = await refused(config, short_dir / "odd.log")
     assert "cluster.partitions: 4 here, but the cluster's streams were made with 8" in text
-    assert "Traceback" not in text
 
 
 CRASH_BODY = """

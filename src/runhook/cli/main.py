@@ -9,16 +9,14 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import explain, secret, silence
+from runhook.cli import check, explain, secret, silence
 from runhook.client import Client, RunhookError
-from runhook.config import diagnose
 from runhook.config.model import ConfigError, read
 from runhook.config.settings import load
 from runhook.core import constants
@@ -107,33 +105,6 @@ def _have_uvloop() -> bool:
     except ImportError:
         return False
     return True
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as exc:
-        print(f"{args.file}: cannot read: {exc.strerror}")
-        return 1
-    problems = diagnose.check(data, args.file)
-    for problem in problems:
-        print(f"{args.file}: {problem}")
-    if len(problems) > 1:
-        print(f"{len(problems)} problems found")
-    if problems:
-        return 1
-    try:
-        settings = load(args.file)
-    except ConfigError as exc:  # what the one-pass check did not see: never a traceback
-        for problem in exc.problems:
-            print(f"{args.file}: {problem}")
-        return 1
-    cluster = settings.cluster
-    print(f"{args.file}: ok, {_count(len(settings.automations), 'automation')}, "
-          f"{_count(len(settings.integrations), 'integration')}"
-          + (f"; cluster node {cluster.node} over {_count(len(cluster.servers), 'NATS server')}"
-             if cluster is not None else ""))
-    return 0
 
 
 def _count(n: int, noun: str) -> str:
@@ -347,7 +318,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file")
-    p.set_defaults(func=cmd_check_config)
+    p.set_defaults(func=check.cmd_check_config)
 
     p = client_command("send", "send one event (argument) or NDJSON events (stdin)")
     p.add_argument("event", nargs="?", help="one JSON event; without it, NDJSON from stdin")
