@@ -95,7 +95,11 @@ async def start_node(node: Node, log_level: str = "info") -> None:
                 env={**os.environ, "NOTIFY_SOCKET": str(notify_path)}, stdout=log, stderr=log)
         loop = asyncio.get_running_loop()
         while True:
-            message = await asyncio.wait_for(loop.sock_recv(notify, 4096), 30)
+            try:
+                message = await asyncio.wait_for(loop.sock_recv(notify, 4096), 30)
+            except TimeoutError:
+                raise AssertionError(f"node {node.name} not ready in 30 s:\n"
+                                     f"{node.log.read_text()[-3000:]}") from None
             if b"READY=1" in message:
                 return
     finally:
@@ -127,10 +131,10 @@ async def balanced(nodes: list[Node]) -> list[list[int]]:
 PARTITIONS = 8
 
 
-@pytest.fixture(params=["1s", "1h"], ids=["checkpoint-1s", "no-checkpoint-before-kill"])
+@pytest.fixture(params=["1s", "30m"], ids=["checkpoint-1s", "no-checkpoint-before-kill"])
 async def cluster(request: Any, short_dir: Path, receiver: Receiver
                   ) -> AsyncIterator[tuple[NatsCluster, list[Node]]]:
-    """Checkpoints every second, or (1h) none but at a handover: a node killed with
+    """Checkpoints every second, or (30m) none but at a handover: a node killed with
     -9 then leaves its partitions to be evaluated again from the stream's start,
     so every execution it made is made again, and must be recognised as the same."""
     nats = NatsCluster(short_dir / "nats", 3)
@@ -443,7 +447,7 @@ async def test_a_crash_noticed_again_by_the_next_owner_is_the_same_execution(
     for name in ("a", "b"):
         config = node_config(short_dir, name, nats.urls,
                              CRASH_BODY.replace("@URL@", receiver.url),
-                             partitions=PARTITIONS, checkpoint="1h")
+                             partitions=PARTITIONS, checkpoint="30m")
         nodes.append(Node(name, config, str(short_dir / f"{name}.sock"),
                           short_dir / f"{name}.log"))
     try:
