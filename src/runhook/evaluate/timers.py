@@ -4,7 +4,9 @@ Every deadline of the scope (heartbeats, stalls, groups settling, digests closin
 never a task per run. An event never pushes: a deadline only moves later as a run
 speaks, so the entry already queued wakes the actor early, and the owner checks on
 pop whether the deadline still stands (and queues the real one if not). A push
-happens only when a deadline would come before the one queued for its key."""
+happens only when a deadline would come before the one queued for its key. When the
+stale entries outnumber the live ones the heap is rebuilt from the live ones, so a run
+flapping running <-> finished cannot grow it (amortised O(log n) per call)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ SETTLE = "settle"
 DIGEST = "digest"  # a digest window closing (evaluate/digests.py); its key is the window's id
 
 Key = tuple[str, str]  # (kind, run id, group or digest id)
+
+# Below this many heap entries a rebuild is not worth its cost, whatever is stale.
+COMPACT_FLOOR = 64
 
 
 class Timers:
@@ -38,6 +43,8 @@ class Timers:
             return  # an earlier wake is queued; its owner re-checks then
         self._queued[(kind, key)] = deadline
         heapq.heappush(self._heap, (deadline, kind, key))
+        if queued is not None:
+            self._compact()  # the entry for `queued` is stale now
 
     def next(self) -> float | None:
         """The earliest live deadline, or None."""
@@ -61,5 +68,18 @@ class Timers:
         return out
 
     def cancel(self, kind: str, key: str) -> None:
-        """Forget (kind, key); its heap entry is dropped lazily."""
-        self._queued.pop((kind, key), None)
+        """Forget (kind, key); its heap entry is dropped lazily, or by a rebuild."""
+        if self._queued.pop((kind, key), None) is not None:
+            self._compact()
+
+    def heap_size(self) -> int:
+        """Entries held, stale ones included (what the memory bound is about)."""
+        return len(self._heap)
+
+    def _compact(self) -> None:
+        # A rebuild costs O(n) and happens only once stale entries are more than half
+        # the heap, i.e. after at least n/2 calls that each made one stale: O(1) amortised.
+        heap = self._heap
+        if len(heap) > COMPACT_FLOOR and len(heap) > 2 * len(self._queued):
+            heap[:] = [(deadline, kind, key) for (kind, key), deadline in self._queued.items()]
+            heapq.heapify(heap)
