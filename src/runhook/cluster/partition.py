@@ -32,6 +32,7 @@ from runhook.cluster.outbox import Outbox
 from runhook.cluster.positions import Lost, Positions
 from runhook.cluster.scopes import ClusterScopes
 from runhook.core.acks import Ticket
+from runhook.core.bounds import AT_BOUND
 from runhook.evaluate.scope import EVALUATION_FAILED, Batch, ScopeActor
 from runhook.store.database import Store
 
@@ -190,13 +191,15 @@ class Partition:
         if ticket.error is not None:
             raise RuntimeError(f"events not committed: {ticket.error}")
         for seq, error in sorted(ticket.errors.items()):
-            if not error.startswith(EVALUATION_FAILED):
+            if not error.startswith((EVALUATION_FAILED, AT_BOUND)):
                 raise RuntimeError(f"events not committed: stream sequence {seq}: {error}")
-            # Its evaluation raised (a bug, logged with its traceback): it would
-            # raise again on every replay, so it is passed over, the rest goes on.
+            # Its evaluation raised (a bug, logged with its traceback), or it met a
+            # bound (logged, counted): it would again on every replay, so it is
+            # passed over, the rest goes on.
             self.skipped += 1
-            log.error("cluster: partition %s: stream sequence %d passed over: %s",
-                      self.name, seq, error)
+            if not error.startswith(AT_BOUND):  # those are logged at a limited rate
+                log.error("cluster: partition %s: stream sequence %d passed over: %s",
+                          self.name, seq, error)
         await self._outbox.flush(self.number)
         self.evaluated += sum(len(b) for b in batches.values())
 

@@ -41,6 +41,13 @@ class Server(Table, frozen=True):
     drain_timeout: str = constants.DEFAULT_DRAIN_TIMEOUT
     # A running run silent this long is `crashed` (RUN_STATE may override it).
     heartbeat_timeout: str = constants.DEFAULT_HEARTBEAT_TIMEOUT
+    # Bounds (README, "What is guaranteed"): past them a new run's event is refused,
+    # a firing with a new digest key is sent on its own, a silence is refused.
+    max_runs_per_scope: AtLeastOne = constants.DEFAULT_MAX_RUNS_PER_SCOPE
+    max_digest_windows_per_scope: AtLeastOne = constants.DEFAULT_MAX_DIGEST_WINDOWS_PER_SCOPE
+    max_silences: AtLeastOne = constants.DEFAULT_MAX_SILENCES
+    max_silence_pattern: AtLeastOne = constants.DEFAULT_MAX_SILENCE_PATTERN
+    max_silence_duration: str = constants.DEFAULT_MAX_SILENCE_DURATION
 
 
 class ScopeOptions(Table, frozen=True):

@@ -18,6 +18,7 @@ from runhook.config.destinations import url_problem
 from runhook.config.remote import Remote
 from runhook.config.remote import check as check_remote
 from runhook.config.secrets import Redactor, resolve, signing_key
+from runhook.core import constants
 from runhook.core.durations import parse_duration, parse_rate
 from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
@@ -49,6 +50,8 @@ class ScopeSettings:
 
     heartbeat_timeout: float = 300.0
     run_url: str | None = None  # the pattern of `${run_url}`
+    max_runs: int = constants.DEFAULT_MAX_RUNS_PER_SCOPE  # tracked runs (past it: refused)
+    max_digest_windows: int = constants.DEFAULT_MAX_DIGEST_WINDOWS_PER_SCOPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +99,16 @@ class Settings:
     heartbeat_timeout: float = 300.0
     remote: Remote | None = None  # the [ingest] listener, when it is on
     cluster: ClusterSettings | None = None  # [cluster], when it is on
+    max_silence_duration: float = 90 * 86400.0
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
 
     def scope(self, key: str) -> ScopeSettings:
         options = self.config.scopes.get(key)
-        return ScopeSettings(self.heartbeat_timeout, options.run_url if options else None)
+        server = self.config.server
+        return ScopeSettings(self.heartbeat_timeout, options.run_url if options else None,
+                             server.max_runs_per_scope, server.max_digest_windows_per_scope)
 
     @property
     def integrations(self) -> dict[str, cfg.Integration]:
@@ -143,12 +149,12 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     server = config.server
     durations: dict[str, float] = {}
     for field in ("run_ttl", "checkpoint_interval", "history_ttl", "purge_interval",
-                  "drain_timeout", "heartbeat_timeout"):
+                  "drain_timeout", "heartbeat_timeout", "max_silence_duration"):
         try:
             durations[field] = parse_duration(getattr(server, field))
         except ValueError as exc:
             problems.append(f"server.{field}: {exc}")
-    for field in ("purge_interval", "heartbeat_timeout"):
+    for field in ("purge_interval", "heartbeat_timeout", "max_silence_duration"):
         if durations.get(field) == 0:  # a round right after the last one, forever
             problems.append(f"server.{field}: expected a duration above 0")
     for key, options in config.scopes.items():
@@ -172,7 +178,8 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                     durations["run_ttl"], durations["checkpoint_interval"],
                     {a.name: a for a in automations}, durations["history_ttl"],
                     durations["purge_interval"], durations["drain_timeout"],
-                    durations["heartbeat_timeout"], remote, cluster)
+                    durations["heartbeat_timeout"], remote, cluster,
+                    durations["max_silence_duration"])
 
 
 def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:

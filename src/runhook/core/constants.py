@@ -103,6 +103,15 @@ DEFAULT_COOLDOWN = "24h"
 # database row when it closes; a storm of a million firings must not make it huge.
 DIGEST_ITEMS_KEPT = 1000
 DEFAULT_RUN_TTL = "7d"
+# Bounds on what clients can make the daemon keep (README, "What is guaranteed"),
+# sized for a 24 GiB host: a tracked run costs ~0.6 KB bare, ~1.6 KB with one
+# 10-value window; an open digest window ~3.3 KB with one firing; a silence ~20 KiB
+# of compiled RE2 at three 256-character patterns.
+DEFAULT_MAX_RUNS_PER_SCOPE = 50_000
+DEFAULT_MAX_DIGEST_WINDOWS_PER_SCOPE = 5_000
+DEFAULT_MAX_SILENCES = 500
+DEFAULT_MAX_SILENCE_PATTERN = 256  # characters, per pattern
+DEFAULT_MAX_SILENCE_DURATION = "90d"
 DEFAULT_HISTORY_TTL = "30d"
 # Housekeeping rounds (run eviction, idempotency ids and history purged): rare,
 # since each round reads every scope's runs; a round purges until it caught up.

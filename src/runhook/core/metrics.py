@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from runhook.core import bounds
 from runhook.core.status import DaemonStatus
 
 # Delivery latency buckets (seconds): loopback receivers answer in a millisecond,
@@ -80,6 +81,12 @@ class _Collector:
         rejected = CounterMetricFamily("runhook_lines_rejected", "Lines refused with an error.")
         rejected.add_metric([], s.lines_rejected)
         yield rejected
+        hits = CounterMetricFamily("runhook_bound_hits",
+                                   "Refusals (or digest firings sent alone) at a bound.",
+                                   labels=["bound"])
+        for bound, n in sorted(bounds.HITS.items()):
+            hits.add_metric([bound], n)
+        yield hits
         executions = CounterMetricFamily(
             "runhook_executions", "Executions reaching a state, by automation.",
             labels=["automation", "state"])

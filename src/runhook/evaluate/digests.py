@@ -103,6 +103,19 @@ class Digests:
         window.add(context)
         return window, opened
 
+    def is_open(self, automation: str, spec: DigestSpec, context: dict[str, Any]) -> bool:
+        """Whether a firing of `automation` with `context` would join an open window."""
+        return (automation, key_of(spec, context)) in self._open
+
+    @staticmethod
+    def alone(automation: str, spec: DigestSpec, context: dict[str, Any], kind: str,
+              event_time: str, now: float) -> dict[str, Any]:
+        """The context of a firing sent as a digest of its own (no window is opened):
+        the automation's digest templates render it as they would a window of one."""
+        window = Window(context["execution_id"], automation, key_of(spec, context), now, now)
+        window.add(context)
+        return digest_context(window, kind, event_time)
+
     def _register(self, window: Window) -> None:
         self._open[(window.automation, window.key)] = window
         self._by_id[window.id] = window

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from runhook.config.settings import Automation, ScopeSettings
 from runhook.core.acks import id_place
+from runhook.core.bounds import hit
 from runhook.core.durations import describe
 from runhook.core.events import (
     ArtifactEvent,
@@ -314,6 +315,17 @@ class Evaluator:
             if silence is not None:
                 state, reason = "SKIPPED", silence.reason()  # a silence wins over a digest
         spec = automation.digest_spec
+        if state is None and not as_is and spec is not None and \
+                len(self.digests) >= self.settings.max_digest_windows and \
+                not self.digests.is_open(automation.name, spec, context):
+            # At the bound a new key's firing is sent at once as a digest of one: an
+            # alert is never dropped or refused for want of a window, only not grouped.
+            reason = (f"sent alone, not grouped: this scope has {len(self.digests)} open "
+                      "digest windows, the most [server] max_digest_windows_per_scope allows")
+            hit("digest_windows", f"scope {self.scope}: automation {automation.name!r}: a firing "
+                                  f"{reason}")
+            context = self.digests.alone(automation.name, spec, context, kind, iso(now), now)
+            spec = None
         if state is None and not as_is and spec is not None:
             window, opened = self.digests.join(automation.name, spec, context, now, self.new_id(now))
             if opened:

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from runhook.config.settings import Automation, ScopeSettings
+from runhook.core.bounds import too_many_runs
 from runhook.core.events import RunEvent, RunHeartbeat, RunMetrics, RunState
 from runhook.core.identity import restore_identity
 from runhook.evaluate import metric_log
@@ -145,6 +146,8 @@ class RunBook(HealthBook):
                                      if isinstance(event, RunMetrics) else watch):
                 # Nothing here reads it (a metric event: none of its values): not kept.
                 return None, False
+            if len(self.runs) >= self.settings.max_runs:
+                raise too_many_runs(event.run_id, len(self.runs))  # nothing changed yet
             self.runs[event.run_id] = run
             changed = True
         else:

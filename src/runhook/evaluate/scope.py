@@ -14,6 +14,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from runhook.config.settings import Automation, ScopeSettings
 from runhook.core import constants
 from runhook.core.acks import Ticket, id_place
+from runhook.core.bounds import AtBound, hit
 from runhook.core.events import Event, RunEvent, RunMetrics
 from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
@@ -283,6 +284,11 @@ class ScopeActor:
             for position, (event, event_time, line_no) in enumerate(parts[-1][1], start):
                 try:
                     caused = evaluate(event, event_time, now)
+                except AtBound as exc:  # refused before it changed anything: no reload
+                    hit(exc.bound, f"scope {self.scope}: line {line_no}: {exc}")
+                    ticket.fail(line_no, str(exc), None if event.id is None
+                                else (event.id, id_place(self.scope, event.location)))
+                    continue
                 except Exception as exc:  # a bug in one evaluation must not stop the scope
                     log.exception("scope %s: evaluating line %d failed", self.scope, line_no)
                     ticket.fail(line_no, f"{EVALUATION_FAILED}: {exc!r}",

@@ -10,7 +10,8 @@ from typing import Protocol
 import msgspec
 
 from runhook.config.settings import Settings
-from runhook.core.durations import parse_duration
+from runhook.core.bounds import hit
+from runhook.core.durations import describe, parse_duration
 from runhook.core.schema import FieldError
 from runhook.ingest.protocol import SilenceAdd
 from runhook.store.database import Store, Write, WriteFailed
@@ -67,6 +68,7 @@ async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
         raise Refused(f"field `duration`: {exc}") from None
     if seconds <= 0:
         raise Refused("field `duration`: expected a duration above 0")
+    _within_bounds(request, seconds, daemon, now)
     try:
         silence = compile_silence(f"si_{secrets.token_hex(4)}", request.automation,
                                   request.run_name, request.group, request.collection,
@@ -81,6 +83,40 @@ async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
         raise Refused(f"not saved: {exc}") from None
     daemon.silences.put(silence)
     return view(silence, now)
+
+
+def _within_bounds(request: SilenceAdd, seconds: float, daemon: Daemon, now: float) -> None:
+    """Refuse a silence past a bound (README, "What is guaranteed"): each one is
+    compiled RE2 in memory and listed on every status page (its comment is bounded by
+    the protocol), and a silence of a
+    century is a way to switch alerting off unseen."""
+    found = _past_bound(request, seconds, daemon, now)
+    if found is not None:
+        bound, message = found
+        hit(bound, f"silence refused: {message}")
+        raise Refused(message)
+
+
+def _past_bound(request: SilenceAdd, seconds: float, daemon: Daemon,
+                now: float) -> tuple[str, str] | None:
+    """(bound, why) for the first bound the silence would pass, or None."""
+    server, longest = daemon.settings.config.server, daemon.settings.max_silence_duration
+    if seconds > longest:
+        return "silence_duration", (f"field `duration`: {describe(seconds)} is longer than "
+                                    f"{describe(longest)}, the most [server] "
+                                    "max_silence_duration allows")
+    for field in ("run_name", "group", "collection"):
+        pattern = getattr(request, field)
+        if pattern is not None and len(pattern) > server.max_silence_pattern:
+            return "silence_pattern", (f"field `{field}`: {len(pattern)} characters, more than "
+                                       f"the {server.max_silence_pattern} [server] "
+                                       "max_silence_pattern allows")
+    daemon.silences.forget_before(now - EXPIRED_LISTED_S)
+    kept = len(daemon.silences.all)
+    if kept >= server.max_silences:
+        return "silences", (f"{kept} silences are kept (active, and ended within 24 h), the "
+                            "most [server] max_silences allows: expire one, or wait")
+    return None
 
 
 async def expire(silence_id: str, daemon: Daemon, now: float) -> SilenceView:
