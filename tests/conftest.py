@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -136,6 +139,21 @@ class Daemon:
 
     def log_text(self) -> str:
         return self.log.read_text()
+
+    def login_url(self) -> str:
+        """What `runhook console` prints: read from the login file by the socket."""
+        login = json.loads(Path(f"{self.socket}.console").read_text())
+        return f"{login['url']}login?token={login['token']}"
+
+    @contextlib.asynccontextmanager
+    async def console(self, **kw: Any) -> AsyncIterator[aiohttp.ClientSession]:
+        """An HTTP client logged in to the console: the login URL, then its cookie
+        (unsafe=True: aiohttp's jar keeps no cookie of an IP address otherwise)."""
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                         **kw) as http:
+            async with http.get(self.login_url(), allow_redirects=False) as r:
+                assert r.status == 303, (r.status, await r.text())
+            yield http
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.returncode is None:

@@ -1,6 +1,7 @@
 """The console in a real browser: Debian's Chromium, headless, driven by Selenium
 through chromedriver. Each page is opened, the redeliver button is pressed (a real
-form POST with the browser's own Origin and Fetch metadata), and a screenshot of
+form POST with the browser's own Origin and Fetch metadata) after logging in through
+the login URL, and a screenshot of
 each page is written to docs/ for the README."""
 
 from __future__ import annotations
@@ -109,7 +110,12 @@ async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path
     failed_id = (await receiver.next()).headers["webhook-id"]  # answered 503: retried later
     await settled(daemon, (await receiver.next()).headers["webhook-id"])
 
+    # Without a session the console only says how to get one; the login URL that
+    # `runhook console` prints sets the cookie and lands on the page, token-free.
     browser.get(daemon.http + "/")
+    assert "runhook console" in browser.find_element(By.TAG_NAME, "body").text
+    browser.get(daemon.login_url())
+    assert browser.current_url == daemon.http + "/"
     assert browser.title == "Overview · runhook"
     rows = browser.find_elements(By.CSS_SELECTOR, "table")[0].text
     assert "run-failed" in rows and "loss-diverged" in rows and "record-artifacts" in rows

@@ -74,7 +74,7 @@ async def test_execution_page_escapes_masks_and_lists_attempts(start_daemon, rec
     assert sent.headers["Authorization"] == f"Bearer {TOKEN}"  # the real one goes out
     execution_id = sent.headers["webhook-id"]
     await settled(daemon, execution_id)
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         status, html = await _get(http, f"{daemon.http}/executions/{execution_id}")
     assert status == 200
     assert "<script" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)" in html
@@ -101,7 +101,7 @@ async def test_pages_list_and_link(start_daemon, receiver, short_dir):
         await client.send(_created(1))
     execution_id = (await receiver.next()).headers["webhook-id"]
     await settled(daemon, execution_id)
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         for path in ("/", "/automations", "/automations/crash", "/executions", "/integrations"):
             status, html = await _get(http, daemon.http + path)
             assert status == 200, path
@@ -135,7 +135,7 @@ async def test_keyset_pages_walk_both_ways(start_daemon, receiver, short_dir):
         return re.search(rf'<a href="([^"]+)">{label}</a>', html).group(1).replace("&amp;", "&")
 
     base = f"{daemon.http}/executions?automation=record&rows=3"
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         _, first = await _get(http, base)
         assert versions(first) == [7, 6, 5] and "newer" not in first
         _, second = await _get(http, daemon.http + next_link(first, "older →"))
@@ -160,7 +160,7 @@ async def test_guard_refuses_rebinding_cross_site_and_tokenless_posts(start_daem
     page = f"{daemon.http}/executions/{execution_id}"
     action = f"{page}/redeliver"
     origin = daemon.http
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         # DNS rebinding: the attacker's name resolves to 127.0.0.1, the Host stays theirs.
         status, text = await _get(http, page, headers={"Host": "evil.example:8787"})
         assert status == 403 and "not a loopback name" in text
@@ -199,7 +199,7 @@ async def test_integration_actions_and_last_error(start_daemon, receiver, short_
                            (200, "test ok", {})]
     daemon = await _daemon(start_daemon, short_dir, receiver.url)
     url = f"{daemon.http}/integrations"
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         async with daemon.client() as client:
             await client.send(_failed("a", "r1"))
         await receiver.next()
@@ -236,7 +236,7 @@ async def test_integration_actions_and_last_error(start_daemon, receiver, short_
 async def test_loopback_names_are_let_in(start_daemon, receiver, short_dir, host):
     daemon = await _daemon(start_daemon, short_dir, receiver.url)
     port = daemon.http.rsplit(":", 1)[1]
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         status, _ = await _get(http, daemon.http + "/", headers={"Host": f"{host}:{port}"})
     assert status == 200
 
@@ -245,7 +245,7 @@ async def test_crafted_query_strings_are_answered_not_500(start_daemon, receiver
     """Found by an attacker's review: a non-ASCII `sig` made compare_digest raise,
     and year 1 made the time filter overflow; both were 500s."""
     daemon = await _daemon(start_daemon, short_dir, receiver.url)
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         status, page = await _get(http, daemon.http + "/?done=hi&sig=%C3%A9")
         assert status == 200 and 'class="flash"' not in page  # unsigned: not shown
         status, page = await _get(http, daemon.http + "/executions?since=0001-01-01T00:00")

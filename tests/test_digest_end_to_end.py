@@ -11,7 +11,6 @@ import json
 import signal
 import time
 
-import aiohttp
 from conftest import Receiver, eventually
 
 SCOPE = "project:acme/vision"
@@ -70,7 +69,7 @@ async def test_a_storm_is_one_delivery_listing_every_firing(start_daemon, receiv
     assert len(grouped) == 100 and {g["digest_id"] for g in grouped} == {digest_id}
     assert {g["reason"] for g in grouped} == {f"grouped into digest {digest_id}"}
     # The console links a firing to its digest.
-    async with aiohttp.ClientSession() as http, \
+    async with daemon.console() as http, \
             http.get(f"{daemon.http}/executions/{grouped[0]['id']}") as page:
         assert f'href="/executions/{digest_id}"' in await page.text()
     await eventually(lambda: history(daemon, "FINISHED"),

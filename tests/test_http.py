@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 from test_socket import GOOD, RECORD
 
 
@@ -11,7 +10,7 @@ async def test_health_ready_and_executions(start_daemon):
     async with daemon.client() as client:
         for version in range(3):
             await client.send({**GOOD, "version": version})
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         async with http.get(daemon.http + "/healthz") as r:
             assert r.status == 200 and await r.text() == "ok\n"
         async with http.get(daemon.http + "/readyz") as r:

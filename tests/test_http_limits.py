@@ -29,6 +29,7 @@ from runhook.store.rows import Execution
 from runhook.store.statements import INSERT_EXECUTION
 from runhook.web import server
 from runhook.web.limits import Limits
+from runhook.web.session import Login
 
 
 class CountingStore(Store):
@@ -82,9 +83,20 @@ async def add_executions(store: Store, count: int, blob: int = 0, same_time: boo
     await committed.wait()
 
 
+def app_of(store: Store, limits: Limits) -> web.Application:
+    """The console's app for a server of the test's own; its login file by the database."""
+    return server.make_app(Idle(), store, Login(f"{store.path}.sock", 0o600, "127.0.0.1:0"),
+                           limits)
+
+
+def bearer(app: web.Application) -> dict[str, str]:
+    """The header that lets a script in: the login token (written once serving)."""
+    return {"Authorization": f"Bearer {app[server.LOGIN].token}"}
+
+
 async def serve(tg, store: Store, limits: Limits, app: web.Application | None = None) -> str:
     address = f"127.0.0.1:{free_port()}"
-    await tg.start(server.serve, app or server.make_app(Idle(), store, limits), address, limits)
+    await tg.start(server.serve, app or app_of(store, limits), address, limits)
     return address
 
 
@@ -108,8 +120,9 @@ async def _capped_and_paged(store):
     await add_executions(store, 60, same_time=True)  # ties on created_at: id decides
     await add_executions(store, 0)
     async with anyio.create_task_group() as tg:
-        address = await serve(tg, store, Limits())
-        async with aiohttp.ClientSession() as client:
+        app = app_of(store, Limits())
+        address = await serve(tg, store, Limits(), app)
+        async with aiohttp.ClientSession(headers=bearer(app)) as client:
             url = f"http://{address}/api/executions"
             async with client.get(url, params={"limit": "1001"}) as r:
                 assert r.status == 400
@@ -150,7 +163,7 @@ async def _not_reading(store) -> bytes:
             finished.set()
 
     limits = Limits(send_s=1.0)
-    app = server.make_app(Idle(), store, limits)
+    app = app_of(store, limits)
     app.middlewares.insert(0, watch)
     async with anyio.create_task_group() as tg:
         host, _, port = (await serve(tg, store, limits, app)).partition(":")
@@ -159,7 +172,9 @@ async def _not_reading(store) -> bytes:
         sock.connect((host, int(port)))
         sock.setblocking(False)
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(b"GET /api/executions?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        authorization = bearer(app)["Authorization"].encode()
+        writer.write(b"GET /api/executions?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Authorization: " + authorization + b"\r\n\r\n")
         with anyio.fail_after(10):
             await finished.wait()  # the send deadline ended the answer
             received = await closed_by_server(reader)
@@ -239,7 +254,7 @@ async def test_a_flood_of_half_sent_requests_leaves_the_events_socket_working(st
         except aiohttp.ClientError:
             return 0
     await eventually(healthz, lambda status: status == 200)
-    async with aiohttp.ClientSession() as client, \
+    async with daemon.console() as client, \
             client.get(daemon.http + "/api/executions") as r:
         assert [row["automation"] for row in json.loads(await r.read())["executions"]] \
             == ["record"]

@@ -120,7 +120,7 @@ async def test_status_page_shows_automations_and_last_state(start_daemon, receiv
                            "registry": "model", "collection": "c", "version": 1,
                            "alias": "<b>x</b>"})
     await receiver.next()
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         async def page() -> str:
             async with http.get(daemon.http + "/") as r:
                 assert r.headers["Content-Type"].startswith("text/html")

@@ -10,7 +10,6 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from conftest import SIGNING_KEY, eventually, execution, settled, webhook_config
 
@@ -156,7 +155,7 @@ action = { integration = "alerts", title = "new", text = "${artifact_version}" }
     texts = {"history --json": cli(daemon, "history", "--json", "--limit", "10").encode(),
              "status --json": cli(daemon, "status", "--json").encode(),
              "log": daemon.log.read_bytes(), "database while running": database_bytes(daemon)}
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         for path in ("/api/executions", f"/api/executions/{first['id']}",
                      f"/api/executions/{second['id']}", "/api/status", "/"):
             async with http.get(daemon.http + path) as answer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 import pytest
 from conftest import settled, webhook_config
 
@@ -139,7 +138,7 @@ async def test_silences_over_loopback_http_and_on_the_status_page(start_daemon, 
     code = await asyncio.to_thread(cli, ["silence", "add", "--all", "--for", "30m",
                                          "--comment", "maintenance", "--socket", daemon.socket])
     assert code == 0 and "(all)" in capsys.readouterr().out
-    async with aiohttp.ClientSession() as http:
+    async with daemon.console() as http:
         # A browser's cross-site form post cannot send JSON: refused, nothing added.
         async with http.post(f"{daemon.http}/api/silences", data="automation=run-failed",
                              headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:

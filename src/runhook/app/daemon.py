@@ -28,6 +28,7 @@ from runhook.store.database import Store, Write, WriteFailed
 from runhook.triggers.silences import Silences
 from runhook.web import remote as web_remote
 from runhook.web import server as web_server
+from runhook.web.session import Login
 
 log = logging.getLogger("runhook")
 
@@ -53,6 +54,7 @@ class Daemon:
         self.silences = Silences()
         self.scopes: Scopes | None = None
         self.ingress: Ingress | None = None
+        self.console_login: Login | None = None  # while the console listens
         self.started_at = time.time()
         self._stop = anyio.Event()
         self._delivery_tg: TaskGroup | None = None
@@ -82,8 +84,10 @@ class Daemon:
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket, server.socket_mode)
                             if server.http:
-                                await front.start(web_server.serve, web_server.make_app(self, self.store),
-                                                  server.http)
+                                self.console_login = Login(server.socket, server.socket_mode,
+                                                           server.http)
+                                await front.start(web_server.serve, web_server.make_app(
+                                    self, self.store, self.console_login), server.http)
                             if self.settings.remote is not None:
                                 # Its address and TLS are read at start; tokens and
                                 # sources on every request (a reload rotates them).

@@ -15,7 +15,7 @@ import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import check, explain, secret, silence
+from runhook.cli import check, console, explain, secret, silence
 from runhook.client import Client, RunhookError
 from runhook.config.model import ConfigError, read
 from runhook.config.settings import load
@@ -362,6 +362,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reload)
 
     silence.register(sub, client_command, _command)
+    console.register(sub, client_command, _command, _socket_path)
     secret.register(sub)
 
     p = client_command("status", "what the daemon is doing")

@@ -30,6 +30,7 @@ from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.web import remote as web_remote
 from runhook.web import server as web_server
+from runhook.web.session import Login
 
 log = logging.getLogger("runhook")
 # Commands that change state held by one node only (silences, an integration's
@@ -90,9 +91,10 @@ class ClusterDaemon(Daemon):
                             await front.start(self.ingress.serve, server.socket,
                                               server.socket_mode)
                             if server.http:
-                                await front.start(web_server.serve,
-                                                  web_server.make_app(self, self.store),
-                                                  server.http)
+                                self.console_login = Login(server.socket, server.socket_mode,
+                                                           server.http)
+                                await front.start(web_server.serve, web_server.make_app(
+                                    self, self.store, self.console_login), server.http)
                             if self.settings.remote is not None:
                                 await front.start(web_remote.serve, web_remote.make_app(
                                     lambda: self.settings, self.ingress, self._query,

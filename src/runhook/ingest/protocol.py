@@ -59,6 +59,10 @@ class Reload(Query, tag="command.reload", kw_only=True):
     pass
 
 
+class ConsoleRotate(Query, tag="command.console_rotate", kw_only=True):
+    """A new console login token: every session of the old one is refused."""
+
+
 class SilenceAdd(Query, tag="command.silence_add", kw_only=True):
     """Silence `automation` (or `all`) for `duration`: seconds, or a duration such as
     "2h"; `run_name`, `group` and `collection` narrow it (RE2, search semantics)."""
@@ -85,7 +89,7 @@ class SilenceExpire(Query, tag="command.silence_expire", kw_only=True):
 
 
 Queries = (History | ExecutionQuery | Status | Enable | Redeliver | TestIntegration | Reload
-           | SilenceAdd | SilenceList | SilenceExpire)
+           | ConsoleRotate | SilenceAdd | SilenceList | SilenceExpire)
 Request = ArtifactEvents | RunEvents | Queries
 # The classes a decoded query or command has: a set lookup a line is cheaper than
 # isinstance(request, Query).
@@ -95,7 +99,8 @@ EVENT_TYPES = ("artifact.created", "artifact.linked", "artifact.unlinked", "arti
                "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state",
                "run.heartbeat")
 QUERY_TYPES = ("query.history", "query.execution", "query.status", "command.enable",
-               "command.redeliver", "command.test", "command.reload", "command.silence_add",
+               "command.redeliver", "command.test", "command.reload", "command.console_rotate",
+               "command.silence_add",
                "command.silence_list", "command.silence_expire")
 
 _decoder = msgspec.json.Decoder(Request)

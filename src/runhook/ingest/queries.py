@@ -4,6 +4,7 @@ silences."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -14,6 +15,7 @@ from runhook.delivery import redelivery
 from runhook.delivery.actor import Deliveries
 from runhook.ingest import protocol, silencing
 from runhook.ingest.protocol import (
+    ConsoleRotate,
     Enable,
     ExecutionQuery,
     History,
@@ -48,11 +50,22 @@ class Overview(DaemonStatus, kw_only=True):
     silences: list[SilenceView] = msgspec.field(default_factory=list)  # active ones
 
 
+class Login(Protocol):
+    """The console's login token (web/session.py)."""
+
+    path: Path
+
+    def rotate(self) -> None: ...
+
+
 class Daemon(Protocol):
     store: Store
     deliveries: Deliveries
     settings: Settings
     silences: Silences
+
+    @property
+    def console_login(self) -> Login | None: ...
 
     def status(self) -> DaemonStatus: ...
 
@@ -96,6 +109,16 @@ async def answer(query: Query, daemon: Daemon) -> bytes:
                 return protocol.refusal("reload refused, the running configuration stays: "
                                         + "; ".join(problems))
             return protocol.answer({"reloaded": True})
+        case ConsoleRotate():
+            login = daemon.console_login
+            if login is None:
+                return protocol.refusal("the console is off (server.http is empty)")
+            try:
+                login.rotate()
+            except OSError as exc:
+                return protocol.refusal(f"cannot write {login.path}: {exc.strerror or exc}; "
+                                        "the old token stays")
+            return protocol.answer({"login_file": str(login.path)})
         case SilenceAdd() | SilenceList() | SilenceExpire():
             return await _silence(query, daemon)
     raise TypeError(f"unhandled request {type(query).__name__}")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("runhook.http")
@@ -18,6 +20,9 @@ log = logging.getLogger("runhook.http")
 # Names a browser on this machine reaches the loopback server by. Not "localhost."
 # nor any other name: a rebinding attacker's page sends its own domain here.
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# A Host header as RFC 7230 has it: a bracketed IPv6 literal or a name, then at most
+# ":digits". Anything else ("[::1]evil.com", "localhost:80@evil.com") is refused whole.
+HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::[0-9]{1,5})?")
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 HEADERS = {
     # No script, no outside resource, no framing (clickjacking a "redeliver" button),
@@ -30,6 +35,10 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+class BadForm(Exception):
+    """A POSTed body that does not parse as the form it says it is (answered 400)."""
 
 
 class Guard:
@@ -49,7 +58,10 @@ class Guard:
                 response: web.StreamResponse = web.Response(status=403,
                                                             text=f"refused: {refusal}\n")
             else:
-                response = await handler(request)
+                try:
+                    response = await handler(request)
+                except BadForm as exc:
+                    response = web.Response(status=400, text=f"bad form: {exc}\n")
             for name, value in HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
@@ -94,7 +106,15 @@ class Guard:
 
     async def checked_form(self, request: web.Request) -> dict[str, str] | None:
         """The POSTed form if its CSRF token is ours, else None."""
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError, HttpProcessingError) as exc:
+            # aiohttp's multipart and urlencoded readers raise these for a body that
+            # is not what its Content-Type says (no boundary, a bad part header, an
+            # unknown charset). Plain text, cut short: it goes back to its own sender.
+            message = getattr(exc, "message", None) or str(exc)
+            raise BadForm(f"{request.content_type} body does not parse: "
+                          f"{str(message).strip()[:200]}") from None
         given = form.get("csrf")
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(),
                                                                  self.token.encode()):
@@ -103,8 +123,7 @@ class Guard:
 
 
 def _hostname(host: str) -> str:
-    """The Host header's name without its port, lower-case; "[::1]" keeps brackets."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[:host.find("]") + 1] if "]" in host else ""
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The Host header's name without its port, lower-case ("[::1]" keeps brackets);
+    "" for anything that is not a name or an IPv6 literal with an optional port."""
+    match = HOST.fullmatch(host.lower())
+    return match.group(1) if match else ""

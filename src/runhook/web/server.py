@@ -23,11 +23,13 @@ from runhook.store.rows import Execution
 from runhook.web import silences
 from runhook.web.guard import Guard
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
+from runhook.web.session import Login
 from runhook.web.views import Console, Daemon, actions, automations, integrations, overview
 from runhook.web.views import execution as execution_view
 from runhook.web.views import executions as executions_view
 
 log = logging.getLogger("runhook.http")
+LOGIN = web.AppKey("login", Login)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -35,7 +37,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS,
+def make_app(daemon: Daemon, store: Store, login: Login, limits: Limits = DEFAULT_LIMITS,
              guard: Guard | None = None) -> web.Application:
     guard = guard or Guard()
     console = Console(daemon, store, guard)
@@ -92,7 +94,12 @@ def make_app(daemon: Daemon, store: Store, limits: Limits = DEFAULT_LIMITS,
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # The guard inside the deadline: its refusals and headers are sent in time too.
-    app = web.Application(middlewares=[deadline(limits), guard.middleware()])
+    # The session inside the guard: a rebinding page is refused before it learns
+    # anything, even that a login exists.
+    app = web.Application(middlewares=[deadline(limits), guard.middleware(),
+                                       login.middleware()])
+    app[LOGIN] = login
+    app.router.add_get("/login", login.login)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/executions", executions)
@@ -140,7 +147,8 @@ async def serve(app: web.Application, address: str, limits: Limits = DEFAULT_LIM
                 task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on `address` with the connection cap and the header timeout of
     `limits` (aiohttp's keep-alive timeout also bounds how long a connection may
-    take to send its first request's headers)."""
+    take to send its first request's headers). The console's login file exists
+    while it listens: written with a new token once bound, removed when it stops."""
     host, _, port = address.rpartition(":")
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_s,
                            shutdown_timeout=constants.HTTP_SHUTDOWN_S)
@@ -155,6 +163,12 @@ async def serve(app: web.Application, address: str, limits: Limits = DEFAULT_LIM
         except OSError as exc:
             raise StartupError(f"cannot serve HTTP on {address}: "
                                f"{exc.strerror or exc} (server.http)") from None
+        login = app[LOGIN]
+        try:
+            login.rotate()
+        except OSError as exc:
+            raise StartupError(f"cannot write the console's login file {login.path}: "
+                               f"{exc.strerror or exc} (server.socket's directory)") from None
         log.info("HTTP on http://%s", address)
         task_status.started()
         await anyio.sleep_forever()
@@ -162,4 +176,5 @@ async def serve(app: web.Application, address: str, limits: Limits = DEFAULT_LIM
         with anyio.CancelScope(shield=True):
             if listener is not None:
                 listener.close()
+                app[LOGIN].remove()
             await runner.cleanup()
