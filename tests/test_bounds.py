@@ -162,7 +162,7 @@ async def test_silences_past_their_bounds_are_refused_at_socket_cli_and_http(
                                          "--comment", "forever", "--socket", daemon.socket])
     assert code == 1
     assert "field `duration`: 100d is longer than 1d" in capsys.readouterr().err
-    async with aiohttp.ClientSession() as http, http.post(
+    async with daemon.console() as http, http.post(
             f"{daemon.http}/api/silences",
             json={"automation": "deploy", "duration": "2d", "comment": "x"}) as r:
         assert r.status == 400
