@@ -4,12 +4,19 @@ log why, and keep the daemon running on the configuration it had."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import Daemon
+
+from runhook.config.locate import socket_of
+from runhook.config.model import ConfigError
+from runhook.core import constants
 
 GOOD = """
 [[automations]]
@@ -85,3 +92,54 @@ async def test_reload_command_refuses_with_the_reason(start_daemon,
     await still_serving(daemon)
     assert f"reload refused, keeping the running configuration: {reason}" in daemon.log_text()
     assert "Traceback" not in daemon.log_text()
+
+
+def syntax_error(config: Path) -> str:
+    config.write_text(config.read_text() + "\n[[automations]\nname = 'half\n")
+    return "not valid TOML"
+
+
+def unknown_key(config: Path) -> str:
+    config.write_text(config.read_text().replace("[server]", "[server]\nheartbeat_timout = '5m'"))
+    return "unknown field `heartbeat_timout`; did you mean 'heartbeat_timeout'?"
+
+
+@pytest.mark.parametrize("spoil", [*BAD_FILES, syntax_error, unknown_key],
+                         ids=lambda f: f.__name__)
+async def test_client_commands_reach_the_daemon_through_a_spoiled_file(
+        start_daemon, spoil: Callable[[Path], str]):
+    # Client commands read only the socket from --config: a typo elsewhere must not
+    # keep them from the daemon, least of all `reload`, whose answer says what is wrong.
+    daemon = await start_daemon(GOOD)
+    reason = spoil(daemon.config)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runhook", *args,
+                               "--config", str(daemon.config)],
+                              check=False, capture_output=True, text=True, timeout=60)
+
+    reload = await asyncio.to_thread(cli, "reload")
+    assert reload.returncode == 1, reload
+    assert reload.stderr.startswith(
+        "runhook: reload refused, the running configuration stays: "), reload.stderr
+    assert reason in reload.stderr
+    status = await asyncio.to_thread(cli, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [a["name"] for a in json.loads(status.stdout)["automations"]] == ["kept"]
+    history = await asyncio.to_thread(cli, "history")
+    assert history.returncode == 0, history.stderr
+    assert history.stdout == "no executions\n"  # the daemon's answer: nothing was sent
+    await still_serving(daemon)
+
+
+def test_the_socket_is_found_in_a_file_toml_cannot_parse(tmp_path: Path) -> None:
+    config = tmp_path / "runhook.toml"
+    config.write_text("[server]\nsocket = 'var/ev.sock'  # here\nhttp = \n[x]\nsocket = 'no'\n")
+    assert socket_of(config) == str(tmp_path / "var/ev.sock")
+    config.write_text("[server\nsocket = \"/run/x.sock\"\n")
+    assert socket_of(config) == constants.DEFAULT_SOCKET  # no [server] table was seen
+    config.write_text("[server]\nsocket = 5\n")
+    with pytest.raises(ConfigError, match="server.socket: expected a path"):
+        socket_of(config)
+    with pytest.raises(ConfigError, match="cannot read"):
+        socket_of(tmp_path / "absent.toml")

@@ -17,7 +17,8 @@ import msgspec
 from runhook import __version__
 from runhook.cli import check, console, explain, secret, silence
 from runhook.client import Client, RunhookError
-from runhook.config.model import ConfigError, read
+from runhook.config.locate import socket_of
+from runhook.config.model import ConfigError
 from runhook.config.settings import load
 from runhook.core import constants
 from runhook.core.durations import parse_duration
@@ -31,8 +32,10 @@ def _socket_path(args: argparse.Namespace) -> str:
     if args.socket:
         return str(args.socket)
     if args.config:
+        # Only the socket is read: a typo elsewhere in the file must not keep a
+        # command (reload above all, which says why the daemon refused it) from it.
         try:
-            return read(args.config).server.socket
+            return socket_of(args.config)
         except ConfigError as exc:
             raise SystemExit(f"runhook: {exc}") from None
     return os.environ.get("RUNHOOK_URL") or constants.DEFAULT_SOCKET
