@@ -391,6 +391,24 @@ async def test_hugging_face_commits_become_numbered_versions_and_tags(remote):
     assert [e["context"]["artifact_version_index"] for e in tagged] == [1]
 
 
+async def test_a_branch_moved_back_to_an_earlier_sha_is_a_new_event(remote):
+    """main: ce9a4674 -> c379e821 -> 575db8b7, then force-pushed back to c379e821 within
+    the hour. The Hub sends no delivery id; keyed by the new sha alone, the third move
+    was dropped as a duplicate of the first. Keyed by the move, it is a new event
+    (version 0 again: the same commit), and a replay of it is still one."""
+    url = remote.url + "/v1/hooks/hub"
+    moves = [("ce9a4674", "c379e821"), ("c379e821", "575db8b7"), ("575db8b7", "c379e821")]
+    bodies = [hub_payload(new, [{"ref": "refs/heads/main", "oldSha": old, "newSha": new}])
+              for old, new in moves]
+    good = {"X-Webhook-Secret": HF_SECRET, "Content-Type": "application/json"}
+    async with session(remote, None) as http:
+        for body in [*bodies, bodies[2]]:  # the last: a replay of the move back
+            async with http.post(url, data=body, headers=good) as r:
+                assert r.status == 200, await r.text()
+    created = await history(remote, "hub")
+    assert sorted(e["context"]["artifact_version_index"] for e in created) == [0, 0, 1]
+
+
 def test_a_listener_beyond_loopback_without_tls_is_refused_at_load(tmp_path):
     (tmp_path / "t").write_text(TRAINER)
     base = f"""
