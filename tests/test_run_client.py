@@ -241,3 +241,62 @@ async def test_a_daemon_restarted_during_training_misses_nothing(start_daemon):
     assert [seq(r["event_id"]) for r in high] == [s + 2 for s in range(0, 20, 2)]
     assert len(await settle(daemon, "done", 1)) == 1
     assert event_ids(daemon, "restart") == list(range(1, 23))
+
+
+FORKS = """
+import multiprocessing, os, sys, time, runhook
+run = runhook.init(id="parent", name="parent", heartbeat=0.2)
+run.log({"loss": 1.0}, step=0)
+
+def child(body):
+    pid = os.fork()
+    if pid == 0:
+        body()
+        sys.exit(0)  # past the body: exit as a script does, with the atexit hooks
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+def fails():
+    sys.exit(3)
+
+def raises():
+    raise ValueError("the child's own error")
+
+def own_run():
+    runhook.init(id="child", name="child").log({"loss": 2.0}, step=0)
+
+def within():
+    with run:
+        pass
+
+def waits(ready):
+    ready.set()
+    time.sleep(60)
+
+codes = [child(fails), child(raises), child(own_run), child(within)]
+forked = multiprocessing.get_context("fork")
+ready = forked.Event()
+worker = forked.Process(target=waits, args=(ready,))
+worker.start()
+ready.wait(30)
+worker.terminate()  # SIGTERM, as a DataLoader's shutdown sends its workers
+worker.join()
+print(codes + [worker.exitcode], flush=True)
+run.log({"loss": 3.0}, step=1)
+"""
+
+
+async def test_a_forked_child_neither_ends_nor_warns_about_the_parents_run(start_daemon):
+    """Children forked from a training process (os.fork and multiprocessing's fork)
+    exit with a code, raise, init a run of their own, leave the parent's `with`
+    block, die by SIGTERM. The parent's run is the parent's: none of them reports it
+    failed or finished or warns about it; the child's own run is reported as usual."""
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, out, err = await finished(await script(daemon, FORKS))
+    assert code == 0, err
+    assert out == f"[3, 1, 0, 0, {-signal.SIGTERM}]\n"
+    assert "ValueError: the child's own error" in err  # Python's own hook still ran
+    assert "runhook:" not in err, err
+    done = await settle(daemon, "done", 2)
+    assert sorted(r["run_id"] for r in done) == ["child", "parent"]
+    assert await history(daemon, "failed") == []
+    assert event_ids(daemon, "parent")[-2:] == [3, 4]  # step 1, then the parent's end
