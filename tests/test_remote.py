@@ -187,7 +187,8 @@ async def test_no_or_wrong_token_is_401_and_nothing_is_evaluated(remote, authori
 
 async def test_a_line_outside_the_tokens_scopes_is_refused_alone(remote):
     lines = [failed("r1"), failed("r2", project="x") | {"entity": "acme"},
-             {**failed("r3"), "entity": "other"}, {"type": "query.status"}, failed("r4")]
+             {**failed("r3"), "entity": "other"}, {"type": "query.status"}, failed("r4"),
+             {**failed("r5"), "entity": "acme-evil"}]  # shares a prefix with acme
     async with session(remote) as http, http.post(
             remote.url + "/v1/events", data="".join(json.dumps(x) + "\n" for x in lines)) as r:
         answers = [json.loads(line) for line in (await r.read()).splitlines()]
@@ -198,6 +199,8 @@ async def test_a_line_outside_the_tokens_scopes_is_refused_alone(remote):
     assert answers[3]["error"] == ("line 4: token 'trainers' may not send query.status "
                                    "(it has no commands = true)")
     assert answers[4] == {"ok": True}
+    assert answers[5] == {"ok": False, "error": "line 6: token 'trainers' may not write "
+                                                "project:acme-evil/vision"}
     assert {e["run_id"] for e in await history(remote, "failed")} == {"r1", "r4"}
 
 
