@@ -99,3 +99,26 @@ upgrade:
 
 clean:
 	rm -rf $(VENV) $(MLFLOW_VENV) $(TOOLS_VENV) var .pytest_cache
+
+# Mutation testing (mutmut, configured in pyproject.toml) over triggers/, evaluate/,
+# the retry policy, the SSRF guard, signing, the console guard and token scopes, with
+# the fast pure-logic tests only; minutes, not part of `make test`. A survivor is a
+# change to the code that no test noticed. `make mutate ONLY='runhook.delivery.*'`
+# runs some modules; `.venv-mutate/bin/mutmut show NAME` shows a mutant.
+MUTATE_VENV := .venv-mutate
+MUTATE_STAMP := $(MUTATE_VENV)/.installed
+
+$(MUTATE_STAMP): requirements/run.txt requirements/mutate.txt
+	$(PYTHON) -m venv $(MUTATE_VENV)
+	$(MUTATE_VENV)/bin/python -m pip install --quiet --require-hashes \
+		-r requirements/run.txt -r requirements/mutate.txt
+	touch $(MUTATE_STAMP)
+
+.PHONY: mutate lock-mutate
+mutate: $(MUTATE_STAMP)
+	$(MUTATE_VENV)/bin/mutmut run $(ONLY)
+	$(MUTATE_VENV)/bin/mutmut results
+
+# requirements/mutate.txt from mutate.in, pinned to what test.txt pins.
+lock-mutate: $(PIP_COMPILE)
+	cd requirements && ../$(PIP_COMPILE) $(LOCK_FLAGS) -o mutate.txt mutate.in

@@ -98,6 +98,26 @@ def test_per_automation_timeout_the_longest_of_the_watchers_wins():
     assert b.runs["r1"].reason == "no heartbeat for 30s"
 
 
+def test_of_two_watchers_with_different_timeouts_the_longer_declares_the_crash():
+    """`a` asks after 30 s of silence, `b` after 90 s. The crash is one fact, declared
+    once for both, when the longer has passed: at 90, not at 30 (when `b` would hear
+    of a crash before its own timeout)."""
+    b = book('{ kind = "RUN_STATE", states = ["failed"], heartbeat_timeout = "30s" }',
+             extra="""
+[[automations]]
+name = "b"
+scope = "project:acme/vision"
+event = { kind = "RUN_STATE", states = ["crashed"], heartbeat_timeout = "90s" }
+action = { kind = "none" }
+cooldown = "0"
+""")
+    b.state(said("running"), 0.0)
+    assert tick(b, 30.0) == [] and b.runs["r1"].state == "running"
+    assert tick(b, 89.9) == []
+    assert sorted(tick(b, 90.0)) == [("r1", "a", "FIRE"), ("r1", "b", "FIRE")]
+    assert b.runs["r1"].reason == "no heartbeat for 1m30s"
+
+
 def test_downtime_does_not_count_deadlines_restart_from_the_start():
     b = book(CRASH)
     b.state(said("running"), 0.0)

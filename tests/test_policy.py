@@ -113,3 +113,16 @@ def test_token_bucket_spaces_calls_at_the_rate():
     assert bucket.take(10.0) == 0.0                 # refilled, capped at the burst
     assert bucket.take(10.0) == 0.0
     assert bucket.take(10.0) == pytest.approx(0.5)
+
+
+def test_the_edges_of_success_a_refusals_reason_and_the_default_jitter():
+    """Survivors of `make mutate`: 2xx ends at 299 (300 is a redirect, not retried); a
+    refused destination fails with the guard's own reason; without `rand` the jitter
+    comes from random(), inside the ±20 % of the first wait (5 s)."""
+    assert decide(1, 299, None) == Outcome("FINISHED")
+    assert decide(1, 300, None) == Outcome("FAILED", reason="HTTP 300")
+    assert decide(1, None, "10.0.0.1 is a private address", refused=True) == \
+        Outcome("FAILED", reason="10.0.0.1 is a private address")
+    outcome = decide(1, 503, None)
+    assert outcome.state == "PENDING" and outcome.delay is not None
+    assert 4.0 <= outcome.delay <= 6.0

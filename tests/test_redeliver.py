@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import SIGNING_KEY, execution, settled, webhook_config
+from conftest import SIGNING_KEY, eventually, execution, settled, webhook_config
 
 ALIAS = {"type": "artifact.alias_added", "entity": "acme", "registry": "model",
          "collection": "resnet", "version": 1, "alias": "production"}
@@ -134,3 +134,26 @@ async def test_an_automation_gone_fails_its_execution_not_the_integration(start_
     assert refused.returncode == 1
     assert "automation 'deploy' is no longer configured" in refused.stderr
     assert (await execution(daemon, waiting))["execution"]["state"] == "FAILED"
+
+
+async def test_a_redelivery_restarts_the_retry_schedule(start_daemon, receiver):
+    """A 400 fails the execution after one attempt; redelivered, it gets a 503. That
+    is the first attempt of the new round, so the retry is due 5 s (±20 %) later, the
+    schedule's first wait; counted as the execution's second attempt it would be
+    300 s, the second wait."""
+    receiver.responses.extend([(400, "bad", {}), (503, "busy", {})])
+    daemon = await start_daemon(webhook_config(receiver.url))
+    async with daemon.client() as client:
+        assert await client.send(ALIAS) == {"ok": True}
+    execution_id = (await receiver.next()).headers["webhook-id"]
+    assert (await settled(daemon, execution_id))["execution"]["state"] == "FAILED"
+
+    again = await asyncio.to_thread(cli, daemon, "redeliver", execution_id)
+    assert again.returncode == 0, again.stderr
+    assert (await receiver.next()).headers["webhook-id"] == execution_id
+    pending = await eventually(lambda: execution(daemon, execution_id),
+                               lambda a: a["execution"]["attempts"] == 2)
+    assert pending["execution"]["state"] == "PENDING"
+    assert [a["status"] for a in pending["attempts"]] == [400, 503]
+    wait = pending["execution"]["next_attempt_at"] - pending["execution"]["updated_at"]
+    assert 4.0 <= wait <= 6.0, wait

@@ -187,7 +187,8 @@ async def test_no_or_wrong_token_is_401_and_nothing_is_evaluated(remote, authori
 
 async def test_a_line_outside_the_tokens_scopes_is_refused_alone(remote):
     lines = [failed("r1"), failed("r2", project="x") | {"entity": "acme"},
-             {**failed("r3"), "entity": "other"}, {"type": "query.status"}, failed("r4")]
+             {**failed("r3"), "entity": "other"}, {"type": "query.status"}, failed("r4"),
+             {**failed("r5"), "entity": "acme-evil"}]  # shares a prefix with acme
     async with session(remote) as http, http.post(
             remote.url + "/v1/events", data="".join(json.dumps(x) + "\n" for x in lines)) as r:
         answers = [json.loads(line) for line in (await r.read()).splitlines()]
@@ -198,6 +199,8 @@ async def test_a_line_outside_the_tokens_scopes_is_refused_alone(remote):
     assert answers[3]["error"] == ("line 4: token 'trainers' may not send query.status "
                                    "(it has no commands = true)")
     assert answers[4] == {"ok": True}
+    assert answers[5] == {"ok": False, "error": "line 6: token 'trainers' may not write "
+                                                "project:acme-evil/vision"}
     assert {e["run_id"] for e in await history(remote, "failed")} == {"r1", "r4"}
 
 
@@ -389,6 +392,24 @@ async def test_hugging_face_commits_become_numbered_versions_and_tags(remote):
     assert all(e["context"]["artifact_collection_name"] == "some-user/some-repo" for e in created)
     tagged = await history(remote, "hubtag")
     assert [e["context"]["artifact_version_index"] for e in tagged] == [1]
+
+
+async def test_a_branch_moved_back_to_an_earlier_sha_is_a_new_event(remote):
+    """main: ce9a4674 -> c379e821 -> 575db8b7, then force-pushed back to c379e821 within
+    the hour. The Hub sends no delivery id; keyed by the new sha alone, the third move
+    was dropped as a duplicate of the first. Keyed by the move, it is a new event
+    (version 0 again: the same commit), and a replay of it is still one."""
+    url = remote.url + "/v1/hooks/hub"
+    moves = [("ce9a4674", "c379e821"), ("c379e821", "575db8b7"), ("575db8b7", "c379e821")]
+    bodies = [hub_payload(new, [{"ref": "refs/heads/main", "oldSha": old, "newSha": new}])
+              for old, new in moves]
+    good = {"X-Webhook-Secret": HF_SECRET, "Content-Type": "application/json"}
+    async with session(remote, None) as http:
+        for body in [*bodies, bodies[2]]:  # the last: a replay of the move back
+            async with http.post(url, data=body, headers=good) as r:
+                assert r.status == 200, await r.text()
+    created = await history(remote, "hub")
+    assert sorted(e["context"]["artifact_version_index"] for e in created) == [0, 0, 1]
 
 
 def test_a_listener_beyond_loopback_without_tls_is_refused_at_load(tmp_path):

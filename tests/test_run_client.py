@@ -5,11 +5,13 @@ holds exactly the executions worked out by hand."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 
-from conftest import Daemon
+from aiohttp import web
+from conftest import Daemon, free_port
 from training import automations, event_ids, finished, history, script, seq, settle
 
 THRESHOLD = '{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = 2, cmp = ">", threshold = 10.0 }'
@@ -241,3 +243,124 @@ async def test_a_daemon_restarted_during_training_misses_nothing(start_daemon):
     assert [seq(r["event_id"]) for r in high] == [s + 2 for s in range(0, 20, 2)]
     assert len(await settle(daemon, "done", 1)) == 1
     assert event_ids(daemon, "restart") == list(range(1, 23))
+
+
+FORKS = """
+import multiprocessing, os, sys, time, runhook
+run = runhook.init(id="parent", name="parent", heartbeat=0.2)
+run.log({"loss": 1.0}, step=0)
+
+def child(body):
+    pid = os.fork()
+    if pid == 0:
+        body()
+        sys.exit(0)  # past the body: exit as a script does, with the atexit hooks
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+def fails():
+    sys.exit(3)
+
+def raises():
+    raise ValueError("the child's own error")
+
+def own_run():
+    runhook.init(id="child", name="child").log({"loss": 2.0}, step=0)
+
+def within():
+    with run:
+        pass
+
+def waits(ready):
+    ready.set()
+    time.sleep(60)
+
+codes = [child(fails), child(raises), child(own_run), child(within)]
+forked = multiprocessing.get_context("fork")
+ready = forked.Event()
+worker = forked.Process(target=waits, args=(ready,))
+worker.start()
+ready.wait(30)
+worker.terminate()  # SIGTERM, as a DataLoader's shutdown sends its workers
+worker.join()
+print(codes + [worker.exitcode], flush=True)
+run.log({"loss": 3.0}, step=1)
+"""
+
+
+async def test_a_forked_child_neither_ends_nor_warns_about_the_parents_run(start_daemon):
+    """Children forked from a training process (os.fork and multiprocessing's fork)
+    exit with a code, raise, init a run of their own, leave the parent's `with`
+    block, die by SIGTERM. The parent's run is the parent's: none of them reports it
+    failed or finished or warns about it; the child's own run is reported as usual."""
+    daemon = await start_daemon(automations(("failed", FAILED), ("done", FINISHED)))
+    code, out, err = await finished(await script(daemon, FORKS))
+    assert code == 0, err
+    assert out == f"[3, 1, 0, 0, {-signal.SIGTERM}]\n"
+    assert "ValueError: the child's own error" in err  # Python's own hook still ran
+    assert "runhook:" not in err, err
+    done = await settle(daemon, "done", 2)
+    assert sorted(r["run_id"] for r in done) == ["child", "parent"]
+    assert await history(daemon, "failed") == []
+    assert event_ids(daemon, "parent")[-2:] == [3, 4]  # step 1, then the parent's end
+
+
+class FlakyListener:
+    """`POST /v1/events` on loopback HTTP answering every line ok, except that the
+    first requests that carry a heartbeat alone fail as `failures` says: "hang" (a
+    slot that never answers, as under an idle-connection flood) or "503"."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        self.beats = 0  # heartbeat requests seen
+        self.answered = asyncio.Event()  # a heartbeat got its ok
+        self.release = asyncio.Event()  # the hung requests end (the test is over)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        line = await request.content.readline()
+        beat = json.loads(line)["type"] == "run.heartbeat"
+        if beat:
+            self.beats += 1
+            how = self.failures.pop(0) if self.failures else None
+            if how == "hang":
+                await self.release.wait()
+                raise web.HTTPServiceUnavailable()
+            if how == "503":
+                return web.Response(status=503, text='{"ok":false,"error":"busy"}')
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        while line:
+            if line.strip():
+                await response.write(b'{"ok":true}\n')
+                if beat:
+                    self.answered.set()
+            line = await request.content.readline()
+        await response.write_eof()
+        return response
+
+
+async def test_a_failed_heartbeat_is_retried_within_the_interval():
+    """Heartbeats every 1 s; the listener lets the first two hang (no answer, ever)
+    and answers the third 503. Each attempt is given up after a quarter of the
+    interval (1 s at least), and retried after a backoff capped at the same: the
+    fourth is answered within seconds. It was given SEND_TIMEOUT (30 s) per attempt:
+    one hang was a whole interval and more, and a run heartbeating every 30 s to a
+    daemon whose timeout is twice that was called crashed after two."""
+    import runhook  # the client is imported on first use: here, in the test process
+
+    listener = FlakyListener(["hang", "hang", "503"])
+    app = web.Application()
+    app.router.add_post("/v1/events", listener.events)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    run = runhook.init(entity="acme", project="vision", id="flaky", hooks=False,
+                       address=f"http://127.0.0.1:{port}", heartbeat=1.0)
+    try:
+        # Far below the 60 s two hung attempts took, far above the ~3 s they take now.
+        await asyncio.wait_for(listener.answered.wait(), 25)
+        assert listener.beats == 4
+    finally:
+        await asyncio.to_thread(run.finish, timeout=10)
+        listener.release.set()
+        await runner.cleanup()

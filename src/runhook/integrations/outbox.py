@@ -35,6 +35,12 @@ RETRY_MAX = 2.0
 # this long, never the training thread.
 SEND_TIMEOUT = 30.0
 HEARTBEAT = 30.0  # DESIGN §9: the daemon's default timeout is ten of these
+# A heartbeat alone gets a quarter of the interval per attempt (at least this), not
+# SEND_TIMEOUT: a connection that hangs (a listener's slots full, a TLS handshake
+# that never ends) is given up and retried with backoff several times before the
+# daemon's timeout (at least twice the interval) calls the run crashed. The backoff
+# is capped at the same quarter.
+ATTEMPT_MIN = 1.0
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -53,7 +59,9 @@ class Outbox:
                  retry_max: float = RETRY_MAX) -> None:
         self._address, self._token = address, token
         self._base = base  # location and run_id: what every event of the run carries
-        self._heartbeat, self._retry_max = heartbeat, retry_max
+        self._heartbeat = heartbeat
+        self._beat_timeout = min(SEND_TIMEOUT, max(ATTEMPT_MIN, heartbeat / 4))
+        self._retry_max = min(retry_max, max(RETRY_FIRST, heartbeat / 4))
         self._metrics: deque[dict[str, Any]] = deque(maxlen=queue_size)
         self._control: deque[dict[str, Any]] = deque()
         # Ids are `run_id-process-n`: a run resumed by another process (the same
@@ -73,6 +81,7 @@ class Outbox:
         self.delivered = False  # the final event was acknowledged
         self._stop = threading.Event()
         self._client: Client | None = None
+        self._client_timeout = SEND_TIMEOUT
         self._thread = threading.Thread(target=self._run, name="runhook-sender", daemon=True)
         self._thread.start()
 
@@ -185,9 +194,17 @@ class Outbox:
     def _deliver(self) -> None:
         """Send the batch in flight; each answered event leaves it, so after a broken
         connection only the unanswered rest is sent again."""
-        if self._client is None:
-            self._client = Client(self._address, timeout=SEND_TIMEOUT, token=self._token)
         inflight = self._inflight
+        timeout = self._beat_timeout if len(inflight) == 1 \
+            and inflight[0]["type"] == "run.heartbeat" else SEND_TIMEOUT
+        if self._client is not None and timeout != self._client_timeout:
+            # Only after a whole interval of idleness or a failed heartbeat: the
+            # kept-alive connection has little left to save.
+            self._client.close()
+            self._client = None
+        if self._client is None:
+            self._client = Client(self._address, timeout=timeout, token=self._token)
+            self._client_timeout = timeout
         lines = [encode(event) for event in inflight]
         for answer in self._client.send_many(lines):
             event = inflight.popleft()

@@ -84,6 +84,7 @@ class Run:
                              "(or $RUNHOOK_ENTITY and $RUNHOOK_PROJECT)")
         self.entity, self.project = entity, project
         self.id = id or os.environ.get("RUNHOOK_RUN_ID") or uuid.uuid4().hex[:16]
+        self._pid = os.getpid()  # a forked child holds a copy of the run: not its own
         self.name = name or self.id
         self.state: str | None = None  # set once finished
         self.flush_timeout = flush_timeout if flush_timeout is not None \
@@ -128,9 +129,14 @@ class Run:
                timeout: float | None = None) -> bool:
         """Report the run's end and wait (up to `timeout`, default the run's flush
         timeout) for the daemon to take everything queued. True if it did. A second
-        call does nothing: the first end reported is the run's end."""
+        call does nothing: the first end reported is the run's end. In a forked child
+        it does nothing and returns False: the run is the parent's to end."""
         if self.state is not None:
             return True
+        if os.getpid() != self._pid:
+            # A forked child leaving the parent's `with` block, or calling finish():
+            # the run is the parent's, and the child has no sender thread.
+            return False
         self.state = state
         if self._hooks:
             process.forget(self)

@@ -125,12 +125,16 @@ class Hooks:
             fields: dict[str, object] = {
                 "entity": source.entity, "project": source.project or name,
                 "collection": change.repo, "version": version, "artifact_type": change.repo_type,
-                # The Hub sends no delivery id; a commit on a ref happens once, so a
-                # redelivery or a replay from its activity tab is the same event.
+                # The Hub sends no delivery id (its `webhook.id` names the webhook, the
+                # same on every delivery), so the key is the move: old sha -> new sha on
+                # the ref. A redelivery or a replay from the activity tab is the same
+                # event; a branch moved back to a sha it pointed to before (a revert by
+                # force-push) is a new one. The new sha alone dropped it as a duplicate.
                 # Hashed, not cut to the id's 256 characters: a long branch name cut
                 # off the sha and made every later commit a duplicate.
                 "id": "hf:" + hashlib.sha256(
-                    f"{name}\0{change.repo}\0{change.ref}\0{change.sha}".encode()).hexdigest()}
+                    f"{name}\0{change.repo}\0{change.ref}\0{change.old or ''}\0{change.sha}"
+                    .encode()).hexdigest()}
             if change.tag is None:
                 events.append(msgspec.convert(
                     {**fields, "metadata": {"sha": change.sha, "ref": change.ref}},

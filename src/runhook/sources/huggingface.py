@@ -48,13 +48,14 @@ class Payload(msgspec.Struct):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One thing a delivery says happened to a repo: a branch moved to `sha`
-    (`tag` None), or a tag was created on `sha`."""
+    """One thing a delivery says happened to a repo: a branch moved from `old` to
+    `sha` (`tag` None), or a tag was created on `sha`. `old` is None for a new ref."""
 
     repo: str
     repo_type: str
     ref: str
     sha: str
+    old: str | None = None
     tag: str | None = None
 
 
@@ -77,7 +78,7 @@ def changes(body: bytes) -> list[Change]:
         if ref.newSha is None:
             continue  # a deleted branch or tag
         if ref.ref.startswith("refs/heads/"):
-            out.append(Change(repo.name, repo.type, ref.ref, ref.newSha))
+            out.append(Change(repo.name, repo.type, ref.ref, ref.newSha, ref.oldSha))
         elif ref.ref.startswith("refs/tags/") and ref.oldSha is None:
             out.append(Change(repo.name, repo.type, ref.ref, ref.newSha,
                               tag=ref.ref[len("refs/tags/"):]))
