@@ -81,7 +81,7 @@ cluster-demo: $(DEV)
 bench-cluster: $(DEV)
 	$(BIN)/python benchmarks/cluster.py
 
-# Re-resolve the locks from pyproject.toml, keeping every pin that still fits (after a
+# Re-resolve the locks from pyproject.toml (and mutate.txt, held to test.txt's pins), keeping every pin that still fits (after a
 # dependency range changed). `make upgrade` takes the newest releases the ranges allow,
 # then runs the whole suite on them: commit the locks only when it passes.
 $(PIP_COMPILE):
@@ -92,13 +92,14 @@ lock: $(PIP_COMPILE)
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(UPGRADE) -o requirements/run.txt pyproject.toml
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(UPGRADE) $(DEV_EXTRAS) -o requirements/test.txt pyproject.toml
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(UPGRADE) -o requirements/mlflow.txt requirements/mlflow.in
+	cd requirements && ../$(PIP_COMPILE) $(LOCK_FLAGS) -o mutate.txt mutate.in
 
 upgrade:
 	$(MAKE) lock UPGRADE=--upgrade
 	$(MAKE) test
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) $(TOOLS_VENV) var .pytest_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) $(TOOLS_VENV) $(MUTATE_VENV) mutants var .pytest_cache
 
 # Mutation testing (mutmut, configured in pyproject.toml) over triggers/, evaluate/,
 # the retry policy, the SSRF guard, signing, the console guard and token scopes, with
@@ -114,11 +115,7 @@ $(MUTATE_STAMP): requirements/run.txt requirements/mutate.txt
 		-r requirements/run.txt -r requirements/mutate.txt
 	touch $(MUTATE_STAMP)
 
-.PHONY: mutate lock-mutate
+.PHONY: mutate
 mutate: $(MUTATE_STAMP)
 	$(MUTATE_VENV)/bin/mutmut run $(ONLY)
 	$(MUTATE_VENV)/bin/mutmut results
-
-# requirements/mutate.txt from mutate.in, pinned to what test.txt pins.
-lock-mutate: $(PIP_COMPILE)
-	cd requirements && ../$(PIP_COMPILE) $(LOCK_FLAGS) -o mutate.txt mutate.in
