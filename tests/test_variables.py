@@ -14,6 +14,8 @@ from runhook.core.events import (
     ArtifactCreated,
     ArtifactLinked,
     ArtifactUnlinked,
+    CollectionTagAdded,
+    CollectionTagRemoved,
     Deadline,
     RunMetrics,
     RunState,
@@ -46,6 +48,8 @@ def _artifact_contexts() -> dict[tuple[str, str], set[str]]:
             (where, AliasAdded(**location, **ARTIFACT, alias="a")),
             (where, TagAdded(**location, **ARTIFACT, tag="t")),
             (where, TagRemoved(**location, **ARTIFACT, tag="t")),
+            (where, CollectionTagAdded(**location, collection="c", author="al", tag="t")),
+            (where, CollectionTagRemoved(**location, collection="c", author="al", tag="t")),
         ]
     for where, event in events:
         for occurrence in occurrences(event):

@@ -13,6 +13,7 @@ import msgspec
 from runhook.core.events import (
     ArtifactCreated,
     ArtifactEvent,
+    CollectionEvent,
     Event,
     Occurrence,
     RunEvent,
@@ -97,22 +98,24 @@ def base_context(event: Event, automation_name: str, execution_id: str, kind: st
     return context
 
 
-def artifact_context(event: ArtifactEvent, occurrence: Occurrence, automation_name: str,
+def artifact_context(event: CollectionEvent, occurrence: Occurrence, automation_name: str,
                      execution_id: str, event_time: float) -> dict[str, Any]:
-    """W&B's template variables for an artifact event."""
+    """W&B's template variables for an artifact event (a collection's: no version)."""
     context = base_context(event, automation_name, execution_id, occurrence.kind, event_time,
                            event.author)
+    context["artifact_collection_name"] = event.collection
+    if occurrence.tag is not None:
+        context["tag"] = occurrence.tag
+    if not isinstance(event, ArtifactEvent):
+        return context
     version = f"{event.entity}/{event.project or event.registry}/{event.collection}" \
               f":v{event.version}"
-    context["artifact_collection_name"] = event.collection
     context["artifact_version"] = version
     context["artifact_version_index"] = event.version
     context["artifact_version_string"] = version
     if occurrence.alias is not None:
         context["alias"] = occurrence.alias
         context["artifact_version_string"] = version.rsplit(":", 1)[0] + ":" + occurrence.alias
-    if occurrence.tag is not None:
-        context["tag"] = occurrence.tag
     if isinstance(event, ArtifactCreated) and event.metadata:
         context["artifact_metadata"] = event.metadata
     return context

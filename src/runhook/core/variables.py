@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from runhook.core.scopes import ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
+from runhook.core.scopes import (
+    ARTIFACT_KINDS,
+    COLLECTION_KINDS,
+    GROUP_KINDS,
+    RUN_KINDS,
+    VERSION_KINDS,
+)
 
 # Kinds as runhook's contexts set them (core.executions): a variable's kinds are
 # those whose execution context holds it, checked against the contexts by a test.
@@ -14,7 +20,7 @@ METRIC_KINDS = frozenset({"RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METR
 ALL_KINDS = ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS
 # Artifact kinds a project produces (an artifact event in a project carries project_name).
 PROJECT_KINDS = frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
-                           "REMOVE_ARTIFACT_TAG"}) | RUN_KINDS | GROUP_KINDS
+                           "REMOVE_ARTIFACT_TAG"}) | COLLECTION_KINDS | RUN_KINDS | GROUP_KINDS
 REGISTRY_KINDS = ARTIFACT_KINDS - {"CREATE_ARTIFACT"}
 # Not an event kind: the variables a digest execution adds to those its firings share.
 DIGEST_KINDS = frozenset({"DIGEST"})
@@ -27,7 +33,7 @@ DIGEST_BY: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "user": (("event_author",), ARTIFACT_KINDS | RUN_KINDS),
     "collection": (("artifact_collection_name",), ARTIFACT_KINDS),
     "alias": (("alias",), frozenset({"ADD_ARTIFACT_ALIAS"})),
-    "tag": (("tag",), frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"})),
+    "tag": (("tag",), frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"}) | COLLECTION_KINDS),
 }
 
 
@@ -49,17 +55,17 @@ VARIABLES: tuple[Variable, ...] = (
              "the execution id, also the webhook-id"),
     Variable("event_time", ALL_KINDS, "2026-11-27T09:30:00.000Z", "the event's time, RFC 3339"),
     Variable("artifact_collection_name", ARTIFACT_KINDS, "resnet50", "the collection"),
-    Variable("artifact_version", ARTIFACT_KINDS, "acme/model/resnet50:v3",
+    Variable("artifact_version", VERSION_KINDS, "acme/model/resnet50:v3",
              "entity/project-or-registry/collection:vN"),
-    Variable("artifact_version_string", ARTIFACT_KINDS, "acme/model/resnet50:production",
+    Variable("artifact_version_string", VERSION_KINDS, "acme/model/resnet50:production",
              "as artifact_version, with the alias that triggered in place of vN"),
-    Variable("artifact_version_index", ARTIFACT_KINDS, "3", "the version number (an integer)"),
+    Variable("artifact_version_index", VERSION_KINDS, "3", "the version number (an integer)"),
     Variable("artifact_metadata.KEY",
              frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG"}),
              "0.91", "a metadata entry of an artifact.created event"),
     Variable("alias", frozenset({"ADD_ARTIFACT_ALIAS"}), "production", "the alias added"),
-    Variable("tag", frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"}), "approved",
-             "the tag added or removed"),
+    Variable("tag", frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"}) | COLLECTION_KINDS,
+             "approved", "the tag added or removed (a version's or a collection's)"),
     Variable("run_id", RUN_KINDS, "r7x2k9", "the run's id"),
     Variable("run_name", RUN_KINDS, "prod-resnet-lr3e-4", "the run's name"),
     Variable("run_status", RUN_KINDS, "running", "the run's state"),
@@ -103,6 +109,8 @@ def kinds_text(kinds: frozenset[str]) -> str:
         return "all"
     if kinds == ARTIFACT_KINDS:
         return "artifact kinds"
+    if kinds == VERSION_KINDS:
+        return "artifact kinds but *_COLLECTION_TAG"
     if kinds == RUN_KINDS:
         return "run kinds"
     if kinds == RUN_KINDS | GROUP_KINDS:

@@ -11,7 +11,7 @@ from runhook.core.acks import id_place
 from runhook.core.bounds import hit
 from runhook.core.durations import describe
 from runhook.core.events import (
-    ArtifactEvent,
+    CollectionEvent,
     Deadline,
     Event,
     RunEvent,
@@ -222,7 +222,7 @@ class Evaluator:
         caused = _caused(Caused, ([], [], [], False))
         if isinstance(event, RunEvent):
             caused = self._run_event(event, event_time, now, caused)
-        elif isinstance(event, ArtifactEvent):
+        elif isinstance(event, CollectionEvent):
             self._artifact_event(event, event_time, now, caused)
         if event.id is not None:
             # The id commits with what the event caused here, or not at all.
@@ -233,7 +233,7 @@ class Evaluator:
         """The metric log's row for the events of one write whose values went into rings."""
         return (LOG_METRICS, [(self.scope, metric_log.encode(events))])
 
-    def _artifact_event(self, event: ArtifactEvent, event_time: float, now: float,
+    def _artifact_event(self, event: CollectionEvent, event_time: float, now: float,
                         caused: Caused) -> None:
         found = occurrences(event)
         for automation in self.automations:
