@@ -81,6 +81,10 @@ def iso(ts: float) -> str:
         .replace("+00:00", "Z")
 
 
+# W&B keeps registry NAME in the project `wandb-registry-NAME` (its `${project_name}`).
+REGISTRY_PROJECT = "wandb-registry-"
+
+
 def base_context(event: Event, automation_name: str, execution_id: str, kind: str,
                  event_time: float, author: str) -> dict[str, Any]:
     context: dict[str, Any] = {
@@ -95,6 +99,9 @@ def base_context(event: Event, automation_name: str, execution_id: str, kind: st
         context["project_name"] = event.project
     if event.registry is not None:
         context["registry_name"] = event.registry
+        # What W&B renders there: a registry lives in a project of that name.
+        context["project_name"] = event.registry if event.registry.startswith(REGISTRY_PROJECT) \
+            else REGISTRY_PROJECT + event.registry
     return context
 
 
@@ -137,6 +144,11 @@ def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: 
     context["run_group"] = run.group or ""
     context["run_tags"] = list(run.tags)
     context["run_url"] = url
+    if kind == "RUN_STATE":
+        # Why it failed or crashed: the client's reason, or the daemon's own.
+        reason = event.reason if isinstance(event, RunState) and event.reason else \
+            getattr(run, "reason", None)
+        context["run_reason"] = reason or ""
     if run.config:
         context["run_config"] = run.config
     context["metric_filter"] = description

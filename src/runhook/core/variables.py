@@ -22,6 +22,10 @@ ALL_KINDS = ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS
 PROJECT_KINDS = frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
                            "REMOVE_ARTIFACT_TAG"}) | COLLECTION_KINDS | RUN_KINDS | GROUP_KINDS
 REGISTRY_KINDS = ARTIFACT_KINDS - {"CREATE_ARTIFACT"}
+# W&B's `${ACCESS_TOKEN}`: not in any context (a secret is never stored), rendered
+# at send time by webhooks whose integration has an `access_token`.
+ACCESS_TOKEN = "ACCESS_TOKEN"
+WEBHOOK_KINDS = frozenset({"WEBHOOK"})
 # Not an event kind: the variables a digest execution adds to those its firings share.
 DIGEST_KINDS = frozenset({"DIGEST"})
 
@@ -48,7 +52,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("event_type", ALL_KINDS, "ADD_ARTIFACT_ALIAS", "the automation's event kind"),
     Variable("event_author", ALL_KINDS, "alice", "who caused it (artifact author, run user)"),
     Variable("entity_name", ALL_KINDS, "acme", "the entity"),
-    Variable("project_name", PROJECT_KINDS, "vision", "the project, for project events"),
+    Variable("project_name", ALL_KINDS, "vision",
+             "the project; on registry events W&B's project of it, `wandb-registry-NAME`"),
     Variable("registry_name", REGISTRY_KINDS, "model", "the registry, for registry events"),
     Variable("automation_name", ALL_KINDS, "deploy-on-production", "the automation's name"),
     Variable("execution_id", ALL_KINDS, "ex_018c2b5e9a40000000a1b2c3d4",
@@ -72,6 +77,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("run_group", RUN_KINDS, "sweep-7f3a", "the run's group (a sweep id), if any"),
     Variable("run_tags", RUN_KINDS, '["baseline", "a100"]', "the run's tags (a list)"),
     Variable("run_config.KEY", RUN_KINDS, "0.0003", "an entry of the run's config"),
+    Variable("run_reason", frozenset({"RUN_STATE"}), "ValueError: loss is nan",
+             "why the run failed or crashed (the client's reason, or `no heartbeat for 5m`)"),
     Variable("run_url", RUN_KINDS, "https://wandb.ai/acme/vision/runs/r7x2k9",
              "the run's page, from the scope's `run_url` pattern"),
     Variable("metric_name", METRIC_KINDS, "loss", "the metric the condition reads"),
@@ -86,6 +93,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("group_best_run", GROUP_KINDS, "sweep-7f3a-12",
              "the best run's name by the automation's metric and goal"),
     Variable("group_best_value", GROUP_KINDS, "0.183", "its last logged value of the metric"),
+    Variable(ACCESS_TOKEN, WEBHOOK_KINDS, "(the secret, at send time)",
+             "a webhook's `access_token` secret; rendered only in the request sent, "
+             "never stored or logged"),
     Variable("digest_count", DIGEST_KINDS, "100", "how many firings a digest carries"),
     Variable("digest_items", DIGEST_KINDS, '[{"run_name": "sweep-7-3", …}, …]',
              "each firing's variables (a list; the first 1,000)"),
@@ -94,8 +104,9 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}
-# The names a template may use as they are (artifact_metadata.KEY is a prefix).
-NAMES = frozenset(v.name for v in VARIABLES if not v.name.endswith(".KEY"))
+# The names a template may use as they are (artifact_metadata.KEY is a prefix); not
+# ACCESS_TOKEN, a secret that only a webhook integration with an access_token offers.
+NAMES = frozenset(v.name for v in VARIABLES if not v.name.endswith(".KEY")) - {ACCESS_TOKEN}
 
 
 def for_kind(kind: str | None) -> list[Variable]:
@@ -121,6 +132,8 @@ def kinds_text(kinds: frozenset[str]) -> str:
         return "project kinds (not LINK/UNLINK)"
     if kinds == REGISTRY_KINDS:
         return "registry kinds (not CREATE_ARTIFACT)"
+    if kinds == WEBHOOK_KINDS:
+        return "webhooks (any kind)"
     if kinds == DIGEST_KINDS:
         return "digests (any kind)"
     return ", ".join(sorted(kinds))
