@@ -88,3 +88,81 @@ def test_collection_tag_events_on_the_wire():
     assert decode_line(line) == _tag(CollectionTagAdded, "approved")
     removed = line.replace(b"tag_added", b"tag_removed")
     assert decode_line(removed) == _tag(CollectionTagRemoved, "approved")
+
+
+# --- cooldown on artifact kinds -------------------------------------------------
+
+def _cooldown_evaluator(cooldown: str | None):
+    from runhook.config.model import decode
+    from runhook.config.settings import build
+    from runhook.evaluate.evaluator import Evaluator
+    line = "" if cooldown is None else f'cooldown = "{cooldown}"'
+    settings = build(decode(f"""
+[[automations]]
+name = "a"
+scope = "entity:acme"
+event = {{ kind = "ADD_ARTIFACT_ALIAS" }}
+action = {{ kind = "none" }}
+{line}
+"""))
+    return Evaluator("entity:acme", settings.automations), settings.automations[0]
+
+
+def _alias(collection: str):
+    from runhook.core.events import AliasAdded
+    return AliasAdded(entity="acme", registry="model", collection=collection, version=1,
+                      alias="production")
+
+
+def test_artifact_cooldown_is_per_collection():
+    evaluator, _ = _cooldown_evaluator("1h")
+    # (collection, now) -> state: resnet at 0 fires; resnet at 10 s is inside the hour;
+    # bert at 20 s is another collection and fires; resnet at 3600 s is past the hour
+    seen = []
+    for collection, now in (("resnet", 0.0), ("resnet", 10.0), ("bert", 20.0),
+                            ("resnet", 3600.0)):
+        rows = evaluator.evaluate(_alias(collection), now, now).rows
+        seen.append((collection, rows[0][8], rows[0][9]))
+    assert seen == [
+        ("resnet", "FINISHED", "recorded only (action kind = none)"),
+        ("resnet", "SKIPPED", ("cooldown: fired for collection 'resnet' less than 1h ago "
+                              "(59m50s left)")),
+        ("bert", "FINISHED", "recorded only (action kind = none)"),
+        ("resnet", "FINISHED", "recorded only (action kind = none)")]
+
+
+def test_artifact_cooldown_defaults_to_none_and_run_kinds_keep_a_day():
+    evaluator, automation = _cooldown_evaluator(None)
+    assert automation.cooldown == 0.0
+    states = [evaluator.evaluate(_alias("resnet"), t, t).rows[0][8] for t in (0.0, 1.0)]
+    assert states == ["FINISHED", "FINISHED"]
+    from runhook.config.model import decode
+    from runhook.config.settings import build
+    run = build(decode("""
+[[automations]]
+name = "r"
+scope = "project:acme/vision"
+event = { kind = "RUN_STATE", states = ["failed"] }
+action = { kind = "none" }
+""")).automations[0]
+    assert run.cooldown == 86400.0
+
+
+def _state(cooldowns: list) -> dict:
+    empty = ("runs", "windows", "log", "batches", "flags", "groups", "digest_windows",
+             "digest_items")
+    return {**{key: [] for key in empty}, "cooldowns": cooldowns}
+
+
+def test_artifact_cooldown_is_restored_from_what_was_committed():
+    evaluator, automation = _cooldown_evaluator("1h")
+    caused = evaluator.evaluate(_alias("resnet"), 0.0, 0.0)
+    [(_sql, rows)] = [s for s in caused.statements if "artifact_cooldowns" in s[0]]
+    assert rows == [("entity:acme", "a", "resnet", automation.digest, 0.0)]
+    fresh, _ = _cooldown_evaluator("1h")
+    fresh.restore(_state([row[1:] for row in rows]), 5.0)
+    assert fresh.evaluate(_alias("resnet"), 5.0, 5.0).rows[0][8] == "SKIPPED"
+    # a changed definition (another digest) starts without a cooldown
+    changed, _ = _cooldown_evaluator("2h")
+    changed.restore(_state([row[1:] for row in rows]), 5.0)
+    assert changed.evaluate(_alias("resnet"), 5.0, 5.0).rows[0][8] == "FINISHED"

@@ -171,7 +171,9 @@ class Automation(Table, frozen=True):
     event: ArtifactTriggers | RunTriggers
     action: Action
     enabled: bool = True
-    cooldown: str = constants.DEFAULT_COOLDOWN
+    # Run kinds: per run, "24h" when not given (W&B's once per run per day); artifact
+    # kinds: per collection, none when not given (DESIGN §14).
+    cooldown: str | None = None
     description: str = ""
     digest: Digest | None = None
 

@@ -265,8 +265,14 @@ def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Auto
         allowed = ", ".join(sorted(ALLOWED_KINDS[kind_of_scope]))
         raise FieldError("event.kind", f"{kind} cannot happen in a {kind_of_scope} scope "
                                        f"({automation.scope}); it allows {allowed}")
+    given = automation.cooldown
+    if given is None:
+        # The default depends on the kind; the definition's digest reads as it did
+        # when run kinds' "24h" was the field's default, so no run state is lost.
+        automation = msgspec.structs.replace(automation, cooldown=constants.DEFAULT_COOLDOWN)
     try:
-        cooldown = parse_duration(automation.cooldown)
+        cooldown = 0.0 if given is None and kind in ARTIFACT_KINDS \
+            else parse_duration(automation.cooldown or "")
     except ValueError as exc:
         raise FieldError("cooldown", str(exc)) from None
     try:
