@@ -49,8 +49,8 @@ EXPECTED = [
     "server: object contains unknown field `htp`; did you mean 'http'?",
     "integrations.ci: object contains unknown field `timout`; did you mean 'timeout'?",
     ("automations[0].event.kind: invalid value 'RUN_METRIC_TRESHOLD' (allowed: "
-    "ADD_ARTIFACT_ALIAS, ADD_ARTIFACT_TAG, CREATE_ARTIFACT, GROUP_FINISHED, LINK_ARTIFACT, "
-    "REMOVE_ARTIFACT_TAG, RUN_METRIC_CHANGE, RUN_METRIC_NONFINITE, RUN_METRIC_THRESHOLD, "
+    "ADD_ARTIFACT_ALIAS, ADD_ARTIFACT_TAG, ADD_COLLECTION_TAG, CREATE_ARTIFACT, GROUP_FINISHED, "
+    "LINK_ARTIFACT, REMOVE_ARTIFACT_TAG, REMOVE_COLLECTION_TAG, RUN_METRIC_CHANGE, RUN_METRIC_NONFINITE, RUN_METRIC_THRESHOLD, "
     "RUN_METRIC_ZSCORE, RUN_STALLED, RUN_STATE, UNLINK_ARTIFACT); "
     "did you mean 'RUN_METRIC_THRESHOLD'? (automation 'loss')"),
     ("automations[1].event.states[0]: invalid enum value 'runing' (allowed: crashed, failed, "

@@ -78,7 +78,8 @@ async def test_default_envelope_and_bearer_token(start_daemon, receiver):
     assert data["artifact_version_string"] == "acme/model/resnet:production"
     assert data["registry_name"] == "model"
     assert data["execution_id"] == request.headers["webhook-id"]
-    assert "project_name" not in data  # a variable that does not apply is left out
+    # W&B renders a registry's own project there (DESIGN §14)
+    assert data["project_name"] == "wandb-registry-model"
 
 
 async def test_retry_after_server_error_then_success(start_daemon, receiver):

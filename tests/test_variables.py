@@ -14,6 +14,8 @@ from runhook.core.events import (
     ArtifactCreated,
     ArtifactLinked,
     ArtifactUnlinked,
+    CollectionTagAdded,
+    CollectionTagRemoved,
     Deadline,
     RunMetrics,
     RunState,
@@ -46,6 +48,8 @@ def _artifact_contexts() -> dict[tuple[str, str], set[str]]:
             (where, AliasAdded(**location, **ARTIFACT, alias="a")),
             (where, TagAdded(**location, **ARTIFACT, tag="t")),
             (where, TagRemoved(**location, **ARTIFACT, tag="t")),
+            (where, CollectionTagAdded(**location, collection="c", author="al", tag="t")),
+            (where, CollectionTagRemoved(**location, collection="c", author="al", tag="t")),
         ]
     for where, event in events:
         for occurrence in occurrences(event):
@@ -85,8 +89,9 @@ def test_every_kind_sets_exactly_the_variables_the_table_says():
 
 
 def test_the_table_is_what_templates_accept():
+    # ACCESS_TOKEN is a secret: only a webhook with an access_token may use it
     assert KNOWN_VARIABLES == {v.name for v in VARIABLES} - {"artifact_metadata.KEY",
-                                                             "run_config.KEY"}
+                                                             "run_config.KEY", "ACCESS_TOKEN"}
 
 
 def test_the_readme_table_is_generated_from_the_code():

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import inspect
 
-from runhook.config import model
+from runhook.config import model, spellings
 from runhook.config.cluster import Cluster
 from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
@@ -35,7 +35,7 @@ _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
     """The structural problems of a decoded TOML document, and the names of the
     secrets and integrations that failed (an automation naming one is not blamed)."""
-    found: list[str] = []
+    raw, found = spellings.canonical(raw)  # W&B's spellings are runhook's (DESIGN §14)
     failed: set[str] = set()
     for key in raw:
         if key not in model.Config.__struct_fields__:
@@ -191,8 +191,12 @@ def _hint(kind: Any, value: Any, path: str, reason: str) -> str:
     parent = _type_at(kind, value, segments[:-1], resolve_union=False)
     members = [t for t in _members(parent) if isinstance(t, inspect.StructType) and t.tag]
     if members and members[0].tag_field == segments[-1]:
-        # A tagged union's `kind`: the allowed values are its members' tags.
+        # A tagged union's `kind`: the allowed values are its members' tags. A
+        # near-miss of a W&B name means what that name means, whatever is closer.
         values = [str(t.tag) for t in members]
+        meant = spellings.alias_of(given)
+        if meant in values:
+            return f" (allowed: {', '.join(sorted(values))}); did you mean {meant!r}?"
     else:
         info = _type_at(kind, value, segments)
         values = [str(v) for t in _members(info) if isinstance(t, inspect.LiteralType)
@@ -265,6 +269,7 @@ def check(data: bytes, source: str) -> list[str]:
     if not _structural(raw):
         return reported  # it decoded: these are build's, already all of them
     found, failed = problems(raw)
+    raw = spellings.canonical(raw)[0]
     # The units that decoded are checked as the daemon would, so a scope error in one
     # automation is reported beside a type error in another.
     good = [i for i, a in enumerate(raw.get("automations", []))
@@ -298,7 +303,7 @@ def check(data: bytes, source: str) -> list[str]:
 
 def _structural(raw: dict[str, Any]) -> bool:
     try:
-        msgspec.convert(raw, model.Config)
+        msgspec.convert(spellings.canonical(raw)[0], model.Config)
     except msgspec.ValidationError:
         return True
     return False

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from runhook.config import spellings
 from runhook.config.cluster import Cluster
 from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
@@ -169,7 +171,9 @@ class Automation(Table, frozen=True):
     event: ArtifactTriggers | RunTriggers
     action: Action
     enabled: bool = True
-    cooldown: str = constants.DEFAULT_COOLDOWN
+    # Run kinds: per run, "24h" when not given (W&B's once per run per day); artifact
+    # kinds: per collection, none when not given (DESIGN §14).
+    cooldown: str | None = None
     description: str = ""
     digest: Digest | None = None
 
@@ -208,12 +212,20 @@ def decode(data: bytes | str, source: str = "<config>") -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [_not_utf8(data, exc.start)]) from None
+    raw: dict[str, Any] = {}
     try:
-        return msgspec.toml.decode(text, type=Config)
+        # W&B's spellings become runhook's before the Structs see them (DESIGN §14).
+        raw, misspelt = spellings.canonical(tomllib.loads(text))
+        # As msgspec.toml.decode converts: TOML's dates pass as they are.
+        config = msgspec.convert(raw, Config, str_keys=True,
+                                 builtin_types=(datetime.datetime, datetime.date, datetime.time))
+        if misspelt:
+            raise ConfigError(source, misspelt)
+        return config
     except msgspec.ValidationError as exc:
         # msgspec stops at the first error; diagnose finds them all (and imports us).
         from runhook.config import diagnose
-        found = diagnose.problems(tomllib.loads(text))[0]
+        found = diagnose.problems(raw)[0]
         raise ConfigError(source, found or [_reword(str(exc), text)]) from None
     except RecursionError:
         # tomllib recurses once per level of `[` or `{`; about a thousand levels exhaust

@@ -24,7 +24,7 @@ from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
 from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
-from runhook.core.variables import DIGEST_BY
+from runhook.core.variables import ACCESS_TOKEN, DIGEST_BY
 from runhook.triggers import artifact, runs
 
 # Every secret value is replaced by its name in logs, errors and stored responses,
@@ -265,8 +265,14 @@ def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Auto
         allowed = ", ".join(sorted(ALLOWED_KINDS[kind_of_scope]))
         raise FieldError("event.kind", f"{kind} cannot happen in a {kind_of_scope} scope "
                                        f"({automation.scope}); it allows {allowed}")
+    given = automation.cooldown
+    if given is None:
+        # The default depends on the kind; the definition's digest reads as it did
+        # when run kinds' "24h" was the field's default, so no run state is lost.
+        automation = msgspec.structs.replace(automation, cooldown=constants.DEFAULT_COOLDOWN)
     try:
-        cooldown = parse_duration(automation.cooldown)
+        cooldown = 0.0 if given is None and kind in ARTIFACT_KINDS \
+            else parse_duration(automation.cooldown or "")
     except ValueError as exc:
         raise FieldError("cooldown", str(exc)) from None
     try:
@@ -318,6 +324,8 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
                          f"{action.integration!r} is not declared under [integrations]")
     allowed = frozenset(integration.secrets) if isinstance(integration, cfg.WebhookIntegration) \
         else frozenset()
+    if isinstance(integration, cfg.WebhookIntegration) and integration.access_token is not None:
+        allowed |= {ACCESS_TOKEN}
 
     def compile_field(field: str, text: str | None, as_json: bool) -> Any:
         if text is None:
@@ -327,6 +335,9 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
         except TemplateError as exc:
             raise FieldError(f"action.{field}", str(exc)) from None
         unknown = unknown_variables(template.variables, allowed)
+        if ACCESS_TOKEN in unknown:
+            raise FieldError(f"action.{field}", "${ACCESS_TOKEN} is the access_token of a "
+                             f"webhook integration; {action.integration!r} has none")
         if unknown:
             names = ", ".join("${" + n + "}" for n in unknown)
             raise FieldError(f"action.{field}",

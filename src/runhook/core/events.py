@@ -35,11 +35,19 @@ class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_field
         return f"registry:{self.entity}/{self.registry}"
 
 
-class ArtifactEvent(Event, kw_only=True):
+class CollectionEvent(Event, kw_only=True):
+    """Something that happened to a collection (an artifact's or a registry's): the
+    base of artifact events, and itself what a collection's tags are told by."""
+
     collection: Name
-    version: NonNegative
     author: str = ""
     artifact_type: str | None = None
+
+
+class ArtifactEvent(CollectionEvent, kw_only=True):
+    """Something that happened to one version of a collection."""
+
+    version: NonNegative
 
 
 class ArtifactCreated(ArtifactEvent, tag="artifact.created", kw_only=True):
@@ -66,6 +74,14 @@ class TagAdded(ArtifactEvent, tag="artifact.tag_added", kw_only=True):
 
 
 class TagRemoved(ArtifactEvent, tag="artifact.tag_removed", kw_only=True):
+    tag: Name
+
+
+class CollectionTagAdded(CollectionEvent, tag="collection.tag_added", kw_only=True):
+    tag: Name
+
+
+class CollectionTagRemoved(CollectionEvent, tag="collection.tag_removed", kw_only=True):
     tag: Name
 
 
@@ -120,7 +136,7 @@ class Deadline(RunEvent, tag="timer", kw_only=True):
 
 
 ArtifactEvents = (ArtifactCreated | ArtifactLinked | ArtifactUnlinked | AliasAdded | TagAdded
-                  | TagRemoved)
+                  | TagRemoved | CollectionTagAdded | CollectionTagRemoved)
 RunEvents = RunMetrics | RunState | RunHeartbeat
 
 

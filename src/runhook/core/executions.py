@@ -13,6 +13,7 @@ import msgspec
 from runhook.core.events import (
     ArtifactCreated,
     ArtifactEvent,
+    CollectionEvent,
     Event,
     Occurrence,
     RunEvent,
@@ -80,6 +81,10 @@ def iso(ts: float) -> str:
         .replace("+00:00", "Z")
 
 
+# W&B keeps registry NAME in the project `wandb-registry-NAME` (its `${project_name}`).
+REGISTRY_PROJECT = "wandb-registry-"
+
+
 def base_context(event: Event, automation_name: str, execution_id: str, kind: str,
                  event_time: float, author: str) -> dict[str, Any]:
     context: dict[str, Any] = {
@@ -94,25 +99,30 @@ def base_context(event: Event, automation_name: str, execution_id: str, kind: st
         context["project_name"] = event.project
     if event.registry is not None:
         context["registry_name"] = event.registry
+        # What W&B renders there: a registry lives in a project of that name.
+        context["project_name"] = event.registry if event.registry.startswith(REGISTRY_PROJECT) \
+            else REGISTRY_PROJECT + event.registry
     return context
 
 
-def artifact_context(event: ArtifactEvent, occurrence: Occurrence, automation_name: str,
+def artifact_context(event: CollectionEvent, occurrence: Occurrence, automation_name: str,
                      execution_id: str, event_time: float) -> dict[str, Any]:
-    """W&B's template variables for an artifact event."""
+    """W&B's template variables for an artifact event (a collection's: no version)."""
     context = base_context(event, automation_name, execution_id, occurrence.kind, event_time,
                            event.author)
+    context["artifact_collection_name"] = event.collection
+    if occurrence.tag is not None:
+        context["tag"] = occurrence.tag
+    if not isinstance(event, ArtifactEvent):
+        return context
     version = f"{event.entity}/{event.project or event.registry}/{event.collection}" \
               f":v{event.version}"
-    context["artifact_collection_name"] = event.collection
     context["artifact_version"] = version
     context["artifact_version_index"] = event.version
     context["artifact_version_string"] = version
     if occurrence.alias is not None:
         context["alias"] = occurrence.alias
         context["artifact_version_string"] = version.rsplit(":", 1)[0] + ":" + occurrence.alias
-    if occurrence.tag is not None:
-        context["tag"] = occurrence.tag
     if isinstance(event, ArtifactCreated) and event.metadata:
         context["artifact_metadata"] = event.metadata
     return context
@@ -134,6 +144,11 @@ def run_context(event: RunEvent, automation_name: str, kind: str, execution_id: 
     context["run_group"] = run.group or ""
     context["run_tags"] = list(run.tags)
     context["run_url"] = url
+    if kind == "RUN_STATE":
+        # Why it failed or crashed: the client's reason, or the daemon's own.
+        reason = event.reason if isinstance(event, RunState) and event.reason else \
+            getattr(run, "reason", None)
+        context["run_reason"] = reason or ""
     if run.config:
         context["run_config"] = run.config
     context["metric_filter"] = description

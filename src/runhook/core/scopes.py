@@ -6,10 +6,13 @@ import re
 
 from runhook.core.events import Event
 
-ARTIFACT_KINDS = frozenset({
+# Kinds about one version of a collection, and about the collection itself (its tags).
+VERSION_KINDS = frozenset({
     "CREATE_ARTIFACT", "LINK_ARTIFACT", "UNLINK_ARTIFACT",
     "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
 })
+COLLECTION_KINDS = frozenset({"ADD_COLLECTION_TAG", "REMOVE_COLLECTION_TAG"})
+ARTIFACT_KINDS = VERSION_KINDS | COLLECTION_KINDS
 # Kinds that fire for one run; GROUP_FINISHED fires for a group of runs (a sweep).
 RUN_KINDS = frozenset({
     "RUN_METRIC_THRESHOLD", "RUN_METRIC_CHANGE", "RUN_METRIC_ZSCORE", "RUN_STATE",
@@ -23,11 +26,11 @@ GROUP_KINDS = frozenset({"GROUP_FINISHED"})
 ALLOWED_KINDS = {
     "project": frozenset({
         "CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
-    }) | RUN_KINDS | GROUP_KINDS,
+    }) | COLLECTION_KINDS | RUN_KINDS | GROUP_KINDS,
     "registry": frozenset({
         "LINK_ARTIFACT", "UNLINK_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
         "REMOVE_ARTIFACT_TAG",
-    }),
+    }) | COLLECTION_KINDS,
     "entity": ARTIFACT_KINDS,
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from runhook.config.model import WebhookIntegration
 from runhook.config.settings import Automation, Settings
-from runhook.core.events import ArtifactEvent, Event, RunEvent, RunMetrics, RunState
+from runhook.core.events import CollectionEvent, Event, RunEvent, RunMetrics, RunState
 from runhook.core.executions import (
     artifact_context,
     event_timestamp,
@@ -129,7 +129,7 @@ def _context(automation: Automation, event: Event, execution_id: str,
     if event.location != automation.scope and automation.scope != f"entity:{event.entity}":
         warnings.append(f"the event is in {event.location}, the automation watches "
                         f"{automation.scope}: it would not fire")
-    if isinstance(event, ArtifactEvent):
+    if isinstance(event, CollectionEvent):
         checker = automation.artifact
         found = occurrences(event)
         matching = [o for o in found if checker is not None and checker.matches(event, o)]

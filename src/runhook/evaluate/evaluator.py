@@ -11,7 +11,7 @@ from runhook.core.acks import id_place
 from runhook.core.bounds import hit
 from runhook.core.durations import describe
 from runhook.core.events import (
-    ArtifactEvent,
+    CollectionEvent,
     Deadline,
     Event,
     RunEvent,
@@ -33,6 +33,7 @@ from runhook.core.executions import (
 )
 from runhook.core.identity import identity_row, run_url
 from runhook.evaluate import metric_log
+from runhook.evaluate.cooldowns import Cooldowns
 from runhook.evaluate.digests import Digests, digest_context
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run
 from runhook.evaluate.runbook import RunBook
@@ -106,6 +107,7 @@ class Evaluator:
         self.settings = settings or ScopeSettings()
         self.book = RunBook(automations, self.settings, now)
         self.digests = Digests(self.book.timers)  # open digest windows
+        self.cooldowns = Cooldowns()  # artifact automations' (DESIGN §14)
         self._digests = {a.name: a.digest for a in automations}
         self._by_name = {a.name: a for a in automations}
         self.new_id: Callable[[float | None], str] = new_id  # cluster mode derives ids
@@ -135,12 +137,14 @@ class Evaluator:
         self.book = book
         self.digests = Digests(book.timers)
         self.digests.restore(state.get("digest_windows", ()), state.get("digest_items", ()))
+        self.cooldowns.restore(state.get("cooldowns", ()), self.automations)
 
     @property
     def keeps_state(self) -> bool:
         """Whether the scope has durable state to restore: runs, or digest windows."""
         return self.book.tracks_runs or len(self.digests) > 0 or any(
-            a.digest_spec is not None for a in self.automations)
+            a.digest_spec is not None or (a.artifact is not None and a.cooldown > 0)
+            for a in self.automations)
 
     def next_deadline(self) -> float | None:
         """When the earliest timer of the scope is due (heartbeats, stalls, groups)."""
@@ -222,7 +226,7 @@ class Evaluator:
         caused = _caused(Caused, ([], [], [], False))
         if isinstance(event, RunEvent):
             caused = self._run_event(event, event_time, now, caused)
-        elif isinstance(event, ArtifactEvent):
+        elif isinstance(event, CollectionEvent):
             self._artifact_event(event, event_time, now, caused)
         if event.id is not None:
             # The id commits with what the event caused here, or not at all.
@@ -233,7 +237,7 @@ class Evaluator:
         """The metric log's row for the events of one write whose values went into rings."""
         return (LOG_METRICS, [(self.scope, metric_log.encode(events))])
 
-    def _artifact_event(self, event: ArtifactEvent, event_time: float, now: float,
+    def _artifact_event(self, event: CollectionEvent, event_time: float, now: float,
                         caused: Caused) -> None:
         found = occurrences(event)
         for automation in self.automations:
@@ -245,7 +249,17 @@ class Evaluator:
                     continue
                 context = artifact_context(event, occurrence, automation.name, self.new_id(now),
                                            event_time)
+                left = self.cooldowns.left(automation, event.collection, now)
+                if left is not None:
+                    reason = (f"cooldown: fired for collection {event.collection!r} less than "
+                              f"{describe(automation.cooldown)} ago ({describe(left)} left)")
+                    self._record(caused, automation, event, occurrence.kind, context, now,
+                                 "SKIPPED", reason)
+                    continue
                 self._record(caused, automation, event, occurrence.kind, context, now)
+                fired = self.cooldowns.fire(self.scope, automation, event.collection, now)
+                if fired is not None:
+                    caused.statements.append(fired)
 
     def _run_event(self, event: RunEvent, event_time: float, now: float,
                    caused: Caused) -> Caused:

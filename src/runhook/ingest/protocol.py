@@ -96,7 +96,8 @@ Request = ArtifactEvents | RunEvents | Queries
 QUERY_CLASSES = frozenset(get_args(Queries))
 
 EVENT_TYPES = ("artifact.created", "artifact.linked", "artifact.unlinked", "artifact.alias_added",
-               "artifact.tag_added", "artifact.tag_removed", "run.metrics", "run.state",
+               "artifact.tag_added", "artifact.tag_removed", "collection.tag_added",
+               "collection.tag_removed", "run.metrics", "run.state",
                "run.heartbeat")
 QUERY_TYPES = ("query.history", "query.execution", "query.status", "command.enable",
                "command.redeliver", "command.test", "command.reload", "command.console_rotate",

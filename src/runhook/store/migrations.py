@@ -242,9 +242,20 @@ def _0011_digests() -> list[str]:
     ]
 
 
+def _0012_artifact_cooldowns() -> list[str]:
+    """When each artifact automation last fired per collection (DESIGN §14's cooldown)."""
+    return [
+        """CREATE TABLE artifact_cooldowns (
+            scope TEXT NOT NULL, automation TEXT NOT NULL, collection TEXT NOT NULL,
+            digest TEXT NOT NULL, fired_at REAL NOT NULL,
+            PRIMARY KEY (scope, automation, collection))""",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
               _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences,
-              _0008_console_filters, _0009_run_health, _0010_source_versions, _0011_digests]
+              _0008_console_filters, _0009_run_health, _0010_source_versions, _0011_digests,
+              _0012_artifact_cooldowns]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

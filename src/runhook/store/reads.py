@@ -195,6 +195,9 @@ class Reads:
             "flags": await self._fetch(
                 "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
                 "WHERE scope = ?", (scope,)),
+            "cooldowns": await self._fetch(
+                "SELECT automation, collection, digest, fired_at FROM artifact_cooldowns "
+                "WHERE scope = ?", (scope,)),
             "groups": await self._fetch(
                 "SELECT grp, automation, digest, fired_at FROM group_state WHERE scope = ?",
                 (scope,)),

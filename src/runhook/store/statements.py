@@ -44,6 +44,10 @@ UPSERT_RUN = (
 UPSERT_GROUP = (
     "INSERT OR REPLACE INTO group_state (scope, grp, automation, digest, fired_at) "
     "VALUES (?,?,?,?,?)")
+# An artifact automation's last firing per collection (its cooldown).
+UPSERT_COOLDOWN = (
+    "INSERT OR REPLACE INTO artifact_cooldowns (scope, automation, collection, digest, "
+    "fired_at) VALUES (?,?,?,?,?)")
 UPSERT_WINDOW = (
     "INSERT INTO windows (scope, run_id, metric, size, data) VALUES (?,?,?,?,?) "
     "ON CONFLICT (scope, run_id, metric) DO UPDATE SET size = excluded.size, data = excluded.data")

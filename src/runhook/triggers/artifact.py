@@ -5,9 +5,11 @@ from __future__ import annotations
 from runhook.core.events import (
     AliasAdded,
     ArtifactCreated,
-    ArtifactEvent,
     ArtifactLinked,
     ArtifactUnlinked,
+    CollectionEvent,
+    CollectionTagAdded,
+    CollectionTagRemoved,
     Occurrence,
     TagAdded,
     TagRemoved,
@@ -29,7 +31,8 @@ class CreateArtifact(ArtifactFilter, tag="CREATE_ARTIFACT", kw_only=True, frozen
 
 
 class LinkArtifact(ArtifactFilter, tag="LINK_ARTIFACT", kw_only=True, frozen=True):
-    pass
+    # W&B's `ArtifactEvent.alias`: matches when any alias the linked version carries does.
+    alias: str | None = None
 
 
 class UnlinkArtifact(ArtifactFilter, tag="UNLINK_ARTIFACT", kw_only=True, frozen=True):
@@ -48,11 +51,21 @@ class RemoveArtifactTag(ArtifactFilter, tag="REMOVE_ARTIFACT_TAG", kw_only=True,
     tag: str | None = None
 
 
+class AddCollectionTag(ArtifactFilter, tag="ADD_COLLECTION_TAG", kw_only=True, frozen=True):
+    tag: str | None = None
+
+
+class RemoveCollectionTag(ArtifactFilter, tag="REMOVE_COLLECTION_TAG", kw_only=True,
+                          frozen=True):
+    tag: str | None = None
+
+
 ArtifactTriggers = (CreateArtifact | LinkArtifact | UnlinkArtifact | AddArtifactAlias
-                    | AddArtifactTag | RemoveArtifactTag)
+                    | AddArtifactTag | RemoveArtifactTag | AddCollectionTag
+                    | RemoveCollectionTag)
 
 
-def occurrences(event: ArtifactEvent) -> list[Occurrence]:
+def occurrences(event: CollectionEvent) -> list[Occurrence]:
     """The event kinds a wire event produces: `artifact.created` is CREATE_ARTIFACT plus
     one ADD_ARTIFACT_ALIAS per alias and one ADD_ARTIFACT_TAG per tag; `artifact.linked`
     is LINK_ARTIFACT plus aliases."""
@@ -72,6 +85,10 @@ def occurrences(event: ArtifactEvent) -> list[Occurrence]:
             return [Occurrence("ADD_ARTIFACT_TAG", tag=event.tag)]
         case TagRemoved():
             return [Occurrence("REMOVE_ARTIFACT_TAG", tag=event.tag)]
+        case CollectionTagAdded():
+            return [Occurrence("ADD_COLLECTION_TAG", tag=event.tag)]
+        case CollectionTagRemoved():
+            return [Occurrence("REMOVE_COLLECTION_TAG", tag=event.tag)]
     raise TypeError(f"not an artifact event: {type(event).__name__}")
 
 
@@ -87,15 +104,20 @@ class ArtifactChecker:
         self.alias = compile_filter("alias", getattr(config, "alias", None))
         self.tag = compile_filter("tag", getattr(config, "tag", None))
 
-    def matches(self, event: ArtifactEvent, occurrence: Occurrence) -> bool:
+    def matches(self, event: CollectionEvent, occurrence: Occurrence) -> bool:
         if occurrence.kind != self.kind:
             return False
         if self.collection is not None and not self.collection.search(event.collection):
             return False
         if self.artifact_type is not None and event.artifact_type != self.artifact_type:
             return False
-        if self.alias is not None and not self.alias.search(occurrence.alias or ""):
-            return False
+        if self.alias is not None:
+            if occurrence.alias is None and isinstance(event, ArtifactLinked):
+                # A link's own firing: any alias the linked version carries will do.
+                if not any(self.alias.search(alias) for alias in event.aliases):
+                    return False
+            elif not self.alias.search(occurrence.alias or ""):
+                return False
         return self.tag is None or self.tag.search(occurrence.tag or "")
 
 

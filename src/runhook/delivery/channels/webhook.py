@@ -9,6 +9,7 @@ from runhook import __version__
 from runhook.config.model import WebhookIntegration
 from runhook.config.secrets import signing_key
 from runhook.core.templates import Payload, envelope
+from runhook.core.variables import ACCESS_TOKEN
 from runhook.delivery.signing import standard_signature, wandb_signature
 
 USER_AGENT = f"runhook/{__version__}"
@@ -29,6 +30,8 @@ def build(integration: WebhookIntegration, payload: Payload | None, context: Map
           secrets: Mapping[str, str], execution_id: str, timestamp: int) -> Request:
     """Secrets are read here, at send time, and exist only in the returned request."""
     allowed = {name: secrets[name] for name in integration.secrets}
+    if integration.access_token is not None:  # W&B's ${ACCESS_TOKEN}, only in what is sent
+        allowed[ACCESS_TOKEN] = secrets[integration.access_token]
     body = payload.render(context, allowed) if payload is not None else envelope(context)
     headers = {"User-Agent": USER_AGENT, **integration.headers,
                "Content-Type": "application/json",

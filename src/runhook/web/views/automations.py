@@ -52,7 +52,8 @@ async def automation(console: Console, request: web.Request) -> web.Response:
     if found.run is not None and (found.run.metric or found.run.state):
         checker = found.run.metric or found.run.state
         definition.append(("condition", escape(getattr(checker, "description", ""))))
-    definition += [("cooldown", escape(describe(found.cooldown)) + " per run"),
+    per = " per run" if found.run is not None else " per collection"
+    definition += [("cooldown", escape(describe(found.cooldown)) + per),
                    ("enabled", "yes" if found.enabled else "no"),
                    ("digest", f"<code>{escape(found.digest)}</code>")]
     definition += [(f"action.{k}", f"<pre>{escape(_value(v))}</pre>" if k == "payload"
