@@ -41,6 +41,9 @@ class Server(Table, frozen=True):
     drain_timeout: str = constants.DEFAULT_DRAIN_TIMEOUT
     # A running run silent this long is `crashed` (RUN_STATE may override it).
     heartbeat_timeout: str = constants.DEFAULT_HEARTBEAT_TIMEOUT
+    # How often clients heartbeat (runhook.init's `heartbeat=`): timeouts under twice it
+    # are refused. A site whose clients beat faster (and tests) say so here.
+    client_heartbeat: str = constants.DEFAULT_CLIENT_HEARTBEAT
 
 
 class ScopeOptions(Table, frozen=True):
