@@ -327,6 +327,12 @@ class Evaluator:
                           f"({describe(firing.cooldown_left)} left)")
                 self._record(caused, automation, event, automation.kind, context, now, shift,
                              "SKIPPED", reason, run.run_id)
+            elif firing.recovery and automation.action.kind in RESOLVING_KINDS \
+                    and automation.digest_spec is None:
+                # The incident the crash opened is closed (as a cleared condition's).
+                context[EVENT_ACTION] = RESOLVE
+                self._record(caused, automation, event, automation.kind, context, now, shift,
+                             reason=firing.reason, run_id=run.run_id, as_is=True)
             else:
                 self._record(caused, automation, event, automation.kind, context, now, shift,
                              reason=firing.reason, run_id=run.run_id)
