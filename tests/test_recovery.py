@@ -91,6 +91,8 @@ def test_a_crashed_run_that_speaks_again_is_recovered_by_what_fired_for_its_cras
         assert row[8] == "PENDING" and row[9] == "recovered after 345 s of silence"
     contexts = {job.automation: job.context for job in caused.jobs}
     assert {c["run_status"] for c in contexts.values()} == {"running"}
+    assert contexts["run-failed"]["metric_filter"] == (
+        "run state becomes running again after a crash (recovered after 345 s of silence)")
     assert contexts["run-crashed"][EVENT_ACTION] == RESOLVE
     assert EVENT_ACTION not in contexts["run-failed"]
     sent = pagerduty.event("k" * 32, "t", "x", "ERROR", contexts["run-crashed"])

@@ -130,8 +130,9 @@ class HealthBook(GroupBook):
         for automation, checker in care.states:
             fired = run.fired.get(automation.name) if run.fired else None
             if (fired is not None and fired == run.ended_at) or checker.fires(CRASHED, RUNNING):
-                outcome.firings.append(Firing(automation, FIRE, None, [], RECOVERED,
-                                              reason=reason, recovery=True))
+                outcome.firings.append(Firing(automation, FIRE, None, [],
+                                              f"{RECOVERED} ({reason})", reason=reason,
+                                              recovery=True))
 
     def spoke(self, run: Run, now: float, outcome: Outcome) -> None:
         """A metric or heartbeat event of a run someone watches: it is running (again)."""
