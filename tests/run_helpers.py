@@ -10,6 +10,8 @@ from runhook.evaluate.runbook import RunBook
 
 def book(event_table: str, cooldown: str = "0", extra: str = "") -> RunBook:
     settings = build(decode(f"""
+[server]
+client_heartbeat = "1s"
 [[automations]]
 name = "a"
 scope = "project:acme/vision"

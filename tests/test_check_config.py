@@ -106,3 +106,39 @@ def test_a_good_file_has_no_problem():
     good = BROKEN.split("[[automations]]")[0].replace('htp = "127.0.0.1:8787"', "") \
         .replace("timout = 5", "timeout = 5")
     assert check(good.encode(), "f.toml") == []
+
+
+SHORT_TIMEOUTS = """
+[server]
+heartbeat_timeout = "20s"
+@BEAT@
+[[automations]]
+name = "crashed"
+scope = "project:acme/vision"
+event = { kind = "RUN_STATE", states = ["crashed"], heartbeat_timeout = "45s" }
+action = { kind = "none" }
+
+[[automations]]
+name = "patient"
+scope = "project:acme/vision"
+event = { kind = "RUN_STATE", states = ["failed"], heartbeat_timeout = "1m" }
+action = { kind = "none" }
+"""
+
+
+def test_a_heartbeat_timeout_under_twice_the_clients_interval_is_refused():
+    """runhook.init beats every 30 s: a 20 s or 45 s timeout would crash a live run whose
+    beat comes once late (issue 23). Both are named with the interval; 1m (twice 30 s)
+    passes. A site whose clients beat every 10 s says so, and all three pass."""
+    hint = ("a live run whose heartbeat comes late once would be declared crashed; give at "
+            "least 1m, or set client_heartbeat to the interval your clients use "
+            "(runhook.init's heartbeat=, RUNHOOK_HEARTBEAT)")
+    assert check(SHORT_TIMEOUTS.replace("@BEAT@", "").encode(), "f.toml") == [
+        f"server.heartbeat_timeout: 20s is under twice server.client_heartbeat (30s): {hint}",
+        ("automations[0].event.heartbeat_timeout: 45s is under twice "
+         f"server.client_heartbeat (30s): {hint}"),
+    ]
+    faster = SHORT_TIMEOUTS.replace("@BEAT@", 'client_heartbeat = "10s"')
+    assert check(faster.encode(), "f.toml") == []
+    assert check(b'[server]\nclient_heartbeat = "0"', "f.toml") == [
+        "server.client_heartbeat: expected a duration above 0"]

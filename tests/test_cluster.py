@@ -447,7 +447,7 @@ async def test_a_crash_noticed_again_by_the_next_owner_is_the_same_execution(
     for name in ("a", "b"):
         config = node_config(short_dir, name, nats.urls,
                              CRASH_BODY.replace("@URL@", receiver.url),
-                             partitions=PARTITIONS, checkpoint="30m")
+                             partitions=PARTITIONS, checkpoint="30m", client_heartbeat="1s")
         nodes.append(Node(name, config, str(short_dir / f"{name}.sock"),
                           short_dir / f"{name}.log"))
     try:

@@ -83,6 +83,19 @@ def test_crashed_alone_is_only_silent_deaths_and_failed_includes_it():
     assert reported.runs["r1"].state == "failed"
 
 
+def test_a_run_that_only_logs_metrics_never_crashes():
+    """runhook.init heartbeats only when idle: a run logging every 100 s for 20 min with
+    a 5 m timeout and no heartbeat is alive at every deadline (the metric fast path
+    refreshes its last-seen; issue 23), and crashes 5 m after its last value."""
+    b = book(CRASH)
+    b.state(said("running", user="ana"), 0.0)
+    for now in range(100, 1300, 100):
+        b.metrics(metrics({"loss": 1.0}), float(now))
+        assert tick(b, float(now)) == []
+    assert b.runs["r1"].state == "running"
+    assert tick(b, 1499.0) == [] and tick(b, 1500.0) == [("r1", "a", "FIRE")]
+
+
 def test_metrics_alone_make_a_run_running_and_a_finished_run_never_crashes():
     b = book(CRASH)
     b.metrics(metrics({"loss": 1.0}), 10.0)

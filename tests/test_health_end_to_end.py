@@ -19,6 +19,7 @@ RUN_URL = "https://wandb.ai/{entity}/{project}/runs/{run_id}"
 def config(timeout: str = "1s") -> str:
     return f"""
 heartbeat_timeout = "{timeout}"
+client_heartbeat = "100ms"
 
 [scopes."{SCOPE}"]
 run_url = "{RUN_URL}"

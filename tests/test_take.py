@@ -22,6 +22,7 @@ SCOPE = "project:acme/vision"
 CONFIG = f"""
 [server]
 heartbeat_timeout = "1s"
+client_heartbeat = "100ms"
 [[automations]]
 name = "crashed"
 scope = "{SCOPE}"

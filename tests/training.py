@@ -16,7 +16,8 @@ SCOPE = "project:acme/vision"
 
 def automations(*entries: tuple[str, str], timeout: str = "5m") -> str:
     """A daemon config with `kind = "none"` automations: (name, event table)."""
-    body = f'heartbeat_timeout = "{timeout}"\n'
+    # Scripts that need a short timeout heartbeat faster (runhook.init(heartbeat=0.2)).
+    body = f'heartbeat_timeout = "{timeout}"\nclient_heartbeat = "100ms"\n'
     for name, event in entries:
         body += f"""
 [[automations]]

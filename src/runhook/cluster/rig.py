@@ -122,8 +122,9 @@ class NatsCluster:
 
 def node_config(directory: Path, node: str, urls: list[str], body: str, *,
                 partitions: int = 8, lease: str = "2s", checkpoint: str = "1s",
-                http: str = "") -> Path:
-    """A cluster node's configuration: its own socket and database, the shared rest."""
+                http: str = "", client_heartbeat: str = "30s") -> Path:
+    """A cluster node's configuration: its own socket and database, the shared rest
+    (`client_heartbeat`: how often the test's runs beat, for its short timeouts)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{node}.toml"
     servers = ", ".join(f'"{u}"' for u in urls)
@@ -131,6 +132,7 @@ def node_config(directory: Path, node: str, urls: list[str], body: str, *,
 socket = "{directory}/{node}.sock"
 database = "{directory}/{node}.db"
 http = "{http}"
+client_heartbeat = "{client_heartbeat}"
 
 [cluster]
 nats = [{servers}]

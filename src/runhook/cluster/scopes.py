@@ -12,6 +12,7 @@ import anyio
 
 from runhook.cluster.bus import partition_of
 from runhook.config.runtime import Runtime
+from runhook.core.clock import WallClock
 from runhook.core.events import Event
 from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
@@ -80,7 +81,8 @@ class ClusterScopes(Scopes):
         if actor is None:
             settings = self._runtime.settings
             actor = ScopeActor(key, settings.by_scope[key], self._store, NoOffers(),
-                               self._runtime.metrics, self._silences, settings.scope(key))
+                               self._runtime.metrics, self._silences, settings.scope(key),
+                               WallClock())
             self._deterministic(actor)
             self.actors[key] = actor
             done = self._done[key] = anyio.Event()
@@ -101,16 +103,18 @@ class ClusterScopes(Scopes):
         evaluate, expire, causes, scope = evaluator.evaluate, evaluator.expire, self.causes, \
             actor.scope
 
-        def evaluate_at(event: Event, event_time: float, now: float) -> Caused:
+        def evaluate_at(event: Event, event_time: float, now: float,
+                        mono: float | None = None) -> Caused:
+            # The stream's time is both the record's and the deadlines' (WallClock).
             seq, at = causes[id(event)]
             ids.start(f"{scope}|{seq}")
-            return evaluate(event, event_time, at)
+            return evaluate(event, event_time, at, at)
 
-        def expire_at(now: float) -> Caused:
+        def expire_at(now: float, mono: float | None = None) -> Caused:
             # Named by this owner's clock unless the evaluator names a cause two
             # owners agree on (a crash: `timer_cause`).
             ids.start(f"{scope}|timer|{now!r}")
-            return expire(now)
+            return expire(now, mono)
 
         def timer_cause(key: str, at: float) -> None:
             ids.start(f"{scope}|{key}", at)

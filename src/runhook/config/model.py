@@ -50,6 +50,9 @@ class Server(Table, frozen=True):
     max_silences: AtLeastOne = constants.DEFAULT_MAX_SILENCES
     max_silence_pattern: AtLeastOne = constants.DEFAULT_MAX_SILENCE_PATTERN
     max_silence_duration: str = constants.DEFAULT_MAX_SILENCE_DURATION
+    # How often clients heartbeat (runhook.init's `heartbeat=`): timeouts under twice it
+    # are refused. A site whose clients beat faster (and tests) say so here.
+    client_heartbeat: str = constants.DEFAULT_CLIENT_HEARTBEAT
 
 
 class ScopeOptions(Table, frozen=True):

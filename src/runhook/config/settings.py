@@ -19,7 +19,7 @@ from runhook.config.remote import Remote
 from runhook.config.remote import check as check_remote
 from runhook.config.secrets import Redactor, resolve, signing_key
 from runhook.core import constants
-from runhook.core.durations import parse_duration, parse_rate
+from runhook.core.durations import describe, parse_duration, parse_rate
 from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
@@ -136,6 +136,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     for name, integration in config.integrations.items():
         problems.extend(_check_integration(f"integrations.{name}", integration, config, secrets))
     automations: list[Automation] = []
+    where_of: dict[str, str] = {}  # compiled automation -> where its definition is
     seen: set[str] = set()
     for index, automation in enumerate(config.automations):
         where = f"automations[{index}]"
@@ -144,19 +145,23 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
         seen.add(automation.name)
         try:
             automations.append(_compile(index, automation, config))
+            where_of.setdefault(automation.name, where)
         except FieldError as exc:
             problems.append(f"{where}.{exc.field}: {exc.message} (automation {automation.name!r})")
     server = config.server
     durations: dict[str, float] = {}
     for field in ("run_ttl", "checkpoint_interval", "history_ttl", "purge_interval",
-                  "drain_timeout", "heartbeat_timeout", "max_silence_duration"):
+                  "drain_timeout", "heartbeat_timeout", "max_silence_duration",
+                  "client_heartbeat"):
         try:
             durations[field] = parse_duration(getattr(server, field))
         except ValueError as exc:
             problems.append(f"server.{field}: {exc}")
-    for field in ("purge_interval", "heartbeat_timeout", "max_silence_duration"):
+    for field in ("purge_interval", "heartbeat_timeout", "max_silence_duration",
+                  "client_heartbeat"):
         if durations.get(field) == 0:  # a round right after the last one, forever
             problems.append(f"server.{field}: expected a duration above 0")
+    problems.extend(_check_timeouts(durations, automations, where_of))
     for key, options in config.scopes.items():
         problems.extend(_check_scope(key, options))
     if server.http:
@@ -180,6 +185,26 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                     durations["purge_interval"], durations["drain_timeout"],
                     durations["heartbeat_timeout"], remote, cluster,
                     durations["max_silence_duration"])
+
+
+def _check_timeouts(durations: dict[str, float], automations: list[Automation],
+                    where_of: dict[str, str]) -> list[str]:
+    """Heartbeat timeouts under twice the clients' interval: one late beat (a long
+    validation, a checkpoint save) would have a live run declared crashed (DESIGN §9)."""
+    beat = durations.get("client_heartbeat")
+    if not beat:
+        return []
+    timeouts = [("server.heartbeat_timeout", durations.get("heartbeat_timeout"))]
+    for automation in automations:
+        state = automation.run.state if automation.run is not None else None
+        if state is not None and state.timeout is not None:
+            timeouts.append((f"{where_of[automation.name]}.event.heartbeat_timeout",
+                             state.timeout))
+    return [f"{where}: {describe(timeout)} is under twice server.client_heartbeat "
+            f"({describe(beat)}): a live run whose heartbeat comes late once would be "
+            f"declared crashed; give at least {describe(2 * beat)}, or set client_heartbeat "
+            "to the interval your clients use (runhook.init's heartbeat=, RUNHOOK_HEARTBEAT)"
+            for where, timeout in timeouts if timeout is not None and timeout < 2 * beat]
 
 
 def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:

@@ -7,6 +7,9 @@ DEFAULT_SOCKET = "/run/runhook/events.sock"
 # Ten missed beats of the client's 30 s heartbeat: a long checkpoint save or a busy
 # GIL delays one or two, not ten (W&B's own crash detection waits minutes too).
 DEFAULT_HEARTBEAT_TIMEOUT = "5m"
+# How often the site's clients heartbeat (runhook.init's default, its `heartbeat=`);
+# a heartbeat_timeout under twice this is refused: one late beat would crash a live run.
+DEFAULT_CLIENT_HEARTBEAT = "30s"
 DEFAULT_HTTP = "127.0.0.1:8787"
 DEFAULT_DATABASE = "/var/lib/runhook/runhook.db"
 

@@ -17,7 +17,8 @@ MOST_REMEMBERED = 100_000
 
 class Cooldowns:
     """When each (automation, collection) last fired, for automations with a cooldown.
-    Times are the evaluator's `now`, the clock run cooldowns use."""
+    Times are monotonic readings (the clock every deadline runs on); the database
+    holds wall times, moved by the evaluator's shift on the way in and out."""
 
     __slots__ = ("fired",)
 
@@ -42,14 +43,16 @@ class Cooldowns:
         return automation.cooldown - (now - last)
 
     def fire(self, scope: str, automation: Automation, collection: str,
-             now: float) -> Statement | None:
-        """Record a firing; the statement commits it with the execution."""
+             now: float, shift: float = 0.0) -> Statement | None:
+        """Record a firing at monotonic `now`; the statement commits it, as the wall
+        time `now + shift`, with the execution."""
         if automation.cooldown <= 0:
             return None
         if len(self.fired) >= MOST_REMEMBERED:
             self._prune(now)
         self.fired[(automation.name, collection)] = now
-        return (UPSERT_COOLDOWN, [(scope, automation.name, collection, automation.digest, now)])
+        return (UPSERT_COOLDOWN, [(scope, automation.name, collection, automation.digest,
+                                   now + shift)])
 
     def _prune(self, now: float) -> None:
         # Without a cooldown longer than a day, what fired a day ago decides nothing.

@@ -1,5 +1,11 @@
 """What an event causes in one scope: execution rows, the run state to commit with
-them, and the jobs to deliver after; plain synchronous code, no I/O, no clock."""
+them, and the jobs to deliver after; plain synchronous code, no I/O, no clock.
+
+Two times come in: `now`, the wall time, for what is recorded (executions, ids, the
+rows of runs, flags and digest windows), and `mono`, a monotonic reading on which the
+book counts every deadline (core/clock.py). The book holds monotonic readings only;
+at the store's edge they become wall times by the offset of the moment, and back.
+Without `mono` the two are one clock (pure tests; cluster mode's stream time)."""
 
 from __future__ import annotations
 
@@ -87,10 +93,31 @@ class Checkpointed(NamedTuple):
     evicted: list[str]  # run ids forgotten
 
 
-def run_row(scope: str, run: Run) -> Row:
-    """A run's row, in UPSERT_RUN's column order."""
-    return (scope, run.run_id, run.name, run.user, run.state, run.last_seen, run.ended_at,
+def run_row(scope: str, run: Run, shift: float) -> Row:
+    """A run's row, in UPSERT_RUN's column order; `shift` turns the book's monotonic
+    readings into wall times (wall - monotonic now)."""
+    ended_at = None if run.ended_at is None else run.ended_at + shift
+    return (scope, run.run_id, run.name, run.user, run.state, run.last_seen + shift, ended_at,
             *identity_row(run), run.reason)
+
+
+def shifted(rows: Any, columns: tuple[int, ...], shift: float) -> list[Any]:
+    """Rows of the store with the times at `columns` moved by `shift` (None kept)."""
+    if not shift:
+        return list(rows)
+    out = []
+    for row in rows:
+        moved = list(row)
+        for column in columns:
+            if moved[column] is not None:
+                moved[column] += shift
+        out.append(tuple(moved))
+    return out
+
+
+# The columns holding times in the store's run state (store.run_state's rows).
+_TIMES = {"runs": (4, 5), "flags": (4,), "groups": (3,), "digest_windows": (3, 4),
+          "cooldowns": (3,)}
 
 
 class Evaluator:
@@ -101,6 +128,7 @@ class Evaluator:
     def __init__(self, scope: str, automations: list[Automation],
                  silences: Silences | None = None, settings: ScopeSettings | None = None,
                  now: float = 0.0) -> None:
+        """`now`: the monotonic reading at which silence starts to count."""
         self.scope = scope
         self.silences = silences if silences is not None else Silences()
         self.automations = automations
@@ -130,10 +158,15 @@ class Evaluator:
         self._digests = digests
         self._by_name = {a.name: a for a in automations}
 
-    def restore(self, state: dict[str, list[Any]], now: float) -> None:
-        """Start over from committed state (the store's `run_state` of this scope)."""
-        book = RunBook(self.automations, self.settings, now)
-        book.restore(state, self._digests, now)
+    def restore(self, state: dict[str, list[Any]], now: float, mono: float | None = None
+                ) -> None:
+        """Start over from committed state (the store's `run_state` of this scope); its
+        wall times become monotonic readings, and deadlines count from `mono`."""
+        mono = now if mono is None else mono
+        state = {name: shifted(rows, _TIMES[name], mono - now) if name in _TIMES else rows
+                 for name, rows in state.items()}
+        book = RunBook(self.automations, self.settings, mono)
+        book.restore(state, self._digests, mono)
         self.book = book
         self.digests = Digests(book.timers)
         self.digests.restore(state.get("digest_windows", ()), state.get("digest_items", ()))
@@ -150,13 +183,15 @@ class Evaluator:
         """When the earliest timer of the scope is due (heartbeats, stalls, groups)."""
         return self.book.next_deadline()
 
-    def expire(self, now: float) -> Caused:
-        """The timers due at `now`, evaluated like an event: the executions they cause
+    def expire(self, now: float, mono: float | None = None) -> Caused:
+        """The timers due at `mono`, evaluated like an event: the executions they cause
         and the state they change (a run crashed, a stall's flag, a group fired) commit
         in one transaction (DESIGN §8)."""
         caused = _caused(Caused, ([], [], [], False))
         others: list[Key] = []
-        outcomes, groups = self.book.expire(now, others)
+        mono = now if mono is None else mono
+        outcomes, groups = self.book.expire(mono, others)
+        shift = now - mono
         for outcome in outcomes:
             run = outcome.run
             assert run is not None
@@ -165,18 +200,19 @@ class Evaluator:
                 # (and on whichever cluster node) it is noticed; a stall has no such
                 # key (its clock restarts with the book), so it is named by now.
                 if run.state == CRASHED:
-                    self.timer_cause(f"crashed {run.run_id} {run.last_seen!r}", run.last_seen)
+                    seen = run.last_seen + shift
+                    self.timer_cause(f"crashed {run.run_id} {seen!r}", seen)
                 else:
                     self.timer_cause(f"timer {run.run_id} {now!r}", now)
-            self._run_outcome(self._deadline(run.run_id), outcome, now, now, caused)
+            self._run_outcome(self._deadline(run.run_id), outcome, now, now, shift, caused)
         for firing in groups:
-            self._group_firing(firing, now, caused)
+            self._group_firing(firing, now, shift, caused)
         for kind, key in others:
             if kind == DIGEST:
-                self._close_digest(key, now, caused)
+                self._close_digest(key, now, shift, caused)
         return caused
 
-    def _close_digest(self, window_id: str, now: float, caused: Caused) -> None:
+    def _close_digest(self, window_id: str, now: float, shift: float, caused: Caused) -> None:
         """A digest window's deadline: its digest execution, committed with the
         window's row deleted, so it is created once even across a crash (DESIGN §8)."""
         window = self.digests.close(window_id)
@@ -197,37 +233,42 @@ class Evaluator:
                 "SKIPPED", f"automation {window.automation!r} is no longer configured",
                 context, now, run_id))
             return
-        self._record(caused, automation, event, kind, context, now, run_id=run_id, as_is=True)
+        self._record(caused, automation, event, kind, context, now, shift, run_id=run_id,
+                     as_is=True)
 
     def _deadline(self, run_id: str) -> Deadline:
         return Deadline(entity=self._entity, project=self._project, run_id=run_id)
 
-    def _group_firing(self, firing: Firing, now: float, caused: Caused) -> None:
+    def _group_firing(self, firing: Firing, now: float, shift: float, caused: Caused) -> None:
         automation = firing.automation
         assert firing.group is not None
         event = self._deadline("")
         context = group_context(event, automation.name, self.new_id(now), now, firing.description,
                                 firing.group)
-        self._record(caused, automation, event, automation.kind, context, now)
+        self._record(caused, automation, event, automation.kind, context, now, shift)
         caused.statements.append((UPSERT_GROUP, [
             (self.scope, firing.group["group"], automation.name, automation.digest, now)]))
 
-    def evaluate(self, event: Event, event_time: float, now: float) -> Caused:
+    def evaluate(self, event: Event, event_time: float, now: float,
+                 mono: float | None = None) -> Caused:
+        """What `event` causes; `now` (wall) names it, `mono` counts its deadlines."""
+        if mono is None:
+            mono = now
         if event.__class__ is RunMetrics and event.id is None:
             # The hot path: a metric event that changes no condition costs no Caused.
-            outcome = self.book.metrics(event, now)
+            outcome = self.book.metrics(event, mono)
             if outcome is UNWATCHED:
                 return NOTHING
             if outcome is LOGGED:
                 return ONLY_LOGGED
             caused = _caused(Caused, ([], [], [], outcome.logged))
-            self._run_outcome(event, outcome, event_time, now, caused)
+            self._run_outcome(event, outcome, event_time, now, now - mono, caused)
             return caused
         caused = _caused(Caused, ([], [], [], False))
         if isinstance(event, RunEvent):
-            caused = self._run_event(event, event_time, now, caused)
+            caused = self._run_event(event, event_time, now, mono, caused)
         elif isinstance(event, CollectionEvent):
-            self._artifact_event(event, event_time, now, caused)
+            self._artifact_event(event, event_time, now, now - mono, caused)
         if event.id is not None:
             # The id commits with what the event caused here, or not at all.
             caused.statements.append((INSERT_EVENT_ID, [(event.id, id_place(self.scope, event.location), now)]))
@@ -238,7 +279,7 @@ class Evaluator:
         return (LOG_METRICS, [(self.scope, metric_log.encode(events))])
 
     def _artifact_event(self, event: CollectionEvent, event_time: float, now: float,
-                        caused: Caused) -> None:
+                        shift: float, caused: Caused) -> None:
         found = occurrences(event)
         for automation in self.automations:
             checker = automation.artifact
@@ -249,44 +290,47 @@ class Evaluator:
                     continue
                 context = artifact_context(event, occurrence, automation.name, self.new_id(now),
                                            event_time)
-                left = self.cooldowns.left(automation, event.collection, now)
+                left = self.cooldowns.left(automation, event.collection, now - shift)
                 if left is not None:
                     reason = (f"cooldown: fired for collection {event.collection!r} less than "
                               f"{describe(automation.cooldown)} ago ({describe(left)} left)")
                     self._record(caused, automation, event, occurrence.kind, context, now,
-                                 "SKIPPED", reason)
+                                 shift, "SKIPPED", reason)
                     continue
-                self._record(caused, automation, event, occurrence.kind, context, now)
-                fired = self.cooldowns.fire(self.scope, automation, event.collection, now)
+                self._record(caused, automation, event, occurrence.kind, context, now, shift)
+                fired = self.cooldowns.fire(self.scope, automation, event.collection,
+                                             now - shift, shift)
                 if fired is not None:
                     caused.statements.append(fired)
 
-    def _run_event(self, event: RunEvent, event_time: float, now: float,
+    def _run_event(self, event: RunEvent, event_time: float, now: float, mono: float,
                    caused: Caused) -> Caused:
         if isinstance(event, RunMetrics):
-            outcome: Outcome = self.book.metrics(event, now)
+            outcome: Outcome = self.book.metrics(event, mono)
             if outcome.logged:
                 caused = caused._replace(logged=True)
         elif isinstance(event, RunHeartbeat):
-            outcome = self.book.heartbeat(event, now)
+            outcome = self.book.heartbeat(event, mono)
         else:
             assert isinstance(event, RunState)
-            outcome = self.book.state(event, now)
-        self._run_outcome(event, outcome, event_time, now, caused)
+            outcome = self.book.state(event, mono)
+        self._run_outcome(event, outcome, event_time, now, now - mono, caused)
         return caused
 
     def _run_outcome(self, event: RunEvent, outcome: Outcome, event_time: float, now: float,
-                     caused: Caused) -> None:
+                     shift: float, caused: Caused) -> None:
+        """`shift`: wall minus monotonic now, for the book's times that get recorded."""
         run = outcome.run
         if run is None:
             return  # no automation of this scope watches the run
         statements = caused.statements
         if outcome.state_changed:
-            statements.append((UPSERT_RUN, [run_row(self.scope, run)]))
+            statements.append((UPSERT_RUN, [run_row(self.scope, run, shift)]))
         if outcome.flags:
             digests = self._digests
             statements.append((UPSERT_FLAG, [
-                (self.scope, run.run_id, name, digests[name], int(active), fired_at)
+                (self.scope, run.run_id, name, digests[name], int(active),
+                 None if fired_at is None else fired_at + shift)
                 for name, active, fired_at in outcome.flags]))
         url = run_url(self.settings.run_url, self._entity, self._project, run) \
             if self.settings.run_url else ""
@@ -298,10 +342,16 @@ class Evaluator:
             if firing.action == SKIP:
                 reason = (f"cooldown: fired less than {describe(automation.cooldown)} ago "
                           f"({describe(firing.cooldown_left)} left)")
-                self._record(caused, automation, event, automation.kind, context, now,
+                self._record(caused, automation, event, automation.kind, context, now, shift,
                              "SKIPPED", reason, run.run_id)
+            elif firing.recovery and automation.action.kind in RESOLVING_KINDS \
+                    and automation.digest_spec is None:
+                # The incident the crash opened is closed (as a cleared condition's).
+                context[EVENT_ACTION] = RESOLVE
+                self._record(caused, automation, event, automation.kind, context, now, shift,
+                             reason=firing.reason, run_id=run.run_id, as_is=True)
             else:
-                self._record(caused, automation, event, automation.kind, context, now,
+                self._record(caused, automation, event, automation.kind, context, now, shift,
                              reason=firing.reason, run_id=run.run_id)
         for cleared in outcome.cleared or ():
             # The condition that fired turned false: a channel that opened an incident
@@ -314,15 +364,16 @@ class Evaluator:
                                       event_time, run.state, cleared.description,
                                       cleared.metric, cleared.values, run, url)
                 context[EVENT_ACTION] = RESOLVE
-                self._record(caused, automation, event, automation.kind, context, now,
+                self._record(caused, automation, event, automation.kind, context, now, shift,
                              run_id=run.run_id, as_is=True)
 
     def _record(self, caused: Caused, automation: Automation, event: Event, kind: str,
-                context: dict[str, Any], now: float, state: str | None = None,
+                context: dict[str, Any], now: float, shift: float, state: str | None = None,
                 reason: str | None = None, run_id: str | None = None,
                 as_is: bool = False) -> None:
         """One execution; a firing (not `as_is`: a resolve or a digest, sent as they
-        are) is first checked against silences, then joins its digest if it has one."""
+        are) is first checked against silences, then joins its digest if it has one,
+        whose window closes on the monotonic clock (`now - shift`)."""
         action = automation.action
         if state is None and not as_is and self.silences.all:
             silence = silenced_by(self.silences.all, automation.name, context, now)
@@ -341,9 +392,11 @@ class Evaluator:
             context = self.digests.alone(automation.name, spec, context, kind, iso(now), now)
             spec = None
         if state is None and not as_is and spec is not None:
-            window, opened = self.digests.join(automation.name, spec, context, now, self.new_id(now))
+            window, opened = self.digests.join(automation.name, spec, context, now - shift,
+                                               self.new_id(now))
             if opened:
-                caused.statements.append((OPEN_DIGEST, [window.row(self.scope)]))
+                caused.statements.append((OPEN_DIGEST, shifted([window.row(self.scope)],
+                                                               (4, 5), shift)))
             row = execution_row(context["execution_id"], automation.name, self.scope, kind,
                                 event, action.kind, action.integration, "GROUPED",
                                 f"grouped into digest {window.id}", context, now, run_id)
@@ -361,10 +414,12 @@ class Evaluator:
             caused.jobs.append(Job(execution_id, automation.name, action.integration, context,
                                    0, now))
 
-    def checkpoint(self, now: float, evict: bool = False, ttl: float = 0.0) -> Checkpointed:
+    def checkpoint(self, now: float, evict: bool = False, ttl: float = 0.0,
+                   mono: float | None = None) -> Checkpointed:
         """The metric windows and runs changed since the last checkpoint, replacing
         the log they make redundant; with `evict`, forget runs ended or silent for `ttl`."""
         book = self.book
+        mono = now if mono is None else mono
         if not book.dirty and not evict:
             return Checkpointed([], [])  # nothing logged since the last one
         statements: list[Statement] = [(CLEAR_LOG, [(self.scope,)]),
@@ -374,8 +429,9 @@ class Evaluator:
         if windows:
             statements.append((UPSERT_WINDOW, [(self.scope, *row) for row in windows]))
         if dirty:
-            statements.append((UPSERT_RUN, [run_row(self.scope, run) for run in dirty]))
-        evicted = book.evict(now, ttl) if evict else []
+            statements.append((UPSERT_RUN, [run_row(self.scope, run, now - mono)
+                                            for run in dirty]))
+        evicted = book.evict(mono, ttl) if evict else []
         if evicted:
             for sql in FORGET_RUN:
                 statements.append((sql, [(self.scope, run_id) for run_id in evicted]))

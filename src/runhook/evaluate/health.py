@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from runhook.config.settings import Automation
 from runhook.core.durations import describe
 from runhook.evaluate.groups import GroupBook
-from runhook.evaluate.run import SLOW, Outcome, Run, fire_run, step_run
+from runhook.evaluate.run import SLOW, Firing, Outcome, Run, fire_run, step_run
 from runhook.evaluate.timers import BEAT, STALL
+from runhook.triggers.crossing import FIRE
 from runhook.triggers.group_finished import GroupChecker
 from runhook.triggers.nonfinite import NonFiniteChecker
 from runhook.triggers.stalled import StallChecker
@@ -65,8 +66,21 @@ def care_for(automations: Sequence[tuple[Automation, object]], run: Run,
     return Care(max(timeouts, default=default_timeout), states, stalls, nonfinite, groups)
 
 
+RECOVERED = "run state becomes running again after a crash"
+
+
 class HealthBook(GroupBook):
     """RunBook's health half: state changes and the deadlines they arm."""
+
+    # How long the run being evaluated had been silent when it spoke, if it was crashed
+    # (set by `seen`, read by `set_state` within the same event).
+    _silence = 0.0
+
+    def seen(self, run: Run, now: float) -> None:
+        """An event of the run arrived (the slow path; the fast one never sees a crashed run)."""
+        if run.state == CRASHED:
+            self._silence = now - run.last_seen
+        run.last_seen = now
 
     def admit(self, run: Run) -> None:
         """Let the run take the metric fast path only while nothing per event concerns
@@ -80,7 +94,11 @@ class HealthBook(GroupBook):
         """The run enters `state`: RUN_STATE firings, deadlines armed or dropped."""
         previous = run.state
         care = run.care
-        if fire and care is not None:
+        if previous == CRASHED and state == RUNNING:
+            reason = f"recovered after {round(self._silence)} s of silence"
+            if fire and care is not None:
+                self._recovered(run, care, reason, outcome)
+        elif fire and care is not None:
             for automation, checker in care.states:
                 if checker.fires(previous, state):
                     description = checker.description + (f" ({reason})" if reason else "")
@@ -103,6 +121,18 @@ class HealthBook(GroupBook):
         if run.group is not None and (state in TERMINAL) != (previous in TERMINAL):
             self.group_changed(run.group, now)
         self.admit(run)
+
+    def _recovered(self, run: Run, care: Care, reason: str, outcome: Outcome) -> None:
+        """A crashed run spoke again (DESIGN §9): every automation that fired for the
+        crash (its last firing is the crash's instant) fires `running` with how long
+        the run was silent, so a false page is corrected; so does one that watches
+        `running`. Outside any cooldown: a correction is never held back."""
+        for automation, checker in care.states:
+            fired = run.fired.get(automation.name) if run.fired else None
+            if (fired is not None and fired == run.ended_at) or checker.fires(CRASHED, RUNNING):
+                outcome.firings.append(Firing(automation, FIRE, None, [],
+                                              f"{RECOVERED} ({reason})", reason=reason,
+                                              recovery=True))
 
     def spoke(self, run: Run, now: float, outcome: Outcome) -> None:
         """A metric or heartbeat event of a run someone watches: it is running (again)."""

@@ -71,6 +71,8 @@ class Firing:
     cooldown_left: float = 0.0
     reason: str | None = None  # recorded on the execution (a crash's "no heartbeat for 5m")
     group: dict[str, Any] | None = None  # GROUP_FINISHED: the group's variables
+    # A crashed run spoke again: this firing corrects the crash's (PagerDuty: resolve).
+    recovery: bool = False
 
 
 @dataclass(slots=True)

@@ -153,7 +153,7 @@ class RunBook(HealthBook):
         else:
             previous = run.group
             changed = run.learn(event)
-        run.last_seen = now
+        self.seen(run, now)
         if changed or run.care_gen != self._gen:
             self.attach(run)
         if changed:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Protocol
 
 import anyio
@@ -15,6 +14,7 @@ from runhook.config.settings import Automation, ScopeSettings
 from runhook.core import constants
 from runhook.core.acks import Ticket, id_place
 from runhook.core.bounds import AtBound, hit
+from runhook.core.clock import Clock, SystemClock
 from runhook.core.events import Event, RunEvent, RunMetrics
 from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
@@ -69,15 +69,18 @@ class ScopeActor:
 
     def __init__(self, scope: str, automations: list[Automation], store: Store,
                  deliveries: Offers, metrics: Metrics | None = None,
-                 silences: Silences | None = None, settings: ScopeSettings | None = None) -> None:
+                 silences: Silences | None = None, settings: ScopeSettings | None = None,
+                 clock: Clock | None = None) -> None:
         self.scope = scope
+        # Wall time names what happened; deadlines wait on the monotonic reading.
+        self.clock = clock if clock is not None else SystemClock()
         self._metrics = metrics
         self._store = store
         self._deliveries = deliveries
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
-        self.evaluator = Evaluator(scope, automations, silences, settings, time.time())
+        self.evaluator = Evaluator(scope, automations, silences, settings, self.clock.monotonic())
         # A failed write leaves the book ahead of the database: the next batch is
         # evaluated only after every outstanding write has settled and the book
         # was reloaded from what is committed, so a client's retry of a refused
@@ -108,7 +111,7 @@ class ScopeActor:
         deadline = self._waiting_for = self.evaluator.next_deadline()
         if deadline is None:
             return await self._receive.receive()
-        with anyio.move_on_after(max(0.0, deadline - time.time())):
+        with anyio.move_on_after(max(0.0, deadline - self.clock.monotonic())):
             # anyio's receive keeps an item it already took when the timeout hits.
             return await self._receive.receive()
         return None
@@ -158,7 +161,7 @@ class ScopeActor:
                 elif checkpoint is not None:
                     await self._checkpoint(checkpoint)
                 deadline = self.evaluator.next_deadline()
-                if deadline is not None and deadline <= time.time():
+                if deadline is not None and deadline <= self.clock.monotonic():
                     await self._expire()  # a busy inbox does not hold timers back
         await self._checkpoint(Checkpoint())  # a graceful stop leaves no log to replay
 
@@ -168,7 +171,7 @@ class ScopeActor:
         if self._diverged:
             await self._resync()
         try:
-            caused = self.evaluator.expire(time.time())
+            caused = self.evaluator.expire(self.clock.wall(), self.clock.monotonic())
         except Exception:  # a bug in one evaluation must not stop the scope
             log.exception("scope %s: evaluating timers failed", self.scope)
             self._diverged = True
@@ -188,7 +191,8 @@ class ScopeActor:
     async def _restore(self) -> None:
         if not self.evaluator.keeps_state:
             return
-        self.evaluator.restore(await self._store.run_state(self.scope), time.time())
+        state = await self._store.run_state(self.scope)
+        self.evaluator.restore(state, self.clock.wall(), self.clock.monotonic())
         log.info("scope %s: restored %d runs from the database", self.scope, len(self.book.runs))
 
     async def _submit(self, write: Write) -> None:
@@ -274,7 +278,7 @@ class ScopeActor:
         jobs: list[Job] = []
         logged: list[RunMetrics] = []  # their values went into rings: one log blob
         evaluate = self.evaluator.evaluate
-        now = time.time()
+        now, mono = self.clock.wall(), self.clock.monotonic()
         parts: list[tuple[Ticket, Batch]] = []  # each ticket's events in this write
         failed: tuple[int, int] | None = None
         for index in range(first_batch, len(work)):
@@ -283,7 +287,7 @@ class ScopeActor:
             parts.append((ticket, batch if start == 0 else batch[start:]))
             for position, (event, event_time, line_no) in enumerate(parts[-1][1], start):
                 try:
-                    caused = evaluate(event, event_time, now)
+                    caused = evaluate(event, event_time, now, mono)
                 except AtBound as exc:  # refused before it changed anything: no reload
                     hit(exc.bound, f"scope {self.scope}: line {line_no}: {exc}")
                     ticket.fail(line_no, str(exc), None if event.id is None
@@ -362,7 +366,8 @@ class ScopeActor:
         self._book_failures = failures
 
     async def _checkpoint(self, request: Checkpoint) -> None:
-        statements, evicted = self.evaluator.checkpoint(time.time(), request.evict, request.ttl)
+        statements, evicted = self.evaluator.checkpoint(
+            self.clock.wall(), request.evict, request.ttl, self.clock.monotonic())
         if evicted:
             log.info("scope %s: evicted %d runs", self.scope, len(evicted))
         if statements:
