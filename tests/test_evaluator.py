@@ -15,7 +15,8 @@ from runhook.config.settings import Settings, build
 from runhook.core.events import ArtifactCreated, RunMetrics, RunState
 from runhook.core.executions import Job
 from runhook.evaluate import metric_log
-from runhook.evaluate.evaluator import Caused, Evaluator
+from runhook.evaluate.caused import Caused
+from runhook.evaluate.evaluator import Evaluator
 from runhook.store.database import Store, Write
 from runhook.store.statements import (
     CLEAR_LOG,

@@ -16,7 +16,7 @@ from runhook.core.clock import WallClock
 from runhook.core.events import Event
 from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.evaluator import Caused
+from runhook.evaluate.caused import Caused
 from runhook.evaluate.routing import Scopes
 from runhook.evaluate.scope import Checkpoint, ScopeActor
 from runhook.store.database import Store

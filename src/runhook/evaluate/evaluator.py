@@ -10,7 +10,7 @@ Without `mono` the two are one clock (pure tests; cluster mode's stream time).""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from runhook.config.settings import Automation, ScopeSettings
 from runhook.core.acks import id_place
@@ -37,11 +37,21 @@ from runhook.core.executions import (
     new_id,
     run_context,
 )
-from runhook.core.identity import identity_row, run_url
+from runhook.core.identity import run_url
 from runhook.evaluate import metric_log
+from runhook.evaluate.caused import (
+    NOTHING,
+    ONLY_LOGGED,
+    STORED_TIMES,
+    Caused,
+    Checkpointed,
+    make_caused,
+    run_row,
+    shifted,
+)
 from runhook.evaluate.cooldowns import Cooldowns
 from runhook.evaluate.digests import Digests, digest_context
-from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run
+from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome
 from runhook.evaluate.runbook import RunBook
 from runhook.evaluate.timers import DIGEST, Key
 from runhook.store.database import Statement
@@ -63,61 +73,6 @@ from runhook.triggers.artifact import occurrences
 from runhook.triggers.crossing import SKIP
 from runhook.triggers.silences import Silences, silenced_by
 from runhook.triggers.state import CRASHED
-
-Row = tuple[Any, ...]
-
-
-class Caused(NamedTuple):
-    """What one event caused in one scope. It all commits in one transaction or
-    none of it does (with the event's id), and the jobs go out only after."""
-
-    rows: list[Row]  # executions, in INSERT_EXECUTION's column order
-    statements: list[Statement]  # run rows, crossing flags, the event's id
-    jobs: list[Job]  # executions to deliver
-    logged: bool = False  # its values went into rings: the event joins the metric log
-
-
-# Caused is built by tuple.__new__: NamedTuple's own __new__ is a Python function,
-# 0.2 us more an event (1-2 % of the ingest and firing rates, measured).
-_caused = tuple.__new__
-# What nearly every event causes, shared (callers never change them): nothing at
-# all, or values in rings and nothing else.
-NOTHING = _caused(Caused, ([], [], [], False))
-ONLY_LOGGED = _caused(Caused, ([], [], [], True))
-
-
-class Checkpointed(NamedTuple):
-    """A checkpoint's statements (clear the log, windows, runs, forget the evicted)."""
-
-    statements: list[Statement]
-    evicted: list[str]  # run ids forgotten
-
-
-def run_row(scope: str, run: Run, shift: float) -> Row:
-    """A run's row, in UPSERT_RUN's column order; `shift` turns the book's monotonic
-    readings into wall times (wall - monotonic now)."""
-    ended_at = None if run.ended_at is None else run.ended_at + shift
-    return (scope, run.run_id, run.name, run.user, run.state, run.last_seen + shift, ended_at,
-            *identity_row(run), run.reason)
-
-
-def shifted(rows: Any, columns: tuple[int, ...], shift: float) -> list[Any]:
-    """Rows of the store with the times at `columns` moved by `shift` (None kept)."""
-    if not shift:
-        return list(rows)
-    out = []
-    for row in rows:
-        moved = list(row)
-        for column in columns:
-            if moved[column] is not None:
-                moved[column] += shift
-        out.append(tuple(moved))
-    return out
-
-
-# The columns holding times in the store's run state (store.run_state's rows).
-_TIMES = {"runs": (4, 5), "flags": (4,), "groups": (3,), "digest_windows": (3, 4),
-          "cooldowns": (3,)}
 
 
 class Evaluator:
@@ -163,7 +118,7 @@ class Evaluator:
         """Start over from committed state (the store's `run_state` of this scope); its
         wall times become monotonic readings, and deadlines count from `mono`."""
         mono = now if mono is None else mono
-        state = {name: shifted(rows, _TIMES[name], mono - now) if name in _TIMES else rows
+        state = {name: shifted(rows, STORED_TIMES[name], mono - now) if name in STORED_TIMES else rows
                  for name, rows in state.items()}
         book = RunBook(self.automations, self.settings, mono)
         book.restore(state, self._digests, mono)
@@ -187,7 +142,7 @@ class Evaluator:
         """The timers due at `mono`, evaluated like an event: the executions they cause
         and the state they change (a run crashed, a stall's flag, a group fired) commit
         in one transaction (DESIGN §8)."""
-        caused = _caused(Caused, ([], [], [], False))
+        caused = make_caused(Caused, ([], [], [], False))
         others: list[Key] = []
         mono = now if mono is None else mono
         outcomes, groups = self.book.expire(mono, others)
@@ -261,10 +216,10 @@ class Evaluator:
                 return NOTHING
             if outcome is LOGGED:
                 return ONLY_LOGGED
-            caused = _caused(Caused, ([], [], [], outcome.logged))
+            caused = make_caused(Caused, ([], [], [], outcome.logged))
             self._run_outcome(event, outcome, event_time, now, now - mono, caused)
             return caused
-        caused = _caused(Caused, ([], [], [], False))
+        caused = make_caused(Caused, ([], [], [], False))
         if isinstance(event, RunEvent):
             caused = self._run_event(event, event_time, now, mono, caused)
         elif isinstance(event, CollectionEvent):

@@ -18,7 +18,8 @@ from runhook.core.clock import Clock, SystemClock
 from runhook.core.events import Event, RunEvent, RunMetrics
 from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
 from runhook.core.metrics import Metrics
-from runhook.evaluate.evaluator import NOTHING, ONLY_LOGGED, Evaluator
+from runhook.evaluate.caused import NOTHING, ONLY_LOGGED
+from runhook.evaluate.evaluator import Evaluator
 from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Store, Write
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
