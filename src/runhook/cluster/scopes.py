@@ -114,7 +114,9 @@ class ClusterScopes(Scopes):
             # Named by this owner's clock unless the evaluator names a cause two
             # owners agree on (a crash: `timer_cause`).
             ids.start(f"{scope}|timer|{now!r}")
-            return expire(now, mono)
+            # One reading for both: WallClock's two calls differ by microseconds, and
+            # that shift would reach the crash's key (`timer_cause`) and change its id.
+            return expire(now, now)
 
         def timer_cause(key: str, at: float) -> None:
             ids.start(f"{scope}|{key}", at)
