@@ -10,7 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from runhook.integrations.run import Run
+from runhook.integrations import wandb_events
+from runhook.integrations.run import Run, _user
 
 _mirrors: dict[str, Mirror] = {}  # wandb run id -> its runhook run
 _options: dict[str, Any] = {}
@@ -27,7 +28,37 @@ class Mirror(Run):
     def __init__(self, source: Any, **options: Any) -> None:
         self.source = source
         self.next_step = 0
+        self.versions: dict[str, int] = {}  # collection -> versions this run logged
         super().__init__(**options)
+
+    def version(self, artifact: Any) -> int:
+        """The version W&B gave the artifact; offline (or before W&B commits it) W&B
+        does not say, and the run counts the versions it logged of the collection."""
+        try:
+            known = wandb_events.version_index(str(artifact.version))
+        except Exception:  # noqa: BLE001 - wandb raises ArtifactNotLoggedError until committed
+            known = None
+        name = wandb_events.collection_name(str(getattr(artifact, "name", "")))
+        if known is None:
+            known = self.versions.get(name, -1) + 1
+        self.versions[name] = max(known, self.versions.get(name, -1))
+        return known
+
+    def logged(self, artifact: Any, aliases: Any, tags: Any) -> None:
+        if self.state is None:
+            self.outbox.put_located(wandb_events.created(
+                self.entity, self.project, str(artifact.name), self.version(artifact),
+                getattr(artifact, "type", None), aliases, tags,
+                getattr(artifact, "metadata", None), _user()))
+
+    def linked(self, artifact: Any, target_path: str, aliases: Any) -> None:
+        if self.state is None:
+            name = wandb_events.collection_name(str(artifact.name))
+            version = self.versions.get(name)
+            self.outbox.put_located(wandb_events.linked(
+                self.entity, self.project, target_path,
+                self.version(artifact) if version is None else version,
+                getattr(artifact, "type", None), aliases, f"{self.project}/{name}", _user()))
 
     def at_exit(self) -> None:
         # The process exits with the wandb run open; wandb ends it at exit, outside
@@ -76,6 +107,7 @@ def forward(entity: str | None = None, project: str | None = None, **options: An
         return
     run_class._runhook_forwarded = True
     original_init, original_log = wandb.init, run_class.log
+    original_log_artifact, original_link = run_class.log_artifact, run_class.link_artifact
     # `_finish` is where finish(), wandb.finish() and `with wandb.init()` all end;
     # a wandb without it still has the public finish().
     end_name = "_finish" if hasattr(run_class, "_finish") else "finish"
@@ -107,6 +139,28 @@ def forward(entity: str | None = None, project: str | None = None, **options: An
                 mirror.update_config(_config(self))
                 mirror.finish(*_ending(exit_code))
 
+    def log_artifact(self: Any, artifact_or_path: Any, name: str | None = None,
+                     type: str | None = None, aliases: list[str] | None = None,
+                     tags: list[str] | None = None, *args: Any, **kwargs: Any) -> Any:
+        artifact = original_log_artifact(self, artifact_or_path, name, type, aliases, tags,
+                                         *args, **kwargs)
+        mirror = _mirror(self)
+        if mirror is not None:
+            mirror.logged(artifact, aliases, tags)
+        return artifact
+
+    def link_artifact(self: Any, artifact: Any, target_path: str,
+                      aliases: list[str] | None = None, *args: Any, **kwargs: Any) -> Any:
+        # Reported once W&B linked it: offline, W&B raises NotImplementedError and
+        # nothing was linked, so nothing is said.
+        result = original_link(self, artifact, target_path, aliases, *args, **kwargs)
+        mirror = _mirror(self)
+        if mirror is not None:
+            mirror.linked(artifact, target_path, aliases)
+        return result
+
     wandb.init = init
     run_class.log = log
+    run_class.log_artifact = log_artifact
+    run_class.link_artifact = link_artifact
     setattr(run_class, end_name, end)
