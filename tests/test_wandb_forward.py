@@ -80,3 +80,41 @@ def test_link_targets_name_a_registry_or_a_project():
     event = wandb_events.created("acme", "vision", "resnet:v0", 0, None, ["latest"], None,
                                  {"ok": 1, "bad": object(), "nan": float("nan")}, "ana")
     assert (event["aliases"], event["metadata"]) == ([], {"ok": 1})
+
+
+WANDB_SYSTEM = """
+import sys, time, wandb
+from runhook.integrations.wandb import forward
+
+forward(system_metrics=sys.argv[1] == "on", system_interval=3600)
+run = wandb.init(mode="offline", project="vision", id="wb-sys-" + sys.argv[1],
+                 settings=wandb.Settings(x_stats_sampling_interval=0.2))
+deadline = time.monotonic() + 60
+# wandb-core samples on its own schedule: wait until it has (or, off, for a sample's
+# worth of time), then end the run; the run's end forwards what was sampled.
+while time.monotonic() < deadline and "proc.cpu.threads" not in (run._system_metrics or {}):
+    time.sleep(0.1)
+print("sampled" if "proc.cpu.threads" in (run._system_metrics or {}) else "none")
+run.finish()
+"""
+
+
+@pytest.mark.parametrize("switch", ["on", "off"])
+async def test_system_metrics_are_forwarded_only_when_asked(start_daemon, short_dir, switch):
+    needs("wandb")
+    threads = '{ kind = "RUN_METRIC_THRESHOLD", metric = "system/proc.cpu.threads", ' \
+              'cmp = ">=", threshold = 1 }'
+    daemon = await start_daemon(automations(
+        ("threads", threads), ("done", '{ kind = "RUN_STATE", states = ["finished"] }')))
+    env = {"WANDB_DIR": str(short_dir), "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    if switch == "off":  # wandb-core buffers samples, but forward() was not asked
+        env["WANDB_X_STATS_BUFFER_SIZE"] = "100"
+    code, out, err = await trained(daemon, WANDB_SYSTEM, switch, env=env)
+    assert code == 0, err
+    assert out.strip() == "sampled"
+    await eventually(lambda: history(daemon, "done"), lambda rows: len(rows) == 1)
+    fired = await history(daemon, "threads")
+    # A crossing: the thread count is >= 1 from the first sample on, so it fires once.
+    assert len(fired) == (1 if switch == "on" else 0)
+    if fired:
+        assert fired[0]["context"]["metric_values"][0] >= 1
