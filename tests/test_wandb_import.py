@@ -219,6 +219,12 @@ async def test_imported_automations_fire_as_wandb_would(short_dir, start_daemon,
                                                         receiver.requests if r.path == "/hook"]),
                               lambda b: len(b) >= 7)
     assert {"automation": "prod", "kind": "ADD_ARTIFACT_ALIAS", "token": TOKEN} in bodies
+    # The notification's title template, W&B's variables, rendered for the run that fired.
+    message = await eventually(lambda: asyncio.sleep(0, [json.loads(r.body) for r in
+                                                         receiver.requests
+                                                         if r.path.endswith("/slack")]),
+                               lambda m: len(m) == 1)
+    assert message[0]["text"] == "Loss in prod-1"
 
 
 def test_filters_translate_only_what_re2_can_say():
@@ -255,6 +261,50 @@ def test_event_tables_follow_wandb_semantics():
     assert events.event_table("UPDATE_ARTIFACT_ALIAS", {})["kind"] == "ADD_ARTIFACT_ALIAS"
     with pytest.raises(filters.Untranslatable, match="no such event"):
         events.event_table("WEAVE_METRIC_THRESHOLD", {})
+
+
+def test_launch_and_push_actions_are_left_out_with_their_reason():
+    from wandb.automations.actions import SavedLaunchJobAction
+    new = definitions()[3].model_dump(mode="json")  # "failed", a run state
+    launch = SavedLaunchJobAction(queue={"id": "UXVldWU6MQ==", "name": "gpu"}, template="{}")
+    saved = wa.Automation(id="VHJpZzoz", createdAt="2026-01-01T00:00:00Z", name="relaunch",
+                          description=None, enabled=False, scope=new["event"]["scope"],
+                          action=launch, event={"eventType": "RUN_STATE",
+                                                "filter": new["event"]["filter"]})
+    push = {**saved.model_dump(mode="json", by_alias=True), "name": "push",
+            "action": {"__typename": "PushNotificationTriggeredAction"}}
+    records = [saved.model_dump(mode="json", by_alias=True), push]
+    imported = translate([shapes.read(r) for r in records], {"entity": "acme"})
+    assert imported.automations == []
+    reasons = dict(imported.left_out)
+    assert reasons["relaunch"].startswith("action QUEUE_JOB, a Launch job")
+    assert reasons["push"].startswith("action PUSH_NOTIFICATION")
+
+
+def test_a_disabled_automation_stays_disabled_and_relative_change_is_a_fraction():
+    automation = wa.OnRunMetric(scope=PROJECT, filter=wa.RunEvent.metric("acc").mean(4)
+                                .decreases_by(frac=0.2)) >> wa.DoNothing()
+    automation.name, automation.enabled = "acc-drop", False
+    imported = translate([shapes.read(dump(automation, "new"))], {"entity": "acme"})
+    assert imported.automations == [{
+        "name": "acc-drop", "enabled": False, "scope": "project:acme/vision",
+        "event": {"kind": "RUN_METRIC_CHANGE", "metric": "acc", "agg": "avg", "window": 4,
+                  "prior_window": 4, "change": "relative", "direction": "decrease",
+                  "amount": 0.2},
+        "action": {"kind": "none"}}]
+
+
+def test_records_that_are_no_automation_are_reported(short_dir):
+    path = short_dir / "odd.ndjson"
+    path.write_text('{"hello": 1}\n')
+    result = subprocess.run([sys.executable, "-m", "runhook", "import", "wandb", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "left out " + str(path) + " #1: not a W&B automation" in result.stderr
+    path.write_text("{not json\n")
+    result = subprocess.run([sys.executable, "-m", "runhook", "import", "wandb", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "line 1: not JSON" in result.stderr
 
 
 def test_a_dump_without_the_map_says_what_to_map():
