@@ -307,6 +307,22 @@ def test_records_that_are_no_automation_are_reported(short_dir):
     assert result.returncode == 2 and "line 1: not JSON" in result.stderr
 
 
+def test_secrets_in_a_payload_must_be_declared_in_the_map():
+    hook = wa.SendWebhook(integration_id="V2g6MQ==",
+                          request_payload={"key": "${DEPLOY_KEY}", "v": "${artifact_version}"})
+    automation = wa.OnCreateArtifact(scope=PROJECT_COLLECTION) >> hook
+    automation.name = "deploy"
+    base = {"entity": "acme", "scopes": {"U2VxOjE=": "project:acme/vision"},
+            "integrations": {"V2g6MQ==": {"name": "ci", "url": "https://ci.acme.test/h"}}}
+    [definition] = [shapes.read(dump(automation, "new"))]
+    [(_, reason)] = translate([definition], base).left_out
+    assert "${DEPLOY_KEY}, not a W&B variable" in reason
+    declared = translate([definition], {**base, "secrets": {"DEPLOY_KEY": {"file": "/k"}}})
+    assert declared.left_out == []
+    assert declared.integrations["ci"]["secrets"] == ["DEPLOY_KEY"]
+    assert declared.secrets == {"DEPLOY_KEY": {"file": "/k"}}
+
+
 def test_a_dump_without_the_map_says_what_to_map():
     record = dump(definitions()[8], "graphql")  # "prod", on a registry collection
     imported = translate([shapes.read(record)], {})

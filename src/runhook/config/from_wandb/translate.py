@@ -165,7 +165,11 @@ def _secret_placeholders(text: str, table: Mapping[str, Any], declared: Mapping[
                                      "`access_token` secret in the --map file")
             used.add(str(token))
             return "${" + str(token) + "}"
-        if name not in NAMES and name in declared:
+        if name not in NAMES and not name.startswith(("artifact_metadata.", "run_config.")):
+            if name not in declared:
+                raise Untranslatable(f"the payload uses ${{{name}}}, not a W&B variable: if it "
+                                     "is a W&B secret, declare it under [secrets] in the "
+                                     "--map file")
             used.add(name)
         return match.group(0)
 
