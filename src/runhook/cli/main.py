@@ -15,7 +15,7 @@ import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import check, console, explain, secret, silence
+from runhook.cli import check, console, explain, secret, silence, wandb_import
 from runhook.client import Client, RunhookError
 from runhook.config.locate import socket_of
 from runhook.config.model import ConfigError
@@ -367,6 +367,7 @@ def parser() -> argparse.ArgumentParser:
     silence.register(sub, client_command, _command)
     console.register(sub, client_command, _command, _socket_path)
     secret.register(sub)
+    wandb_import.register(sub)
 
     p = client_command("status", "what the daemon is doing")
     p.add_argument("--json", action="store_true")

@@ -279,6 +279,12 @@ def _check_integration(where: str, integration: cfg.Integration, config: cfg.Con
     return problems
 
 
+def compile_automation(automation: cfg.Automation, config: cfg.Config) -> Automation:
+    """One automation compiled as the daemon loads it (FieldError says where), without
+    resolving secrets: `runhook import` checks what it writes with it."""
+    return _compile(0, automation, config)
+
+
 def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Automation:
     try:
         kind_of_scope = scope_kind(automation.scope)

@@ -95,6 +95,12 @@ class Outbox:
     def put(self, event: dict[str, Any]) -> None:
         self._control.append(self._stamp(event))
 
+    def put_located(self, event: dict[str, Any]) -> None:
+        """An event that names its own place and carries no run (an artifact the run
+        logged or linked): only its id is stamped; it never drops, as `put`."""
+        event["id"] = f"{self._prefix}-{next(self._ids)}"
+        self._control.append(event)
+
     def put_metrics(self, event: dict[str, Any]) -> None:
         metrics = self._metrics
         if len(metrics) == metrics.maxlen and not self._full_said:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from runhook.core.templates import Text
+from runhook.delivery.channels import defaults
 
 # The severities an action may name; each channel maps them to its own words or colours.
 SEVERITIES = ("INFO", "WARN", "ERROR")
@@ -28,14 +29,19 @@ DIGEST_LISTED = 20
 
 
 def render(title: Text | None, text: Text | None, context: Mapping[str, Any]) -> Rendered:
-    """The action's title and text rendered at send time; with no title, the
-    automation and its event kind (and for a digest, how many firings it carries).
-    A digest's text ends with the list of its firings."""
+    """The action's title and text rendered at send time. Without them, a firing says
+    what happened (channels.defaults); a digest is titled by its automation, event
+    kind and count, and its text ends with the list of its firings."""
     count = context.get("digest_count")
-    rendered_title = title.render(context, {}) if title is not None else \
-        f"{context.get('automation_name', 'runhook')}: {context.get('event_type', '')}" + \
-        (f" ×{count}" if count is not None else "")
-    rendered_text = text.render(context, {}) if text is not None else ""
+    if title is not None:
+        rendered_title = title.render(context, {})
+    elif count is not None:
+        rendered_title = f"{context.get('automation_name', 'runhook')}: " \
+                         f"{context.get('event_type', '')} ×{count}"
+    else:
+        rendered_title = defaults.title(context)
+    rendered_text = text.render(context, {}) if text is not None else \
+        defaults.text(context, place(context)) if count is None else ""
     if count is not None:
         rendered_text = "\n\n".join(p for p in (rendered_text, digest_list(context)) if p)
     return Rendered(rendered_title, rendered_text)

@@ -1,0 +1,1 @@
+"""W&B automation definitions into runhook's configuration (`runhook import wandb`): pure."""
