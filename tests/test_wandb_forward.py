@@ -12,15 +12,16 @@ from training import automations, history
 from runhook.integrations import wandb_events
 
 WANDB_ARTIFACT = """
-import sys, wandb
+import os, sys, wandb
 from runhook.integrations.wandb import forward
 
 forward()
 run = wandb.init(mode="offline", project="vision", id="wb-art", name="prod-wb")
-open("weights.txt", "w").write("w")
+weights = os.path.join(os.environ["WANDB_DIR"], "weights.txt")  # not in the cwd: the clone
+open(weights, "w").write("w")
 for epoch in range(2):
     art = wandb.Artifact("resnet", type="model", metadata={"acc": 0.9 + epoch / 100})
-    art.add_file("weights.txt")
+    art.add_file(weights)
     run.log_artifact(art, aliases=["production"] if epoch else ["candidate"], tags=["t1"])
 try:
     run.link_artifact(art, "wandb-registry-model/resnet", aliases=["staging"])
