@@ -1,12 +1,13 @@
 """Scopes: routes events to the scope actors that have automations for them,
-creating each actor on the first event that needs it."""
+creating each actor on the first event that needs it (a project's, too, when only
+an entity- or org-wide run automation covers it)."""
 
 from __future__ import annotations
 
 from anyio.abc import TaskGroup
 
 from runhook.config.runtime import Runtime
-from runhook.config.settings import Settings
+from runhook.config.settings import Automation, Settings
 from runhook.core.events import Event
 from runhook.core.scopes import scope_keys
 from runhook.delivery.actor import Deliveries
@@ -37,6 +38,9 @@ class Scopes:
         # project -> (entity, actors) of the last event routed there: most projects'
         # names belong to one entity.
         self._by_project: dict[str, tuple[str, list[ScopeActor]]] = {}
+        # Scopes that had an actor or stored runs: the projects an entity-wide run
+        # automation covers have no entry in the configuration to find them by.
+        self.seen: set[str] = set()
 
     def route(self, event: Event) -> list[ScopeActor]:
         """The actors of the scopes that have automations for where `event` happened."""
@@ -57,27 +61,40 @@ class Scopes:
         return actors
 
     def targets(self, event: Event) -> list[ScopeActor]:
-        by_scope = self._runtime.settings.by_scope
-        return [self._actor(key) for key in scope_keys(event) if key in by_scope]
+        covers = self._runtime.settings.covers
+        return [self._actor(key) for key in scope_keys(event) if covers(key)]
 
     def _actor(self, key: str) -> ScopeActor:
         actor = self.actors.get(key)
         if actor is None:
             settings = self._runtime.settings
-            actor = ScopeActor(key, settings.by_scope[key], self._store, self._deliveries,
-                               self._runtime.metrics, self._silences, settings.scope(key))
+            actor = ScopeActor(key, settings.automations_of(key), self._store,
+                               self._deliveries, self._runtime.metrics, self._silences,
+                               settings.scope(key))
             self.actors[key] = actor
+            self.seen.add(key)
             self._tg.start_soon(actor.run, name=f"scope {key}")
         return actor
+
+    def known(self) -> list[str]:
+        """Every scope with automations that may have state: the configured ones, and
+        the projects seen (stored runs, or an actor) that an entity-wide run automation covers."""
+        settings = self._runtime.settings
+        return [*settings.by_scope, *sorted(
+            key for key in self.seen if key not in settings.by_scope and settings.covers(key))]
+
+    async def load_seen(self) -> None:
+        """The projects with runs in the database, before `start_timed`."""
+        self.seen.update(await self._store.project_scopes())
 
     def start_timed(self) -> None:
         """Start now the actors of scopes whose automations keep deadlines (run health,
         digests): they restore their runs and open digest windows and count deadlines
         from this start, with no event needed to wake them (a run that died with the
         old daemon is still seen; a window that closed while it was down is sent)."""
-        for key, automations in self._runtime.settings.by_scope.items():
-            if any((a.run is not None and a.run.metric is None and a.enabled)
-                   or a.digest_spec is not None for a in automations):
+        settings = self._runtime.settings
+        for key in self.known():
+            if timed(settings.automations_of(key)):
                 self._actor(key)
 
     def reconfigure(self, settings: Settings) -> None:
@@ -85,7 +102,7 @@ class Scopes:
         self._routes.clear()  # scopes may have gained or lost automations
         self._by_project.clear()
         for key, actor in self.actors.items():
-            actor.reconfigure(settings.by_scope.get(key, []), settings.scope(key))
+            actor.reconfigure(settings.automations_of(key), settings.scope(key))
         self.start_timed()
 
     async def checkpoint(self, evict: bool, ttl: float) -> None:
@@ -96,3 +113,9 @@ class Scopes:
         """No more events: each actor finishes its inbox, then returns."""
         for actor in self.actors.values():
             actor.inbox.close()
+
+
+def timed(automations: list[Automation]) -> bool:
+    """Whether a scope's automations keep deadlines of their own (crashes, stalls, digests)."""
+    return any((a.run is not None and a.run.metric is None and a.enabled)
+               or a.digest_spec is not None for a in automations)

@@ -211,6 +211,12 @@ class Reads:
                 "ORDER BY e.digest_id, e.id", (scope,)),
         }
 
+    async def project_scopes(self) -> list[str]:
+        """The projects with runs stored: an entity-wide run automation's actor for
+        each starts with the daemon, so their runs' deadlines count from its start."""
+        return [row[0] for row in await self._fetch(
+            "SELECT DISTINCT scope FROM runs WHERE scope LIKE 'project:%'")]
+
     async def run_states(self, scopes: list[str]) -> dict[str, dict[str, list[Any]]]:
         """`run_state` of several scopes as of one instant (one read transaction: a
         checkpoint committing meanwhile cannot split windows from their log), with
