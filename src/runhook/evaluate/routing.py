@@ -11,6 +11,7 @@ from runhook.config.settings import Automation, Settings
 from runhook.core.events import Event
 from runhook.core.scopes import scope_keys
 from runhook.delivery.actor import Deliveries
+from runhook.evaluate.metadata import KEPT_EVENTS, Remembered, kept_entities
 from runhook.evaluate.scope import Checkpoint, ScopeActor
 from runhook.store.database import Store
 from runhook.triggers.silences import Silences
@@ -41,6 +42,9 @@ class Scopes:
         # Scopes that had an actor or stored runs: the projects an entity-wide run
         # automation covers have no entry in the configuration to find them by.
         self.seen: set[str] = set()
+        self.remembered = Remembered()  # artifact versions' metadata, for every actor
+        self.remembered.keep(kept_entities(runtime.settings.automations,
+                                           runtime.settings.config.orgs))
 
     def route(self, event: Event) -> list[ScopeActor]:
         """The actors of the scopes that have automations for where `event` happened."""
@@ -48,6 +52,8 @@ class Scopes:
         if project is not None:  # by project name first: one string hashed, not a tuple
             found = self._by_project.get(project)
             if found is not None and found[0] == event.entity:
+                if event.__class__ in KEPT_EVENTS and event.entity in self.remembered.kept:
+                    return self._with_keeper(event, found[1])
                 return found[1]
         place = (event.entity, project, event.registry)
         actors = self._routes.get(place)
@@ -58,7 +64,18 @@ class Scopes:
             actors = self._routes[place] = self.targets(event)
         if project is not None:
             self._by_project[project] = (event.entity, actors)
+        if event.__class__ in KEPT_EVENTS and event.entity in self.remembered.kept:
+            return self._with_keeper(event, actors)
         return actors
+
+    def _with_keeper(self, event: Event, actors: list[ScopeActor]) -> list[ScopeActor]:
+        """A creation or link also goes to its entity's scope, which keeps the metadata
+        of its versions for their later events (evaluate/metadata.py), even when that
+        scope has no automation of its own."""
+        key = f"entity:{event.entity}"
+        if any(actor.scope == key for actor in actors):
+            return actors
+        return [*actors, self._actor(key)]
 
     def targets(self, event: Event) -> list[ScopeActor]:
         covers = self._runtime.settings.covers
@@ -71,6 +88,7 @@ class Scopes:
             actor = ScopeActor(key, settings.automations_of(key), self._store,
                                self._deliveries, self._runtime.metrics, self._silences,
                                settings.scope(key))
+            actor.evaluator.remembered = self.remembered
             self.actors[key] = actor
             self.seen.add(key)
             self._tg.start_soon(actor.run, name=f"scope {key}")
@@ -84,8 +102,10 @@ class Scopes:
             key for key in self.seen if key not in settings.by_scope and settings.covers(key))]
 
     async def load_seen(self) -> None:
-        """The projects with runs in the database, before `start_timed`."""
+        """The projects with runs in the database, before `start_timed`; and the kept
+        artifact metadata, before any event is evaluated."""
         self.seen.update(await self._store.project_scopes())
+        self.remembered.load(await self._store.artifact_metadata())
 
     def start_timed(self) -> None:
         """Start now the actors of scopes whose automations keep deadlines (run health,
@@ -101,6 +121,7 @@ class Scopes:
         """After a reload: every actor takes its scope's new automation list."""
         self._routes.clear()  # scopes may have gained or lost automations
         self._by_project.clear()
+        self.remembered.keep(kept_entities(settings.automations, settings.config.orgs))
         for key, actor in self.actors.items():
             actor.reconfigure(settings.automations_of(key), settings.scope(key))
         self.start_timed()
