@@ -66,8 +66,8 @@ EXPECTED = [
     ("automations[2].action.severity: invalid enum value 'LOUD' (allowed: ERROR, INFO, WARN) "
     "(automation 'avg')"),
     # Decoded fine, so checked as the daemon would: reported in the same pass.
-    ("automations[3].scope: expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY' or "
-    "'entity:ENTITY', got 'projects:acme/vision' (automation 'scope')"),
+    ("automations[3].scope: expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY', "
+    "'entity:ENTITY' or 'org:NAME', got 'projects:acme/vision' (automation 'scope')"),
 ]
 
 

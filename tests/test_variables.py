@@ -26,6 +26,7 @@ from runhook.core.executions import artifact_context, group_context, run_context
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 from runhook.core.templates import KNOWN_VARIABLES
 from runhook.core.variables import METRIC_KINDS, VARIABLES, for_kind, markdown_table
+from runhook.evaluate.metadata import Remembered
 from runhook.triggers.artifact import occurrences
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -51,11 +52,17 @@ def _artifact_contexts() -> dict[tuple[str, str], set[str]]:
             (where, CollectionTagAdded(**location, collection="c", author="al", tag="t")),
             (where, CollectionTagRemoved(**location, collection="c", author="al", tag="t")),
         ]
+    # As the evaluator does: a version's later events carry its creation's metadata.
+    remembered = Remembered()
+    remembered.keep(frozenset({"acme"}))
     for where, event in events:
+        metadata = remembered.note("entity:acme", event, [])
         for occurrence in occurrences(event):
             if occurrence.kind not in ALLOWED_KINDS[where]:
                 continue  # no automation there can see it (a project has no links)
             context = artifact_context(event, occurrence, "auto", "ex_1", 0.0)
+            if metadata:
+                context["artifact_metadata"] = metadata
             names = {k for k in context if k != "artifact_metadata"}
             if "artifact_metadata" in context:
                 names.add("artifact_metadata.KEY")

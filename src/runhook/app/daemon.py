@@ -79,6 +79,7 @@ class Daemon:
                     async with anyio.create_task_group() as scope_tg:
                         self.scopes = Scopes(self, self.store, self.deliveries, scope_tg,
                                              self.silences)
+                        await self.scopes.load_seen()
                         self.scopes.start_timed()
                         self.ingress = Ingress(self.scopes, self.store, self._query)
                         async with anyio.create_task_group() as front:

@@ -106,6 +106,8 @@ class Partition:
         self._outbox.forget(self.number)
         data = await self._positions.claim()
         snapshot = checkpoint.decode(data) if data is not None else None
+        if snapshot is not None:  # projects only an entity-wide automation covers
+            self._scopes.seen.update(snapshot.scopes)
         await checkpoint.load(self._store, scopes, snapshot)
         self.applied = self._checkpointed = self._positions.position.seq
         count = len(snapshot.scopes) if snapshot else 0

@@ -77,9 +77,9 @@ class Publisher:
         if found is None:
             if len(self._routes) >= 10_000:
                 self._routes.clear()
-            by_scope = self._settings().by_scope
+            covers = self._settings().covers
             found = self._routes[place] = [self._sink(key) for key in scope_keys(event)
-                                           if key in by_scope]
+                                           if covers(key)]
         return found
 
     def reconfigure(self) -> None:

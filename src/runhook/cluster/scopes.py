@@ -17,7 +17,7 @@ from runhook.core.events import Event
 from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.caused import Caused
-from runhook.evaluate.routing import Scopes
+from runhook.evaluate.routing import Scopes, timed
 from runhook.evaluate.scope import Checkpoint, ScopeActor
 from runhook.store.database import Store
 from runhook.triggers.silences import Silences
@@ -72,7 +72,7 @@ class ClusterScopes(Scopes):
 
     def actor(self, scope: str) -> ScopeActor | None:
         """The scope's actor, started on first use; None when no automation has it."""
-        if scope not in self._runtime.settings.by_scope:
+        if not self._runtime.settings.covers(scope):
             return None
         return self._actor(scope)
 
@@ -80,11 +80,12 @@ class ClusterScopes(Scopes):
         actor = self.actors.get(key)
         if actor is None:
             settings = self._runtime.settings
-            actor = ScopeActor(key, settings.by_scope[key], self._store, NoOffers(),
+            actor = ScopeActor(key, settings.automations_of(key), self._store, NoOffers(),
                                self._runtime.metrics, self._silences, settings.scope(key),
                                WallClock())
             self._deterministic(actor)
             self.actors[key] = actor
+            self.seen.add(key)
             done = self._done[key] = anyio.Event()
             self._tg.start_soon(self._run, actor, done, name=f"scope {key}")
         return actor
@@ -126,18 +127,16 @@ class ClusterScopes(Scopes):
         evaluator.timer_cause = timer_cause
 
     def of(self, partition: int) -> list[str]:
-        """The configured scopes that live in `partition`."""
-        return [key for key in self._runtime.settings.by_scope
-                if partition_of(key, self.partitions) == partition]
+        """The scopes with automations (configured, or projects an entity-wide run
+        automation covers that were seen here or in a checkpoint) that live in `partition`."""
+        return [key for key in self.known() if partition_of(key, self.partitions) == partition]
 
     def start_timed(self) -> None:
         """Actors start with their partition (`start_partition`), not with the node."""
 
     def start_partition(self, partition: int) -> None:
         for key in self.of(partition):
-            automations = self._runtime.settings.by_scope[key]
-            if any((a.run is not None and a.run.metric is None and a.enabled)
-                   or a.digest_spec is not None for a in automations):
+            if timed(self._runtime.settings.automations_of(key)):
                 self._actor(key)
 
     async def drop(self, scopes: list[str]) -> None:

@@ -46,7 +46,8 @@ def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
         if table_name in raw:
             units.append((table_name, raw[table_name], table_kind))
     for table, kind in (("secrets", SecretSource), ("integrations", model.Integration),
-                        ("sources", Source), ("scopes", model.ScopeOptions)):
+                        ("sources", Source), ("scopes", model.ScopeOptions),
+                        ("orgs", model.OrgOptions)):
         entries = raw.get(table, {})
         if not isinstance(entries, dict):
             found.append(f"{table}: expected a table")
@@ -287,6 +288,8 @@ def check(data: bytes, source: str) -> list[str]:
         "cluster": {} if unit_problems("cluster", raw.get("cluster", {}), Cluster)
         else raw.get("cluster", {}),
         "scopes": {k: v for k, v in raw.get("scopes", {}).items() if k not in failed},
+        "orgs": {k: v for k, v in raw.get("orgs", {}).items()
+                 if not unit_problems(f"orgs.{k}", v, model.OrgOptions)},
     }
     try:
         build(model.anchored(msgspec.convert(partial, model.Config), Path(source).parent),

@@ -63,6 +63,12 @@ class ScopeOptions(Table, frozen=True):
     run_url: str | None = None
 
 
+class OrgOptions(Table, frozen=True):
+    """`[orgs.NAME]`: the entities an automation at `org:NAME` covers, listed once."""
+
+    entities: list[str]
+
+
 class Delivery(Table, frozen=True):
     """Fields every integration kind shares."""
 
@@ -187,6 +193,7 @@ class Config(Table, frozen=True):
     integrations: dict[str, Integration] = {}
     automations: list[Automation] = []
     scopes: dict[str, ScopeOptions] = {}
+    orgs: dict[str, OrgOptions] = {}
     ingest: Ingest = Ingest()  # the remote listener: off unless `listen` is set
     sources: dict[str, Source] = {}
     cluster: Cluster = Cluster()  # several daemons over NATS: off unless `nats` is set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from runhook.config import model as cfg
 from runhook.config.addresses import loopback_http
 from runhook.config.cluster import ClusterSettings
 from runhook.config.cluster import check as check_cluster
+from runhook.config.coverage import check_org, org_problem, project_entity, spread
 from runhook.config.destinations import url_problem
 from runhook.config.remote import Remote
 from runhook.config.remote import check as check_remote
@@ -100,9 +102,22 @@ class Settings:
     remote: Remote | None = None  # the [ingest] listener, when it is on
     cluster: ClusterSettings | None = None  # [cluster], when it is on
     max_silence_duration: float = 90 * 86400.0
+    # entity -> run automations at `entity:E` / `org:` covering every project of E
+    entity_runs: dict[str, list[Automation]] = dataclasses.field(default_factory=dict)
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
+
+    def covers(self, key: str) -> bool:
+        """Whether the scope `key` has an actor's worth of automations."""
+        return key in self.by_scope or project_entity(key) in self.entity_runs
+
+    def automations_of(self, key: str) -> list[Automation]:
+        """The automations the actor of `key` evaluates: its own, and for a project
+        the run automations of its entity's (and orgs') scopes, in file order."""
+        own = self.by_scope.get(key, [])
+        wide = self.entity_runs.get(project_entity(key) or "")
+        return sorted(own + wide, key=lambda a: a.index) if wide else own
 
     def scope(self, key: str) -> ScopeSettings:
         options = self.config.scopes.get(key)
@@ -164,6 +179,8 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     problems.extend(_check_timeouts(durations, automations, where_of))
     for key, options in config.scopes.items():
         problems.extend(_check_scope(key, options))
+    for name, org in config.orgs.items():
+        problems.extend(check_org(name, org))
     if server.http:
         try:
             loopback_http(server.http)
@@ -176,15 +193,13 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     problems.extend(cluster_problems)
     if problems:
         raise cfg.ConfigError(source, problems)
-    by_scope: dict[str, list[Automation]] = {}
-    for automation_ in automations:
-        by_scope.setdefault(automation_.scope, []).append(automation_)
+    by_scope, entity_runs = spread(automations, config.orgs)
     return Settings(source, config, secrets, Redactor(secrets), automations, by_scope,
                     durations["run_ttl"], durations["checkpoint_interval"],
                     {a.name: a for a in automations}, durations["history_ttl"],
                     durations["purge_interval"], durations["drain_timeout"],
                     durations["heartbeat_timeout"], remote, cluster,
-                    durations["max_silence_duration"])
+                    durations["max_silence_duration"], entity_runs)
 
 
 def _check_timeouts(durations: dict[str, float], automations: list[Automation],
@@ -290,11 +305,14 @@ def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Auto
         kind_of_scope = scope_kind(automation.scope)
     except ValueError as exc:
         raise FieldError("scope", str(exc)) from None
+    if kind_of_scope == "org" and (problem := org_problem(automation.scope, config.orgs)):
+        raise FieldError("scope", problem)
     event = automation.event
     kind: str = event.__struct_config__.tag  # type: ignore[assignment]
     if kind not in ALLOWED_KINDS[kind_of_scope]:
         allowed = ", ".join(sorted(ALLOWED_KINDS[kind_of_scope]))
-        raise FieldError("event.kind", f"{kind} cannot happen in a {kind_of_scope} scope "
+        article = "an" if kind_of_scope[0] in "eo" else "a"
+        raise FieldError("event.kind", f"{kind} cannot happen in {article} {kind_of_scope} scope "
                                        f"({automation.scope}); it allows {allowed}")
     given = automation.cooldown
     if given is None:

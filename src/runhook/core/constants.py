@@ -113,6 +113,11 @@ DEFAULT_RUN_TTL = "7d"
 DEFAULT_MAX_RUNS_PER_SCOPE = 50_000
 DEFAULT_MAX_DIGEST_WINDOWS_PER_SCOPE = 5_000
 DEFAULT_MAX_SILENCES = 500
+# `${artifact_metadata.KEY}` on a version's later events: the metadata of the latest
+# this many versions per entity, each at most this large as JSON (larger is rendered
+# on its artifact.created only): ~10 MB an entity at 1 KB each, 160 MB at worst.
+METADATA_VERSIONS_KEPT = 10_000
+METADATA_BYTES_KEPT = 16_384
 DEFAULT_MAX_SILENCE_PATTERN = 256  # characters, per pattern
 DEFAULT_MAX_SILENCE_DURATION = "90d"
 DEFAULT_HISTORY_TTL = "30d"

@@ -1,4 +1,5 @@
-"""Scope strings (`project:E/P`, `registry:E/R`, `entity:E`) and which event kinds each allows."""
+"""Scope strings (`project:E/P`, `registry:E/R`, `entity:E`, `org:NAME`) and which event
+kinds each allows."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ RUN_KINDS = frozenset({
 })
 GROUP_KINDS = frozenset({"GROUP_FINISHED"})
 
-# The event kinds each scope produces: a project has no links, a registry no creations,
-# and only a project has runs. An automation asking its scope for another kind could
-# never fire, so it is a load error.
+# The event kinds each scope produces: a project has no links, a registry no creations
+# and no runs. An automation asking its scope for another kind could never fire, so it
+# is a load error. Run kinds at `entity:` (and `org:`, a list of entities) watch the runs
+# of every project of the entity, each project's runs in that project's own actor.
 ALLOWED_KINDS = {
     "project": frozenset({
         "CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG",
@@ -31,19 +33,21 @@ ALLOWED_KINDS = {
         "LINK_ARTIFACT", "UNLINK_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG",
         "REMOVE_ARTIFACT_TAG",
     }) | COLLECTION_KINDS,
-    "entity": ARTIFACT_KINDS,
+    "entity": ARTIFACT_KINDS | RUN_KINDS,
+    "org": ARTIFACT_KINDS | RUN_KINDS,
 }
 
 _PART = r"[^/\s:]+"
-_SCOPE = re.compile(rf"^(project|registry):{_PART}/{_PART}$|^entity:{_PART}$")
+_SCOPE = re.compile(rf"^(project|registry):{_PART}/{_PART}$|^(entity|org):{_PART}$")
+ENTITY_NAME = re.compile(rf"^{_PART}$")
 
 
 def scope_kind(scope: str) -> str:
-    """`project`, `registry` or `entity`; ValueError for anything else."""
+    """`project`, `registry`, `entity` or `org`; ValueError for anything else."""
     if not _SCOPE.match(scope):
         raise ValueError(
-            f"expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY' or "
-            f"'entity:ENTITY', got {scope!r}")
+            f"expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY', "
+            f"'entity:ENTITY' or 'org:NAME', got {scope!r}")
     return scope.split(":", 1)[0]
 
 

@@ -65,9 +65,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("artifact_version_string", VERSION_KINDS, "acme/model/resnet50:production",
              "as artifact_version, with the alias that triggered in place of vN"),
     Variable("artifact_version_index", VERSION_KINDS, "3", "the version number (an integer)"),
-    Variable("artifact_metadata.KEY",
-             frozenset({"CREATE_ARTIFACT", "ADD_ARTIFACT_ALIAS", "ADD_ARTIFACT_TAG"}),
-             "0.91", "a metadata entry of an artifact.created event"),
+    Variable("artifact_metadata.KEY", VERSION_KINDS, "0.91",
+             "a metadata entry of the version's artifact.created (remembered for its later "
+             "events)"),
     Variable("alias", frozenset({"ADD_ARTIFACT_ALIAS"}), "production", "the alias added"),
     Variable("tag", frozenset({"ADD_ARTIFACT_TAG", "REMOVE_ARTIFACT_TAG"}) | COLLECTION_KINDS,
              "approved", "the tag added or removed (a version's or a collection's)"),

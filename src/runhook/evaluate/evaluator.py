@@ -51,6 +51,7 @@ from runhook.evaluate.caused import (
 )
 from runhook.evaluate.cooldowns import Cooldowns
 from runhook.evaluate.digests import Digests, digest_context
+from runhook.evaluate.metadata import Remembered
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome
 from runhook.evaluate.runbook import RunBook
 from runhook.evaluate.timers import DIGEST, Key
@@ -82,7 +83,7 @@ class Evaluator:
 
     def __init__(self, scope: str, automations: list[Automation],
                  silences: Silences | None = None, settings: ScopeSettings | None = None,
-                 now: float = 0.0) -> None:
+                 now: float = 0.0, remembered: Remembered | None = None) -> None:
         """`now`: the monotonic reading at which silence starts to count."""
         self.scope = scope
         self.silences = silences if silences is not None else Silences()
@@ -91,6 +92,7 @@ class Evaluator:
         self.book = RunBook(automations, self.settings, now)
         self.digests = Digests(self.book.timers)  # open digest windows
         self.cooldowns = Cooldowns()  # artifact automations' (DESIGN §14)
+        self.remembered = remembered or Remembered()  # versions' metadata, shared
         self._digests = {a.name: a.digest for a in automations}
         self._by_name = {a.name: a for a in automations}
         self.new_id: Callable[[float | None], str] = new_id  # cluster mode derives ids
@@ -126,13 +128,15 @@ class Evaluator:
         self.digests = Digests(book.timers)
         self.digests.restore(state.get("digest_windows", ()), state.get("digest_items", ()))
         self.cooldowns.restore(state.get("cooldowns", ()), self.automations)
+        if self.scope.startswith("entity:") and "metadata" in state:  # E's keeper
+            self.remembered.restore(self.scope, state["metadata"])
 
     @property
     def keeps_state(self) -> bool:
         """Whether the scope has durable state to restore: runs, or digest windows."""
         return self.book.tracks_runs or len(self.digests) > 0 or any(
             a.digest_spec is not None or (a.artifact is not None and a.cooldown > 0)
-            for a in self.automations)
+            for a in self.automations) or self.scope in self.remembered.keepers
 
     def next_deadline(self) -> float | None:
         """When the earliest timer of the scope is due (heartbeats, stalls, groups)."""
@@ -236,6 +240,7 @@ class Evaluator:
     def _artifact_event(self, event: CollectionEvent, event_time: float, now: float,
                         shift: float, caused: Caused) -> None:
         found = occurrences(event)
+        metadata = self.remembered.note(self.scope, event, caused.statements)
         for automation in self.automations:
             checker = automation.artifact
             if not automation.enabled or checker is None:
@@ -245,6 +250,8 @@ class Evaluator:
                     continue
                 context = artifact_context(event, occurrence, automation.name, self.new_id(now),
                                            event_time)
+                if metadata:
+                    context["artifact_metadata"] = metadata
                 left = self.cooldowns.left(automation, event.collection, now - shift)
                 if left is not None:
                     reason = (f"cooldown: fired for collection {event.collection!r} less than "

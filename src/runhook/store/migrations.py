@@ -252,10 +252,23 @@ def _0012_artifact_cooldowns() -> list[str]:
     ]
 
 
+def _0013_artifact_metadata() -> list[str]:
+    """The metadata of recent artifact versions, for `${artifact_metadata.KEY}` on later
+    events of each version (DESIGN §14); restored in insertion order (rowid), which a
+    REPLACE renews, so the oldest is forgotten first."""
+    return [
+        """CREATE TABLE artifact_metadata (
+            scope TEXT NOT NULL,               -- the entity:E scope that keeps them
+            version TEXT NOT NULL,             -- entity/project-or-registry/collection:vN
+            metadata TEXT NOT NULL,            -- JSON
+            UNIQUE (scope, version))""",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
               _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences,
               _0008_console_filters, _0009_run_health, _0010_source_versions, _0011_digests,
-              _0012_artifact_cooldowns]
+              _0012_artifact_cooldowns, _0013_artifact_metadata]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

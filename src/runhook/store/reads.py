@@ -198,6 +198,9 @@ class Reads:
             "cooldowns": await self._fetch(
                 "SELECT automation, collection, digest, fired_at FROM artifact_cooldowns "
                 "WHERE scope = ?", (scope,)),
+            "metadata": await self._fetch(
+                "SELECT version, metadata FROM artifact_metadata WHERE scope = ? "
+                "ORDER BY rowid", (scope,)),
             "groups": await self._fetch(
                 "SELECT grp, automation, digest, fired_at FROM group_state WHERE scope = ?",
                 (scope,)),
@@ -210,6 +213,18 @@ class Reads:
                 "JOIN executions AS e ON e.digest_id = w.id WHERE w.scope = ? "
                 "ORDER BY e.digest_id, e.id", (scope,)),
         }
+
+    async def project_scopes(self) -> list[str]:
+        """The projects with runs stored: an entity-wide run automation's actor for
+        each starts with the daemon, so their runs' deadlines count from its start."""
+        return [row[0] for row in await self._fetch(
+            "SELECT DISTINCT scope FROM runs WHERE scope LIKE 'project:%'")]
+
+    async def artifact_metadata(self) -> list[Any]:
+        """Every (scope, version, metadata) kept, oldest first: loaded before the socket
+        opens, so no scope renders a version's metadata before its keeper restored it."""
+        return await self._fetch(
+            "SELECT scope, version, metadata FROM artifact_metadata ORDER BY rowid")
 
     async def run_states(self, scopes: list[str]) -> dict[str, dict[str, list[Any]]]:
         """`run_state` of several scopes as of one instant (one read transaction: a

@@ -48,6 +48,9 @@ UPSERT_GROUP = (
 UPSERT_COOLDOWN = (
     "INSERT OR REPLACE INTO artifact_cooldowns (scope, automation, collection, digest, "
     "fired_at) VALUES (?,?,?,?,?)")
+# An artifact version's metadata kept for its later events: (scope, version, JSON).
+UPSERT_METADATA = "INSERT OR REPLACE INTO artifact_metadata (scope, version, metadata) VALUES (?,?,?)"
+FORGET_METADATA = "DELETE FROM artifact_metadata WHERE scope = ? AND version = ?"
 UPSERT_WINDOW = (
     "INSERT INTO windows (scope, run_id, metric, size, data) VALUES (?,?,?,?,?) "
     "ON CONFLICT (scope, run_id, metric) DO UPDATE SET size = excluded.size, data = excluded.data")
