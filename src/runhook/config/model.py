@@ -41,6 +41,10 @@ class Server(Table, frozen=True):
     drain_timeout: str = constants.DEFAULT_DRAIN_TIMEOUT
     # A running run silent this long is `crashed` (RUN_STATE may override it).
     heartbeat_timeout: str = constants.DEFAULT_HEARTBEAT_TIMEOUT
+    # Bytes read from clients (socket and HTTPS together) whose events are not yet
+    # committed, in MiB; past it the daemon stops reading (read at start).
+    ingest_budget_mib: Annotated[int, msgspec.Meta(ge=1, le=65536)] = \
+        constants.INGEST_BUDGET_BYTES >> 20
 
 
 class ScopeOptions(Table, frozen=True):
