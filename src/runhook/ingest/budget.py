@@ -12,50 +12,57 @@ import anyio
 from runhook.core import constants
 from runhook.core.acks import Ticket
 
-# The least one read asks for while the budget is nearly spent: small enough that the
-# readers let in together overshoot little, large enough that a line still arrives in
-# a few reads.
-MIN_READ = 16 * 1024
-
 
 class Budget:
-    """Bytes in flight, for the whole daemon. A reader asks for room before each read
-    and is charged what it read; the bytes are released when the commit of the events
-    they held resolves (or at once for lines that needed none: errors, queries). A
-    hang-up ends nothing early: its bytes stay charged until their commit, so clients
-    that send and leave cannot pile up work past the budget either."""
+    """Bytes in flight, for the whole daemon. A reader asks for room after each read
+    and before its lines are admitted, so admitted work passes the limit by one read
+    at most; while it waits it reads nothing more (one read held, 256 KiB at most).
+    The bytes are released when the commit of the events they held resolves (at once
+    for lines that needed none: errors, queries). A hang-up ends nothing early: its
+    bytes stay charged until their commit, so clients that send and leave cannot
+    pile up work past the budget either."""
 
     def __init__(self, limit: int = constants.INGEST_BUDGET_BYTES) -> None:
         self.limit = limit
         self.used = 0
-        self.peak = 0  # the most ever in flight: limit + reads let in together, at most
+        self.peak = 0  # the most ever in flight: under limit + READ_CHUNK
         self.waits = 0  # reads that waited for room
         self._waiters: deque[anyio.Event] = deque()
-
-    def read_size(self) -> int:
-        """How much the next read may take: what is left, within [MIN_READ, READ_CHUNK]."""
-        return max(MIN_READ, min(constants.READ_CHUNK, self.limit - self.used))
+        self._passing = False  # a waiter was woken and has not been charged yet
 
     async def room(self) -> None:
-        """Return once the budget has room; waiters are let in first come, first served."""
-        if self.used < self.limit and not self._waiters:
+        """Return once the budget has room. Waiters are let in one at a time, first
+        come first served: each one let in is charged before the next is woken, so a
+        crowd of waiters cannot all pass on the same room."""
+        if self.used < self.limit and not self._waiters and not self._passing:
             return
         self.waits += 1
         event = anyio.Event()
         self._waiters.append(event)
         try:
             await event.wait()
-        finally:
-            if not event.is_set():
-                self._waiters.remove(event)  # cancelled while waiting (a drain)
+        except BaseException:
+            if event.is_set():
+                self._passing = False
+                self._wake()  # woken but cancelled (a drain): the next one gets the room
+            else:
+                self._waiters.remove(event)
+            raise
+        # Charged by the caller before its next await, which wakes the next waiter.
+        self._passing = False
 
     def charge(self, size: int) -> None:
         self.used += size
         self.peak = max(self.peak, self.used)
+        self._wake()
 
     def release(self, size: int) -> None:
         self.used -= size
-        while self._waiters and self.used < self.limit:
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiters and self.used < self.limit and not self._passing:
+            self._passing = True
             self._waiters.popleft().set()
 
 

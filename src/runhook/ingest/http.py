@@ -120,19 +120,27 @@ class HttpIngress:
 
     async def _receive(self, request: web.Request, flow: Flow) -> bytes | None:
         """The next bytes of the body; b"" at its end, None when the client sent
-        nothing for the idle timeout (a stalled or slowloris client). Waits first
-        for room in the budget: the wait is ours, not the client's idling."""
-        await self.budget.room()
+        nothing for the idle timeout (a stalled or slowloris client). Then waits
+        for room in the budget (outside the timeout: that wait is ours, not the
+        client's), reading nothing more meanwhile."""
+        chunk: bytes | None = None
         with anyio.move_on_after(self._idle_s):
             try:
-                chunk = await request.content.read(self.budget.read_size())
+                chunk = await request.content.read(READ_BYTES)
             except (ConnectionError, web.HTTPException, OSError):
-                return b""
-            flow.read(len(chunk))
-            return chunk
-        log.info("HTTP ingest: nothing received for %gs from %s; answering what was read",
-                 self._idle_s, request.remote)
-        return None
+                chunk = b""
+        if chunk is None:
+            log.info("HTTP ingest: nothing received for %gs from %s; answering what was read",
+                     self._idle_s, request.remote)
+            return None
+        await self.budget.room()
+        if request.transport is None or request.transport.is_closing():
+            # The client hung up: what it sent and was not yet admitted is not
+            # acknowledged, and no one can be told; dropped, so a handler does not
+            # outlive its connection's slot with work still to admit.
+            return b""
+        flow.read(len(chunk))
+        return chunk
 
     async def _single(self, request: web.Request, token: Token) -> web.Response:
         """Content-Type application/json: the body is one request, newlines and all,

@@ -178,8 +178,9 @@ class Ingress:
             if self._draining:
                 scope.cancel()
             try:
-                await self.budget.room()  # over the budget: stop reading (backpressure)
-                chunk = await stream.receive(self.budget.read_size())
+                chunk = await stream.receive(constants.READ_CHUNK)
+                # Over the budget: this read waits, and nothing more is read (backpressure).
+                await self.budget.room()
                 connection.flow.read(len(chunk))
                 return chunk
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
