@@ -69,7 +69,8 @@ class _Counted(asyncio.Protocol):
     raw connection from the first byte: it can close one still in its handshake, and
     no TLS shutdown outlasts the handshake and header timeouts."""
 
-    __slots__ = ("__weakref__", "_early", "_gate", "_held", "_inner", "_made", "app", "raw")
+    __slots__ = ("__weakref__", "_deadline", "_early", "_gate", "_held", "_inner", "_made",
+                 "app", "raw")
 
     def __init__(self, inner: asyncio.Protocol, gate: Gate) -> None:
         self._inner = inner
@@ -79,6 +80,7 @@ class _Counted(asyncio.Protocol):
         self._early: list[bytes] = []  # TLS data that came before it did
         self.raw: asyncio.Transport | None = None  # the accepted TCP connection
         self.app: asyncio.BaseTransport | None = None  # what aiohttp speaks over
+        self._deadline: asyncio.TimerHandle | None = None
         weakref.finalize(self, _release, gate, self._held)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,12 +88,17 @@ class _Counted(asyncio.Protocol):
             self._connected(transport)
             return
         self.raw = raw = cast(asyncio.Transport, transport)
+        loop = asyncio.get_running_loop()
+        if self._gate.first_request_s is not None:
+            # Handshake and headers of the first request within this, all told: the
+            # connection is aborted, no TLS shutdown to wait for (a client trickling
+            # header bytes held its slot 43 s with a 10 s header timeout).
+            self._deadline = loop.call_later(self._gate.first_request_s, raw.abort)
         if self._gate.tls is None:
             self._connected(raw)
             return
         # What loop.start_tls does, but now, before a byte is read: started from a
         # task, the ClientHello could arrive first and be lost to the handshake.
-        loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         waiter.add_done_callback(self._handshaken)
         timeout = self._gate.tls_timeout
@@ -134,7 +141,14 @@ class _Counted(asyncio.Protocol):
         if self._made:
             self._inner.resume_writing()
 
+    def started(self) -> None:
+        """A request's headers arrived: from now on aiohttp's timeouts apply."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.started()
         _release(self._gate, self._held)
         self._gate.forget(self)
         if self._made:
@@ -182,12 +196,14 @@ class Gate:
     per connection with `tls_timeout` for the handshake and for the shutdown."""
 
     def __init__(self, server: web.Server, limit: int, *, evict: bool = False,
-                 tls: ssl.SSLContext | None = None, tls_timeout: float = 10.0) -> None:
+                 tls: ssl.SSLContext | None = None, tls_timeout: float = 10.0,
+                 first_request_s: float | None = None) -> None:
         self._server = server
         self._limit = limit
         self._evict = evict
         self.tls = tls
         self.tls_timeout = tls_timeout
+        self.first_request_s = first_request_s
         self.open = 0
         self.refused = 0
         self.evicted = 0
@@ -230,7 +246,14 @@ class Gate:
         """The connection carried a valid token: never closed to make room."""
         counted = self.transports.get(transport) if transport is not None else None
         if counted is not None:
+            counted.started()
             self._strangers.pop(counted, None)
+
+    def started(self, transport: asyncio.BaseTransport | None) -> None:
+        """A request's headers arrived on the connection."""
+        counted = self.transports.get(transport) if transport is not None else None
+        if counted is not None:
+            counted.started()
 
     def forget(self, counted: _Counted) -> None:
         self._strangers.pop(counted, None)

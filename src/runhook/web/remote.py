@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import anyio
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from anyio.abc import TaskStatus
 
 from runhook.config.remote import Remote
@@ -79,7 +80,13 @@ def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryH
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    app = web.Application()
+    @web.middleware
+    async def started(request: web.Request, handler: Handler) -> web.StreamResponse:
+        for gate in request.app[GATE]:
+            gate.started(request.transport)
+        return await handler(request)
+
+    app = web.Application(middlewares=[started])
     app[GATE] = []
     app.router.add_post("/v1/events", events)
     app.router.add_post("/v1/hooks/{name}", hooks.handle)
@@ -104,7 +111,8 @@ async def serve(app: web.Application, remote: Remote, *,
     try:
         try:
             gate = Gate(runner.server, remote.max_connections, evict=True, tls=context,
-                        tls_timeout=remote.header_timeout)
+                        tls_timeout=remote.header_timeout,
+                        first_request_s=remote.header_timeout)
             app[GATE].append(gate)
             listener = await asyncio.get_running_loop().create_server(
                 gate, remote.host, remote.port)
