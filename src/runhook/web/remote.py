@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 import anyio
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from anyio.abc import TaskStatus
 
 from runhook.config.remote import Remote
 from runhook.config.settings import Settings
 from runhook.core import constants
-from runhook.core.logs import LogLimit
+from runhook.core.logs import LogLimit, Throttled
 from runhook.core.schema import StartupError
 from runhook.ingest.http import HttpIngress, Tokens, unauthorized
 from runhook.ingest.ingress import Ingress, QueryHandler
@@ -25,6 +26,11 @@ from runhook.store.database import Store
 from runhook.web.limits import Gate
 
 log = logging.getLogger("runhook.remote")
+# aiohttp's own lines about this listener's connections: a malformed request is
+# logged once per 10 s, as a warning without traceback (one client sent ~360 KB/s of
+# tracebacks); a failure of ours still logs in full.
+server_log = logging.getLogger("runhook.remote.server")
+server_log.addFilter(Throttled((HttpProcessingError,)))
 
 # The listener's Gate, once serve() made it: the handlers mark the connections that
 # carried a valid token, which the gate then never closes to make room.
@@ -102,7 +108,8 @@ async def serve(app: web.Application, remote: Remote, *,
     the oldest connection without a valid token is closed for the new one, and
     only when every one has a token does a new connection get 503."""
     context = tls_context(remote)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=remote.header_timeout,
+    runner = web.AppRunner(app, access_log=None, logger=server_log,
+                           keepalive_timeout=remote.header_timeout,
                            shutdown_timeout=constants.HTTP_SHUTDOWN_S)
     await runner.setup()
     assert runner.server is not None
