@@ -100,7 +100,7 @@ async def budget(path: str) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--budget-mib", type=int, default=16)
+    parser.add_argument("--budget-mib", type=int, default=8)
     parser.add_argument("--clients", type=int, default=100)
     args = parser.parse_args()
     d = Path(tempfile.mkdtemp(prefix="rh"))

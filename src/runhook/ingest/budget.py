@@ -12,6 +12,11 @@ import anyio
 from runhook.core import constants
 from runhook.core.acks import Ticket
 
+# A read this small, from a connection with nothing in flight, waits at the head of
+# the line: a heartbeat or a single event is not queued behind a chunk of every
+# connection flooding (each costs the budget this much at most).
+SMALL_READ = 16 * 1024
+
 
 class Budget:
     """Bytes in flight, for the whole daemon. A reader asks for room after each read
@@ -30,15 +35,19 @@ class Budget:
         self._waiters: deque[anyio.Event] = deque()
         self._passing = False  # a waiter was woken and has not been charged yet
 
-    async def room(self) -> None:
+    async def room(self, first: bool = False) -> None:
         """Return once the budget has room. Waiters are let in one at a time, first
-        come first served: each one let in is charged before the next is woken, so a
-        crowd of waiters cannot all pass on the same room."""
+        come first served (`first`: ahead of the others): each one let in is charged
+        before the next is woken, so a crowd of waiters cannot all pass on the same
+        room."""
         if self.used < self.limit and not self._waiters and not self._passing:
             return
         self.waits += 1
         event = anyio.Event()
-        self._waiters.append(event)
+        if first:
+            self._waiters.appendleft(event)
+        else:
+            self._waiters.append(event)
         try:
             await event.wait()
         except BaseException:
@@ -71,12 +80,18 @@ class Flow:
     became, which release them once committed. `tail` is the part of a line still
     arriving, which stays charged to the connection until the line is complete."""
 
-    __slots__ = ("budget", "held", "tail")
+    __slots__ = ("budget", "held", "outstanding", "tail")
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.held = 0
         self.tail = 0
+        self.outstanding = 0  # handed to items whose commits are not done yet
+
+    async def room(self, size: int) -> None:
+        """Wait for room before the `size` bytes just read are admitted."""
+        await self.budget.room(first=size <= SMALL_READ and not self.outstanding
+                               and not self.held)
 
     def read(self, size: int) -> None:
         self.budget.charge(size)
@@ -92,12 +107,13 @@ class Flow:
         if ticket is None or ticket.future.done():
             self.budget.release(cost)
         else:
-            ticket.future.add_done_callback(partial(_release, self.budget, cost))
+            self.outstanding += cost
+            ticket.future.add_done_callback(partial(self._released, cost))
+
+    def _released(self, cost: int, _: object) -> None:
+        self.outstanding -= cost
+        self.budget.release(cost)
 
     def close(self) -> None:
         self.budget.release(self.held)
         self.held = 0
-
-
-def _release(budget: Budget, cost: int, _: object) -> None:
-    budget.release(cost)

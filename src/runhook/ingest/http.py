@@ -133,7 +133,7 @@ class HttpIngress:
             log.info("HTTP ingest: nothing received for %gs from %s; answering what was read",
                      self._idle_s, request.remote)
             return None
-        await self.budget.room()
+        await flow.room(len(chunk))
         if request.transport is None or request.transport.is_closing():
             # The client hung up: what it sent and was not yet admitted is not
             # acknowledged, and no one can be told; dropped, so a handler does not

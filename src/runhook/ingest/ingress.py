@@ -180,7 +180,7 @@ class Ingress:
             try:
                 chunk = await stream.receive(constants.READ_CHUNK)
                 # Over the budget: this read waits, and nothing more is read (backpressure).
-                await self.budget.room()
+                await connection.flow.room(len(chunk))
                 connection.flow.read(len(chunk))
                 return chunk
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
