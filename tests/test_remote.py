@@ -455,6 +455,34 @@ async def test_failed_tls_handshakes_give_their_connection_slots_back(start_daem
         assert json.loads(await answer.text()) == {"ok": True}
 
 
+async def test_idle_strangers_in_every_slot_do_not_keep_out_a_token(start_daemon, tls):
+    """Three connections allowed, all three taken by clients that connected and sent
+    nothing (an idle flood; each would hold its slot for the 10 s header timeout).
+    A run's heartbeat with a valid token still gets through, over and over: at the
+    cap the oldest connection that has not authenticated is closed for it (it got
+    503 while the flood lasted, and the run was declared crashed)."""
+    port = free_port()
+    body = CONFIG.format(port=port).replace(
+        'idle_timeout = "3s"', 'idle_timeout = "3s"\nmax_connections = 3\nheader_timeout = "10s"')
+    daemon = await start_daemon(body)
+    daemon.tls = tls
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    try:
+        for n in range(3):
+            async with session(daemon) as http, http.post(
+                    f"https://127.0.0.1:{port}/v1/events",
+                    data=json.dumps(failed(f"slots{n}")) + "\n") as answer:
+                assert answer.status == 200
+                assert json.loads(await answer.text()) == {"ok": True}
+            idle.append(await asyncio.open_connection("127.0.0.1", port))  # the flood goes on
+        # The oldest idle connections were the ones closed, one per request let in.
+        for reader, _ in idle[:3]:
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+    finally:
+        for _, writer in idle:
+            writer.close()
+
+
 async def test_a_token_cannot_send_the_ids_registry_webhooks_give_their_events(remote):
     """Hugging Face ids are predictable; a token that could send one first would make
     the real delivery a duplicate. Such ids are refused on the line, alone."""

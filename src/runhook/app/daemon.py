@@ -22,6 +22,7 @@ from runhook.core.status import DaemonStatus
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.routing import Scopes
 from runhook.ingest import queries, silencing
+from runhook.ingest.budget import Budget
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store, Write, WriteFailed
@@ -81,7 +82,8 @@ class Daemon:
                                              self.silences)
                         await self.scopes.load_seen()
                         self.scopes.start_timed()
-                        self.ingress = Ingress(self.scopes, self.store, self._query)
+                        self.ingress = Ingress(self.scopes, self.store, self._query,
+                                               Budget(server.ingest_budget_mib << 20))
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket, server.socket_mode)
                             if server.http:

@@ -11,6 +11,7 @@ from runhook.config.settings import Settings
 from runhook.core.status import AutomationStatus, DaemonStatus, IntegrationStatus
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.routing import Scopes
+from runhook.ingest.budget import Budget
 from runhook.ingest.ingress import Ingress
 from runhook.store.database import Store
 
@@ -37,7 +38,13 @@ def status(settings: Settings, started_at: float, store: Store, deliveries: Deli
         connections=ingress.connections if ingress is not None else 0,
         events_received=dict(ingress.events_received) if ingress is not None else {},
         lines_rejected=ingress.lines_rejected if ingress is not None else 0,
+        ingest_budget=budget(ingress.budget) if ingress is not None else {},
     )
+
+
+def budget(budget: Budget) -> dict[str, int]:
+    return {"limit": budget.limit, "in_flight": budget.used, "peak": budget.peak,
+            "waits": budget.waits}
 
 
 def queues(store: Store, deliveries: Deliveries, scopes: Scopes | None) -> dict[str, int]:

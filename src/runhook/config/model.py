@@ -53,6 +53,10 @@ class Server(Table, frozen=True):
     # How often clients heartbeat (runhook.init's `heartbeat=`): timeouts under twice it
     # are refused. A site whose clients beat faster (and tests) say so here.
     client_heartbeat: str = constants.DEFAULT_CLIENT_HEARTBEAT
+    # Bytes read from clients (socket and HTTPS together) whose events are not yet
+    # committed, in MiB; past it the daemon stops reading (read at start).
+    ingest_budget_mib: Annotated[int, msgspec.Meta(ge=1, le=65536)] = \
+        constants.INGEST_BUDGET_BYTES >> 20
 
 
 class ScopeOptions(Table, frozen=True):

@@ -26,6 +26,12 @@ PENDING_CHUNKS = 16
 # a connection holds (a read of 2-byte bad lines would otherwise queue 130,000
 # error lines each), and stays above the lines of a typical 256 KiB read.
 CHUNK_LINES = 4096
+# Bytes read from clients (socket and HTTPS together) whose events are not yet
+# committed. Past it every connection stops reading until commits catch up. The
+# decoded events of 8 MiB of lines take ~100 MB at their peak (a modest share of a
+# training host), and two clients pipelining at full speed fit in it
+# (`server.ingest_budget_mib`).
+INGEST_BUDGET_BYTES = 8 << 20
 # Event socket connections at once; one more gets a refusal line and is closed.
 # Each holds at most PENDING_CHUNKS runs of CHUNK_LINES answers (a few MB).
 MAX_SOCKET_CONNECTIONS = 1024

@@ -71,3 +71,30 @@ class LogLimit:
         held, self._held = self._held, 0
         self._next = now + self._interval
         return held
+
+
+class Throttled(logging.Filter):
+    """For a logger a stranger can make write (aiohttp's, for each malformed request):
+    a record carrying one of `kinds` passes once per `interval` seconds, as one line
+    without its traceback (the client's fault, not ours), saying how many were held
+    back; every other record passes untouched, traceback and all."""
+
+    def __init__(self, kinds: tuple[type[BaseException], ...], interval: float = 10.0) -> None:
+        super().__init__()
+        self._kinds = kinds
+        self._limit = LogLimit(interval)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, self._kinds):
+            return True
+        held = self._limit.allow()
+        if held is None:
+            return False
+        record.msg = f"{record.getMessage()}: {exc}" + (
+            f" (and {held} more not logged)" if held else "")
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

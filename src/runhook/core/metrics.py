@@ -111,12 +111,30 @@ class _Collector:
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], value)
             yield gauge
+        yield from _budget(s.ingest_budget)
         disabled = GaugeMetricFamily("runhook_integration_disabled",
                                      "1 while an integration is disabled by a 410.",
                                      labels=["integration"])
         for entry in s.integrations:
             disabled.add_metric([entry.name], 1 if entry.disabled else 0)
         yield disabled
+
+
+def _budget(budget: dict[str, int]) -> Iterator[Metric]:
+    """The ingest budget shared by the socket and HTTPS (ingest/budget.py)."""
+    if not budget:
+        return
+    for name, key, help_text in (
+            ("runhook_ingest_budget_bytes", "limit", "Bytes read but not yet committed, at most."),
+            ("runhook_ingest_in_flight_bytes", "in_flight", "Bytes read but not yet committed."),
+            ("runhook_ingest_in_flight_peak_bytes", "peak", "The most in flight since start.")):
+        gauge = GaugeMetricFamily(name, help_text)
+        gauge.add_metric([], budget[key])
+        yield gauge
+    waits = CounterMetricFamily("runhook_ingest_budget_waits",
+                                "Reads that waited for room in the ingest budget.")
+    waits.add_metric([], budget["waits"])
+    yield waits
 
 
 def activity_line(before: dict[str, int], after: dict[str, int], seconds: float) -> str | None:

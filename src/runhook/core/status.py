@@ -51,5 +51,8 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     connections: int
     events_received: dict[str, int]  # by event type
     lines_rejected: int
+    # The ingest budget, in bytes: "limit", "in_flight" now, "peak" since start, and
+    # "waits" (reads that waited for room).
+    ingest_budget: dict[str, int] = {}
     # Cluster mode: this node's name, the live nodes and the partitions it owns.
     cluster: dict[str, Any] | None = None

@@ -12,14 +12,15 @@ from fnmatch import fnmatchcase
 
 import anyio
 from aiohttp import web
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from runhook.config.remote import Token
 from runhook.core import constants
 from runhook.core.events import Event
 from runhook.ingest import protocol
 from runhook.ingest.admission import Admission, Answers, Request
-from runhook.ingest.ingress import Ingress, QueryHandler, Turn, ready, resolve
+from runhook.ingest.budget import Flow
+from runhook.ingest.ingress import Ingress, QueryHandler, Sender, Turn, ready, resolve
 from runhook.ingest.protocol import Query
 
 log = logging.getLogger("runhook.ingest.http")
@@ -76,6 +77,7 @@ class HttpIngress:
     def __init__(self, ingress: Ingress, queries: QueryHandler, idle_s: float,
                  send_s: float = constants.HTTP_SEND_TIMEOUT_S) -> None:
         self.admission: Admission = ingress.admission
+        self.budget = ingress.budget  # the socket's: one budget for both transports
         self._queries = queries
         self._idle_s = idle_s
         self._send_s = send_s
@@ -91,58 +93,100 @@ class HttpIngress:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return web.json_response({"ok": False, "error": "body over 64 MiB; send it in parts"},
                                      status=413)
-        single = request.content_type == "application/json"
+        if request.content_type == "application/json":
+            return await self._single(request, token)
         response = web.StreamResponse(headers={"Content-Type": NDJSON,
                                                "Cache-Control": "no-store"})
         response.enable_chunked_encoding()
         # Headers go out now, before the body is read: the client reads answers
-        # while it is still sending (the socket's pipelining, over one request).
+        # while it is still sending (the socket's pipelining, over one request). So
+        # the 200 says only that the request was taken: each line's answer is its
+        # acknowledgement (README, "HTTP ingest").
         await response.prepare(request)
         send, receive = anyio.create_memory_object_stream[Item](constants.PENDING_CHUNKS)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._write_answers, receive, response, request)
-            async with send:  # closing it ends the writer once all is answered
-                if single:
-                    await self._single(request, token, send)
-                else:
-                    await self._read_lines(request, token, send)
+        flow = Flow(self.budget)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write_answers, receive, response, request)
+                async with send:  # closing it ends the writer once all is answered
+                    await self._read_lines(request, token, Sender(send, flow))
+        finally:
+            flow.close()
         try:
             await response.write_eof()
         except (ConnectionError, RuntimeError):
             pass  # the client left: its answers were committed all the same
         return response
 
-    async def _receive(self, request: web.Request) -> bytes | None:
+    async def _receive(self, request: web.Request, flow: Flow) -> bytes | None:
         """The next bytes of the body; b"" at its end, None when the client sent
-        nothing for the idle timeout (a stalled or slowloris client)."""
+        nothing for the idle timeout (a stalled or slowloris client). Then waits
+        for room in the budget (outside the timeout: that wait is ours, not the
+        client's), reading nothing more meanwhile."""
+        chunk: bytes | None = None
         with anyio.move_on_after(self._idle_s):
             try:
-                return await request.content.readany()
+                chunk = await request.content.read(READ_BYTES)
             except (ConnectionError, web.HTTPException, OSError):
-                return b""
-        log.info("HTTP ingest: nothing received for %gs from %s; answering what was read",
-                 self._idle_s, request.remote)
-        return None
+                chunk = b""
+        if chunk is None:
+            log.info("HTTP ingest: nothing received for %gs from %s; answering what was read",
+                     self._idle_s, request.remote)
+            return None
+        await flow.room(len(chunk))
+        if request.transport is None or request.transport.is_closing():
+            # The client hung up: what it sent and was not yet admitted is not
+            # acknowledged, and no one can be told; dropped, so a handler does not
+            # outlive its connection's slot with work still to admit.
+            return b""
+        flow.read(len(chunk))
+        return chunk
 
-    async def _single(self, request: web.Request, token: Token,
-                      send: MemoryObjectSendStream[Item]) -> None:
-        """Content-Type application/json: the body is one request, newlines and all."""
-        body = bytearray()
-        while chunk := await self._receive(request):
-            body += chunk
-            if len(body) > constants.MAX_LINE_BYTES:
-                await send.send(ready(self.admission.too_long(1)))
-                return
-        if body.strip():
-            await self._admit([1], [bytes(body)], token, send)
+    async def _single(self, request: web.Request, token: Token) -> web.Response:
+        """Content-Type application/json: the body is one request, newlines and all,
+        read whole before anything is answered; the status is its outcome (200 once
+        committed, 4xx refused, 503 when its commit failed and it may be sent again)."""
+        flow = Flow(self.budget)
+        try:
+            body = bytearray()
+            while chunk := await self._receive(request, flow):
+                body += chunk
+                if len(body) > constants.MAX_LINE_BYTES:
+                    return _single_answer(413, self.admission.too_long(1))
+            if chunk is None:
+                return _single_answer(408, protocol.refusal(
+                    f"the body did not arrive within {self._idle_s:g}s"))
+            if not body.strip():
+                return _single_answer(400, protocol.refusal("the body is empty: send one "
+                                                            "JSON object"))
+            _, requests = self.admission.decode(1, [bytes(body)])
+            if isinstance(requests[0], bytes):
+                return _single_answer(400, requests[0])
+            self._screen(token, [1], requests)
+            request_ = requests[0]
+            if isinstance(request_, bytes):
+                return _single_answer(403, request_)
+            if isinstance(request_, Query):
+                answer = await self._run(Turn(1, request_))
+                return _single_answer(200 if answer.startswith(protocol.OK[:-2]) else 400,
+                                      answer)
+            answers = await self.admission.admit([1], requests, time.time())
+            flow.settle(answers.ticket)
+            out = b"".join(await resolve(answers))
+            if out.startswith(protocol.OK[:-2]):
+                return _single_answer(200, out)
+            # Refused before admission (its `time`) is the sender's; a failed commit not.
+            return _single_answer(400 if isinstance(answers.results[0], bytes) else 503, out)
+        finally:
+            flow.close()
 
     async def _read_lines(self, request: web.Request, token: Token,
-                          send: MemoryObjectSendStream[Item]) -> None:
+                          send: Sender) -> None:
         line_no = 0
         total = 0
         pending = bytearray()  # the start of a line still arriving
         discarding = False  # inside a line over the limit: dropped up to its end
-        while chunk := await self._receive(request):
+        while chunk := await self._receive(request, send.flow):
             total += len(chunk)
             if total > MAX_BODY_BYTES:
                 await send.send(ready(protocol.refusal(
@@ -156,6 +200,7 @@ class HttpIngress:
                     continue
                 discarding = False
                 line_no += 1
+                send.flow.tail = len(chunk) - newline - 1  # still to be read as lines
                 await send.send(ready(self.admission.too_long(line_no)))
                 start = newline + 1
             last = chunk.rfind(b"\n", start)
@@ -164,14 +209,17 @@ class HttpIngress:
             else:
                 lines = (bytes(pending) + chunk[start:last]).split(b"\n")
                 pending = bytearray(chunk[last + 1:])
+                send.flow.tail = len(pending)
                 numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
                 line_no = numbers[-1]
                 for at in range(0, len(lines), constants.CHUNK_LINES):
                     await self._admit(numbers[at:at + constants.CHUNK_LINES],
                                       lines[at:at + constants.CHUNK_LINES], token, send)
+            send.flow.tail = len(pending)
             if len(pending) > constants.MAX_LINE_BYTES:
                 pending.clear()
                 discarding = True
+        send.flow.tail = 0
         if discarding:
             await send.send(ready(self.admission.too_long(line_no + 1)))
         elif pending.strip():
@@ -201,7 +249,7 @@ class HttpIngress:
         return protocol.error_line(line_no, message)
 
     async def _admit(self, numbers: list[int], lines: list[bytes], token: Token,
-                     send: MemoryObjectSendStream[Item]) -> None:
+                     send: Sender) -> None:
         """Decoded, screened, then admitted a run of events at a time; a query or
         command waits for the lines before it to be answered, as on the socket."""
         numbers, requests = self.admission.decode(numbers[0], lines) if numbers else ([], [])
@@ -247,3 +295,8 @@ class HttpIngress:
         finally:
             turn.ran.set()
 
+
+
+def _single_answer(status: int, answer: bytes) -> web.Response:
+    return web.Response(status=status, body=answer, content_type="application/json",
+                        headers={"Cache-Control": "no-store"})

@@ -19,6 +19,7 @@ from runhook.core.schema import StartupError
 from runhook.evaluate.routing import Scopes
 from runhook.ingest import protocol
 from runhook.ingest.admission import Admission, Answers, Copy, Request, answer_copy
+from runhook.ingest.budget import Budget, Flow
 from runhook.ingest.idempotency import RecentIds
 from runhook.ingest.protocol import Query
 from runhook.store.database import Store
@@ -46,21 +47,40 @@ class Turn:
 Item = Answers | Turn
 
 
+class Sender:
+    """A connection's answer queue, which hands each item the bytes it came from: the
+    budget gets them back once the item's commit resolves."""
+
+    __slots__ = ("flow", "stream")
+
+    def __init__(self, stream: MemoryObjectSendStream[Item], flow: Flow) -> None:
+        self.stream = stream
+        self.flow = flow
+
+    async def send(self, item: Item) -> None:
+        self.flow.settle(item.ticket if isinstance(item, Answers) else None)
+        await self.stream.send(item)
+
+
 class Connection:
-    """One client's reading state, as drain sees it."""
+    """One client's reading state, as drain sees it, and its bytes in the budget."""
 
-    __slots__ = ("receiving",)
+    __slots__ = ("flow", "receiving")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.receiving: anyio.CancelScope | None = None  # set while waiting for bytes
+        self.flow = Flow(budget)
 
 
 class Ingress:
     """Every connection is a task of one task group owned by `serve`; each runs
     its reader and its answer writer in a group of its own."""
 
-    def __init__(self, scopes: Scopes, store: Store, queries: QueryHandler) -> None:
+    def __init__(self, scopes: Scopes, store: Store, queries: QueryHandler,
+                 budget: Budget | None = None) -> None:
         self.admission = Admission(scopes, store)
+        # Shared with the HTTPS listener (web/remote.py): one budget for the daemon.
+        self.budget = budget if budget is not None else Budget()
         self._queries = queries
         self.connections = 0
         self._open: set[Connection] = set()
@@ -125,7 +145,7 @@ class Ingress:
                 await self._idle.wait()
 
     async def _connection(self, stream: SocketStream) -> None:
-        connection = Connection()
+        connection = Connection(self.budget)
         self._open.add(connection)
         try:
             if self.connections > constants.MAX_SOCKET_CONNECTIONS:
@@ -139,8 +159,9 @@ class Ingress:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write_answers, receive, stream)
                 async with send:  # closing it ends the writer once all is answered
-                    await self._read_lines(stream, send, connection)
+                    await self._read_lines(stream, Sender(send, connection.flow), connection)
         finally:
+            connection.flow.close()
             self._open.discard(connection)
             self.connections -= 1
             if self._draining and not self.connections:
@@ -157,7 +178,11 @@ class Ingress:
             if self._draining:
                 scope.cancel()
             try:
-                return await stream.receive(constants.READ_CHUNK)
+                chunk = await stream.receive(constants.READ_CHUNK)
+                # Over the budget: this read waits, and nothing more is read (backpressure).
+                await connection.flow.room(len(chunk))
+                connection.flow.read(len(chunk))
+                return chunk
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                     OSError):
                 return b""
@@ -165,7 +190,7 @@ class Ingress:
                 connection.receiving = None
         return b""  # cancelled: draining
 
-    async def _read_lines(self, stream: SocketStream, send: MemoryObjectSendStream[Item],
+    async def _read_lines(self, stream: SocketStream, send: Sender,
                           connection: Connection) -> None:
         line_no = 0
         # The start of a line still arriving. A bytearray, and only the new bytes
@@ -179,6 +204,7 @@ class Ingress:
                     continue
                 discarding = False
                 line_no += 1
+                send.flow.tail = len(chunk) - newline - 1  # still to be read as lines
                 await send.send(_ready(self.admission.too_long(line_no)))
                 chunk = chunk[newline + 1:]
             last = chunk.rfind(b"\n")
@@ -187,10 +213,13 @@ class Ingress:
             else:
                 block = bytes(pending) + chunk[:last] if pending else chunk[:last]
                 pending = bytearray(chunk[last + 1:])
+                send.flow.tail = len(pending)
                 line_no = await self._block(line_no + 1, block, send)
+            send.flow.tail = len(pending)
             if len(pending) > constants.MAX_LINE_BYTES:
                 pending = bytearray()
                 discarding = True
+        send.flow.tail = 0
         if discarding:  # over the limit and never ended: still answered
             await send.send(_ready(self.admission.too_long(line_no + 1)))
         elif pending.strip() and not self._draining:
@@ -199,7 +228,7 @@ class Ingress:
             await self._lines(line_no + 1, [bytes(pending)], send)
 
     async def _block(self, first_line: int, block: bytes,
-                     send: MemoryObjectSendStream[Item]) -> int:
+                     send: Sender) -> int:
         """The complete lines of one read, decoded in one call when every one is a
         request (the usual case); else line by line. Returns the last line's number."""
         count = block.count(b"\n") + 1
@@ -215,7 +244,7 @@ class Ingress:
         return last_line
 
     async def _lines(self, first_line: int, lines: list[bytes],
-                     send: MemoryObjectSendStream[Item]) -> None:
+                     send: Sender) -> None:
         """Lines decoded one by one, in runs of at most CHUNK_LINES (so the answers
         waiting on a connection are bounded in lines, not only in chunks)."""
         for start in range(0, len(lines), constants.CHUNK_LINES):
@@ -224,7 +253,7 @@ class Ingress:
             await self._admit(numbers, requests, send)
 
     async def _admit(self, numbers: Sequence[int], requests: list[Request],
-                     send: MemoryObjectSendStream[Item]) -> None:
+                     send: Sender) -> None:
         """Admit each run of events up to the next query or command, which waits
         for its turn."""
         now = time.time()

@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 import anyio
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 from anyio.abc import TaskStatus
 
 from runhook.config.remote import Remote
 from runhook.config.settings import Settings
 from runhook.core import constants
-from runhook.core.logs import LogLimit
+from runhook.core.logs import LogLimit, Throttled
 from runhook.core.schema import StartupError
 from runhook.ingest.http import HttpIngress, Tokens, unauthorized
 from runhook.ingest.ingress import Ingress, QueryHandler
@@ -24,6 +26,15 @@ from runhook.store.database import Store
 from runhook.web.limits import Gate
 
 log = logging.getLogger("runhook.remote")
+# aiohttp's own lines about this listener's connections: a malformed request is
+# logged once per 10 s, as a warning without traceback (one client sent ~360 KB/s of
+# tracebacks); a failure of ours still logs in full.
+server_log = logging.getLogger("runhook.remote.server")
+server_log.addFilter(Throttled((HttpProcessingError,)))
+
+# The listener's Gate, once serve() made it: the handlers mark the connections that
+# carried a valid token, which the gate then never closes to make room.
+GATE = web.AppKey("gate", list)
 
 
 def tls_context(remote: Remote) -> ssl.SSLContext | None:
@@ -68,12 +79,21 @@ def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryH
                             request.path, request.remote,
                             f" (and {held} more refusals not logged)" if held else "")
             return unauthorized()
+        for gate in app[GATE]:
+            gate.authenticated(request.transport)
         return await http.events(request, token)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    app = web.Application()
+    @web.middleware
+    async def started(request: web.Request, handler: Handler) -> web.StreamResponse:
+        for gate in request.app[GATE]:
+            gate.started(request.transport)
+        return await handler(request)
+
+    app = web.Application(middlewares=[started])
+    app[GATE] = []
     app.router.add_post("/v1/events", events)
     app.router.add_post("/v1/hooks/{name}", hooks.handle)
     app.router.add_get("/healthz", healthz)
@@ -84,9 +104,12 @@ async def serve(app: web.Application, remote: Remote, *,
                 task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Listen on `remote.host:port`, with TLS when configured. aiohttp's keep-alive
     timeout bounds how long a connection may take to send a request's headers;
-    the TLS handshake gets as long; past `max_connections` a connection gets 503."""
+    the TLS handshake gets as long, and so does its shutdown; at `max_connections`
+    the oldest connection without a valid token is closed for the new one, and
+    only when every one has a token does a new connection get 503."""
     context = tls_context(remote)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=remote.header_timeout,
+    runner = web.AppRunner(app, access_log=None, logger=server_log,
+                           keepalive_timeout=remote.header_timeout,
                            shutdown_timeout=constants.HTTP_SHUTDOWN_S)
     await runner.setup()
     assert runner.server is not None
@@ -94,9 +117,12 @@ async def serve(app: web.Application, remote: Remote, *,
     address = f"{remote.host}:{remote.port}"
     try:
         try:
+            gate = Gate(runner.server, remote.max_connections, evict=True, tls=context,
+                        tls_timeout=remote.header_timeout,
+                        first_request_s=remote.header_timeout)
+            app[GATE].append(gate)
             listener = await asyncio.get_running_loop().create_server(
-                Gate(runner.server, remote.max_connections), remote.host, remote.port,
-                ssl=context, ssl_handshake_timeout=remote.header_timeout if context else None)
+                gate, remote.host, remote.port)
         except OSError as exc:
             raise StartupError(f"cannot listen on {address}: {exc.strerror or exc} "
                                "(ingest.listen)") from None
