@@ -12,11 +12,13 @@ from runhook.core.status import AutomationStatus, DaemonStatus, IntegrationStatu
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.routing import Scopes
 from runhook.ingest.ingress import Ingress
+from runhook.sources.tracking import Followers
 from runhook.store.database import Store
 
 
 def status(settings: Settings, started_at: float, store: Store, deliveries: Deliveries,
-           scopes: Scopes | None, ingress: Ingress | None) -> DaemonStatus:
+           scopes: Scopes | None, ingress: Ingress | None,
+           followers: Followers | None = None) -> DaemonStatus:
     actors = list(scopes.actors.values()) if scopes is not None else []
     return DaemonStatus(
         version=__version__,
@@ -37,6 +39,7 @@ def status(settings: Settings, started_at: float, store: Store, deliveries: Deli
         connections=ingress.connections if ingress is not None else 0,
         events_received=dict(ingress.events_received) if ingress is not None else {},
         lines_rejected=ingress.lines_rejected if ingress is not None else 0,
+        sources=followers.statuses() if followers is not None else [],
     )
 
 

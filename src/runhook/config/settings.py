@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from runhook.config.destinations import url_problem
 from runhook.config.remote import Remote
 from runhook.config.remote import check as check_remote
 from runhook.config.secrets import Redactor, resolve, signing_key
+from runhook.config.tracking import MlflowTrackingSource, Tracking
+from runhook.config.tracking import check as check_tracking
 from runhook.core import constants
 from runhook.core.durations import parse_duration, parse_rate
 from runhook.core.identity import check_url_pattern
@@ -100,6 +103,9 @@ class Settings:
     remote: Remote | None = None  # the [ingest] listener, when it is on
     cluster: ClusterSettings | None = None  # [cluster], when it is on
     max_silence_duration: float = 90 * 86400.0
+    # The MLflow tracking servers followed; each one's `interval` is its runs'
+    # heartbeat interval (DESIGN §9).
+    tracking: dict[str, Tracking] = dataclasses.field(default_factory=dict)
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -107,7 +113,11 @@ class Settings:
     def scope(self, key: str) -> ScopeSettings:
         options = self.config.scopes.get(key)
         server = self.config.server
-        return ScopeSettings(self.heartbeat_timeout, options.run_url if options else None,
+        run_url = options.run_url if options else None
+        if run_url is None:
+            run_url = next((t.run_url for t in self.tracking.values()
+                            if key.startswith(f"project:{t.entity}/")), None)
+        return ScopeSettings(self.heartbeat_timeout, run_url,
                              server.max_runs_per_scope, server.max_digest_windows_per_scope)
 
     @property
@@ -167,6 +177,13 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     remote_problems, remote = check_remote(config.ingest, config.sources, set(config.secrets),
                                            secrets)
     problems.extend(remote_problems)
+    tracking: dict[str, Tracking] = {}
+    for name, followed in config.sources.items():
+        if isinstance(followed, MlflowTrackingSource):
+            found, compiled = check_tracking(name, followed, set(config.secrets), secrets)
+            problems.extend(found)
+            if compiled is not None:
+                tracking[name] = compiled
     cluster_problems, cluster = check_cluster(config.cluster)
     problems.extend(cluster_problems)
     if problems:
@@ -179,7 +196,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                     {a.name: a for a in automations}, durations["history_ttl"],
                     durations["purge_interval"], durations["drain_timeout"],
                     durations["heartbeat_timeout"], remote, cluster,
-                    durations["max_silence_duration"])
+                    durations["max_silence_duration"], tracking)
 
 
 def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:
