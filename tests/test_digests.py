@@ -254,7 +254,7 @@ def test_channels_list_twenty_then_and_n_more():
 async def test_migration_0011_keeps_the_history_and_admits_grouped(tmp_path):
     db = await aiosqlite.connect(tmp_path / "r.db", isolation_level=None)
     await db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-    for migration in MIGRATIONS[:-1]:  # a database of the version before
+    for migration in MIGRATIONS[:10]:  # a database of the version before 0011
         for statement in migration():
             await db.execute(statement)
         await db.execute("INSERT INTO schema_migrations VALUES (?, 0)",
@@ -265,7 +265,7 @@ async def test_migration_0011_keeps_the_history_and_admits_grouped(tmp_path):
                      "'{}', 1, 2, 3, 1)")
     with pytest.raises(sqlite3.IntegrityError):
         await db.execute("UPDATE executions SET state = 'GROUPED'")
-    assert await migrate(db) == ["0011_digests"]
+    assert (await migrate(db))[0] == "0011_digests"
     async with db.execute("SELECT id, state, attempts, round_start, digest_id "
                           "FROM executions") as cursor:
         assert await cursor.fetchall() == [("ex_old", "FINISHED", 3, 1, None)]

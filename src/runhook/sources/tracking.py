@@ -24,8 +24,8 @@ from runhook.config.tracking import Tracking
 from runhook.core.status import SourceStatus
 from runhook.ingest.ingress import Ingress, resolve
 from runhook.sources import tracking_marks as marks
-from runhook.sources.tracking_api import Api, ApiError, Metric, Run
-from runhook.sources.tracking_marks import Cursor, MetricMark, RunMark, TrackedEvent
+from runhook.sources.tracking_api import Api, ApiError, Run
+from runhook.sources.tracking_marks import Cursor, TrackedEvent
 from runhook.store.cursors import load_cursor, save_cursor
 from runhook.store.database import Store, WriteFailed
 
@@ -46,6 +46,8 @@ MAX_BACKOFF_S = 300.0
 MAX_SEND_TRIES = 5
 # A run not found by any look for this long leaves the cursor.
 FORGET_S = 86400.0
+# History calls pipelined in one round of a look.
+HISTORIES_PER_ROUND = 5_000
 # Experiments per runs/search call.
 EXPERIMENTS_PER_SEARCH = 100
 
@@ -139,18 +141,23 @@ class Follower:
                 since = cursor.since - CLOCK_MARGIN_MS
                 async for run in self.api.runs(chunk, f"attributes.end_time >= {since}"):
                     runs[run.info.run_id] = run
-        budget = [MAX_POINTS_PER_LOOK]
+        plans: list[tuple[Run, str, list[marks.Reading]]] = []
+        for run in sorted(runs.values(), key=lambda r: (r.info.start_time, r.info.run_id)):
+            project = experiments.get(run.info.experiment_id)
+            if run.info.status not in marks.STATES or project is None:
+                continue  # SCHEDULED: not started
+            mark = cursor.runs.get(run.info.run_id)
+            plans.append((run, project, [
+                marks.Reading(run.info.run_id, key, mark.metrics.get(key) if mark else None)
+                for key in marks.moved(run, mark)]))
+        await self._read([r for _, _, readings in plans for r in readings])
         events: list[TrackedEvent] = []
         new_runs = dict(cursor.runs)
         complete = True
-        for run in sorted(runs.values(), key=lambda r: (r.info.start_time, r.info.run_id)):
-            if run.info.status not in marks.STATES:
-                continue  # SCHEDULED: not started
-            project = experiments.get(run.info.experiment_id)
-            if project is None:
-                continue
-            found, mark, done = await self._run(run, project, cursor.runs.get(run.info.run_id),
-                                                started, budget)
+        for run, project, readings in plans:
+            found, mark, done = marks.run_events(
+                self.source.name, self.source.entity, project, self.source.group_tag, run,
+                cursor.runs.get(run.info.run_id), readings, started)
             events.extend(found)
             new_runs[run.info.run_id] = mark
             complete = complete and done
@@ -181,74 +188,17 @@ class Follower:
                 if e.lifecycle_stage == "active"
                 and (not wanted or any(fnmatchcase(e.name, w) for w in wanted))}
 
-    async def _run(self, run: Run, project: str, mark: RunMark | None, now: float,
-                   budget: list[int]) -> tuple[list[TrackedEvent], RunMark, bool]:
-        """A run's events this look, its new mark, and whether all it showed was read."""
-        source, entity, info = self.source.name, self.source.entity, run.info
-        status = info.status
-        before = mark.status if mark is not None else ""
-        metrics = dict(mark.metrics) if mark is not None else {}
-        head: list[TrackedEvent] = []
-        if before != status and (before == "" or status == "RUNNING"):
-            head.append(marks.state_event(source, entity, project, run, "RUNNING"))
-        points: list[Metric] = []
-        done = True
-        latest = {m.key: m for m in run.data.metrics}
-        for key in marks.moved(run, mark):
-            if budget[0] <= 0:  # the rest next look, from the marks as they are
-                done = False
-                break
-            read, metric_mark, complete = await self._history(
-                info.run_id, key, metrics.get(key), budget)
-            points.extend(read)
-            if complete:
-                metric_mark.step, metric_mark.timestamp = latest[key].step, latest[key].timestamp
-            metrics[key] = metric_mark
-            done = done and complete
-        events: list[TrackedEvent] = [
-            *head, *marks.metric_events(source, entity, project, info.run_id, points)]
-        shown = "RUNNING" if head or before == "RUNNING" else before
-        if status in marks.TERMINAL and status != before and done:
-            # After every point it logged: a run's last values come before its end.
-            events.append(marks.state_event(source, entity, project, run, status))
-            shown = status
-        if events:
-            events[0] = marks.with_identity(events[0], marks.identity(run, self.source.group_tag))
-        return events, RunMark(shown, info.end_time, now, metrics), done
-
-    async def _history(self, run_id: str, key: str, mark: MetricMark | None,
-                       budget: list[int]) -> tuple[list[Metric], MetricMark, bool]:
-        """The new points of one metric (paged from where the mark left it), its mark
-        advanced past them (not its latest step: the caller sets it when complete), and
-        whether the history was read to its end."""
-        offset = marks.resume_at(mark)
-        out: list[Metric] = []
-        new = MetricMark() if mark is None else msgspec.structs.replace(mark)
-        # Read from 0 with a mark: every page keeps only what sorts after its last point.
-        filtered = offset == 0 and mark is not None and mark.count > 0
-        first = True
-        while True:
-            page, more = await self.api.history(run_id, key, offset)
-            fresh: list[Metric] | None = page
-            if filtered:
-                fresh = marks.fresh(mark, 0, page)
-            elif first:
-                fresh = marks.fresh(mark, offset, page)
-                if fresh is None:  # points were inserted before the mark: from the start
-                    offset, filtered = 0, True
-                    continue
-            first = False
-            assert fresh is not None
-            out.extend(fresh)
-            offset += len(page)
-            budget[0] -= len(page)
-            new.count = offset
-            if page:
-                new.last_timestamp, new.last_step = page[-1].timestamp, page[-1].step
-            if not more or not page:
-                return out, new, True
-            if budget[0] <= 0:
-                return out, new, False
+    async def _read(self, readings: list[marks.Reading]) -> None:
+        """Page every history that moved, in rounds of pipelined calls, until all are
+        read or the look's budget of points is spent (the rest next look)."""
+        budget = MAX_POINTS_PER_LOOK
+        active = readings
+        while active and budget > 0:
+            batch = active[:HISTORIES_PER_ROUND]
+            pages = await self.api.histories([(r.run_id, r.key, r.offset) for r in batch])
+            for reading, (page, more) in zip(batch, pages, strict=True):
+                budget -= reading.take(page, more)
+            active = [r for r in active if not r.done]
 
     async def _send(self, events: list[TrackedEvent]) -> None:
         """Admit the events and wait for their commits; Refused (they stay pending) if

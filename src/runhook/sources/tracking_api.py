@@ -8,12 +8,14 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import msgspec
 
 from runhook.config.tracking import Tracking
-from runhook.delivery.ssrf import check_url, connector, is_refusal
+from runhook.delivery.ssrf import DestinationRefused, check_url, connector, is_refusal
+from runhook.sources.tracking_http import HttpError, Pipelined
 
 API = "/api/2.0/mlflow"
 # The largest page each call asks for: runs/search allows 50,000, but a page of
@@ -110,9 +112,12 @@ class Api:
     def __init__(self, source: Tracking) -> None:
         self._source = source
         self._session: aiohttp.ClientSession | None = None
+        self._histories = Pipelined(source.url, source.authorization, source.allow_private,
+                                    source.timeout, MAX_RESPONSE_BYTES)
         self.requests = 0
 
     async def close(self) -> None:
+        await self._histories.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -130,13 +135,18 @@ class Api:
     async def _call(self, method: str, path: str, kind: type[Any],
                     params: dict[str, str] | None = None, body: Any = None) -> Any:
         url = self._source.url + API + path
-        check_url(url, True, self._source.allow_private)  # the scheme was checked at load
         self.requests += 1
         try:
+            check_url(url, True, self._source.allow_private)  # the scheme was checked at load
             async with self._open().request(method, url, params=params, json=body) as response:
-                data = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                status = response.status
-        except aiohttp.ClientError as exc:
+                # read(n) returns what has arrived, not n bytes: read to the end, capped.
+                body = bytearray()
+                while chunk := await response.content.read(1 << 20):
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        break
+                data, status = bytes(body), response.status
+        except (aiohttp.ClientError, DestinationRefused) as exc:
             refusal = is_refusal(exc)
             raise ApiError(f"{path}: {refusal or type(exc).__name__}") from None
         except TimeoutError:
@@ -188,14 +198,37 @@ class Api:
             if not token:
                 return
 
-    async def history(self, run_id: str, key: str, offset: int) -> tuple[list[Metric], bool]:
-        """One page of a metric's points from `offset` (MLflow orders them by timestamp,
-        step, value), and whether more follow."""
-        params = {"run_id": run_id, "metric_key": key, "max_results": str(HISTORY_PAGE)}
-        if offset:
-            params["page_token"] = offset_token(offset)
-        page = await self._call("GET", "/metrics/get-history", _History, params=params)
-        return page.metrics, bool(page.next_page_token)
+    async def histories(self, wanted: list[tuple[str, str, int]]
+                        ) -> list[tuple[list[Metric], bool]]:
+        """For each (run id, metric, offset): one page of the metric's points from the
+        offset (MLflow orders them by timestamp, step, value), and whether more follow.
+        Pipelined: thousands of these make a look."""
+        targets = []
+        for run_id, key, offset in wanted:
+            params = {"run_id": run_id, "metric_key": key, "max_results": str(HISTORY_PAGE)}
+            if offset:
+                params["page_token"] = offset_token(offset)
+            targets.append(f"{API}/metrics/get-history?{urlencode(params)}")
+        self.requests += len(targets)
+        path = "/metrics/get-history"
+        try:
+            answers = await self._histories.get_many(targets)
+        except HttpError as exc:
+            raise ApiError(f"{path}: {exc}") from None
+        pages = []
+        for answer in answers:
+            if answer.status != 200:
+                raise ApiError(f"{path}: HTTP {answer.status}{_reason(answer.body)}",
+                               answer.status)
+            try:
+                page = _history_decoder.decode(answer.body)
+            except msgspec.DecodeError as exc:
+                raise ApiError(f"{path}: not MLflow's answer: {exc}") from None
+            pages.append((page.metrics, bool(page.next_page_token)))
+        return pages
+
+
+_history_decoder = msgspec.json.Decoder(_History)
 
 
 def _reason(data: bytes) -> str:

@@ -140,3 +140,73 @@ def state_event(source: str, entity: str, project: str, run: Run, status: str) -
 def with_identity(event: TrackedEvent, fields: dict[str, object]) -> TrackedEvent:
     """`event` carrying the run's identity (the first event of a run in each look)."""
     return msgspec.structs.replace(event, **fields)
+
+
+class Reading:
+    """One (run, metric) history being read over a look's rounds: where the next page
+    starts, the new points so far, the mark advanced past them, and whether it is done."""
+
+    __slots__ = ("done", "filtered", "first", "key", "mark", "new", "offset", "points",
+                 "run_id")
+
+    def __init__(self, run_id: str, key: str, mark: MetricMark | None) -> None:
+        self.run_id, self.key, self.mark = run_id, key, mark
+        self.offset = resume_at(mark)
+        # Read from 0 with a mark: every page keeps only what sorts after its last point.
+        self.filtered = self.offset == 0 and mark is not None and mark.count > 0
+        self.first = True
+        self.points: list[Metric] = []
+        self.new = MetricMark() if mark is None else msgspec.structs.replace(mark)
+        self.done = False
+
+    def take(self, page: list[Metric], more: bool) -> int:
+        """Take the page read at `offset`; returns how many points it held."""
+        new_points = fresh(self.mark, 0, page) if self.filtered else page
+        if self.first and not self.filtered:
+            new_points = fresh(self.mark, self.offset, page)
+            if new_points is None:  # points were inserted before the mark: from the start
+                self.offset, self.filtered = 0, True
+                return len(page)
+        assert new_points is not None
+        self.first = False
+        self.points.extend(new_points)
+        self.offset += len(page)
+        self.new.count = self.offset
+        if page:
+            self.new.last_timestamp, self.new.last_step = page[-1].timestamp, page[-1].step
+        self.done = not more or not page
+        return len(page)
+
+
+def run_events(source: str, entity: str, project: str, group_tag: str | None, run: Run,
+               mark: RunMark | None, readings: list[Reading], now: float
+               ) -> tuple[list[TrackedEvent], RunMark, bool]:
+    """A run's events from one look (running first when first seen or back, its new
+    points in step order, its end after them once every history is read), its new mark,
+    and whether everything it showed was read."""
+    info = run.info
+    status = info.status
+    before = mark.status if mark is not None else ""
+    metrics = dict(mark.metrics) if mark is not None else {}
+    head: list[TrackedEvent] = []
+    if before != status and (before == "" or status == "RUNNING"):
+        head.append(state_event(source, entity, project, run, "RUNNING"))
+    latest = {m.key: m for m in run.data.metrics}
+    points: list[Metric] = []
+    done = True
+    for reading in readings:
+        points.extend(reading.points)
+        if reading.done:  # read to its end: its latest is what runs/search showed
+            reading.new.step = latest[reading.key].step
+            reading.new.timestamp = latest[reading.key].timestamp
+        done = done and reading.done
+        metrics[reading.key] = reading.new
+    events: list[TrackedEvent] = [
+        *head, *metric_events(source, entity, project, info.run_id, points)]
+    shown = "RUNNING" if head or before == "RUNNING" else before
+    if status in TERMINAL and status != before and done:
+        events.append(state_event(source, entity, project, run, status))
+        shown = status
+    if events:
+        events[0] = with_identity(events[0], identity(run, group_tag))
+    return events, RunMark(shown, info.end_time, now, metrics), done
