@@ -273,6 +273,9 @@ async def test_a_server_answering_500_then_recovering_loses_nothing(start_daemon
         await train("start r", *(f"log loss {v} {s}" for s, v in enumerate([0.9, 0.1, 0.9])))
         down = await eventually(lambda: status(daemon), lambda s: s["failures"] >= 2)
         assert "HTTP 500" in down["last_error"]
+        async with daemon.console() as console, console.get(daemon.http + "/") as page:
+            shown = await page.text()
+        assert "Sources" in shown and "HTTP 500" in shown
         assert await history(daemon, "low") == []
         await train("log loss 0.2 3", "end FINISHED")
         await train.close()
