@@ -8,7 +8,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -103,7 +103,7 @@ def offset_token(offset: int) -> str:
     (SearchUtils.create_page_token). The follower resumes a history where it left it
     with one; the shape is MLflow's internal, so a server that refuses it is read
     from the start instead (see tracking.py)."""
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+    return base64.b64encode(b'{"offset": %d}' % offset).decode()
 
 
 class Api:
@@ -203,12 +203,17 @@ class Api:
         """For each (run id, metric, offset): one page of the metric's points from the
         offset (MLflow orders them by timestamp, step, value), and whether more follow.
         Pipelined: thousands of these make a look."""
+        # Built by hand, each part quoted once: urlencode was a third of a look's CPU.
+        quoted: dict[str, str] = {}
         targets = []
         for run_id, key, offset in wanted:
-            params = {"run_id": run_id, "metric_key": key, "max_results": str(HISTORY_PAGE)}
+            if (q := quoted.get(key)) is None:
+                q = quoted[key] = quote(key, safe="")
+            target = (f"{API}/metrics/get-history?run_id={quote(run_id, safe='')}"
+                      f"&metric_key={q}&max_results={HISTORY_PAGE}")
             if offset:
-                params["page_token"] = offset_token(offset)
-            targets.append(f"{API}/metrics/get-history?{urlencode(params)}")
+                target += "&page_token=" + quote(offset_token(offset), safe="")
+            targets.append(target)
         self.requests += len(targets)
         path = "/metrics/get-history"
         try:

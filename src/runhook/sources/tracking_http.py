@@ -115,15 +115,13 @@ class Pipelined:
     async def _read(self, reader: asyncio.StreamReader) -> tuple[Answer, bool]:
         """One answer, and whether the connection stays open after it."""
         head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
+        status = int(head[9:12])
         headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        keep = headers.get("connection", "").lower() != "close" and lines[0].startswith(
-            "HTTP/1.1")
-        if headers.get("transfer-encoding", "").lower() == "chunked":
+        for line in head.lower().split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().decode("latin-1")] = value.strip().decode("latin-1")
+        keep = headers.get("connection", "") != "close" and head.startswith(b"HTTP/1.1")
+        if headers.get("transfer-encoding", "") == "chunked":
             body = bytearray()
             while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
                 if len(body) + size > self._max_body:

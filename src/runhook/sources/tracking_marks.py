@@ -121,11 +121,13 @@ def metric_events(source: str, entity: str, project: str, run_id: str,
                 id=point_id(source, run_id, group[0].step, group),
                 values={p.key: p.number for p in group}))
 
+    keys: set[str] = set()
     for point in sorted(points, key=lambda p: (p.step, p.timestamp)):
-        if group and (point.step != group[0].step or any(p.key == point.key for p in group)):
+        if group and (point.step != group[0].step or point.key in keys):
             close()
-            group = []
+            group, keys = [], set()
         group.append(point)
+        keys.add(point.key)
     close()
     return events
 
