@@ -22,7 +22,7 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 DEV_EXTRAS := --extra test --extra cluster --extra lightning --extra transformers \
 	--extra keras --extra wandb
 
-.PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean \
+.PHONY: run test browser screenshots bench bench-quick bench-cluster bench-mlflow cluster-demo clean \
 	lock upgrade
 
 # --require-hashes: every package the lock names, at its version and hash, and no other
@@ -53,6 +53,7 @@ test: $(DEV) $(MLFLOW_STAMP) browser
 	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
 	$(BIN)/python benchmarks/cluster.py --quick
+	$(BIN)/python benchmarks/mlflow_tracking.py --quick
 
 # The console's browser tests drive Debian's Chromium through chromedriver. As root
 # (CI) a missing browser is installed; otherwise those tests skip, saying why.
@@ -72,6 +73,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+# Following an MLflow tracking server: 1,000 runs x 20 metrics against a stub (DESIGN §15).
+bench-mlflow: $(STAMP)
+	$(BIN)/python benchmarks/mlflow_tracking.py
 
 # Three NATS servers and three runhook nodes on loopback, until Ctrl-C (DESIGN §13).
 cluster-demo: $(DEV)

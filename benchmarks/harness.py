@@ -37,9 +37,9 @@ class Daemon:
 
 
 @contextmanager
-def daemon(body: str, http: bool = False) -> Iterator[Daemon]:
+def daemon(body: str, http: bool = False, prefix: str = "rhb") -> Iterator[Daemon]:
     """A daemon on a fresh database in a short temporary directory; ready when yielded."""
-    directory = Path(tempfile.mkdtemp(prefix="rhb", dir="/tmp"))
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     config = directory / "runhook.toml"
     config.write_text(f"""
 [server]

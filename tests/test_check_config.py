@@ -142,3 +142,24 @@ def test_a_heartbeat_timeout_under_twice_the_clients_interval_is_refused():
     assert check(faster.encode(), "f.toml") == []
     assert check(b'[server]\nclient_heartbeat = "0"', "f.toml") == [
         "server.client_heartbeat: expected a duration above 0"]
+
+
+def test_a_tracking_sources_look_counts_as_its_runs_heartbeat():
+    """An MLflow tracking source hears its runs once a look (DESIGN §9): a timeout under
+    twice its interval is refused, naming the source, even where clients beat faster."""
+    follow = """
+[server]
+client_heartbeat = "10s"
+heartbeat_timeout = "@TIMEOUT@"
+
+[sources.mlf]
+kind = "mlflow-tracking"
+url = "https://mlflow.example.com"
+entity = "acme"
+interval = "1m"
+"""
+    assert check(follow.replace("@TIMEOUT@", "90s").encode(), "f.toml") == [
+        ("server.heartbeat_timeout: 1m30s is under twice sources.mlf.interval (1m): a live "
+        "run whose heartbeat comes late once would be declared crashed; give at least 2m, "
+         "or have sources.mlf look more often")]
+    assert check(follow.replace("@TIMEOUT@", "2m").encode(), "f.toml") == []

@@ -33,7 +33,7 @@ async def test_migrations_are_recorded_and_not_reapplied(tmp_path):
         "0004_status_counts", "0005_event_ids_per_scope", "0006_metric_batches",
         "0007_silences", "0008_console_filters", "0009_run_health",
         "0010_source_versions", "0011_digests", "0012_artifact_cooldowns",
-        "0013_artifact_metadata"]
+        "0013_artifact_metadata", "0014_source_cursors"]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

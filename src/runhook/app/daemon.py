@@ -25,6 +25,7 @@ from runhook.ingest import queries, silencing
 from runhook.ingest.budget import Budget
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
+from runhook.sources.tracking import Followers
 from runhook.store.database import Store, Write, WriteFailed
 from runhook.triggers.silences import Silences
 from runhook.web import remote as web_remote
@@ -55,6 +56,7 @@ class Daemon:
         self.silences = Silences()
         self.scopes: Scopes | None = None
         self.ingress: Ingress | None = None
+        self.followers: Followers | None = None  # MLflow tracking servers followed
         self.console_login: Login | None = None  # while the console listens
         self.started_at = time.time()
         self._stop = anyio.Event()
@@ -97,6 +99,9 @@ class Daemon:
                                 await front.start(web_remote.serve, web_remote.make_app(
                                     lambda: self.settings, self.ingress, self._query,
                                     self.store), self.settings.remote)
+                            self.followers = Followers(lambda: self.settings, self.ingress,
+                                                       self.store)
+                            await front.start(self.followers.run)
                             housekeeping = Housekeeping(self, self.store, self.scopes,
                                                         self.activity)
                             front.start_soon(housekeeping.run, name="housekeeping")
@@ -165,6 +170,8 @@ class Daemon:
         if self._delivery_tg is not None:
             await self.deliveries.reconfigure(self._delivery_tg, old, new)
         await fail_orphans(self.store, new)
+        if self.followers is not None:
+            self.followers.reconfigure()
         log.info("configuration reloaded: %s", self._summary())
         systemd.notify(f"READY=1\nSTATUS={self._summary()}")
         return []
@@ -220,7 +227,7 @@ class Daemon:
 
     def status(self) -> DaemonStatus:
         return daemon_status.status(self.settings, self.started_at, self.store, self.deliveries,
-                                    self.scopes, self.ingress)
+                                    self.scopes, self.ingress, self.followers)
 
 
 async def main(settings: Settings) -> None:

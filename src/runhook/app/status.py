@@ -13,11 +13,13 @@ from runhook.delivery.actor import Deliveries
 from runhook.evaluate.routing import Scopes
 from runhook.ingest.budget import Budget
 from runhook.ingest.ingress import Ingress
+from runhook.sources.tracking import Followers
 from runhook.store.database import Store
 
 
 def status(settings: Settings, started_at: float, store: Store, deliveries: Deliveries,
-           scopes: Scopes | None, ingress: Ingress | None) -> DaemonStatus:
+           scopes: Scopes | None, ingress: Ingress | None,
+           followers: Followers | None = None) -> DaemonStatus:
     actors = list(scopes.actors.values()) if scopes is not None else []
     return DaemonStatus(
         version=__version__,
@@ -39,6 +41,7 @@ def status(settings: Settings, started_at: float, store: Store, deliveries: Deli
         events_received=dict(ingress.events_received) if ingress is not None else {},
         lines_rejected=ingress.lines_rejected if ingress is not None else 0,
         ingest_budget=budget(ingress.budget) if ingress is not None else {},
+        sources=followers.statuses() if followers is not None else [],
     )
 
 

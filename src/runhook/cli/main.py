@@ -197,6 +197,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"last error: {i['last_error'] or '-'}"
         print(f"  {i['name']:<28} {i['kind']:<8} rate {i['rate'] or 'unlimited':<10} "
               f"sent {i['sent']:<8} in flight {i['in_flight']:<4} {state}")
+    if status.get("sources"):
+        print("\nSOURCES (followed)")
+        for f in status["sources"]:
+            lag = "never looked" if f["lag_s"] is None else f"lag {f['lag_s']:.0f}s"
+            print(f"  {f['name']:<28} {f['kind']:<16} {lag:<14} {f['runs']} runs  "
+                  f"{f['events']} events  {f['requests']} requests  "
+                  f"last error: {f['last_error'] or '-'}")
     print("\nRECENT EXECUTIONS")
     for e in status["recent"]:
         print(f"  {_when(e['created_at'])}  {e['id']}  {e['automation']:<24} "

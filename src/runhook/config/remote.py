@@ -13,6 +13,7 @@ from typing import Annotated
 import msgspec
 
 from runhook.config.secrets import SecretSource
+from runhook.config.tracking import MlflowTrackingSource
 from runhook.core.durations import parse_duration
 from runhook.core.schema import Table
 
@@ -68,7 +69,9 @@ class HuggingFaceSource(Table, tag="huggingface", tag_field="kind", frozen=True)
     project: Name | None = None
 
 
-Source = MlflowSource | HuggingFaceSource
+Source = MlflowSource | HuggingFaceSource | MlflowTrackingSource
+# The sources that arrive as webhooks on the listener (a tracking source is followed).
+Hook = MlflowSource | HuggingFaceSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ class Remote:
     cert: Path | None
     key: Path | None
     tokens: tuple[Token, ...]
-    sources: dict[str, Source] = field(default_factory=dict)
+    sources: dict[str, Hook] = field(default_factory=dict)
     max_connections: int = 256
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
@@ -96,9 +99,11 @@ class Remote:
 
 def check(ingest: Ingest, sources: dict[str, Source], declared: set[str],
           secrets: dict[str, str]) -> tuple[list[str], Remote | None]:
-    """The problems of `[ingest]` and `[sources]`, and the listener's settings when
-    there are none and it is on. Problems name fields and secrets, never a value."""
+    """The problems of `[ingest]` and its webhook `[sources]`, and the listener's
+    settings when there are none and it is on. Problems name fields and secrets,
+    never a value. (Tracking sources are config/tracking.py's.)"""
     problems: list[str] = []
+    webhooks = hooks(sources)
 
     def secret(where: str, name: str) -> None:
         if name not in declared:
@@ -121,7 +126,7 @@ def check(ingest: Ingest, sources: dict[str, Source], declared: set[str],
         if other != name:
             # One value for two tokens: which token's scopes apply would be a guess.
             problems.append(f"ingest.tokens.{name}.secret: token {other!r} has the same secret")
-    for name, source in sources.items():
+    for name, source in webhooks.items():
         secret(f"sources.{name}.secret", source.secret)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             problems.append(f"sources.{name}: a source's name is part of its URL "
@@ -135,7 +140,7 @@ def check(ingest: Ingest, sources: dict[str, Source], declared: set[str],
         except ValueError as exc:
             problems.append(f"ingest.{field_name}: {exc}")
     if not ingest.listen:
-        if sources:
+        if webhooks:
             problems.append("sources: webhooks arrive on the [ingest] listener; set "
                             "ingest.listen (and TLS) to receive them")
         return problems, None
@@ -155,8 +160,13 @@ def check(ingest: Ingest, sources: dict[str, Source], declared: set[str],
         return problems, None
     tokens = tuple(Token(name, secrets[t.secret].encode(), tuple(t.scopes), t.commands)
                    for name, t in ingest.tokens.items())
-    return [], Remote(host, port, cert, key, tokens, dict(sources), ingest.max_connections,
+    return [], Remote(host, port, cert, key, tokens, webhooks, ingest.max_connections,
                       timeouts["header_timeout"], timeouts["idle_timeout"])
+
+
+def hooks(sources: dict[str, Source]) -> dict[str, Hook]:
+    """The webhook sources among `sources`."""
+    return {name: s for name, s in sources.items() if not isinstance(s, MlflowTrackingSource)}
 
 
 def _address(listen: str) -> tuple[str, int]:

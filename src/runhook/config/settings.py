@@ -17,11 +17,14 @@ from runhook.config.cluster import ClusterSettings
 from runhook.config.cluster import check as check_cluster
 from runhook.config.coverage import check_org, org_problem, project_entity, spread
 from runhook.config.destinations import url_problem
+from runhook.config.heartbeats import timeout_problems
 from runhook.config.remote import Remote
 from runhook.config.remote import check as check_remote
 from runhook.config.secrets import Redactor, resolve, signing_key
+from runhook.config.tracking import MlflowTrackingSource, Tracking
+from runhook.config.tracking import check as check_tracking
 from runhook.core import constants
-from runhook.core.durations import describe, parse_duration, parse_rate
+from runhook.core.durations import parse_duration, parse_rate
 from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
@@ -104,6 +107,9 @@ class Settings:
     max_silence_duration: float = 90 * 86400.0
     # entity -> run automations at `entity:E` / `org:` covering every project of E
     entity_runs: dict[str, list[Automation]] = dataclasses.field(default_factory=dict)
+    # The MLflow tracking servers followed; each one's `interval` is its runs'
+    # heartbeat interval (DESIGN §9).
+    tracking: dict[str, Tracking] = dataclasses.field(default_factory=dict)
 
     def automation(self, name: str) -> Automation | None:
         return self.by_name.get(name)
@@ -122,7 +128,11 @@ class Settings:
     def scope(self, key: str) -> ScopeSettings:
         options = self.config.scopes.get(key)
         server = self.config.server
-        return ScopeSettings(self.heartbeat_timeout, options.run_url if options else None,
+        run_url = options.run_url if options else None
+        if run_url is None:
+            run_url = next((t.run_url for t in self.tracking.values()
+                            if key.startswith(f"project:{t.entity}/")), None)
+        return ScopeSettings(self.heartbeat_timeout, run_url,
                              server.max_runs_per_scope, server.max_digest_windows_per_scope)
 
     @property
@@ -176,7 +186,6 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                   "client_heartbeat"):
         if durations.get(field) == 0:  # a round right after the last one, forever
             problems.append(f"server.{field}: expected a duration above 0")
-    problems.extend(_check_timeouts(durations, automations, where_of))
     for key, options in config.scopes.items():
         problems.extend(_check_scope(key, options))
     for name, org in config.orgs.items():
@@ -189,6 +198,19 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
     remote_problems, remote = check_remote(config.ingest, config.sources, set(config.secrets),
                                            secrets)
     problems.extend(remote_problems)
+    tracking: dict[str, Tracking] = {}
+    for name, followed in config.sources.items():
+        if isinstance(followed, MlflowTrackingSource):
+            found, compiled = check_tracking(name, followed, set(config.secrets), secrets)
+            problems.extend(found)
+            if compiled is not None:
+                tracking[name] = compiled
+    problems.extend(timeout_problems(
+        [("server.heartbeat_timeout", durations.get("heartbeat_timeout"))]
+        + [(f"{where_of[a.name]}.event.heartbeat_timeout", a.run.state.timeout)
+           for a in automations if a.run is not None and a.run.state is not None],
+        [("server.client_heartbeat", durations.get("client_heartbeat", 0.0))]
+        + [(f"sources.{name}.interval", t.interval) for name, t in tracking.items()]))
     cluster_problems, cluster = check_cluster(config.cluster)
     problems.extend(cluster_problems)
     if problems:
@@ -199,27 +221,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
                     {a.name: a for a in automations}, durations["history_ttl"],
                     durations["purge_interval"], durations["drain_timeout"],
                     durations["heartbeat_timeout"], remote, cluster,
-                    durations["max_silence_duration"], entity_runs)
-
-
-def _check_timeouts(durations: dict[str, float], automations: list[Automation],
-                    where_of: dict[str, str]) -> list[str]:
-    """Heartbeat timeouts under twice the clients' interval: one late beat (a long
-    validation, a checkpoint save) would have a live run declared crashed (DESIGN §9)."""
-    beat = durations.get("client_heartbeat")
-    if not beat:
-        return []
-    timeouts = [("server.heartbeat_timeout", durations.get("heartbeat_timeout"))]
-    for automation in automations:
-        state = automation.run.state if automation.run is not None else None
-        if state is not None and state.timeout is not None:
-            timeouts.append((f"{where_of[automation.name]}.event.heartbeat_timeout",
-                             state.timeout))
-    return [f"{where}: {describe(timeout)} is under twice server.client_heartbeat "
-            f"({describe(beat)}): a live run whose heartbeat comes late once would be "
-            f"declared crashed; give at least {describe(2 * beat)}, or set client_heartbeat "
-            "to the interval your clients use (runhook.init's heartbeat=, RUNHOOK_HEARTBEAT)"
-            for where, timeout in timeouts if timeout is not None and timeout < 2 * beat]
+                    durations["max_silence_duration"], entity_runs, tracking)
 
 
 def _check_scope(key: str, options: cfg.ScopeOptions) -> list[str]:

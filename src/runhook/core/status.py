@@ -37,6 +37,21 @@ class IntegrationStatus(msgspec.Struct, kw_only=True):
     disabled: str | None  # why, while a 410 keeps it disabled
 
 
+class SourceStatus(msgspec.Struct, kw_only=True):
+    """A followed source (an MLflow tracking server): how far behind it is and why."""
+
+    name: str
+    kind: str
+    url: str
+    lag_s: float | None  # since the start of its last complete look; None before one
+    last_error: str | None  # of the last look, None once a look succeeds
+    failures: int  # looks failed in a row (each backs off longer)
+    looks: int
+    events: int  # events sent since start
+    requests: int  # calls to the server since start
+    runs: int  # runs its cursor holds
+
+
 class DaemonStatus(msgspec.Struct, kw_only=True):
     """The running daemon at one instant; built on demand, never stored."""
 
@@ -56,3 +71,4 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     ingest_budget: dict[str, int] = {}
     # Cluster mode: this node's name, the live nodes and the partitions it owns.
     cluster: dict[str, Any] | None = None
+    sources: list[SourceStatus] = []  # followed sources (MLflow tracking servers)

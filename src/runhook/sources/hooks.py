@@ -51,7 +51,7 @@ class Hooks:
         name = request.match_info["name"]
         settings = self._settings()
         source = settings.config.sources.get(name)
-        if source is None:
+        if not isinstance(source, MlflowSource | HuggingFaceSource):  # none, or followed
             return _answer(404, {"ok": False, "error": "no such source"})
         if request.content_length is not None and request.content_length > MAX_HOOK_BYTES:
             return _answer(413, {"ok": False, "error": "body over 1 MiB"})

@@ -265,10 +265,23 @@ def _0013_artifact_metadata() -> list[str]:
     ]
 
 
+def _0014_source_cursors() -> list[str]:
+    """Where each MLflow tracking source is in its server (DESIGN §15): its cursor and
+    the events of its last look, written before they are sent, so a restart resends
+    exactly those (answered duplicate when they had committed) and reads on from the
+    cursor: nothing missed, nothing evaluated twice."""
+    return [
+        """CREATE TABLE source_cursors (
+            source TEXT PRIMARY KEY, cursor BLOB NOT NULL, pending BLOB NOT NULL,
+            updated_at REAL NOT NULL) WITHOUT ROWID""",
+    ]
+
+
 MIGRATIONS = [_0001_executions, _0002_run_state, _0003_delivery_control, _0004_status_counts,
               _0005_event_ids_per_scope, _0006_metric_batches, _0007_silences,
               _0008_console_filters, _0009_run_health, _0010_source_versions, _0011_digests,
-              _0012_artifact_cooldowns, _0013_artifact_metadata]
+              _0012_artifact_cooldowns, _0013_artifact_metadata,
+              _0014_source_cursors]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

@@ -55,6 +55,12 @@ async def overview(console: Console, request: web.Request) -> web.Response:
               f"<td>{escape(_filters(v.run_name, v.group, v.collection))}</td>"
               f"<td>{when(v.ends_at)}</td><td>{escape(v.comment)}</td></tr>"
               for v in silencing.listing(console.daemon.silences, time.time(), active_only=True)]
+    rows_f = [f"<tr><td>{escape(f.name)}</td><td>{escape(f.kind)}</td>"
+              f"<td><code>{escape(f.url)}</code></td>"
+              f"<td>{badge('failing', 'bad') if f.last_error else badge('ok', 'ok')}</td>"
+              f"<td class=n>{'–' if f.lag_s is None else f'{f.lag_s:.0f}s'}</td>"
+              f"<td class=n>{f.runs}</td><td>{escape(f.last_error or '–')}</td></tr>"
+              for f in status.sources]
     received = sum(status.events_received.values())
     body = f"""<p class="meta">version {escape(status.version)} · up {status.uptime_s:.0f}s ·
 config <code>{escape(status.config)}</code> · {received} events received since start ·
@@ -65,6 +71,8 @@ config <code>{escape(status.config)}</code> · {received} events received since 
         *(f"#{s.lower()}" for s in STATES)], rows_a, "none configured")}
 <h2>Silences <span class="meta">· matching firings are recorded SKIPPED, not sent</span></h2>
 {table(["silence", "automation", "filters", "until", "comment"], rows_s, "none active")}
+{'<h2>Sources <span class="meta">· MLflow tracking servers followed</span></h2>' + table(
+    ["name", "kind", "url", "", "#lag", "#runs", "last error"], rows_f, "") if rows_f else ""}
 <h2>Integrations</h2>
 {table(["name", "kind", "health", "#in flight", "last error"], rows_i, "none configured")}
 <h2>Recent executions <span class="meta">· {link("/executions", "all executions")}</span></h2>
