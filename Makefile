@@ -20,7 +20,7 @@ PIP_COMPILE := $(TOOLS_VENV)/bin/pip-compile
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 DEV_EXTRAS := --extra test --extra cluster --extra lightning --extra transformers \
-	--extra keras --extra wandb
+	--extra keras --extra wandb --extra docs
 
 .PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean \
 	lock upgrade
