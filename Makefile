@@ -22,7 +22,7 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 DEV_EXTRAS := --extra test --extra cluster --extra lightning --extra transformers \
 	--extra keras --extra wandb --extra docs
 
-.PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean \
+.PHONY: run test docs browser screenshots bench bench-quick bench-cluster cluster-demo clean \
 	lock upgrade
 
 # --require-hashes: every package the lock names, at its version and hash, and no other
@@ -53,6 +53,11 @@ test: $(DEV) $(MLFLOW_STAMP) browser
 	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(BIN)/python benchmarks/run.py --quick
 	$(BIN)/python benchmarks/cluster.py --quick
+
+# The documentation site, warnings as errors (a broken link or anchor fails it), into
+# site/. tests/test_docs.py builds it the same way inside `make test`.
+docs: $(DEV)
+	$(BIN)/python -m mkdocs build --strict
 
 # The console's browser tests drive Debian's Chromium through chromedriver. As root
 # (CI) a missing browser is installed; otherwise those tests skip, saying why.

@@ -1,5 +1,5 @@
 """The template variables' table (core.variables) against the contexts executions
-really record, the template compiler, the README and `runhook vars`."""
+really record, the template compiler, docs/variables.md and `runhook vars`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from runhook.core.variables import METRIC_KINDS, VARIABLES, for_kind, markdown_t
 from runhook.evaluate.metadata import Remembered
 from runhook.triggers.artifact import occurrences
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+VARIABLES_PAGE = Path(__file__).resolve().parent.parent / "docs" / "variables.md"
 PROJECT = {"entity": "acme", "project": "vision"}
 REGISTRY = {"entity": "acme", "registry": "model"}
 ARTIFACT = {"collection": "c", "version": 3, "author": "al"}
@@ -101,8 +101,8 @@ def test_the_table_is_what_templates_accept():
                                                              "run_config.KEY", "ACCESS_TOKEN"}
 
 
-def test_the_readme_table_is_generated_from_the_code():
-    text = README.read_text()
+def test_the_docs_table_is_generated_from_the_code():
+    text = VARIABLES_PAGE.read_text()
     between = text.split("<!-- variables:start -->\n")[1].split("<!-- variables:end -->")[0]
     assert between == markdown_table()
     assert "| `${run_name}` | run kinds | `prod-resnet-lr3e-4` | the run's name |" in between

@@ -1,5 +1,5 @@
 """Every template variable in one table: its name, the event kinds that set it and an
-example. `runhook vars`, the README's table and the template compiler read it here."""
+example. `runhook vars`, docs/variables.md and the template compiler read it here."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def kinds_text(kinds: frozenset[str]) -> str:
 
 
 def markdown_table() -> str:
-    """The README's table, generated: a test holds the README to it."""
+    """docs/variables.md's table, generated: a test holds the page to it."""
     lines = ["| variable | set by | example | meaning |", "|---|---|---|---|"]
     for v in VARIABLES:
         lines.append(f"| `${{{v.name}}}` | {kinds_text(v.kinds)} | `{v.example}` | {v.meaning} |")
