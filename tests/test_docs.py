@@ -62,3 +62,13 @@ def test_the_configuration_walk_through_passes_check_config(tmp_path):
                          capture_output=True, text=True, check=False, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("ok, 1 automation, 2 integrations")
+
+
+def test_the_readme_tour_is_the_docs_tour():
+    """The README's commands are the tour's, which test_docs_examples runs."""
+    tour = (ROOT / "docs" / "tour.md").read_text()
+    blocks = re.findall(r"^```console\n.*?^```", (ROOT / "README.md").read_text(),
+                        re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 2
+    for block in blocks:
+        assert block in tour, block

@@ -25,7 +25,13 @@ from runhook.core.events import (
 from runhook.core.executions import artifact_context, group_context, run_context
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 from runhook.core.templates import KNOWN_VARIABLES
-from runhook.core.variables import METRIC_KINDS, VARIABLES, for_kind, markdown_table
+from runhook.core.variables import (
+    METRIC_KINDS,
+    VARIABLES,
+    for_kind,
+    kinds_markdown_table,
+    markdown_table,
+)
 from runhook.evaluate.metadata import Remembered
 from runhook.triggers.artifact import occurrences
 
@@ -106,6 +112,17 @@ def test_the_docs_table_is_generated_from_the_code():
     between = text.split("<!-- variables:start -->\n")[1].split("<!-- variables:end -->")[0]
     assert between == markdown_table()
     assert "| `${run_name}` | run kinds | `prod-resnet-lr3e-4` | the run's name |" in between
+
+
+def test_the_docs_kinds_table_is_generated_from_the_code():
+    text = VARIABLES_PAGE.read_text()
+    between = text.split("<!-- kinds:start -->\n")[1].split("<!-- kinds:end -->")[0]
+    assert between == kinds_markdown_table()
+    # By hand, from core.scopes: a link happens in a registry, and GROUP_FINISHED is
+    # kept per project.
+    assert "| `LINK_ARTIFACT` | `registry:`, `entity:`, `org:` |" in between
+    assert "| `GROUP_FINISHED` | `project:` | `${metric_filter}`, `${group}`," in between
+    assert between.count("\n| `") == len(ALLOWED_KINDS["project"] | ALLOWED_KINDS["registry"])
 
 
 def test_vars_command_for_one_kind():
