@@ -68,7 +68,7 @@ browser:
 			apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
 	else echo "no chromium/chromedriver and not root: the browser tests will be skipped"; fi
 
-# The README's pictures of the console, taken by the browser test.
+# The docs' pictures of the console (docs/operations.md), taken by the browser test.
 screenshots: $(DEV) browser
 	RUNHOOK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
