@@ -1,5 +1,5 @@
-"""The docs' examples run, in order, as a new user would type them: the tour's and the
-silences' commands and the Python client example, against a real daemon started on
+"""The docs' examples run, in order, as a new user would type them: the tour's commands
+and Python client example and the silences' commands, against a real daemon started on
 config/runhook.toml, and they leave nothing behind that mutes or pages later."""
 
 from __future__ import annotations
@@ -20,12 +20,17 @@ TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\b1\d{9}\b")  # or Unix secon
 ID = re.compile(r"\b(ex|si)_[0-9a-f]+\b")
 
 
-def console_examples(page: str) -> list[tuple[str, list[str]]]:
-    """Each `$ ` command of the page's console blocks (continuation lines joined as
-    bash reads them) with the output lines printed under it."""
+def examples_of(page: str) -> list[tuple[str, list[str]]]:
+    """In the page's order: each `$ ` command of its console blocks (continuation lines
+    joined as bash reads them) with the output lines printed under it, and each Python
+    block, as a command that runs it with this interpreter."""
     text = (ROOT / "docs" / page).read_text()
     examples: list[tuple[str, list[str]]] = []
-    for block in re.findall(r"^```console\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
+    for language, block in re.findall(r"^```(console|python)\n(.*?)^```", text,
+                                      re.DOTALL | re.MULTILINE):
+        if language == "python":
+            examples.append((f"{sys.executable} - <<'PYTHON'\n{block}PYTHON", []))
+            continue
         lines = block.splitlines()
         while lines:
             line = lines.pop(0)
@@ -100,10 +105,11 @@ def workplace(directory: Path) -> tuple[Path, dict[str, str]]:
 async def test_the_tour_and_the_silences_run_in_order(start_daemon, short_dir):
     config, ports = workplace(short_dir)
     daemon = await start_daemon(config=config)
-    examples = console_examples("tour.md") + console_examples("alert-fatigue.md")
+    examples = examples_of("tour.md") + examples_of("alert-fatigue.md")
     for printed, used in ports.items():
         examples = [(c.replace(printed, used), out) for c, out in examples]
     assert any("silence expire" in c for c, _ in examples)
+    assert sum("Client(" in c for c, _ in examples) == 1  # the Python client example
     results = await asyncio.to_thread(shell, examples, short_dir)
     for (command, expected), (code, output) in zip(examples, results, strict=True):
         for printed, used in ports.items():
@@ -112,13 +118,6 @@ async def test_the_tour_and_the_silences_run_in_order(start_daemon, short_dir):
         assert (code != 0) == refused, f"{command}\nexited {code}:\n{output}"
         assert not expected or same_output(expected, output), \
             f"{command}\nprinted:\n{output}\nthe docs say:\n" + "\n".join(expected)
-
-    # The Python client example, as printed, from the same directory.
-    python = re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / "tour.md").read_text(),
-                        re.DOTALL | re.MULTILINE)
-    assert len(python) == 1 and "Client(" in python[0]
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", python[0]],
-                            cwd=short_dir, check=True, timeout=60)
 
     # Nothing left muting the examples that follow: the only silence still in force is
     # the first one, on loss-diverged runs named sweep-12-..., and a new resnet version
