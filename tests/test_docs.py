@@ -72,3 +72,12 @@ def test_the_readme_tour_is_the_docs_tour():
     assert len(blocks) == 2
     for block in blocks:
         assert block in tour, block
+
+
+def test_the_readme_tables_are_the_docs_tables():
+    """The README's CLI and benchmark tables are copies: held to the pages that own them."""
+    readme = (ROOT / "README.md").read_text().replace("](docs/", "](")
+    for page, header in (("cli.md", "| command | what it does |"),
+                         ("benchmarks.md", "| scenario | figure |")):
+        table = readme[readme.index(header):].split("\n\n")[0]
+        assert table in (ROOT / "docs" / page).read_text().replace("](docs/", "]("), page
