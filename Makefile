@@ -22,7 +22,7 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 DEV_EXTRAS := --extra test --extra cluster --extra lightning --extra transformers \
 	--extra keras --extra wandb --extra docs
 
-.PHONY: run test docs browser screenshots bench bench-quick bench-cluster cluster-demo clean \
+.PHONY: run test browser screenshots bench bench-quick bench-cluster cluster-demo clean \
 	lock upgrade
 
 # --require-hashes: every package the lock names, at its version and hash, and no other
@@ -56,6 +56,7 @@ test: $(DEV) $(MLFLOW_STAMP) browser
 
 # The documentation site, warnings as errors (a broken link or anchor fails it), into
 # site/. tests/test_docs.py builds it the same way inside `make test`.
+.PHONY: docs
 docs: $(DEV)
 	$(BIN)/python -m mkdocs build --strict
 
