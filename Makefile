@@ -20,7 +20,7 @@ PIP_COMPILE := $(TOOLS_VENV)/bin/pip-compile
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 DEV_EXTRAS := --extra test --extra cluster --extra lightning --extra transformers \
-	--extra keras --extra wandb
+	--extra keras --extra wandb --extra docs
 
 .PHONY: run test browser screenshots bench bench-quick bench-cluster bench-mlflow cluster-demo clean \
 	lock upgrade
@@ -55,6 +55,12 @@ test: $(DEV) $(MLFLOW_STAMP) browser
 	$(BIN)/python benchmarks/cluster.py --quick
 	$(BIN)/python benchmarks/mlflow_tracking.py --quick
 
+# The documentation site, warnings as errors (a broken link or anchor fails it), into
+# site/. tests/test_docs.py builds it the same way inside `make test`.
+.PHONY: docs
+docs: $(DEV)
+	$(BIN)/python -m mkdocs build --strict
+
 # The console's browser tests drive Debian's Chromium through chromedriver. As root
 # (CI) a missing browser is installed; otherwise those tests skip, saying why.
 browser:
@@ -64,7 +70,7 @@ browser:
 			apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
 	else echo "no chromium/chromedriver and not root: the browser tests will be skipped"; fi
 
-# The README's pictures of the console, taken by the browser test.
+# The docs' pictures of the console (docs/operations.md), taken by the browser test.
 screenshots: $(DEV) browser
 	RUNHOOK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser.py
 

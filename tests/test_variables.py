@@ -1,5 +1,5 @@
 """The template variables' table (core.variables) against the contexts executions
-really record, the template compiler, the README and `runhook vars`."""
+really record, the template compiler, docs/variables.md and `runhook vars`."""
 
 from __future__ import annotations
 
@@ -25,11 +25,17 @@ from runhook.core.events import (
 from runhook.core.executions import artifact_context, group_context, run_context
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 from runhook.core.templates import KNOWN_VARIABLES
-from runhook.core.variables import METRIC_KINDS, VARIABLES, for_kind, markdown_table
+from runhook.core.variables import (
+    METRIC_KINDS,
+    VARIABLES,
+    for_kind,
+    kinds_markdown_table,
+    markdown_table,
+)
 from runhook.evaluate.metadata import Remembered
 from runhook.triggers.artifact import occurrences
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+VARIABLES_PAGE = Path(__file__).resolve().parent.parent / "docs" / "variables.md"
 PROJECT = {"entity": "acme", "project": "vision"}
 REGISTRY = {"entity": "acme", "registry": "model"}
 ARTIFACT = {"collection": "c", "version": 3, "author": "al"}
@@ -101,11 +107,22 @@ def test_the_table_is_what_templates_accept():
                                                              "run_config.KEY", "ACCESS_TOKEN"}
 
 
-def test_the_readme_table_is_generated_from_the_code():
-    text = README.read_text()
+def test_the_docs_table_is_generated_from_the_code():
+    text = VARIABLES_PAGE.read_text()
     between = text.split("<!-- variables:start -->\n")[1].split("<!-- variables:end -->")[0]
     assert between == markdown_table()
     assert "| `${run_name}` | run kinds | `prod-resnet-lr3e-4` | the run's name |" in between
+
+
+def test_the_docs_kinds_table_is_generated_from_the_code():
+    text = VARIABLES_PAGE.read_text()
+    between = text.split("<!-- kinds:start -->\n")[1].split("<!-- kinds:end -->")[0]
+    assert between == kinds_markdown_table()
+    # By hand, from core.scopes: a link happens in a registry, and GROUP_FINISHED is
+    # kept per project.
+    assert "| `LINK_ARTIFACT` | `registry:`, `entity:`, `org:` |" in between
+    assert "| `GROUP_FINISHED` | `project:` | `${metric_filter}`, `${group}`," in between
+    assert between.count("\n| `") == len(ALLOWED_KINDS["project"] | ALLOWED_KINDS["registry"])
 
 
 def test_vars_command_for_one_kind():

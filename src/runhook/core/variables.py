@@ -1,11 +1,12 @@
 """Every template variable in one table: its name, the event kinds that set it and an
-example. `runhook vars`, the README's table and the template compiler read it here."""
+example. `runhook vars`, docs/variables.md and the template compiler read it here."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from runhook.core.scopes import (
+    ALLOWED_KINDS,
     ARTIFACT_KINDS,
     COLLECTION_KINDS,
     GROUP_KINDS,
@@ -140,8 +141,20 @@ def kinds_text(kinds: frozenset[str]) -> str:
 
 
 def markdown_table() -> str:
-    """The README's table, generated: a test holds the README to it."""
+    """docs/variables.md's table, generated: a test holds the page to it."""
     lines = ["| variable | set by | example | meaning |", "|---|---|---|---|"]
     for v in VARIABLES:
         lines.append(f"| `${{{v.name}}}` | {kinds_text(v.kinds)} | `{v.example}` | {v.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def kinds_markdown_table() -> str:
+    """docs/variables.md's table of event kinds: the scopes each may be used at
+    (core.scopes) and the variables it sets beyond those every kind sets."""
+    lines = ["| kind | scopes | variables beyond the common ones |", "|---|---|---|"]
+    for group in (VERSION_KINDS, COLLECTION_KINDS, RUN_KINDS, GROUP_KINDS):
+        for kind in sorted(group):
+            scopes = ", ".join(f"`{s}:`" for s, kinds in ALLOWED_KINDS.items() if kind in kinds)
+            names = ", ".join(f"`${{{v.name}}}`" for v in for_kind(kind) if v.kinds != ALL_KINDS)
+            lines.append(f"| `{kind}` | {scopes} | {names} |")
     return "\n".join(lines) + "\n"
