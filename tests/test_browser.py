@@ -220,3 +220,12 @@ action = { kind = "none" }
     browser.find_element(By.LINK_TEXT, "sweep-7f3a").click()
     rows = browser.find_elements(By.CSS_SELECTOR, "table tr")
     assert {"sweep-lr-0", "sweep-lr-1"} <= {r.text.split(" ")[0] for r in rows[1:]}
+    # The pictures: a metric firing's window against its threshold, an automation's
+    # executions per hour.
+    browser.get(daemon.http + "/executions?automation=loss-diverged")
+    browser.find_element(By.CSS_SELECTOR, "td.id a").click()
+    assert "What the condition saw" in browser.find_element(By.TAG_NAME, "main").text
+    assert browser.save_screenshot(str(folder / "console-execution-metric-1400.png"))
+    browser.find_element(By.LINK_TEXT, "loss-diverged").click()
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert browser.save_screenshot(str(folder / "console-automation-1400.png"))

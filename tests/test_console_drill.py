@@ -127,7 +127,7 @@ async def test_automation_page_says_digest_and_definition_hash_and_draws_firings
         # The last 24 h per hour: 24 bars, this hour's of 2 (the firing and its digest).
         chart = html.split('<svg class="chart"')[1]
         assert chart.count("<rect x=") == 24
-        assert re.search(r"<title>\d\d:00: 2</title></rect></svg>|<title>\d\d:00: 2</title>"
+        assert re.search(r"<title>[A-Z][a-z]{2} \d\d:00: 2</title></rect></svg>|<title>[A-Z][a-z]{2} \d\d:00: 2</title>"
                          r"</rect><text", chart)
         _, html = await get(http, f"{daemon.http}/automations/record")
         assert "<dt>digest</dt><dd>none: each firing is sent on its own</dd>" in html
@@ -170,3 +170,25 @@ async def test_runs_page_shows_the_books_and_escapes(start_daemon):
         # A run the books do not hold: said so, with its executions still listed.
         status, html = await get(http, f"{daemon.http}/runs/gone")
         assert status == 200 and "Not held in memory now" in html
+
+
+async def test_a_metric_execution_draws_what_its_condition_saw(start_daemon):
+    daemon = await start_daemon(CONFIG)
+    async with daemon.client() as client:
+        for value in (9.0, 12.0, 15.0):  # avg 12 > 10
+            await client.send(run("run.metrics", "m1", HOSTILE, values={"loss": value}))
+        await client.send(run("run.state", "a1", "trial-1", state="failed"))
+    [fired] = await eventually(lambda: history(daemon, "loss-high"), lambda r: len(r) == 1)
+    grouped = await eventually(lambda: history(daemon, "failed"), lambda r: len(r) >= 1)
+    async with daemon.console() as http:
+        _, html = await get(http, f"{daemon.http}/executions/{fired['id']}")
+        assert "<script" not in html.split("</style>")[1]
+        assert ("<h2>What the condition saw <span class=meta>· loss, oldest first: "
+                "avg(loss) over last 3 &gt; 10</span></h2>") in html
+        chart = html.split('<svg class="chart"')[1].split("</svg>")[0]
+        assert [float(v) for v in re.findall(r"<circle [^>]+><title>([^<]+)</title>", chart)] \
+            == [9.0, 12.0, 15.0]
+        assert "threshold 10" in chart
+        # A state firing saw no values: no picture.
+        _, html = await get(http, f"{daemon.http}/executions/{grouped[-1]['id']}")
+        assert '<svg class="chart"' not in html

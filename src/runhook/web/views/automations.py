@@ -95,7 +95,7 @@ async def automation(console: Console, request: web.Request) -> web.Response:
 def _firings(hours: dict[int, int], now: float) -> str:
     """The last 24 h's executions per hour, as bars (the current hour last)."""
     last = int(now // 3600)
-    counts = [(datetime.fromtimestamp(h * 3600).astimezone().strftime("%H:00"),
+    counts = [(datetime.fromtimestamp(h * 3600).astimezone().strftime("%a %H:00"),
                hours.get(h, 0)) for h in range(last - 23, last + 1)]
     return charts.bars(counts, "executions per hour, the last 24 h")
 
