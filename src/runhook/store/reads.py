@@ -161,6 +161,11 @@ class Reads:
             "ORDER BY created_at DESC LIMIT ?) GROUP BY 1", (automation, since, cap))
         return {hour: count for hour, count in rows}
 
+    async def has_run(self, run_id: str) -> bool:
+        """Whether an execution names this run id (one probe of the run index)."""
+        return bool(await self._query(
+            "SELECT 1 FROM executions WHERE run_id = ? LIMIT 1", (run_id,)))
+
     async def latest(self, automation: str) -> Execution | None:
         rows = await self._query(
             f"SELECT {_COLUMNS} FROM executions WHERE automation = ? "

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from html import escape
 
+import msgspec
 from aiohttp import web
 
 from runhook.core.executions import STATES
@@ -36,6 +37,10 @@ async def executions(console: Console, request: web.Request) -> web.Response:
     except BadFilter as exc:
         return html(page("Executions", "/executions", f"<p class=warn>{escape(str(exc))}</p>"
                          + _form(console, query)), 400)
+    if filters.run is not None and await console.store.has_run(filters.run):
+        # A whole run id (the Runs page links here with one): the run index serves
+        # it, where a prefix of an id or a name walks the history by time.
+        filters = msgspec.structs.replace(filters, run=None, run_id=filters.run)
     rows = await console.store.page(filters, size + 1, before=before, after=after)
     # One row more than a page says whether there is a page beyond, in the direction read.
     more = len(rows) > size

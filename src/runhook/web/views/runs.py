@@ -24,7 +24,8 @@ from runhook.web.views import Console, html
 from runhook.web.views.executions import row
 
 MOST_RUNS = 500  # rows on /runs: the most recently seen first
-SHOWN_VALUES = 12  # window values written out per metric on /runs (the page has all)
+SHOWN_VALUES = 12  # window values written out per metric on /runs
+DRAWN_VALUES = 500  # on a run's page: a window may hold thousands
 RECENT = 20
 
 
@@ -113,7 +114,7 @@ async def runs(console: Console, request: web.Request) -> web.Response:
         next_ = deadlines(held)
         metrics = "<br>".join(
             f"<code>{escape(metric)}</code> "
-            + escape(" ".join(_number(v) for v in ring.values()[-SHOWN_VALUES:]))
+            + escape(" ".join(_number(v) for v in ring.tail(SHOWN_VALUES)))
             for metric, ring in sorted(run.rings.items()))
         rows.append(
             f"<tr><td>{run_cell(run.run_id, run_name(run))}</td>"
@@ -174,12 +175,13 @@ def _one(held: Held) -> str:
         facts.append(("conditions holding", escape(", ".join(sorted(run.active)))))
     metrics = []
     for metric, ring in sorted(run.rings.items()):
-        values = ring.values()
+        values = ring.tail(DRAWN_VALUES)
         conditions = _conditions(run, metric)
         threshold = next((t for _, t in conditions if t is not None), None)
         metrics.append(
             f"<h3><code>{escape(metric)}</code> <span class=meta>· window of {ring.size}, "
-            f"{len(values)} held</span></h3>"
+            f"{ring.count} held" + (f", the last {len(values)} shown" if len(values) < ring.count
+                                 else "") + "</span></h3>"
             + "".join(f"<p>{escape(text)}</p>" for text, _ in conditions)
             + charts.line(values, threshold, f"{metric}: the window's values")
             + f"<p><code>{escape(' '.join(_number(v) for v in values))}</code></p>")
