@@ -192,3 +192,22 @@ async def test_a_metric_execution_draws_what_its_condition_saw(start_daemon):
         # A state firing saw no values: no picture.
         _, html = await get(http, f"{daemon.http}/executions/{grouped[-1]['id']}")
         assert '<svg class="chart"' not in html
+
+
+async def test_a_whole_run_id_means_that_run_and_a_prefix_means_any(start_daemon):
+    """`run=a1` is run a1 (its id is known: the run index answers), not also the run
+    named `a1-rerun`; `run=a1-` (no such id) is a prefix of ids and names."""
+    daemon = await start_daemon(CONFIG)
+    async with daemon.client() as client:
+        for run_id, name in (("a1", "first"), ("b9", "a1-rerun")):
+            for value in (20.0, 20.0, 20.0):
+                await client.send(run("run.metrics", run_id, name, group="other",
+                                      values={"loss": value}))
+    await eventually(lambda: history(daemon, "loss-high"), lambda r: len(r) == 2)
+    async with daemon.console() as http:
+        _, html = await get(http, f"{daemon.http}/executions?run=a1")
+        assert [r.count('href="/runs/a1"') for r in rows(html)] == [1]
+        _, html = await get(http, f"{daemon.http}/executions?run=a1-")
+        assert [r.count('href="/runs/b9"') for r in rows(html)] == [1]
+        _, html = await get(http, f"{daemon.http}/executions?run=f")
+        assert [r.count('href="/runs/a1"') for r in rows(html)] == [1]
