@@ -189,6 +189,9 @@ async def test_a_metric_execution_draws_what_its_condition_saw(start_daemon):
         assert [float(v) for v in re.findall(r"<circle [^>]+><title>([^<]+)</title>", chart)] \
             == [9.0, 12.0, 15.0]
         assert "threshold 10" in chart
+        assert ('<dt>about</dt><dd><a href="/runs/m1">&lt;script&gt;alert(&#x27;x&#x27;)'
+                '&lt;/script&gt;</a><br><span class=meta>group</span> '
+                '<a href="/runs?group=sweep-9">sweep-9</a></dd>') in html
         # A state firing saw no values: no picture.
         _, html = await get(http, f"{daemon.http}/executions/{grouped[-1]['id']}")
         assert '<svg class="chart"' not in html

@@ -13,6 +13,7 @@ from runhook.delivery import preview
 from runhook.web import charts
 from runhook.web.html import badge, button, link, page, part, table, when
 from runhook.web.views import Console, html, not_found
+from runhook.web.views.executions import subject
 
 
 async def execution(console: Console, request: web.Request) -> web.Response:
@@ -27,6 +28,7 @@ async def execution(console: Console, request: web.Request) -> web.Response:
         ("state", badge(found.state) + (f" {escape(found.reason)}" if found.reason else "")),
         ("automation", link("/automations/" + part(found.automation), found.automation)),
         ("scope", f"<code>{escape(found.scope)}</code>"),
+        ("about", subject(found) or "–"),
         ("event", f"{escape(found.event_kind)} (<code>{escape(found.event_type)}</code>)"),
         ("event id", escape(found.event_id or "–")),
         ("integration", escape(found.integration or "none")),
