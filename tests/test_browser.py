@@ -161,3 +161,71 @@ def flash(browser: Any) -> str:
     found = WebDriverWait(browser, 20).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, ".flash"))
     return str(found[0].text)
+
+
+WIDTHS = (800, 1400)
+
+
+async def test_executions_and_runs_fit_from_800_px_to_wide(start_daemon, receiver, browser,
+                                                          tmp_path):
+    """At 800 and 1400 px the executions list and the Runs page fit the window (no
+    column off to the right: at 900 px STATE, TRIES and REASON were), and the run
+    name in a row leads to the run's page, its group to the group's runs."""
+    from selenium.webdriver.common.by import By
+    folder = DOCS / "images" if os.environ.get("RUNHOOK_SCREENSHOTS") else tmp_path
+    folder.mkdir(exist_ok=True)
+    config = CONFIG.replace("@URL@", receiver.url) + """
+[[automations]]
+name = "run-crashed"
+scope = "project:acme/vision"
+event = { kind = "RUN_STATE", states = ["crashed"], heartbeat_timeout = "10m" }
+action = { kind = "none" }
+"""
+    daemon = await start_daemon(config)
+    async with daemon.client() as client:
+        for n, values in enumerate(([0.9, 0.7, 0.55, 0.5], [3.0, 9.0, 14.0, 18.0])):
+            run = {"entity": "acme", "project": "vision", "run_id": f"7f3a9c0{n}",
+                   "run_name": f"sweep-lr-{n}", "group": "sweep-7f3a"}
+            await client.send({"type": "run.state", **run, "state": "running"})
+            for value in values:
+                await client.send({"type": "run.metrics", **run, "values": {"loss": value}})
+        for version in range(1, 3):
+            await client.send({"type": "artifact.created", "entity": "acme",
+                               "project": "vision", "collection": "imagenet-subset",
+                               "version": version})
+    await settled(daemon, (await receiver.next()).headers["webhook-id"])
+    browser.get(daemon.login_url())
+    for width in WIDTHS:
+        for name in ("executions", "runs"):
+            browser.set_window_size(width, 900)
+            browser.get(f"{daemon.http}/{name}")
+            inner, wide = browser.execute_script(
+                "return [window.innerWidth, document.documentElement.scrollWidth]")
+            assert wide <= inner, (name, width, wide, inner)
+            header = browser.find_elements(By.CSS_SELECTOR, "th")[-1]
+            assert header.rect["x"] + header.rect["width"] <= inner, (name, width)
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(width, min(max(height + 40, 500), 2400))
+            assert browser.save_screenshot(str(folder / f"console-{name}-{width}.png"))
+    browser.get(daemon.http + "/executions")
+    browser.find_element(By.LINK_TEXT, "sweep-lr-1").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Run sweep-lr-1"
+    main = browser.find_element(By.TAG_NAME, "main").text
+    assert "9 14 18" in main and "crashed if silent until" in main
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    browser.set_window_size(1400, 900)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(max(height + 40, 500), 2400))
+    assert browser.save_screenshot(str(folder / "console-run-1400.png"))
+    browser.find_element(By.LINK_TEXT, "sweep-7f3a").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "table tr")
+    assert {"sweep-lr-0", "sweep-lr-1"} <= {r.text.split(" ")[0] for r in rows[1:]}
+    # The pictures: a metric firing's window against its threshold, an automation's
+    # executions per hour.
+    browser.get(daemon.http + "/executions?automation=loss-diverged")
+    browser.find_element(By.CSS_SELECTOR, "td.id a").click()
+    assert "What the condition saw" in browser.find_element(By.TAG_NAME, "main").text
+    assert browser.save_screenshot(str(folder / "console-execution-metric-1400.png"))
+    browser.find_element(By.LINK_TEXT, "loss-diverged").click()
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert browser.save_screenshot(str(folder / "console-automation-1400.png"))

@@ -29,6 +29,8 @@ ROUTES = [
     ("GET", "/automations/{name}", "/automations/crash"),
     ("GET", "/executions", "/executions"),
     ("GET", "/executions/{id}", "/executions/@ID@"),
+    ("GET", "/runs", "/runs"),
+    ("GET", "/runs/{id}", "/runs/r1"),
     ("GET", "/integrations", "/integrations"),
     ("POST", "/executions/{id}/redeliver", "/executions/@ID@/redeliver"),
     ("POST", "/integrations/test", "/integrations/test"),

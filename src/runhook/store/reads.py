@@ -24,6 +24,15 @@ from runhook.store.rows import (
 
 # Where an execution's collection is (no index: see migration 0008).
 COLLECTION = "json_extract(context, '$.artifact_collection_name')"
+RUN_NAME = "json_extract(context, '$.run_name')"
+# A run's group, or the group a GROUP_FINISHED execution is about.
+GROUP = "coalesce(json_extract(context, '$.run_group'), json_extract(context, '$.group'))"
+
+
+def _starts(column: str) -> str:
+    """`column` starts with the parameter (given twice: its length, then it).
+    substr, not LIKE or GLOB: a `%`, `_` or `*` in a name is itself."""
+    return f"substr({column}, 1, ?) = ?"
 
 
 class Filters(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,7 +41,12 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
     automation: str | None = None
     state: str | None = None
     run_id: str | None = None
+    # Prefixes, as people type them: `run` of the run's id or its name (the list
+    # shows names; ids may be random hex), `collection` and `group` of theirs.
+    # No index serves them: a rare one walks the history down to a page's rows.
+    run: str | None = None
     collection: str | None = None
+    group: str | None = None
     since: float | None = None
     until: float | None = None
 
@@ -41,11 +55,17 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
         params: list[Any] = []
         for clause, value in (("automation = ?", self.automation), ("state = ?", self.state),
                               ("run_id = ?", self.run_id),
-                              (f"{COLLECTION} = ?", self.collection),
                               ("created_at >= ?", self.since), ("created_at < ?", self.until)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
+        if self.run is not None:
+            where.append(f"({_starts('run_id')} OR {_starts(RUN_NAME)})")
+            params += [len(self.run), self.run] * 2
+        for column, prefix in ((COLLECTION, self.collection), (GROUP, self.group)):
+            if prefix is not None:
+                where.append(_starts(column))
+                params += [len(prefix), prefix]
         if self.state is not None and self.state != "FINISHED":
             # Spelt out so SQLite sees the query inside the partial state index.
             where.append("state != 'FINISHED'")
@@ -131,6 +151,20 @@ class Reads:
             "AND created_at >= ? ORDER BY created_at DESC LIMIT ?) GROUP BY state",
             (automation, since, cap))
         return {state: count for state, count in rows}
+
+    async def per_hour(self, automation: str, since: float, cap: int) -> dict[int, int]:
+        """An automation's executions since `since` per hour (created_at // 3600),
+        counting at most the newest `cap`, as `counts` does."""
+        rows = await self._query(
+            "SELECT CAST(created_at / 3600 AS INTEGER), count(*) FROM (SELECT created_at "
+            "FROM executions WHERE automation = ? AND created_at >= ? "
+            "ORDER BY created_at DESC LIMIT ?) GROUP BY 1", (automation, since, cap))
+        return {hour: count for hour, count in rows}
+
+    async def has_run(self, run_id: str) -> bool:
+        """Whether an execution names this run id (one probe of the run index)."""
+        return bool(await self._query(
+            "SELECT 1 FROM executions WHERE run_id = ? LIMIT 1", (run_id,)))
 
     async def latest(self, automation: str) -> Execution | None:
         rows = await self._query(

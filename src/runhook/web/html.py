@@ -32,10 +32,14 @@ solid #e0b400}.filters{display:flex;gap:.6rem;flex-wrap:wrap;align-items:end;mar
 .pager{margin:.8rem 0}.pager a{margin-right:1rem}dl{display:grid;grid-template-columns:
 max-content auto;gap:.2rem 1rem;background:#fff;padding:.7rem;box-shadow:0 1px 2px #0001}
 dt{color:#667}dd{margin:0}.warn{color:#a35b00}
+td{overflow-wrap:break-word}.id{overflow-wrap:anywhere}.s{white-space:nowrap}td .t{white-space:normal}h3{font-size:.95rem;margin:1rem 0 .3rem}
+svg.chart{display:block;max-width:100%;height:auto;margin:.3rem 0;box-shadow:0 1px 2px #0001}
+@media (max-width:1100px){main{margin:1rem .8rem 2rem}nav{padding:.6rem .8rem}
+th,td{padding:.3rem .35rem}body{font-size:13px}td code{font-size:11px}}
 """
 
 PAGES = (("/", "Overview"), ("/automations", "Automations"), ("/executions", "Executions"),
-         ("/integrations", "Integrations"))
+         ("/runs", "Runs"), ("/integrations", "Integrations"))
 
 
 def page(title: str, here: str, body: str, flash: str | None = None,
@@ -70,6 +74,16 @@ def badge(text: str, cls: str | None = None) -> str:
 
 def link(path: str, text: str, **query: str | None) -> str:
     return f'<a href="{escape(url(path, **query))}">{escape(text)}</a>'
+
+
+def run_cell(run_id: str, name: str) -> str:
+    """A run's name, linked to its page (by id: names repeat, ids do not)."""
+    return link("/runs/" + part(run_id), name or run_id)
+
+
+def group_cell(group: str | None) -> str:
+    """A group, linked to the runs in it."""
+    return link("/runs", group, group=group) if group else ""
 
 
 def url(path: str, **query: str | None) -> str:

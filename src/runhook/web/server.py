@@ -24,7 +24,15 @@ from runhook.web import silences
 from runhook.web.guard import Guard
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
 from runhook.web.session import Login
-from runhook.web.views import Console, Daemon, actions, automations, integrations, overview
+from runhook.web.views import (
+    Console,
+    Daemon,
+    actions,
+    automations,
+    integrations,
+    overview,
+    runs,
+)
 from runhook.web.views import execution as execution_view
 from runhook.web.views import executions as executions_view
 
@@ -112,6 +120,8 @@ def make_app(daemon: Daemon, store: Store, login: Login, limits: Limits = DEFAUL
         ("GET", "/automations/{name}", automations.automation),
         ("GET", "/executions", executions_view.executions),
         ("GET", "/executions/{id}", execution_view.execution),
+        ("GET", "/runs", runs.runs),
+        ("GET", "/runs/{id}", runs.run),
         ("GET", "/integrations", integrations.integrations),
         ("POST", "/executions/{id}/redeliver", actions.redeliver),
         ("POST", "/integrations/test", actions.test),

@@ -4,13 +4,16 @@ as at send time, every secret masked), and every attempt with what the endpoint 
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from runhook.delivery import preview
+from runhook.web import charts
 from runhook.web.html import badge, button, link, page, part, table, when
 from runhook.web.views import Console, html, not_found
+from runhook.web.views.executions import subject
 
 
 async def execution(console: Console, request: web.Request) -> web.Response:
@@ -25,6 +28,7 @@ async def execution(console: Console, request: web.Request) -> web.Response:
         ("state", badge(found.state) + (f" {escape(found.reason)}" if found.reason else "")),
         ("automation", link("/automations/" + part(found.automation), found.automation)),
         ("scope", f"<code>{escape(found.scope)}</code>"),
+        ("about", subject(found) or "–"),
         ("event", f"{escape(found.event_kind)} (<code>{escape(found.event_type)}</code>)"),
         ("event id", escape(found.event_id or "–")),
         ("integration", escape(found.integration or "none")),
@@ -46,6 +50,7 @@ async def execution(console: Console, request: web.Request) -> web.Response:
             f"<td class=n>{t.duration_ms:.0f} ms</td><td>{t.status or '–'}</td>"
             f"<td>{escape(t.error or '')}</td>"
             f"<td><pre>{escape(t.response or '')}</pre></td></tr>" for t in attempts]
+    picture = _picture(console, found.automation, found.context)
     actions = ""
     if found.integration is not None and found.digest_id is None:
         # PENDING too: one waiting hours for its next retry can be sent now.
@@ -54,6 +59,7 @@ async def execution(console: Console, request: web.Request) -> web.Response:
                    + "</p>")
     body = (
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>" + actions
+        + picture
         + "<h2>Variables</h2>"
         + table(["variable", "value"], variables, "none recorded")
         + '<h2>Request <span class="meta">· as the next attempt sends it, secrets masked'
@@ -62,6 +68,26 @@ async def execution(console: Console, request: web.Request) -> web.Response:
         + table(["#", "started", "#duration", "status", "error", "response (first 1 KiB)"],
                 rows, "no attempt yet"))
     return html(page(f"Execution {found.id}", "/executions", body, console.flash(request)))
+
+
+def _picture(console: Console, automation: str, context: dict[str, Any]) -> str:
+    """A metric firing's window (the values its condition saw, oldest first) drawn
+    against the threshold, when the running automation still states that condition."""
+    values = context.get("metric_values")
+    if not isinstance(values, list) or not values or \
+            not all(isinstance(v, int | float) for v in values):
+        return ""
+    threshold = None
+    found = console.daemon.settings.automation(automation)
+    checker = found.run.metric if found is not None and found.run is not None else None
+    if checker is not None and checker.description == context.get("metric_filter"):
+        value = getattr(checker, "threshold", None)
+        threshold = float(value) if isinstance(value, int | float) else None
+    name = str(context.get("metric_name") or "metric")
+    return (f"<h2>What the condition saw <span class=meta>· {escape(name)}, oldest first: "
+            f"{escape(str(context.get('metric_filter') or ''))}</span></h2>"
+            + charts.line([float(v) for v in values], threshold,
+                          f"{name}: the values the condition saw"))
 
 
 def _text(value: object) -> str:

@@ -1,5 +1,5 @@
-"""`/executions`: the history, filtered by automation, state, run, collection and time
-range, newest first, in keyset pages (a page costs its rows on any history)."""
+"""`/executions`: the history, filtered by automation, state, run (name or id), group and
+collection (prefixes) and time range, newest first, in keyset pages (a page costs its rows on any history)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from html import escape
 
+import msgspec
 from aiohttp import web
 
 from runhook.core.executions import STATES
 from runhook.store.reads import Filters
 from runhook.store.rows import Execution
-from runhook.web.html import badge, link, page, part, table, url, when
+from runhook.web.html import badge, group_cell, link, page, part, run_cell, table, url, when
 from runhook.web.views import Console, html
 
 PAGE_ROWS = 50
 MOST_ROWS = 500
-FIELDS = ("automation", "state", "run", "collection", "since", "until", "rows")
+FIELDS = ("automation", "state", "run", "collection", "group", "since", "until", "rows")
+HEADERS = ["created", "execution", "automation", "event", "run, group or artifact", "state",
+           "#tries", "reason"]
 
 
 class BadFilter(ValueError):
@@ -34,6 +37,10 @@ async def executions(console: Console, request: web.Request) -> web.Response:
     except BadFilter as exc:
         return html(page("Executions", "/executions", f"<p class=warn>{escape(str(exc))}</p>"
                          + _form(console, query)), 400)
+    if filters.run is not None and await console.store.has_run(filters.run):
+        # A whole run id (the Runs page links here with one): the run index serves
+        # it, where a prefix of an id or a name walks the history by time.
+        filters = msgspec.structs.replace(filters, run=None, run_id=filters.run)
     rows = await console.store.page(filters, size + 1, before=before, after=after)
     # One row more than a page says whether there is a page beyond, in the direction read.
     more = len(rows) > size
@@ -45,18 +52,46 @@ async def executions(console: Console, request: web.Request) -> web.Response:
     if rows and ((after is None and more) or after is not None):
         pager.append(link("/executions", "older →", **kept, before=_key(rows[-1])))
     body = (_form(console, query)
-            + table(["created", "execution", "automation", "event", "run or artifact", "state",
-                     "#tries", "reason"], [_row(e) for e in rows], "no executions match")
+            + table(HEADERS, [row(e) for e in rows], "no executions match")
             + f'<p class="pager">{" ".join(pager)}</p>')
     return html(page("Executions", "/executions", body, console.flash(request)))
 
 
-def _row(e: Execution) -> str:
-    subject = e.context.get("run_name") or e.run_id or e.context.get("artifact_version") or ""
-    return (f"<tr><td>{when(e.created_at)}</td><td>{link('/executions/' + part(e.id), e.id)}"
-            f"</td><td>{escape(e.automation)}</td><td>{escape(e.event_kind)}</td>"
-            f"<td>{escape(str(subject))}</td><td>{badge(e.state)}</td>"
+def row(e: Execution) -> str:
+    """One execution as a list row; each cell that names something links to it."""
+    # Ids and event kinds may break anywhere: they are what overflowed at 900 px.
+    return (f"<tr><td>{when(e.created_at)}</td>"
+            f"<td class=id>{link('/executions/' + part(e.id), e.id)}"
+            f"</td><td>{link('/automations/' + part(e.automation), e.automation)}</td>"
+            f"<td class=id>{escape(e.event_kind)}</td>"
+            f"<td>{subject(e)}</td><td>{badge(e.state)}</td>"
             f"<td class=n>{e.attempts}</td><td>{escape(e.reason or '')}</td></tr>")
+
+
+def subject(e: Execution) -> str:
+    """What the execution is about: its run (and the run's group), the group a
+    GROUP_FINISHED or a digest by group is about, or the artifact version."""
+    context = e.context
+    parts = []
+    name = context.get("run_name")
+    if e.run_id:
+        parts.append(run_cell(e.run_id, str(name or e.run_id)))
+    elif name:
+        parts.append(escape(str(name)))
+    group = context.get("run_group") or context.get("group")
+    if isinstance(group, str) and group:
+        parts.append(f"<span class=meta>group</span> {group_cell(group)}")
+    count = context.get("digest_count")
+    if count is not None and not parts:
+        key = context.get("digest_key") or ""
+        parts.append(f"<span class=meta>digest of {escape(str(count))}</span>"
+                     + (f" <code>{escape(str(key))}</code>" if key else ""))
+    version = context.get("artifact_version")
+    if version:
+        collection = context.get("artifact_collection_name")
+        parts.append(link("/executions", str(version), collection=str(collection))
+                     if collection else escape(str(version)))
+    return "<br>".join(parts)
 
 
 def _key(e: Execution) -> str:
@@ -86,8 +121,9 @@ def _filters(query: Mapping[str, str]) -> Filters:
     if state is not None and state not in STATES:
         raise BadFilter(f"state must be one of {', '.join(STATES)}")
     return Filters(automation=query.get("automation") or None, state=state,
-                   run_id=query.get("run") or None,
+                   run=query.get("run") or None,
                    collection=query.get("collection") or None,
+                   group=query.get("group") or None,
                    since=_time(query.get("since"), "since"),
                    until=_time(query.get("until"), "until"))
 
@@ -127,7 +163,8 @@ def _form(console: Console, query: Mapping[str, str]) -> str:
     return (f'<form class="filters" method="get" action="{url("/executions")}">'
             f'<label>automation<select name="automation">{options}</select></label>'
             f'<label>state<select name="state">{states}</select></label>'
-            + box("run", "run id") + box("collection", "collection")
+            + box("run", "run name or id") + box("group", "group")
+            + box("collection", "collection")
             + box("since", f"since ({zone})", "datetime-local")
             + box("until", f"until ({zone})", "datetime-local")
             + '<button type="submit">filter</button></form>')
