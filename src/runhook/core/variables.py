@@ -91,7 +91,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("group_finished", GROUP_KINDS, "17", "how many finished"),
     Variable("group_failed", GROUP_KINDS, "3", "how many failed or crashed"),
     Variable("group_best_run", GROUP_KINDS, "sweep-7f3a-12",
-             "the best run's name by the automation's metric and goal"),
+             "the best finished run's name by the automation's metric and goal "
+             "(empty if none finished with a finite value)"),
     Variable("group_best_value", GROUP_KINDS, "0.183", "its last logged value of the metric"),
     Variable(ACCESS_TOKEN, WEBHOOK_KINDS, "(the secret, at send time)",
              "a webhook's `access_token` secret; rendered only in the request sent, "
