@@ -102,6 +102,8 @@ VARIABLES: tuple[Variable, ...] = (
              "each firing's variables (a list; the first 1,000)"),
     Variable("digest_key", DIGEST_KINDS, "sweep-7f3a",
              "the values the digest groups by (`digest.by`), joined by `/`"),
+    Variable("digest_runs", DIGEST_KINDS, "23 runs",
+             "how many distinct runs its firings name, in words (`1 run`; empty if none)"),
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}
