@@ -47,6 +47,15 @@ def test_a_silent_running_run_crashes_once_at_its_deadline():
     assert tick(b, 10_000.0) == [] and b.next_deadline() is None  # exactly once
 
 
+def test_a_crash_says_it_crashed_and_why_not_that_it_became_failed():
+    b = book(CRASH)
+    b.state(said("running"), 0.0)
+    ((outcome,), _) = b.expire(300.0)
+    (firing,) = outcome.firings
+    assert (firing.action, firing.reason) == ("FIRE", "no heartbeat for 5m")
+    assert firing.description == "run crashed: no heartbeat for 5m"
+
+
 def test_a_client_says_why_its_run_failed():
     b = book(CRASH)
     b.state(said("running"), 0.0)

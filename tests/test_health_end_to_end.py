@@ -98,7 +98,7 @@ async def test_a_killed_training_process_is_reported_crashed_exactly_once(start_
         ("prod-trainer", "solo", ["a100"])
     assert context["run_config"] == {"lr": 0.001}
     assert context["run_url"] == "https://wandb.ai/acme/vision/runs/trainer-1"
-    assert context["metric_filter"] == "run state becomes failed (no heartbeat for 1s)"
+    assert context["metric_filter"] == "run crashed: no heartbeat for 1s"
     # Exactly once: another deadline's worth later, still one.
     await asyncio.sleep(1.5)
     assert len(await history(daemon, "crashed")) == 1
