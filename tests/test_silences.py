@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from conftest import settled, webhook_config
@@ -113,7 +114,11 @@ async def test_a_run_name_silence_skips_matching_firings_and_delivers_others(
     # The same through the CLI, and durable: a restarted daemon still applies it.
     code = await asyncio.to_thread(cli, ["silence", "list", "--socket", daemon.socket])
     assert code == 0
-    assert f"{silence_id}  run-failed  until " in capsys.readouterr().out
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["ID", "AUTOMATION", "STATE", "ENDS", "MATCHING", "COMMENT"]
+    assert row.startswith(f"{silence_id}  run-failed  active  ")
+    assert "run-name ~ ^sweep-  sweep 12 is diverging on purpose" in row
+    assert re.search(r"active  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC([+-]\d\d:\d\d)?  ", row)
     assert await daemon.stop() == 0
     daemon = await start_daemon(config=daemon.config)
     async with daemon.client() as client:
