@@ -28,7 +28,7 @@ MOST_PER_UNIT = 50
 
 _UNKNOWN = re.compile(r"^object contains unknown field `(.+)`$")
 _MISSING = re.compile(r"^object missing required field `(.+)`$")
-_ENUM = re.compile(r"^invalid (?:enum )?value (.+)$")
+_ENUM = re.compile(r"^invalid value (.+)$")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
@@ -204,7 +204,7 @@ def _hint(kind: Any, value: Any, path: str, reason: str) -> str:
                   for v in t.values]
     if not values:
         return ""
-    return f" (allowed: {', '.join(sorted(values))}){_closest(given, values)}"
+    return f" (allowed: {', '.join(sorted(values))}){_closest(given, values, value=True)}"
 
 
 def _members(info: Any) -> tuple[Any, ...]:
@@ -246,9 +246,24 @@ def _type_at(kind: Any, value: Any, segments: list[str | int],
     return info
 
 
-def _closest(given: str, names: Any) -> str:
-    match = difflib.get_close_matches(given, list(names), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
+def _closest(given: str, names: Any, value: bool = False) -> str:
+    suggestion = closest(given, list(names), value)
+    return f"; did you mean {suggestion!r}?" if suggestion else ""
+
+
+def closest(given: str, names: list[str], value: bool = True) -> str | None:
+    """The name `given` was probably meant to be: the same but for case ('info' for
+    `INFO`); for a value, the one allowed value it begins ('min' for `minimize`: a
+    field name's prefix is as often another field); else the nearest spelling."""
+    folded = given.casefold()
+    same = [n for n in names if n.casefold() == folded]
+    if same:
+        return same[0]
+    begun = [n for n in names if folded and n.casefold().startswith(folded)]
+    if value and len(begun) == 1:
+        return begun[0]
+    match = difflib.get_close_matches(folded, [n.casefold() for n in names], n=1, cutoff=0.6)
+    return next(n for n in names if n.casefold() == match[0]) if match else None
 
 
 _INDEX = re.compile(r"^automations\[(\d+)\]")
