@@ -122,7 +122,7 @@ def test_a_value_in_another_case_or_cut_short_gets_a_suggestion():
 
 
 def test_closest_prefers_the_same_name_in_another_case_then_a_unique_prefix():
-    from runhook.config.diagnose import closest
+    from runhook.core.words import closest
     assert closest("info", ["INFO", "WARN", "ERROR"]) == "INFO"
     assert closest("Warn", ["INFO", "WARN", "ERROR"]) == "WARN"
     assert closest("min", ["maximize", "minimize"]) == "minimize"

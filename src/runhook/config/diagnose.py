@@ -1,5 +1,5 @@
 """Every problem of a configuration file in one pass, each with its path; enum errors
-list the allowed values and a misspelt name gets the closest one (difflib).
+list the allowed values and a misspelt name gets the closest one (core.words.closest).
 
 msgspec stops at a file's first error. Here each unit (the server table, each secret,
 integration and automation) is checked on its own, and within a unit the offending
@@ -7,7 +7,6 @@ value is cut out and the unit checked again, so one bad field hides no other."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -21,6 +20,7 @@ from runhook.config.cluster import Cluster
 from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
 from runhook.core.schema import field_error
+from runhook.core.words import closest
 
 # A unit with more problems than this is reported as far as this: past it the file
 # is more wrong than right, and the list would bury the first problems.
@@ -250,20 +250,6 @@ def _closest(given: str, names: Any, value: bool = False) -> str:
     suggestion = closest(given, list(names), value)
     return f"; did you mean {suggestion!r}?" if suggestion else ""
 
-
-def closest(given: str, names: list[str], value: bool = True) -> str | None:
-    """The name `given` was probably meant to be: the same but for case ('info' for
-    `INFO`); for a value, the one allowed value it begins ('min' for `minimize`: a
-    field name's prefix is as often another field); else the nearest spelling."""
-    folded = given.casefold()
-    same = [n for n in names if n.casefold() == folded]
-    if same:
-        return same[0]
-    begun = [n for n in names if folded and n.casefold().startswith(folded)]
-    if value and len(begun) == 1:
-        return begun[0]
-    match = difflib.get_close_matches(folded, [n.casefold() for n in names], n=1, cutoff=0.6)
-    return next(n for n in names if n.casefold() == match[0]) if match else None
 
 
 _INDEX = re.compile(r"^automations\[(\d+)\]")
