@@ -111,6 +111,16 @@ async def test_a_run_name_silence_skips_matching_firings_and_delivers_others(
     assert delivered == {"run": "prod-1", "status": "failed"}
     assert len(receiver.requests) == 1
 
+    # Redelivered by id while the silence holds: sent, and the command says it was
+    # silenced and goes out anyway (a person asked for this one by name).
+    [sweep_1] = [r for r in rows if r["context"]["run_name"] == "sweep-1"]
+    code = await asyncio.to_thread(cli, ["redeliver", sweep_1["id"], "--socket", daemon.socket])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"note: {sweep_1['id']} was not sent when it fired ({reason}); it is sent now anyway")
+    assert json.loads((await receiver.next()).body) == {"run": "sweep-1", "status": "failed"}
+    assert (await settled(daemon, sweep_1["id"]))["execution"]["state"] == "FINISHED"
+
     # The same through the CLI, and durable: a restarted daemon still applies it.
     code = await asyncio.to_thread(cli, ["silence", "list", "--socket", daemon.socket])
     assert code == 0

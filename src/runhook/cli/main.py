@@ -240,6 +240,8 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     print(f"{count(len(ids), 'execution')} queued for redelivery (same webhook-id)")
     for execution_id in ids:
         print(f"  {execution_id}")
+    for said in (answer.get("notes") or {}).values():
+        print(f"note: {said}")
     left_out = answer.get("left_out") or {}
     if left_out:
         print(f"{len(left_out)} left out:")
