@@ -14,7 +14,7 @@ import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import check, console, explain, secret, silence, wandb_import
+from runhook.cli import check, console, explain, secret, share, silence, wandb_import
 from runhook.cli.show import attempt, count, cut, table, when
 from runhook.client import Client, RunhookError
 from runhook.config.locate import socket_of
@@ -352,6 +352,7 @@ def parser() -> argparse.ArgumentParser:
     silence.register(sub, client_command, _command)
     console.register(sub, client_command, _command, _socket_path)
     secret.register(sub)
+    share.register(sub)
     wandb_import.register(sub)
 
     p = client_command("status", "what the daemon is doing")
