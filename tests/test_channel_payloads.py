@@ -94,7 +94,7 @@ HOOK = { env = "RH_TEST_HOOK" }
      "integrations.x.to[0]: 'nobody' is not one mail address"),
     (MAIL + 'to = []',
      "integrations.x.to: expected `array` of length >= 1"),
-    (MAIL + 'to = ["b@example.com"]\ntls = "none"', "integrations.x.tls: invalid enum value 'none'"),
+    (MAIL + 'to = ["b@example.com"]\ntls = "none"', "integrations.x.tls: invalid value 'none'"),
     (MAIL + 'to = ["b@example.com"]\nusername = "ml"', "integrations.x: give both username and password"),
 ])
 def test_bad_channel_config_names_the_path(monkeypatch, integration, expected):

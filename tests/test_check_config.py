@@ -53,17 +53,17 @@ EXPECTED = [
     "LINK_ARTIFACT, REMOVE_ARTIFACT_TAG, REMOVE_COLLECTION_TAG, RUN_METRIC_CHANGE, RUN_METRIC_NONFINITE, RUN_METRIC_THRESHOLD, "
     "RUN_METRIC_ZSCORE, RUN_STALLED, RUN_STATE, UNLINK_ARTIFACT); "
     "did you mean 'RUN_METRIC_THRESHOLD'? (automation 'loss')"),
-    ("automations[1].event.states[0]: invalid enum value 'runing' (allowed: crashed, failed, "
+    ("automations[1].event.states[0]: invalid value 'runing' (allowed: crashed, failed, "
     "finished, running); did you mean 'running'? (automation 'states')"),
-    ("automations[1].event.states[2]: invalid enum value 'faild' (allowed: crashed, failed, "
+    ("automations[1].event.states[2]: invalid value 'faild' (allowed: crashed, failed, "
     "finished, running); did you mean 'failed'? (automation 'states')"),
     ("automations[1]: object contains unknown field `cooldwn`; did you mean 'cooldown'? "
     "(automation 'states')"),
-    ("automations[2].event.agg: invalid enum value 'avrage' (allowed: average, avg, max, mean, "
+    ("automations[2].event.agg: invalid value 'avrage' (allowed: average, avg, max, mean, "
     "min); did you mean 'average'? (automation 'avg')"),
     ("automations[2].event: object contains unknown field `treshold`; did you mean "
     "'threshold'? (automation 'avg')"),
-    ("automations[2].action.severity: invalid enum value 'LOUD' (allowed: ERROR, INFO, WARN) "
+    ("automations[2].action.severity: invalid value 'LOUD' (allowed: ERROR, INFO, WARN) "
     "(automation 'avg')"),
     # Decoded fine, so checked as the daemon would: reported in the same pass.
     ("automations[3].scope: expected 'project:ENTITY/PROJECT', 'registry:ENTITY/REGISTRY', "
@@ -100,6 +100,36 @@ def test_a_misspelt_required_field_is_reported_once():
     assert unit_problems("automations[0]", raw, Automation) == [
         "automations[0].event: object contains unknown field `amout`; did you mean 'amount'?"]
     assert raw["event"]["amout"] == 1.0  # the caller's value is left as it was
+
+
+def test_a_value_in_another_case_or_cut_short_gets_a_suggestion():
+    def problems(event: dict, action: dict | None = None) -> list[str]:
+        raw = {"name": "a", "scope": "project:a/b", "action": action or {"kind": "none"},
+               "event": event}
+        return unit_problems("automations[0]", raw, Automation)
+
+    # One wording for a value not allowed, literal or tag; 'min' begins only minimize.
+    assert problems({"kind": "GROUP_FINISHED", "metric": "loss", "goal": "min"}) == [
+        ("automations[0].event.goal: invalid value 'min' (allowed: maximize, minimize); "
+        "did you mean 'minimize'?")]
+    # Case: `none` is lower case, and not among the fields W&B users paste in any case.
+    assert problems({"kind": "CREATE_ARTIFACT"}, {"kind": "None"}) == [
+        ("automations[0].action.kind: invalid value 'None' (allowed: none); "
+        "did you mean 'none'?")]
+    # 'fin' begins `finished` only.
+    assert problems({"kind": "RUN_STATE", "states": ["fin"]})[0].endswith(
+        "did you mean 'finished'?")
+
+
+def test_closest_prefers_the_same_name_in_another_case_then_a_unique_prefix():
+    from runhook.core.words import closest
+    assert closest("info", ["INFO", "WARN", "ERROR"]) == "INFO"
+    assert closest("Warn", ["INFO", "WARN", "ERROR"]) == "WARN"
+    assert closest("min", ["maximize", "minimize"]) == "minimize"
+    assert closest("m", ["maximize", "minimize"]) is None          # two begin with it
+    assert closest("relatve", ["absolute", "relative"]) == "relative"  # spelling, as before
+    # A field name's prefix is as often another field: no prefix guess for names.
+    assert closest("url", ["url_secret", "api_url"], value=False) == "api_url"
 
 
 def test_a_good_file_has_no_problem():

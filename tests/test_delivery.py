@@ -204,10 +204,10 @@ async def test_redeliver_one_and_failed_since(start_daemon, receiver):
 
     rest = await asyncio.to_thread(cli, daemon, "redeliver", "--failed", "--since", "1h",
                                    "--automation", "a")
-    assert rest.returncode == 0 and rest.stdout.startswith("1 execution(s)")
+    assert rest.returncode == 0 and rest.stdout.startswith("1 execution queued")
     assert (await receiver.next()).headers["webhook-id"] == ids[1]
     none_left = await asyncio.to_thread(cli, daemon, "redeliver", "--failed", "--since", "1h")
-    assert none_left.stdout.startswith("0 execution(s)")
+    assert none_left.stdout.startswith("0 executions queued")
 
 
 async def test_test_command(start_daemon, receiver):

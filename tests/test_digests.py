@@ -122,6 +122,20 @@ def test_digest_context_keeps_what_the_firings_share():
     assert context["execution_id"] == "ex_d" and context["digest_count"] == 2
     assert context["digest_key"] == "g" and context["event_type"] == "RUN_METRIC_THRESHOLD"
     assert [i["run_name"] for i in context["digest_items"]] == ["r1", "r2"]
+    assert context["digest_runs"] == "2 runs"
+
+
+def test_digest_runs_says_one_run_and_counts_each_run_once():
+    from runhook.evaluate.digests import runs_in_words
+    assert runs_in_words([{"run_id": "r1", "run_name": "a"}]) == "1 run"
+    # r1 fired twice (two metrics), r2 once: two runs, three firings
+    assert runs_in_words([{"run_id": "r1"}, {"run_id": "r1"}, {"run_id": "r2"}]) == "2 runs"
+    assert runs_in_words([{"artifact_version": "a/b/c:v1"}]) == ""  # no runs: empty
+    # the README's example title reads right for one run
+    from runhook.core.templates import Text
+    title = Text("${digest_runs} of ${run_group} failed")
+    assert title.render({"digest_runs": runs_in_words([{"run_id": "r9"}]),
+                         "run_group": "sweep-9"}, {}) == "1 run of sweep-9 failed"
 
 
 def test_firings_are_grouped_and_one_digest_is_created_at_close():

@@ -47,6 +47,15 @@ def test_a_silent_running_run_crashes_once_at_its_deadline():
     assert tick(b, 10_000.0) == [] and b.next_deadline() is None  # exactly once
 
 
+def test_a_crash_says_it_crashed_and_why_not_that_it_became_failed():
+    b = book(CRASH)
+    b.state(said("running"), 0.0)
+    ((outcome,), _) = b.expire(300.0)
+    (firing,) = outcome.firings
+    assert (firing.action, firing.reason) == ("FIRE", "no heartbeat for 5m")
+    assert firing.description == "run crashed: no heartbeat for 5m"
+
+
 def test_a_client_says_why_its_run_failed():
     b = book(CRASH)
     b.state(said("running"), 0.0)
@@ -258,10 +267,10 @@ def test_a_sweep_fires_once_with_counts_and_the_best_run():
         b.state(said("running", run_id, run_name=f"trial-{i + 1}", group="sweep-a"), float(i))
         for value in values:
             b.metrics(metrics({"val_loss": value}, run_id=run_id, name=""), float(i) + 0.5)
-    b.state(said("finished", "r1"), 10.0)
-    b.state(said("failed", "r2"), 11.0)
-    b.state(said("finished", "r3"), 12.0)
-    b.state(said("failed", "r5"), 13.0)
+    b.state(said("finished", "r1", run_name="trial-1"), 10.0)
+    b.state(said("failed", "r2", run_name="trial-2"), 11.0)
+    b.state(said("finished", "r3", run_name="trial-3"), 12.0)
+    b.state(said("failed", "r5", run_name="trial-5"), 13.0)
     assert tick(b, 200.0) == []          # r4 is still running (its deadline is 303.5)
     # r4 goes silent: crashed at 303.5 (last seen 3.5 + 300)
     assert tick(b, 303.5) == []          # crashed; the group settles from its last join (4)
@@ -269,9 +278,38 @@ def test_a_sweep_fires_once_with_counts_and_the_best_run():
     assert len(firings) == 1
     assert firings[0].group == {
         "group": "sweep-a", "group_runs": 5, "group_finished": 2, "group_failed": 3,
-        # last values: r1 0.5, r2 0.3, r3 0.4, r4 0.2 (crashed, still counts), r5 none
-        "group_best_run": "trial-4", "group_best_value": 0.2}
+        # last values: r1 0.5, r2 0.3, r3 0.4, r4 0.2, r5 none; only r1 and r3 finished,
+        # and a failed or crashed run is no winner: r3's 0.4 is the lowest of theirs
+        "group_best_run": "trial-3", "group_best_value": 0.4}
     assert tick(b, 10_000.0) == []        # once per group
+
+
+def test_the_best_run_is_a_finished_one_with_a_finite_value():
+    b = book(GROUP)
+    # r1 logged 0.1, then NaN (not a value: its ring keeps 0.1), and failed; r2 finished
+    # at 0.7; r3 finished at 0.6 after an -inf (its last value counts); r4 finished on
+    # -inf, which is lowest but not finite. Best of the finished, finite: r3's 0.6.
+    logged = {"r1": [0.1, math.nan], "r2": [0.7], "r3": [-math.inf, 0.6],
+              "r4": [0.05, -math.inf]}
+    for i, (run_id, values) in enumerate(logged.items()):
+        b.state(said("running", run_id, run_name=f"trial-{i + 1}", group="sweep-n"), 0.0)
+        for value in values:
+            b.metrics(metrics({"val_loss": value}, run_id=run_id, name=""), 1.0)
+    b.state(said("failed", "r1", run_name="trial-1"), 2.0)
+    for i, run_id in enumerate(("r2", "r3", "r4")):
+        b.state(said("finished", run_id, run_name=f"trial-{i + 2}"), 2.0)
+    (firing,) = b.expire(120.0)[1]
+    assert (firing.group["group_best_run"], firing.group["group_best_value"]) == ("trial-3", 0.6)
+    assert (firing.group["group_finished"], firing.group["group_failed"]) == (3, 1)
+
+
+def test_no_best_run_when_none_finished():
+    b = book(GROUP)
+    b.state(said("running", "r1", run_name="trial-1", group="sweep-x"), 0.0)
+    b.metrics(metrics({"val_loss": 0.1}, run_id="r1", name=""), 1.0)
+    b.state(said("failed", "r1"), 2.0)
+    (firing,) = b.expire(120.0)[1]
+    assert (firing.group["group_best_run"], firing.group["group_best_value"]) == ("", "")
 
 
 def test_a_group_waits_for_settle_after_the_last_join():

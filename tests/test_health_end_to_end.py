@@ -98,7 +98,7 @@ async def test_a_killed_training_process_is_reported_crashed_exactly_once(start_
         ("prod-trainer", "solo", ["a100"])
     assert context["run_config"] == {"lr": 0.001}
     assert context["run_url"] == "https://wandb.ai/acme/vision/runs/trainer-1"
-    assert context["metric_filter"] == "run state becomes failed (no heartbeat for 1s)"
+    assert context["metric_filter"] == "run crashed: no heartbeat for 1s"
     # Exactly once: another deadline's worth later, still one.
     await asyncio.sleep(1.5)
     assert len(await history(daemon, "crashed")) == 1
@@ -135,11 +135,12 @@ async def test_a_sweep_ends_in_one_group_finished(start_daemon):
             await client.send(run_event("run.state", run_id, state=state))
     (row,) = await eventually(lambda: history(daemon, "sweep-done"), lambda rows: len(rows) == 1)
     context = await context_of(daemon, row["id"])
-    # s4 crashed (silent), s3 failed: 2 finished, 2 failed; best loss 0.125 is s4's.
+    # s4 crashed (silent), s3 failed: 2 finished, 2 failed. s4's 0.125 is lowest, but
+    # only a finished run can be best: s1 0.5, s2 0.25, so trial-2 with 0.25.
     assert {k: context[k] for k in ("group", "group_runs", "group_finished", "group_failed",
                                     "group_best_run", "group_best_value")} == {
         "group": "sweep-7", "group_runs": 4, "group_finished": 2, "group_failed": 2,
-        "group_best_run": "trial-4", "group_best_value": 0.125}
+        "group_best_run": "trial-2", "group_best_value": 0.25}
     assert len(await history(daemon, "crashed")) == 2  # s3 said failed, s4 went silent
     await asyncio.sleep(1.5)
     assert len(await history(daemon, "sweep-done")) == 1

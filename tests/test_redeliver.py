@@ -39,7 +39,7 @@ async def test_redeliver_a_test_execution_sends_its_payload_again(start_daemon, 
 
     again = await asyncio.to_thread(cli, daemon, "redeliver", execution_id)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("1 execution(s) queued")
+    assert again.stdout.startswith("1 execution queued")
     done = await settled(daemon, execution_id)
     assert done["execution"]["state"] == "FINISHED", done["execution"]["reason"]
     assert [a["status"] for a in done["attempts"]] == [503, 200]
@@ -79,7 +79,7 @@ async def test_redeliver_failed_leaves_test_executions_out(start_daemon, receive
 
     rest = await asyncio.to_thread(cli, daemon, "redeliver", "--failed", "--since", "1h")
     assert rest.returncode == 0, rest.stderr
-    assert rest.stdout.startswith("1 execution(s) queued")
+    assert rest.stdout.startswith("1 execution queued")
     assert real in rest.stdout
     assert f"{test_id}: a test execution" in rest.stdout
     assert (await receiver.next()).headers["webhook-id"] == real

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from conftest import settled, webhook_config
@@ -110,10 +111,24 @@ async def test_a_run_name_silence_skips_matching_firings_and_delivers_others(
     assert delivered == {"run": "prod-1", "status": "failed"}
     assert len(receiver.requests) == 1
 
+    # Redelivered by id while the silence holds: sent, and the command says it was
+    # silenced and goes out anyway (a person asked for this one by name).
+    [sweep_1] = [r for r in rows if r["context"]["run_name"] == "sweep-1"]
+    code = await asyncio.to_thread(cli, ["redeliver", sweep_1["id"], "--socket", daemon.socket])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"note: {sweep_1['id']} was not sent when it fired ({reason}); it is sent now anyway")
+    assert json.loads((await receiver.next()).body) == {"run": "sweep-1", "status": "failed"}
+    assert (await settled(daemon, sweep_1["id"]))["execution"]["state"] == "FINISHED"
+
     # The same through the CLI, and durable: a restarted daemon still applies it.
     code = await asyncio.to_thread(cli, ["silence", "list", "--socket", daemon.socket])
     assert code == 0
-    assert f"{silence_id}  run-failed  until " in capsys.readouterr().out
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["ID", "AUTOMATION", "STATE", "ENDS", "MATCHING", "COMMENT"]
+    assert row.startswith(f"{silence_id}  run-failed  active  ")
+    assert "run-name ~ ^sweep-  sweep 12 is diverging on purpose" in row
+    assert re.search(r"active  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC([+-]\d\d:\d\d)?  ", row)
     assert await daemon.stop() == 0
     daemon = await start_daemon(config=daemon.config)
     async with daemon.client() as client:

@@ -60,7 +60,7 @@ async def daemon(start_daemon):
            "values": {"acc": 0.5, "loss": "high"}}),
      "line 1: field `values.loss`: expected `float | null`, got `str`"),
     (line({"type": "run.state", "entity": "acme", "project": "p", "run_id": "1",
-           "state": "exploded"}), "line 1: field `state`: invalid enum value 'exploded'"),
+           "state": "exploded"}), "line 1: field `state`: invalid value 'exploded'"),
 ])
 async def test_bad_line_is_named_and_connection_goes_on(daemon, bad, expected):
     answers = await exchange(daemon.socket, bad + line(GOOD), 2)

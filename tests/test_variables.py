@@ -141,3 +141,29 @@ def test_vars_refuses_an_unknown_kind(kind):
     run = subprocess.run([sys.executable, "-m", "runhook", "vars", kind],
                          check=False, capture_output=True, text=True)
     assert run.returncode == 2 and "unknown kind" in run.stderr
+
+
+@pytest.mark.parametrize(("given", "meant"), [
+    ("run_stat", "'RUN_STATE'"),              # a kind cut short, in lower case
+    ("GROUP_FINSHED", "'GROUP_FINISHED'"),    # a kind misspelt
+    ("run_nme", "'${run_name}'"),             # a variable misspelt
+    ("metric_filtr", "'${metric_filter}'"),
+])
+def test_vars_suggests_the_kind_or_variable_meant(given, meant):
+    run = subprocess.run([sys.executable, "-m", "runhook", "vars", given],
+                         check=False, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[0] == \
+        f"runhook: unknown kind or variable {given!r}; did you mean {meant}?"
+
+
+def test_vars_shows_one_variable_by_its_name():
+    run = subprocess.run([sys.executable, "-m", "runhook", "vars", "${group_best_value}"],
+                         check=True, capture_output=True, text=True)
+    assert run.stdout.splitlines() == [
+        "${group_best_value}: its last logged value of the metric", "set by: GROUP_FINISHED",
+        "example: 0.183"]
+    # W&B's stored name of a kind is a kind (as in the configuration)
+    wandb = subprocess.run([sys.executable, "-m", "runhook", "vars", "RUN_METRIC"],
+                           check=True, capture_output=True, text=True)
+    assert "${metric_filter}" in wandb.stdout

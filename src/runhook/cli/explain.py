@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from difflib import SequenceMatcher
 
 import msgspec
 
 from runhook.config.model import ConfigError
 from runhook.config.settings import load
+from runhook.config.spellings import canonical_kind
 from runhook.core.events import ArtifactEvents, RunEvents
 from runhook.core.executions import test_context
 from runhook.core.scopes import ARTIFACT_KINDS, GROUP_KINDS, RUN_KINDS
 from runhook.core.templates import Payload, TemplateError, Text
-from runhook.core.variables import for_kind, kinds_text
+from runhook.core.variables import BY_NAME, for_kind, kinds_text
+from runhook.core.words import closest
 from runhook.delivery import preview
 from runhook.delivery.preview import empty_variables
 
@@ -48,11 +51,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_vars(args: argparse.Namespace) -> int:
-    kind = args.kind.upper() if args.kind else None
-    if kind is not None and kind not in ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS:
-        print(f"runhook: unknown kind {args.kind!r}; one of "
-              f"{', '.join(sorted(ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS))}", file=sys.stderr)
-        return 2
+    kinds = sorted(ARTIFACT_KINDS | RUN_KINDS | GROUP_KINDS)
+    kind = canonical_kind(args.kind) if args.kind else None  # any case, W&B's names too
+    if kind is not None and kind not in kinds:
+        return _not_a_kind(args.kind, kinds)
     rows = [("VARIABLE", "SET BY", "EXAMPLE")] + [
         ("${" + v.name + "}", kinds_text(v.kinds) if kind is None else v.meaning, v.example)
         for v in for_kind(kind)]
@@ -64,6 +66,26 @@ def cmd_vars(args: argparse.Namespace) -> int:
     print("\nsecrets an integration lists in `secrets` read as ${NAME}; "
           "a known variable that does not apply renders empty")
     return 0
+
+
+def _not_a_kind(given: str, kinds: list[str]) -> int:
+    """`runhook vars X` where X is no kind: a variable's name shows that variable; else
+    the kind or variable it probably meant."""
+    name = given.removeprefix("${").removesuffix("}")
+    variable = BY_NAME.get(name)
+    if variable is not None:
+        print(f"${{{variable.name}}}: {variable.meaning}\nset by: {kinds_text(variable.kinds)}"
+              f"\nexample: {variable.example}")
+        return 0
+    # The nearer of the closest kind and the closest variable.
+    candidates = [(c, shown) for c, shown in (
+        (closest(given, kinds), "{}"), (closest(name, list(BY_NAME)), "${{{}}}")) if c]
+    meant = max(candidates, key=lambda c: SequenceMatcher(
+        None, name.casefold(), c[0].casefold()).ratio(), default=None)
+    hint = f"; did you mean {meant[1].format(meant[0])!r}?" if meant else ""
+    print(f"runhook: unknown kind or variable {given!r}{hint}\nkinds: {', '.join(kinds)}",
+          file=sys.stderr)
+    return 2
 
 
 def empty_in_test(payload: str | None, webhook: bool) -> list[str]:

@@ -8,14 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import anyio
 import msgspec
 
 from runhook import __version__
-from runhook.cli import check, console, explain, secret, silence, wandb_import
+from runhook.cli import check, console, explain, secret, share, silence, wandb_import
+from runhook.cli.show import attempt, count, cut, table, when
 from runhook.client import Client, RunhookError
 from runhook.config.locate import socket_of
 from runhook.config.model import ConfigError
@@ -110,10 +110,6 @@ def _have_uvloop() -> bool:
     return True
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def _stdin_lines() -> Iterator[bytes]:
     for line in sys.stdin.buffer:
         if line.strip():
@@ -131,10 +127,6 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def cmd_history(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         try:
@@ -149,11 +141,10 @@ def cmd_history(args: argparse.Namespace) -> int:
         print("no executions")
         return 0
     header = ("CREATED", "EXECUTION", "AUTOMATION", "EVENT", "STATE", "TRIES", "REASON")
-    table = [header] + [(_when(r["created_at"]), r["id"], r["automation"], r["event_kind"],
-                         r["state"], str(r["attempts"]), _cut(r["reason"] or "", 60)) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    for line in table(header, [(when(r["created_at"]), r["id"], r["automation"],
+                                r["event_kind"], r["state"], str(r["attempts"]),
+                                cut(r["reason"] or "", 60)) for r in rows]):
+        print(line)
     return 0
 
 
@@ -169,10 +160,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"runhook {status['version']}, up {status['uptime_s']:.0f}s, config {status['config']}")
     print(", ".join([
-        _count(sum(status["events_received"].values()), "event") + " received",
-        _count(status["lines_rejected"], "line") + " rejected",
-        _count(status["connections"], "connection"), _count(status["scopes"], "scope"),
-        _count(status["tracked_runs"], "run") + " tracked"]))
+        count(sum(status["events_received"].values()), "event") + " received",
+        count(status["lines_rejected"], "line") + " rejected",
+        count(status["connections"], "connection"), count(status["scopes"], "scope"),
+        count(status["tracked_runs"], "run") + " tracked"]))
     if status.get("cluster"):
         c = status["cluster"]
         owned = ", ".join(str(p) for p in c["partitions"]) or "none"
@@ -184,12 +175,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = " ".join(f"{k.lower()}={v}" for k, v in sorted(a.get("counts_24h", {}).items()))
         print(f"  {a['name']:<28} {a['kind']:<22} {a['scope']:<26} "
               f"{'enabled ' if a['enabled'] else 'disabled'}  "
-              f"last: {last['state'] + ' ' + _when(last['created_at']) if last else 'never':<29} "
+              f"last: {last['state'] + ' ' + when(last['created_at']) if last else 'never':<36} "
               f"{counts}")
     if status.get("silences"):
         print("\nSILENCES (matching firings are recorded SKIPPED)")
         for s in status["silences"]:
-            print(f"  {s['id']}  {s['automation'] or '(all)'}  until {_when(s['ends_at'])}"
+            print(f"  {s['id']}  {s['automation'] or '(all)'}  until {when(s['ends_at'])}"
                   f"  {s['comment']}")
     print("\nINTEGRATIONS")
     for i in status["integrations"]:
@@ -206,12 +197,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"last error: {f['last_error'] or '-'}")
     print("\nRECENT EXECUTIONS")
     for e in status["recent"]:
-        print(f"  {_when(e['created_at'])}  {e['id']}  {e['automation']:<24} "
+        print(f"  {when(e['created_at'])}  {e['id']}  {e['automation']:<24} "
               f"{e['event_kind']:<20} {e['state']:<9} {e['reason'] or ''}")
         for t in e["attempt_list"]:
-            print(f"      attempt {t['number']}: {_when(t['started_at'])} "
-                  f"status {t['status'] or '-'} in {t['duration_ms']:.0f} ms"
-                  + (f" ({t['error']})" if t["error"] else ""))
+            print(f"      attempt {t['number']}: {when(t['started_at'])} "
+                  + attempt(t["status"], t["error"], t["duration_ms"]))
     return 0
 
 
@@ -254,9 +244,11 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     ids = answer["redelivered"]
-    print(f"{len(ids)} execution(s) queued for redelivery (same webhook-id)")
+    print(f"{count(len(ids), 'execution')} queued for redelivery (same webhook-id)")
     for execution_id in ids:
         print(f"  {execution_id}")
+    for said in (answer.get("notes") or {}).values():
+        print(f"note: {said}")
     left_out = answer.get("left_out") or {}
     if left_out:
         print(f"{len(left_out)} left out:")
@@ -277,7 +269,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     test = answer["test"]
-    print(f"execution {test['execution_id']}: status {test['status'] or '-'}"
+    got = f"status {test['status']}" if test["status"] is not None else "no answer"
+    print(f"execution {test['execution_id']}: {got}"
           + (f", {test['error']}" if test["error"] else ""))
     if test["response"]:
         print(test["response"])
@@ -298,14 +291,6 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return 1
     print("configuration reloaded")
     return 0
-
-
-def _cut(text: str, width: int) -> str:
-    """At most `width` characters, cut at a word boundary with an ellipsis."""
-    if len(text) <= width:
-        return text
-    cut = text[:width - 1].rsplit(" ", 1)[0] if " " in text[:width - 1] else text[:width - 1]
-    return cut.rstrip(" ,;:") + "…"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -374,6 +359,7 @@ def parser() -> argparse.ArgumentParser:
     silence.register(sub, client_command, _command)
     console.register(sub, client_command, _command, _socket_path)
     secret.register(sub)
+    share.register(sub)
     wandb_import.register(sub)
 
     p = client_command("status", "what the daemon is doing")

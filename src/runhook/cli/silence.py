@@ -5,28 +5,35 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from runhook.cli.show import table, when
 from runhook.core.durations import parse_duration
 
 Command = Callable[[argparse.Namespace, dict[str, Any]], "dict[str, Any] | None"]
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+def _filters(silence: dict[str, Any]) -> str:
+    return ", ".join(f"{name} ~ {silence[key]}" for name, key in (
+        ("run-name", "run_name"), ("group", "group"), ("collection", "collection"))
+        if silence.get(key) is not None)
 
 
 def _line(silence: dict[str, Any]) -> str:
-    filters = ", ".join(f"{name} ~ {silence[key]}" for name, key in (
-        ("run-name", "run_name"), ("group", "group"), ("collection", "collection"))
-        if silence.get(key) is not None)
-    state = f"until {_when(silence['ends_at'])}" if silence["active"] else \
-        f"expired {_when(silence['ends_at'])}"
+    filters = _filters(silence)
+    state = f"until {when(silence['ends_at'])}" if silence["active"] else \
+        f"expired {when(silence['ends_at'])}"
     return (f"{silence['id']}  {silence['automation'] or '(all)'}  {state}"
             + (f"  [{filters}]" if filters else "") + f"  {silence['comment']}")
+
+
+def listing(silences: list[dict[str, Any]]) -> list[str]:
+    """`silence list` as a table under a header, one silence a row."""
+    rows = [(s["id"], s["automation"] or "(all)", "active" if s["active"] else "expired",
+             when(s["ends_at"]), _filters(s) or "-", s["comment"]) for s in silences]
+    return table(("ID", "AUTOMATION", "STATE", "ENDS", "MATCHING", "COMMENT"), rows)
 
 
 def register(sub: Any, client_command: Callable[[str, str], argparse.ArgumentParser],
@@ -83,10 +90,11 @@ def run(args: argparse.Namespace, command: Command) -> int:
     if args.verb == "list":
         if args.json:
             print(msgspec.json.encode(answer["silences"]).decode())
-        for silence in [] if args.json else answer["silences"]:
-            print(_line(silence))
-        if not answer["silences"] and not args.json:
+        elif not answer["silences"]:
             print("no silences")
+        else:
+            for line in listing(answer["silences"]):
+                print(line)
     else:
         print(_line(answer["silence"]))
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 from runhook.config.from_wandb import shapes
 from runhook.config.from_wandb.toml_text import render
 from runhook.config.from_wandb.translate import translate
+from runhook.core.words import count
 
 
 def _mapping(path: str | None) -> dict[str, Any]:
@@ -64,8 +65,9 @@ def cmd_import_wandb(args: argparse.Namespace) -> int:
                 left_out.append((f"{source} #{number}", str(exc)))
     imported = translate(definitions, mapping)
     left_out += imported.left_out
-    header = [(f"Imported from W&B by `runhook import wandb`: {len(imported.automations)} "
-               f"automation(s), {len(left_out)} left out (listed on stderr).")]
+    header = [(f"Imported from W&B by `runhook import wandb`: "
+               f"{count(len(imported.automations), 'automation')}, {len(left_out)} left out "
+               "(listed on stderr).")]
     sys.stdout.write(render(imported, header))
     for name, reason in left_out:
         print(f"runhook import: left out {name}: {reason}", file=sys.stderr)

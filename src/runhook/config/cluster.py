@@ -12,6 +12,7 @@ import msgspec
 
 from runhook.core.durations import parse_duration
 from runhook.core.schema import Table
+from runhook.core.words import count
 
 # JetStream drops a copy of a message id seen within this window (an event a client
 # sends again, an execution a new owner makes again); the events stream must keep
@@ -71,7 +72,7 @@ def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
                 if not _SERVER.match(s) or not _port_ok(s)]
     if cluster.replicas > len(cluster.nats):
         problems.append(f"cluster.replicas: {cluster.replicas}, but only "
-                        f"{len(cluster.nats)} server(s) in cluster.nats")
+                        f"{count(len(cluster.nats), 'server')} in cluster.nats")
     node = cluster.node or socket.gethostname().split(".")[0]
     if not _NODE.match(node):
         problems.append(f"cluster.node: {node!r} is not a node name "

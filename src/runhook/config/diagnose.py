@@ -1,5 +1,5 @@
 """Every problem of a configuration file in one pass, each with its path; enum errors
-list the allowed values and a misspelt name gets the closest one (difflib).
+list the allowed values and a misspelt name gets the closest one (core.words.closest).
 
 msgspec stops at a file's first error. Here each unit (the server table, each secret,
 integration and automation) is checked on its own, and within a unit the offending
@@ -7,7 +7,6 @@ value is cut out and the unit checked again, so one bad field hides no other."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -21,6 +20,7 @@ from runhook.config.cluster import Cluster
 from runhook.config.remote import Ingest, Source
 from runhook.config.secrets import SecretSource
 from runhook.core.schema import field_error
+from runhook.core.words import closest
 
 # A unit with more problems than this is reported as far as this: past it the file
 # is more wrong than right, and the list would bury the first problems.
@@ -28,7 +28,7 @@ MOST_PER_UNIT = 50
 
 _UNKNOWN = re.compile(r"^object contains unknown field `(.+)`$")
 _MISSING = re.compile(r"^object missing required field `(.+)`$")
-_ENUM = re.compile(r"^invalid (?:enum )?value (.+)$")
+_ENUM = re.compile(r"^invalid value (.+)$")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
@@ -204,7 +204,7 @@ def _hint(kind: Any, value: Any, path: str, reason: str) -> str:
                   for v in t.values]
     if not values:
         return ""
-    return f" (allowed: {', '.join(sorted(values))}){_closest(given, values)}"
+    return f" (allowed: {', '.join(sorted(values))}){_closest(given, values, value=True)}"
 
 
 def _members(info: Any) -> tuple[Any, ...]:
@@ -246,9 +246,10 @@ def _type_at(kind: Any, value: Any, segments: list[str | int],
     return info
 
 
-def _closest(given: str, names: Any) -> str:
-    match = difflib.get_close_matches(given, list(names), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
+def _closest(given: str, names: Any, value: bool = False) -> str:
+    suggestion = closest(given, list(names), value)
+    return f"; did you mean {suggestion!r}?" if suggestion else ""
+
 
 
 _INDEX = re.compile(r"^automations\[(\d+)\]")

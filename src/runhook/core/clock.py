@@ -1,8 +1,9 @@
-"""The two times evaluation reads: wall time for records, a monotonic clock for deadlines."""
+"""The times evaluation reads (wall for records, monotonic for deadlines), and as people read them."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -45,3 +46,22 @@ class WallClock:
 
     def monotonic(self) -> float:
         return time.time()
+
+
+def local_time(ts: float) -> str:
+    """A time as people read it, in this machine's zone with the zone said once:
+    `2026-11-26 11:24:16 UTC`, or `2026-11-26 12:24:16 UTC+01:00` elsewhere."""
+    local = datetime.fromtimestamp(ts).astimezone()
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')} {zone_name(local.utcoffset())}"
+
+
+def zone_name(offset: timedelta | None = None) -> str:
+    """`UTC` or `UTC+01:00` (this machine's offset now, if none is given). The offset,
+    not the zone's abbreviation: those repeat ("IST"), and "UTC (UTC+0000)" said it twice."""
+    if offset is None:
+        offset = datetime.now().astimezone().utcoffset()
+    minutes = round(offset.total_seconds() / 60) if offset else 0
+    if not minutes:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

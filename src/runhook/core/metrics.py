@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from runhook.core import bounds
 from runhook.core.status import DaemonStatus
+from runhook.core.words import count
 
 # Delivery latency buckets (seconds): loopback receivers answer in a millisecond,
 # real endpoints in tens to hundreds, timeouts at 15 s.
@@ -143,6 +144,6 @@ def activity_line(before: dict[str, int], after: dict[str, int], seconds: float)
     d = {key: after.get(key, 0) - before.get(key, 0) for key in after}
     if not any(d.values()):
         return None
-    return (f"last {seconds:.0f}s: {d['events']:,} events, {d['executions']:,} executions, "
-            f"{d['success']:,} delivered, {d['retry']:,} retries scheduled, "
-            f"{d['failed']:,} failed")
+    return (f"last {seconds:.0f}s: {count(d['events'], 'event')}, "
+            f"{count(d['executions'], 'execution')}, {d['success']:,} delivered, "
+            f"{count(d['retry'], 'retry', 'retries')} scheduled, {d['failed']:,} failed")

@@ -27,13 +27,19 @@ _AT = re.compile(r"^(.*) - at `\$\.?(.*)`$")
 
 def field_error(message: str) -> tuple[str, str] | None:
     """A msgspec ValidationError's text as (path, reason), the path without `$.`
-    ("" for the top level) and the reason starting lower-case, so the configuration
-    and the wire protocol word it alike; None when msgspec names no path."""
+    ("" for the top level) and the reason starting lower-case, one wording for a value
+    not allowed, so the configuration and the wire protocol word it alike; None when
+    msgspec names no path."""
     match = _AT.match(message)
     if match is None:
         return None
     reason, path = match.groups()
-    return path, reason[:1].lower() + reason[1:]
+    reason = reason[:1].lower() + reason[1:]
+    # msgspec says "invalid enum value" for a literal and "invalid value" for a
+    # tagged union's tag: to a person both are a value not among the allowed ones.
+    if reason.startswith("invalid enum value "):
+        reason = "invalid value " + reason[len("invalid enum value "):]
+    return path, reason
 
 
 class StartupError(Exception):

@@ -92,7 +92,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("group_finished", GROUP_KINDS, "17", "how many finished"),
     Variable("group_failed", GROUP_KINDS, "3", "how many failed or crashed"),
     Variable("group_best_run", GROUP_KINDS, "sweep-7f3a-12",
-             "the best run's name by the automation's metric and goal"),
+             "the best finished run's name by the automation's metric and goal "
+             "(empty if none finished with a finite value)"),
     Variable("group_best_value", GROUP_KINDS, "0.183", "its last logged value of the metric"),
     Variable(ACCESS_TOKEN, WEBHOOK_KINDS, "(the secret, at send time)",
              "a webhook's `access_token` secret; rendered only in the request sent, "
@@ -102,6 +103,8 @@ VARIABLES: tuple[Variable, ...] = (
              "each firing's variables (a list; the first 1,000)"),
     Variable("digest_key", DIGEST_KINDS, "sweep-7f3a",
              "the values the digest groups by (`digest.by`), joined by `/`"),
+    Variable("digest_runs", DIGEST_KINDS, "23 runs",
+             "how many distinct runs its firings name, in words (`1 run`; empty if none)"),
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}

@@ -31,6 +31,17 @@ def refusal(execution: Execution, settings: Settings) -> str | None:
     return None
 
 
+def note(execution: Execution) -> str | None:
+    """What to tell whoever redelivers `execution` by id, beyond "queued": that it
+    was held back (silenced, or a cooldown) and goes out now all the same. A redelivery
+    by id is someone asking for this one message, so it is sent, not refused: as with
+    Alertmanager, a silence mutes what fires, not what a person asks for by name."""
+    if execution.state != "SKIPPED":
+        return None
+    return (f"{execution.id} was not sent when it fired ({execution.reason or 'SKIPPED'}); "
+            "it is sent now anyway")
+
+
 def sort_failed(executions: list[Execution],
                 settings: Settings) -> tuple[list[Execution], dict[str, str]]:
     """`--failed`: the executions to queue again, and those left out with why."""

@@ -63,7 +63,7 @@ def key_of(spec: DigestSpec, context: Mapping[str, Any]) -> tuple[str, ...]:
 def digest_context(window: Window, kind: str, event_time: str) -> dict[str, Any]:
     """The digest execution's variables: those all its firings share (so a title
     `${run_group}` works in a digest by group, and `${run_name}` renders empty when
-    the runs differ), then `digest_count`, `digest_items` and `digest_key`."""
+    the runs differ), then `digest_count`, `digest_items`, `digest_key` and `digest_runs`."""
     items = window.items
     shared: dict[str, Any] = {}
     if items:
@@ -73,8 +73,15 @@ def digest_context(window: Window, kind: str, event_time: str) -> dict[str, Any]
     shared.update({"event_type": kind, "automation_name": window.automation,
                    "execution_id": window.id, "event_time": event_time,
                    "digest_count": window.count, "digest_items": items,
-                   "digest_key": "/".join(window.key)})
+                   "digest_key": "/".join(window.key), "digest_runs": runs_in_words(items)})
     return shared
+
+
+def runs_in_words(items: list[dict[str, Any]]) -> str:
+    """How many distinct runs the firings name, as a title says it ("1 run",
+    "23 runs"), so `${digest_runs} of ${run_group} failed` reads right for one."""
+    runs = {item.get("run_id") or item.get("run_name") for item in items} - {None, ""}
+    return f"{len(runs)} run{'' if len(runs) == 1 else 's'}" if runs else ""
 
 
 class Digests:

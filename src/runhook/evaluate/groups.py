@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from runhook.config.settings import Automation
@@ -117,13 +118,19 @@ class GroupBook:
 
 
 def summary(name: str, members: list[Run], checker: GroupChecker) -> dict[str, Any]:
-    """The group's variables: counts, and the best run by its last logged value."""
+    """The group's variables: counts, and the best run by its last logged value.
+
+    Only runs that finished can be best, and only by a finite value: a run that
+    failed or crashed (often because its loss went NaN or diverged) is no winner."""
     values = []
     if checker.metric is not None:
         for run in members:
             ring = run.rings.get(checker.metric)
-            if ring is not None and ring.count:
-                values.append((run.name or run.run_id, ring.tail(1)[0]))
+            if run.state not in FINISHED or ring is None or not ring.count:
+                continue
+            last = ring.tail(1)[0]
+            if math.isfinite(last):
+                values.append((run.name or run.run_id, last))
     best = checker.best(values)
     return {
         "group": name,

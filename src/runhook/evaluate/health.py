@@ -101,7 +101,10 @@ class HealthBook(GroupBook):
         elif fire and care is not None:
             for automation, checker in care.states:
                 if checker.fires(previous, state):
-                    description = checker.description + (f" ({reason})" if reason else "")
+                    # The daemon's own verdict says so plainly, not as a state a
+                    # client reported ("run state becomes failed" read as if it had).
+                    description = f"run crashed: {reason}" if state == CRASHED and reason \
+                        else checker.description + (f" ({reason})" if reason else "")
                     fire_run(run, automation, now, outcome, None, [], description,
                              reason=reason)
         if state == previous:

@@ -162,6 +162,7 @@ async def overview(daemon: Daemon, recent: int = 15) -> Overview:
 async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
     store = daemon.store
     left_out: dict[str, str] = {}
+    notes: dict[str, str] = {}  # chosen, with something to say (SKIPPED, sent anyway)
     if query.id is not None:
         execution = await store.execution(query.id)
         if execution is None:
@@ -170,6 +171,9 @@ async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
         if why is not None:
             return protocol.refusal(f"cannot redeliver {query.id}: {why}")
         chosen = [execution]
+        said = redelivery.note(execution)
+        if said is not None:
+            notes[execution.id] = said
     else:
         assert query.since is not None
         failed = await store.redeliverable(time.time() - query.since, query.automation)
@@ -182,6 +186,11 @@ async def _redeliver(query: Redeliver, daemon: Daemon) -> bytes:
         actor = daemon.deliveries.actors.get(str(name))
         if actor is not None:
             actor.poke()
-    return protocol.answer({"redelivered": [e.id for e in chosen], "left_out": left_out})
+    return protocol.answer({"redelivered": [e.id for e in chosen], "left_out": left_out,
+                            "notes": notes})
 
 
+def notes_of(answer: dict[str, object]) -> str:
+    """A redelivery answer's notes as one flash message's tail ("; …"), or ""."""
+    notes = answer.get("notes")
+    return "".join(f"; {n}" for n in notes.values()) if isinstance(notes, dict) else ""

@@ -4,13 +4,13 @@ exception out of `fit` is reported `failed` by runhook's exception hook."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from runhook.integrations.frameworks import need
 from runhook.integrations.run import Run
 
 # Imported as a module: mypy here has no Keras to see, so its types are Any.
-_keras: Any = importlib.import_module("keras")
+_keras: Any = need(("keras",), "keras", "Keras 3")
 
 
 class RunhookCallback(_keras.callbacks.Callback):  # type: ignore[misc]  # Keras's class is Any

@@ -14,16 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from runhook.integrations import process
+from runhook.integrations.frameworks import need
 from runhook.integrations.run import Run
 
 # Lightning ships as `lightning` (2.x) and as the older `pytorch_lightning`; either
-# works. Imported as modules, so the types are Any: mypy here has no Lightning to see.
-try:
-    _loggers: Any = importlib.import_module("lightning.pytorch.loggers.logger")
-    _rank_zero: Any = importlib.import_module("lightning.pytorch.utilities.rank_zero")
-except ImportError:  # pragma: no cover - the older package name
-    _loggers = importlib.import_module("pytorch_lightning.loggers.logger")
-    _rank_zero = importlib.import_module("pytorch_lightning.utilities.rank_zero")
+# works, `lightning` first. Imported as modules, so the types are Any: mypy here has
+# no Lightning to see.
+_pl: Any = need(("lightning.pytorch", "pytorch_lightning"), "lightning", "PyTorch Lightning")
+_loggers: Any = importlib.import_module(_pl.__name__ + ".loggers.logger")
+_rank_zero: Any = importlib.import_module(_pl.__name__ + ".utilities.rank_zero")
 
 rank_zero_only = _rank_zero.rank_zero_only
 

@@ -5,13 +5,13 @@ an exception out of `train()` is reported `failed` by runhook's exception hook."
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from runhook.integrations.frameworks import need
 from runhook.integrations.run import Run
 
 # Imported as a module: mypy here has no Transformers to see, so its types are Any.
-_transformers: Any = importlib.import_module("transformers")
+_transformers: Any = need(("transformers",), "transformers", "Hugging Face Transformers")
 
 
 class RunhookCallback(_transformers.TrainerCallback):  # type: ignore[misc]  # Any base

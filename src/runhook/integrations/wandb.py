@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runhook.integrations import wandb_events
+from runhook.integrations.frameworks import need
 from runhook.integrations.run import Run, _user
 
 _mirrors: dict[str, Mirror] = {}  # wandb run id -> its runhook run
@@ -149,7 +150,7 @@ def forward(entity: str | None = None, project: str | None = None,
     _options.update({key: value for key, value in
                      {"entity": entity, "project": project, **options}.items()
                      if value is not None})
-    wandb: Any = importlib.import_module("wandb")
+    wandb: Any = need(("wandb",), "wandb", "the W&B SDK")
     run_class: Any = importlib.import_module("wandb.sdk.wandb_run").Run
     if getattr(run_class, "_runhook_forwarded", False):
         return

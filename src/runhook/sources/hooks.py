@@ -16,6 +16,7 @@ from runhook.config.remote import HuggingFaceSource, MlflowSource
 from runhook.config.settings import Settings
 from runhook.core.events import ArtifactCreated, Event, TagAdded
 from runhook.core.logs import LogLimit
+from runhook.core.words import count
 from runhook.ingest.http import HttpIngress
 from runhook.sources import huggingface, mlflow
 from runhook.store.database import Store, WriteFailed
@@ -98,7 +99,7 @@ class Hooks:
         held = self._refusals.allow()  # forged deliveries must not flood the log
         if held is not None:
             log.warning("source %s: refused a delivery from %s: %s%s", name, request.remote,
-                        why, f" (and {held} more refusals not logged)" if held else "")
+                        why, f" (and {count(held, 'more refusal', 'more refusals')} not logged)" if held else "")
 
     async def _body(self, request: web.Request) -> bytes | None:
         body = bytearray()

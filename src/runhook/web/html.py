@@ -8,6 +8,8 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
+from runhook.core.clock import local_time
+
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}
 main{margin:1.2rem 2rem 3rem}nav{background:#1d2330;padding:.6rem 2rem}
@@ -64,7 +66,7 @@ def when(ts: float | None) -> str:
     if not ts:
         return "–"
     local = datetime.fromtimestamp(ts).astimezone()
-    shown = local.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)")
+    shown = local_time(ts)
     return f'<time class="t" datetime="{local.isoformat(timespec="seconds")}">{shown}</time>'
 
 

@@ -24,7 +24,7 @@ async def redeliver(console: Console, request: web.Request) -> web.StreamRespons
     execution_id = request.match_info["id"]
     back = f"/executions/{part(execution_id)}"
     return await _act(console, request, Redeliver(id=execution_id), back,
-                      lambda a: f"queued for redelivery: {execution_id}")
+                      lambda a: f"queued for redelivery: {execution_id}{queries.notes_of(a)}")
 
 
 async def test(console: Console, request: web.Request) -> web.StreamResponse:

@@ -81,7 +81,7 @@ async def automation(console: Console, request: web.Request) -> web.Response:
         (f"<p>{escape(description)}</p>" if description else "")
         + "<h2>Definition</h2><dl>"
         + "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in definition) + "</dl>"
-        + f"<h2>Last 24 h</h2><p>{total}{'+' if total >= COUNT_CAP else ''} executions: "
+        + f"<h2>Last 24 h</h2><p>{total}{'+' if total >= COUNT_CAP else ''} execution{'' if total == 1 else 's'}: "
         f"{escape(count_text)}</p>"
         + (_firings(hours, now) if total else "")
         + f"<h2>Recent executions <span class=meta>· "

@@ -10,6 +10,7 @@ from html import escape
 import msgspec
 from aiohttp import web
 
+from runhook.core.clock import zone_name
 from runhook.core.executions import STATES
 from runhook.store.reads import Filters
 from runhook.store.rows import Execution
@@ -154,7 +155,7 @@ def _form(console: Console, query: Mapping[str, str]) -> str:
         options += f"<option selected>{escape(chosen)}</option>"
     states = '<option value="">any</option>' + "".join(
         f'<option{" selected" if s == get("state") else ""}>{s}</option>' for s in STATES)
-    zone = datetime.now().astimezone().strftime("%Z, UTC%z")
+    zone = zone_name()
 
     def box(name: str, label: str, kind: str = "text") -> str:
         return (f'<label>{escape(label)}<input type="{kind}" name="{name}" '

@@ -9,6 +9,7 @@ from html import escape
 from aiohttp import web
 
 from runhook.core.executions import STATES
+from runhook.core.words import count
 from runhook.ingest import silencing
 from runhook.store.reads import Filters
 from runhook.web.html import badge, link, page, part, table, when
@@ -63,9 +64,9 @@ async def overview(console: Console, request: web.Request) -> web.Response:
               for f in status.sources]
     received = sum(status.events_received.values())
     body = f"""<p class="meta">version {escape(status.version)} · up {status.uptime_s:.0f}s ·
-config <code>{escape(status.config)}</code> · {received} events received since start ·
-{status.lines_rejected} lines rejected · {status.scopes} scopes ·
-{status.tracked_runs} runs tracked · refreshes every {REFRESH_S}s</p>
+config <code>{escape(status.config)}</code> · {count(received, "event")} received since start ·
+{count(status.lines_rejected, "line")} rejected · {count(status.scopes, "scope")} ·
+{count(status.tracked_runs, "run")} tracked · refreshes every {REFRESH_S}s</p>
 <h2>Automations <span class="meta">· executions over the last 24 h</span></h2>
 {table(["name", "event", "scope", "", "last execution", "#24 h",
         *(f"#{s.lower()}" for s in STATES)], rows_a, "none configured")}
