@@ -244,7 +244,7 @@ async def test_nested_runs_finish_as_one_group(start_daemon, tracking):
     fired = await eventually(lambda: history(daemon, "sweep"), lambda rows: len(rows) == 1)
     group = context(fired[0])
     assert (group["group_runs"], group["group_finished"], group["group_failed"]) == (3, 2, 1)
-    assert (group["group_best_run"], group["group_best_value"]) == ("trial-2", 0.2)
+    assert (group["group_best_run"], group["group_best_value"]) == ("trial-3", 0.3)  # the best *finished* run: trial-2 failed
 
 
 async def test_a_server_answering_500_then_recovering_loses_nothing(start_daemon, tracking):
