@@ -173,7 +173,8 @@ class ClusterDaemon(Daemon):
         status.integrations = [  # this node's deliveries (each node delivers its share)
             IntegrationStatus(name=name, kind=str(integration.__struct_config__.tag),
                               rate=integration.rate, in_flight=counts.in_flight,
-                              sent=counts.sent, last_error=counts.last_error, disabled=None)
+                              sent=counts.sent, last_error=counts.last_error,
+                              disabled=counts.disabled)
             for name, integration in settings.integrations.items()
             for counts in [self.workers.counts.get(name, Counts()) if self.workers
                            else Counts()]]
