@@ -24,8 +24,8 @@ log = logging.getLogger("runhook.cluster")
 
 # This node's history mirror may have the row already (an execution a previous owner
 # published, evaluated again here): the local copy is then left as it is.
-_IDEMPOTENT = {INSERT_EXECUTION: INSERT_EXECUTION.replace("INSERT", "INSERT OR IGNORE", 1),
-               INSERT_GROUPED: INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)}
+# The execution inserts, each by its rule for a row already there.
+_IF_NEW: dict[str, str] = {INSERT_EXECUTION: INSERT_EXECUTION.if_new, INSERT_GROUPED: INSERT_GROUPED.if_new}
 FLUSH_TIMEOUT_S = 10.0
 # Where execution_row puts the scope, the state and the integration.
 _SCOPE, _STATE, _INTEGRATION = 2, 8, 7
@@ -116,9 +116,9 @@ class ClusterStore(Store):
         rows: list[tuple[Any, ...]] = []
         statements = write.statements
         for index, (sql, params) in enumerate(statements):
-            idempotent = _IDEMPOTENT.get(sql)
-            if idempotent is not None:
-                statements[index] = (idempotent, params)
+            if_new = _IF_NEW.get(sql)
+            if if_new is not None:
+                statements[index] = (if_new, params)
                 rows.extend(tuple(row) for row in params)
         if rows:
             write.on_commit = Created(self.outbox, rows, write.on_commit)
