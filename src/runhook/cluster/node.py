@@ -78,6 +78,7 @@ class ClusterDaemon(Daemon):
                     self.scopes = scopes
                     async with anyio.create_task_group() as work:
                         self._partition_tg = work
+                        await work.start(self.outbox.run, name="cluster outbox")
                         self.workers = Workers(self, self.bus)
                         self.mirror = Mirror(self.bus, self.store)
                         work.start_soon(self.workers.run, name="cluster delivery")
