@@ -477,3 +477,42 @@ async def test_a_crash_noticed_again_by_the_next_owner_is_the_same_execution(
             if node.process is not None and node.process.returncode is None:
                 await stop_node(node)
         await nats.stop()
+
+
+async def test_a_410_disables_the_integration_on_the_node_that_saw_it(
+        one_node: tuple[NatsCluster, Node], receiver: Receiver) -> None:
+    """As on one machine: the 410 fails its execution with the same reason and attempt
+    record, and the node sends nothing more to that integration; what comes after
+    waits, PENDING."""
+    _, node = one_node
+    receiver.responses = [(410, "gone", {})]
+    async with AsyncClient(node.socket) as client:
+        assert await client.request({"type": "artifact.created", "entity": "acme",
+                                     "project": "p0", "collection": "m",
+                                     "version": 1}) == {"ok": True}
+    gone = await receiver.next(timeout=30)
+    execution_id = gone.headers["webhook-id"]
+
+    async def execution(eid: str) -> dict[str, Any]:
+        async with AsyncClient(node.socket) as client:
+            return await client.request({"type": "query.execution", "id": eid})
+    failed = await eventually(lambda: execution(execution_id),
+                              lambda a: a.get("execution", {}).get("state") == "FAILED")
+    assert failed["execution"]["reason"] == "HTTP 410"
+    assert [(a["number"], a["status"], a["error"]) for a in failed["attempts"]] \
+        == [(1, 410, "HTTP 410")]
+    async with AsyncClient(node.socket) as client:
+        (hook,) = (await client.request({"type": "query.status"}))["status"]["integrations"]
+    assert hook["disabled"] == f"HTTP 410 (execution {execution_id}); `runhook enable hook` resumes"
+    assert hook["last_error"] == "HTTP 410"
+
+    async with AsyncClient(node.socket) as client:
+        assert await client.request({"type": "artifact.created", "entity": "acme",
+                                     "project": "p0", "collection": "m",
+                                     "version": 2}) == {"ok": True}
+    held = await eventually(lambda: asyncio.to_thread(node.log.read_text),
+                            lambda text: "is not sent: integration hook is disabled" in text)
+    (line,) = [t for t in held.splitlines() if "is not sent" in t]
+    waiting = line.split("execution ")[1].split(" ")[0]
+    assert (await execution(waiting))["execution"]["state"] == "PENDING"
+    assert len(receiver.requests) == 1  # the 410's alone

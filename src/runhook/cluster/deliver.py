@@ -4,7 +4,8 @@ one attempt, records it on the history stream, and acks it, or has JetStream
 deliver it again after the retry delay. A node killed mid-attempt leaves the
 message unacked: another node sends it again after `ACK_WAIT_S` (receivers see
 the same webhook-id twice, never none); an attempt that takes longer says it is
-still in progress every `PROGRESS_S`."""
+still in progress every `PROGRESS_S`. The attempt itself is delivery/core.py's, as on
+one machine (a 410 disables the integration on the node that saw it)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from runhook.cluster.bus import (
     take,
 )
 from runhook.config.runtime import Runtime
-from runhook.core.durations import parse_rate
-from runhook.delivery import attempt, policy
-from runhook.delivery.ratelimit import TokenBucket
+from runhook.core.executions import Job
+from runhook.delivery import policy
+from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
 
 log = logging.getLogger("runhook.cluster.delivery")
@@ -40,18 +41,11 @@ CONSUMER = "deliver"
 ACK_WAIT_S = 10.0
 PROGRESS_S = 3.0
 PUBLISH_TIMEOUT_S = 10.0
-_LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
+# An execution for an integration this node disabled goes back to the queue for this
+# long (another node, or this one once enabled, sends it); it stays PENDING meanwhile.
+DISABLED_RETRY_S = 60.0
 
-
-class Counts:
-    """One integration's deliveries on this node, for `runhook status`."""
-
-    __slots__ = ("in_flight", "last_error", "sent")
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.sent = 0
-        self.last_error: str | None = None
+__all__ = ["Counts", "Workers"]
 
 
 class Workers:
@@ -60,11 +54,11 @@ class Workers:
         self._bus = bus
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._session_keys: dict[str, tuple[int, bool]] = {}
-        self._buckets: dict[str, tuple[str, TokenBucket]] = {}
         self.in_flight = 0
         self.sent = 0
         self.counts: dict[str, Counts] = {}
         self._freed = asyncio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None  # the attempts', and closing sessions'
         # id(message) -> (the message, when its attempt started); a Msg is not hashable
         self._attempting: dict[int, tuple[Any, float]] = {}
 
@@ -78,6 +72,7 @@ class Workers:
         free = anyio.Semaphore(slots)
         try:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 tg.start_soon(self._in_progress)
                 while True:
                     # A fetch for half the slots or more (one per free slot would cost
@@ -109,24 +104,12 @@ class Workers:
         if found is not None and self._session_keys.get(name) == key:
             return found
         if found is not None:
-            asyncio.get_running_loop().create_task(found.close())
+            assert self._tg is not None
+            self._tg.start_soon(_close, found, name=f"closing {name}'s old session")
         session = self._sessions[name] = aiohttp.ClientSession(
             connector=connector(*key), cookie_jar=aiohttp.DummyCookieJar())
         self._session_keys[name] = key
         return session
-
-    async def _pace(self, name: str) -> None:
-        """The integration's `rate`, per node (each node keeps its own bucket)."""
-        rate = self._runtime.settings.integrations[name].rate
-        if not rate:
-            return
-        bucket = self._buckets.get(name)
-        if bucket is None or bucket[0] != rate:
-            bucket = self._buckets[name] = (rate, TokenBucket(parse_rate(rate),
-                                                              now=time.monotonic()))
-        wait = bucket[1].take(time.monotonic())
-        if wait > 0:
-            await anyio.sleep(wait)
 
     async def _one(self, msg: Any, free: anyio.Semaphore) -> None:
         self.in_flight += 1
@@ -166,61 +149,63 @@ class Workers:
             log.error("cluster: an executions message is not an execution: %s", exc)
             await msg.term()
             return
-        number = msg.metadata.num_delivered
+        # The attempt number is the delivery's: a copy abandoned by a node killed
+        # mid-attempt counts as an attempt, as does a return while disabled here.
+        job = Job(execution_id, automation, integration, context,
+                  msg.metadata.num_delivered - 1, created_at)
         settings = self._runtime.settings
-        started = time.time()
         if integration not in settings.integrations:
-            response, outcome = None, policy.Outcome(
-                "FAILED", reason=f"integration {integration!r} is no longer configured",
-                config_error=True)
+            done = Counts().judged(self._runtime, job, job.attempts + 1, time.time(), None,
+                                   policy.Outcome("FAILED", reason=f"integration "
+                                                  f"{integration!r} is no longer configured",
+                                                  config_error=True))
         else:
-            await self._pace(integration)
             counts = self.counts.setdefault(integration, Counts())
+            if await self._held(msg, job, counts, settings.integrations[integration].rate):
+                return
             counts.in_flight += 1
             try:
-                response, outcome = await attempt.send(
-                    self._session(integration), settings, integration, automation, context,
-                    execution_id, number)
-            except Exception as exc:
-                log.exception("execution %s: attempt %d crashed", execution_id, number)
-                response, outcome = None, policy.Outcome("FAILED",
-                                                         reason=f"internal error: {exc!r}")
+                done = await counts.attempt(self._session(integration), self._runtime, job)
             finally:
                 counts.in_flight -= 1
-        finished = time.time()
-        reason = settings.redactor(outcome.reason) if outcome.reason else None
-        if integration in self.counts:
-            counts = self.counts[integration]
-            if outcome.state == "FINISHED":
-                counts.sent += 1
-                counts.last_error = None
-            elif not outcome.config_error:
-                counts.last_error = reason
-        due = finished + outcome.delay if outcome.delay is not None else None
-        state = "FAILED" if outcome.disable else outcome.state
-        record = ["attempt",
-                  [execution_id, number, started, (finished - started) * 1000.0,
-                   response.status if response else None, reason,
-                   response.body or None if response else None],
-                  [state, reason, finished, due, number, execution_id],
+        await self._record(done, row)
+        if done.state == "PENDING":
+            await msg.nak(delay=done.outcome.delay)
+        else:
+            await msg.ack()
+
+    async def _held(self, msg: Any, job: Job, counts: Counts, rate: str | None) -> bool:
+        """Paced to the integration's `rate` (per node: each node keeps its own
+        bucket); True when the integration is disabled here, the message back to
+        the queue for later, unsent."""
+        if not counts.disabled:
+            wait = counts.pace(rate)
+            if wait > 0:
+                await anyio.sleep(wait)
+        if counts.disabled:
+            log.info("cluster: execution %s is not sent: integration %s is disabled on this "
+                     "node", job.id, job.integration)
+            await msg.nak(delay=DISABLED_RETRY_S)
+            return True
+        return False
+
+    async def _record(self, done: Attempted, row: list[Any]) -> None:
+        """The attempt onto the history stream, which every node's mirror applies."""
+        job = done.job
+        record = ["attempt", done.attempt_row(),
+                  [done.state, done.reason, done.finished, done.due, done.number, job.id],
                   row]  # the execution itself: a mirror that missed it inserts it first
         # publish_async: the shared reply inbox (js.publish makes one per request, and
         # costs a third more CPU a delivery); the ack is still awaited before the
         # message is, so a recorded attempt is never lost.
         recorded = await self._bus.js.publish_async(
-            HISTORY_SUBJECT, encode(record), headers={MSG_ID: f"{execution_id}#{number}"})
+            HISTORY_SUBJECT, encode(record), headers={MSG_ID: f"{job.id}#{done.number}"})
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):
             await recorded
-        self._runtime.metrics.delivered(integration, automation, state, finished - started,
-                                        response is not None)
-        log.log(_LEVELS[state], "execution %s %s: attempt %d %s in %.0f ms, %.1fs after "
-                "creation%s", execution_id, automation, number, state,
-                (finished - started) * 1000.0, finished - created_at,
-                f" ({reason})" if reason else "")
-        if state == "PENDING":
-            await msg.nak(delay=outcome.delay)
-        else:
-            if state == "FINISHED":
-                self.sent += 1
-            await msg.ack()
+        if done.state == "FINISHED":
+            self.sent += 1
 
+
+async def _close(session: aiohttp.ClientSession) -> None:
+    with anyio.CancelScope(shield=True):  # a shutdown must not leave it half closed
+        await session.close()

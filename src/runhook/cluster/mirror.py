@@ -15,18 +15,14 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from runhook.cluster.bus import HISTORY, HISTORY_SUBJECT, Bus, take
 from runhook.core.executions import State
 from runhook.store.database import Statement, Store, Write, WriteFailed
-from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
+from runhook.store.statements import (
+    INSERT_EXECUTION,
+    INSERT_GROUPED,
+    MIRROR_ATTEMPT,
+    MIRROR_UPDATE,
+)
 
 log = logging.getLogger("runhook.cluster")
-_CREATED = INSERT_EXECUTION.replace("INSERT", "INSERT OR IGNORE", 1)
-_CREATED_GROUPED = INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)
-_ATTEMPT = ("INSERT INTO attempts (execution_id, number, started_at, duration_ms, status, "
-            "error, response) SELECT ?1,?2,?3,?4,?5,?6,?7 WHERE EXISTS (SELECT 1 FROM "
-            "executions WHERE id = ?1) AND NOT EXISTS (SELECT 1 FROM attempts WHERE "
-            "execution_id = ?1 AND number = ?2)")
-# Only forward: a late copy of an earlier attempt does not undo a later one.
-_UPDATE = ("UPDATE executions SET state = ?1, reason = ?2, updated_at = ?3, "
-           "next_attempt_at = ?4, attempts = ?5 WHERE id = ?6 AND attempts < ?5")
 FETCH = 1000
 RETRY_S = 1.0
 ACK_WAIT_S = 10.0
@@ -136,11 +132,11 @@ def _statements(data: bytes) -> list[Statement]:
     attempt = msgspec.structs.astuple(msgspec.convert(record[1], _Attempt))
     update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))
     # The execution first (ignored when there): its own record may come later.
-    return [created, (_ATTEMPT, [attempt]), (_UPDATE, [update])]
+    return [created, (MIRROR_ATTEMPT, [attempt]), (MIRROR_UPDATE, [update])]
 
 
 def _created(row: _Row) -> Statement:
     values = msgspec.structs.astuple(row)
     if row.digest_id is None:
-        return (_CREATED, [values[:15]])
-    return (_CREATED_GROUPED, [values])
+        return (INSERT_EXECUTION.if_new, [values[:15]])
+    return (INSERT_GROUPED.if_new, [values])

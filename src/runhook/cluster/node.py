@@ -78,6 +78,7 @@ class ClusterDaemon(Daemon):
                     self.scopes = scopes
                     async with anyio.create_task_group() as work:
                         self._partition_tg = work
+                        await work.start(self.outbox.run, name="cluster outbox")
                         self.workers = Workers(self, self.bus)
                         self.mirror = Mirror(self.bus, self.store)
                         work.start_soon(self.workers.run, name="cluster delivery")
@@ -173,7 +174,8 @@ class ClusterDaemon(Daemon):
         status.integrations = [  # this node's deliveries (each node delivers its share)
             IntegrationStatus(name=name, kind=str(integration.__struct_config__.tag),
                               rate=integration.rate, in_flight=counts.in_flight,
-                              sent=counts.sent, last_error=counts.last_error, disabled=None)
+                              sent=counts.sent, last_error=counts.last_error,
+                              disabled=counts.disabled)
             for name, integration in settings.integrations.items()
             for counts in [self.workers.counts.get(name, Counts()) if self.workers
                            else Counts()]]

@@ -9,6 +9,10 @@ import asyncio
 import logging
 from typing import Any
 
+import anyio
+import anyio.abc
+from anyio.abc import TaskStatus
+
 from runhook.cluster.bus import (
     EXECUTION_SUBJECT,
     HISTORY_SUBJECT,
@@ -24,8 +28,8 @@ log = logging.getLogger("runhook.cluster")
 
 # This node's history mirror may have the row already (an execution a previous owner
 # published, evaluated again here): the local copy is then left as it is.
-_IDEMPOTENT = {INSERT_EXECUTION: INSERT_EXECUTION.replace("INSERT", "INSERT OR IGNORE", 1),
-               INSERT_GROUPED: INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)}
+# The execution inserts, each by its rule for a row already there.
+_IF_NEW: dict[str, str] = {INSERT_EXECUTION: INSERT_EXECUTION.if_new, INSERT_GROUPED: INSERT_GROUPED.if_new}
 FLUSH_TIMEOUT_S = 10.0
 # Where execution_row puts the scope, the state and the integration.
 _SCOPE, _STATE, _INTEGRATION = 2, 8, 7
@@ -50,37 +54,72 @@ class Created:
             self.then(error)
 
 
+class _Sent:
+    """One publish of a partition's executions, as its flush waits for it."""
+
+    __slots__ = ("done", "error", "scope")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+        self.scope = anyio.CancelScope()  # a flush that timed out cancels it
+
+
 class Outbox:
     """Publishes kept per partition: a partition's flush waits for its own executions
     (a timer's included) and no other's, so it advances its position only over
-    executions JetStream acknowledged, and a failure stops the partition it is of."""
+    executions JetStream acknowledged, and a failure stops the partition it is of.
+    Every publish runs under the Outbox's task group (`run`): one a partition gave
+    up goes on there, unwaited, and none outlives the node's work."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._pending: dict[int, list[asyncio.Task[None]]] = {}
+        self._pending: dict[int, list[_Sent]] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
 
     def publish(self, rows: list[tuple[Any, ...]]) -> None:
-        loop = asyncio.get_running_loop()
+        tg = self._tg
+        if tg is None:  # the node's work is over: nobody flushes these any more
+            log.debug("cluster: %d executions committed after the outbox closed; the "
+                      "next owner of their partitions makes them again", len(rows))
+            return
         partitions = self._bus.settings.partitions
         by_partition: dict[int, list[tuple[Any, ...]]] = {}
         for row in rows:
             by_partition.setdefault(partition_of(row[_SCOPE], partitions), []).append(row)
         for partition, part in by_partition.items():
-            self._pending.setdefault(partition, []).append(
-                loop.create_task(self._publish(part)))
+            sent = _Sent()
+            self._pending.setdefault(partition, []).append(sent)
+            tg.start_soon(self._publish, part, sent)
 
-    async def _publish(self, rows: list[tuple[Any, ...]]) -> None:
-        js = self._bus.js
-        # The history gets one record for the commit's rows, without a message id: a
-        # copy (made again by a new owner) is applied twice by the mirrors, which
-        # changes nothing. The work queue gets one message an execution, deduplicated
-        # by its id, because a copy there would be a second delivery.
-        futures = [await js.publish_async(HISTORY_SUBJECT, encode(["created", rows]))]
-        for row in rows:
-            if row[_STATE] == "PENDING" and row[_INTEGRATION] is not None:
-                futures.append(await js.publish_async(EXECUTION_SUBJECT, encode(row),
-                                                      headers={MSG_ID: row[0]}))
-        await asyncio.gather(*futures)
+    async def _publish(self, rows: list[tuple[Any, ...]], sent: _Sent) -> None:
+        try:
+            with sent.scope:
+                js = self._bus.js
+                # The history gets one record for the commit's rows, without a message
+                # id: a copy (made again by a new owner) is applied twice by the
+                # mirrors, which changes nothing. The work queue gets one message an
+                # execution, deduplicated by its id, because a copy there would be a
+                # second delivery.
+                futures = [await js.publish_async(HISTORY_SUBJECT, encode(["created", rows]))]
+                for row in rows:
+                    if row[_STATE] == "PENDING" and row[_INTEGRATION] is not None:
+                        futures.append(await js.publish_async(
+                            EXECUTION_SUBJECT, encode(row), headers={MSG_ID: row[0]}))
+                await asyncio.gather(*futures)
+        except Exception as exc:  # noqa: BLE001 - its partition's flush raises it
+            sent.error = exc
+        finally:
+            sent.done.set()
 
     async def flush(self, partition: int) -> None:
         """Wait until everything `partition` published so far is acknowledged; raises if
@@ -89,14 +128,14 @@ class Outbox:
         pending = self._pending.pop(partition, [])
         if not pending:
             return
-        try:
-            async with asyncio.timeout(FLUSH_TIMEOUT_S):
-                results = await asyncio.gather(*pending, return_exceptions=True)
-        except TimeoutError:
-            for task in pending:
-                task.cancel()
-            raise RuntimeError("JetStream did not acknowledge the executions in time") from None
-        errors = [r for r in results if isinstance(r, BaseException)]
+        with anyio.move_on_after(FLUSH_TIMEOUT_S) as waited:
+            for sent in pending:
+                await sent.done.wait()
+        if waited.cancelled_caught:
+            for sent in pending:
+                sent.scope.cancel()
+            raise RuntimeError("JetStream did not acknowledge the executions in time")
+        errors = [sent.error for sent in pending if sent.error is not None]
         if errors:
             raise RuntimeError(f"publishing executions failed: {errors[0]}") from errors[0]
 
@@ -116,9 +155,9 @@ class ClusterStore(Store):
         rows: list[tuple[Any, ...]] = []
         statements = write.statements
         for index, (sql, params) in enumerate(statements):
-            idempotent = _IDEMPOTENT.get(sql)
-            if idempotent is not None:
-                statements[index] = (idempotent, params)
+            if_new = _IF_NEW.get(sql)
+            if if_new is not None:
+                statements[index] = (if_new, params)
                 rows.extend(tuple(row) for row in params)
         if rows:
             write.on_commit = Created(self.outbox, rows, write.on_commit)

@@ -1,4 +1,5 @@
-"""DeliveryActor: one per integration; rate limit, in-flight limit, attempts and retries.
+"""DeliveryActor: one per integration on one machine, the attempt core (core.py) with
+the database as its schedule; in-flight limit, retries, `runhook test`.
 Deliveries: the actors by integration name."""
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from anyio.abc import TaskStatus
 from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
 from runhook.core import constants
-from runhook.core.durations import parse_rate
 from runhook.core.executions import Job, new_id, test_row
 from runhook.core.templates import TemplateError
-from runhook.delivery import attempt, policy, probe, requests, transport
-from runhook.delivery.ratelimit import TokenBucket
+from runhook.delivery import attempt, probe, requests
+from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
 from runhook.store.database import Statement, Store, Write
 from runhook.store.statements import (
@@ -34,15 +34,15 @@ from runhook.store.statements import (
 log = logging.getLogger("runhook.delivery")
 # After a failed read of the due executions, the next try.
 SCAN_RETRY_S = 1.0
-_LEVELS = {"FINISHED": logging.DEBUG, "PENDING": logging.INFO, "FAILED": logging.WARNING}
 
 
-class DeliveryActor:
+class DeliveryActor(Counts):
     """Feeds one integration. The database is the schedule: fresh executions arrive
     by `offer` (a bounded queue; past it they wait in the database), and scans pick
     up retries that came due and whatever a restart left PENDING."""
 
     def __init__(self, name: str, runtime: Runtime, store: Store) -> None:
+        super().__init__()
         self.name = name
         self._runtime = runtime
         self._store = store
@@ -60,16 +60,10 @@ class DeliveryActor:
         # asked for a scan (the scan's own answer must not overwrite it).
         self._settled_during_scan: set[str] | None = None
         self._asked_during_scan = math.inf
-        self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
         self._scope = anyio.CancelScope()
-        self._metrics = runtime.metrics
-        self.last_error: str | None = None
-        self.sent = 0
-        # Set by a 410 answer: nothing is sent (executions wait, PENDING) until enabled.
-        self.disabled: str | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def offer(self, job: Job) -> None:
@@ -110,8 +104,6 @@ class DeliveryActor:
     async def _run(self, task_status: TaskStatus[None]) -> None:
         integration = self._runtime.settings.integrations[self.name]
         self.disabled = (await self._store.disabled_integrations()).get(self.name)
-        bucket = TokenBucket(parse_rate(integration.rate), now=time.monotonic()) \
-            if integration.rate else None
         # No cookie jar: an endpoint's Set-Cookie must not ride along on later
         # deliveries (of other automations, to the same host).
         session = self._session = aiohttp.ClientSession(
@@ -125,7 +117,7 @@ class DeliveryActor:
             # and an attempt abandoned in flight stays PENDING in the database.
             async with anyio.create_task_group() as senders:
                 for slot in range(integration.max_in_flight):
-                    senders.start_soon(self._sender, session, bucket,
+                    senders.start_soon(self._sender, session, integration.rate,
                                        name=f"delivery {self.name} sender {slot}")
                 task_status.started()
                 await self._loop()
@@ -156,7 +148,7 @@ class DeliveryActor:
             with anyio.move_on_after(min(max(timeout, 0.0), 3600.0)):
                 await self._wake.wait()
 
-    async def _sender(self, session: aiohttp.ClientSession, bucket: TokenBucket | None) -> None:
+    async def _sender(self, session: aiohttp.ClientSession, rate: str | None) -> None:
         while True:
             if not self._queue or self.disabled or self._stopping:
                 self._ready.clear()
@@ -164,13 +156,12 @@ class DeliveryActor:
                 await self._ready.wait()
                 continue
             job = self._queue.popleft()
-            if bucket is not None:
-                wait = bucket.take(time.monotonic())
-                if wait > 0:
-                    await anyio.sleep(wait)
-                    if self.disabled or self._stopping:
-                        self._known.discard(job.id)  # still PENDING in the database
-                        continue
+            wait = self.pace(rate)
+            if wait > 0:
+                await anyio.sleep(wait)
+                if self.disabled or self._stopping:
+                    self._known.discard(job.id)  # still PENDING in the database
+                    continue
             self.in_flight += 1
             self._idle.clear()
             try:
@@ -210,18 +201,8 @@ class DeliveryActor:
             self._settled_during_scan = None
 
     async def _attempt(self, session: aiohttp.ClientSession, job: Job) -> None:
-        number = job.attempts + 1
-        started = time.time()
         try:
-            try:
-                response, outcome = await attempt.send(
-                    session, self._runtime.settings, self.name, job.automation, job.context,
-                    job.id, number - job.round_start)
-            except Exception as exc:  # a bug must fail one execution, not the actor
-                log.exception("execution %s: attempt %d crashed", job.id, number)
-                response = None
-                outcome = policy.Outcome("FAILED", reason=f"internal error: {exc!r}")
-            await self._record(job, number, started, response, outcome)
+            await self._record(await self.attempt(session, self._runtime, job))
         finally:
             # Counted until the attempt's write is queued: a drain waiting for zero
             # knows every finished attempt will be committed.
@@ -229,41 +210,21 @@ class DeliveryActor:
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def _record(self, job: Job, number: int, started: float,
-                      response: transport.Response | None, outcome: policy.Outcome) -> None:
-        finished = time.time()
-        redact = self._runtime.settings.redactor
-        reason = redact(outcome.reason) if outcome.reason else None
-        due = finished + outcome.delay if outcome.delay is not None else None
-        attempt_row = (job.id, number, started, (finished - started) * 1000.0,
-                       response.status if response else None, reason,
-                       response.body or None if response else None)  # redacted by transport
-        update_row = (outcome.state, reason, finished, due, job.id)
-        statements: list[Statement] = [(INSERT_ATTEMPT, [attempt_row]),
-                                       (UPDATE_EXECUTION, [update_row])]
-        if outcome.state == "FINISHED":
-            self.sent += 1
-            self.last_error = None  # the endpoint answers again: its old error is history
-        elif not outcome.config_error:  # a removed automation says nothing of the endpoint
-            self.last_error = reason
-        if outcome.disable:
-            self.disabled = f"{reason} (execution {job.id}); `runhook enable {self.name}` resumes"
-            statements.append((DISABLE_INTEGRATION, [(self.name, finished, self.disabled)]))
-            log.warning("integration %s disabled: %s", self.name, self.disabled)
-        self._metrics.delivered(self.name, job.automation, outcome.state, finished - started,
-                                response is not None)
-        # A success is DEBUG (it is in the history and the INFO summary); a retry is
-        # INFO and a failure WARNING, so what needs a look stands out in the journal.
-        log.log(_LEVELS[outcome.state], "execution %s %s: attempt %d %s in %.0f ms, "
-                "%.1fs after creation%s", job.id, job.automation, number, outcome.state,
-                (finished - started) * 1000.0, finished - job.created_at,
-                f" ({reason})" if reason else "")
+    async def _record(self, done: Attempted) -> None:
+        """The attempt into the database; the scan is the schedule of what follows."""
+        job = done.job
+        statements: list[Statement] = [
+            (INSERT_ATTEMPT, [done.attempt_row()]),
+            (UPDATE_EXECUTION, [(done.state, done.reason, done.finished, done.due, job.id)])]
+        if done.disabled is not None:
+            statements.append((DISABLE_INTEGRATION, [(self.name, done.finished, done.disabled)]))
+        due = done.due if done.state == "PENDING" else None
 
         def committed(error: str | None) -> None:
             self._known.discard(job.id)
             if self._settled_during_scan is not None:
                 self._settled_during_scan.add(job.id)
-            if outcome.state == "PENDING" and due is not None:
+            if due is not None:
                 self._scan_by(due)
                 self._wake.set()
 

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-INSERT_EXECUTION = (
-    "INSERT INTO executions (id, automation, scope, event_kind, event_type, event_id, "
+from typing import Self
+
+
+class Insert(str):
+    """An INSERT that says its conflict rule. As itself (the SQL the writer runs), a
+    row already there fails the write: one machine makes an id once, so a second is a
+    bug to hear of. `if_new` is the same row's INSERT OR IGNORE, which leaves a row
+    already there as it is: a cluster node's history mirror may hold the row before
+    the node makes it again (an execution a previous owner published)."""
+
+    if_new: str
+
+    def __new__(cls, into: str, values: str) -> Self:
+        self = super().__new__(cls, f"INSERT INTO {into} VALUES ({values})")
+        self.if_new = f"INSERT OR IGNORE INTO {into} VALUES ({values})"
+        return self
+
+
+INSERT_EXECUTION = Insert(
+    "executions (id, automation, scope, event_kind, event_type, event_id, "
     "action_kind, integration, state, reason, context, run_id, created_at, updated_at, "
-    "next_attempt_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)")
+    "next_attempt_at, attempts)", "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0")
 # A firing that joined a digest: INSERT_EXECUTION's columns, then the digest's id.
-INSERT_GROUPED = (
-    "INSERT INTO executions (id, automation, scope, event_kind, event_type, event_id, "
+INSERT_GROUPED = Insert(
+    "executions (id, automation, scope, event_kind, event_type, event_id, "
     "action_kind, integration, state, reason, context, run_id, created_at, updated_at, "
-    "next_attempt_at, attempts, digest_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)")
+    "next_attempt_at, attempts, digest_id)", "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?")
 # A digest window opened: (id, scope, automation, key, opened_at, closes_at); closed
 # (id) in the commit that inserts its digest execution.
 OPEN_DIGEST = ("INSERT INTO digest_windows (id, scope, automation, key, opened_at, closes_at) "
@@ -22,6 +40,18 @@ INSERT_ATTEMPT = (
 UPDATE_EXECUTION = (
     "UPDATE executions SET state = ?, reason = ?, updated_at = ?, next_attempt_at = ?, "
     "attempts = attempts + 1 WHERE id = ?")
+# A history mirror's copy of an attempt (cluster mode), applied in any order and any
+# number of times: the attempt only once, and only under an execution it holds; the
+# execution's state only forward (a late copy of an earlier attempt does not undo a
+# later one), (state, reason, updated_at, next_attempt_at, attempts, id).
+MIRROR_ATTEMPT = (
+    "INSERT INTO attempts (execution_id, number, started_at, duration_ms, status, "
+    "error, response) SELECT ?1,?2,?3,?4,?5,?6,?7 WHERE EXISTS (SELECT 1 FROM "
+    "executions WHERE id = ?1) AND NOT EXISTS (SELECT 1 FROM attempts WHERE "
+    "execution_id = ?1 AND number = ?2)")
+MIRROR_UPDATE = (
+    "UPDATE executions SET state = ?1, reason = ?2, updated_at = ?3, "
+    "next_attempt_at = ?4, attempts = ?5 WHERE id = ?6 AND attempts < ?5")
 # (id, scope, received_at): written by the scope that evaluated the event, in the
 # same commit as what the event caused there; scope '*' for an event no scope took.
 INSERT_EVENT_ID = "INSERT OR REPLACE INTO event_ids (id, scope, received_at) VALUES (?, ?, ?)"
