@@ -86,7 +86,7 @@ bench-mlflow: $(STAMP)
 
 # Three NATS servers and three runhook nodes on loopback, until Ctrl-C (DESIGN §13).
 cluster-demo: $(DEV)
-	$(BIN)/python -m runhook.cluster.demo var/cluster
+	$(BIN)/python benchmarks/cluster_demo.py var/cluster
 
 # Cluster throughput with 1 and 3 nodes and the fail-over time, beside one SQLite daemon.
 bench-cluster: $(DEV)

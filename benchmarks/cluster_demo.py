@@ -12,9 +12,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+# The NATS servers on loopback: the tests' harness (not shipped in the package).
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from nats_cluster import NatsCluster, free_port, node_config
+
 from runhook.client import AsyncClient
 from runhook.cluster.bus import partition_of
-from runhook.cluster.rig import NatsCluster, free_port, node_config
 
 NODES = ("a", "b", "c")
 PARTITIONS = 8
