@@ -97,8 +97,8 @@ def test_the_wheel_carries_the_command_the_unit_and_the_example_config(tmp_path)
     version = subprocess.run([sys.executable, "-m", "runhook", "--version"], env=env,
                              check=True, capture_output=True, text=True, timeout=60)
     assert version.stdout.strip() == "runhook 0.1.0"
-    page = subprocess.run([sys.executable, "-c", "from runhook.web.html import page\n"
-                           "print(page('not_found.html', 'Not found', '', what='<x>'))"],
+    page = subprocess.run([sys.executable, "-c", ("from runhook.web.html import page\n"
+                           "print(page('not_found.html', 'Not found', '', what='<x>'))")],
                           env=env, check=True, capture_output=True, text=True, timeout=60)
     assert "<title>Not found · runhook</title>" in page.stdout and "<p>&lt;x&gt;</p>" in page.stdout
     shown = subprocess.run([sys.executable, "-m", "runhook", "share"], env=env,
