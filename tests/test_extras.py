@@ -87,12 +87,20 @@ def test_the_wheel_carries_the_command_the_unit_and_the_example_config(tmp_path)
     assert {"runhook/share/runhook.service", "runhook/share/runhook.sysusers",
             "runhook/share/runhook.tmpfiles", "runhook/share/runhook.toml",
             "runhook/cli/main.py"} <= names
+    # Every console template, or a page of the installed console is a 500.
+    templates = {f"runhook/web/templates/{p.name}"
+                 for p in (ROOT / "src/runhook/web/templates").iterdir()}
+    assert templates and templates <= names
     assert "runhook = runhook.cli.main:main" in entry_points
     # The installed package runs, and `runhook share` points into it.
     env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}
     version = subprocess.run([sys.executable, "-m", "runhook", "--version"], env=env,
                              check=True, capture_output=True, text=True, timeout=60)
     assert version.stdout.strip() == "runhook 0.1.0"
+    page = subprocess.run([sys.executable, "-c", ("from runhook.web.html import page\n"
+                           "print(page('not_found.html', 'Not found', '', what='<x>'))")],
+                          env=env, check=True, capture_output=True, text=True, timeout=60)
+    assert "<title>Not found · runhook</title>" in page.stdout and "<p>&lt;x&gt;</p>" in page.stdout
     shown = subprocess.run([sys.executable, "-m", "runhook", "share"], env=env,
                            check=True, capture_output=True, text=True, timeout=60)
     assert shown.stdout.splitlines() == [

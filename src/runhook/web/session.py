@@ -16,6 +16,8 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from runhook.web.html import ENV
+
 log = logging.getLogger("runhook.http")
 
 # No secret and no action: a monitor scrapes them without logging in.
@@ -117,7 +119,5 @@ def refused(request: web.Request) -> web.Response:
 
 
 def _page(title: str, text: str) -> web.Response:
-    from html import escape
-    body = (f"<!doctype html><meta charset=utf-8><title>{escape(title)}</title>"
-            f"<h1>{escape(title)}</h1><p>{escape(text)}</p>\n")
+    body = ENV.get_template("login.html").render(title=title, text=text)
     return web.Response(text=body, status=401, content_type="text/html")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
@@ -13,6 +13,7 @@ from runhook.core.metrics import Metrics
 from runhook.ingest import queries
 from runhook.store.database import Store
 from runhook.web.guard import Guard
+from runhook.web.html import page
 
 
 class Daemon(queries.Daemon, Protocol):
@@ -51,10 +52,4 @@ def html(body: str, status: int = 200) -> web.Response:
 
 
 def not_found(what: str) -> web.Response:
-    from runhook.web.html import page
-    return html(page("Not found", "", f"<p>{_escape(what)}</p>"), 404)
-
-
-def _escape(text: Any) -> str:
-    from html import escape
-    return escape(str(text))
+    return html(page("not_found.html", "Not found", "", what=what), 404)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from html import escape
 from typing import Any
 
 import msgspec
@@ -15,9 +14,8 @@ from runhook.core.durations import describe
 from runhook.core.executions import STATES
 from runhook.store.reads import Filters
 from runhook.web import charts
-from runhook.web.html import badge, link, page, part, table, when
+from runhook.web.html import page
 from runhook.web.views import Console, html, not_found
-from runhook.web.views.executions import subject
 
 # The automation page counts up to this many of its last day's executions, as `/`
 # does (measured on 2 M executions: 100 000 took 170 ms, 10 000 under 20 ms).
@@ -30,15 +28,9 @@ async def automations(console: Console, request: web.Request) -> web.Response:
     for a in console.daemon.settings.automations:
         event = _fields(console, a.index, "event")
         filters = ", ".join(f"{k} = {v}" for k, v in event.items() if k != "kind") or "–"
-        rows.append(
-            f'<tr><td>{link("/automations/" + part(a.name), a.name)}</td>'
-            f"<td>{escape(a.kind)}</td><td><code>{escape(a.scope)}</code></td>"
-            f"<td><code>{escape(filters)}</code></td><td>{escape(describe(a.cooldown))}</td>"
-            f"<td>{escape(a.action.integration or 'none')}</td>"
-            f"<td>{badge('enabled', 'ok') if a.enabled else badge('disabled', 'off')}</td></tr>")
-    body = table(["name", "event", "scope", "filters and condition", "cooldown", "integration",
-                  ""], rows, "none configured")
-    return html(page("Automations", "/automations", body, console.flash(request)))
+        rows.append({"a": a, "filters": filters, "cooldown": describe(a.cooldown)})
+    return html(page("automations.html", "Automations", "/automations",
+                     console.flash(request), rows=rows))
 
 
 async def automation(console: Console, request: web.Request) -> web.Response:
@@ -48,51 +40,32 @@ async def automation(console: Console, request: web.Request) -> web.Response:
         return not_found(f"no automation {name!r} in the running configuration")
     event = _fields(console, found.index, "event")
     action = _fields(console, found.index, "action")
-    definition = [("scope", f"<code>{escape(found.scope)}</code>"),
-                  ("event kind", escape(found.kind))]
-    definition += [(k, f"<code>{escape(_value(v))}</code>") for k, v in event.items()
-                   if k != "kind"]
+    condition = None
     if found.run is not None and (found.run.metric or found.run.state):
         checker = found.run.metric or found.run.state
-        definition.append(("condition", escape(getattr(checker, "description", ""))))
+        condition = getattr(checker, "description", "")
     per = " per run" if found.run is not None else " per collection"
     spec = found.digest_spec
-    digest = (f"firings within {escape(describe(spec.window))} of the first are sent as one"
-              + (f", one digest per {escape(', '.join(spec.by))}" if spec.by else "")
-              if spec is not None else "none: each firing is sent on its own")
-    definition += [("cooldown", escape(describe(found.cooldown)) + per),
-                   ("enabled", "yes" if found.enabled else "no"),
-                   ("digest", digest),
-                   # What a reload compares to keep this automation's run state.
-                   ("definition hash", f"<code>{escape(found.digest)}</code>")]
-    definition += [(f"action.{k}", f"<pre>{escape(_value(v))}</pre>" if k == "payload"
-                    else f"<code>{escape(_value(v))}</code>") for k, v in action.items()]
     description = console.daemon.settings.config.automations[found.index].description
     now = time.time()
     counts = await console.store.counts(name, now - 86400, COUNT_CAP)
     hours = await console.store.per_hour(name, now - 86400, COUNT_CAP)
     total = sum(counts.values())
-    count_text = " · ".join(f"{s.lower()} {counts.get(s, 0)}" for s in STATES)
     recent = await console.store.page(Filters(automation=name), RECENT)
-    rows = [f'<tr><td>{when(e.created_at)}</td><td>{link("/executions/" + part(e.id), e.id)}'
-            f"</td><td>{badge(e.state)}</td><td>{e.attempts}</td>"
-            f"<td>{subject(e)}</td><td>{escape(e.reason or '')}</td></tr>" for e in recent]
-    body = (
-        (f"<p>{escape(description)}</p>" if description else "")
-        + "<h2>Definition</h2><dl>"
-        + "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in definition) + "</dl>"
-        + f"<h2>Last 24 h</h2><p>{total}{'+' if total >= COUNT_CAP else ''} execution{'' if total == 1 else 's'}: "
-        f"{escape(count_text)}</p>"
-        + (_firings(hours, now) if total else "")
-        + f"<h2>Recent executions <span class=meta>· "
-        f"{link('/executions', 'all of them', automation=name)}</span></h2>"
-        + table(["created", "execution", "state", "tries", "run, group or artifact", "reason"],
-                rows,
-                "no executions yet"))
-    return html(page(f"Automation {name}", "/automations", body, console.flash(request)))
+    return html(page(
+        "automation.html", f"Automation {name}", "/automations", console.flash(request),
+        a=found, description=description, condition=condition,
+        event=[(k, _value(v)) for k, v in event.items() if k != "kind"],
+        cooldown=describe(found.cooldown) + per,
+        digest_window=describe(spec.window) if spec is not None else None,
+        digest_by=", ".join(spec.by) if spec is not None else "",
+        action=[(k, _value(v)) for k, v in action.items()],
+        total=total, cap=COUNT_CAP,
+        count_text=" · ".join(f"{s.lower()} {counts.get(s, 0)}" for s in STATES),
+        firings=_firings(hours, now) if total else None, recent=recent))
 
 
-def _firings(hours: dict[int, int], now: float) -> str:
+def _firings(hours: dict[int, int], now: float) -> charts.Bars | None:
     """The last 24 h's executions per hour, as bars (the current hour last)."""
     last = int(now // 3600)
     counts = [(datetime.fromtimestamp(h * 3600).astimezone().strftime("%a %H:00"),

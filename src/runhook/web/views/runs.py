@@ -9,7 +9,6 @@ import heapq
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 from aiohttp import web
@@ -19,9 +18,8 @@ from runhook.evaluate.runbook import RunBook
 from runhook.store.reads import Filters
 from runhook.triggers.state import RUNNING
 from runhook.web import charts
-from runhook.web.html import badge, group_cell, link, page, run_cell, table, url, when
+from runhook.web.html import page
 from runhook.web.views import Console, html
-from runhook.web.views.executions import row
 
 MOST_RUNS = 500  # rows on /runs: the most recently seen first
 SHOWN_VALUES = 12  # window values written out per metric on /runs
@@ -112,29 +110,13 @@ async def runs(console: Console, request: web.Request) -> web.Response:
     for held in chosen:
         run = held.run
         next_ = deadlines(held)
-        metrics = "<br>".join(
-            f"<code>{escape(metric)}</code> "
-            + escape(" ".join(_number(v) for v in ring.tail(SHOWN_VALUES)))
-            for metric, ring in sorted(run.rings.items()))
-        rows.append(
-            f"<tr><td>{run_cell(run.run_id, run_name(run))}</td>"
-            f"<td><code>{escape(held.scope)}</code></td>"
-            f"<td>{badge(run.state or 'unknown', 'ok' if run.state == RUNNING else 'off')}"
-            f"</td><td>{when(held.wall(run.last_seen))}</td>"
-            f"<td>{group_cell(run.group)}</td>"
-            f"<td>{escape(next_[0][0]) + ' ' + when(next_[0][1]) if next_ else '–'}</td>"
-            f"<td>{metrics or '–'}</td></tr>")
-    form = (f'<form class="filters" method="get" action="{url("/runs")}">'
-            f'<label>run name or id (prefix)<input name="run" value="{escape(run_prefix)}">'
-            f'</label><label>group (prefix)<input name="group" value="{escape(group_prefix)}">'
-            '</label><button type="submit">filter</button></form>')
-    body = (form + '<p class="meta">Runs the daemon holds in memory now: those a run '
-            "automation watches, kept an hour after they end. Most recently seen first"
-            f" (at most {MOST_RUNS}).</p>"
-            + table(["run", "scope", "state", "last seen", "group", "next deadline",
-                     "watched metrics (window, oldest first)"], rows, "no runs held")
-            )
-    return html(page("Runs", "/runs", body, console.flash(request), refresh=30))
+        rows.append({"held": held, "name": run_name(run), "running": run.state == RUNNING,
+                     "next": next_[0] if next_ else None,
+                     "metrics": [(metric, " ".join(_number(v) for v in ring.tail(SHOWN_VALUES)))
+                                 for metric, ring in sorted(run.rings.items())]})
+    return html(page("runs.html", "Runs", "/runs", console.flash(request), refresh=30,
+                     run_prefix=run_prefix, group_prefix=group_prefix, most=MOST_RUNS,
+                     rows=rows))
 
 
 async def run(console: Console, request: web.Request) -> web.Response:
@@ -143,47 +125,23 @@ async def run(console: Console, request: web.Request) -> web.Response:
     # No await from here on: the books are read and rendered in one step.
     found = [h for h in _held(console) if h.run.run_id == run_id]
     title = f"Run {run_name(found[0].run) if found else run_id}"
-    sections = []
-    for held in found:
-        sections.append(_one(held))
-    if not found:
-        sections.append("<p>Not held in memory now: no run automation watches it, or it "
-                        "ended over an hour ago. Its executions are below.</p>")
-    body = ("".join(sections)
-            + f"<h2>Executions <span class=meta>· "
-            f"{link('/executions', 'all of them', run=run_id)}</span></h2>"
-            + table(["created", "execution", "automation", "event", "run, group or artifact",
-                     "state", "#tries", "reason"], [row(e) for e in recent],
-                    "no executions for this run"))
-    return html(page(title, "/runs", body, console.flash(request)))
+    return html(page("run.html", title, "/runs", console.flash(request), run_id=run_id,
+                     held=[_one(h) for h in found], recent=recent))
 
 
-def _one(held: Held) -> str:
+def _one(held: Held) -> dict[str, Any]:
+    """What the run's page shows of one scope's book: its deadlines, the conditions
+    holding, and each watched metric's window with the thresholds it is held to."""
     run = held.run
-    facts = [("scope", f"<code>{escape(held.scope)}</code>"),
-             ("run id", f"<code>{escape(run.run_id)}</code>"),
-             ("name", escape(run.name or "–")),
-             ("state", badge(run.state or "unknown", "ok" if run.state == RUNNING else "off")
-              + (f" {escape(run.reason)}" if run.reason else "")),
-             ("last seen", when(held.wall(run.last_seen))),
-             ("group", group_cell(run.group) or "–"),
-             ("user", escape(run.user or "–"))]
-    if run.ended_at is not None:
-        facts.append(("ended", when(held.wall(run.ended_at))))
-    facts += [(name, when(at)) for name, at in deadlines(held)]
-    if run.active:
-        facts.append(("conditions holding", escape(", ".join(sorted(run.active)))))
     metrics = []
     for metric, ring in sorted(run.rings.items()):
         values = ring.tail(DRAWN_VALUES)
         conditions = _conditions(run, metric)
         threshold = next((t for _, t in conditions if t is not None), None)
-        metrics.append(
-            f"<h3><code>{escape(metric)}</code> <span class=meta>· window of {ring.size}, "
-            f"{ring.count} held" + (f", the last {len(values)} shown" if len(values) < ring.count
-                                 else "") + "</span></h3>"
-            + "".join(f"<p>{escape(text)}</p>" for text, _ in conditions)
-            + charts.line(values, threshold, f"{metric}: the window's values")
-            + f"<p><code>{escape(' '.join(_number(v) for v in values))}</code></p>")
-    return ("<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
-            + "<h2>Watched metrics</h2>" + ("".join(metrics) or "<p>none</p>"))
+        metrics.append({"metric": metric, "size": ring.size, "count": ring.count,
+                        "shown": len(values), "conditions": [text for text, _ in conditions],
+                        "chart": charts.line(values, threshold, f"{metric}: the window's values"),
+                        "window": " ".join(_number(v) for v in values)})
+    return {"held": held, "running": run.state == RUNNING, "deadlines": deadlines(held),
+            "holding": ", ".join(sorted(run.active)) if run.active else "",
+            "metrics": metrics}
