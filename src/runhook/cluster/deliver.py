@@ -31,6 +31,7 @@ from runhook.cluster.bus import (
 )
 from runhook.config.runtime import Runtime
 from runhook.core.durations import parse_rate
+from runhook.core.executions import ExecutionRow
 from runhook.delivery import attempt, policy
 from runhook.delivery.ratelimit import TokenBucket
 from runhook.delivery.ssrf import connector
@@ -157,10 +158,10 @@ class Workers:
 
     async def _attempt(self, msg: Any) -> None:
         try:
-            row = decode(msg.data, list)
+            row = decode(msg.data, ExecutionRow)
             execution_id, automation, integration, context, created_at = \
-                str(row[0]), str(row[1]), str(row[7]), dict(json.loads(row[10])), \
-                float(row[12])
+                str(row.id), str(row.automation), str(row.integration), \
+                dict(json.loads(row.context)), float(row.created_at)
         except (ValueError, TypeError, IndexError, msgspec.DecodeError) as exc:
             # Not one of ours: no execution to record it under, and never deliverable.
             log.error("cluster: an executions message is not an execution: %s", exc)

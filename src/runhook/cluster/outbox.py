@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from runhook.cluster.bus import (
     EXECUTION_SUBJECT,
@@ -17,6 +16,7 @@ from runhook.cluster.bus import (
     encode,
     partition_of,
 )
+from runhook.core.executions import ExecutionRow
 from runhook.store.database import OnCommit, Store, Write
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
 
@@ -27,8 +27,6 @@ log = logging.getLogger("runhook.cluster")
 _IDEMPOTENT = {INSERT_EXECUTION: INSERT_EXECUTION.replace("INSERT", "INSERT OR IGNORE", 1),
                INSERT_GROUPED: INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)}
 FLUSH_TIMEOUT_S = 10.0
-# Where execution_row puts the scope, the state and the integration.
-_SCOPE, _STATE, _INTEGRATION = 2, 8, 7
 
 
 class Created:
@@ -37,7 +35,7 @@ class Created:
 
     __slots__ = ("outbox", "rows", "then")
 
-    def __init__(self, outbox: Outbox, rows: list[tuple[Any, ...]], then: OnCommit | None
+    def __init__(self, outbox: Outbox, rows: list[ExecutionRow], then: OnCommit | None
                  ) -> None:
         self.outbox = outbox
         self.rows = rows
@@ -59,17 +57,17 @@ class Outbox:
         self._bus = bus
         self._pending: dict[int, list[asyncio.Task[None]]] = {}
 
-    def publish(self, rows: list[tuple[Any, ...]]) -> None:
+    def publish(self, rows: list[ExecutionRow]) -> None:
         loop = asyncio.get_running_loop()
         partitions = self._bus.settings.partitions
-        by_partition: dict[int, list[tuple[Any, ...]]] = {}
+        by_partition: dict[int, list[ExecutionRow]] = {}
         for row in rows:
-            by_partition.setdefault(partition_of(row[_SCOPE], partitions), []).append(row)
+            by_partition.setdefault(partition_of(row.scope, partitions), []).append(row)
         for partition, part in by_partition.items():
             self._pending.setdefault(partition, []).append(
                 loop.create_task(self._publish(part)))
 
-    async def _publish(self, rows: list[tuple[Any, ...]]) -> None:
+    async def _publish(self, rows: list[ExecutionRow]) -> None:
         js = self._bus.js
         # The history gets one record for the commit's rows, without a message id: a
         # copy (made again by a new owner) is applied twice by the mirrors, which
@@ -77,9 +75,9 @@ class Outbox:
         # by its id, because a copy there would be a second delivery.
         futures = [await js.publish_async(HISTORY_SUBJECT, encode(["created", rows]))]
         for row in rows:
-            if row[_STATE] == "PENDING" and row[_INTEGRATION] is not None:
+            if row.state == "PENDING" and row.integration is not None:
                 futures.append(await js.publish_async(EXECUTION_SUBJECT, encode(row),
-                                                      headers={MSG_ID: row[0]}))
+                                                      headers={MSG_ID: row.id}))
         await asyncio.gather(*futures)
 
     async def flush(self, partition: int) -> None:
@@ -113,13 +111,13 @@ class ClusterStore(Store):
     def _wrap(self, write: Write) -> None:
         if isinstance(write.on_commit, Created):
             return
-        rows: list[tuple[Any, ...]] = []
+        rows: list[ExecutionRow] = []
         statements = write.statements
         for index, (sql, params) in enumerate(statements):
             idempotent = _IDEMPOTENT.get(sql)
             if idempotent is not None:
                 statements[index] = (idempotent, params)
-                rows.extend(tuple(row) for row in params)
+                rows.extend(params)  # type: ignore[arg-type]  # ExecutionRow, GroupedRow
         if rows:
             write.on_commit = Created(self.outbox, rows, write.on_commit)
 

@@ -204,8 +204,9 @@ class Reads:
             "SELECT id, automation, context, attempts, created_at, round_start FROM executions "
             "WHERE state = 'PENDING' AND integration = ? AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (integration, now, limit))
-        return [Due(row[0], row[1], _context(row[2]), row[3], row[4], row[5])
-                for row in rows if row[0] not in skip], len(rows)
+        return [Due(id_, automation, _context(context), attempts, created_at, round_start)
+                for id_, automation, context, attempts, created_at, round_start in rows
+                if id_ not in skip], len(rows)
 
     async def next_due_after(self, integration: str, now: float) -> float | None:
         rows = await self._fetch(
