@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 
+from runhook.core.executions import ExecutionRow
 from runhook.store.rows import (
     _ATTEMPT_COLUMNS,
     _COLUMNS,
@@ -73,10 +74,7 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # INSERT_GROUPED's columns but the last (digest_id), read from `executions AS e`.
-EXECUTION_COLUMNS = ", ".join(f"e.{c}" for c in (
-    "id", "automation", "scope", "event_kind", "event_type", "event_id", "action_kind",
-    "integration", "state", "reason", "context", "run_id", "created_at", "updated_at",
-    "next_attempt_at"))
+EXECUTION_COLUMNS = ", ".join(f"e.{c}" for c in ExecutionRow._fields)
 
 
 class Reads:
