@@ -47,14 +47,23 @@ async def test_the_store_binds_named_rows_and_reads_them_back_under_the_same_nam
     grouped = grouped_row(execution_row(
         "ex_2", "loss-high", "project:acme/vision", "RUN_METRIC_THRESHOLD", EVENT, "none",
         None, "GROUPED", "grouped into digest ex_9", {}, 7.5), "ex_9")
+    second = grouped_row(execution_row(
+        "ex_3", "loss-high", "project:acme/vision", "RUN_METRIC_THRESHOLD", EVENT, "none",
+        None, "GROUPED", "grouped into digest ex_9", {}, 7.6), "ex_9")
+    alone = execution_row("ex_4", "loss-low", "project:acme/vision", "RUN_METRIC_THRESHOLD",
+                          EVENT, "webhook", "hook", "PENDING", None, {}, 9.0)
     store = Store(tmp_path / "r.db")
     await store.open()
     async with anyio.create_task_group() as tg:
         tg.start_soon(store.run)
+        # Two rows a statement go as one JSON array (store/bulk.py), one alone by
+        # executemany: both bind the named rows as they are.
         await store.commit(Write([(INSERT_EXECUTION, [row, digest]),
-                                  (INSERT_GROUPED, [grouped])]))
+                                  (INSERT_GROUPED, [grouped, second])]))
+        await store.commit(Write([(INSERT_EXECUTION, [alone])]))
         read = await store.execution("ex_1")
         read_grouped = await store.execution("ex_2")
+        read_alone = await store.execution("ex_4")
         store.finish()
     await store.close()
     assert read is not None and read_grouped is not None
@@ -65,3 +74,6 @@ async def test_the_store_binds_named_rows_and_reads_them_back_under_the_same_nam
         ("FINISHED", "recorded only", None, 0)
     assert (read_grouped.state, read_grouped.digest_id, read_grouped.created_at) == \
         ("GROUPED", "ex_9", 7.5)
+    assert read_alone is not None and \
+        (read_alone.automation, read_alone.integration, read_alone.next_attempt_at) == \
+        ("loss-low", "hook", 9.0)
