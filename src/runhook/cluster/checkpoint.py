@@ -62,8 +62,9 @@ async def load(store: Store, scopes: list[str], snapshot: Snapshot | None) -> No
         _rows(statements, LOG_METRICS, [(scope, *r) for r in state.get("batches", [])])
         _rows(statements, UPSERT_FLAG, [(scope, *r) for r in state.get("flags", [])])
         _rows(statements, UPSERT_GROUP, [(scope, *r) for r in state.get("groups", [])])
-        _rows(statements, OPEN_DIGEST, [(r[0], scope, *r[1:])
-                                        for r in state.get("digest_windows", [])])
+        # OPEN_DIGEST's columns: the window's id, then its scope, then the rest.
+        _rows(statements, OPEN_DIGEST, [(window_id, scope, *rest)
+                                        for window_id, *rest in state.get("digest_windows", [])])
         # The firings an open digest holds: its items when it closes here.
         _rows(statements, _GROUPED, [tuple(r) for r in state.get("grouped", [])])
     await store.commit(Write(statements, barrier=True))

@@ -31,7 +31,7 @@ from runhook.cluster.bus import (
     take,
 )
 from runhook.config.runtime import Runtime
-from runhook.core.executions import Job
+from runhook.core.executions import ExecutionRow, Job
 from runhook.delivery import policy
 from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
@@ -140,10 +140,10 @@ class Workers:
 
     async def _attempt(self, msg: Any) -> None:
         try:
-            row = decode(msg.data, list)
+            row = decode(msg.data, ExecutionRow)
             execution_id, automation, integration, context, created_at = \
-                str(row[0]), str(row[1]), str(row[7]), dict(json.loads(row[10])), \
-                float(row[12])
+                str(row.id), str(row.automation), str(row.integration), \
+                dict(json.loads(row.context)), float(row.created_at)
         except (ValueError, TypeError, IndexError, msgspec.DecodeError) as exc:
             # Not one of ours: no execution to record it under, and never deliverable.
             log.error("cluster: an executions message is not an execution: %s", exc)
@@ -189,7 +189,7 @@ class Workers:
             return True
         return False
 
-    async def _record(self, done: Attempted, row: list[Any]) -> None:
+    async def _record(self, done: Attempted, row: ExecutionRow) -> None:
         """The attempt onto the history stream, which every node's mirror applies."""
         job = done.job
         record = ["attempt", done.attempt_row(),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -21,6 +20,7 @@ from runhook.cluster.bus import (
     encode,
     partition_of,
 )
+from runhook.core.executions import ExecutionRow
 from runhook.store.database import OnCommit, Store, Write
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
 
@@ -31,8 +31,6 @@ log = logging.getLogger("runhook.cluster")
 # The execution inserts, each by its rule for a row already there.
 _IF_NEW: dict[str, str] = {INSERT_EXECUTION: INSERT_EXECUTION.if_new, INSERT_GROUPED: INSERT_GROUPED.if_new}
 FLUSH_TIMEOUT_S = 10.0
-# Where execution_row puts the scope, the state and the integration.
-_SCOPE, _STATE, _INTEGRATION = 2, 8, 7
 
 
 class Created:
@@ -41,7 +39,7 @@ class Created:
 
     __slots__ = ("outbox", "rows", "then")
 
-    def __init__(self, outbox: Outbox, rows: list[tuple[Any, ...]], then: OnCommit | None
+    def __init__(self, outbox: Outbox, rows: list[ExecutionRow], then: OnCommit | None
                  ) -> None:
         self.outbox = outbox
         self.rows = rows
@@ -86,22 +84,22 @@ class Outbox:
             finally:
                 self._tg = None
 
-    def publish(self, rows: list[tuple[Any, ...]]) -> None:
+    def publish(self, rows: list[ExecutionRow]) -> None:
         tg = self._tg
         if tg is None:  # the node's work is over: nobody flushes these any more
             log.debug("cluster: %d executions committed after the outbox closed; the "
                       "next owner of their partitions makes them again", len(rows))
             return
         partitions = self._bus.settings.partitions
-        by_partition: dict[int, list[tuple[Any, ...]]] = {}
+        by_partition: dict[int, list[ExecutionRow]] = {}
         for row in rows:
-            by_partition.setdefault(partition_of(row[_SCOPE], partitions), []).append(row)
+            by_partition.setdefault(partition_of(row.scope, partitions), []).append(row)
         for partition, part in by_partition.items():
             sent = _Sent()
             self._pending.setdefault(partition, []).append(sent)
             tg.start_soon(self._publish, part, sent)
 
-    async def _publish(self, rows: list[tuple[Any, ...]], sent: _Sent) -> None:
+    async def _publish(self, rows: list[ExecutionRow], sent: _Sent) -> None:
         try:
             with sent.scope:
                 js = self._bus.js
@@ -112,9 +110,9 @@ class Outbox:
                 # second delivery.
                 futures = [await js.publish_async(HISTORY_SUBJECT, encode(["created", rows]))]
                 for row in rows:
-                    if row[_STATE] == "PENDING" and row[_INTEGRATION] is not None:
+                    if row.state == "PENDING" and row.integration is not None:
                         futures.append(await js.publish_async(
-                            EXECUTION_SUBJECT, encode(row), headers={MSG_ID: row[0]}))
+                            EXECUTION_SUBJECT, encode(row), headers={MSG_ID: row.id}))
                 await asyncio.gather(*futures)
         except Exception as exc:  # noqa: BLE001 - its partition's flush raises it
             sent.error = exc
@@ -152,13 +150,13 @@ class ClusterStore(Store):
     def _wrap(self, write: Write) -> None:
         if isinstance(write.on_commit, Created):
             return
-        rows: list[tuple[Any, ...]] = []
+        rows: list[ExecutionRow] = []
         statements = write.statements
         for index, (sql, params) in enumerate(statements):
             if_new = _IF_NEW.get(sql)
             if if_new is not None:
                 statements[index] = (if_new, params)
-                rows.extend(tuple(row) for row in params)
+                rows.extend(params)  # type: ignore[arg-type]  # ExecutionRow, GroupedRow
         if rows:
             write.on_commit = Created(self.outbox, rows, write.on_commit)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import random
 import time
 from datetime import UTC, datetime
@@ -175,19 +176,61 @@ RESOLVE = "resolve"
 RESOLVING_KINDS = frozenset({"pagerduty"})
 
 
-# Where execution_row puts what a caller reads back (counters, logs).
-ROW_ID, ROW_AUTOMATION, ROW_KIND, ROW_STATE = 0, 1, 3, 8
+class ExecutionRow(NamedTuple):
+    """An executions row as INSERT_EXECUTION binds it, its fields named as its
+    columns: a NamedTuple, not a Struct, because sqlite3's executemany binds a
+    sequence as it is (a Struct would be copied into a tuple at every commit)."""
+
+    id: str
+    automation: str
+    scope: str
+    event_kind: str
+    event_type: str
+    event_id: str | None
+    action_kind: str
+    integration: str | None
+    state: str
+    reason: str | None
+    context: str  # JSON
+    run_id: str | None
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None
+
+
+class GroupedRow(ExecutionRow):
+    """A firing that joined a digest, as INSERT_GROUPED binds it: an ExecutionRow's
+    values, then a 16th, the id of the digest execution that carries it. Made by
+    `grouped_row` only (a NamedTuple takes no more fields, and its `_replace` and
+    `_make` would drop the 16th)."""
+
+    __slots__ = ()
+    digest_id = property(operator.itemgetter(15), doc="the digest execution's id")
+
+    def __repr__(self) -> str:
+        return f"GroupedRow{tuple(self)!r}"
+
+
+# Built by tuple.__new__: a NamedTuple's own __new__ is a Python function, a call
+# more a row on the firing path.
+_row = tuple.__new__
 
 
 def execution_row(execution_id: str, automation: str, scope: str, kind: str, event: Event,
                   action_kind: str, integration: str | None, state: str, reason: str | None,
                   context: dict[str, Any], now: float,
-                  run_id: str | None = None) -> tuple[Any, ...]:
-    """The executions row, in store.INSERT_EXECUTION's column order."""
+                  run_id: str | None = None) -> ExecutionRow:
+    """The executions row of a firing."""
     next_attempt = now if state == "PENDING" else None
-    return (execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,
-            action_kind, integration, state, reason, _encoder.encode(context).decode(), run_id,
-            now, now, next_attempt)
+    return _row(ExecutionRow, (
+        execution_id, automation, scope, kind, event.__struct_config__.tag, event.id,
+        action_kind, integration, state, reason, _encoder.encode(context).decode(), run_id,
+        now, now, next_attempt))
+
+
+def grouped_row(row: ExecutionRow, digest_id: str) -> GroupedRow:
+    """`row` joined to the digest `digest_id`."""
+    return _row(GroupedRow, (*row, digest_id))
 
 
 class Job(NamedTuple):
@@ -211,7 +254,8 @@ def test_context(integration: str, execution_id: str, now: float) -> dict[str, A
 
 
 def test_row(execution_id: str, integration: str, action_kind: str, context: dict[str, Any],
-             now: float) -> tuple[Any, ...]:
+             now: float) -> ExecutionRow:
     """The executions row of `runhook test`: no automation, no event."""
-    return (execution_id, TEST_AUTOMATION, "-", "TEST", "command.test", None, action_kind,
-            integration, "PENDING", None, _encoder.encode(context).decode(), None, now, now, None)
+    return ExecutionRow(execution_id, TEST_AUTOMATION, "-", "TEST", "command.test", None,
+                        action_kind, integration, "PENDING", None,
+                        _encoder.encode(context).decode(), None, now, now, None)

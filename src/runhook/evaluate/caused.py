@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from runhook.core.executions import Job
+from runhook.core.executions import ExecutionRow, Job
 from runhook.core.identity import identity_row
 from runhook.evaluate.run import Run
 from runhook.store.database import Statement
@@ -17,7 +17,7 @@ class Caused(NamedTuple):
     """What one event caused in one scope. It all commits in one transaction or
     none of it does (with the event's id), and the jobs go out only after."""
 
-    rows: list[Row]  # executions, in INSERT_EXECUTION's column order
+    rows: list[ExecutionRow]  # executions
     statements: list[Statement]  # run rows, crossing flags, the event's id
     jobs: list[Job]  # executions to deliver
     logged: bool = False  # its values went into rings: the event joins the metric log

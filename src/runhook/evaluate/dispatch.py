@@ -4,15 +4,18 @@ the bounds inside which none of them can hold (the hot path's calm test); pure."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from runhook.config.settings import Automation
 from runhook.evaluate.ring import Calm, calm_bounds
 from runhook.triggers.runs import MetricChecker
 from runhook.triggers.threshold import ThresholdChecker
 
-# An automation watching a metric, with its checker and, for an average over the
-# whole ring against a threshold, (threshold, above) for the running-sum test.
-Watch = tuple[Automation, MetricChecker, tuple[float, bool] | None]
+# For an average over the whole ring against a threshold: (threshold, holds, side)
+# of its Comparison, for the running-sum test (RunBook.metrics) and the calm bounds.
+Quick = tuple[float, Callable[[float, float], bool], int]
+# An automation watching a metric, with its checker and its Quick, if it has one.
+Watch = tuple[Automation, MetricChecker, Quick | None]
 # What a metric means to one run: its ring's size, the automations watching it,
 # and when every one is an average over the whole ring, the values and the sums
 # of the ring between which none of them holds (see `_calm`); then the calm
@@ -43,15 +46,17 @@ def _calm(watches: list[Watch], size: int) -> Calm | None:
     reach (MARGIN x (the ring's churn + scale)), no condition holds."""
     if any(quick is None for _, _, quick in watches):
         return None
-    above = [t for _, _, (t, up) in watches if up]  # type: ignore[misc]
-    below = [t for _, _, (t, up) in watches if not up]  # type: ignore[misc]
+    # A comparison that holds only above its threshold is calm below it, and the
+    # reverse (Comparison.side): the bounds come from the one definition.
+    above = [t for _, _, (t, _, side) in watches if side > 0]  # type: ignore[misc]
+    below = [t for _, _, (t, _, side) in watches if side < 0]  # type: ignore[misc]
     return calm_bounds(above, below, size)
 
 
-def _quick(checker: MetricChecker, ring_size: int) -> tuple[float, bool] | None:
-    """(threshold, above) when the checker is an average over the whole ring with
-    an ordering comparison: the ring's running sum then decides most values."""
+def _quick(checker: MetricChecker, ring_size: int) -> Quick | None:
+    """The Quick of a checker that is an average over the whole ring with a
+    comparison that has a side: the ring's running sum then decides most values."""
     if not isinstance(checker, ThresholdChecker) or checker.agg != "avg" \
-            or checker.size != ring_size or checker.op not in (">", ">=", "<", "<="):
+            or checker.size != ring_size or not checker.comparison.side:
         return None
-    return checker.threshold, checker.op in (">", ">=")
+    return checker.threshold, checker.compare, checker.comparison.side

@@ -33,6 +33,7 @@ from runhook.core.executions import (
     artifact_context,
     execution_row,
     group_context,
+    grouped_row,
     iso,
     new_id,
     run_context,
@@ -362,7 +363,7 @@ class Evaluator:
             row = execution_row(context["execution_id"], automation.name, self.scope, kind,
                                 event, action.kind, action.integration, "GROUPED",
                                 f"grouped into digest {window.id}", context, now, run_id)
-            caused.statements.append((INSERT_GROUPED, [(*row, window.id)]))
+            caused.statements.append((INSERT_GROUPED, [grouped_row(row, window.id)]))
             return
         if state is None:
             state = "PENDING" if action.integration is not None else "FINISHED"

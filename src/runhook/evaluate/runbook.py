@@ -217,10 +217,11 @@ class RunBook(HealthBook):
                     continue  # the window is not full: every checker answers None
                 active = run.active is not None and automation.name in run.active
                 if quick is not None:
-                    threshold, above = quick
+                    # A settled mean is farther from the threshold than the sum's
+                    # drift: the comparison itself decides it, as it would the exact one.
+                    threshold, holds_at, _ = quick
                     mean = ring.settled_mean(threshold)
-                    if mean is not None and (mean > threshold if above else mean < threshold) \
-                            == active:
+                    if mean is not None and holds_at(mean, threshold) == active:
                         continue  # clearly no change: the common case, one division
                 window = ring.tail(checker.size)
                 holds = checker.holds(window)

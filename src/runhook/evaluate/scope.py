@@ -16,7 +16,7 @@ from runhook.core.acks import Ticket, id_place
 from runhook.core.bounds import AtBound, hit
 from runhook.core.clock import Clock, SystemClock
 from runhook.core.events import Event, RunEvent, RunMetrics
-from runhook.core.executions import ROW_AUTOMATION, ROW_ID, ROW_KIND, ROW_STATE, Job
+from runhook.core.executions import ExecutionRow, Job
 from runhook.core.metrics import Metrics
 from runhook.evaluate.caused import NOTHING, ONLY_LOGGED
 from runhook.evaluate.evaluator import Evaluator
@@ -346,18 +346,18 @@ class ScopeActor:
             isinstance(work[failed[0]][0][failed[1]][0], RunEvent) or self.evaluator.keeps_state)
         return write, after, resync
 
-    def _created(self, rows: list[tuple[Any, ...]]) -> None:
+    def _created(self, rows: list[ExecutionRow]) -> None:
         """Count and log the executions a batch created (they commit with it or not at all)."""
         self.executions += len(rows)
         if self._metrics is not None:
             for row in rows:
-                self._metrics.execution(row[ROW_AUTOMATION], row[ROW_STATE])
+                self._metrics.execution(row.automation, row.state)
         # DEBUG: at thousands a second a line each would cost a third of the firing
         # rate; `runhook history` has every execution and the INFO log a summary.
         if log.isEnabledFor(logging.DEBUG):
             for row in rows:
-                log.debug("execution %s created: %s %s in %s -> %s", row[ROW_ID],
-                          row[ROW_AUTOMATION], row[ROW_KIND], self.scope, row[ROW_STATE])
+                log.debug("execution %s created: %s %s in %s -> %s", row.id,
+                          row.automation, row.event_kind, self.scope, row.state)
 
     async def _resync(self) -> None:
         await self._settled.wait()

@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 
+from runhook.core.executions import ExecutionRow
 from runhook.store.rows import (
     _ATTEMPT_COLUMNS,
     _COLUMNS,
@@ -73,10 +74,7 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # INSERT_GROUPED's columns but the last (digest_id), read from `executions AS e`.
-EXECUTION_COLUMNS = ", ".join(f"e.{c}" for c in (
-    "id", "automation", "scope", "event_kind", "event_type", "event_id", "action_kind",
-    "integration", "state", "reason", "context", "run_id", "created_at", "updated_at",
-    "next_attempt_at"))
+EXECUTION_COLUMNS = ", ".join(f"e.{c}" for c in ExecutionRow._fields)
 
 
 class Reads:
@@ -204,8 +202,9 @@ class Reads:
             "SELECT id, automation, context, attempts, created_at, round_start FROM executions "
             "WHERE state = 'PENDING' AND integration = ? AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (integration, now, limit))
-        return [Due(row[0], row[1], _context(row[2]), row[3], row[4], row[5])
-                for row in rows if row[0] not in skip], len(rows)
+        return [Due(id_, automation, _context(context), attempts, created_at, round_start)
+                for id_, automation, context, attempts, created_at, round_start in rows
+                if id_ not in skip], len(rows)
 
     async def next_due_after(self, integration: str, now: float) -> float | None:
         rows = await self._fetch(

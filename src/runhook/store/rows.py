@@ -8,9 +8,12 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-_COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, action_kind, integration, "
-            "state, reason, context, run_id, created_at, updated_at, next_attempt_at, attempts, "
-            "round_start, digest_id")
+from runhook.core.executions import ExecutionRow
+
+# An execution as history reads it: the columns a firing inserts (ExecutionRow's
+# fields, named once there), then those its deliveries and its digest change.
+_FIELDS = (*ExecutionRow._fields, "attempts", "round_start", "digest_id")
+_COLUMNS = ", ".join(_FIELDS)
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -60,7 +63,7 @@ _context = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _execution(row: Sequence[Any]) -> Execution:
-    values = dict(zip(_COLUMNS.split(", "), row))
+    values = dict(zip(_FIELDS, row))
     values["context"] = _context(values["context"])
     return Execution(**values)
 

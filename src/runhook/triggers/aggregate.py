@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
     "avg": lambda xs: math.fsum(xs) / len(xs),
@@ -13,10 +14,27 @@ AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
 }
 AGGREGATES["average"] = AGGREGATES["mean"] = AGGREGATES["avg"]
 
-COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-    "==": operator.eq, "!=": operator.ne,
-}
+
+
+class Comparison(NamedTuple):
+    """What `value <symbol> threshold` means: the one definition of a threshold, which
+    the trigger decides by and the fast paths derive their bounds from. `holds` is
+    the comparison itself (NaN compares false, so a NaN aggregate never holds: the
+    trigger skips it as "cannot tell"). `side` is where it can hold: +1 only at or
+    above the threshold, -1 only at or below it; 0 on either side (== and !=), so
+    no value is calm for it on its own. A condition fires when it starts to hold
+    (triggers/crossing.py)."""
+
+    symbol: str
+    holds: Callable[[float, float], bool]
+    side: int
+
+
+COMPARISONS: dict[str, Comparison] = {c.symbol: c for c in (
+    Comparison(">", operator.gt, 1), Comparison(">=", operator.ge, 1),
+    Comparison("<", operator.lt, -1), Comparison("<=", operator.le, -1),
+    Comparison("==", operator.eq, 0), Comparison("!=", operator.ne, 0),
+)}
 
 
 def canonical(agg: str) -> str:

@@ -24,7 +24,8 @@ class MetricThreshold(RunFilter, tag="RUN_METRIC_THRESHOLD", kw_only=True, froze
 class ThresholdChecker:
     """Holds when agg(last `window` values) `cmp` `threshold`."""
 
-    __slots__ = ("agg", "compare", "description", "metric", "op", "size", "threshold")
+    __slots__ = ("agg", "compare", "comparison", "description", "metric", "op", "size",
+                 "threshold")
 
     def __init__(self, config: MetricThreshold) -> None:
         if config.agg is None and config.window > 1:
@@ -33,7 +34,8 @@ class ThresholdChecker:
         self.size = config.window
         self.agg = canonical(config.agg or "avg")
         self.op = config.cmp
-        self.compare = COMPARISONS[config.cmp]
+        self.comparison = COMPARISONS[config.cmp]
+        self.compare = self.comparison.holds
         self.threshold = config.threshold
         subject = config.metric if config.window == 1 else \
             f"{self.agg}({config.metric}) over last {config.window}"
