@@ -84,9 +84,9 @@ class ClusterDaemon(Daemon):
                         work.start_soon(self.mirror.run, name="cluster history mirror")
                         leases = self.leases = Leases(self.bus, self._start_partition,
                                                       self._stop_partition)
-                        publisher = self.publisher = Publisher(lambda: self.settings, self.bus)
-                        self.ingress = Ingress(publisher, self.store,  # type: ignore[arg-type]
-                                               self._query)
+                        publisher = self.publisher = Publisher(lambda: self.settings, self.bus,
+                                                               work)
+                        self.ingress = Ingress(publisher, self.store, self._query)
                         async with anyio.create_task_group() as front:
                             await front.start(self.ingress.serve, server.socket,
                                               server.socket_mode)
