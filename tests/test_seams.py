@@ -18,9 +18,11 @@ from runhook.core.acks import Ticket
 from runhook.core.events import RunMetrics, RunState
 from runhook.core.executions import ROW_ID
 from runhook.evaluate.evaluator import Evaluator
-from runhook.evaluate.inbox import Streamed
+from runhook.evaluate.ids import IdSource
+from runhook.evaluate.inbox import Batch, Streamed
 from runhook.evaluate.scope import ScopeActor
 from runhook.store.database import Store
+from runhook.store.rows import Execution
 
 SCOPE = "project:acme/vision"
 CONFIG = f"""
@@ -103,39 +105,29 @@ async def test_a_streamed_batch_is_named_by_its_stream_position_not_the_clock(tm
     1764300000.5 and 1764300001.25. The crossing (sequence 42) is recorded at its
     receipt time, not the clock's, and its id is the one any owner derives: the time
     in milliseconds, then blake2b of `scope|42|1` (the first id of that cause)."""
-    settings = build(decode(CONFIG))
-    store = Store(tmp_path / "a.db")
-    await store.open()
-    actor = ScopeActor(SCOPE, settings.by_scope[SCOPE], store, NoDeliveries(),
-                       settings=settings.scope(SCOPE), clock=FixedClock(), ids=StreamIds())
     digest = hashlib.blake2b(f"{SCOPE}|42|1".encode(), digest_size=7).hexdigest()
-    expected = f"ex_{1764300001250:012x}{digest}"
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(store.run)
-        async with anyio.create_task_group() as actors:
-            actors.start_soon(actor.run)
-            await anyio.wait_all_tasks_blocked()
-            ticket = Ticket(asyncio.get_running_loop().create_future(), 1)
-            batch = Streamed([(loss(0.5), 1764300000.0, 41), (loss(3.0), 1764300001.0, 42)],
-                             [1764300000.5, 1764300001.25])
-            assert actor.take(batch, ticket)
-            await ticket.future
-            assert ticket.error is None and not ticket.errors
-            actor.inbox.close()
-        (execution,) = await store.history()
-        assert (execution.id, execution.automation) == (expected, "loss-high")
-        assert execution.created_at == 1764300001.25
-        store.finish()
-    await store.close()
+    batch = Streamed([(loss(0.5), 1764300000.0, 41), (loss(3.0), 1764300001.0, 42)],
+                     [1764300000.5, 1764300001.25])
+    (execution,) = await taken(tmp_path, StreamIds(), batch)
+    assert (execution.id, execution.automation) == (f"ex_{1764300001250:012x}{digest}",
+                                                    "loss-high")
+    assert execution.created_at == 1764300001.25
 
 
 async def test_one_machine_names_by_its_own_clock_when_given_one(tmp_path: Path):
     """The same crossing in a plain batch (line 7): recorded at the given clock's wall
     time (5000), with an id from the source the actor was given."""
+    ids = NamedIds()
+    (execution,) = await taken(tmp_path, ids, [(loss(3.0), 4999.0, 7)])
+    assert (execution.id, execution.created_at) == ("ex_named_1", 5000.0)
+    assert ids.causes == []  # a line of a chunk has no cause to name ids by
+
+
+async def taken(tmp_path: Path, ids: IdSource, batch: Batch | Streamed) -> list[Execution]:
+    """The history after an idle actor with FixedClock and `ids` took `batch`."""
     settings = build(decode(CONFIG))
     store = Store(tmp_path / "a.db")
     await store.open()
-    ids = NamedIds()
     actor = ScopeActor(SCOPE, settings.by_scope[SCOPE], store, NoDeliveries(),
                        settings=settings.scope(SCOPE), clock=FixedClock(), ids=ids)
     async with anyio.create_task_group() as tg:
@@ -144,11 +136,11 @@ async def test_one_machine_names_by_its_own_clock_when_given_one(tmp_path: Path)
             actors.start_soon(actor.run)
             await anyio.wait_all_tasks_blocked()
             ticket = Ticket(asyncio.get_running_loop().create_future(), 1)
-            assert actor.take([(loss(3.0), 4999.0, 7)], ticket)
+            assert actor.take(batch, ticket)
             await ticket.future
+            assert ticket.error is None and not ticket.errors
             actor.inbox.close()
-        (execution,) = await store.history()
-        assert (execution.id, execution.created_at) == ("ex_named_1", 5000.0)
-        assert ids.causes == []  # a line of a chunk has no cause to name ids by
+        history = await store.history()
         store.finish()
     await store.close()
+    return history
