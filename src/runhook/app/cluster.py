@@ -6,6 +6,8 @@ JetStream holds everything that must survive the node."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from anyio.abc import TaskGroup
 
 from runhook.app.daemon import Daemon
@@ -18,7 +20,7 @@ from runhook.cluster.scopes import ClusterScopes
 from runhook.config.cluster import ClusterSettings
 from runhook.config.settings import Settings
 from runhook.core.status import DaemonStatus, IntegrationStatus
-from runhook.evaluate.routing import Scopes
+from runhook.evaluate.routing import Router, Scopes
 from runhook.ingest import protocol
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
@@ -65,9 +67,9 @@ class ClusterDaemon(Daemon):
         self.scopes = self.node.scopes = scopes
         return scopes
 
-    def _publisher(self) -> Scopes:
+    def _publisher(self) -> Router[Any]:
         assert self.node.publisher is not None
-        return self.node.publisher  # type: ignore[return-value]
+        return self.node.publisher
 
     def _leases(self, ingress: Ingress) -> list[Part]:
         assert self.node.leases is not None

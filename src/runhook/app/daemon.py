@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -23,7 +24,7 @@ from runhook.core import constants
 from runhook.core.metrics import Metrics
 from runhook.core.status import DaemonStatus
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.routing import Scopes
+from runhook.evaluate.routing import Router, Scopes
 from runhook.ingest import queries, silencing
 from runhook.ingest.budget import Budget
 from runhook.ingest.ingress import Ingress
@@ -100,7 +101,7 @@ class Daemon:
         """The bottom layer: the writer, and the signals (heard until the very end)."""
         return [self.writer, Task("signals", self._signals)]
 
-    def front(self, router: Scopes, budget: Budget | None,
+    def front(self, router: Router[Any], budget: Budget | None,
               extra: Callable[[Ingress], Sequence[Part]]) -> list[Part]:
         """The top layer: the socket, the console, the remote listener, `extra` (given
         the ingress), and housekeeping. `router` is where admitted events go."""

@@ -33,7 +33,8 @@ from runhook.cluster.positions import Lost, Positions
 from runhook.cluster.scopes import ClusterScopes
 from runhook.core.acks import Ticket
 from runhook.core.bounds import AT_BOUND
-from runhook.evaluate.scope import EVALUATION_FAILED, Batch, ScopeActor
+from runhook.evaluate.inbox import Streamed
+from runhook.evaluate.scope import EVALUATION_FAILED, ScopeActor
 from runhook.store.database import Store
 
 log = logging.getLogger("runhook.cluster")
@@ -144,8 +145,7 @@ class Partition:
                 log.debug("cluster: partition %s: unsubscribing: %s", self.name, exc)
 
     async def _evaluate(self, messages: Sequence[Any]) -> None:
-        causes = self._scopes.causes
-        batches: dict[ScopeActor, Batch] = {}
+        batches: dict[ScopeActor, Streamed] = {}
         last = self.applied
         partitions = self._bus.settings.partitions
         for msg in messages:
@@ -172,24 +172,19 @@ class Partition:
                 log.error("cluster: partition %s: stream sequence %d is not an event: %s",
                           self.name, seq, exc)
                 continue
-            causes[id(event)] = (seq, received)
-            batches.setdefault(actor, []).append((event, stamp, seq))
+            streamed = batches.get(actor)
+            if streamed is None:
+                streamed = batches[actor] = Streamed([], [])
+            streamed.batch.append((event, stamp, seq))  # numbered by its stream sequence
+            streamed.received.append(received)
         if batches:
             await self._hand(batches)
         self.applied = last
 
-    async def _hand(self, batches: dict[ScopeActor, Batch]) -> None:
-        causes = self._scopes.causes
+    async def _hand(self, batches: dict[ScopeActor, Streamed]) -> None:
         ticket = Ticket(asyncio.get_running_loop().create_future(), len(batches))
-        try:
-            for actor, batch in batches.items():
-                if not actor.take(batch, ticket):
-                    await actor.inbox.send((batch, ticket))
-            await ticket.future
-        finally:
-            for batch in batches.values():
-                for event, _, _ in batch:
-                    causes.pop(id(event), None)
+        await self._scopes.hand(batches, ticket)
+        await ticket.future
         if ticket.error is not None:
             raise RuntimeError(f"events not committed: {ticket.error}")
         for seq, error in sorted(ticket.errors.items()):
@@ -203,7 +198,7 @@ class Partition:
                 log.error("cluster: partition %s: stream sequence %d passed over: %s",
                           self.name, seq, error)
         await self._outbox.flush(self.number)
-        self.evaluated += sum(len(b) for b in batches.values())
+        self.evaluated += sum(len(b.batch) for b in batches.values())
 
     async def _checkpoint(self) -> None:
         """The state first, then the wait for what it holds to be published (a timer

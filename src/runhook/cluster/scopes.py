@@ -1,7 +1,8 @@
 """The scope actors of a cluster node: only those of the partitions it owns, each
 evaluating as the owner before it would have (event times and execution ids taken
-from the stream, not from this node's clock or randomness), writing to this node's
-SQLite as a cache of state that the checkpoints in JetStream hold for good."""
+from the stream, not from this node's clock or randomness: WallClock, StreamIds and
+the batches' stream positions), writing to this node's SQLite as a cache of state
+that the checkpoints in JetStream hold for good."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ import anyio
 from runhook.cluster.bus import partition_of
 from runhook.config.runtime import Runtime
 from runhook.core.clock import WallClock
-from runhook.core.events import Event
 from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.caused import Caused
+from runhook.evaluate.inbox import Checkpoint
 from runhook.evaluate.routing import Scopes, timed
-from runhook.evaluate.scope import Checkpoint, ScopeActor
+from runhook.evaluate.scope import ScopeActor
 from runhook.store.database import Store
 from runhook.triggers.silences import Silences
 
@@ -44,11 +44,13 @@ class StreamIds:
         self._n = 0
         self._at = at
 
-    def __call__(self, now: float | None = None) -> str:
+    def new_id(self, now: float | None = None) -> str:
         self._n += 1
         digest = hashlib.blake2b(self._cause + b"|%d" % self._n, digest_size=7).hexdigest()
         at = self._at if self._at is not None else now
         return f"ex_{int((at or 0.0) * 1000):012x}{digest}"
+
+    __call__ = new_id
 
 
 class NoOffers:
@@ -66,8 +68,6 @@ class ClusterScopes(Scopes):
                  tg: anyio.abc.TaskGroup, silences: Silences, partitions: int) -> None:
         super().__init__(runtime, store, deliveries, tg, silences)
         self.partitions = partitions
-        # id(event) -> (stream sequence, stream time) while its batch is evaluated.
-        self.causes: dict[int, tuple[int, float]] = {}
         self._done: dict[str, anyio.Event] = {}
 
     def actor(self, scope: str) -> ScopeActor | None:
@@ -80,10 +80,10 @@ class ClusterScopes(Scopes):
         actor = self.actors.get(key)
         if actor is None:
             settings = self._runtime.settings
+            # The stream's time is both the record's and the deadlines' (WallClock).
             actor = ScopeActor(key, settings.automations_of(key), self._store, NoOffers(),
                                self._runtime.metrics, self._silences, settings.scope(key),
-                               WallClock())
-            self._deterministic(actor)
+                               WallClock(), StreamIds())
             self.actors[key] = actor
             self.seen.add(key)
             done = self._done[key] = anyio.Event()
@@ -96,35 +96,6 @@ class ClusterScopes(Scopes):
             await actor.run()
         finally:
             done.set()
-
-    def _deterministic(self, actor: ScopeActor) -> None:
-        evaluator = actor.evaluator
-        ids = StreamIds()
-        evaluator.new_id = ids
-        evaluate, expire, causes, scope = evaluator.evaluate, evaluator.expire, self.causes, \
-            actor.scope
-
-        def evaluate_at(event: Event, event_time: float, now: float,
-                        mono: float | None = None) -> Caused:
-            # The stream's time is both the record's and the deadlines' (WallClock).
-            seq, at = causes[id(event)]
-            ids.start(f"{scope}|{seq}")
-            return evaluate(event, event_time, at, at)
-
-        def expire_at(now: float, mono: float | None = None) -> Caused:
-            # Named by this owner's clock unless the evaluator names a cause two
-            # owners agree on (a crash: `timer_cause`).
-            ids.start(f"{scope}|timer|{now!r}")
-            # One reading for both: WallClock's two calls differ by microseconds, and
-            # that shift would reach the crash's key (`timer_cause`) and change its id.
-            return expire(now, now)
-
-        def timer_cause(key: str, at: float) -> None:
-            ids.start(f"{scope}|{key}", at)
-
-        evaluator.evaluate = evaluate_at  # type: ignore[method-assign]
-        evaluator.expire = expire_at  # type: ignore[method-assign]
-        evaluator.timer_cause = timer_cause
 
     def of(self, partition: int) -> list[str]:
         """The scopes with automations (configured, or projects an entity-wide run

@@ -17,6 +17,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
+    def read(self) -> tuple[float, float]:
+        """Both, at one moment: (wall, monotonic)."""
+        ...
+
 
 class SystemClock:
     """One machine: `time.time()`, and `time.monotonic()` offset to read the wall time
@@ -34,6 +38,9 @@ class SystemClock:
     def monotonic(self) -> float:
         return self._base + time.monotonic()
 
+    def read(self) -> tuple[float, float]:
+        return time.time(), self._base + time.monotonic()
+
 
 class WallClock:
     """Cluster mode: every node counts deadlines on the stream's time, which is the
@@ -46,6 +53,12 @@ class WallClock:
 
     def monotonic(self) -> float:
         return time.time()
+
+    def read(self) -> tuple[float, float]:
+        # One reading for both: two calls differ by microseconds, and that shift would
+        # reach a crash's cause (its last-seen, moved to wall time) and change its id.
+        now = time.time()
+        return now, now
 
 
 def local_time(ts: float) -> str:

@@ -9,7 +9,6 @@ Without `mono` the two are one clock (pure tests; cluster mode's stream time).""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from runhook.config.settings import Automation, ScopeSettings
@@ -35,7 +34,6 @@ from runhook.core.executions import (
     group_context,
     grouped_row,
     iso,
-    new_id,
     run_context,
 )
 from runhook.core.identity import run_url
@@ -52,6 +50,7 @@ from runhook.evaluate.caused import (
 )
 from runhook.evaluate.cooldowns import Cooldowns
 from runhook.evaluate.digests import Digests, digest_context
+from runhook.evaluate.ids import PROCESS_IDS, IdSource
 from runhook.evaluate.metadata import Remembered
 from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome
 from runhook.evaluate.runbook import RunBook
@@ -84,8 +83,10 @@ class Evaluator:
 
     def __init__(self, scope: str, automations: list[Automation],
                  silences: Silences | None = None, settings: ScopeSettings | None = None,
-                 now: float = 0.0, remembered: Remembered | None = None) -> None:
-        """`now`: the monotonic reading at which silence starts to count."""
+                 now: float = 0.0, remembered: Remembered | None = None,
+                 ids: IdSource | None = None) -> None:
+        """`now`: the monotonic reading at which silence starts to count; `ids`: how
+        executions are named (unique in this process, unless given)."""
         self.scope = scope
         self.silences = silences if silences is not None else Silences()
         self.automations = automations
@@ -96,10 +97,8 @@ class Evaluator:
         self.remembered = remembered or Remembered()  # versions' metadata, shared
         self._digests = {a.name: a.digest for a in automations}
         self._by_name = {a.name: a for a in automations}
-        self.new_id: Callable[[float | None], str] = new_id  # cluster mode derives ids
-        # Cluster mode: told the cause of a timer's executions (a stable key, the time
-        # to name them by) before their ids are made; None on one machine.
-        self.timer_cause: Callable[[str, float], None] | None = None
+        self.ids = ids if ids is not None else PROCESS_IDS
+        self.new_id = self.ids.new_id  # looked up once: a firing costs one call
         # Where the scope's runs happened, for `${run_url}` and timer firings' events.
         _, _, place = scope.partition(":")
         self._entity, _, self._project = place.partition("/")
@@ -150,20 +149,22 @@ class Evaluator:
         caused = make_caused(Caused, ([], [], [], False))
         others: list[Key] = []
         mono = now if mono is None else mono
+        scope, ids = self.scope, self.ids
+        # Named by the owner's clock unless a timer names a cause two owners agree on.
+        ids.start(f"{scope}|timer|{now!r}")
         outcomes, groups = self.book.expire(mono, others)
         shift = now - mono
         for outcome in outcomes:
             run = outcome.run
             assert run is not None
-            if self.timer_cause is not None:
-                # A crash is one fact about a run's silence since `last_seen`, whenever
-                # (and on whichever cluster node) it is noticed; a stall has no such
-                # key (its clock restarts with the book), so it is named by now.
-                if run.state == CRASHED:
-                    seen = run.last_seen + shift
-                    self.timer_cause(f"crashed {run.run_id} {seen!r}", seen)
-                else:
-                    self.timer_cause(f"timer {run.run_id} {now!r}", now)
+            # A crash is one fact about a run's silence since `last_seen`, whenever (and
+            # on whichever cluster node) it is noticed; a stall has no such key (its
+            # clock restarts with the book), so it is named by now.
+            if run.state == CRASHED:
+                seen = run.last_seen + shift
+                ids.start(f"{scope}|crashed {run.run_id} {seen!r}", seen)
+            else:
+                ids.start(f"{scope}|timer {run.run_id} {now!r}", now)
             self._run_outcome(self._deadline(run.run_id), outcome, now, now, shift, caused)
         for firing in groups:
             self._group_firing(firing, now, shift, caused)

@@ -1,24 +1,54 @@
-"""Scopes: routes events to the scope actors that have automations for them,
-creating each actor on the first event that needs it (a project's, too, when only
-an entity- or org-wide run automation covers it)."""
+"""Router, what admission hands events to, and Scopes, the one-machine router: it routes
+events to the scope actors that have automations for them, creating each actor on the
+first event that needs it (a project's, too, when only an entity- or org-wide run
+automation covers it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol, TypeVar
+
+import anyio
 from anyio.abc import TaskGroup
 
 from runhook.config.runtime import Runtime
 from runhook.config.settings import Automation, Settings
+from runhook.core.acks import Ticket
 from runhook.core.events import Event
 from runhook.core.scopes import scope_keys
 from runhook.delivery.actor import Deliveries
+from runhook.evaluate.inbox import Batch, Checkpoint, Streamed
 from runhook.evaluate.metadata import KEPT_EVENTS, Remembered, kept_entities
-from runhook.evaluate.scope import Checkpoint, ScopeActor
+from runhook.evaluate.scope import ScopeActor
 from runhook.store.database import Store
 from runhook.triggers.silences import Silences
 
 # Places (entity, project or registry) whose routes are remembered; past this the
 # memo starts afresh (it only saves building scope strings).
 ROUTES_REMEMBERED = 10_000
+
+
+class Target(Protocol):
+    """Where one scope's events go: its actor, or (cluster mode) its partition's subject."""
+
+    @property
+    def scope(self) -> str: ...
+
+
+T = TypeVar("T", bound=Target)
+
+
+class Router(Protocol[T]):
+    """What admission hands events to: Scopes on one machine, the cluster's Publisher."""
+
+    def route(self, event: Event) -> list[T]:
+        """The targets of the scopes that have automations for where `event` happened."""
+        ...
+
+    async def hand(self, batches: dict[T, Batch], ticket: Ticket) -> None:
+        """Each target's batch, in the order they came; `ticket` is done once every
+        batch is (committed, or published), or refused."""
+        ...
 
 
 class Scopes:
@@ -93,6 +123,19 @@ class Scopes:
             self.seen.add(key)
             self._tg.start_soon(actor.run, name=f"scope {key}")
         return actor
+
+    @staticmethod
+    async def hand(batches: Mapping[ScopeActor, Batch | Streamed], ticket: Ticket) -> None:
+        """Each batch evaluated now by an idle actor, or into its inbox."""
+        for actor, batch in batches.items():
+            if actor.take(batch, ticket):  # evaluated now: the actor was idle
+                continue
+            try:
+                # No yield to the loop per send while there is room (up to 100
+                # actors a chunk); a full inbox makes us wait: backpressure.
+                actor.inbox.send_nowait((batch, ticket))
+            except anyio.WouldBlock:
+                await actor.inbox.send((batch, ticket))
 
     def known(self) -> list[str]:
         """Every scope with automations that may have state: the configured ones, and

@@ -15,11 +15,13 @@ from runhook.core import constants
 from runhook.core.acks import Ticket, id_place
 from runhook.core.bounds import AtBound, hit
 from runhook.core.clock import Clock, SystemClock
-from runhook.core.events import Event, RunEvent, RunMetrics
+from runhook.core.events import RunEvent, RunMetrics
 from runhook.core.executions import ExecutionRow, Job
 from runhook.core.metrics import Metrics
 from runhook.evaluate.caused import NOTHING, ONLY_LOGGED
 from runhook.evaluate.evaluator import Evaluator
+from runhook.evaluate.ids import IdSource
+from runhook.evaluate.inbox import Batch, Checkpoint, Item, Streamed, Submit, Wake, rest
 from runhook.evaluate.runbook import RunBook
 from runhook.store.database import Store, Write
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
@@ -28,32 +30,6 @@ from runhook.triggers.silences import Silences
 log = logging.getLogger("runhook.scope")
 # How a line whose evaluation raised is refused (cluster mode tells it from a failed commit).
 EVALUATION_FAILED = "internal error evaluating the event"
-
-
-class Checkpoint:
-    """An inbox item asking the actor to write its metric windows (and evict
-    stale runs). Going through the inbox keeps it in order with the events."""
-
-    def __init__(self, evict: bool = False, ttl: float = 0.0) -> None:
-        self.evict = evict
-        self.ttl = ttl
-
-
-class Wake:
-    """An inbox item: the timers changed under a waiting actor (see `take`)."""
-
-
-class Submit:
-    """An inbox item: a write evaluated in `take` that met a full writer queue; the
-    actor submits it (waiting) before anything after it."""
-
-    def __init__(self, write: Write) -> None:
-        self.write = write
-
-
-# A batch of (event, event time, line number) with the ticket of its chunk; or a checkpoint.
-Batch = list[tuple[Event, float, int]]
-Item = tuple[Batch, Ticket] | tuple[Checkpoint, None] | tuple[Submit, None] | tuple[Wake, None]
 
 
 class Offers(Protocol):
@@ -71,7 +47,8 @@ class ScopeActor:
     def __init__(self, scope: str, automations: list[Automation], store: Store,
                  deliveries: Offers, metrics: Metrics | None = None,
                  silences: Silences | None = None, settings: ScopeSettings | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, ids: IdSource | None = None) -> None:
+        """`clock` and `ids`: this machine's, unless given (cluster mode's read the stream)."""
         self.scope = scope
         # Wall time names what happened; deadlines wait on the monotonic reading.
         self.clock = clock if clock is not None else SystemClock()
@@ -81,7 +58,8 @@ class ScopeActor:
         self.inbox: MemoryObjectSendStream[Item]
         self.inbox, self._receive = anyio.create_memory_object_stream[Item](constants.INBOX_SIZE)
         self.executions = 0
-        self.evaluator = Evaluator(scope, automations, silences, settings, self.clock.monotonic())
+        self.evaluator = Evaluator(scope, automations, silences, settings, self.clock.monotonic(),
+                                   ids=ids)
         # A failed write leaves the book ahead of the database: the next batch is
         # evaluated only after every outstanding write has settled and the book
         # was reloaded from what is committed, so a client's retry of a refused
@@ -172,7 +150,7 @@ class ScopeActor:
         if self._diverged:
             await self._resync()
         try:
-            caused = self.evaluator.expire(self.clock.wall(), self.clock.monotonic())
+            caused = self.evaluator.expire(*self.clock.read())
         except Exception:  # a bug in one evaluation must not stop the scope
             log.exception("scope %s: evaluating timers failed", self.scope)
             self._diverged = True
@@ -220,12 +198,12 @@ class ScopeActor:
                 then(error)
         write.on_commit = settled
 
-    async def _evaluate(self, work: list[tuple[Batch, Ticket]]) -> None:
+    async def _evaluate(self, work: list[tuple[Batch | Streamed, Ticket]]) -> None:
         position: tuple[int, int] | None = (0, 0)
         while position is not None:
             position = await self._evaluate_run(work, *position)
 
-    async def _evaluate_run(self, work: list[tuple[Batch, Ticket]], first_batch: int,
+    async def _evaluate_run(self, work: list[tuple[Batch | Streamed, Ticket]], first_batch: int,
                             first_item: int) -> tuple[int, int] | None:
         """Evaluate from work[first_batch][first_item] up to the first event that
         fails (or the end) and submit what they caused as one write; returns where
@@ -240,7 +218,7 @@ class ScopeActor:
             await self._resync()
         return after
 
-    def take(self, batch: Batch, ticket: Ticket) -> bool:
+    def take(self, batch: Batch | Streamed, ticket: Ticket) -> bool:
         """Evaluate `batch` now, in the caller's turn, when the actor is idle: waiting
         on an empty inbox, its book in step with the database. Nothing can then be
         ahead of the batch, so this is what the actor would do next, without the
@@ -261,15 +239,15 @@ class ScopeActor:
             except anyio.WouldBlock:  # the writer is behind: the actor waits for it
                 self.inbox.send_nowait((Submit(write), None))
         if after is not None:  # after a failed event: the rest, once the book is reloaded
-            self.inbox.send_nowait((batch[after[1]:], ticket))
+            self.inbox.send_nowait((rest(batch, after[1]), ticket))
         deadline = self.evaluator.next_deadline()
         if deadline is not None and (self._waiting_for is None or deadline < self._waiting_for):
             # The actor waits for a later deadline (or none): have it look again.
             self.inbox.send_nowait((Wake(), None))
         return True
 
-    def _prepare(self, work: list[tuple[Batch, Ticket]], first_batch: int, first_item: int
-                 ) -> tuple[Write | None, tuple[int, int] | None, bool]:
+    def _prepare(self, work: list[tuple[Batch | Streamed, Ticket]], first_batch: int,
+                 first_item: int) -> tuple[Write | None, tuple[int, int] | None, bool]:
         """Evaluate as _evaluate_run says; returns the write (None: nothing to write,
         the tickets' parts are done), where to go on, and whether the book must be
         reloaded (an event failed half-way)."""
@@ -278,15 +256,28 @@ class ScopeActor:
         grouped: dict[str, list[Any]] = {}
         jobs: list[Job] = []
         logged: list[RunMetrics] = []  # their values went into rings: one log blob
-        evaluate = self.evaluator.evaluate
-        now, mono = self.clock.wall(), self.clock.monotonic()
+        evaluate, ids, scope = self.evaluator.evaluate, self.evaluator.ids, self.scope
+        clock_now = self.clock.wall(), self.clock.monotonic()
         parts: list[tuple[Ticket, Batch]] = []  # each ticket's events in this write
         failed: tuple[int, int] | None = None
+        failed_batch: Batch = []
+        failed_run = False
         for index in range(first_batch, len(work)):
-            batch, ticket = work[index]
+            batch_or_streamed, ticket = work[index]
+            received: list[float] | None = None
+            if isinstance(batch_or_streamed, Streamed):
+                batch, received = batch_or_streamed
+            else:
+                batch = batch_or_streamed
+            now, mono = clock_now
             start = first_item if index == first_batch else 0
             parts.append((ticket, batch if start == 0 else batch[start:]))
             for position, (event, event_time, line_no) in enumerate(parts[-1][1], start):
+                if received is not None:
+                    # Named by its place in the stream and its publisher's time: an
+                    # owner evaluating it again names what it causes alike.
+                    now = mono = received[position]
+                    ids.start(f"{scope}|{line_no}")
                 try:
                     caused = evaluate(event, event_time, now, mono)
                 except AtBound as exc:  # refused before it changed anything: no reload
@@ -299,7 +290,8 @@ class ScopeActor:
                     ticket.fail(line_no, f"{EVALUATION_FAILED}: {exc!r}",
                                 None if event.id is None
                                 else (event.id, id_place(self.scope, event.location)))
-                    failed = (index, position)
+                    failed, failed_batch = (index, position), batch
+                    failed_run = isinstance(event, RunEvent)
                     break
                 if caused is ONLY_LOGGED:  # the common case: values in rings, nothing else
                     logged.append(event)  # type: ignore[arg-type]
@@ -326,10 +318,11 @@ class ScopeActor:
         after: tuple[int, int] | None = None
         if failed is not None:
             index, position = failed
-            batch, ticket = work[index]
+            ticket = work[index][1]
             start = first_item if index == first_batch else 0
-            parts[-1] = (ticket, batch[start:position + 1])  # the failed one is refused already
-            if position + 1 < len(batch):
+            # The failed one is refused already.
+            parts[-1] = (ticket, failed_batch[start:position + 1])
+            if position + 1 < len(failed_batch):
                 after = (index, position + 1)
                 ticket.pending += 1  # its events go in this write and a later one
             elif index + 1 < len(work):
@@ -342,8 +335,7 @@ class ScopeActor:
             # Flags, cooldowns, logged values and ids commit with the executions.
             write = Write(list(grouped.items()), self._committed(parts, jobs))
         # An event that failed half-way may have changed runs or digest windows.
-        resync = failed is not None and (
-            isinstance(work[failed[0]][0][failed[1]][0], RunEvent) or self.evaluator.keeps_state)
+        resync = failed is not None and (failed_run or self.evaluator.keeps_state)
         return write, after, resync
 
     def _created(self, rows: list[ExecutionRow]) -> None:

@@ -6,15 +6,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from functools import partial
-
-import anyio
+from typing import Any
 
 from runhook.core import constants
 from runhook.core.acks import Key, Ticket, id_place
 from runhook.core.events import Event
 from runhook.core.executions import event_timestamp
-from runhook.evaluate.routing import Scopes
-from runhook.evaluate.scope import Batch, ScopeActor
+from runhook.evaluate.inbox import Batch
+from runhook.evaluate.routing import Router, Target
 from runhook.ingest import protocol
 from runhook.ingest.idempotency import EVERY_SCOPE, Claim, RecentIds
 from runhook.ingest.protocol import BadLine, Query
@@ -57,8 +56,9 @@ class Admission:
     event's id in the commit of what the event caused there (see scope.py): a
     line that failed, or whose commit failed, leaves its id free for the retry."""
 
-    def __init__(self, scopes: Scopes, store: Store) -> None:
-        self._scopes = scopes
+    def __init__(self, router: Router[Any], store: Store) -> None:
+        """`router`: the scope actors (Scopes), or the cluster's partitions (Publisher)."""
+        self._router = router
         self._store = store
         self.recent_ids = RecentIds(store)
         self._received: dict[type, int] = {}  # by event class: no name built per event
@@ -104,7 +104,7 @@ class Admission:
             return await self._admit(numbers, requests, now)
         answers, batches = plain
         if answers.ticket is not None:
-            await self._hand(batches, answers.ticket)
+            await self._router.hand(batches, answers.ticket)
         return answers
 
     def _stamp(self, line_no: int, event: Event, now: float) -> float | bytes:
@@ -116,15 +116,15 @@ class Admission:
             return protocol.error_line(line_no, f"field `time`: {exc}")
 
     def _admit_without_ids(self, numbers: Sequence[int], requests: Sequence[Request],
-                           now: float) -> tuple[Answers, dict[ScopeActor, Batch]] | None:
+                           now: float) -> tuple[Answers, dict[Target, Batch]] | None:
         """The hot path, for a run in which no event has an id (nothing to claim, no
         lookup): one pass, nothing built per line but its place in a batch. None
         when an event has an id: the general path then takes the whole run."""
         out = Answers()
         results = out.results
-        route = self._scopes.route
+        route = self._router.route
         received: dict[type, int] = {}
-        batches: dict[ScopeActor, Batch] = {}
+        batches: dict[Target, Batch] = {}
         for line_no, event in zip(numbers, requests, strict=True):
             if event.__class__ is bytes:
                 results.append(event)
@@ -155,26 +155,14 @@ class Admission:
             out.ticket = Ticket(asyncio.get_running_loop().create_future(), len(batches))
         return out, batches
 
-    @staticmethod
-    async def _hand(batches: dict[ScopeActor, Batch], ticket: Ticket) -> None:
-        for actor, batch in batches.items():
-            if actor.take(batch, ticket):  # evaluated now: the actor was idle
-                continue
-            try:
-                # No yield to the loop per send while there is room (up to 100
-                # actors a chunk); a full inbox makes us wait: backpressure.
-                actor.inbox.send_nowait((batch, ticket))
-            except anyio.WouldBlock:
-                await actor.inbox.send((batch, ticket))
-
     async def _admit(self, numbers: Sequence[int], requests: Sequence[Request],
                      now: float) -> Answers:
         """The general path: events with ids claim (id, scope) keys, after one
         lookup of the ids memory does not know."""
         out = Answers()
         horizon = now - constants.IDEMPOTENCY_WINDOW_S
-        route = self._scopes.route
-        routed: list[tuple[int, bytes | tuple[Event, float], list[ScopeActor]]] = []
+        route = self._router.route
+        routed: list[tuple[int, bytes | tuple[Event, float], list[Target]]] = []
         wanted: list[Key] = []
         for line_no, request in zip(numbers, requests, strict=True):
             if isinstance(request, bytes):
@@ -198,7 +186,7 @@ class Admission:
                            for line_no, item, _ in routed]
             return out
         ticket = Ticket(asyncio.get_running_loop().create_future())
-        batches: dict[ScopeActor, Batch] = {}
+        batches: dict[Target, Batch] = {}
         unscoped: list[tuple[str, str, float]] = []  # ids of events no scope took
         unscoped_lines: list[int] = []
         for line_no, item, actors in routed:
@@ -242,10 +230,10 @@ class Admission:
             await self._store.submit(Write([(INSERT_EVENT_ID, unscoped)], partial(
                 ticket.done, lines=unscoped_lines,
                 keys=[(event_id, scope) for event_id, scope, _ in unscoped])))
-        await self._hand(batches, ticket)
+        await self._router.hand(batches, ticket)
         return out
 
-    def _claim(self, event: Event, actors: list[ScopeActor], accepted: set[Key],
+    def _claim(self, event: Event, actors: list[Target], accepted: set[Key],
                horizon: float) -> tuple[list[Key], list[Claim]]:
         """The keys of this event still to evaluate, and the claims of other copies
         of it to wait for. An id an earlier version recorded for every scope ('*')
@@ -275,7 +263,7 @@ class Admission:
             self.recent_ids.release(ticket.failed)
 
 
-def _keys(event: Event, actors: list[ScopeActor]) -> list[Key]:
+def _keys(event: Event, actors: Sequence[Target]) -> list[Key]:
     """The (id, place) keys of an event with an id: one per scope it reaches."""
     assert event.id is not None
     location = event.location

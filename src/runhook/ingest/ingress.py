@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import SocketStream, TaskStatus
@@ -16,7 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from runhook.core import constants
 from runhook.core.schema import StartupError
-from runhook.evaluate.routing import Scopes
+from runhook.evaluate.routing import Router
 from runhook.ingest import protocol
 from runhook.ingest.admission import Admission, Answers, Copy, Request, answer_copy
 from runhook.ingest.budget import Budget, Flow
@@ -76,7 +77,7 @@ class Ingress:
     """Every connection is a task of one task group owned by `serve`; each runs
     its reader and its answer writer in a group of its own."""
 
-    def __init__(self, scopes: Scopes, store: Store, queries: QueryHandler,
+    def __init__(self, scopes: Router[Any], store: Store, queries: QueryHandler,
                  budget: Budget | None = None) -> None:
         self.admission = Admission(scopes, store)
         # Shared with the HTTPS listener (web/remote.py): one budget for the daemon.
