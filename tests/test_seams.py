@@ -16,7 +16,6 @@ from runhook.config.model import decode
 from runhook.config.settings import build
 from runhook.core.acks import Ticket
 from runhook.core.events import RunMetrics, RunState
-from runhook.core.executions import ROW_ID
 from runhook.evaluate.evaluator import Evaluator
 from runhook.evaluate.ids import IdSource
 from runhook.evaluate.inbox import Batch, Streamed
@@ -92,9 +91,9 @@ def test_the_evaluator_names_executions_by_the_id_source_it_is_given():
     running = RunState(entity="acme", project="vision", run_id="r1", state="running")
     assert evaluator.evaluate(running, 200.0, 200.0, 50.0).rows == []
     (row,) = evaluator.evaluate(loss(2.0), 200.0, 200.0, 50.0).rows
-    assert row[ROW_ID] == "ex_named_1"
+    assert row.id == "ex_named_1"
     (crash,) = evaluator.expire(260.0, 110.0).rows
-    assert crash[ROW_ID] == "ex_named_2"
+    assert crash.id == "ex_named_2"
     assert ids.made == [200.0, 260.0]
     assert ids.causes == [(f"{SCOPE}|timer|260.0", None), (f"{SCOPE}|crashed r1 200.0", 200.0)]
 
