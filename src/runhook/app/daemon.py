@@ -97,7 +97,7 @@ class Daemon:
                                 # Its address and TLS are read at start; tokens and
                                 # sources on every request (a reload rotates them).
                                 await front.start(web_remote.serve, web_remote.make_app(
-                                    lambda: self.settings, self.ingress, self._query,
+                                    lambda: self.settings, self.ingress,
                                     self.store), self.settings.remote)
                             self.followers = Followers(lambda: self.settings, self.ingress,
                                                        self.store)

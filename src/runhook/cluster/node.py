@@ -97,7 +97,7 @@ class ClusterDaemon(Daemon):
                                     self, self.store, self.console_login), server.http)
                             if self.settings.remote is not None:
                                 await front.start(web_remote.serve, web_remote.make_app(
-                                    lambda: self.settings, self.ingress, self._query,
+                                    lambda: self.settings, self.ingress,
                                     self.store), self.settings.remote)
                             front.start_soon(leases.run, name="cluster leases")
                             housekeeping = Housekeeping(self, self.store, scopes, self.activity)

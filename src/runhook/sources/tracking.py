@@ -22,7 +22,8 @@ from anyio.abc import TaskGroup
 from runhook.config.settings import Settings
 from runhook.config.tracking import Tracking
 from runhook.core.status import SourceStatus
-from runhook.ingest.ingress import Ingress, resolve
+from runhook.ingest.ingress import Ingress
+from runhook.ingest.pipeline import admit_all
 from runhook.sources import tracking_marks as marks
 from runhook.sources.tracking_api import Api, ApiError, Run
 from runhook.sources.tracking_marks import Cursor, TrackedEvent
@@ -207,8 +208,7 @@ class Follower:
         refused: list[str] = []
         for i in range(0, len(events), SEND_CHUNK):
             chunk = events[i:i + SEND_CHUNK]
-            answers = await resolve(await admission.admit(
-                range(1, len(chunk) + 1), chunk, time.time()))
+            answers = await admit_all(admission, chunk, time.time())
             refused.extend(a.decode() for a in answers if not a.startswith(b'{"ok":true'))
         if refused:
             self._tries += 1

@@ -20,7 +20,7 @@ from runhook.core import constants
 from runhook.core.logs import LogLimit, Throttled
 from runhook.core.schema import StartupError
 from runhook.ingest.http import HttpIngress, Tokens, unauthorized
-from runhook.ingest.ingress import Ingress, QueryHandler
+from runhook.ingest.ingress import Ingress
 from runhook.sources.hooks import Hooks
 from runhook.store.database import Store
 from runhook.web.limits import Gate
@@ -50,11 +50,11 @@ def tls_context(remote: Remote) -> ssl.SSLContext | None:
     return context
 
 
-def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryHandler,
+def make_app(settings: Callable[[], Settings], ingress: Ingress,
              store: Store) -> web.Application:
     remote = settings().remote
     assert remote is not None
-    http = HttpIngress(ingress, queries, remote.idle_timeout)
+    http = HttpIngress(ingress, remote.idle_timeout)
     hooks = Hooks(settings, http, store, remote.idle_timeout)
     # (the configuration's Remote, its tokens): the object itself is held and compared,
     # not its id(), which a new object may take once the old one is freed.
