@@ -20,7 +20,7 @@ from runhook.ingest import protocol
 from runhook.ingest.admission import Admission, Request
 from runhook.ingest.budget import Flow
 from runhook.ingest.ingress import Ingress
-from runhook.ingest.pipeline import admit_all, resolve
+from runhook.ingest.pipeline import Outcome, commit, resolve
 from runhook.ingest.protocol import Query
 from runhook.ingest.session import LineSession
 
@@ -138,10 +138,10 @@ class HttpIngress:
         self._idle_s = idle_s
         self.send_s = send_s
 
-    async def commit(self, events: Sequence[Event], now: float | None = None) -> list[bytes]:
-        """Admit events and wait for their answers (after their commits), one per event:
-        how the registry webhooks hand their mapped events in."""
-        return await admit_all(self.admission, events, time.time() if now is None else now)
+    async def commit(self, events: Sequence[Event], now: float | None = None) -> list[Outcome]:
+        """Admit events and wait for their commits, one Outcome per event: how the
+        registry webhooks hand their mapped events in."""
+        return await commit(self.admission, events, time.time() if now is None else now)
 
     async def events(self, request: web.Request, token: Token) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:

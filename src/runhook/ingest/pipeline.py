@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import anyio
+import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runhook.core import constants
+from runhook.core.events import Event
 from runhook.ingest import protocol
 from runhook.ingest.admission import Admission, Answers, Copy, Request, answer_copy
 from runhook.ingest.budget import Flow
@@ -216,7 +218,44 @@ async def resolve(answers: Answers) -> list[bytes]:
     return out
 
 
-async def admit_all(admission: Admission, requests: Sequence[Request],
-                    now: float) -> list[bytes]:
-    """Admit requests numbered from 1 and wait for their answers (after their commits)."""
-    return await resolve(await admission.admit(range(1, len(requests) + 1), requests, now))
+class Outcome(msgspec.Struct, frozen=True):
+    """What became of one event handed in by the daemon itself (a source): committed,
+    a duplicate of one committed before, or not accepted and why."""
+
+    error: str | None = None
+    duplicate: bool = False
+
+
+_OK = Outcome()
+_DUPLICATE = Outcome(duplicate=True)
+
+
+class _Refusal(msgspec.Struct):
+    error: str
+
+
+_refusal = msgspec.json.Decoder(_Refusal).decode
+
+
+async def commit(admission: Admission, events: Sequence[Event], now: float) -> list[Outcome]:
+    """Admit events (numbered from 1) and wait for their commits: one Outcome each,
+    with no answer line built for an event that went through."""
+    answers = await admission.admit(range(1, len(events) + 1), events, now)
+    ticket = answers.ticket
+    if ticket is not None:
+        await ticket.future
+    out: list[Outcome] = []
+    for result in answers.results:
+        if result.__class__ is int:
+            assert ticket is not None
+            problem = ticket.line_error(result)
+            out.append(_OK if problem is None else Outcome(error=f"line {result}: {problem}"))
+            continue
+        line = await answer_copy(result, ticket) if isinstance(result, Copy) else result
+        if line == protocol.OK:
+            out.append(_OK)
+        elif line == protocol.OK_DUPLICATE:
+            out.append(_DUPLICATE)
+        else:  # refused before its commit (its `time`, its id unreadable): rare
+            out.append(Outcome(error=_refusal(line).error))  # type: ignore[arg-type]
+    return out
