@@ -23,7 +23,7 @@ from test_socket import GOOD, RECORD
 
 from runhook.core import constants
 from runhook.core.metrics import Metrics
-from runhook.ingest.queries import Overview
+from runhook.ingest.commands import Overview
 from runhook.store.database import Store, Write
 from runhook.store.rows import Execution
 from runhook.store.statements import INSERT_EXECUTION

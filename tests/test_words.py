@@ -72,7 +72,7 @@ def test_a_table_has_a_header_over_aligned_columns():
 
 
 def test_the_console_flash_carries_a_redelivery_note():
-    from runhook.ingest.queries import notes_of
+    from runhook.ingest.commands import notes_of
     assert notes_of({"redelivered": ["ex_1"], "left_out": {}, "notes": {}}) == ""
     assert notes_of({"notes": {"ex_1": "ex_1 was not sent when it fired (silenced by si_1: "
                                         "x); it is sent now anyway"}}) == \

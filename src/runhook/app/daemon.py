@@ -25,7 +25,7 @@ from runhook.core.metrics import Metrics
 from runhook.core.status import DaemonStatus
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.routing import Router, Scopes
-from runhook.ingest import queries, silencing
+from runhook.ingest import commands, silencing
 from runhook.ingest.budget import Budget
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
@@ -116,7 +116,7 @@ class Daemon:
             # Its address and TLS are read at start; tokens and sources on every
             # request (a reload rotates them).
             parts.append(Task("remote listener", web_remote.serve, web_remote.make_app(
-                lambda: self.settings, ingress, self._query, self.store),
+                lambda: self.settings, ingress, self.store),
                 self.settings.remote, ready=True))
         parts.extend(extra(ingress))
         housekeeping = Housekeeping(self, self.store, self._scopes_made(), self.activity)
@@ -207,11 +207,11 @@ class Daemon:
                 log.error("watchdog: the database writer made no progress for %.1fs", interval)
             await anyio.sleep(interval)
 
-    async def overview(self) -> queries.Overview:
-        return await queries.overview(self)
+    async def overview(self) -> commands.Overview:
+        return await commands.overview(self)
 
     async def _query(self, query: Query) -> bytes:
-        return await queries.answer(query, self)
+        return await commands.answer(query, self)
 
     def _summary(self) -> str:
         s = self.settings

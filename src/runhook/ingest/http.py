@@ -12,16 +12,17 @@ from fnmatch import fnmatchcase
 
 import anyio
 from aiohttp import web
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from runhook.config.remote import Token
 from runhook.core import constants
 from runhook.core.events import Event
 from runhook.ingest import protocol
-from runhook.ingest.admission import Admission, Answers, Request
+from runhook.ingest.admission import Admission, Request
 from runhook.ingest.budget import Flow
-from runhook.ingest.ingress import Ingress, QueryHandler, Sender, Turn, ready, resolve
+from runhook.ingest.ingress import Ingress
+from runhook.ingest.pipeline import Outcome, commit, resolve
 from runhook.ingest.protocol import Query
+from runhook.ingest.session import LineSession
 
 log = logging.getLogger("runhook.ingest.http")
 
@@ -31,8 +32,6 @@ MAX_BODY_BYTES = 64 << 20
 # Most bytes one read from the body takes: many lines per admission, bounded memory.
 READ_BYTES = 256 * 1024
 NDJSON = "application/x-ndjson"
-
-Item = Answers | Turn
 
 
 # Prefixes of the ids sources/ gives the events it maps (MLflow, Hugging Face).
@@ -70,24 +69,79 @@ def unauthorized(realm: str = "runhook") -> web.Response:
                              status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
 
 
-class HttpIngress:
-    """Shares the socket's Admission (so ids claimed over one are seen by the other)
-    and its query handler; owns nothing but the per-request reading and writing."""
+class Body:
+    """One `POST /v1/events` body, as the pipeline reads and answers it (a Transport):
+    a token's scopes screened per line, answers streamed on the response."""
 
-    def __init__(self, ingress: Ingress, queries: QueryHandler, idle_s: float,
+    __slots__ = ("_http", "flow", "request", "response", "token")
+
+    def __init__(self, http: HttpIngress, request: web.Request, response: web.StreamResponse,
+                 token: Token, flow: Flow) -> None:
+        self._http = http
+        self.request = request
+        self.response = response
+        self.token = token
+        self.flow = flow
+
+    async def receive(self) -> bytes:
+        return await self._http.receive(self.request, self.flow) or b""
+
+    async def write(self, data: bytes) -> None:
+        try:
+            # A client that stops reading its answers is cut off, not buffered for.
+            with anyio.fail_after(self._http.send_s):
+                await self.response.write(data)
+        except Exception:
+            if self.request.transport is not None:
+                self.request.transport.abort()
+            raise
+
+    def screen(self, numbers: list[int], requests: list[Request]) -> None:
+        """A line the token may not send becomes its error, in place: an event outside
+        its scopes, or a query or command from a token without `commands`."""
+        token = self.token
+        for i, request in enumerate(requests):
+            if request.__class__ is bytes:
+                continue
+            if request.__class__ in protocol.QUERY_CLASSES:
+                if not token.commands:
+                    kind = request.__struct_config__.tag  # type: ignore[union-attr]
+                    requests[i] = self._http.refuse(
+                        numbers[i], f"token {token.name!r} may not send {kind} "
+                                    "(it has no commands = true)")
+                continue
+            event: Event = request  # type: ignore[assignment]
+            if not may_write(token, event.location):
+                requests[i] = self._http.refuse(
+                    numbers[i], f"token {token.name!r} may not write {event.location}")
+            elif event.id is not None and event.id.startswith(SOURCE_ID_PREFIXES):
+                # The ids the registry webhooks give their events: a token that
+                # could send one could make the real delivery a duplicate.
+                requests[i] = self._http.refuse(
+                    numbers[i], f"field `id`: ids starting {' or '.join(SOURCE_ID_PREFIXES)} "
+                                "are the registry webhooks' own")
+
+    def last_line(self) -> bool:
+        return True  # a body cut by the idle timeout: what was read is answered
+
+
+class HttpIngress:
+    """Shares the socket's Admission (so ids claimed over one are seen by the other),
+    its pipeline and its budget; owns nothing but how a request's body is read and
+    its answers written."""
+
+    def __init__(self, ingress: Ingress, idle_s: float,
                  send_s: float = constants.HTTP_SEND_TIMEOUT_S) -> None:
         self.admission: Admission = ingress.admission
+        self.pipeline = ingress.pipeline
         self.budget = ingress.budget  # the socket's: one budget for both transports
-        self._queries = queries
         self._idle_s = idle_s
-        self._send_s = send_s
+        self.send_s = send_s
 
-    async def commit(self, events: Sequence[Event], now: float | None = None) -> list[bytes]:
-        """Admit events and wait for their answers (after their commits), one per event:
-        how the registry webhooks hand their mapped events in."""
-        answers = await self.admission.admit(range(1, len(events) + 1), list(events),
-                                             time.time() if now is None else now)
-        return await resolve(answers)
+    async def commit(self, events: Sequence[Event], now: float | None = None) -> list[Outcome]:
+        """Admit events and wait for their commits, one Outcome per event: how the
+        registry webhooks hand their mapped events in."""
+        return await commit(self.admission, events, time.time() if now is None else now)
 
     async def events(self, request: web.Request, token: Token) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -103,13 +157,10 @@ class HttpIngress:
         # the 200 says only that the request was taken: each line's answer is its
         # acknowledgement (README, "HTTP ingest").
         await response.prepare(request)
-        send, receive = anyio.create_memory_object_stream[Item](constants.PENDING_CHUNKS)
         flow = Flow(self.budget)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write_answers, receive, response, request)
-                async with send:  # closing it ends the writer once all is answered
-                    await self._read_lines(request, token, Sender(send, flow))
+            await self.pipeline.converse(Body(self, request, response, token, flow), flow,
+                                         LineSession(max_body=MAX_BODY_BYTES))
         finally:
             flow.close()
         try:
@@ -118,7 +169,7 @@ class HttpIngress:
             pass  # the client left: its answers were committed all the same
         return response
 
-    async def _receive(self, request: web.Request, flow: Flow) -> bytes | None:
+    async def receive(self, request: web.Request, flow: Flow) -> bytes | None:
         """The next bytes of the body; b"" at its end, None when the client sent
         nothing for the idle timeout (a stalled or slowloris client). Then waits
         for room in the budget (outside the timeout: that wait is ours, not the
@@ -149,7 +200,7 @@ class HttpIngress:
         flow = Flow(self.budget)
         try:
             body = bytearray()
-            while chunk := await self._receive(request, flow):
+            while chunk := await self.receive(request, flow):
                 body += chunk
                 if len(body) > constants.MAX_LINE_BYTES:
                     return _single_answer(413, self.admission.too_long(1))
@@ -162,12 +213,12 @@ class HttpIngress:
             _, requests = self.admission.decode(1, [bytes(body)])
             if isinstance(requests[0], bytes):
                 return _single_answer(400, requests[0])
-            self._screen(token, [1], requests)
+            Body(self, request, web.StreamResponse(), token, flow).screen([1], requests)
             request_ = requests[0]
             if isinstance(request_, bytes):
                 return _single_answer(403, request_)
             if isinstance(request_, Query):
-                answer = await self._run(Turn(1, request_))
+                answer = await self.pipeline.run(request_)
                 return _single_answer(200 if answer.startswith(protocol.OK[:-2]) else 400,
                                       answer)
             answers = await self.admission.admit([1], requests, time.time())
@@ -180,121 +231,9 @@ class HttpIngress:
         finally:
             flow.close()
 
-    async def _read_lines(self, request: web.Request, token: Token,
-                          send: Sender) -> None:
-        line_no = 0
-        total = 0
-        pending = bytearray()  # the start of a line still arriving
-        discarding = False  # inside a line over the limit: dropped up to its end
-        while chunk := await self._receive(request, send.flow):
-            total += len(chunk)
-            if total > MAX_BODY_BYTES:
-                await send.send(ready(protocol.refusal(
-                    f"body over 64 MiB: nothing after line {line_no} was read; send the rest "
-                    "in another request")))
-                return
-            start = 0
-            if discarding:
-                newline = chunk.find(b"\n")
-                if newline < 0:
-                    continue
-                discarding = False
-                line_no += 1
-                send.flow.tail = len(chunk) - newline - 1  # still to be read as lines
-                await send.send(ready(self.admission.too_long(line_no)))
-                start = newline + 1
-            last = chunk.rfind(b"\n", start)
-            if last < 0:
-                pending += chunk[start:]
-            else:
-                lines = (bytes(pending) + chunk[start:last]).split(b"\n")
-                pending = bytearray(chunk[last + 1:])
-                send.flow.tail = len(pending)
-                numbers = list(range(line_no + 1, line_no + 1 + len(lines)))
-                line_no = numbers[-1]
-                for at in range(0, len(lines), constants.CHUNK_LINES):
-                    await self._admit(numbers[at:at + constants.CHUNK_LINES],
-                                      lines[at:at + constants.CHUNK_LINES], token, send)
-            send.flow.tail = len(pending)
-            if len(pending) > constants.MAX_LINE_BYTES:
-                pending.clear()
-                discarding = True
-        send.flow.tail = 0
-        if discarding:
-            await send.send(ready(self.admission.too_long(line_no + 1)))
-        elif pending.strip():
-            await self._admit([line_no + 1], [bytes(pending)], token, send)
-
-    def _screen(self, token: Token, numbers: list[int], requests: list[Request]) -> None:
-        """A line the token may not send becomes its error, in place: an event outside
-        its scopes, or a query or command from a token without `commands`."""
-        for i, request in enumerate(requests):
-            if isinstance(request, Event):
-                if not may_write(token, request.location):
-                    requests[i] = self._refuse(numbers[i], f"token {token.name!r} may not write "
-                                                           f"{request.location}")
-                elif request.id is not None and request.id.startswith(SOURCE_ID_PREFIXES):
-                    # The ids the registry webhooks give their events: a token that
-                    # could send one could make the real delivery a duplicate.
-                    requests[i] = self._refuse(
-                        numbers[i], f"field `id`: ids starting {' or '.join(SOURCE_ID_PREFIXES)} "
-                                    "are the registry webhooks' own")
-            elif isinstance(request, Query) and not token.commands:
-                kind = request.__struct_config__.tag
-                requests[i] = self._refuse(numbers[i], f"token {token.name!r} may not send "
-                                                       f"{kind} (it has no commands = true)")
-
-    def _refuse(self, line_no: int, message: str) -> bytes:
+    def refuse(self, line_no: int, message: str) -> bytes:
         self.admission.lines_rejected += 1
         return protocol.error_line(line_no, message)
-
-    async def _admit(self, numbers: list[int], lines: list[bytes], token: Token,
-                     send: Sender) -> None:
-        """Decoded, screened, then admitted a run of events at a time; a query or
-        command waits for the lines before it to be answered, as on the socket."""
-        numbers, requests = self.admission.decode(numbers[0], lines) if numbers else ([], [])
-        self._screen(token, numbers, requests)
-        start = 0
-        for index, request in enumerate(requests):
-            if not isinstance(request, Query):
-                continue
-            if index > start:
-                await send.send(await self.admission.admit(
-                    numbers[start:index], requests[start:index], time.time()))
-            turn = Turn(numbers[index], request)
-            await send.send(turn)
-            await turn.ran.wait()
-            start = index + 1
-        if start < len(requests):
-            await send.send(await self.admission.admit(numbers[start:], requests[start:],
-                                                       time.time()))
-
-    async def _write_answers(self, receive: MemoryObjectReceiveStream[Item],
-                             response: web.StreamResponse, request: web.Request) -> None:
-        broken = False
-        async with receive:
-            async for item in receive:
-                out = [await self._run(item)] if isinstance(item, Turn) else await resolve(item)
-                if not out or broken:
-                    continue  # keep consuming: the reader is never blocked on us
-                try:
-                    # A client that stops reading its answers is cut off, not buffered for.
-                    with anyio.fail_after(self._send_s):
-                        await response.write(b"".join(out))
-                except Exception:  # noqa: BLE001 - any failure to send: the client is gone
-                    broken = True
-                    if request.transport is not None:
-                        request.transport.abort()
-
-    async def _run(self, turn: Turn) -> bytes:
-        try:
-            return await self._queries(turn.request)
-        except Exception as exc:
-            log.exception("request failed")
-            return protocol.refusal(f"request failed: {exc}")
-        finally:
-            turn.ran.set()
-
 
 
 def _single_answer(status: int, answer: bytes) -> web.Response:

@@ -85,13 +85,13 @@ class Hooks:
             return _answer(503, {"ok": False, "error": f"not recorded: {exc}; send it again"})
         if not events:
             return _answer(200, {"ok": True, "ignored": True})
-        answers = [msgspec.json.decode(a) for a in await self._http.commit(events)]
-        refused = [a["error"] for a in answers if not a.get("ok")]
+        outcomes = await self._http.commit(events)
+        refused = [o.error for o in outcomes if o.error is not None]
         if refused:
             # Not committed: a 5xx makes the sender retry, with the same delivery.
             log.error("source %s: delivery not committed: %s", name, refused[0])
             return _answer(503, {"ok": False, "error": refused[0]})
-        duplicate = all(a.get("duplicate") for a in answers)
+        duplicate = all(o.duplicate for o in outcomes)
         return _answer(200, {"ok": True, "events": len(events),
                              **({"duplicate": True} if duplicate else {})})
 

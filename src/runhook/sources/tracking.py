@@ -22,7 +22,8 @@ from anyio.abc import TaskGroup
 from runhook.config.settings import Settings
 from runhook.config.tracking import Tracking
 from runhook.core.status import SourceStatus
-from runhook.ingest.ingress import Ingress, resolve
+from runhook.ingest.ingress import Ingress
+from runhook.ingest.pipeline import commit
 from runhook.sources import tracking_marks as marks
 from runhook.sources.tracking_api import Api, ApiError, Run
 from runhook.sources.tracking_marks import Cursor, TrackedEvent
@@ -207,9 +208,8 @@ class Follower:
         refused: list[str] = []
         for i in range(0, len(events), SEND_CHUNK):
             chunk = events[i:i + SEND_CHUNK]
-            answers = await resolve(await admission.admit(
-                range(1, len(chunk) + 1), chunk, time.time()))
-            refused.extend(a.decode() for a in answers if not a.startswith(b'{"ok":true'))
+            outcomes = await commit(admission, chunk, time.time())
+            refused.extend(o.error for o in outcomes if o.error is not None)
         if refused:
             self._tries += 1
             if self._tries < MAX_SEND_TRIES:

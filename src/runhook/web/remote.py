@@ -3,7 +3,6 @@ tokens, a connection cap and timeouts. Its own server: the loopback console stay
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -16,14 +15,14 @@ from anyio.abc import TaskStatus
 
 from runhook.config.remote import Remote
 from runhook.config.settings import Settings
-from runhook.core import constants
 from runhook.core.logs import LogLimit, Throttled
 from runhook.core.schema import StartupError
 from runhook.ingest.http import HttpIngress, Tokens, unauthorized
-from runhook.ingest.ingress import Ingress, QueryHandler
+from runhook.ingest.ingress import Ingress
 from runhook.sources.hooks import Hooks
 from runhook.store.database import Store
 from runhook.web.limits import Gate
+from runhook.web.listen import serve_app
 
 log = logging.getLogger("runhook.remote")
 # aiohttp's own lines about this listener's connections: a malformed request is
@@ -50,11 +49,11 @@ def tls_context(remote: Remote) -> ssl.SSLContext | None:
     return context
 
 
-def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryHandler,
+def make_app(settings: Callable[[], Settings], ingress: Ingress,
              store: Store) -> web.Application:
     remote = settings().remote
     assert remote is not None
-    http = HttpIngress(ingress, queries, remote.idle_timeout)
+    http = HttpIngress(ingress, remote.idle_timeout)
     hooks = Hooks(settings, http, store, remote.idle_timeout)
     # (the configuration's Remote, its tokens): the object itself is held and compared,
     # not its id(), which a new object may take once the old one is freed.
@@ -102,35 +101,20 @@ def make_app(settings: Callable[[], Settings], ingress: Ingress, queries: QueryH
 
 async def serve(app: web.Application, remote: Remote, *,
                 task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-    """Listen on `remote.host:port`, with TLS when configured. aiohttp's keep-alive
-    timeout bounds how long a connection may take to send a request's headers;
-    the TLS handshake gets as long, and so does its shutdown; at `max_connections`
-    the oldest connection without a valid token is closed for the new one, and
-    only when every one has a token does a new connection get 503."""
+    """Listen on `remote.host:port`, with TLS when configured. The header timeout
+    bounds the TLS handshake and its shutdown too; at `max_connections` the oldest
+    connection without a valid token is closed for the new one, and only when every
+    one has a token does a new connection get 503."""
     context = tls_context(remote)
-    runner = web.AppRunner(app, access_log=None, logger=server_log,
-                           keepalive_timeout=remote.header_timeout,
-                           shutdown_timeout=constants.HTTP_SHUTDOWN_S)
-    await runner.setup()
-    assert runner.server is not None
-    listener: asyncio.Server | None = None
+
+    def gate(server: web.Server) -> Gate:
+        made = Gate(server, remote.max_connections, evict=True, tls=context,
+                    tls_timeout=remote.header_timeout, first_request_s=remote.header_timeout)
+        app[GATE].append(made)
+        return made
+
     address = f"{remote.host}:{remote.port}"
-    try:
-        try:
-            gate = Gate(runner.server, remote.max_connections, evict=True, tls=context,
-                        tls_timeout=remote.header_timeout,
-                        first_request_s=remote.header_timeout)
-            app[GATE].append(gate)
-            listener = await asyncio.get_running_loop().create_server(
-                gate, remote.host, remote.port)
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {address}: {exc.strerror or exc} "
-                               "(ingest.listen)") from None
-        log.info("remote ingest on %s://%s", "https" if context else "http", address)
-        task_status.started()
-        await anyio.sleep_forever()
-    finally:
-        with anyio.CancelScope(shield=True):
-            if listener is not None:
-                listener.close()
-            await runner.cleanup()
+    await serve_app(app, address, remote.host, remote.port, gate,
+                    header_s=remote.header_timeout, setting="ingest.listen", refusal="listen on",
+                    url=f"remote ingest on {'https' if context else 'http'}://{address}",
+                    logger=log, server_log=server_log, task_status=task_status)

@@ -3,7 +3,6 @@ read-only JSON but for silences."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from runhook.store.rows import Execution
 from runhook.web import silences
 from runhook.web.guard import Guard
 from runhook.web.limits import DEFAULT_LIMITS, Gate, Limits, deadline
+from runhook.web.listen import serve_app
 from runhook.web.session import Login
 from runhook.web.views import (
     Console,
@@ -156,35 +156,19 @@ async def _pages(store: Store, automation: str | None, state: str | None,
 async def serve(app: web.Application, address: str, limits: Limits = DEFAULT_LIMITS, *,
                 task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on `address` with the connection cap and the header timeout of
-    `limits` (aiohttp's keep-alive timeout also bounds how long a connection may
-    take to send its first request's headers). The console's login file exists
-    while it listens: written with a new token once bound, removed when it stops."""
+    `limits`. The console's login file exists while it listens: written with a new
+    token once bound, removed when it stops."""
     host, _, port = address.rpartition(":")
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_s,
-                           shutdown_timeout=constants.HTTP_SHUTDOWN_S)
-    await runner.setup()
-    assert runner.server is not None
-    listener: asyncio.Server | None = None
-    try:
-        try:
-            listener = await asyncio.get_running_loop().create_server(
-                Gate(runner.server, limits.connections), host.strip("[]") or "127.0.0.1",
-                int(port))
-        except OSError as exc:
-            raise StartupError(f"cannot serve HTTP on {address}: "
-                               f"{exc.strerror or exc} (server.http)") from None
-        login = app[LOGIN]
+    login = app[LOGIN]
+
+    def bound() -> None:
         try:
             login.rotate()
         except OSError as exc:
             raise StartupError(f"cannot write the console's login file {login.path}: "
                                f"{exc.strerror or exc} (server.socket's directory)") from None
-        log.info("HTTP on http://%s", address)
-        task_status.started()
-        await anyio.sleep_forever()
-    finally:
-        with anyio.CancelScope(shield=True):
-            if listener is not None:
-                listener.close()
-                app[LOGIN].remove()
-            await runner.cleanup()
+
+    await serve_app(app, address, host.strip("[]") or "127.0.0.1", int(port),
+                    lambda server: Gate(server, limits.connections), header_s=limits.header_s,
+                    setting="server.http", refusal="serve HTTP on", url=f"HTTP on http://{address}",
+                    logger=log, bound=bound, unbound=login.remove, task_status=task_status)

@@ -10,21 +10,21 @@ from typing import Protocol
 from aiohttp import web
 
 from runhook.core.metrics import Metrics
-from runhook.ingest import queries
+from runhook.ingest import commands
 from runhook.store.database import Store
 from runhook.web.guard import Guard
 from runhook.web.html import page
 
 
-class Daemon(queries.Daemon, Protocol):
+class Daemon(commands.Daemon, Protocol):
     """What the HTTP server reads from the running daemon; the console's actions go
-    through the same answers as the socket's commands (queries.answer)."""
+    through the same command functions as the socket's (ingest/commands.py)."""
 
     metrics: Metrics
 
     async def readiness(self) -> dict[str, bool]: ...
 
-    async def overview(self) -> queries.Overview: ...
+    async def overview(self) -> commands.Overview: ...
 
 
 @dataclass(frozen=True, slots=True)
