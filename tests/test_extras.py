@@ -24,18 +24,18 @@ def child(code: str, hidden: tuple[str, ...]) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize(("adapter", "hidden", "message"), [
-    ("from runhook.integrations.lightning import RunhookLogger",
+    ("from runhook.training.lightning import RunhookLogger",
      ("lightning", "pytorch_lightning"),
-     ("runhook.integrations.lightning needs PyTorch Lightning, and neither `lightning` nor "
+     ("runhook.training.lightning needs PyTorch Lightning, and neither `lightning` nor "
      "`pytorch_lightning` is installed: pip install 'runhook[lightning]'")),
-    ("from runhook.integrations.transformers import RunhookCallback", ("transformers",),
-     ("runhook.integrations.transformers needs Hugging Face Transformers, and "
+    ("from runhook.training.transformers import RunhookCallback", ("transformers",),
+     ("runhook.training.transformers needs Hugging Face Transformers, and "
      "`transformers` is not installed: pip install 'runhook[transformers]'")),
-    ("from runhook.integrations.keras import RunhookCallback", ("keras",),
-     ("runhook.integrations.keras needs Keras 3, and `keras` is not installed: "
+    ("from runhook.training.keras import RunhookCallback", ("keras",),
+     ("runhook.training.keras needs Keras 3, and `keras` is not installed: "
      "pip install 'runhook[keras]'")),
-    ("from runhook.integrations.wandb import forward\nforward()", ("wandb",),
-     ("runhook.integrations.wandb needs the W&B SDK, and `wandb` is not installed: "
+    ("from runhook.training.wandb import forward\nforward()", ("wandb",),
+     ("runhook.training.wandb needs the W&B SDK, and `wandb` is not installed: "
      "pip install 'runhook[wandb]'")),
 ])
 def test_a_missing_framework_names_the_extra_to_install(adapter, hidden, message):
@@ -43,11 +43,11 @@ def test_a_missing_framework_names_the_extra_to_install(adapter, hidden, message
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     # Still a ModuleNotFoundError (a subclass), so `except ImportError` keeps working.
-    assert last == f"runhook.integrations.frameworks.MissingFramework: {message}"
+    assert last == f"runhook.training.frameworks.MissingFramework: {message}"
 
 
 def test_still_an_import_error_to_catch():
-    result = child("try:\n    import runhook.integrations.keras\n"
+    result = child("try:\n    import runhook.training.keras\n"
                    "except ImportError as exc:\n    print(type(exc).__mro__[1].__name__, "
                    "exc.name)", ("keras",))
     assert result.stdout.split() == ["ModuleNotFoundError", "keras"]
@@ -55,7 +55,7 @@ def test_still_an_import_error_to_catch():
 
 def test_lightning_under_its_old_name_is_used_when_the_new_one_is_missing():
     pytest.importorskip("pytorch_lightning")
-    result = child("from runhook.integrations import lightning\nprint(lightning._pl.__name__)",
+    result = child("from runhook.training import lightning\nprint(lightning._pl.__name__)",
                    ("lightning",))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "pytorch_lightning"

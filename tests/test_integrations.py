@@ -62,7 +62,7 @@ async def two_epochs(daemon: Daemon, values: list[float]) -> dict:
 
 LIGHTNING = """
 import sys, torch, lightning as L
-from runhook.integrations.lightning import RunhookLogger
+from runhook.training.lightning import RunhookLogger
 
 class Tiny(L.LightningModule):
     def __init__(self, lr=0.1):
@@ -137,7 +137,7 @@ async def test_lightning_failure_is_reported_by_finalize(start_daemon):
 TRANSFORMERS = """
 import json, sys, tempfile, torch
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
-from runhook.integrations.transformers import RunhookCallback
+from runhook.training.transformers import RunhookCallback
 
 torch.manual_seed(0)
 model = BertForSequenceClassification(BertConfig(
@@ -170,7 +170,7 @@ async def test_transformers_callback(start_daemon):
 
 KERAS = """
 import json, keras, numpy
-from runhook.integrations.keras import RunhookCallback
+from runhook.training.keras import RunhookCallback
 
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -193,7 +193,7 @@ async def test_keras_callback(start_daemon):
 
 WANDB = """
 import sys, wandb
-from runhook.integrations.wandb import forward
+from runhook.training.wandb import forward
 
 forward()
 run = wandb.init(mode="offline", project="vision", id="wb-" + sys.argv[1], name="prod-wb",

@@ -9,11 +9,11 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "runhook"
 # Bottom to top. Top-level modules are rooms of their own.
 ROOMS = ["__init__", "core", "triggers", "store", "config", "delivery", "evaluate", "ingest",
-         "sources", "cluster", "web", "systemd", "app", "client", "integrations", "cli",
+         "sources", "cluster", "web", "systemd", "app", "client", "training", "cli",
          "__main__"]
 # The one reference upward: `runhook.init` is looked up from the package's __init__ on
 # first use (PEP 562), never at `import runhook` (tests/test_run_client.py checks that).
-ON_DEMAND = {("__init__", "integrations")}
+ON_DEMAND = {("__init__", "training")}
 
 
 def room(module: str) -> str:

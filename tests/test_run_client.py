@@ -26,7 +26,7 @@ def test_import_runhook_loads_no_framework_and_no_client():
     code = """
 import sys, runhook
 HEAVY = ("torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow",
-         "jax", "wandb", "numpy", "aiohttp", "runhook.client", "runhook.integrations")
+         "jax", "wandb", "numpy", "aiohttp", "runhook.client", "runhook.training")
 print(sorted(m for m in HEAVY if m in sys.modules))
 runhook.init  # looked up on demand: the client comes, no framework does
 print(sorted(m for m in HEAVY if m in sys.modules and not m.startswith("runhook")

@@ -12,7 +12,7 @@ from run_helpers import metrics
 
 from runhook.config.model import decode
 from runhook.config.settings import build
-from runhook.evaluate.dispatch import dispatch
+from runhook.evaluate.calm import dispatch
 from runhook.evaluate.ring import calm_bounds
 from runhook.evaluate.runbook import RunBook
 from runhook.triggers.aggregate import COMPARISONS

@@ -1,4 +1,4 @@
-"""`runhook.integrations.wandb.forward()` with artifacts: a real offline `wandb.init`
+"""`runhook.training.wandb.forward()` with artifacts: a real offline `wandb.init`
 logs an artifact with an alias and a tag, and the daemon's automations fire as if W&B
 had seen it; the link W&B refuses offline is not reported. The event builders, pure."""
 
@@ -9,11 +9,11 @@ from conftest import eventually
 from test_integrations import needs, trained
 from training import automations, history
 
-from runhook.integrations import wandb_events
+from runhook.training import wandb_events
 
 WANDB_ARTIFACT = """
 import os, sys, wandb
-from runhook.integrations.wandb import forward
+from runhook.training.wandb import forward
 
 forward()
 run = wandb.init(mode="offline", project="vision", id="wb-art", name="prod-wb")
@@ -85,7 +85,7 @@ def test_link_targets_name_a_registry_or_a_project():
 
 WANDB_SYSTEM = """
 import sys, time, wandb
-from runhook.integrations.wandb import forward
+from runhook.training.wandb import forward
 
 forward(system_metrics=sys.argv[1] == "on", system_interval=3600)
 run = wandb.init(mode="offline", project="vision", id="wb-sys-" + sys.argv[1],

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from runhook.integrations.run import Run, init
+    from runhook.training.run import Run, init
 
 __all__ = ["Run", "__version__", "init"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("init", "Run"):
-        from runhook.integrations import run  # on demand: see the docstring
+        from runhook.training import run  # on demand: see the docstring
 
         return getattr(run, name)
     raise AttributeError(f"module 'runhook' has no attribute {name!r}")

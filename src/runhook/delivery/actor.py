@@ -20,7 +20,7 @@ from runhook.config.settings import Settings
 from runhook.core import constants
 from runhook.core.executions import Job, new_id, test_row
 from runhook.core.templates import TemplateError
-from runhook.delivery import attempt, probe, requests
+from runhook.delivery import attempt, requests, sample
 from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
 from runhook.store.database import Statement, Store, Write
@@ -253,9 +253,9 @@ class DeliveryActor(Counts):
         now = time.time()
         execution_id = new_id(now)
         # The payload is recorded with it, so `runhook redeliver` can send it again.
-        context = probe.context(self.name, execution_id, now, payload, settings.redactor)
+        context = sample.context(self.name, execution_id, now, payload, settings.redactor)
         try:
-            request = requests.build(integration, probe.message(integration, payload), context,
+            request = requests.build(integration, sample.message(integration, payload), context,
                                      settings.secrets, execution_id, int(now))
         except TemplateError as exc:
             return {"execution_id": None, "status": None, "error": f"bad payload: {exc}",
@@ -267,7 +267,7 @@ class DeliveryActor(Counts):
         body = response.body if response else ""
         finished = time.time()
         await self._store.commit(Write([
-            (INSERT_EXECUTION, [test_row(execution_id, self.name, probe.kind(integration),
+            (INSERT_EXECUTION, [test_row(execution_id, self.name, sample.kind(integration),
                                          context, now)]),
             (INSERT_ATTEMPT, [(execution_id, 1, now, (finished - now) * 1000.0,
                                response.status if response else None, reason, body or None)]),

@@ -13,7 +13,7 @@ from runhook.config.model import Integration, SlackIntegration
 from runhook.config.settings import Settings
 from runhook.core.executions import TEST_AUTOMATION
 from runhook.core.templates import TemplateError
-from runhook.delivery import policy, probe, requests, smtp, transport
+from runhook.delivery import policy, requests, sample, smtp, transport
 from runhook.delivery.channels import email, slack
 from runhook.delivery.ssrf import DestinationRefused, check_url
 
@@ -38,7 +38,7 @@ async def send(session: aiohttp.ClientSession, settings: Settings, integration_n
                                          automation.action if automation is not None else None,
                                          context, settings.secrets, execution_id,
                                          int(time.time()))
-    except probe.Unsendable as exc:
+    except sample.Unsendable as exc:
         return None, policy.Outcome("FAILED", reason=f"cannot send it again: {exc}",
                                     config_error=True)
     except (TemplateError, KeyError, ValueError) as exc:

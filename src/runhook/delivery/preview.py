@@ -18,7 +18,7 @@ from runhook.core.executions import (
     run_context,
 )
 from runhook.core.templates import Payload, Text, lookup
-from runhook.delivery import probe, redelivery, requests
+from runhook.delivery import redelivery, requests, sample
 from runhook.delivery.channels import webhook
 from runhook.delivery.channels.email import Mail
 from runhook.delivery.channels.webhook import signing_names
@@ -93,7 +93,7 @@ def for_execution(settings: Settings, execution: Execution,
     try:  # a `runhook test` execution: the payload it recorded
         request = requests.for_execution(integration, None, execution.context,
                                          settings.secrets, execution.id, int(now))
-    except (probe.Unsendable, ValueError, KeyError) as exc:
+    except (sample.Unsendable, ValueError, KeyError) as exc:
         return f"cannot build the request: {exc}"
     return masked(request, settings, _signing(integration))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runhook.config.settings import Settings
 from runhook.core.executions import TEST_AUTOMATION
-from runhook.delivery import probe
+from runhook.delivery import sample
 from runhook.store.rows import Execution
 
 # `--failed` replays what events are owed. A test execution was a probe someone
@@ -25,7 +25,7 @@ def refusal(execution: Execution, settings: Settings) -> str | None:
     if integration is None:
         return f"integration {execution.integration!r} is no longer configured"
     if execution.automation == TEST_AUTOMATION:
-        return probe.unsendable(execution.context, execution.action_kind, integration)
+        return sample.unsendable(execution.context, execution.action_kind, integration)
     if settings.automation(execution.automation) is None:
         return f"automation {execution.automation!r} is no longer configured"
     return None

@@ -16,7 +16,7 @@ from runhook.config.model import (
     WebhookIntegration,
 )
 from runhook.core.templates import Payload, Text
-from runhook.delivery import probe
+from runhook.delivery import sample
 from runhook.delivery.channels import discord, email, pagerduty, slack, teams, webhook
 
 # What an attempt sends: an HTTP request, or a mail for SMTP.
@@ -65,6 +65,6 @@ def for_execution(integration: Integration, action: Message | None,
                   timestamp: int) -> Outgoing:
     """An execution's request: its automation's `action`, or with None (a `runhook
     test` execution, redelivered) the payload the test recorded. Raises
-    probe.Unsendable for a test that cannot be the same request again."""
-    message = action if action is not None else probe.recorded(integration, context)
+    sample.Unsendable for a test that cannot be the same request again."""
+    message = action if action is not None else sample.recorded(integration, context)
     return build(integration, message, context, secrets, execution_id, timestamp)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from runhook.core.executions import ExecutionRow, Job
 from runhook.core.identity import identity_row
-from runhook.evaluate.run import Run
+from runhook.evaluate.run import TrackedRun
 from runhook.store.database import Statement
 
 Row = tuple[Any, ...]
@@ -39,7 +39,7 @@ class Checkpointed(NamedTuple):
     evicted: list[str]  # run ids forgotten
 
 
-def run_row(scope: str, run: Run, shift: float) -> Row:
+def run_row(scope: str, run: TrackedRun, shift: float) -> Row:
     """A run's row, in UPSERT_RUN's column order; `shift` turns the book's monotonic
     readings into wall times (wall - monotonic now)."""
     ended_at = None if run.ended_at is None else run.ended_at + shift

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from runhook.config.settings import Automation
-from runhook.evaluate.run import Firing, Run
+from runhook.evaluate.run import Firing, TrackedRun
 from runhook.evaluate.timers import SETTLE, Timers
 from runhook.triggers.crossing import FIRE
 from runhook.triggers.group_finished import FAILED, FINISHED, GroupChecker
@@ -26,7 +26,7 @@ class Group:
 class GroupBook:
     """The groups half of RunBook; RunBook sets these attributes."""
 
-    runs: dict[str, Run]
+    runs: dict[str, TrackedRun]
     timers: Timers
     started: float
     groups: dict[str, Group]
@@ -34,7 +34,7 @@ class GroupBook:
     dirty: set[str]
     _gen: int
 
-    def join(self, run: Run, previous: str | None, now: float) -> None:
+    def join(self, run: TrackedRun, previous: str | None, now: float) -> None:
         """`run` (whose Care watches groups) is in run.group, and no longer in `previous`."""
         if previous is not None and previous != run.group:
             old = self.groups.get(previous)
@@ -63,7 +63,7 @@ class GroupBook:
                 out.append((automation, checker))
         return out
 
-    def _members(self, group: Group, automation: Automation) -> list[Run]:
+    def _members(self, group: Group, automation: Automation) -> list[TrackedRun]:
         matcher = automation.run.matcher if automation.run else None
         out = []
         for run_id in group.members:
@@ -111,13 +111,13 @@ class GroupBook:
             self.timers.arm(SETTLE, name, following)
         return out
 
-    def pending(self, run: Run) -> bool:
+    def pending(self, run: TrackedRun) -> bool:
         """Whether the run's group still waits for a GROUP_FINISHED (keep its runs)."""
         group = self.groups.get(run.group) if run.group is not None else None
         return group is not None and bool(self._watchers(group))
 
 
-def summary(name: str, members: list[Run], checker: GroupChecker) -> dict[str, Any]:
+def summary(name: str, members: list[TrackedRun], checker: GroupChecker) -> dict[str, Any]:
     """The group's variables: counts, and the best run by its last logged value.
 
     Only runs that finished can be best, and only by a finite value: a run that

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from runhook.config.settings import Automation
 from runhook.core.durations import describe
 from runhook.evaluate.groups import GroupBook
-from runhook.evaluate.run import SLOW, Firing, Outcome, Run, fire_run, step_run
+from runhook.evaluate.run import SLOW, Firing, Outcome, TrackedRun, fire_run, step_run
 from runhook.evaluate.timers import BEAT, STALL
 from runhook.triggers.crossing import FIRE
 from runhook.triggers.group_finished import GroupChecker
@@ -37,7 +37,7 @@ class Care:
         self.slow = bool(stalls or nonfinite)
 
 
-def care_for(automations: Sequence[tuple[Automation, object]], run: Run,
+def care_for(automations: Sequence[tuple[Automation, object]], run: TrackedRun,
              default_timeout: float) -> Care | None:
     """The Care of `run`'s identity among the health automations, or None when none
     watches it (such a run is never called crashed: nobody would hear of it)."""
@@ -76,20 +76,20 @@ class HealthBook(GroupBook):
     # (set by `seen`, read by `set_state` within the same event).
     _silence = 0.0
 
-    def seen(self, run: Run, now: float) -> None:
+    def seen(self, run: TrackedRun, now: float) -> None:
         """An event of the run arrived (the slow path; the fast one never sees a crashed run)."""
         if run.state == CRASHED:
             self._silence = now - run.last_seen
         run.last_seen = now
 
-    def admit(self, run: Run) -> None:
+    def admit(self, run: TrackedRun) -> None:
         """Let the run take the metric fast path only while nothing per event concerns
         its health: no automation cares, or it is running and none looks at values."""
         care = run.care
         run.watch_gen = self._gen if care is None or (not care.slow and run.state == RUNNING) \
             else SLOW
 
-    def set_state(self, run: Run, state: str, now: float, outcome: Outcome,
+    def set_state(self, run: TrackedRun, state: str, now: float, outcome: Outcome,
                   reason: str | None = None, fire: bool = True) -> None:
         """The run enters `state`: RUN_STATE firings, deadlines armed or dropped."""
         previous = run.state
@@ -125,7 +125,7 @@ class HealthBook(GroupBook):
             self.group_changed(run.group, now)
         self.admit(run)
 
-    def _recovered(self, run: Run, care: Care, reason: str, outcome: Outcome) -> None:
+    def _recovered(self, run: TrackedRun, care: Care, reason: str, outcome: Outcome) -> None:
         """A crashed run spoke again (DESIGN §9): every automation that fired for the
         crash (its last firing is the crash's instant) fires `running` with how long
         the run was silent, so a false page is corrected; so does one that watches
@@ -137,12 +137,12 @@ class HealthBook(GroupBook):
                                               f"{RECOVERED} ({reason})", reason=reason,
                                               recovery=True))
 
-    def spoke(self, run: Run, now: float, outcome: Outcome) -> None:
+    def spoke(self, run: TrackedRun, now: float, outcome: Outcome) -> None:
         """A metric or heartbeat event of a run someone watches: it is running (again)."""
         if run.care is not None and (run.state is None or run.state == CRASHED):
             self.set_state(run, RUNNING, now, outcome)
 
-    def on_values(self, run: Run, values: dict[str, float | None], now: float,
+    def on_values(self, run: TrackedRun, values: dict[str, float | None], now: float,
                   outcome: Outcome) -> None:
         """Stalls that end and non-finite values, for runs whose Care is slow."""
         care = run.care
@@ -164,7 +164,7 @@ class HealthBook(GroupBook):
                 step_run(run, automation, holds, now, outcome, checker.metric, [value],
                          checker.description)
 
-    def check_beat(self, run: Run, now: float) -> Outcome | None:
+    def check_beat(self, run: TrackedRun, now: float) -> Outcome | None:
         """A heartbeat deadline popped: crashed if it still stands, else queued again.
         Time the daemon was down does not count: silence starts at `started` at most."""
         care = run.care
@@ -178,7 +178,7 @@ class HealthBook(GroupBook):
         self.set_state(run, CRASHED, now, outcome, f"no heartbeat for {describe(care.timeout)}")
         return outcome
 
-    def check_stall(self, run: Run, now: float) -> Outcome | None:
+    def check_stall(self, run: TrackedRun, now: float) -> Outcome | None:
         """A stall deadline popped: fire the stalls that stand, queue the next one."""
         care = run.care
         if care is None or run.state != RUNNING:
@@ -200,7 +200,7 @@ class HealthBook(GroupBook):
             self.timers.arm(STALL, run.run_id, following)
         return outcome
 
-    def restart_deadlines(self, run: Run, now: float) -> None:
+    def restart_deadlines(self, run: TrackedRun, now: float) -> None:
         """At start: a running run's deadlines count from now (DESIGN §9)."""
         care = run.care
         if care is None or run.state != RUNNING:

@@ -20,7 +20,10 @@ CLEARED = "CLEARED"  # a Firing's action when its condition turned false again
 SLOW = -1
 
 
-class Run(Identity):
+class TrackedRun(Identity):
+    """What the daemon remembers of one run it heard about (the client's handle is
+    `runhook.training.run.Run`)."""
+
     __slots__ = (
         "active",
         "care",
@@ -79,7 +82,7 @@ class Firing:
 class Outcome:
     """What one evaluation did to the book: firings, and what must be made durable with them."""
 
-    run: Run | None = None
+    run: TrackedRun | None = None
     firings: list[Firing] = field(default_factory=list)
     # (automation name, active, fired_at) rows for the trigger_state table
     flags: list[tuple[str, bool, float | None]] = field(default_factory=list)
@@ -96,7 +99,7 @@ UNWATCHED = Outcome()
 LOGGED = Outcome(logged=True)
 
 
-def step_run(run: Run, automation: Automation, holds: bool | None, now: float,
+def step_run(run: TrackedRun, automation: Automation, holds: bool | None, now: float,
              outcome: Outcome, metric: str | None, values: list[float],
              description: str) -> None:
     """A condition's new verdict: fire on a crossing, re-arm when it turns false."""
@@ -122,7 +125,7 @@ def step_run(run: Run, automation: Automation, holds: bool | None, now: float,
         flag(outcome, name, after, last)
 
 
-def fire_run(run: Run, automation: Automation, now: float, outcome: Outcome,
+def fire_run(run: TrackedRun, automation: Automation, now: float, outcome: Outcome,
              metric: str | None, values: list[float], description: str,
              action: str | None = None, reason: str | None = None) -> None:
     """A crossing: FIRE, or SKIP inside the cooldown."""

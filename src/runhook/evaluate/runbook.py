@@ -10,11 +10,11 @@ from runhook.core.bounds import too_many_runs
 from runhook.core.events import RunEvent, RunHeartbeat, RunMetrics, RunState
 from runhook.core.identity import restore_identity
 from runhook.evaluate import metric_log
-from runhook.evaluate.dispatch import Dispatch, dispatch, kept_only
+from runhook.evaluate.calm import Dispatch, dispatch, kept_only
 from runhook.evaluate.groups import Group
 from runhook.evaluate.health import Care, HealthBook, care_for
 from runhook.evaluate.ring import Ring
-from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, Run, step_run
+from runhook.evaluate.run import LOGGED, UNWATCHED, Firing, Outcome, TrackedRun, step_run
 from runhook.evaluate.timers import BEAT, SETTLE, STALL, Key, Timers
 from runhook.triggers.group_finished import GroupChecker
 from runhook.triggers.run_filter import RunMatcher
@@ -31,7 +31,7 @@ WATCH_CACHE_SIZE = 4096
 class RunBook(HealthBook):
     def __init__(self, automations: list[Automation], settings: ScopeSettings | None = None,
                  now: float = 0.0) -> None:
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, TrackedRun] = {}
         self.dirty: set[str] = set()  # runs whose rings changed since the last checkpoint
         self._gen = 0  # configuration generation: a run's cached dispatch is for one
         self.timers = Timers()  # every deadline of the scope (health.py, groups.py)
@@ -51,7 +51,7 @@ class RunBook(HealthBook):
         self.health: list[tuple[Automation, RunChecker]] = []
         self.on_group: list[tuple[Automation, GroupChecker]] = []
         self.sizes: dict[str, int] = {}
-        # Run identity -> (metric -> the automations whose run filter matches, Care):
+        # TrackedRun identity -> (metric -> the automations whose run filter matches, Care):
         # the filters (regular expressions) run once per distinct identity, not per value.
         self._watching: dict[tuple[Any, ...], tuple[dict[str, Dispatch], Care | None]] = {}
         self._gen += 1  # every run's cached dispatch is stale
@@ -90,7 +90,7 @@ class RunBook(HealthBook):
             for name in names:
                 group.fired.pop(name, None)
 
-    def profile(self, run: Run) -> tuple[dict[str, Dispatch], Care | None]:
+    def profile(self, run: TrackedRun) -> tuple[dict[str, Dispatch], Care | None]:
         """What a run with this identity means here: metric -> the automations that
         watch it, and what its health automations need."""
         key = run.key
@@ -114,7 +114,7 @@ class RunBook(HealthBook):
             found = self._watching[key] = (watch, care)
         return found
 
-    def attach(self, run: Run) -> None:
+    def attach(self, run: TrackedRun) -> None:
         """Give the run what its identity means under the current configuration."""
         run.watch, run.care = self.profile(run)
         run.care_gen = self._gen
@@ -133,13 +133,13 @@ class RunBook(HealthBook):
             self.timers.arm(BEAT, run.run_id,
                             max(run.last_seen, self.started) + run.care.timeout)
 
-    def _arrive(self, event: RunEvent, now: float) -> tuple[Run | None, bool]:
+    def _arrive(self, event: RunEvent, now: float) -> tuple[TrackedRun | None, bool]:
         """The slow half of every run event: the run (None when nothing here watches
         it), its identity updated, and whether that changed (its row is written)."""
         run = self.runs.get(event.run_id)
         previous = None
         if run is None:
-            run = Run(event.run_id, "", "", now)
+            run = TrackedRun(event.run_id, "", "", now)
             run.learn(event)
             watch, care = self.profile(run)
             if care is None and not (any(m in watch for m in event.values)
@@ -262,7 +262,7 @@ class RunBook(HealthBook):
         """A logged event's values into the rings, without evaluating (restore)."""
         run = self.runs.get(logged.run_id)
         if run is None:
-            probe = Run(logged.run_id, "", "", now)
+            probe = TrackedRun(logged.run_id, "", "", now)
             probe.learn(logged)
             watch = self.profile(probe)[0]
             if not any(m in watch and v is not None and v == v  # noqa: PLR0124 - NaN
@@ -350,7 +350,7 @@ class RunBook(HealthBook):
         self.started = now
         for run_id, name, user, run_state, last_seen, ended_at, group, tags, config, reason \
                 in state["runs"]:
-            run = self.runs[run_id] = Run(run_id, name, user, last_seen)
+            run = self.runs[run_id] = TrackedRun(run_id, name, user, last_seen)
             run.state, run.ended_at, run.reason = run_state, ended_at, reason
             restore_identity(run, group, tags, config)
         for run_id, metric, _size, data in state["windows"]:
@@ -382,9 +382,9 @@ class RunBook(HealthBook):
         for name in self.groups:
             self.group_changed(name, now)
 
-    def _known(self, run_id: str, now: float) -> Run:
+    def _known(self, run_id: str, now: float) -> TrackedRun:
         run = self.runs.get(run_id)
         if run is None:
-            run = self.runs[run_id] = Run(run_id, "", "", now)
+            run = self.runs[run_id] = TrackedRun(run_id, "", "", now)
         return run
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from runhook.evaluate.run import Run
+from runhook.evaluate.run import TrackedRun
 from runhook.evaluate.runbook import RunBook
 from runhook.store.reads import Filters
 from runhook.triggers.state import RUNNING
@@ -33,7 +33,7 @@ class Held:
     wall times (the actor's clock: wall - monotonic, now)."""
 
     scope: str
-    run: Run
+    run: TrackedRun
     book: RunBook
     offset: float
 
@@ -71,7 +71,7 @@ def deadlines(held: Held) -> list[tuple[str, float]]:
     return sorted(out, key=lambda d: d[1])
 
 
-def _conditions(run: Run, metric: str) -> list[tuple[str, float | None]]:
+def _conditions(run: TrackedRun, metric: str) -> list[tuple[str, float | None]]:
     """(condition in words, its threshold if it has one) of each automation that
     watches `metric` for this run."""
     found = run.watch.get(metric)
@@ -89,7 +89,7 @@ def _number(value: float) -> str:
     return f"{value:.6g}" if math.isfinite(value) else str(value)
 
 
-def run_name(run: Run) -> str:
+def run_name(run: TrackedRun) -> str:
     return run.name or run.run_id
 
 

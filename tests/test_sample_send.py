@@ -1,4 +1,4 @@
-"""`runhook test`'s request and its redelivery (delivery/probe.py), and which executions
+"""`runhook test`'s request and its redelivery (delivery/sample.py), and which executions
 `runhook redeliver` accepts (redelivery.py): pure, values written out by hand."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from runhook.config.model import SlackIntegration, WebhookIntegration, decode
 from runhook.config.secrets import Redactor
 from runhook.config.settings import build
-from runhook.delivery import probe, requests
+from runhook.delivery import requests, sample
 from runhook.delivery.redelivery import TEST_LEFT_OUT, refusal, sort_failed
 from runhook.store.rows import Execution
 
@@ -23,27 +23,27 @@ NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
 def test_context_records_the_payload_as_given():
-    context = probe.context("ci", "ex_1", NOW, '{"t": "${TOKEN}"}', redact)
+    context = sample.context("ci", "ex_1", NOW, '{"t": "${TOKEN}"}', redact)
     assert context == {"event_type": "TEST", "automation_name": "(test)", "execution_id": "ex_1",
                        "event_time": "2023-11-14T22:13:20.000Z", "integration": "ci",
                        "test_payload": '{"t": "${TOKEN}"}'}
 
 
 def test_context_without_payload_records_none():
-    context = probe.context("ci", "ex_1", NOW, None, redact)
+    context = sample.context("ci", "ex_1", NOW, None, redact)
     assert context["test_payload"] is None and "test_payload_withheld" not in context
 
 
 def test_context_never_holds_a_secret_value():
-    context = probe.context("ci", "ex_1", NOW, '{"t": "tok-123456"}', redact)
+    context = sample.context("ci", "ex_1", NOW, '{"t": "tok-123456"}', redact)
     assert context["test_payload"] == '{"t": "[secret TOKEN]"}'
     assert context["test_payload_withheld"] is True
 
 
 def test_webhook_payload_is_rendered_with_allowed_secrets():
-    context = probe.context("ci", "ex_1", NOW, '{"t": "${TOKEN}", "id": "${execution_id}"}',
+    context = sample.context("ci", "ex_1", NOW, '{"t": "${TOKEN}", "id": "${execution_id}"}',
                             redact)
-    request = requests.build(HOOK, probe.message(HOOK, context["test_payload"]), context,
+    request = requests.build(HOOK, sample.message(HOOK, context["test_payload"]), context,
                              SECRETS, "ex_1", 1700000000)
     assert json.loads(request.body) == {"t": "tok-123456", "id": "ex_1"}
     assert request.headers["webhook-id"] == "ex_1"
@@ -51,8 +51,8 @@ def test_webhook_payload_is_rendered_with_allowed_secrets():
 
 
 def test_webhook_without_payload_sends_the_envelope():
-    context = probe.context("ci", "ex_1", NOW, None, redact)
-    request = requests.build(HOOK, probe.message(HOOK, None), context, SECRETS, "ex_1",
+    context = sample.context("ci", "ex_1", NOW, None, redact)
+    request = requests.build(HOOK, sample.message(HOOK, None), context, SECRETS, "ex_1",
                              1700000000)
     assert json.loads(request.body) == {
         "type": "TEST", "timestamp": "2023-11-14T22:13:20.000Z",
@@ -63,8 +63,8 @@ def test_webhook_without_payload_sends_the_envelope():
 @pytest.mark.parametrize("payload, text", [("model *ready*", "model *ready*"),
                                            (None, "A test message from runhook.")])
 def test_slack_gets_the_payload_as_text(payload, text):
-    context = probe.context("alerts", "ex_2", NOW, payload, redact)
-    request = requests.build(SLACK, probe.message(SLACK, payload), context, SECRETS, "ex_2",
+    context = sample.context("alerts", "ex_2", NOW, payload, redact)
+    request = requests.build(SLACK, sample.message(SLACK, payload), context, SECRETS, "ex_2",
                              1700000000)
     body = json.loads(request.body)
     assert request.url == "https://hooks.slack.example/T/B/x"
@@ -74,7 +74,7 @@ def test_slack_gets_the_payload_as_text(payload, text):
 
 
 def test_rebuild_sends_what_the_test_sent():
-    context = probe.context("ci", "ex_1", NOW, '{"ping": 1}', redact)
+    context = sample.context("ci", "ex_1", NOW, '{"ping": 1}', redact)
     request = requests.for_execution(HOOK, None, context, SECRETS, "ex_1", 1700000005)
     assert request.body == b'{"ping":1}'
 
@@ -87,15 +87,15 @@ def test_rebuild_sends_what_the_test_sent():
      "it was recorded before runhook kept test payloads; run `runhook test` again"),
 ])
 def test_what_cannot_be_sent_again(context, reason):
-    assert probe.unsendable(context, "webhook", HOOK) == reason
-    with pytest.raises(probe.Unsendable, match="runhook test"):
+    assert sample.unsendable(context, "webhook", HOOK) == reason
+    with pytest.raises(sample.Unsendable, match="runhook test"):
         requests.for_execution(HOOK, None, context, SECRETS, "ex_1", 1700000000)
 
 
 def test_a_test_of_another_kind_is_not_sent_again():
     context = {"integration": "ci", "test_payload": None}
-    assert probe.unsendable(context, "webhook", HOOK) is None
-    assert probe.unsendable(context, "slack", HOOK) == (
+    assert sample.unsendable(context, "webhook", HOOK) is None
+    assert sample.unsendable(context, "slack", HOOK) == (
         "it tested a slack integration and 'ci' is now a webhook one; "
         "run `runhook test ci` again")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runhook.integrations.frameworks import need
-from runhook.integrations.run import Run
+from runhook.training.frameworks import need
+from runhook.training.run import Run
 
 # Imported as a module: mypy here has no Keras to see, so its types are Any.
 _keras: Any = need(("keras",), "keras", "Keras 3")

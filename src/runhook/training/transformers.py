@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runhook.integrations.frameworks import need
-from runhook.integrations.run import Run
+from runhook.training.frameworks import need
+from runhook.training.run import Run
 
 # Imported as a module: mypy here has no Transformers to see, so its types are Any.
 _transformers: Any = need(("transformers",), "transformers", "Hugging Face Transformers")

@@ -28,6 +28,6 @@ def need(names: tuple[str, ...], extra: str, framework: str) -> Any:
     tops = [f"`{m}`" for m in dict.fromkeys(missing)]
     which = f"{tops[0]} is not" if len(tops) == 1 else \
         f"neither {', '.join(tops[:-1])} nor {tops[-1]} is"
-    raise MissingFramework(f"runhook.integrations.{extra} needs {framework}, and {which} "
+    raise MissingFramework(f"runhook.training.{extra} needs {framework}, and {which} "
                            f"installed: pip install 'runhook[{extra}]'",
                            name=missing[0]) from None

@@ -1,4 +1,4 @@
-"""W&B: `runhook.integrations.wandb.forward()` once, and every `wandb` run of the process
+"""W&B: `runhook.training.wandb.forward()` once, and every `wandb` run of the process
 also reports to runhook: its logs, name, group, tags, config and how it ended. The
 script changes in no other way: `wandb.init` is wrapped to start the runhook run, and
 wandb's Run class to mirror `log` and the end of the run."""
@@ -11,9 +11,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from runhook.integrations import wandb_events
-from runhook.integrations.frameworks import need
-from runhook.integrations.run import Run, _user
+from runhook.training import wandb_events
+from runhook.training.frameworks import need
+from runhook.training.run import Run, _user
 
 _mirrors: dict[str, Mirror] = {}  # wandb run id -> its runhook run
 _options: dict[str, Any] = {}

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from runhook.client import locate
-from runhook.integrations import process
-from runhook.integrations.outbox import HEARTBEAT, QUEUE_SIZE, Outbox
+from runhook.training import process
+from runhook.training.outbox import HEARTBEAT, QUEUE_SIZE, Outbox
 
 log = logging.getLogger("runhook")
 

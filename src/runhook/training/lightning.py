@@ -13,9 +13,9 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from runhook.integrations import process
-from runhook.integrations.frameworks import need
-from runhook.integrations.run import Run
+from runhook.training import process
+from runhook.training.frameworks import need
+from runhook.training.run import Run
 
 # Lightning ships as `lightning` (2.x) and as the older `pytorch_lightning`; either
 # works, `lightning` first. Imported as modules, so the types are Any: mypy here has
