@@ -4,7 +4,7 @@ becomes run events with derived ids (pure: no I/O; tracking.py does the calls)."
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -49,22 +49,26 @@ class Cursor(msgspec.Struct):
     runs: dict[str, RunMark] = {}
 
 
-def readings(run: Run, mark: RunMark | None) -> list[Reading]:
-    """A reading of each metric of `run` whose latest step or timestamp is not what was
-    last read: done already where the latest is the one new point (next_point), to be
-    read from the history otherwise."""
+def moved(run: Run, mark: RunMark | None) -> list[str]:
+    """The metrics of `run` whose latest step or timestamp is not what was last read."""
+    return [latest.key for latest, _ in _moved(run, mark)]
+
+
+def _moved(run: Run, mark: RunMark | None) -> Iterator[tuple[Metric, MetricMark | None]]:
     known = mark.metrics if mark is not None else {}
-    out = []
-    run_id = run.info.run_id
     for latest in run.data.metrics:
         old = known.get(latest.key)
-        if old is not None and old.step == latest.step and old.timestamp == latest.timestamp:
-            continue
-        if old is not None and next_point(old, latest):
-            out.append(Reading.known(run_id, latest.key, old, latest))
-        else:
-            out.append(Reading(run_id, latest.key, old))
-    return out
+        if old is None or old.step != latest.step or old.timestamp != latest.timestamp:
+            yield latest, old
+
+
+def readings(run: Run, mark: RunMark | None) -> list[Reading]:
+    """A reading of each metric that moved: done already where the latest point is the
+    one new point (next_point), to be read from the history otherwise."""
+    run_id = run.info.run_id
+    return [Reading.known(run_id, latest.key, old, latest)
+            if old is not None and next_point(old, latest)
+            else Reading(run_id, latest.key, old) for latest, old in _moved(run, mark)]
 
 
 def next_point(mark: MetricMark | None, latest: Metric) -> bool:
