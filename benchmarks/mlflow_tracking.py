@@ -6,7 +6,10 @@ running runs adds one new point to each series first, so each look finds exactly
 new point per (run, metric). The real daemon follows it; we read the daemon's CPU time
 from /proc per look and count the stub's requests. Beside it, the same points sent
 over the events socket as run.metrics lines (the daemon's ingest, the floor).
-`--quick`: 50 runs x 4 metrics, a few looks."""
+
+Two cadences: steps 0, 1, 2, … (the latest point, one step on, is the new point: no
+history call) and steps 0, 10, 20, … (a gap: points between could exist, so each
+series' history is read, one call each). `--quick`: 50 runs x 4 metrics, a few looks."""
 
 from __future__ import annotations
 
@@ -25,20 +28,22 @@ from harness import daemon, free_port, pipeline, report
 LOOK_S = 15.0  # the interval the cost is stated for (the default)
 
 
-def _stub(port: int, runs: int, metrics: int, counts: dict[str, int], ready: object) -> None:
-    """MLflow's answers for one experiment "bench" (id "1"), computed on the fly."""
+def _stub(port: int, runs: int, metrics: int, stride: int, counts: dict[str, int],
+          ready: object) -> None:
+    """MLflow's answers for one experiment "bench" (id "1"), computed on the fly: the
+    n-th point of each series is at step n x stride."""
     from aiohttp import web
 
-    state = {"step": 0}
+    state = {"n": 0}
     run_ids = [f"{i:032x}" for i in range(runs)]
     keys = [f"m{k}" for k in range(metrics)]
 
     def count(name: str) -> None:
         counts[name] = counts.get(name, 0) + 1
 
-    def point(key: str, step: int) -> dict[str, object]:
-        return {"key": key, "value": float(step % 97), "timestamp": 1_000_000 + step * 15_000,
-                "step": step}
+    def point(key: str, n: int) -> dict[str, object]:
+        return {"key": key, "value": float(n % 97), "timestamp": 1_000_000 + n * 15_000,
+                "step": n * stride}
 
     async def experiment(request: web.Request) -> web.Response:
         count("experiments/get-by-name")
@@ -50,11 +55,11 @@ def _stub(port: int, runs: int, metrics: int, counts: dict[str, int], ready: obj
         body = await request.json()
         if "RUNNING" not in body["filter"]:
             return web.json_response({})  # nothing ends in the benchmark
-        state["step"] += 1  # one new point per series for this look
-        step = state["step"]
+        state["n"] += 1  # one new point per series for this look
+        n = state["n"]
         found = [{"info": {"run_id": r, "experiment_id": "1", "status": "RUNNING",
                            "run_name": f"run-{i}", "start_time": 1_000_000},
-                  "data": {"metrics": [point(k, step) for k in keys],
+                  "data": {"metrics": [point(k, n) for k in keys],
                            "params": [{"key": "lr", "value": "0.1"}],
                            "tags": [{"key": "mlflow.user", "value": "bench"}]}}
                  for i, r in enumerate(run_ids)]
@@ -65,8 +70,8 @@ def _stub(port: int, runs: int, metrics: int, counts: dict[str, int], ready: obj
         key = request.query["metric_key"]
         token = request.query.get("page_token")
         offset = json.loads(__import__("base64").b64decode(token))["offset"] if token else 0
-        # Steps 0..step exist (step 0 logged before the first look).
-        points = [point(key, s) for s in range(offset, state["step"] + 1)]
+        # Points 0..n exist (point 0 logged before the first look).
+        points = [point(key, i) for i in range(offset, state["n"] + 1)]
         return web.Response(text=json.dumps({"metrics": points}),
                             content_type="application/json")
 
@@ -104,12 +109,13 @@ action = {{ kind = "none" }}
 """ for k in range(metrics))
 
 
-def tracking(runs: int, metrics: int, looks: int) -> list[tuple[str, str, str, str]]:
+def tracking(runs: int, metrics: int, looks: int, stride: int
+             ) -> list[tuple[str, str, str, str]]:
     manager = multiprocessing.Manager()
     counts = manager.dict()
     ready = manager.Event()
     port = free_port()
-    stub = multiprocessing.Process(target=_stub, args=(port, runs, metrics, counts, ready))
+    stub = multiprocessing.Process(target=_stub, args=(port, runs, metrics, stride, counts, ready))
     stub.start()
     ready.wait(30)
     time.sleep(1.0)  # the site binds just after the app is built
@@ -149,6 +155,8 @@ allow_private = true
             cpu = _cpu_s(pid) - cpu0
             status = _status(d.socket)
             requests = sum(counts.values()) - sum(start_counts.values())
+            histories = counts.get("metrics/get-history", 0) - start_counts.get(
+                "metrics/get-history", 0)
             last_error = status["last_error"]
         per_look = cpu / looks
         # The same points through the socket: one run.metrics line per run and look.
@@ -165,18 +173,22 @@ allow_private = true
         stub.join()
         manager.shutdown()
     note = f"last error: {last_error}" if last_error else "no errors"
-    return [(f"mlflow-tracking, {runs} runs x {metrics} metrics, 1 new point each a look",
+    cadence = "steps 0, 1, 2, …" if stride == 1 else f"steps 0, {stride}, {2 * stride}, …"
+    return [((f"mlflow-tracking, {runs} runs x {metrics} metrics, 1 new point each a look, "
+              f"{cadence}"),
              f"{per_look:.2f} s CPU a look = {per_look / LOOK_S:.1%} of a core at 15 s",
              (f"socket ingest of the same points {socket_per_look:.2f} s "
              f"= {socket_per_look / LOOK_S:.1%}"), note),
             ("  requests to the server per new point", f"{requests / (points * looks):.3f}",
-             f"{requests / looks:.0f} requests a look for {points} points", "")]
+             (f"{requests / looks:.0f} requests a look for {points} points "
+              f"({histories / looks:.0f} history calls)"), "")]
 
 
 def main() -> int:
     quick = "--quick" in sys.argv
     started = time.perf_counter()
-    rows = tracking(50, 4, 3) if quick else tracking(1000, 20, 5)
+    runs, metrics, looks = (50, 4, 3) if quick else (1000, 20, 5)
+    rows = tracking(runs, metrics, looks, 1) + tracking(runs, metrics, looks, 10)
     report(f"runhook mlflow-tracking benchmark ({'quick' if quick else 'full'})", rows, started)
     return 0
 

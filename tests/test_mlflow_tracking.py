@@ -7,14 +7,18 @@ module (it takes a while to start); each test has its own experiment and daemon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import textwrap
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,28 +251,52 @@ async def test_nested_runs_finish_as_one_group(start_daemon, tracking):
     assert (group["group_best_run"], group["group_best_value"]) == ("trial-3", 0.3)  # the best *finished* run: trial-2 failed
 
 
-async def test_a_server_answering_500_then_recovering_loses_nothing(start_daemon, tracking):
-    failing = {"on": True, "refused": 0}
+class Proxy:
+    """A proxy in front of the real server: counts each API call by its path, answers
+    500 while `failing`, and holds runs/search while `open` is cleared."""
 
-    async def proxy(request: web.Request) -> web.StreamResponse:
-        if failing["on"]:
-            failing["refused"] += 1
+    def __init__(self, tracking: str) -> None:
+        self.tracking = tracking
+        self.failing = False
+        self.refused = 0
+        self.calls: dict[str, int] = {}
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.failing:
+            self.refused += 1
             return web.Response(status=500, text="upstream broken")
+        name = request.path.rpartition("/mlflow/")[2]
+        if name == "runs/search":
+            await self.open.wait()
+        self.calls[name] = self.calls.get(name, 0) + 1
         async with aiohttp.ClientSession() as http, http.request(
-                request.method, tracking + request.path_qs, data=await request.read(),
+                request.method, self.tracking + request.path_qs, data=await request.read(),
                 headers={"Content-Type": request.content_type}) as answer:
             return web.Response(status=answer.status, body=await answer.read(),
                                 content_type="application/json")
 
+
+@contextlib.asynccontextmanager
+async def proxied(tracking: str) -> AsyncIterator[tuple[str, Proxy]]:
+    proxy = Proxy(tracking)
     app = web.Application()
-    app.router.add_route("*", "/{path:.*}", proxy)
+    app.router.add_route("*", "/{path:.*}", proxy.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        daemon = await start_daemon(config(f"http://127.0.0.1:{port}", "flaky",
-                                           automation("low", "flaky", LOSS_BELOW)))
+        yield f"http://127.0.0.1:{port}", proxy
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_server_answering_500_then_recovering_loses_nothing(start_daemon, tracking):
+    async with proxied(tracking) as (url, proxy):
+        proxy.failing = True
+        daemon = await start_daemon(config(url, "flaky", automation("low", "flaky", LOSS_BELOW)))
         train = await Trainer.start(tracking, "flaky")
         await train("start r", *(f"log loss {v} {s}" for s, v in enumerate([0.9, 0.1, 0.9])))
         down = await eventually(lambda: status(daemon), lambda s: s["failures"] >= 2)
@@ -279,10 +307,59 @@ async def test_a_server_answering_500_then_recovering_loses_nothing(start_daemon
         assert await history(daemon, "low") == []
         await train("log loss 0.2 3", "end FINISHED")
         await train.close()
-        failing["on"] = False
+        proxy.failing = False
         rows = await eventually(lambda: history(daemon, "low"), lambda rows: len(rows) == 2)
         assert sorted((step(r), context(r)["metric_values"]) for r in rows) == [
             (1, [0.1]), (3, [0.2])]
         assert (await status(daemon))["last_error"] is None
-    finally:
-        await runner.cleanup()
+
+
+def point_ids(tracking: str, run_id: str, key: str) -> set[str]:
+    """The ids of a one-metric run's points, computed here from MLflow's own history:
+    mlt:SOURCE:RUN:STEP:blake2b-80("KEY\\0TIMESTAMP\\n")."""
+    query = urllib.parse.urlencode({"run_id": run_id, "metric_key": key})
+    with urllib.request.urlopen(f"{tracking}/api/2.0/mlflow/metrics/get-history?{query}") as r:
+        points = json.loads(r.read())["metrics"]
+    return {f"mlt:tracking:{run_id}:{p['step']}:"
+            + hashlib.blake2b(f"{key}\0{p['timestamp']}\n".encode(), digest_size=10).hexdigest()
+            for p in points}
+
+
+async def test_one_step_on_needs_no_history_call_and_a_jump_reads_every_point(
+        start_daemon, tracking):
+    async with proxied(tracking) as (url, proxy):
+        daemon = await start_daemon(config(url, "steps", automation("low", "steps", LOSS_BELOW)))
+        train = await Trainer.start(tracking, "steps")
+        # One point a look: 0.9, 0.4 (a crossing), 0.6. Events: running, then a point each.
+        await train("start r", "log loss 0.9 0")
+        await eventually(lambda: status(daemon), lambda s: s["events"] == 2)
+        for s, v in [(1, 0.4), (2, 0.6)]:
+            await train(f"log loss {v} {s}")
+            await eventually(lambda: status(daemon), lambda found, s=s: found["events"] == 2 + s)
+        # Step 0 was read from the history (a metric first seen); steps 1 and 2 from
+        # runs/search alone.
+        assert proxy.calls["metrics/get-history"] == 1
+        # Three steps in one look (runs/search held while they are logged): 0.3 (a
+        # crossing), 0.7, 0.2 (a crossing only if 0.7 was read): the history is read.
+        proxy.open.clear()
+        await train("log loss 0.3 3", "log loss 0.7 4", "log loss 0.2 5", "end FINISHED")
+        await train.close()
+        proxy.open.set()
+        await eventually(lambda: status(daemon), lambda s: s["events"] == 2 + 5 + 1)
+        assert proxy.calls["metrics/get-history"] == 2
+        rows = await history(daemon, "low")
+        assert sorted((step(r), context(r)["metric_values"]) for r in rows) == [
+            (1, [0.4]), (3, [0.3]), (5, [0.2])]
+        run_id = context(rows[0])["run_id"]
+        db = sqlite3.connect(daemon.database)
+        try:
+            ids = {row[0] for row in db.execute(
+                "SELECT id FROM event_ids WHERE id LIKE ?", (f"mlt:tracking:{run_id}:%",))}
+        finally:
+            db.close()
+        # The same ids as when every point came from the history: six points, their
+        # ids from MLflow's own (step, timestamp); and the running and finished states.
+        points = point_ids(tracking, run_id, "loss")
+        assert len(points) == 6
+        assert {i for i in ids if i.split(":")[3].isdigit()} == points
+        assert sorted(i.split(":")[3] for i in ids - points) == ["finished", "running"]

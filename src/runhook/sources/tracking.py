@@ -147,11 +147,8 @@ class Follower:
             project = experiments.get(run.info.experiment_id)
             if run.info.status not in marks.STATES or project is None:
                 continue  # SCHEDULED: not started
-            mark = cursor.runs.get(run.info.run_id)
-            plans.append((run, project, [
-                marks.Reading(run.info.run_id, key, mark.metrics.get(key) if mark else None)
-                for key in marks.moved(run, mark)]))
-        await self._read([r for _, _, readings in plans for r in readings])
+            plans.append((run, project, marks.readings(run, cursor.runs.get(run.info.run_id))))
+        await self._read([r for _, _, readings in plans for r in readings if not r.done])
         events: list[TrackedEvent] = []
         new_runs = dict(cursor.runs)
         complete = True

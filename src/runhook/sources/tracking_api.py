@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -203,16 +204,21 @@ class Api:
         """For each (run id, metric, offset): one page of the metric's points from the
         offset (MLflow orders them by timestamp, step, value), and whether more follow.
         Pipelined: thousands of these make a look."""
-        # Built by hand, each part quoted once: urlencode was a third of a look's CPU.
+        # Built by hand, each run id and key quoted once (a run id is hex: as is); the
+        # token's base64 needs only its three signs escaped. urlencode, then quote,
+        # were a third of a look's CPU.
         quoted: dict[str, str] = {}
         targets = []
         for run_id, key, offset in wanted:
             if (q := quoted.get(key)) is None:
                 q = quoted[key] = quote(key, safe="")
-            target = (f"{API}/metrics/get-history?run_id={quote(run_id, safe='')}"
-                      f"&metric_key={q}&max_results={HISTORY_PAGE}")
+            if (r := quoted.get(run_id)) is None:
+                r = quoted[run_id] = run_id if _PLAIN.fullmatch(run_id) else quote(
+                    run_id, safe="")
+            target = (f"{API}/metrics/get-history?run_id={r}&metric_key={q}"
+                      f"&max_results={HISTORY_PAGE}")
             if offset:
-                target += "&page_token=" + quote(offset_token(offset), safe="")
+                target += "&page_token=" + offset_token(offset).translate(_BASE64_QUOTED)
             targets.append(target)
         self.requests += len(targets)
         path = "/metrics/get-history"
@@ -234,6 +240,8 @@ class Api:
 
 
 _history_decoder = msgspec.json.Decoder(_History)
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote leaves as it is
+_BASE64_QUOTED = str.maketrans({"+": "%2B", "/": "%2F", "=": "%3D"})
 
 
 def _reason(data: bytes) -> str:

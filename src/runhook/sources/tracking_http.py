@@ -116,12 +116,12 @@ class Pipelined:
         """One answer, and whether the connection stays open after it."""
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        headers = {}
-        for line in head.lower().split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().decode("latin-1")] = value.strip().decode("latin-1")
-        keep = headers.get("connection", "") != "close" and head.startswith(b"HTTP/1.1")
-        if headers.get("transfer-encoding", "") == "chunked":
+        # Only three headers matter; found in the lowered head rather than parsed into
+        # a dict (that was most of the cost of an answer).
+        lowered = head.lower()
+        keep = head.startswith(b"HTTP/1.1") and _header(lowered, b"connection") != b"close"
+        length = _header(lowered, b"content-length")
+        if _header(lowered, b"transfer-encoding") == b"chunked":
             body = bytearray()
             while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
                 if len(body) + size > self._max_body:
@@ -130,12 +130,21 @@ class Pipelined:
                 del body[-2:]
             await reader.readuntil(b"\r\n")
             return Answer(status, bytes(body)), keep
-        if "content-length" not in headers:  # the body runs to the connection's end
+        if length is None:  # the body runs to the connection's end
             rest = await reader.read(self._max_body + 1)
             if len(rest) > self._max_body:
                 raise ValueError("answer too large")
             return Answer(status, rest), False
-        length = int(headers["content-length"])
-        if length > self._max_body:
+        size = int(length)
+        if size > self._max_body:
             raise ValueError("answer too large")
-        return Answer(status, await reader.readexactly(length)), keep
+        return Answer(status, await reader.readexactly(size)), keep
+
+
+def _header(lowered_head: bytes, name: bytes) -> bytes | None:
+    """A header's value (stripped, lowercase) in a lowered response head, or None."""
+    at = lowered_head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    return lowered_head[start:lowered_head.index(b"\r\n", start)].strip()

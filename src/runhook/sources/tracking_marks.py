@@ -4,7 +4,7 @@ becomes run events with derived ids (pure: no I/O; tracking.py does the calls)."
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -22,13 +22,16 @@ TrackedEvent = RunMetrics | RunState
 class MetricMark(msgspec.Struct, array_like=True):
     """One (run, metric): the latest point runs/search showed when the history was last
     read to its end (`step`, `timestamp`), and how far the history was read: `count`
-    points, the last at (`last_timestamp`, `last_step`) in MLflow's order."""
+    points, the last at (`last_timestamp`, `last_step`) in MLflow's order. `ordered`:
+    every point read so far had a higher step than the one before it (False in a
+    cursor written before it was kept: not known)."""
 
     step: int = -1
     timestamp: int = -1
     count: int = 0
     last_timestamp: int = -1
     last_step: int = -1
+    ordered: bool = False
 
 
 class RunMark(msgspec.Struct, array_like=True):
@@ -48,13 +51,36 @@ class Cursor(msgspec.Struct):
 
 def moved(run: Run, mark: RunMark | None) -> list[str]:
     """The metrics of `run` whose latest step or timestamp is not what was last read."""
+    return [latest.key for latest, _ in _moved(run, mark)]
+
+
+def _moved(run: Run, mark: RunMark | None) -> Iterator[tuple[Metric, MetricMark | None]]:
     known = mark.metrics if mark is not None else {}
-    out = []
     for latest in run.data.metrics:
         old = known.get(latest.key)
-        if old is None or (old.step, old.timestamp) != (latest.step, latest.timestamp):
-            out.append(latest.key)
-    return out
+        if old is None or old.step != latest.step or old.timestamp != latest.timestamp:
+            yield latest, old
+
+
+def readings(run: Run, mark: RunMark | None) -> list[Reading]:
+    """A reading of each metric that moved: done already where the latest point is the
+    one new point (next_point), to be read from the history otherwise."""
+    run_id = run.info.run_id
+    return [Reading.known(run_id, latest.key, old, latest)
+            if old is not None and next_point(old, latest)
+            else Reading(run_id, latest.key, old) for latest, old in _moved(run, mark)]
+
+
+def next_point(mark: MetricMark | None, latest: Metric) -> bool:
+    """Whether `latest`, the point runs/search shows, is the one point logged since the
+    history was read to `mark`, so no history call is needed: the series logged each
+    step once, in order, so far, and its latest step moved by exactly one, with a
+    timestamp not before the last (so it sorts after it in MLflow's order). A larger
+    gap, a timestamp moved without a step, or a series that ever repeated or went back
+    a step is read from its history: those can hide points runs/search does not show."""
+    return (mark is not None and mark.ordered and mark.count > 0
+            and latest.step == mark.step + 1 and latest.timestamp >= mark.timestamp
+            and (mark.last_step, mark.last_timestamp) == (mark.step, mark.timestamp))
 
 
 def resume_at(mark: MetricMark | None) -> int:
@@ -158,19 +184,41 @@ class Reading:
         self.filtered = self.offset == 0 and mark is not None and mark.count > 0
         self.first = True
         self.points: list[Metric] = []
-        self.new = MetricMark() if mark is None else msgspec.structs.replace(mark)
+        self.new = MetricMark(ordered=True) if mark is None else msgspec.structs.replace(mark)
         self.done = False
+
+    @classmethod
+    def known(cls, run_id: str, key: str, mark: MetricMark, latest: Metric) -> Reading:
+        """A reading done without a history call: `latest` is the one new point (see
+        next_point); the mark moves past it as if the history had been read."""
+        reading = cls(run_id, key, mark)
+        reading.points.append(latest)
+        reading.new.count = mark.count + 1
+        reading.new.last_timestamp, reading.new.last_step = latest.timestamp, latest.step
+        reading.done = True
+        return reading
 
     def take(self, page: list[Metric], more: bool) -> int:
         """Take the page read at `offset`; returns how many points it held."""
         new_points = fresh(self.mark, 0, page) if self.filtered else page
+        if self.first and self.filtered and self.mark is not None and page and (
+                page[0].timestamp, page[0].step) != (self.mark.last_timestamp,
+                                                     self.mark.last_step):
+            self.new.ordered = False  # the history moved under the mark
         if self.first and not self.filtered:
             new_points = fresh(self.mark, self.offset, page)
             if new_points is None:  # points were inserted before the mark: from the start
-                self.offset, self.filtered = 0, True
+                self.offset, self.filtered, self.new.ordered = 0, True, False
                 return len(page)
         assert new_points is not None
         self.first = False
+        if self.new.ordered:
+            last = self.new.last_step if self.new.count else None
+            for point in new_points:
+                if last is not None and point.step <= last:
+                    self.new.ordered = False  # a repeated or earlier step: always read
+                    break
+                last = point.step
         self.points.extend(new_points)
         self.offset += len(page)
         self.new.count = self.offset
