@@ -7,11 +7,11 @@ from __future__ import annotations
 import msgspec
 
 from runhook.sources import tracking_marks as marks
-from runhook.sources.tracking_api import Metric, Run, RunData, RunInfo
+from runhook.sources.tracking_api import Metric, MlflowRun, RunData, RunInfo
 
 
-def run(*latest: Metric) -> Run:
-    return Run(RunInfo(run_id="r1", experiment_id="1"), RunData(metrics=list(latest)))
+def run(*latest: Metric) -> MlflowRun:
+    return MlflowRun(RunInfo(run_id="r1", experiment_id="1"), RunData(metrics=list(latest)))
 
 
 def read(history: list[Metric], latest: Metric) -> marks.RunMark:

@@ -10,13 +10,13 @@ import pytest
 from runhook.config.model import ConfigError, decode
 from runhook.config.settings import build
 from runhook.sources import tracking_marks as marks
-from runhook.sources.tracking_api import KeyValue, Metric, Run, RunData, RunInfo, offset_token
+from runhook.sources.tracking_api import KeyValue, Metric, MlflowRun, RunData, RunInfo, offset_token
 from runhook.sources.tracking_marks import MetricMark, RunMark
 
 
 def run(metrics: list[Metric], tags: dict[str, str] | None = None, status: str = "RUNNING",
-        params: dict[str, str] | None = None) -> Run:
-    return Run(RunInfo("r1", "7", status, "trial", 1000, None),
+        params: dict[str, str] | None = None) -> MlflowRun:
+    return MlflowRun(RunInfo("r1", "7", status, "trial", 1000, None),
                RunData(metrics, [KeyValue(k, v) for k, v in (params or {}).items()],
                        [KeyValue(k, v) for k, v in (tags or {}).items()]))
 
@@ -82,7 +82,7 @@ def test_a_run_says_its_name_user_tags_params_and_group():
 
 
 def test_statuses_map_to_run_states_with_ids_from_run_and_status():
-    ended = Run(RunInfo("r1", "7", "FAILED", "t", 1000, 2000))
+    ended = MlflowRun(RunInfo("r1", "7", "FAILED", "t", 1000, 2000))
     event = marks.state_event("src", "acme", "exp", ended, "FAILED")
     assert (event.state, event.id) == ("failed", "mlt:src:r1:failed:2000")
     started = marks.state_event("src", "acme", "exp", ended, "RUNNING")

@@ -38,7 +38,7 @@ Calm = tuple[float, float, float, float, float]
 def calm_bounds(above: list[float], below: list[float], size: int) -> Calm:
     """The Calm of averages over a ring of `size` that hold above each threshold
     of `above` and below each of `below` (their Comparison's side, +1 and -1:
-    evaluate/dispatch.py sorts them). The value bounds lie strictly inside every
+    evaluate/calm.py sorts them). The value bounds lie strictly inside every
     threshold, so a tie (>= or <= at the threshold) is never calm. A mean of values all inside the value
     bounds stays inside every threshold, rounding included (math.fsum, then one
     division: a few ulps; the margin is a million times that). TINY keeps both

@@ -25,7 +25,7 @@ from runhook.core.status import SourceStatus
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.pipeline import commit
 from runhook.sources import tracking_marks as marks
-from runhook.sources.tracking_api import Api, ApiError, Run
+from runhook.sources.tracking_api import Api, ApiError, MlflowRun
 from runhook.sources.tracking_marks import Cursor, TrackedEvent
 from runhook.store.cursors import load_cursor, save_cursor
 from runhook.store.database import Store, WriteFailed
@@ -131,7 +131,7 @@ class Follower:
         started = time.time()
         experiments = await self._experiments()
         cursor = self.cursor
-        runs: dict[str, Run] = {}
+        runs: dict[str, MlflowRun] = {}
         ids = sorted(experiments)
         for i in range(0, len(ids), EXPERIMENTS_PER_SEARCH):
             chunk = ids[i:i + EXPERIMENTS_PER_SEARCH]
@@ -142,7 +142,7 @@ class Follower:
                 since = cursor.since - CLOCK_MARGIN_MS
                 async for run in self.api.runs(chunk, f"attributes.end_time >= {since}"):
                     runs[run.info.run_id] = run
-        plans: list[tuple[Run, str, list[marks.Reading]]] = []
+        plans: list[tuple[MlflowRun, str, list[marks.Reading]]] = []
         for run in sorted(runs.values(), key=lambda r: (r.info.start_time, r.info.run_id)):
             project = experiments.get(run.info.experiment_id)
             if run.info.status not in marks.STATES or project is None:

@@ -69,13 +69,13 @@ class RunData(msgspec.Struct):
     tags: list[KeyValue] = []
 
 
-class Run(msgspec.Struct):
+class MlflowRun(msgspec.Struct):
     info: RunInfo
     data: RunData = msgspec.field(default_factory=RunData)
 
 
 class _Runs(msgspec.Struct):
-    runs: list[Run] = []
+    runs: list[MlflowRun] = []
     next_page_token: str = ""
 
 
@@ -185,7 +185,7 @@ class Api:
             raise
         return answer.experiment if answer.experiment.lifecycle_stage == "active" else None
 
-    async def runs(self, experiment_ids: list[str], filter_: str) -> AsyncIterator[Run]:
+    async def runs(self, experiment_ids: list[str], filter_: str) -> AsyncIterator[MlflowRun]:
         token = ""
         while True:
             body: dict[str, Any] = {"experiment_ids": experiment_ids, "filter": filter_,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from runhook.core.events import RunMetrics, RunState
-from runhook.sources.tracking_api import Metric, Run
+from runhook.sources.tracking_api import Metric, MlflowRun
 
 # MLflow's run statuses as runhook's run states; SCHEDULED has not started.
 STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
@@ -49,12 +49,12 @@ class Cursor(msgspec.Struct):
     runs: dict[str, RunMark] = {}
 
 
-def moved(run: Run, mark: RunMark | None) -> list[str]:
+def moved(run: MlflowRun, mark: RunMark | None) -> list[str]:
     """The metrics of `run` whose latest step or timestamp is not what was last read."""
     return [latest.key for latest, _ in _moved(run, mark)]
 
 
-def _moved(run: Run, mark: RunMark | None) -> Iterator[tuple[Metric, MetricMark | None]]:
+def _moved(run: MlflowRun, mark: RunMark | None) -> Iterator[tuple[Metric, MetricMark | None]]:
     known = mark.metrics if mark is not None else {}
     for latest in run.data.metrics:
         old = known.get(latest.key)
@@ -62,7 +62,7 @@ def _moved(run: Run, mark: RunMark | None) -> Iterator[tuple[Metric, MetricMark 
             yield latest, old
 
 
-def readings(run: Run, mark: RunMark | None) -> list[Reading]:
+def readings(run: MlflowRun, mark: RunMark | None) -> list[Reading]:
     """A reading of each metric that moved: done already where the latest point is the
     one new point (next_point), to be read from the history otherwise."""
     run_id = run.info.run_id
@@ -121,7 +121,7 @@ def _bounded(event_id: str) -> str:
     return "mlt:" + hashlib.blake2b(event_id.encode(), digest_size=32).hexdigest()
 
 
-def identity(run: Run, group_tag: str | None) -> dict[str, object]:
+def identity(run: MlflowRun, group_tag: str | None) -> dict[str, object]:
     """The run's identity fields as a run event carries them: name, user
     (`mlflow.user`), tags as `key=value` (MLflow's own `mlflow.*` left out), params as
     config, and the group from `group_tag`."""
@@ -158,7 +158,7 @@ def metric_events(source: str, entity: str, project: str, run_id: str,
     return events
 
 
-def state_event(source: str, entity: str, project: str, run: Run, status: str) -> RunState:
+def state_event(source: str, entity: str, project: str, run: MlflowRun, status: str) -> RunState:
     at = run.info.end_time if status in TERMINAL and run.info.end_time else run.info.start_time
     return RunState(entity=entity, project=project, run_id=run.info.run_id,
                     state=STATES[status],  # type: ignore[arg-type]
@@ -228,7 +228,7 @@ class Reading:
         return len(page)
 
 
-def run_events(source: str, entity: str, project: str, group_tag: str | None, run: Run,
+def run_events(source: str, entity: str, project: str, group_tag: str | None, run: MlflowRun,
                mark: RunMark | None, readings: list[Reading], now: float
                ) -> tuple[list[TrackedEvent], RunMark, bool]:
     """A run's events from one look (running first when first seen or back, its new
