@@ -139,6 +139,11 @@ async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path
     assert browser.title == "Overview · runhook"
     rows = browser.find_elements(By.CSS_SELECTOR, "table")[0].text
     assert "run-failed" in rows and "loss-diverged" in rows and "record-artifacts" in rows
+    # Recent executions name their automation and run as links, as the list does, and
+    # an event kind wraps at its underscores, not inside a word.
+    recent = browser.find_elements(By.CSS_SELECTOR, "table")[-1]
+    assert {"run-failed", "prod-vit"} <= {a.text for a in recent.find_elements(By.TAG_NAME, "a")}
+    assert "CREATE_<wbr>ARTIFACT" in recent.get_attribute("innerHTML")
     _shot(browser, "overview", folder)
 
     browser.get(daemon.http + "/automations")
