@@ -2,7 +2,8 @@
 `python` block of every page (docs/*.md in the nav's order, and README.md) against a
 real daemon, and every whole configuration shown passes check-config. A block that
 cannot run here says so in the page, on the line before it: `<!-- not run: why -->`;
-a TOML block that is part of a file says `<!-- fragment: of what -->`, and one that
+a TOML block of automations alone says `<!-- fragment: of what -->` (they are checked
+in the configuration reference's file), and one that
 is no runhook configuration `<!-- not a config: what it is -->`. The examples
 leave nothing behind that mutes or pages later."""
 
@@ -233,12 +234,19 @@ def test_every_block_is_run_checked_or_marked():
 @pytest.mark.parametrize("page", [p for p in pages()
                                   if any(b.language == "toml" for b in blocks_of(p))])
 def test_every_whole_configuration_passes_check_config(page, tmp_path):
+    """A whole file as shown; automations shown alone, as the configuration reference's
+    walk-through with them added (their integrations are its `alerts` and `ci`)."""
+    walk_through = next(b.body for b in blocks_of("docs/configuration.md") if b.language == "toml")
     for block in blocks_of(page):
-        if block.language != "toml" or block.mark:
+        if block.language != "toml" or (block.mark and block.mark[0] != "fragment"):
             continue
+        text = block.body
+        if block.mark:
+            assert text.startswith("[[automations]]"), f"{page}:{block.line}: a fragment of what?"
+            text = walk_through + "\n" + text
         config = tmp_path / "runhook.toml"
-        config.write_text(block.body)
-        env = {**os.environ, **secrets_for(block.body, tmp_path)}
+        config.write_text(text)
+        env = {**os.environ, **secrets_for(text, tmp_path)}
         run = subprocess.run([sys.executable, "-m", "runhook", "check-config", str(config)],
                              capture_output=True, text=True, check=False, env=env)
         assert run.returncode == 0, f"{page}:{block.line}\n{run.stdout}{run.stderr}"
