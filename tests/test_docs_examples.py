@@ -1,11 +1,11 @@
 """The docs' examples run, in order, as a new user would type them: every `console` and
 `python` block of every page (docs/*.md in the nav's order, and README.md) against a
-real daemon, and every whole configuration shown passes check-config. A block that
-cannot run here says so in the page, on the line before it: `<!-- not run: why -->`;
-a TOML block of automations alone says `<!-- fragment: of what -->` (they are checked
-in the configuration reference's file), and one that
-is no runhook configuration `<!-- not a config: what it is -->`. The examples
-leave nothing behind that mutes or pages later."""
+real daemon, and every configuration shown passes check-config. A block that cannot
+run here says so in the page, on the line before it: `<!-- not run: why -->`; a TOML
+block of automations alone says `<!-- fragment: of what -->` (it is checked inside the
+configuration reference's file), one that is no runhook configuration
+`<!-- not a config: what it is -->`. The examples leave nothing behind that mutes or
+pages later."""
 
 from __future__ import annotations
 
