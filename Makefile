@@ -70,7 +70,8 @@ browser:
 			apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
 	else echo "no chromium/chromedriver and not root: the browser tests will be skipped"; fi
 
-# The docs' pictures of the console (docs/operations.md), taken by the browser test.
+# The docs' pictures (docs/images/): the console's pages at 800 and 1400 px, taken by the
+# browser test against a real daemon, and the docs' front page as `make docs` builds it.
 screenshots: $(DEV) browser
 	RUNHOOK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser.py
 

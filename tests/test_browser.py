@@ -1,14 +1,16 @@
 """The console in a real browser: Debian's Chromium, headless, driven by Selenium
 through chromedriver. Each page is opened, the redeliver button is pressed (a real
 form POST with the browser's own Origin and Fetch metadata) after logging in through
-the login URL, and a screenshot of
-each page is written to docs/ for the README."""
+the login URL; `make screenshots` (RUNHOOK_SCREENSHOTS=1) writes a picture of each
+page, and of the docs' front page, to docs/images/ for the docs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -80,10 +82,29 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def pictures(tmp_path: Path) -> Path:
+    """Where the screenshots go: docs/images/ for `make screenshots`, else the test's own
+    directory, so a plain run leaves the tree alone."""
+    return DOCS / "images" if os.environ.get("RUNHOOK_SCREENSHOTS") else tmp_path
+
+
+def fit(driver: Any, width: int) -> None:
+    """Grow the window until the whole page is in view (a full-page screenshot): the
+    window's height is not the page's viewport (headless Chromium keeps some for
+    itself), so the gap is measured and made up, then measured again."""
+    driver.set_window_size(width, 900)
+    for _ in range(3):
+        inner, full = driver.execute_script(
+            "return [window.innerHeight, document.documentElement.scrollHeight]")
+        if full <= inner:
+            return
+        outer = driver.get_window_size()["height"]
+        driver.set_window_size(width, min(outer + full - inner + 8, 4000))
+
+
 def _shot(driver, name: str, folder: Path) -> None:
-    """A full-page screenshot: the window is grown to the page's height first."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height + 40, 500), 2400))
+    """A full-page screenshot at 1280 px."""
+    fit(driver, 1280)
     path = folder / f"console-{name}.png"
     assert driver.save_screenshot(str(path))
     assert path.read_bytes().startswith(b"\x89PNG")
@@ -92,9 +113,8 @@ def _shot(driver, name: str, folder: Path) -> None:
 
 async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path):
     from selenium.webdriver.common.by import By
-    # `make screenshots` writes them to docs/ for the README; a plain run leaves the
-    # tree alone.
-    folder = DOCS if os.environ.get("RUNHOOK_SCREENSHOTS") else tmp_path
+    # `make screenshots` writes them to docs/images/; a plain run leaves the tree alone.
+    folder = pictures(tmp_path)
     receiver.responses.append((503, "upstream busy", {"Retry-After": "3600"}))
     daemon = await start_daemon(CONFIG.replace("@URL@", receiver.url))
     async with daemon.client() as client:
@@ -119,6 +139,11 @@ async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path
     assert browser.title == "Overview · runhook"
     rows = browser.find_elements(By.CSS_SELECTOR, "table")[0].text
     assert "run-failed" in rows and "loss-diverged" in rows and "record-artifacts" in rows
+    # Recent executions name their automation and run as links, as the list does, and
+    # an event kind wraps at its underscores, not inside a word.
+    recent = browser.find_elements(By.CSS_SELECTOR, "table")[-1]
+    assert {"run-failed", "prod-vit"} <= {a.text for a in recent.find_elements(By.TAG_NAME, "a")}
+    assert "CREATE_<wbr>ARTIFACT" in recent.get_attribute("innerHTML")
     _shot(browser, "overview", folder)
 
     browser.get(daemon.http + "/automations")
@@ -126,10 +151,7 @@ async def test_the_console_in_chromium(start_daemon, receiver, browser, tmp_path
     browser.find_element(By.LINK_TEXT, "loss-diverged").click()
     assert browser.find_element(By.TAG_NAME, "h1").text == "Automation loss-diverged"
     assert "avg(loss) over last 3 > 10" in browser.find_element(By.TAG_NAME, "dl").text
-    _shot(browser, "automation", folder)
-
     browser.get(daemon.http + "/executions")
-    _shot(browser, "executions", folder)
     browser.find_element(By.LINK_TEXT, failed_id).click()
     # The hostile run name is text, not markup, in the variables table.
     assert browser.find_elements(By.CSS_SELECTOR, "main b") == []
@@ -172,8 +194,7 @@ async def test_executions_and_runs_fit_from_800_px_to_wide(start_daemon, receive
     column off to the right: at 900 px STATE, TRIES and REASON were), and the run
     name in a row leads to the run's page, its group to the group's runs."""
     from selenium.webdriver.common.by import By
-    folder = DOCS / "images" if os.environ.get("RUNHOOK_SCREENSHOTS") else tmp_path
-    folder.mkdir(exist_ok=True)
+    folder = pictures(tmp_path)
     config = CONFIG.replace("@URL@", receiver.url) + """
 [[automations]]
 name = "run-crashed"
@@ -204,8 +225,7 @@ action = { kind = "none" }
             assert wide <= inner, (name, width, wide, inner)
             header = browser.find_elements(By.CSS_SELECTOR, "th")[-1]
             assert header.rect["x"] + header.rect["width"] <= inner, (name, width)
-            height = browser.execute_script("return document.documentElement.scrollHeight")
-            browser.set_window_size(width, min(max(height + 40, 500), 2400))
+            fit(browser, width)
             assert browser.save_screenshot(str(folder / f"console-{name}-{width}.png"))
     browser.get(daemon.http + "/executions")
     browser.find_element(By.LINK_TEXT, "sweep-lr-1").click()
@@ -213,9 +233,7 @@ action = { kind = "none" }
     main = browser.find_element(By.TAG_NAME, "main").text
     assert "9 14 18" in main and "crashed if silent until" in main
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")
-    browser.set_window_size(1400, 900)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(max(height + 40, 500), 2400))
+    fit(browser, 1400)
     assert browser.save_screenshot(str(folder / "console-run-1400.png"))
     browser.find_element(By.LINK_TEXT, "sweep-7f3a").click()
     rows = browser.find_elements(By.CSS_SELECTOR, "table tr")
@@ -225,7 +243,27 @@ action = { kind = "none" }
     browser.get(daemon.http + "/executions?automation=loss-diverged")
     browser.find_element(By.CSS_SELECTOR, "td.id a").click()
     assert "What the condition saw" in browser.find_element(By.TAG_NAME, "main").text
+    fit(browser, 1400)
     assert browser.save_screenshot(str(folder / "console-execution-metric-1400.png"))
     browser.find_element(By.LINK_TEXT, "loss-diverged").click()
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    fit(browser, 1400)
     assert browser.save_screenshot(str(folder / "console-automation-1400.png"))
+
+
+def test_the_docs_front_page(browser, tmp_path):
+    """The site as `make docs` builds it, opened from disk: the front page shows the
+    nav and the console's picture (it loads: the path is right)."""
+    from selenium.webdriver.common.by import By
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                    str(site)], cwd=DOCS.parent, check=True, capture_output=True,
+                   env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    browser.set_window_size(1400, 900)
+    browser.get((site / "index.html").as_uri())
+    assert browser.find_element(By.TAG_NAME, "h1").text == "runhook"
+    assert "A ten-minute tour" in browser.find_element(By.CSS_SELECTOR, "nav.md-nav--primary").text
+    picture = browser.find_element(By.CSS_SELECTOR, "article img")
+    assert browser.execute_script("return arguments[0].naturalWidth", picture) > 0
+    fit(browser, 1400)
+    assert browser.save_screenshot(str(pictures(tmp_path) / "docs-front-1400.png"))
