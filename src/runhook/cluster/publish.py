@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from anyio.abc import TaskGroup
 
@@ -23,6 +22,7 @@ from runhook.cluster.bus import (
     partition_of,
 )
 from runhook.core.acks import Ticket, id_place
+from runhook.core.clock import wall_time
 from runhook.core.events import CollectionEvent, Event
 from runhook.evaluate.inbox import Batch
 
@@ -102,14 +102,18 @@ class Publisher:
         js = self._bus.js
         futures = []
         scope = destination.scope
-        received = repr(time.time())  # the owner's `now` for these events, on any owner
+        # The owner's `now` for these events, on any owner (kept within a tolerance
+        # of the stream's own time there); an event's own `time`, if it has one.
+        received = repr(wall_time())
         try:
             # One bound on all of it: the turn behind the partition's other batches,
             # room in the client's buffer, and JetStream's acks.
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                 async with destination.order:  # the sending in order; the acks in parallel
                     for event, stamp, _ in batch:
-                        headers = {SCOPE: scope, TIME: repr(stamp), RECEIVED: received}
+                        headers = {SCOPE: scope, RECEIVED: received}
+                        if event.time is not None:
+                            headers[TIME] = repr(stamp)
                         if event.id is not None:
                             headers[MSG_ID] = f"{event.id} {id_place(scope, event.location)}"
                         # No wait_stall: its wait_for per message cost 9x the rate; the
