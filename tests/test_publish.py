@@ -16,10 +16,8 @@ from nats_cluster import NatsCluster
 from runhook.cluster.bus import EVENTS, Bus, decode_event, event_subject, partition_of
 from runhook.cluster.publish import Publisher
 from runhook.config.cluster import Cluster, check
-from runhook.config.model import decode
-from runhook.config.settings import build
 from runhook.core.acks import Ticket
-from runhook.core.events import Event, RunMetrics
+from runhook.core.events import ArtifactCreated, Event, RunMetrics
 
 PARTITIONS = 16
 # Two projects whose scopes live in different partitions, found by the same hash the
@@ -28,13 +26,6 @@ FIRST = "p0"
 SECOND = next(f"p{k}" for k in range(1, 50)
               if partition_of(f"project:acme/p{k}", PARTITIONS)
               != partition_of(f"project:acme/{FIRST}", PARTITIONS))
-CONFIG = "\n".join(f"""
-[[automations]]
-name = "loss-{p}"
-scope = "project:acme/{p}"
-event = {{ kind = "RUN_METRIC_THRESHOLD", metric = "loss", agg = "avg", window = 1, cmp = ">", threshold = 1.0 }}
-action = {{ kind = "none" }}
-""" for p in (FIRST, SECOND))
 
 
 class Stalling:
@@ -85,12 +76,11 @@ async def test_a_stalled_partition_holds_no_other_and_each_keeps_its_order(bus: 
     acknowledged while FIRST's are still waiting (a global turn would have held it
     behind them until their 10 s bound refused them). Released, FIRST's two batches
     reach the stream in the order they were handed, after SECOND's."""
-    settings = build(decode(CONFIG))
     real = bus.js
     stalling = bus.js = Stalling(real, event_subject(  # type: ignore[assignment]
         partition_of(f"project:acme/{FIRST}", PARTITIONS)))
     async with anyio.create_task_group() as tg:
-        publisher = Publisher(lambda: settings, bus, tg)
+        publisher = Publisher(bus, tg)
 
         async def hand(event: Event) -> Ticket:
             handed = ticket()
@@ -113,3 +103,38 @@ async def test_a_stalled_partition_holds_no_other_and_each_keeps_its_order(bus: 
     assert [(e.project, e.step) for e in stream] == [  # type: ignore[union-attr]
         (SECOND, 3), (FIRST, 1), (FIRST, 2)]
     assert publisher.published == 3
+
+
+async def test_every_place_is_published_whatever_this_node_covers(bus: Bus):
+    """The publisher knows no automation at all (it takes no configuration): a run
+    event goes to its project's partition, an artifact event to its project's and its
+    entity's, each copy with its place as its scope and its (id, place) as its
+    message id. Before, a node published only to the scopes its own automations
+    covered: an event for a scope only another node's newer file had was answered ok
+    and dropped."""
+    async with anyio.create_task_group() as tg:
+        publisher = Publisher(bus, tg)
+        run = RunMetrics(entity="acme", project="new3", run_id="r1", values={"loss": 0.5},
+                         id="m1")
+        created = ArtifactCreated(entity="acme", project="new3", collection="m", version=1,
+                                  id="a1")
+        assert [d.scope for d in publisher.route(run)] == ["project:acme/new3"]
+        assert [d.scope for d in publisher.route(created)] == ["project:acme/new3",
+                                                               "entity:acme"]
+        batches: dict[Any, list[Any]] = {}
+        for line_no, event in enumerate((run, created), 1):
+            for destination in publisher.route(event):
+                batches.setdefault(destination, []).append((event, 1.0, line_no))
+        handed = Ticket(asyncio.get_running_loop().create_future(), len(batches))
+        await publisher.hand(batches, handed)
+        await handed.future
+        assert handed.error is None and not handed.errors
+    messages = [await bus.js.get_msg(EVENTS, seq) for seq in (1, 2, 3)]
+    assert sorted((m.subject, (m.headers or {})["Runhook-Scope"], (m.headers or {})["Nats-Msg-Id"])
+                  for m in messages) == sorted([
+        (event_subject(partition_of("project:acme/new3", PARTITIONS)), "project:acme/new3",
+         "m1 project:acme/new3"),
+        (event_subject(partition_of("project:acme/new3", PARTITIONS)), "project:acme/new3",
+         "a1 project:acme/new3"),
+        (event_subject(partition_of("entity:acme", PARTITIONS)), "entity:acme",
+         "a1 entity:acme project:acme/new3")])

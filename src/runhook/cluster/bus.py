@@ -18,6 +18,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from runhook.config.cluster import DUPLICATE_WINDOW_S, ClusterSettings, public
+from runhook.core.durations import describe
 from runhook.core.events import ArtifactEvents, Event, RunEvents
 from runhook.core.schema import StartupError
 
@@ -88,6 +89,11 @@ async def take(subscription: Any, most: int, wait: float) -> list[Any]:
         return list(first)
 
 
+def _seconds(value: float) -> str:
+    """A duration as the file says it: "2s", "1.5s", "7d"."""
+    return describe(value) if value == round(value) else f"{value:g}s"
+
+
 class Refused(StartupError):
     """A configuration the cluster cannot take: not retried."""
 
@@ -146,7 +152,9 @@ class Bus:
                 await asyncio.sleep(RETRY_S)
 
     async def _ensure(self) -> None:
-        """Create what is missing; what exists is left as it is (every node runs this)."""
+        """Create what is missing; what exists must have been made with this node's
+        settings (every node runs this): a setting fixed at creation that differs is
+        refused at once, naming it and both values."""
         s = self.settings
         streams = [
             StreamConfig(name=EVENTS, subjects=["runhook.ev.*"], num_replicas=s.replicas,
@@ -160,13 +168,19 @@ class Bus:
                          duplicate_window=DUPLICATE_WINDOW_S),
         ]
         for config in streams:
-            try:
-                await self.js.stream_info(config.name or "")
-            except nats.js.errors.NotFoundError:
+            name = config.name or ""
+            existing = await self._existing(name)
+            if existing is None:
                 try:
                     await self.js.add_stream(config)
                 except nats.js.errors.BadRequestError:  # another node made it meanwhile
-                    await self.js.stream_info(config.name or "")
+                    existing = (await self.js.stream_info(name)).config
+            if existing is not None:
+                self._same(name, existing, retention=config.max_age)
+        for bucket, ttl in ((LEASES, s.lease), (NODES, s.lease), (POSITIONS, None)):
+            existing = await self._existing(f"KV_{bucket}")
+            if existing is not None:
+                self._same(bucket, existing, lease=ttl)
         self.leases = await self.js.create_key_value(KeyValueConfig(
             bucket=LEASES, ttl=s.lease, history=1, replicas=s.replicas))
         self.nodes = await self.js.create_key_value(KeyValueConfig(
@@ -175,8 +189,36 @@ class Bus:
             bucket=POSITIONS, history=1, replicas=s.replicas))
         await self._same_layout()
         await self._unique_node()
+        existing = await self._existing(f"OBJ_{CHECKPOINTS}")
+        if existing is not None:
+            self._same(CHECKPOINTS, existing)
         self.checkpoints = await self.js.create_object_store(
             CHECKPOINTS, ObjectStoreConfig(replicas=s.replicas))
+
+    async def _existing(self, stream: str) -> StreamConfig | None:
+        try:
+            return (await self.js.stream_info(stream)).config
+        except nats.js.errors.NotFoundError:
+            return None
+
+    def _same(self, name: str, existing: StreamConfig, retention: float | None = None,
+              lease: float | None = None) -> None:
+        """JetStream fixes a stream's replicas and its messages' age (a bucket's TTL) when
+        it is made; a node wanting others would have retried a minute and then blamed
+        cluster.nats ("stream name already in use with a different configuration")."""
+        fixed: list[tuple[str, float, float]] = [
+            ("replicas", self.settings.replicas, existing.num_replicas or 1)]
+        if retention is not None:
+            fixed.append(("retention", retention, existing.max_age or 0.0))
+        if lease is not None:
+            fixed.append(("lease", lease, existing.max_age or 0.0))
+        for setting, mine, theirs in fixed:
+            if abs(mine - theirs) > 1e-3:
+                show = (lambda v: str(int(v))) if setting == "replicas" else _seconds
+                raise Refused(
+                    f"cluster.{setting}: {show(mine)} here, but {name} was made with "
+                    f"{show(theirs)}; it is fixed when the cluster first starts: give every "
+                    f"node the same (or delete {name} to make it again, losing what it holds)")
 
     async def _same_layout(self) -> None:
         """Every node must split scopes alike: the first node records `partitions`,

@@ -62,7 +62,7 @@ class Node:
         tg.start_soon(self.workers.run, name="cluster delivery")
         tg.start_soon(self.mirror.run, name="cluster history mirror")
         self.leases = Leases(self.bus, self._start_partition, self._stop_partition)
-        self.publisher = Publisher(lambda: self._runtime.settings, self.bus, tg)
+        self.publisher = Publisher(self.bus, tg)
 
     async def stop(self) -> None:
         log.info("stopping: handing partitions over")

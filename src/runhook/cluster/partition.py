@@ -33,6 +33,7 @@ from runhook.cluster.positions import Lost, Positions
 from runhook.cluster.scopes import ClusterScopes
 from runhook.core.acks import Ticket
 from runhook.core.bounds import AT_BOUND
+from runhook.core.clock import STREAM_TIME, clamp
 from runhook.evaluate.inbox import Streamed
 from runhook.evaluate.scope import EVALUATION_FAILED, ScopeActor
 from runhook.store.database import Store
@@ -153,6 +154,8 @@ class Partition:
             if seq <= last:
                 continue  # delivered again after a reconnect
             last = seq
+            stored = msg.metadata.timestamp.timestamp()  # the stream leader's clock
+            STREAM_TIME.observe(stored)
             headers = msg.headers or {}
             scope = headers.get(SCOPE, "")
             actor = self._scopes.actor(scope)
@@ -162,7 +165,10 @@ class Partition:
                 if partition_of(scope, partitions) != self.number:
                     raise ValueError(f"scope {scope} is not of this partition")
                 event = decode_event(msg.data)
-                received, stamp = float(headers[RECEIVED]), float(headers[TIME])
+                # The ingress node's clock, kept within a tolerance of the stream's:
+                # a node whose clock is off cannot move deadlines (core/clock.py).
+                received = clamp(float(headers[RECEIVED]), stored)
+                stamp = float(headers[TIME]) if TIME in headers else received
                 if not (math.isfinite(received) and math.isfinite(stamp)):
                     raise ValueError("a time that is not a finite number")
             except (ValueError, KeyError, msgspec.DecodeError) as exc:

@@ -1,13 +1,13 @@
-"""Ingress in cluster mode: the Router admission takes there. Each scope's batch is
-published to the scope's partition, one message per event; a line is answered ok once
-JetStream acknowledged every copy of it (one per scope with automations for it)."""
+"""Ingress in cluster mode: the Router admission takes there. An event is published to
+each place it happened in (its project or registry, and for artifact events its entity)
+whatever this node's automations, one message per place to the place's partition; the
+partition's owner decides under its own configuration whether a scope evaluates it. A
+line is answered ok once JetStream acknowledged every copy of it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 
 from anyio.abc import TaskGroup
 
@@ -21,10 +21,9 @@ from runhook.cluster.bus import (
     event_subject,
     partition_of,
 )
-from runhook.config.settings import Settings
 from runhook.core.acks import Ticket, id_place
-from runhook.core.events import Event
-from runhook.core.scopes import scope_keys
+from runhook.core.clock import wall_time
+from runhook.core.events import CollectionEvent, Event
 from runhook.evaluate.inbox import Batch
 
 log = logging.getLogger("runhook.cluster")
@@ -45,16 +44,24 @@ class Destination:
 
 
 class Publisher:
-    """Routes events to their scopes' partitions and publishes them there, each batch
+    """Routes events to their places' partitions and publishes them there, each batch
     in a task of the node's task group `tg`, deduplicated by the event's id for this
-    scope (the same key single-machine idempotency uses)."""
+    place (the same key single-machine idempotency uses).
 
-    def __init__(self, settings: Callable[[], Settings], bus: Bus, tg: TaskGroup) -> None:
-        self._settings = settings
+    Not by this node's automations: while a new configuration rolls out, the node that
+    took the line may not know a scope that the partition's owner already evaluates,
+    and an event it answered ok for must still reach that owner. The cost is bounded:
+    one message per place, so a run event (the bulk: metrics, heartbeats) is one
+    message, as its project's scope holds every run automation (an entity's run
+    automations are evaluated in each project's actor), and an artifact event two
+    (its project or registry, and its entity's artifact automations). An owner drops
+    a message no automation of its scope takes before decoding it."""
+
+    def __init__(self, bus: Bus, tg: TaskGroup) -> None:
         self._bus = bus
         self._tg = tg
         self._destinations: dict[str, Destination] = {}
-        self._routes: dict[tuple[str, str | None, str | None], list[Destination]] = {}
+        self._routes: dict[tuple[str, str | None, str | None, bool], list[Destination]] = {}
         self.published = 0
         # One turn per partition, taken in the order the batches came (tasks start in
         # creation order, a lock's waiters are served in order), so one connection's
@@ -63,18 +70,16 @@ class Publisher:
         self._order: dict[int, asyncio.Lock] = {}
 
     def route(self, event: Event) -> list[Destination]:
-        place = (event.entity, event.project, event.registry)
+        place = (event.entity, event.project, event.registry, isinstance(event, CollectionEvent))
         found = self._routes.get(place)
         if found is None:
             if len(self._routes) >= 10_000:
                 self._routes.clear()
-            covers = self._settings().covers
-            found = self._routes[place] = [self._destination(key)
-                                           for key in scope_keys(event) if covers(key)]
+            found = self._routes[place] = [self._destination(key) for key in places(event)]
         return found
 
     def reconfigure(self) -> None:
-        self._routes.clear()
+        """Routes do not depend on the configuration (see the class): nothing to redo."""
 
     def _destination(self, scope: str) -> Destination:
         found = self._destinations.get(scope)
@@ -97,14 +102,18 @@ class Publisher:
         js = self._bus.js
         futures = []
         scope = destination.scope
-        received = repr(time.time())  # the owner's `now` for these events, on any owner
+        # The owner's `now` for these events, on any owner (kept within a tolerance
+        # of the stream's own time there); an event's own `time`, if it has one.
+        received = repr(wall_time())
         try:
             # One bound on all of it: the turn behind the partition's other batches,
             # room in the client's buffer, and JetStream's acks.
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                 async with destination.order:  # the sending in order; the acks in parallel
                     for event, stamp, _ in batch:
-                        headers = {SCOPE: scope, TIME: repr(stamp), RECEIVED: received}
+                        headers = {SCOPE: scope, RECEIVED: received}
+                        if event.time is not None:
+                            headers[TIME] = repr(stamp)
                         if event.id is not None:
                             headers[MSG_ID] = f"{event.id} {id_place(scope, event.location)}"
                         # No wait_stall: its wait_for per message cost 9x the rate; the
@@ -126,3 +135,12 @@ class Publisher:
             return
         self.published += len(batch)
         ticket.done()
+
+
+def places(event: Event) -> list[str]:
+    """The scopes an event may be evaluated in under any configuration: where it
+    happened, and for an artifact or collection event its entity (`entity:` and `org:`
+    automations of artifact kinds live there; those of run kinds in each project)."""
+    if isinstance(event, CollectionEvent):
+        return [event.location, f"entity:{event.entity}"]
+    return [event.location]

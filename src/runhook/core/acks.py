@@ -14,9 +14,18 @@ def id_place(scope: str, location: str) -> str:
     that spans places (`entity:E`) that scope and the event's own place, so a client
     that may write one project cannot make the same id a duplicate for another
     project's events (an attacker's review found it could). An event that reached
-    no scope records its place (`location`); earlier versions wrote '*', which still
+    no scope records `unscoped_place`; earlier versions wrote '*', which still
     stands for every place."""
     return scope if scope == location else f"{scope} {location}"
+
+
+def unscoped_place(location: str) -> str:
+    """Where the id of an event that reached no scope is recorded: a place no scope's
+    id_place can be (no scope is named `unscoped`), so its resend is a duplicate until
+    a reload adds a scope for it, and that scope then evaluates it. (It was the
+    location itself, which is also the id_place of the project or registry scope a
+    reload may add: that scope found the resend a duplicate and evaluated nothing.)"""
+    return f"unscoped {location}"
 
 
 class Ticket:

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from runhook.core import constants
-from runhook.core.acks import Key, Ticket, id_place
+from runhook.core.acks import Key, Ticket, id_place, unscoped_place
 from runhook.core.events import Event
 from runhook.core.executions import event_timestamp
 from runhook.evaluate.inbox import Batch
@@ -209,7 +209,7 @@ class Admission:
                 else:
                     out.results.append(line_no if keys else protocol.OK_DUPLICATE)
                 if keys and not actors:
-                    unscoped.append((event.id, event.location, now))
+                    unscoped.append((event.id, unscoped_place(event.location), now))
                     unscoped_lines.append(line_no)
                 take = [a for a in actors
                         if (event.id, id_place(a.scope, event.location)) in keys]
@@ -264,11 +264,12 @@ class Admission:
 
 
 def _keys(event: Event, actors: Sequence[Target]) -> list[Key]:
-    """The (id, place) keys of an event with an id: one per scope it reaches."""
+    """The (id, place) keys of an event with an id: one per scope it reaches, or
+    the one that says it reached none."""
     assert event.id is not None
     location = event.location
     return [(event.id, id_place(actor.scope, location)) for actor in actors] \
-        or [(event.id, location)]
+        or [(event.id, unscoped_place(location))]
 
 
 async def answer_copy(copy: Copy, ticket: Ticket | None) -> bytes:
