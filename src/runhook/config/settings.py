@@ -108,7 +108,7 @@ class Settings:
     # entity -> run automations at `entity:E` / `org:` covering every project of E
     entity_runs: dict[str, list[Automation]] = dataclasses.field(default_factory=dict)
     # The MLflow tracking servers followed; each one's `interval` is its runs'
-    # heartbeat interval (DESIGN §9).
+    # heartbeat interval (docs/mlflow.md).
     tracking: dict[str, Tracking] = dataclasses.field(default_factory=dict)
 
     def automation(self, name: str) -> Automation | None:

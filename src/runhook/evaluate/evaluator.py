@@ -93,7 +93,7 @@ class Evaluator:
         self.settings = settings or ScopeSettings()
         self.book = RunBook(automations, self.settings, now)
         self.digests = Digests(self.book.timers)  # open digest windows
-        self.cooldowns = Cooldowns()  # artifact automations' (DESIGN §14)
+        self.cooldowns = Cooldowns()  # artifact automations', per collection (docs/wandb.md)
         self.remembered = remembered or Remembered()  # versions' metadata, shared
         self._digests = {a.name: a.digest for a in automations}
         self._by_name = {a.name: a for a in automations}
@@ -145,7 +145,7 @@ class Evaluator:
     def expire(self, now: float, mono: float | None = None) -> Caused:
         """The timers due at `mono`, evaluated like an event: the executions they cause
         and the state they change (a run crashed, a stall's flag, a group fired) commit
-        in one transaction (DESIGN §8)."""
+        in one transaction (docs/architecture.md, atomicity)."""
         caused = make_caused(Caused, ([], [], [], False))
         others: list[Key] = []
         mono = now if mono is None else mono
@@ -175,7 +175,7 @@ class Evaluator:
 
     def _close_digest(self, window_id: str, now: float, shift: float, caused: Caused) -> None:
         """A digest window's deadline: its digest execution, committed with the
-        window's row deleted, so it is created once even across a crash (DESIGN §8)."""
+        window's row deleted, so it is created once even across a crash (docs/architecture.md)."""
         window = self.digests.close(window_id)
         if window is None:
             return
