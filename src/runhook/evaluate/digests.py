@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from runhook.config.settings import DigestSpec
+from runhook.config.automations import DigestSpec
 from runhook.core import constants
 from runhook.evaluate.timers import DIGEST, Timers
 
