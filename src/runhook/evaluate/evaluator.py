@@ -24,12 +24,7 @@ from runhook.core.events import (
     RunMetrics,
     RunState,
 )
-from runhook.core.executions import (
-    artifact_context,
-    execution_row,
-    group_context,
-    iso,
-)
+from runhook.core.executions import artifact_context, execution_row, group_context, iso
 from runhook.evaluate import metric_log
 from runhook.evaluate.caused import (
     NOTHING,

@@ -10,10 +10,7 @@ from typing import Any
 from runhook.config.settings import Automation, ScopeSettings
 from runhook.core.bounds import hit
 from runhook.core.durations import describe
-from runhook.core.events import (
-    Event,
-    RunEvent,
-)
+from runhook.core.events import Event, RunEvent
 from runhook.core.executions import (
     EVENT_ACTION,
     RESOLVE,
@@ -25,19 +22,10 @@ from runhook.core.executions import (
     run_context,
 )
 from runhook.core.identity import run_url
-from runhook.evaluate.caused import (
-    Caused,
-    run_row,
-    shifted,
-)
+from runhook.evaluate.caused import Caused, run_row, shifted
 from runhook.evaluate.digests import Digests
 from runhook.evaluate.run import Outcome
-from runhook.store.statements import (
-    INSERT_GROUPED,
-    OPEN_DIGEST,
-    UPSERT_FLAG,
-    UPSERT_RUN,
-)
+from runhook.store.statements import INSERT_GROUPED, OPEN_DIGEST, UPSERT_FLAG, UPSERT_RUN
 from runhook.triggers.crossing import SKIP
 from runhook.triggers.silences import Silences, silenced_by
 
