@@ -81,11 +81,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
 
-# Following an MLflow tracking server: 1,000 runs x 20 metrics against a stub (DESIGN §15).
+# Following an MLflow tracking server: 1,000 runs x 20 metrics against a stub (docs/mlflow.md).
 bench-mlflow: $(STAMP)
 	$(BIN)/python benchmarks/mlflow_tracking.py
 
-# Three NATS servers and three runhook nodes on loopback, until Ctrl-C (DESIGN §13).
+# Three NATS servers and three runhook nodes on loopback, until Ctrl-C (docs/cluster.md).
 cluster-demo: $(DEV)
 	$(BIN)/python benchmarks/cluster_demo.py var/cluster
 

@@ -1,4 +1,4 @@
-"""`make bench-mlflow`: the cost of following an MLflow tracking server (DESIGN §15).
+"""`make bench-mlflow`: the cost of following an MLflow tracking server (docs/mlflow.md).
 
 A stub of MLflow's REST API (runs/search, metrics/get-history, experiments/get-by-name)
 in its own process serves RUNS running runs x METRICS metrics; every runs/search for

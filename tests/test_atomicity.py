@@ -98,7 +98,8 @@ async def test_copies_of_one_event_in_one_chunk_are_evaluated_once(start_daemon)
 async def failing_once_actor(tmp_path: Any, monkeypatch: Any) -> tuple[Store, Any]:
     """An open store and a real actor of project:acme/vision whose first firing's
     evaluation raises (injected into the context), and which delivers nothing."""
-    from runhook.evaluate import evaluator as evaluator_module
+    # record.py builds a firing's context (the Evaluator's Recorder half).
+    from runhook.evaluate import record as evaluator_module
     from runhook.evaluate.scope import ScopeActor
 
     settings = build(decode(CONFIG))

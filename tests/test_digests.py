@@ -11,8 +11,9 @@ import sqlite3
 import aiosqlite
 import pytest
 
+from runhook.config.automations import DigestSpec
 from runhook.config.model import ConfigError, decode
-from runhook.config.settings import DigestSpec, Settings, build
+from runhook.config.settings import Settings, build
 from runhook.core import constants
 from runhook.core.events import AliasAdded, RunMetrics
 from runhook.core.executions import STATES

@@ -1,4 +1,4 @@
-"""`[cluster]`: several daemons over one NATS JetStream cluster (DESIGN §13), as the
+"""`[cluster]`: several daemons over one NATS JetStream cluster (docs/cluster.md), as the
 Struct the file decodes into and the checked settings the cluster node runs on."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
     """The structural problems of a decoded TOML document, and the names of the
     secrets and integrations that failed (an automation naming one is not blamed)."""
-    raw, found = spellings.canonical(raw)  # W&B's spellings are runhook's (DESIGN §14)
+    raw, found = spellings.canonical(raw)  # W&B's spellings are runhook's (docs/wandb.md)
     failed: set[str] = set()
     for key in raw:
         if key not in model.Config.__struct_fields__:

@@ -1,4 +1,4 @@
-"""Heartbeat timeouts against the intervals runs are heard at (DESIGN §9): one late beat
+"""Heartbeat timeouts against the intervals runs are heard at (docs/run-health.md): one late beat
 must never have a live run declared crashed."""
 
 from __future__ import annotations

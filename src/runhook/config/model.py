@@ -166,7 +166,7 @@ class Action(Table, frozen=True):
     severity: Literal["INFO", "WARN", "ERROR"] = "INFO"
 
 
-# What a digest may group firings by: each names a variable of the firing (DESIGN §10).
+# What a digest may group firings by: each names a variable of the firing (docs/alert-fatigue.md).
 DigestField = Literal["group", "run_name", "user", "collection", "alias", "tag"]
 
 
@@ -185,7 +185,7 @@ class Automation(Table, frozen=True):
     action: Action
     enabled: bool = True
     # Run kinds: per run, "24h" when not given (W&B's once per run per day); artifact
-    # kinds: per collection, none when not given (DESIGN §14).
+    # kinds: per collection, none when not given (docs/wandb.md).
     cooldown: str | None = None
     description: str = ""
     digest: Digest | None = None
@@ -228,7 +228,7 @@ def decode(data: bytes | str, source: str = "<config>") -> Config:
         raise ConfigError(source, [_not_utf8(data, exc.start)]) from None
     raw: dict[str, Any] = {}
     try:
-        # W&B's spellings become runhook's before the Structs see them (DESIGN §14).
+        # W&B's spellings become runhook's before the Structs see them (docs/wandb.md).
         raw, misspelt = spellings.canonical(tomllib.loads(text))
         # As msgspec.toml.decode converts: TOML's dates pass as they are.
         config = msgspec.convert(raw, Config, str_keys=True,

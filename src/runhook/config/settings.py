@@ -1,21 +1,19 @@
-"""The running configuration: secrets resolved, automations compiled and grouped by scope."""
+"""The running configuration: the whole file checked, secrets resolved, automations
+(compiled in automations.py) grouped by scope."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import msgspec
 
 from runhook.config import channels
 from runhook.config import model as cfg
 from runhook.config.addresses import loopback_http
+from runhook.config.automations import Automation, compile_one
 from runhook.config.cluster import ClusterSettings
 from runhook.config.cluster import check as check_cluster
-from runhook.config.coverage import check_org, org_problem, project_entity, spread
+from runhook.config.coverage import check_org, project_entity, spread
 from runhook.config.destinations import url_problem
 from runhook.config.heartbeats import timeout_problems
 from runhook.config.remote import Remote
@@ -27,26 +25,17 @@ from runhook.core import constants
 from runhook.core.durations import parse_duration, parse_rate
 from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
-from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
-from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
-from runhook.core.variables import ACCESS_TOKEN, DIGEST_BY
-from runhook.triggers import artifact, runs
+from runhook.core.scopes import scope_kind
+
+# Automation is compiled in automations.py; the daemon's parts take it from here, with
+# the settings that hold it.
+__all__ = ["MIN_SECRET_LENGTH", "Automation", "ScopeSettings", "Settings", "build", "load"]
 
 # Every secret value is replaced by its name in logs, errors and stored responses,
 # whatever its length; a short one would garble ordinary text ("abc" in every word
 # holding it) and is guessable anyway. At 8 a value is both worth its name and rare
 # enough in other text to be redacted wherever it appears.
 MIN_SECRET_LENGTH = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ActionSpec:
-    kind: str  # the integration's kind ("webhook", "slack", "teams", …) or "none"
-    integration: str | None
-    payload: Payload | None = None
-    title: Text | None = None
-    text: Text | None = None
-    severity: str = "INFO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,34 +46,6 @@ class ScopeSettings:
     run_url: str | None = None  # the pattern of `${run_url}`
     max_runs: int = constants.DEFAULT_MAX_RUNS_PER_SCOPE  # tracked runs (past it: refused)
     max_digest_windows: int = constants.DEFAULT_MAX_DIGEST_WINDOWS_PER_SCOPE
-
-
-@dataclass(frozen=True, slots=True)
-class DigestSpec:
-    """`digest = { window, by }` compiled: the window in seconds, and per `by` entry
-    the variables its value is read from (core.variables.DIGEST_BY)."""
-
-    window: float
-    by: tuple[str, ...]
-    reads: tuple[tuple[str, ...], ...]
-
-
-@dataclass(slots=True)
-class Automation:
-    index: int
-    name: str
-    scope: str
-    kind: str
-    enabled: bool
-    cooldown: float
-    artifact: artifact.ArtifactChecker | None
-    run: runs.RunChecker | None  # None for artifact kinds
-    action: ActionSpec
-    # A digest of the automation's definition: a reload (or restart) keeps the run
-    # state of automations whose digest did not change. (Not `digest_spec`, the
-    # grouping of firings into one delivery, which `digest = {…}` configures.)
-    digest: str
-    digest_spec: DigestSpec | None = None
 
 
 @dataclass(slots=True)
@@ -108,7 +69,7 @@ class Settings:
     # entity -> run automations at `entity:E` / `org:` covering every project of E
     entity_runs: dict[str, list[Automation]] = dataclasses.field(default_factory=dict)
     # The MLflow tracking servers followed; each one's `interval` is its runs'
-    # heartbeat interval (DESIGN §9).
+    # heartbeat interval (docs/mlflow.md).
     tracking: dict[str, Tracking] = dataclasses.field(default_factory=dict)
 
     def automation(self, name: str) -> Automation | None:
@@ -169,7 +130,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
             problems.append(f"{where}.name: {automation.name!r} is used by an earlier automation")
         seen.add(automation.name)
         try:
-            automations.append(_compile(index, automation, config))
+            automations.append(compile_one(index, automation, config))
             where_of.setdefault(automation.name, where)
         except FieldError as exc:
             problems.append(f"{where}.{exc.field}: {exc.message} (automation {automation.name!r})")
@@ -294,118 +255,3 @@ def _check_integration(where: str, integration: cfg.Integration, config: cfg.Con
     else:
         problems.extend(channels.check(where, integration, secrets, secret_ref))
     return problems
-
-
-def compile_automation(automation: cfg.Automation, config: cfg.Config) -> Automation:
-    """One automation compiled as the daemon loads it (FieldError says where), without
-    resolving secrets: `runhook import` checks what it writes with it."""
-    return _compile(0, automation, config)
-
-
-def _compile(index: int, automation: cfg.Automation, config: cfg.Config) -> Automation:
-    try:
-        kind_of_scope = scope_kind(automation.scope)
-    except ValueError as exc:
-        raise FieldError("scope", str(exc)) from None
-    if kind_of_scope == "org" and (problem := org_problem(automation.scope, config.orgs)):
-        raise FieldError("scope", problem)
-    event = automation.event
-    kind: str = event.__struct_config__.tag  # type: ignore[assignment]
-    if kind not in ALLOWED_KINDS[kind_of_scope]:
-        allowed = ", ".join(sorted(ALLOWED_KINDS[kind_of_scope]))
-        article = "an" if kind_of_scope[0] in "eo" else "a"
-        raise FieldError("event.kind", f"{kind} cannot happen in {article} {kind_of_scope} scope "
-                                       f"({automation.scope}); it allows {allowed}")
-    given = automation.cooldown
-    if given is None:
-        # The default depends on the kind; the definition's digest reads as it did
-        # when run kinds' "24h" was the field's default, so no run state is lost.
-        automation = msgspec.structs.replace(automation, cooldown=constants.DEFAULT_COOLDOWN)
-    try:
-        cooldown = 0.0 if given is None and kind in ARTIFACT_KINDS \
-            else parse_duration(automation.cooldown or "")
-    except ValueError as exc:
-        raise FieldError("cooldown", str(exc)) from None
-    try:
-        if kind in ARTIFACT_KINDS:
-            artifact_checker = artifact.from_config(event)  # type: ignore[arg-type]
-            run_checker = None
-        else:
-            artifact_checker = None
-            run_checker = runs.from_config(event)  # type: ignore[arg-type]
-    except FieldError as exc:
-        raise FieldError(f"event.{exc.field}", exc.message) from None
-    return Automation(
-        index=index, name=automation.name, scope=automation.scope, kind=kind,
-        enabled=automation.enabled, cooldown=cooldown, artifact=artifact_checker,
-        run=run_checker, action=_compile_action(automation.action, config),
-        digest=hashlib.blake2b(msgspec.json.encode(automation), digest_size=8).hexdigest(),
-        digest_spec=_compile_digest(automation.digest, kind))
-
-
-def _compile_digest(digest: cfg.Digest | None, kind: str) -> DigestSpec | None:
-    if digest is None:
-        return None
-    try:
-        window = parse_duration(digest.window)
-    except ValueError as exc:
-        raise FieldError("digest.window", str(exc)) from None
-    if window <= 0:
-        raise FieldError("digest.window", "expected a duration above zero")
-    for i, field in enumerate(digest.by):
-        if kind not in DIGEST_BY[field][1]:
-            # Every firing would have the same (empty) value: a silent no-op.
-            raise FieldError(f"digest.by[{i}]", f"{kind} firings have no {field}")
-        if field in digest.by[:i]:
-            raise FieldError(f"digest.by[{i}]", f"{field} is listed twice")
-    return DigestSpec(window, tuple(digest.by), tuple(DIGEST_BY[f][0] for f in digest.by))
-
-
-def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
-    if action.integration is None:
-        if action.kind != "none":
-            raise FieldError("action", "name an `integration`, or set kind = \"none\" "
-                                       "to only record executions")
-        return ActionSpec("none", None)
-    if action.kind is not None:
-        raise FieldError("action.kind", "kind = \"none\" takes no integration")
-    integration = config.integrations.get(action.integration)
-    if integration is None:
-        raise FieldError("action.integration",
-                         f"{action.integration!r} is not declared under [integrations]")
-    allowed = frozenset(integration.secrets) if isinstance(integration, cfg.WebhookIntegration) \
-        else frozenset()
-    if isinstance(integration, cfg.WebhookIntegration) and integration.access_token is not None:
-        allowed |= {ACCESS_TOKEN}
-
-    def compile_field(field: str, text: str | None, as_json: bool) -> Any:
-        if text is None:
-            return None
-        try:
-            template: Payload | Text = Payload(text) if as_json else Text(text)
-        except TemplateError as exc:
-            raise FieldError(f"action.{field}", str(exc)) from None
-        unknown = unknown_variables(template.variables, allowed)
-        if ACCESS_TOKEN in unknown:
-            raise FieldError(f"action.{field}", "${ACCESS_TOKEN} is the access_token of a "
-                             f"webhook integration; {action.integration!r} has none")
-        if unknown:
-            names = ", ".join("${" + n + "}" for n in unknown)
-            raise FieldError(f"action.{field}",
-                             f"unknown variable {names}: not a W&B template variable, nor a "
-                             f"secret that integration {action.integration!r} lists in `secrets`")
-        return template
-
-    if isinstance(integration, cfg.WebhookIntegration):
-        for field in ("title", "text"):
-            if getattr(action, field) is not None:
-                raise FieldError(f"action.{field}", "webhook actions take `payload`, not "
-                                                    "title/text (those are for Slack)")
-        return ActionSpec("webhook", action.integration,
-                          payload=compile_field("payload", action.payload, True))
-    kind = str(integration.__struct_config__.tag)
-    if action.payload is not None:
-        raise FieldError("action.payload", f"{kind} actions take title, text and severity")
-    return ActionSpec(kind, action.integration,
-                      title=compile_field("title", action.title, False),
-                      text=compile_field("text", action.text, False), severity=action.severity)

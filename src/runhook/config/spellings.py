@@ -1,5 +1,5 @@
 """W&B's spellings of automation fields and values, read as runhook's canonical ones
-(DESIGN §14): a W&B user pastes `RUN_METRIC`, `AVERAGE`, `$gt` or `change_dir` and gets
+(docs/wandb.md): a W&B user pastes `RUN_METRIC`, `AVERAGE`, `$gt` or `change_dir` and gets
 what runhook calls RUN_METRIC_THRESHOLD, avg, > and direction."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`[sources.NAME] kind = "mlflow-tracking"`: an MLflow tracking server to follow (DESIGN
-§15), as its Struct and as the checked settings its follower runs on."""
+"""`[sources.NAME] kind = "mlflow-tracking"`: an MLflow tracking server to follow
+(docs/mlflow.md), as its Struct and as the checked settings its follower runs on."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Tracking:
     url: str  # without a trailing slash
     entity: str
     experiments: tuple[str, ...]
-    interval: float  # also its runs' heartbeat interval (DESIGN §9)
+    interval: float  # also its runs' heartbeat interval (docs/mlflow.md)
     group_tag: str | None
     authorization: str | None  # the Authorization header's value; never logged
     allow_private: bool

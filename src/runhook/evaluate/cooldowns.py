@@ -1,4 +1,4 @@
-"""Cooldowns of artifact automations, per (automation, collection) (DESIGN §14): when
+"""Cooldowns of artifact automations, per (automation, collection) (docs/wandb.md): when
 each last fired, restored from the database and committed with the firing."""
 
 from __future__ import annotations

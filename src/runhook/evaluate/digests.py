@@ -1,4 +1,4 @@
-"""Digest windows: firings of one key that become one delivery (DESIGN §10); pure, no I/O.
+"""Digest windows: firings of one key that become one delivery (docs/alert-fatigue.md); pure, no I/O.
 
 A key is the automation plus the values of its `digest.by` variables. The first
 firing of a key opens a window and chooses the id its digest execution will have;
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from runhook.config.settings import DigestSpec
+from runhook.config.automations import DigestSpec
 from runhook.core import constants
 from runhook.evaluate.timers import DIGEST, Timers
 

@@ -1,5 +1,5 @@
 """Run health in a scope's book: running and crashed states, heartbeat and stall
-deadlines, non-finite values (DESIGN §9); pure, the clock is always passed in."""
+deadlines, non-finite values (docs/run-health.md); pure, the clock is always passed in."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class HealthBook(GroupBook):
         self.admit(run)
 
     def _recovered(self, run: TrackedRun, care: Care, reason: str, outcome: Outcome) -> None:
-        """A crashed run spoke again (DESIGN §9): every automation that fired for the
+        """A crashed run spoke again (docs/run-health.md): every automation that fired for the
         crash (its last firing is the crash's instant) fires `running` with how long
         the run was silent, so a false page is corrected; so does one that watches
         `running`. Outside any cooldown: a correction is never held back."""
@@ -201,7 +201,7 @@ class HealthBook(GroupBook):
         return outcome
 
     def restart_deadlines(self, run: TrackedRun, now: float) -> None:
-        """At start: a running run's deadlines count from now (DESIGN §9)."""
+        """At start: a running run's deadlines count from now (docs/run-health.md)."""
         care = run.care
         if care is None or run.state != RUNNING:
             return

@@ -1,4 +1,4 @@
-"""`${artifact_metadata.KEY}` on every artifact kind (DESIGN §14): the metadata of an
+"""`${artifact_metadata.KEY}` on every artifact kind (docs/guarantees.md): the metadata of an
 `artifact.created` kept per version, in memory shared by a daemon's scopes and in the
 database, bounded per entity, so a version's later link, alias and tag events render it."""
 

@@ -36,7 +36,7 @@ class RunBook(HealthBook):
         self._gen = 0  # configuration generation: a run's cached dispatch is for one
         self.timers = Timers()  # every deadline of the scope (health.py, groups.py)
         self.groups: dict[str, Group] = {}
-        # Silence before this (the daemon's start) does not count (DESIGN §9).
+        # Silence before this (the daemon's start) does not count (docs/run-health.md).
         self.started = now
         self.settings = settings or ScopeSettings()
         self.configure(automations)

@@ -1,7 +1,7 @@
-"""Following an MLflow tracking server (DESIGN §15): each look reads what moved, saves
+"""Following an MLflow tracking server (docs/mlflow.md): each look reads what moved, saves
 the cursor with the look's events, then sends them through admission; errors back off.
 
-Atomicity (§8): a look's events and the cursor past them are written in one
+Atomicity (docs/architecture.md): a look's events and the cursor past them are written in one
 transaction *before* they are sent. A restart resends those events as they were (same
 ids: answered duplicate where they had committed, evaluated where not) and reads on
 from the cursor. Nothing read is lost, and nothing is evaluated twice, because ids

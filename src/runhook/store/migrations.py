@@ -155,7 +155,7 @@ def _0008_console_filters() -> list[str]:
 
 
 def _0009_run_health() -> list[str]:
-    """Run health (DESIGN §9): a run's remembered identity (group, tags and config as
+    """Run health (docs/run-health.md): a run's remembered identity (group, tags and config as
     JSON) and why the daemon set its state (`no heartbeat for 5m`); and which
     GROUP_FINISHED automations fired for which group, written with the execution,
     so a restart neither repeats nor loses one. Deadlines are not stored: they count
@@ -191,7 +191,7 @@ _EXECUTION_COLUMNS = ("id, automation, scope, event_kind, event_type, event_id, 
 
 
 def _0011_digests() -> list[str]:
-    """Digests (DESIGN §10). A firing that joins one is an execution in the new state
+    """Digests (docs/alert-fatigue.md). A firing that joins one is an execution in the new state
     GROUPED, with `digest_id` naming the execution that carries it; SQLite cannot
     change a CHECK in place, so the table is rebuilt (one pass over the history, once)
     with its indexes, plus one over `digest_id`, partial so other inserts pay nothing.
@@ -243,7 +243,7 @@ def _0011_digests() -> list[str]:
 
 
 def _0012_artifact_cooldowns() -> list[str]:
-    """When each artifact automation last fired per collection (DESIGN §14's cooldown)."""
+    """When each artifact automation last fired per collection (docs/wandb.md)."""
     return [
         """CREATE TABLE artifact_cooldowns (
             scope TEXT NOT NULL, automation TEXT NOT NULL, collection TEXT NOT NULL,
@@ -254,7 +254,7 @@ def _0012_artifact_cooldowns() -> list[str]:
 
 def _0013_artifact_metadata() -> list[str]:
     """The metadata of recent artifact versions, for `${artifact_metadata.KEY}` on later
-    events of each version (DESIGN §14); restored in insertion order (rowid), which a
+    events of each version (docs/guarantees.md); restored in insertion order (rowid), which a
     REPLACE renews, so the oldest is forgotten first."""
     return [
         """CREATE TABLE artifact_metadata (
@@ -266,7 +266,7 @@ def _0013_artifact_metadata() -> list[str]:
 
 
 def _0014_source_cursors() -> list[str]:
-    """Where each MLflow tracking source is in its server (DESIGN §15): its cursor and
+    """Where each MLflow tracking source is in its server (docs/mlflow.md): its cursor and
     the events of its last look, written before they are sent, so a restart resends
     exactly those (answered duplicate when they had committed) and reads on from the
     cursor: nothing missed, nothing evaluated twice."""

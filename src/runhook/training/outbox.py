@@ -34,7 +34,7 @@ RETRY_MAX = 2.0
 # One send's wait for the daemon's answers; a hung daemon costs the sender thread
 # this long, never the training thread.
 SEND_TIMEOUT = 30.0
-HEARTBEAT = 30.0  # DESIGN §9: the daemon's default timeout is ten of these
+HEARTBEAT = 30.0  # the daemon's default timeout is ten of these (docs/integrations.md)
 # A heartbeat alone gets a quarter of the interval per attempt (at least this), not
 # SEND_TIMEOUT: a connection that hangs (a listener's slots full, a TLS handshake
 # that never ends) is given up and retried with backoff several times before the

@@ -48,7 +48,7 @@ def numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
-    """A run's config as the wire takes it (DESIGN §9): a flat map of scalars, nested
+    """A run's config as the wire takes it (docs/integrations.md): a flat map of scalars, nested
     tables as `optimizer.lr`; anything else (a list, a path, a dtype) as its str()."""
     out: dict[str, Scalar] = {}
     for key, value in config.items():

@@ -8,7 +8,7 @@ import msgspec
 
 from runhook.triggers.run_filter import RunFilter, span
 
-# The state the daemon gives a running run that fell silent (DESIGN §9). A client
+# The state the daemon gives a running run that fell silent (docs/run-health.md). A client
 # that reports `crashed` itself is `failed` (as W&B treats it): `crashed` alone
 # means only the silent deaths the daemon saw.
 CRASHED = "crashed"

@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 
 from runhook.config import model
+from runhook.config.automations import compile_automation
 from runhook.config.from_wandb.events import event_table
 from runhook.config.from_wandb.filters import Untranslatable, literal
 from runhook.config.from_wandb.shapes import REGISTRY_PREFIX, Definition
-from runhook.config.settings import compile_automation
 from runhook.core.schema import FieldError
 from runhook.core.templates import TemplateError
 from runhook.core.variables import NAMES
