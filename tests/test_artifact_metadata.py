@@ -1,4 +1,4 @@
-"""`${artifact_metadata.KEY}` on every artifact kind (DESIGN §14): a creation's metadata
+"""`${artifact_metadata.KEY}` on every artifact kind (docs/wandb.md): a creation's metadata
 is kept per version, bounded, and renders on the version's later link, alias and tag
 events; through the real daemon across kill -9 restarts."""
 

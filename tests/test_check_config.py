@@ -175,7 +175,7 @@ def test_a_heartbeat_timeout_under_twice_the_clients_interval_is_refused():
 
 
 def test_a_tracking_sources_look_counts_as_its_runs_heartbeat():
-    """An MLflow tracking source hears its runs once a look (DESIGN §9): a timeout under
+    """An MLflow tracking source hears its runs once a look (docs/run-health.md): a timeout under
     twice its interval is refused, naming the source, even where clients beat faster."""
     follow = """
 [server]

@@ -1,4 +1,4 @@
-"""Deadlines run on a monotonic clock (DESIGN §9): a step of the wall clock, forward
+"""Deadlines run on a monotonic clock (docs/run-health.md): a step of the wall clock, forward
 or back, moves no heartbeat, cooldown or digest window, while what is recorded stays
 wall time. A real actor and store with the wall clock stepped under them (every reader
 of time.time() sees the step, as after NTP), then the Evaluator with both times given."""

@@ -1,4 +1,4 @@
-"""Cluster mode end to end (DESIGN §13): three real nats-server processes in a
+"""Cluster mode end to end (docs/cluster.md): three real nats-server processes in a
 JetStream cluster and three runhook daemons over them, on loopback. Events are
 pipelined through the daemons' sockets while one daemon is killed with -9,
 another restarted and a NATS node killed; every acknowledged event's executions

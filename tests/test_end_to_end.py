@@ -78,7 +78,7 @@ async def test_default_envelope_and_bearer_token(start_daemon, receiver):
     assert data["artifact_version_string"] == "acme/model/resnet:production"
     assert data["registry_name"] == "model"
     assert data["execution_id"] == request.headers["webhook-id"]
-    # W&B renders a registry's own project there (DESIGN §14)
+    # W&B renders a registry's own project there (docs/wandb.md)
     assert data["project_name"] == "wandb-registry-model"
 
 

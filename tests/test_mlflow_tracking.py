@@ -1,6 +1,6 @@
 """A real MLflow 3 tracking server (SQLite, loopback), real training scripts using
 `mlflow.start_run` / `mlflow.log_metric`, and a real daemon following the server
-(DESIGN §15): crossings, failed and SIGKILLed runs, a daemon killed -9 between looks,
+(docs/mlflow.md): crossings, failed and SIGKILLed runs, a daemon killed -9 between looks,
 nested runs as a group, and a server answering 500 for a while. One server for the
 module (it takes a while to start); each test has its own experiment and daemon."""
 

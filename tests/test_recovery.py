@@ -1,4 +1,4 @@
-"""A crashed run that speaks again (DESIGN §9): RUN_STATE `running` with reason
+"""A crashed run that speaks again (docs/run-health.md): RUN_STATE `running` with reason
 `recovered after N s of silence`, from every automation that fired for the crash
 (PagerDuty: a resolve of its incident), in the same commit as the event that revived
 the run. The Evaluator on a hand-written timeline (pure), then across a restore."""
@@ -80,7 +80,7 @@ def test_a_crashed_run_that_speaks_again_is_recovered_by_what_fired_for_its_cras
     fired for the crash and fire again with run_status running and the reason, inside
     their 1h cooldown; run-finished did not and says nothing. PagerDuty's is a resolve
     of the crash's incident (same dedup key), not a second trigger. The firings, the
-    run's row and the heartbeat's id are one Caused: one commit (DESIGN §8)."""
+    run's row and the heartbeat's id are one Caused: one commit (docs/architecture.md)."""
     s = settings()
     ev = evaluator(s)
     assert crashed(ev) == ["run-crashed", "run-failed"]

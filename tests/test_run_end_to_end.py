@@ -140,7 +140,7 @@ cooldown = "0"
 
 
 async def test_a_cooldown_survives_kill_9(start_daemon):
-    """DESIGN §5: fired flags and cooldown times commit with the execution. Fire once,
+    """docs/guarantees.md: fired flags and cooldown times commit with the execution. Fire once,
     kill -9 at once (the ok means it committed), restart, fall and cross again within
     the hour: SKIPPED for the cooldown, not a second firing."""
     config = """

@@ -68,7 +68,7 @@ def test_cooldown_splits_crossings_into_fired_and_skipped(series, cooldown):
 
 # --- change and z-score, with NaN, null and ±Infinity ----------------------------
 #
-# DESIGN §5: NaN and null are ignored (they are not values of the series), ±Infinity
+# docs/guarantees.md: NaN and null are ignored (they are not values of the series), ±Infinity
 # takes part. Where the definition's arithmetic is undefined (∞ − ∞, ∞ / ∞), as where
 # it says "skipped" (a relative change from 0, a stdev of 0), there is no verdict:
 # the crossing state stays as it was.

@@ -1,4 +1,4 @@
-"""W&B's filters (DESIGN §14): `alias` on LINK_ARTIFACT, the collection-tag kinds, run
+"""W&B's filters (docs/wandb.md): `alias` on LINK_ARTIFACT, the collection-tag kinds, run
 kinds at `entity:` scope and the `org:` scope; evaluated directly and through the daemon."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""W&B's wider scopes (DESIGN §14): run kinds at `entity:` scope (every project of the
+"""W&B's wider scopes (docs/wandb.md): run kinds at `entity:` scope (every project of the
 entity, each project's runs in its own actor) and `org:NAME` scopes over listed entities;
 the loading checked directly, the firings through the real daemon, restarts included."""
 

@@ -1,4 +1,4 @@
-"""W&B's spellings (DESIGN §14) load as their canonical twins and fire exactly as they do,
+"""W&B's spellings (docs/wandb.md) load as their canonical twins and fire exactly as they do,
 on the same events; firings worked out by hand."""
 
 from __future__ import annotations

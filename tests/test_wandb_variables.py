@@ -1,4 +1,4 @@
-"""W&B's variables (DESIGN §14): `${ACCESS_TOKEN}` rendered only in what is sent,
+"""W&B's variables (docs/wandb.md): `${ACCESS_TOKEN}` rendered only in what is sent,
 `${project_name}` on registry events, `${run_reason}`; through the real daemon."""
 
 from __future__ import annotations
