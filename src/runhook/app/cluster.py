@@ -111,6 +111,8 @@ class ClusterDaemon(Daemon):
         health = self.node.health
         if health is not None:  # NATS reachability and the history mirror's lag
             status.cluster.update(health.report())
+        if workers is not None:
+            status.cluster["unrecorded"] = workers.unrecorded
         return status
 
     async def readiness(self) -> dict[str, bool]:
