@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -33,6 +35,7 @@ from test_cluster import (
 )
 
 from runhook.client import AsyncClient
+from runhook.cluster.records import Foreign, statements
 
 
 async def full_status(node: Node) -> dict[str, Any]:
@@ -83,6 +86,42 @@ def created_row(execution_id: str, now: float) -> list[Any]:
     return [execution_id, "model-p0", "project:acme/p0", "CREATE_ARTIFACT",
             "artifact.created", None, "webhook", "hook", "FINISHED", None,
             json.dumps({"event_type": "CREATE_ARTIFACT"}), None, now, now, None]
+
+
+GOOD = created_row("ex_1", 1764300000.0)
+
+
+def _with(index: int, value: Any) -> list[Any]:
+    row = list(GOOD)
+    row[index] = value
+    return row
+
+
+@pytest.mark.parametrize(("record", "kind"), [
+    (["created", [_with(13, float("nan"))]], "created"),  # updated_at NaN: NULL in SQLite
+    (["created", [_with(12, float("inf"))]], "created"),
+    (["created", [_with(8, "BOGUS")]], "created"),  # a state the table refuses
+    (["created", [_with(10, "not json")]], "created"),  # the console reads it as JSON
+    (["created", [_with(0, None)]], "created"),  # the id is NOT NULL
+    (["created", 5], "created"),
+    (["created", [[*GOOD, 7]]], "created"),  # a digest id that is not one
+    (["attempt", ["ex_1", 0, 1.0, 2.0, 200, None, None],
+      ["FINISHED", None, 1.0, None, 1, "ex_1"], GOOD], "attempt"),  # attempt number 0
+    (["attempt", ["ex_1", 1, 1.0, float("nan"), 200, None, None],
+      ["FINISHED", None, 1.0, None, 1, "ex_1"], GOOD], "attempt"),
+    (["attempt", ["ex_1", 1, 1.0, 2.0, 200, None, None],
+      ["GONE", None, 1.0, None, 1, "ex_1"], GOOD], "attempt"),
+    (["deleted", "ex_1"], "unknown"),
+    ([], "unknown"),
+])
+def test_a_history_record_is_checked_whole_before_sqlite(record: list[Any], kind: str) -> None:
+    with pytest.raises(Foreign) as refused:
+        statements(msgspec.msgpack.encode(record))
+    assert refused.value.kind == kind
+    assert len(statements(msgspec.msgpack.encode(["created", [GOOD, [*GOOD, "ex_d"]]]))) == 2
+    assert len(statements(msgspec.msgpack.encode(
+        ["attempt", ["ex_1", 1, 1.0, 2.0, 200, None, None],
+         ["FINISHED", None, 1.0, None, 1, "ex_1"], GOOD]))) == 3
 
 
 async def test_foreign_history_records_are_refused_alone_and_every_history_moves_on(
@@ -190,6 +229,10 @@ async def test_readyz_is_503_while_nats_is_unreachable_and_status_says_why(
                                 timeout=10)
         assert said["cluster"]["nats"]["connected"] is False
         assert said["cluster"]["nats"]["jetstream"] is False
+        shown = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "runhook", "status", "--socket", node.socket],
+            capture_output=True, text=True, check=True)
+        assert "NATS JetStream UNREACHABLE (" in shown.stdout, shown.stdout
         await nats.restart(0)
         _, body = await eventually(readyz, lambda r: r[0] == 200, timeout=30)
         assert all(body["checks"].values())
