@@ -15,9 +15,11 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import anyio
 import msgspec
 import nats as nats_client
 import pytest
@@ -35,6 +37,7 @@ from test_cluster import (
 )
 
 from runhook.client import AsyncClient
+from runhook.cluster.leases import Leases
 from runhook.cluster.records import Foreign, statements
 
 
@@ -275,3 +278,41 @@ async def test_a_copy_taken_and_never_sent_is_not_an_attempt(
     assert got["execution"]["attempts"] == 1
     assert [(a["number"], a["status"]) for a in got["attempts"]] == [(1, 200)]
     assert len(receiver.requests) == 2
+
+
+class _Silent:
+    """A key-value bucket behind a lost NATS server: renewals and creations are
+    never answered (nats-py's own bound is the JetStream context's 5 s), the node's
+    own key is."""
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def create(self, key: str, value: bytes) -> int:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def put(self, key: str, value: bytes) -> int:
+        return 1
+
+    async def keys(self) -> list[str]:
+        return ["solo"]
+
+
+async def test_a_lease_round_ends_before_the_lease_when_nats_does_not_answer() -> None:
+    """Eight owned partitions whose renewals get no answer: the round ends within
+    the lease (each request bounded by a quarter of it, the renewals together), and
+    keeps all eight (not known lost: asked again next round). Before, one round
+    waited 5 s a renewal, one after another: 40 s against a 2 s lease."""
+    bus = SimpleNamespace(settings=SimpleNamespace(node="solo", lease=2.0, partitions=8),
+                          leases=_Silent(), nodes=_Silent())
+
+    async def never(partition: int) -> None:
+        raise AssertionError(f"partition {partition} started or stopped")
+
+    leases = Leases(bus, never, never)  # type: ignore[arg-type]
+    leases.owned = dict.fromkeys(range(8), 1)
+    with anyio.fail_after(2.0):  # the lease itself
+        await leases.tick()
+    assert leases.owned == dict.fromkeys(range(8), 1)
