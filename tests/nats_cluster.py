@@ -106,6 +106,11 @@ class NatsCluster:
             process.send_signal(signal.SIGKILL)
             await process.wait()
 
+    async def restart(self, index: int) -> None:
+        """Start a stopped or killed server again, on its ports and with its data."""
+        await self._launch(self.nodes[index])
+        await self.ready()
+
     async def stop(self) -> None:
         for node in self.nodes:
             if node.process is not None and node.process.returncode is None:

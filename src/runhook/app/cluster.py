@@ -103,8 +103,27 @@ class ClusterDaemon(Daemon):
             for counts in [workers.counts.get(name, Counts()) if workers else Counts()]]
         status.cluster = {"node": self.cluster.node, "of": self.cluster.partitions,
                           "live": leases.live if leases else [],
-                          "partitions": sorted(self.node.partitions)}
+                          "partitions": sorted(self.node.partitions),
+                          # Owned, but starting again after a failure (and why).
+                          "backoff": {str(number): partition.failing for number, partition
+                                      in sorted(self.node.partitions.items())
+                                      if partition.failing is not None}}
+        health = self.node.health
+        if health is not None:  # NATS reachability and the history mirror's lag
+            status.cluster.update(health.report())
+        if workers is not None:
+            status.cluster["unrecorded"] = workers.unrecorded
         return status
+
+    async def readiness(self) -> dict[str, bool]:
+        """One machine's checks, and: JetStream answers (every line is refused while it
+        does not), and the history mirror is not wedged (this node's history and
+        console would go stale)."""
+        checks = await super().readiness()
+        health = self.node.health
+        checks["nats"] = health is not None and health.reachable
+        checks["history"] = health is not None and not health.wedged
+        return checks
 
     def activity(self) -> dict[str, int]:
         counts = super().activity()

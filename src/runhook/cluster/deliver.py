@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -40,7 +41,18 @@ log = logging.getLogger("runhook.cluster.delivery")
 CONSUMER = "deliver"
 ACK_WAIT_S = 10.0
 PROGRESS_S = 3.0
-PUBLISH_TIMEOUT_S = 10.0
+PUBLISH_TIMEOUT_S = 5.0  # one try of a publish
+PUBLISH_RETRY_S = 0.5
+ACK_TIMEOUT_S = 2.0
+# How long an attempt's record (and a retry's copy, and the ack) is tried before it is
+# given up (counted in status as `unrecorded`); the message is kept in progress meanwhile.
+RECORD_WAIT_S = 120.0
+MIN_WAIT_S = 0.05
+# What a retry's copy carries: the attempts made, and when the next is due (wall clock,
+# and the delay itself, which bounds the wait).
+ATTEMPTS = "Runhook-Attempts"
+DUE = "Runhook-Due"
+DELAY = "Runhook-Delay"
 # An execution for an integration this node disabled goes back to the queue for this
 # long (another node, or this one once enabled, sends it); it stays PENDING meanwhile.
 DISABLED_RETRY_S = 60.0
@@ -56,6 +68,7 @@ class Workers:
         self._session_keys: dict[str, tuple[int, bool]] = {}
         self.in_flight = 0
         self.sent = 0
+        self.unrecorded = 0  # attempts made whose history record JetStream never took
         self.counts: dict[str, Counts] = {}
         self._freed = asyncio.Event()
         self._tg: anyio.abc.TaskGroup | None = None  # the attempts', and closing sessions'
@@ -149,10 +162,14 @@ class Workers:
             log.error("cluster: an executions message is not an execution: %s", exc)
             await msg.term()
             return
-        # The attempt number is the delivery's: a copy abandoned by a node killed
-        # mid-attempt counts as an attempt, as does a return while disabled here.
-        job = Job(execution_id, automation, integration, context,
-                  msg.metadata.num_delivered - 1, created_at)
+        made, wait = _carried(msg.headers)
+        if wait > 0:  # a retry's copy, early: back until its delay is over, unsent
+            await msg.nak(delay=wait)
+            return
+        # The attempt number counts attempts made (carried by the copy a retry puts
+        # back), not JetStream's deliveries: a copy a node took and never sent (killed
+        # first, or the integration disabled there) comes back as it was.
+        job = Job(execution_id, automation, integration, context, made, created_at)
         settings = self._runtime.settings
         if integration not in settings.integrations:
             done = Counts().judged(self._runtime, job, job.attempts + 1, time.time(), None,
@@ -168,11 +185,16 @@ class Workers:
                 done = await counts.attempt(self._session(integration), self._runtime, job)
             finally:
                 counts.in_flight -= 1
+        if done.state == "FINISHED":
+            self.sent += 1
+        # Sent (or judged): from here a failure of the bookkeeping must not send it
+        # again. The record is retried on its own, and the message is acknowledged
+        # whether or not the record made it (an unrecorded attempt is counted, logged).
         await self._record(done, row)
-        if done.state == "PENDING":
-            await msg.nak(delay=done.outcome.delay)
-        else:
-            await msg.ack()
+        if done.state == "PENDING" and not await self._retry(msg, done):
+            await msg.nak(delay=done.outcome.delay)  # the copy failed: JetStream's redelivery
+            return
+        await self._settled(msg, job.id)
 
     async def _held(self, msg: Any, job: Job, counts: Counts, rate: str | None) -> bool:
         """Paced to the integration's `rate` (per node: each node keeps its own
@@ -190,20 +212,78 @@ class Workers:
         return False
 
     async def _record(self, done: Attempted, row: ExecutionRow) -> None:
-        """The attempt onto the history stream, which every node's mirror applies."""
+        """The attempt onto the history stream, which every node's mirror applies;
+        tried again until JetStream acknowledges it (a server lost, its stream's
+        leader elected again) for up to RECORD_WAIT_S."""
         job = done.job
         record = ["attempt", done.attempt_row(),
                   [done.state, done.reason, done.finished, done.due, done.number, job.id],
                   row]  # the execution itself: a mirror that missed it inserts it first
-        # publish_async: the shared reply inbox (js.publish makes one per request, and
-        # costs a third more CPU a delivery); the ack is still awaited before the
-        # message is, so a recorded attempt is never lost.
-        recorded = await self._bus.js.publish_async(
-            HISTORY_SUBJECT, encode(record), headers={MSG_ID: f"{job.id}#{done.number}"})
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await recorded
-        if done.state == "FINISHED":
-            self.sent += 1
+        if not await self._publish(HISTORY_SUBJECT, encode(record),
+                                   {MSG_ID: f"{job.id}#{done.number}"}):
+            self.unrecorded += 1
+            log.error("cluster: attempt %d of execution %s (%s) was made but JetStream did "
+                      "not take its record in %.0fs; it is not sent again for that, and the "
+                      "history shows the attempts before it", done.number, job.id, done.state,
+                      RECORD_WAIT_S)
+
+    async def _retry(self, msg: Any, done: Attempted) -> bool:
+        """A retry is a copy of the execution put back on the work queue, carrying the
+        attempts made and when the next is due; the copy this attempt was made from
+        is then acknowledged. False if JetStream did not take the copy."""
+        delay = float(done.outcome.delay or 0.0)
+        return await self._publish(EXECUTION_SUBJECT, msg.data, {
+            MSG_ID: f"{done.job.id}#{done.number}", ATTEMPTS: str(done.number),
+            DUE: repr(done.finished + delay), DELAY: repr(delay)})
+
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
+        """Publish until JetStream acknowledges, for up to RECORD_WAIT_S: True once it
+        did. publish_async: the shared reply inbox (js.publish makes one per request,
+        and costs a third more CPU a delivery)."""
+        with anyio.move_on_after(RECORD_WAIT_S):
+            while True:
+                try:
+                    with anyio.fail_after(PUBLISH_TIMEOUT_S):
+                        published = await self._bus.js.publish_async(subject, data,
+                                                                      headers=headers)
+                        await published
+                    return True
+                except Exception as exc:  # noqa: BLE001 - NATS away for now: again
+                    log.debug("cluster: publishing to %s: %s", subject,
+                              str(exc) or type(exc).__name__)
+                await anyio.sleep(PUBLISH_RETRY_S)
+        return False
+
+    async def _settled(self, msg: Any, execution_id: str) -> None:
+        """Acknowledged, and known to be: an ack lost with a NATS server would have
+        JetStream send the execution again after ACK_WAIT_S."""
+        with anyio.move_on_after(RECORD_WAIT_S):
+            while True:
+                try:
+                    await msg.ack_sync(timeout=ACK_TIMEOUT_S)
+                    return
+                except Exception as exc:  # noqa: BLE001 - NATS away for now: again
+                    log.debug("cluster: acknowledging %s: %s", execution_id,
+                              str(exc) or type(exc).__name__)
+                await anyio.sleep(PUBLISH_RETRY_S)
+        log.error("cluster: execution %s was attempted but its acknowledgement was not "
+                  "confirmed in %.0fs; JetStream may send it again", execution_id,
+                  RECORD_WAIT_S)
+
+
+def _carried(headers: dict[str, str] | None) -> tuple[int, float]:
+    """(attempts made, seconds until the next is due) as a retry's copy carries them;
+    (0, 0) for an execution's first copy. The wait is at most the delay the copy was
+    given, so a clock behind the one that stamped it cannot hold it longer."""
+    if not headers or ATTEMPTS not in headers:
+        return 0, 0.0
+    try:
+        made = max(0, min(int(headers[ATTEMPTS]), 1_000_000))
+        delay = float(headers.get(DELAY, "0"))
+        wait = min(float(headers.get(DUE, "0")) - time.time(), delay)
+    except ValueError:
+        return 0, 0.0
+    return made, wait if math.isfinite(wait) and wait > MIN_WAIT_S else 0.0
 
 
 async def _close(session: aiohttp.ClientSession) -> None:

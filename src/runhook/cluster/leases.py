@@ -37,6 +37,9 @@ class Leases:
         self.node = bus.settings.node
         self.owned: dict[int, int] = {}  # partition -> the lease key's revision
         self.live: list[str] = []
+        # Each KV request's bound: a quarter of the lease, so a round of them (the
+        # renewals run together) ends well before a lease it renews runs out.
+        self.op_s = bus.settings.lease / 4
         # One renewal at a time per partition: two with the same revision would
         # make the loser think the lease lost.
         self._locks: dict[int, asyncio.Lock] = {}
@@ -52,9 +55,12 @@ class Leases:
             if revision is None:
                 return False
             try:
-                self.owned[partition] = await self._bus.leases.update(
-                    lease_key(partition), self.node.encode(), last=revision)
+                with anyio.fail_after(self.op_s):
+                    self.owned[partition] = await self._bus.leases.update(
+                        lease_key(partition), self.node.encode(), last=revision)
             except nats.js.errors.KeyWrongLastSequenceError:
+                if await self._still_mine(partition):
+                    return True
                 self.owned.pop(partition, None)
                 return False
             except Exception as exc:  # noqa: BLE001 - NATS away for now
@@ -62,6 +68,20 @@ class Leases:
                             str(exc) or type(exc).__name__)
                 return None
             return True
+
+    async def _still_mine(self, partition: int) -> bool:
+        """After a refused renewal: a renewal that timed out here may have been applied
+        there, leaving this node one revision behind its own lease; that revision is
+        taken up (the key still names this node), not mistaken for a loss."""
+        try:
+            with anyio.fail_after(self.op_s):
+                entry = await self._bus.leases.get(lease_key(partition))
+        except Exception:  # noqa: BLE001 - gone, or not known: not ours to rely on
+            return False
+        if entry.value != self.node.encode() or entry.revision is None:
+            return False
+        self.owned[partition] = entry.revision
+        return True
 
     async def run(self) -> None:
         period = self._bus.settings.lease / 3
@@ -79,18 +99,31 @@ class Leases:
         this node is preferred for and nobody holds. Handing over runs in the
         background, so a slow stop never holds up the renewal of the others."""
         bus = self._bus
-        await bus.nodes.put(self.node, b"1")
+        with anyio.fail_after(self.op_s):
+            await bus.nodes.put(self.node, b"1")
         try:
-            live = sorted(set(await bus.nodes.keys()) | {self.node})
+            with anyio.fail_after(self.op_s):
+                live = sorted(set(await bus.nodes.keys()) | {self.node})
         except nats.js.errors.NoKeysError:
             live = [self.node]
         if live != self.live:
             log.info("cluster: live nodes: %s", ", ".join(live))
             self.live = live
+        # Every renewal at once, each bounded by op_s: a round stays shorter than the
+        # lease even when NATS answers nothing (a server lost: 5 s timeouts one after
+        # another outlasted a 2 s lease, and every partition was dropped).
+        renewed: dict[int, bool | None] = {}
+
+        async def renew(partition: int) -> None:
+            renewed[partition] = await self.renew(partition)
+
+        async with anyio.create_task_group() as tg:
+            for partition in list(self.owned):
+                tg.start_soon(renew, partition)
         for partition in range(bus.settings.partitions):
             want = preferred(partition, live)
-            if partition in self.owned:
-                owned = await self.renew(partition)
+            if partition in renewed:
+                owned = renewed[partition]
                 if owned is False and partition not in self._leaving:
                     log.warning("cluster: lost partition %d", partition)
                     self._background(partition, release=False)
@@ -98,7 +131,9 @@ class Leases:
                     self._background(partition, release=True)
             elif want == self.node and partition not in self._leaving:
                 try:
-                    revision = await bus.leases.create(lease_key(partition), self.node.encode())
+                    with anyio.fail_after(self.op_s):
+                        revision = await bus.leases.create(lease_key(partition),
+                                                           self.node.encode())
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue  # its owner has not handed it over yet (or its lease to run out)
                 self.owned[partition] = revision

@@ -1,43 +1,49 @@
 """Every node's history: the history stream applied to its own SQLite, so the CLI,
 the console and the HTTP API answer alike on any node. A durable consumer per
-node remembers how far it got; a record applied twice changes nothing."""
+node remembers how far it got; a record applied twice changes nothing, and a
+record that is not one of ours is logged, counted and acknowledged, never retried."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+import time
+from typing import Any
 
 import anyio
-import msgspec
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from runhook.cluster.bus import HISTORY, HISTORY_SUBJECT, Bus, take
-from runhook.core.executions import State
+from runhook.cluster.records import Foreign, statements
 from runhook.store.database import Statement, Store, Write, WriteFailed
-from runhook.store.statements import (
-    INSERT_EXECUTION,
-    INSERT_GROUPED,
-    MIRROR_ATTEMPT,
-    MIRROR_UPDATE,
-)
 
 log = logging.getLogger("runhook.cluster")
 FETCH = 1000
 RETRY_S = 1.0
 ACK_WAIT_S = 10.0
+# A refused record is logged at most once a minute per kind it claimed (a flood of
+# them must not flood the journal); the rest are counted, and told with the next line.
+FOREIGN_LOG_S = 60.0
 
 
 class Mirror:
     def __init__(self, bus: Bus, store: Store) -> None:
         self._bus = bus
         self._store = store
-        self.applied = 0
+        self.applied = 0  # records applied (or refused) and acknowledged
+        self.progress_at = time.monotonic()  # when a record was last acknowledged
+        self.rejected: dict[str, int] = {}  # refused records, by the kind they claimed
+        self.failing: str | None = None  # why the last commit failed, until one succeeds
+        self._logged: dict[str, tuple[float, int]] = {}  # kind -> (when, count then)
+
+    @property
+    def durable(self) -> str:
+        return f"mirror-{self._bus.settings.node}"
 
     async def run(self) -> None:
         js = self._bus.js
         subscription = await self._bus.subscribe("subscribing to the history", lambda:
-            js.pull_subscribe(HISTORY_SUBJECT, durable=f"mirror-{self._bus.settings.node}",
+            js.pull_subscribe(HISTORY_SUBJECT, durable=self.durable,
                               stream=HISTORY, config=ConsumerConfig(
                                   ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=-1)))
         while True:
@@ -52,91 +58,63 @@ class Mirror:
     async def _round(self, subscription: Any) -> None:
         messages = await take(subscription, FETCH, 1.0)
         if not messages:
+            self.progress_at = time.monotonic()  # nothing waiting: not behind
             return
-        statements: list[Statement] = []
+        records: list[list[Statement]] = []
         for msg in messages:
             try:
-                statements.extend(_statements(msg.data))
-            except (ValueError, msgspec.DecodeError) as exc:
-                log.error("cluster: a history record is not one of ours: %s", exc)
-        # In order: an attempt's update must follow its execution's insert. A write
-        # that fails (the disk, not the records) is tried again before anything else
-        # is fetched. Each message is acked on its own: with AckPolicy.ALL the first
-        # ack of a restarted node covered what its last run had fetched and not
-        # applied (a test lost seven attempts that way). What is fetched and never
-        # acked comes back after ACK_WAIT_S; applying a record twice changes nothing.
-        while True:
-            try:
-                await self._store.commit(Write(statements, barrier=True))
-                break
-            except WriteFailed as exc:
-                log.warning("cluster: applying %d history records failed: %s; trying again",
-                            len(messages), exc)
-                await anyio.sleep(RETRY_S)
+                records.append(statements(msg.data))
+            except Foreign as exc:
+                self._refused(exc)
+        # In order: an attempt's update must follow its execution's insert. Each
+        # message is acked on its own: with AckPolicy.ALL the first ack of a
+        # restarted node covered what its last run had fetched and not applied (a
+        # test lost seven attempts that way). What is fetched and never acked comes
+        # back after ACK_WAIT_S; applying a record twice changes nothing.
+        await self._apply(records)
         for msg in messages:
             await msg.ack()
         self.applied += len(messages)
+        self.progress_at = time.monotonic()
 
+    async def _apply(self, records: list[list[Statement]]) -> None:
+        """All together; if that fails, each alone: a record SQLite refuses while an
+        empty write commits is refused like a foreign one (the records passed every
+        check we know of, so this is a last resort); a disk that refuses everything
+        is tried again before anything else is fetched."""
+        while True:
+            try:
+                await self._store.commit(Write([s for r in records for s in r], barrier=True))
+                self.failing = None
+                return
+            except WriteFailed as exc:
+                self.failing = str(exc)
+                log.warning("cluster: applying %d history records failed: %s", len(records), exc)
+            kept: list[list[Statement]] = []
+            for index, record in enumerate(records):
+                try:
+                    await self._store.commit(Write(record, barrier=True))
+                except WriteFailed as exc:
+                    try:
+                        await self._store.commit(Write([]))
+                    except WriteFailed:
+                        kept = records[index:]  # not the record: the database
+                        break
+                    self._refused(Foreign("unstorable", str(exc)))
+            if not kept:
+                self.failing = None
+                return
+            records = kept
+            await anyio.sleep(RETRY_S)
 
-# The shapes every field must have before SQLite sees it: a record of another shape
-# (not ours) is refused alone, and never fails the commit of the records around it.
-_Int = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
-
-
-class _Row(msgspec.Struct, array_like=True):
-    id: str
-    automation: str
-    scope: str
-    event_kind: str
-    event_type: str
-    event_id: str | None
-    action_kind: str
-    integration: str | None
-    state: State
-    reason: str | None
-    context: str
-    run_id: str | None
-    created_at: float
-    updated_at: float
-    next_attempt_at: float | None
-    digest_id: str | None = None
-
-
-class _Attempt(msgspec.Struct, array_like=True):
-    execution_id: str
-    number: _Int
-    started_at: float
-    duration_ms: float
-    status: _Int | None
-    error: str | None
-    response: str | None
-
-
-class _Update(msgspec.Struct, array_like=True):
-    state: State
-    reason: str | None
-    updated_at: float
-    next_attempt_at: float | None
-    attempts: _Int
-    id: str
-
-
-def _statements(data: bytes) -> list[Statement]:
-    record = msgspec.msgpack.decode(data, type=list[Any])
-    kind = record[0] if record else None
-    if kind == "created" and len(record) == 2:  # a commit's executions, in one record
-        return [_created(msgspec.convert(row, _Row)) for row in record[1]]
-    if kind != "attempt" or len(record) != 4:
-        raise ValueError("not a created or attempt record")
-    created = _created(msgspec.convert(record[3], _Row))
-    attempt = msgspec.structs.astuple(msgspec.convert(record[1], _Attempt))
-    update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))
-    # The execution first (ignored when there): its own record may come later.
-    return [created, (MIRROR_ATTEMPT, [attempt]), (MIRROR_UPDATE, [update])]
-
-
-def _created(row: _Row) -> Statement:
-    values = msgspec.structs.astuple(row)
-    if row.digest_id is None:
-        return (INSERT_EXECUTION.if_new, [values[:15]])
-    return (INSERT_GROUPED.if_new, [values])
+    def _refused(self, exc: Foreign) -> None:
+        kind = exc.kind
+        count = self.rejected[kind] = self.rejected.get(kind, 0) + 1
+        now = time.monotonic()
+        when, then = self._logged.get(kind, (-FOREIGN_LOG_S, 0))
+        if now - when >= FOREIGN_LOG_S:
+            since = count - then - 1
+            log.error("cluster: a history record is not one of ours, acknowledged and "
+                      "skipped: %s%s", exc,
+                      f" ({since} more of this kind since the last such line)" if since else "")
+            self._logged[kind] = (now, count)

@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 
 from runhook.cluster.bus import Bus
 from runhook.cluster.deliver import Workers
+from runhook.cluster.health import Health
 from runhook.cluster.leases import Leases
 from runhook.cluster.mirror import Mirror
 from runhook.cluster.outbox import ClusterStore, Outbox
@@ -43,6 +44,7 @@ class Node:
         self.leases: Leases | None = None
         self.workers: Workers | None = None
         self.mirror: Mirror | None = None
+        self.health: Health | None = None
         self.publisher: Publisher | None = None
         self._tg: TaskGroup | None = None
 
@@ -61,6 +63,8 @@ class Node:
         self.mirror = Mirror(self.bus, self.store)
         tg.start_soon(self.workers.run, name="cluster delivery")
         tg.start_soon(self.mirror.run, name="cluster history mirror")
+        self.health = Health(self.bus, self.mirror)
+        tg.start_soon(self.health.run, name="cluster health")
         self.leases = Leases(self.bus, self._start_partition, self._stop_partition)
         self.publisher = Publisher(self.bus, tg)
 

@@ -63,6 +63,7 @@ class Partition:
         self.evaluated = 0
         self.skipped = 0  # messages that were not events, events whose evaluation failed
         self.lost = False
+        self.failing: str | None = None  # why it is waiting to start again (back-off)
         self._checkpointed = 0
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -81,6 +82,7 @@ class Partition:
             while not self._stop.is_set():
                 try:
                     await self._restore()
+                    self.failing = None
                     await self._follow()
                     return
                 except Lost:
@@ -88,6 +90,7 @@ class Partition:
                     log.warning("cluster: partition %s went to another node", self.name)
                     return
                 except Exception as exc:  # noqa: BLE001 - start again from the checkpoint
+                    self.failing = str(exc) or type(exc).__name__
                     log.error("cluster: partition %s: %s; starting again from its checkpoint "
                               "in %.0fs", self.name, str(exc) or type(exc).__name__, delay)
                     with anyio.move_on_after(delay):

@@ -113,12 +113,38 @@ class _Collector:
             gauge.add_metric([], value)
             yield gauge
         yield from _budget(s.ingest_budget)
+        yield from _cluster(s.cluster)
         disabled = GaugeMetricFamily("runhook_integration_disabled",
                                      "1 while an integration is disabled by a 410.",
                                      labels=["integration"])
         for entry in s.integrations:
             disabled.add_metric([entry.name], 1 if entry.disabled else 0)
         yield disabled
+
+
+def _cluster(cluster: dict[str, Any] | None) -> Iterator[Metric]:
+    """A cluster node's NATS reachability, history mirror and refused records."""
+    if not cluster or "nats" not in cluster:
+        return
+    reachable = GaugeMetricFamily("runhook_cluster_nats_reachable",
+                                  "1 while JetStream answers this node.")
+    reachable.add_metric([], 1 if cluster["nats"]["jetstream"] else 0)
+    yield reachable
+    mirror = cluster["mirror"]
+    lag = GaugeMetricFamily("runhook_cluster_history_lag",
+                            "History records this node's mirror has not applied yet.")
+    lag.add_metric([], mirror["lag"] or 0)
+    yield lag
+    rejected = CounterMetricFamily("runhook_cluster_history_rejected",
+                                   "History records refused as not runhook's, by kind.",
+                                   labels=["kind"])
+    for kind, n in sorted(mirror["rejected"].items()):
+        rejected.add_metric([kind], n)
+    yield rejected
+    backoff = GaugeMetricFamily("runhook_cluster_partitions_backoff",
+                                "Owned partitions starting again after a failure.")
+    backoff.add_metric([], len(cluster["backoff"]))
+    yield backoff
 
 
 def _budget(budget: dict[str, int]) -> Iterator[Metric]:
