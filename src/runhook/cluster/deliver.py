@@ -5,7 +5,8 @@ deliver it again after the retry delay. A node killed mid-attempt leaves the
 message unacked: another node sends it again after `ACK_WAIT_S` (receivers see
 the same webhook-id twice, never none); an attempt that takes longer says it is
 still in progress every `PROGRESS_S`. The attempt itself is delivery/core.py's, as on
-one machine (a 410 disables the integration on the node that saw it)."""
+one machine; a 410 disables the integration on every node (cluster/shared.py), and
+its executions then wait, held, until `runhook enable`."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from runhook.cluster.bus import (
     encode,
     take,
 )
+from runhook.cluster.shared import Shared, counted
 from runhook.config.runtime import Runtime
 from runhook.core.executions import ExecutionRow, Job
 from runhook.delivery import policy
@@ -41,17 +43,15 @@ CONSUMER = "deliver"
 ACK_WAIT_S = 10.0
 PROGRESS_S = 3.0
 PUBLISH_TIMEOUT_S = 10.0
-# An execution for an integration this node disabled goes back to the queue for this
-# long (another node, or this one once enabled, sends it); it stays PENDING meanwhile.
-DISABLED_RETRY_S = 60.0
 
 __all__ = ["Counts", "Workers"]
 
 
 class Workers:
-    def __init__(self, runtime: Runtime, bus: Bus) -> None:
+    def __init__(self, runtime: Runtime, bus: Bus, shared: Shared) -> None:
         self._runtime = runtime
         self._bus = bus
+        self._shared = shared
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._session_keys: dict[str, tuple[int, bool]] = {}
         self.in_flight = 0
@@ -150,9 +150,10 @@ class Workers:
             await msg.term()
             return
         # The attempt number is the delivery's: a copy abandoned by a node killed
-        # mid-attempt counts as an attempt, as does a return while disabled here.
-        job = Job(execution_id, automation, integration, context,
-                  msg.metadata.num_delivered - 1, created_at)
+        # mid-attempt counts as an attempt.
+        attempts, round_start = counted(msg)
+        job = Job(execution_id, automation, integration, context, attempts, created_at,
+                  round_start)
         settings = self._runtime.settings
         if integration not in settings.integrations:
             done = Counts().judged(self._runtime, job, job.attempts + 1, time.time(), None,
@@ -168,6 +169,8 @@ class Workers:
                 done = await counts.attempt(self._session(integration), self._runtime, job)
             finally:
                 counts.in_flight -= 1
+            if done.disabled is not None:
+                await self._shared.disable(integration, done.disabled)
         await self._record(done, row)
         if done.state == "PENDING":
             await msg.nak(delay=done.outcome.delay)
@@ -176,16 +179,15 @@ class Workers:
 
     async def _held(self, msg: Any, job: Job, counts: Counts, rate: str | None) -> bool:
         """Paced to the integration's `rate` (per node: each node keeps its own
-        bucket); True when the integration is disabled here, the message back to
-        the queue for later, unsent."""
-        if not counts.disabled:
+        bucket); True when the integration is disabled (on any node's 410), the
+        message held until enabled, unsent."""
+        disabled = self._shared.disabled
+        if job.integration not in disabled:
             wait = counts.pace(rate)
             if wait > 0:
                 await anyio.sleep(wait)
-        if counts.disabled:
-            log.info("cluster: execution %s is not sent: integration %s is disabled on this "
-                     "node", job.id, job.integration)
-            await msg.nak(delay=DISABLED_RETRY_S)
+        if job.integration in disabled:
+            await self._shared.hold(msg, job)
             return True
         return False
 

@@ -20,6 +20,7 @@ from runhook.store.statements import (
     INSERT_GROUPED,
     MIRROR_ATTEMPT,
     MIRROR_UPDATE,
+    REDELIVER,
 )
 
 log = logging.getLogger("runhook.cluster")
@@ -121,13 +122,23 @@ class _Update(msgspec.Struct, array_like=True):
     id: str
 
 
+class _Redelivery(msgspec.Struct, array_like=True):
+    reason: str
+    updated_at: float
+    next_attempt_at: float
+    id: str
+
+
 def _statements(data: bytes) -> list[Statement]:
     record = msgspec.msgpack.decode(data, type=list[Any])
     kind = record[0] if record else None
     if kind == "created" and len(record) == 2:  # a commit's executions, in one record
         return [_created(msgspec.convert(row, _Row)) for row in record[1]]
+    if kind == "redeliver" and len(record) == 2:  # back to PENDING, a fresh schedule
+        return [(REDELIVER, [msgspec.structs.astuple(msgspec.convert(one, _Redelivery))
+                            for one in record[1]])]
     if kind != "attempt" or len(record) != 4:
-        raise ValueError("not a created or attempt record")
+        raise ValueError("not a created, attempt or redeliver record")
     created = _created(msgspec.convert(record[3], _Row))
     attempt = msgspec.structs.astuple(msgspec.convert(record[1], _Attempt))
     update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))

@@ -253,6 +253,22 @@ async def overview(daemon: Daemon, recent: int = 15) -> Overview:
 
 async def redeliver(query: Redeliver, daemon: Daemon) -> Redelivered:
     store = daemon.store
+    chosen, answer = await choose(query, daemon)
+    now = time.time()
+    if chosen:
+        await store.commit(Write([(REDELIVER, [("redelivery requested", now, now, e.id)
+                                                 for e in chosen])]))
+    for name in {e.integration for e in chosen}:
+        actor = daemon.deliveries.actors.get(str(name))
+        if actor is not None:
+            actor.poke()
+    return answer
+
+
+async def choose(query: Redeliver, daemon: Daemon) -> tuple[list[Execution], Redelivered]:
+    """The executions `query` may send again under the running configuration, and
+    the answer that says so (queuing them is the caller's)."""
+    store = daemon.store
     left_out: dict[str, str] = {}
     notes: dict[str, str] = {}
     if query.id is not None:
@@ -270,15 +286,8 @@ async def redeliver(query: Redeliver, daemon: Daemon) -> Redelivered:
         assert query.since is not None
         failed = await store.redeliverable(time.time() - query.since, query.automation)
         chosen, left_out = redelivery.sort_failed(failed, daemon.settings)
-    now = time.time()
-    if chosen:
-        await store.commit(Write([(REDELIVER, [("redelivery requested", now, now, e.id)
-                                                 for e in chosen])]))
-    for name in {e.integration for e in chosen}:
-        actor = daemon.deliveries.actors.get(str(name))
-        if actor is not None:
-            actor.poke()
-    return Redelivered(redelivered=[e.id for e in chosen], left_out=left_out, notes=notes)
+    return chosen, Redelivered(redelivered=[e.id for e in chosen], left_out=left_out,
+                               notes=notes)
 
 
 def notes_of(answer: Redelivered | Mapping[str, object]) -> str:

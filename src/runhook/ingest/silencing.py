@@ -58,6 +58,21 @@ def view(silence: Silence, now: float) -> SilenceView:
 async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
     """Commit a new silence, then put it in force: firings evaluated after the answer
     (the next lines of the same connection included) see it."""
+    silence = compose(request, daemon, now)
+    row = (silence.id, silence.automation, request.run_name, request.group,
+           request.collection, silence.comment, silence.created_at, silence.ends_at)
+    try:
+        await daemon.store.commit(Write([(INSERT_SILENCE, [row])]))
+    except WriteFailed as exc:
+        raise Refused(f"not saved: {exc}") from None
+    daemon.silences.put(silence)
+    return view(silence, now)
+
+
+def compose(request: SilenceAdd, daemon: Daemon, now: float) -> Silence:
+    """The silence `request` asks for, checked against the configuration and the
+    bounds; nothing kept yet (one machine commits it, a cluster node puts it in
+    the cluster's bucket)."""
     if request.automation is not None and daemon.settings.automation(request.automation) is None:
         # A typo would otherwise silence nothing, quietly.
         raise Refused(f"no automation {request.automation!r} in the running configuration")
@@ -75,14 +90,7 @@ async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
                                   request.comment, now, now + seconds)
     except FieldError as exc:
         raise Refused(f"field `{exc.field}`: {exc.message}") from None
-    row = (silence.id, silence.automation, request.run_name, request.group,
-           request.collection, silence.comment, silence.created_at, silence.ends_at)
-    try:
-        await daemon.store.commit(Write([(INSERT_SILENCE, [row])]))
-    except WriteFailed as exc:
-        raise Refused(f"not saved: {exc}") from None
-    daemon.silences.put(silence)
-    return view(silence, now)
+    return silence
 
 
 def _within_bounds(request: SilenceAdd, seconds: float, daemon: Daemon, now: float) -> None:
