@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup
 from runhook.app.daemon import Daemon
 from runhook.app.lifecycle import Layer, Part, Task
 from runhook.app.parts import Evaluation
-from runhook.cluster.commands import ROUTED, ClusterCommands
+from runhook.cluster.commands import ClusterCommands
 from runhook.cluster.deliver import Counts
 from runhook.cluster.node import Node
 from runhook.cluster.outbox import ClusterStore
@@ -23,7 +23,6 @@ from runhook.config.settings import Settings
 from runhook.core.status import DaemonStatus, IntegrationStatus
 from runhook.evaluate.routing import Router, Scopes
 from runhook.ingest.ingress import Ingress
-from runhook.ingest.protocol import Query
 
 
 class ClusterDaemon(Daemon):
@@ -37,7 +36,9 @@ class ClusterDaemon(Daemon):
         assert isinstance(self.store, ClusterStore)
         self.cluster: ClusterSettings = settings.cluster
         self.node = Node(self, self.cluster, self.store, self.silences)
-        self.commands = ClusterCommands(self, self.node.bus, self.node.shared)
+        # Silences, enable, redeliver and test: the cluster's, from the socket, the
+        # HTTPS API and the console alike (ingest/commands.py asks for these first).
+        self.shared_commands = ClusterCommands(self, self.node.bus, self.node.shared)
         self.ready_line = f" (cluster node {self.cluster.node})"
 
     async def connect(self) -> None:
@@ -74,13 +75,6 @@ class ClusterDaemon(Daemon):
         if not problems and self.node.publisher is not None:
             self.node.publisher.reconfigure()  # scopes may have gained or lost automations
         return problems
-
-    async def _query(self, query: Query) -> bytes:
-        """Commands that change state are the cluster's (shared buckets, the queues),
-        answered here; queries are one machine's, on this node's mirror."""
-        if isinstance(query, ROUTED):
-            return await self.commands.answer(query)
-        return await super()._query(query)
 
     def status(self) -> DaemonStatus:
         status = super().status()

@@ -27,20 +27,17 @@ from runhook.cluster.shared import Shared
 from runhook.core.executions import ExecutionRow
 from runhook.delivery import attempt
 from runhook.delivery.ssrf import connector
-from runhook.ingest import commands, protocol, silencing
+from runhook.ingest import commands, silencing
 from runhook.ingest.commands import (
     Enabled,
-    OneSilence,
     Redelivered,
     Refused,
     Tested,
 )
 from runhook.ingest.protocol import (
     Enable,
-    Query,
     Redeliver,
     SilenceAdd,
-    SilenceExpire,
     TestIntegration,
 )
 from runhook.store.rows import Execution
@@ -48,36 +45,15 @@ from runhook.triggers.silences import EXPIRED_LISTED_S
 
 PUBLISH_TIMEOUT_S = 10.0
 REDELIVERY_REASON = "redelivery requested"
-ROUTED = (Enable, Redeliver, TestIntegration, SilenceAdd, SilenceExpire)
 
 
 class ClusterCommands:
-    """`answer` takes the commands in ROUTED; the rest are one machine's."""
+    """ingest/commands.py's SharedCommands for a cluster node."""
 
     def __init__(self, daemon: commands.Daemon, bus: Bus, shared: Shared) -> None:
         self._daemon = daemon
         self._bus = bus
         self._shared = shared
-
-    async def answer(self, query: Query) -> bytes:
-        try:
-            return commands.encode(await self.run(query))
-        except (Refused, silencing.Refused) as exc:
-            return protocol.refusal(str(exc))
-
-    async def run(self, query: Query) -> commands.Answer:
-        match query:
-            case Enable():
-                return await self.enable(query)
-            case Redeliver():
-                return await self.redeliver(query)
-            case TestIntegration():
-                return await self.test(query)
-            case SilenceAdd():
-                return await self.silence_add(query)
-            case SilenceExpire():
-                return await self.silence_expire(query)
-        raise TypeError(f"not a cluster command: {type(query).__name__}")
 
     async def enable(self, query: Enable) -> Enabled:
         name = query.integration
@@ -85,26 +61,25 @@ class ClusterCommands:
             raise Refused(f"no integration {name!r}")
         return Enabled(integration=name, was_disabled=await self._shared.enable(name))
 
-    async def silence_add(self, query: SilenceAdd) -> OneSilence:
-        now = time.time()
+    async def silence_add(self, request: SilenceAdd, now: float) -> silencing.SilenceView:
+        """Checked as on one machine, then into the shared bucket."""
         daemon = self._daemon
         before = {s.id for s in daemon.silences.all}
-        silence = silencing.compose(query, daemon, now)  # drops those listed no longer
+        silence = silencing.compose(request, daemon, now)  # drops those listed no longer
         await self._shared.put_silence(silence)
         await self._shared.forget_silences(sorted(before - {s.id for s in daemon.silences.all}))
-        return OneSilence(silence=silencing.view(silence, now))
+        return silencing.view(silence, now)
 
-    async def silence_expire(self, query: SilenceExpire) -> OneSilence:
+    async def silence_expire(self, silence_id: str, now: float) -> silencing.SilenceView:
         """As on one machine: ended now (listed 24 h more); an ended one is left as is."""
-        now = time.time()
-        silence = self._daemon.silences.get(query.id)
+        silence = self._daemon.silences.get(silence_id)
         if silence is None:
-            raise Refused(f"no silence {query.id!r} (expired ones are forgotten after "
-                          f"{EXPIRED_LISTED_S / 3600:.0f} h)")
+            raise silencing.Refused(f"no silence {silence_id!r} (expired ones are forgotten "
+                                    f"after {EXPIRED_LISTED_S / 3600:.0f} h)")
         if silence.expired_at is None and silence.active(now):
             silence = replace(silence, ends_at=now, expired_at=now)
             await self._shared.put_silence(silence)
-        return OneSilence(silence=silencing.view(silence, now))
+        return silencing.view(silence, now)
 
     async def redeliver(self, query: Redeliver) -> Redelivered:
         """Each chosen execution back to PENDING on every node's history, then on the

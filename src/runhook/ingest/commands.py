@@ -115,11 +115,25 @@ class Login(Protocol):
     def rotate(self) -> None: ...
 
 
+class SharedCommands(silencing.Keeper, Protocol):
+    """The commands that change state, when that state is not this daemon's alone
+    (a cluster node's: cluster/commands.py); None on one machine."""
+
+    async def enable(self, query: Enable) -> Enabled: ...
+
+    async def redeliver(self, query: Redeliver) -> Redelivered: ...
+
+    async def test(self, query: TestIntegration) -> Tested: ...
+
+
 class Daemon(Protocol):
     store: Store
     deliveries: Deliveries
     settings: Settings
     silences: Silences
+
+    @property
+    def shared_commands(self) -> SharedCommands | None: ...
 
     @property
     def console_login(self) -> Login | None: ...
@@ -181,6 +195,8 @@ async def execution(query: ExecutionQuery, daemon: Daemon) -> ExecutionFound:
 
 
 async def enable(query: Enable, daemon: Daemon) -> Enabled:
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.enable(query)
     actor = daemon.deliveries.actors.get(query.integration)
     if actor is None:
         raise Refused(f"no integration {query.integration!r}")
@@ -191,6 +207,8 @@ async def enable(query: Enable, daemon: Daemon) -> Enabled:
 
 
 async def test(query: TestIntegration, daemon: Daemon) -> Tested:
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.test(query)
     actor = daemon.deliveries.actors.get(query.integration)
     if actor is None:
         raise Refused(f"no integration {query.integration!r}")
@@ -252,6 +270,8 @@ async def overview(daemon: Daemon, recent: int = 15) -> Overview:
 
 
 async def redeliver(query: Redeliver, daemon: Daemon) -> Redelivered:
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.redeliver(query)
     store = daemon.store
     chosen, answer = await choose(query, daemon)
     now = time.time()

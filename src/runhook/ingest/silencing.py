@@ -38,10 +38,22 @@ class SilenceView(msgspec.Struct, kw_only=True):
     active: bool
 
 
+class Keeper(Protocol):
+    """Silences kept elsewhere than this daemon's database: a cluster's, which every
+    node applies (cluster/commands.py)."""
+
+    async def silence_add(self, request: SilenceAdd, now: float) -> SilenceView: ...
+
+    async def silence_expire(self, silence_id: str, now: float) -> SilenceView: ...
+
+
 class Daemon(Protocol):
     store: Store
     settings: Settings
     silences: Silences
+
+    @property
+    def shared_commands(self) -> Keeper | None: ...
 
 
 def view(silence: Silence, now: float) -> SilenceView:
@@ -58,6 +70,8 @@ def view(silence: Silence, now: float) -> SilenceView:
 async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
     """Commit a new silence, then put it in force: firings evaluated after the answer
     (the next lines of the same connection included) see it."""
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.silence_add(request, now)
     silence = compose(request, daemon, now)
     row = (silence.id, silence.automation, request.run_name, request.group,
            request.collection, silence.comment, silence.created_at, silence.ends_at)
@@ -129,6 +143,8 @@ def _past_bound(request: SilenceAdd, seconds: float, daemon: Daemon,
 
 async def expire(silence_id: str, daemon: Daemon, now: float) -> SilenceView:
     """End a silence now (it stays listed for 24 h); expiring an ended one changes nothing."""
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.silence_expire(silence_id, now)
     silence = daemon.silences.get(silence_id)
     if silence is None:
         raise Refused(f"no silence {silence_id!r} (expired ones are forgotten after 24 h)")
