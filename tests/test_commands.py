@@ -53,6 +53,8 @@ class Login:
 class Daemon:
     """What the commands read of a daemon, and nothing more."""
 
+    shared_commands = None  # one machine's: the commands act on this daemon's state
+
     def __init__(self, problems: list[str], login: Login | None = None) -> None:
         self.store = Store()
         self.deliveries = Deliveries()

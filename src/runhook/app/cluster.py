@@ -13,6 +13,7 @@ from anyio.abc import TaskGroup
 from runhook.app.daemon import Daemon
 from runhook.app.lifecycle import Layer, Part, Task
 from runhook.app.parts import Evaluation
+from runhook.cluster.commands import ClusterCommands
 from runhook.cluster.deliver import Counts
 from runhook.cluster.node import Node
 from runhook.cluster.outbox import ClusterStore
@@ -21,18 +22,7 @@ from runhook.config.cluster import ClusterSettings
 from runhook.config.settings import Settings
 from runhook.core.status import DaemonStatus, IntegrationStatus
 from runhook.evaluate.routing import Router, Scopes
-from runhook.ingest import protocol
 from runhook.ingest.ingress import Ingress
-from runhook.ingest.protocol import Query
-
-# Commands that change state held by one node only (silences, an integration's
-# switch) or drive the local delivery actors: not in cluster mode yet.
-_LOCAL_ONLY = (protocol.Enable, protocol.Redeliver, protocol.TestIntegration,
-               protocol.SilenceAdd, protocol.SilenceExpire)
-
-_COMMANDS = {protocol.Enable: "enable", protocol.Redeliver: "redeliver",
-             protocol.TestIntegration: "test", protocol.SilenceAdd: "silence add",
-             protocol.SilenceExpire: "silence expire"}
 
 
 class ClusterDaemon(Daemon):
@@ -45,7 +35,10 @@ class ClusterDaemon(Daemon):
         super().__init__(settings, ClusterStore(settings.config.server.database))
         assert isinstance(self.store, ClusterStore)
         self.cluster: ClusterSettings = settings.cluster
-        self.node = Node(self, self.cluster, self.store)
+        self.node = Node(self, self.cluster, self.store, self.silences)
+        # Silences, enable, redeliver and test: the cluster's, from the socket, the
+        # HTTPS API and the console alike (ingest/commands.py asks for these first).
+        self.shared_commands = ClusterCommands(self, self.node.bus, self.node.shared)
         self.ready_line = f" (cluster node {self.cluster.node})"
 
     async def connect(self) -> None:
@@ -83,13 +76,6 @@ class ClusterDaemon(Daemon):
             self.node.publisher.reconfigure()  # scopes may have gained or lost automations
         return problems
 
-    async def _query(self, query: Query) -> bytes:
-        if isinstance(query, _LOCAL_ONLY):
-            command = _COMMANDS.get(type(query), str(query.__struct_config__.tag))
-            return protocol.refusal(f"`runhook {command}` is not available in cluster mode "
-                                    "yet (it changes state one node holds)")
-        return await super()._query(query)
-
     def status(self) -> DaemonStatus:
         status = super().status()
         settings = self.settings
@@ -98,7 +84,7 @@ class ClusterDaemon(Daemon):
             IntegrationStatus(name=name, kind=str(integration.__struct_config__.tag),
                               rate=integration.rate, in_flight=counts.in_flight,
                               sent=counts.sent, last_error=counts.last_error,
-                              disabled=counts.disabled)
+                              disabled=self.node.shared.disabled.get(name))
             for name, integration in settings.integrations.items()
             for counts in [workers.counts.get(name, Counts()) if workers else Counts()]]
         status.cluster = {"node": self.cluster.node, "of": self.cluster.partitions,

@@ -27,6 +27,7 @@ from runhook.delivery.actor import Deliveries
 from runhook.evaluate.routing import Router, Scopes
 from runhook.ingest import commands, silencing
 from runhook.ingest.budget import Budget
+from runhook.ingest.commands import SharedCommands
 from runhook.ingest.ingress import Ingress
 from runhook.ingest.protocol import Query
 from runhook.sources.tracking import Followers
@@ -57,6 +58,8 @@ class Daemon:
         self.delivery: Delivery | None = None  # a cluster node delivers through its workers
         # Loaded from the database at start; shared by every scope's evaluator.
         self.silences = Silences()
+        # The commands that change state, when a cluster holds it (app/cluster.py).
+        self.shared_commands: SharedCommands | None = None
         self.scopes: Scopes | None = None
         self.ingress: Ingress | None = None
         self.followers: Followers | None = None  # MLflow tracking servers followed

@@ -32,6 +32,10 @@ NODES = "RUNHOOK_NODES"  # KV: node -> alive, expiring after `lease`
 CHECKPOINTS = "RUNHOOK_CHECKPOINTS"  # object store: a partition's checkpoints, by name
 LAYOUT = "layout"  # in POSITIONS: the number of partitions, fixed by the first node
 POSITIONS = "RUNHOOK_POSITIONS"  # KV: p<n> -> its current checkpoint (the fencing token)
+SILENCES = "RUNHOOK_SILENCES"  # KV: silence id -> its fields (every node applies them)
+DISABLED = "RUNHOOK_DISABLED"  # KV: integration key -> its name and why a 410 disabled it
+HELD = "RUNHOOK_HELD"  # subjects runhook.held.<key>; work queue: a disabled integration's
+HELD_SUBJECT = "runhook.held"  # executions, until `runhook enable` puts them back
 EXECUTION_SUBJECT = "runhook.ex"
 HISTORY_SUBJECT = "runhook.hist"
 # Headers of an event message: the scope it is for, and its time as the ingress saw it.
@@ -39,6 +43,11 @@ SCOPE = "Runhook-Scope"
 TIME = "Runhook-Time"
 RECEIVED = "Runhook-Received"
 MSG_ID = "Nats-Msg-Id"
+# Headers of an executions message put back on the queue (redelivered, or held while
+# its integration was disabled): the attempts made before, and those before the last
+# redelivery (its retry schedule starts again there).
+ATTEMPTS = "Runhook-Attempts"
+ROUND = "Runhook-Round"
 CLOSE_TIMEOUT_S = 2.0
 RETRY_S = 1.0
 REST_WAIT_S = 0.005  # for the rest of a batch after its first message
@@ -110,6 +119,8 @@ class Bus:
         self.nodes: KeyValue
         self.checkpoints: ObjectStore
         self.positions: KeyValue
+        self.silences: KeyValue
+        self.disabled: KeyValue
 
     async def connect(self) -> None:
         s = self.settings
@@ -194,6 +205,25 @@ class Bus:
             self._same(CHECKPOINTS, existing)
         self.checkpoints = await self.js.create_object_store(
             CHECKPOINTS, ObjectStoreConfig(replicas=s.replicas))
+        await self._ensure_shared()
+
+    async def _ensure_shared(self) -> None:
+        """The state every node applies alike (silences, disabled integrations) and
+        where a disabled integration's executions wait."""
+        s = self.settings
+        self.silences = await self.js.create_key_value(KeyValueConfig(
+            bucket=SILENCES, history=1, replicas=s.replicas))
+        self.disabled = await self.js.create_key_value(KeyValueConfig(
+            bucket=DISABLED, history=1, replicas=s.replicas))
+        try:
+            await self.js.stream_info(HELD)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self.js.add_stream(StreamConfig(
+                    name=HELD, subjects=[f"{HELD_SUBJECT}.*"], num_replicas=s.replicas,
+                    retention=RetentionPolicy.WORK_QUEUE, duplicate_window=DUPLICATE_WINDOW_S))
+            except nats.js.errors.BadRequestError:  # another node made it meanwhile
+                await self.js.stream_info(HELD)
 
     async def _existing(self, stream: str) -> StreamConfig | None:
         try:

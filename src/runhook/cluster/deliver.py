@@ -5,7 +5,8 @@ deliver it again after the retry delay. A node killed mid-attempt leaves the
 message unacked: another node sends it again after `ACK_WAIT_S` (receivers see
 the same webhook-id twice, never none); an attempt that takes longer says it is
 still in progress every `PROGRESS_S`. The attempt itself is delivery/core.py's, as on
-one machine (a 410 disables the integration on the node that saw it)."""
+one machine; a 410 disables the integration on every node (cluster/shared.py), and
+its executions then wait, held, until `runhook enable`."""
 
 from __future__ import annotations
 
@@ -22,15 +23,18 @@ import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from runhook.cluster.bus import (
+    ATTEMPTS,
     EXECUTION_SUBJECT,
     EXECUTIONS,
     HISTORY_SUBJECT,
     MSG_ID,
+    ROUND,
     Bus,
     decode,
     encode,
     take,
 )
+from runhook.cluster.shared import Shared
 from runhook.config.runtime import Runtime
 from runhook.core.executions import ExecutionRow, Job
 from runhook.delivery import policy
@@ -48,22 +52,20 @@ ACK_TIMEOUT_S = 2.0
 # given up (counted in status as `unrecorded`); the message is kept in progress meanwhile.
 RECORD_WAIT_S = 120.0
 MIN_WAIT_S = 0.05
-# What a retry's copy carries: the attempts made, and when the next is due (wall clock,
-# and the delay itself, which bounds the wait).
-ATTEMPTS = "Runhook-Attempts"
+# What a retry's copy carries besides the attempts made and its round (bus.ATTEMPTS,
+# bus.ROUND): when the next is due (wall clock, and the delay itself, which bounds
+# the wait).
 DUE = "Runhook-Due"
 DELAY = "Runhook-Delay"
-# An execution for an integration this node disabled goes back to the queue for this
-# long (another node, or this one once enabled, sends it); it stays PENDING meanwhile.
-DISABLED_RETRY_S = 60.0
 
 __all__ = ["Counts", "Workers"]
 
 
 class Workers:
-    def __init__(self, runtime: Runtime, bus: Bus) -> None:
+    def __init__(self, runtime: Runtime, bus: Bus, shared: Shared) -> None:
         self._runtime = runtime
         self._bus = bus
+        self._shared = shared
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._session_keys: dict[str, tuple[int, bool]] = {}
         self.in_flight = 0
@@ -162,14 +164,15 @@ class Workers:
             log.error("cluster: an executions message is not an execution: %s", exc)
             await msg.term()
             return
-        made, wait = _carried(msg.headers)
+        made, round_start, wait = _carried(msg.headers)
         if wait > 0:  # a retry's copy, early: back until its delay is over, unsent
             await msg.nak(delay=wait)
             return
         # The attempt number counts attempts made (carried by the copy a retry puts
         # back), not JetStream's deliveries: a copy a node took and never sent (killed
         # first, or the integration disabled there) comes back as it was.
-        job = Job(execution_id, automation, integration, context, made, created_at)
+        job = Job(execution_id, automation, integration, context, made, created_at,
+                  round_start)
         settings = self._runtime.settings
         if integration not in settings.integrations:
             done = Counts().judged(self._runtime, job, job.attempts + 1, time.time(), None,
@@ -185,6 +188,8 @@ class Workers:
                 done = await counts.attempt(self._session(integration), self._runtime, job)
             finally:
                 counts.in_flight -= 1
+            if done.disabled is not None:
+                await self._shared.disable(integration, done.disabled)
         if done.state == "FINISHED":
             self.sent += 1
         # Sent (or judged): from here a failure of the bookkeeping must not send it
@@ -198,16 +203,15 @@ class Workers:
 
     async def _held(self, msg: Any, job: Job, counts: Counts, rate: str | None) -> bool:
         """Paced to the integration's `rate` (per node: each node keeps its own
-        bucket); True when the integration is disabled here, the message back to
-        the queue for later, unsent."""
-        if not counts.disabled:
+        bucket); True when the integration is disabled (on any node's 410), the
+        message held until enabled, unsent."""
+        disabled = self._shared.disabled
+        if job.integration not in disabled:
             wait = counts.pace(rate)
             if wait > 0:
                 await anyio.sleep(wait)
-        if counts.disabled:
-            log.info("cluster: execution %s is not sent: integration %s is disabled on this "
-                     "node", job.id, job.integration)
-            await msg.nak(delay=DISABLED_RETRY_S)
+        if job.integration in disabled:
+            await self._shared.hold(msg, job)
             return True
         return False
 
@@ -234,7 +238,8 @@ class Workers:
         delay = float(done.outcome.delay or 0.0)
         return await self._publish(EXECUTION_SUBJECT, msg.data, {
             MSG_ID: f"{done.job.id}#{done.number}", ATTEMPTS: str(done.number),
-            DUE: repr(done.finished + delay), DELAY: repr(delay)})
+            ROUND: str(done.job.round_start), DUE: repr(done.finished + delay),
+            DELAY: repr(delay)})
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
         """Publish until JetStream acknowledges, for up to RECORD_WAIT_S: True once it
@@ -271,19 +276,21 @@ class Workers:
                   RECORD_WAIT_S)
 
 
-def _carried(headers: dict[str, str] | None) -> tuple[int, float]:
-    """(attempts made, seconds until the next is due) as a retry's copy carries them;
-    (0, 0) for an execution's first copy. The wait is at most the delay the copy was
+def _carried(headers: dict[str, str] | None) -> tuple[int, int, float]:
+    """(attempts made, attempts before its last redelivery, seconds until the next is
+    due) as a retry's, a held or a redelivered copy carries them; (0, 0, 0) for an
+    execution's first copy. The wait is at most the delay the copy was
     given, so a clock behind the one that stamped it cannot hold it longer."""
     if not headers or ATTEMPTS not in headers:
-        return 0, 0.0
+        return 0, 0, 0.0
     try:
         made = max(0, min(int(headers[ATTEMPTS]), 1_000_000))
+        round_start = max(0, min(int(headers.get(ROUND, "0")), made))
         delay = float(headers.get(DELAY, "0"))
         wait = min(float(headers.get(DUE, "0")) - time.time(), delay)
     except ValueError:
-        return 0, 0.0
-    return made, wait if math.isfinite(wait) and wait > MIN_WAIT_S else 0.0
+        return 0, 0, 0.0
+    return made, round_start, wait if math.isfinite(wait) and wait > MIN_WAIT_S else 0.0
 
 
 async def _close(session: aiohttp.ClientSession) -> None:

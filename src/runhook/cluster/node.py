@@ -19,8 +19,10 @@ from runhook.cluster.outbox import ClusterStore, Outbox
 from runhook.cluster.partition import Partition
 from runhook.cluster.publish import Publisher
 from runhook.cluster.scopes import ClusterScopes
+from runhook.cluster.shared import Shared
 from runhook.config.cluster import ClusterSettings
 from runhook.config.runtime import Runtime
+from runhook.triggers.silences import Silences
 
 log = logging.getLogger("runhook")
 
@@ -32,10 +34,12 @@ class Node:
     scope actors close. The lease keeper itself runs with the ways in (`leases.run`),
     so it is stopped before the hand-over."""
 
-    def __init__(self, runtime: Runtime, settings: ClusterSettings, store: ClusterStore) -> None:
+    def __init__(self, runtime: Runtime, settings: ClusterSettings, store: ClusterStore,
+                 silences: Silences) -> None:
         self._runtime = runtime
         self.settings = settings
         self.bus = Bus(settings)
+        self.shared = Shared(self.bus, silences)
         self.outbox = Outbox(self.bus)
         self.store = store
         store.outbox = self.outbox
@@ -59,7 +63,9 @@ class Node:
     async def start(self, tg: TaskGroup) -> None:
         self._tg = tg
         await tg.start(self.outbox.run, name="cluster outbox")
-        self.workers = Workers(self._runtime, self.bus)
+        # The shared silences and switches read whole before any partition evaluates.
+        await tg.start(self.shared.run, name="cluster shared state")
+        self.workers = Workers(self._runtime, self.bus, self.shared)
         self.mirror = Mirror(self.bus, self.store)
         tg.start_soon(self.workers.run, name="cluster delivery")
         tg.start_soon(self.mirror.run, name="cluster history mirror")

@@ -16,6 +16,7 @@ from runhook.store.statements import (
     INSERT_GROUPED,
     MIRROR_ATTEMPT,
     MIRROR_UPDATE,
+    REDELIVER,
 )
 
 _Int = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
@@ -51,6 +52,13 @@ class _Update(msgspec.Struct, array_like=True):
     id: str
 
 
+class _Redelivery(msgspec.Struct, array_like=True):
+    reason: str
+    updated_at: _Float
+    next_attempt_at: _Float
+    id: str
+
+
 def statements(data: bytes) -> list[Statement]:
     """The statements that apply one record; raises Foreign for any other."""
     try:
@@ -68,10 +76,13 @@ def statements(data: bytes) -> list[Statement]:
             update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))
             # The execution first (ignored when there): its own record may come later.
             return [created, (MIRROR_ATTEMPT, [attempt]), (MIRROR_UPDATE, [update])]
+        if kind == "redeliver" and len(record) == 2:  # back to PENDING, a fresh schedule
+            return [(REDELIVER, [msgspec.structs.astuple(one) for one in
+                                 msgspec.convert(record[1], list[_Redelivery])])]
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise Foreign(kind, str(exc)) from None
-    raise Foreign(kind if kind in ("created", "attempt") else "unknown",
-                  "not a created or attempt record")
+    raise Foreign(kind if kind in ("created", "attempt", "redeliver") else "unknown",
+                  "not a created, attempt or redeliver record")
 
 
 def _created(values: list[Any]) -> Statement:

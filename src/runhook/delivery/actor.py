@@ -18,9 +18,8 @@ from anyio.abc import TaskStatus
 from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
 from runhook.core import constants
-from runhook.core.executions import Job, new_id, test_row
-from runhook.core.templates import TemplateError
-from runhook.delivery import attempt, requests, sample
+from runhook.core.executions import Job
+from runhook.delivery import attempt
 from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
 from runhook.store.database import Statement, Store, Write
@@ -248,33 +247,16 @@ class DeliveryActor(Counts):
     async def test(self, payload: str | None) -> dict[str, Any]:
         """One request outside any automation, recorded as a test execution; the
         answer says what the endpoint said. Never retried."""
-        settings = self._runtime.settings
-        integration = settings.integrations[self.name]
-        now = time.time()
-        execution_id = new_id(now)
-        # The payload is recorded with it, so `runhook redeliver` can send it again.
-        context = sample.context(self.name, execution_id, now, payload, settings.redactor)
-        try:
-            request = requests.build(integration, sample.message(integration, payload), context,
-                                     settings.secrets, execution_id, int(now))
-        except TemplateError as exc:
-            return {"execution_id": None, "status": None, "error": f"bad payload: {exc}",
-                    "response": ""}
         assert self._session is not None
-        response, outcome = await attempt.post(self._session, settings, integration, request, 1)
-        state = "FINISHED" if outcome.state == "FINISHED" else "FAILED"
-        reason = settings.redactor(outcome.reason) if outcome.reason else None
-        body = response.body if response else ""
-        finished = time.time()
-        await self._store.commit(Write([
-            (INSERT_EXECUTION, [test_row(execution_id, self.name, sample.kind(integration),
-                                         context, now)]),
-            (INSERT_ATTEMPT, [(execution_id, 1, now, (finished - now) * 1000.0,
-                               response.status if response else None, reason, body or None)]),
-            (UPDATE_EXECUTION, [(state, reason, finished, None, execution_id)]),
-        ], barrier=True))  # the update must follow its insert
-        return {"execution_id": execution_id, "status": response.status if response else None,
-                "error": reason, "response": body}
+        probed = await attempt.probe(self._session, self._runtime.settings, self.name, payload)
+        if probed.row is not None:
+            execution_id = probed.row.id
+            await self._store.commit(Write([
+                (INSERT_EXECUTION, [probed.row]), (INSERT_ATTEMPT, [probed.attempt]),
+                (UPDATE_EXECUTION, [(probed.state, probed.reason, probed.finished, None,
+                                     execution_id)]),
+            ], barrier=True))  # the update must follow its insert
+        return probed.answer
 
 
 class Deliveries:

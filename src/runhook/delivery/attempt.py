@@ -11,13 +11,59 @@ import aiohttp
 
 from runhook.config.model import Integration, SlackIntegration
 from runhook.config.settings import Settings
-from runhook.core.executions import TEST_AUTOMATION
+from runhook.core.executions import TEST_AUTOMATION, ExecutionRow, new_id, test_row
 from runhook.core.templates import TemplateError
 from runhook.delivery import policy, requests, sample, smtp, transport
 from runhook.delivery.channels import email, slack
 from runhook.delivery.ssrf import DestinationRefused, check_url
 
 Result = tuple[transport.Response | None, policy.Outcome]
+
+
+class Probed:
+    """`runhook test`'s one request as it is recorded: the test execution's row, its
+    attempt row, its end state and reason; `answer` is what the command says."""
+
+    __slots__ = ("answer", "attempt", "finished", "reason", "row", "state")
+
+    def __init__(self, answer: dict[str, Any], row: ExecutionRow | None = None,
+                 attempt: tuple[Any, ...] = (), state: str = "FAILED",
+                 reason: str | None = None, finished: float = 0.0) -> None:
+        self.answer = answer
+        self.row = row  # None: nothing was sent (a bad payload), nothing to record
+        self.attempt = attempt
+        self.state = state
+        self.reason = reason
+        self.finished = finished
+
+
+async def probe(session: aiohttp.ClientSession, settings: Settings, name: str,
+                payload: str | None) -> Probed:
+    """One request to integration `name` outside any automation, never retried;
+    recording it is the caller's (the database on one machine, the history stream
+    in a cluster)."""
+    integration = settings.integrations[name]
+    now = time.time()
+    execution_id = new_id(now)
+    # The payload is recorded with it, so `runhook redeliver` can send it again.
+    context = sample.context(name, execution_id, now, payload, settings.redactor)
+    try:
+        request = requests.build(integration, sample.message(integration, payload), context,
+                                 settings.secrets, execution_id, int(now))
+    except TemplateError as exc:
+        return Probed({"execution_id": None, "status": None, "error": f"bad payload: {exc}",
+                       "response": ""})
+    response, outcome = await post(session, settings, integration, request, 1)
+    state = "FINISHED" if outcome.state == "FINISHED" else "FAILED"
+    reason = settings.redactor(outcome.reason) if outcome.reason else None
+    body = response.body if response else ""
+    finished = time.time()
+    status = response.status if response else None
+    return Probed({"execution_id": execution_id, "status": status, "error": reason,
+                   "response": body},
+                  test_row(execution_id, name, sample.kind(integration), context, now),
+                  (execution_id, 1, now, (finished - now) * 1000.0, status, reason,
+                   body or None), state, reason, finished)
 
 
 async def send(session: aiohttp.ClientSession, settings: Settings, integration_name: str,

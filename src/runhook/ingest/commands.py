@@ -115,11 +115,25 @@ class Login(Protocol):
     def rotate(self) -> None: ...
 
 
+class SharedCommands(silencing.Keeper, Protocol):
+    """The commands that change state, when that state is not this daemon's alone
+    (a cluster node's: cluster/commands.py); None on one machine."""
+
+    async def enable(self, query: Enable) -> Enabled: ...
+
+    async def redeliver(self, query: Redeliver) -> Redelivered: ...
+
+    async def test(self, query: TestIntegration) -> Tested: ...
+
+
 class Daemon(Protocol):
     store: Store
     deliveries: Deliveries
     settings: Settings
     silences: Silences
+
+    @property
+    def shared_commands(self) -> SharedCommands | None: ...
 
     @property
     def console_login(self) -> Login | None: ...
@@ -181,6 +195,8 @@ async def execution(query: ExecutionQuery, daemon: Daemon) -> ExecutionFound:
 
 
 async def enable(query: Enable, daemon: Daemon) -> Enabled:
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.enable(query)
     actor = daemon.deliveries.actors.get(query.integration)
     if actor is None:
         raise Refused(f"no integration {query.integration!r}")
@@ -191,6 +207,8 @@ async def enable(query: Enable, daemon: Daemon) -> Enabled:
 
 
 async def test(query: TestIntegration, daemon: Daemon) -> Tested:
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.test(query)
     actor = daemon.deliveries.actors.get(query.integration)
     if actor is None:
         raise Refused(f"no integration {query.integration!r}")
@@ -252,6 +270,24 @@ async def overview(daemon: Daemon, recent: int = 15) -> Overview:
 
 
 async def redeliver(query: Redeliver, daemon: Daemon) -> Redelivered:
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.redeliver(query)
+    store = daemon.store
+    chosen, answer = await choose(query, daemon)
+    now = time.time()
+    if chosen:
+        await store.commit(Write([(REDELIVER, [("redelivery requested", now, now, e.id)
+                                                 for e in chosen])]))
+    for name in {e.integration for e in chosen}:
+        actor = daemon.deliveries.actors.get(str(name))
+        if actor is not None:
+            actor.poke()
+    return answer
+
+
+async def choose(query: Redeliver, daemon: Daemon) -> tuple[list[Execution], Redelivered]:
+    """The executions `query` may send again under the running configuration, and
+    the answer that says so (queuing them is the caller's)."""
     store = daemon.store
     left_out: dict[str, str] = {}
     notes: dict[str, str] = {}
@@ -270,15 +306,8 @@ async def redeliver(query: Redeliver, daemon: Daemon) -> Redelivered:
         assert query.since is not None
         failed = await store.redeliverable(time.time() - query.since, query.automation)
         chosen, left_out = redelivery.sort_failed(failed, daemon.settings)
-    now = time.time()
-    if chosen:
-        await store.commit(Write([(REDELIVER, [("redelivery requested", now, now, e.id)
-                                                 for e in chosen])]))
-    for name in {e.integration for e in chosen}:
-        actor = daemon.deliveries.actors.get(str(name))
-        if actor is not None:
-            actor.poke()
-    return Redelivered(redelivered=[e.id for e in chosen], left_out=left_out, notes=notes)
+    return chosen, Redelivered(redelivered=[e.id for e in chosen], left_out=left_out,
+                               notes=notes)
 
 
 def notes_of(answer: Redelivered | Mapping[str, object]) -> str:

@@ -38,10 +38,22 @@ class SilenceView(msgspec.Struct, kw_only=True):
     active: bool
 
 
+class Keeper(Protocol):
+    """Silences kept elsewhere than this daemon's database: a cluster's, which every
+    node applies (cluster/commands.py)."""
+
+    async def silence_add(self, request: SilenceAdd, now: float) -> SilenceView: ...
+
+    async def silence_expire(self, silence_id: str, now: float) -> SilenceView: ...
+
+
 class Daemon(Protocol):
     store: Store
     settings: Settings
     silences: Silences
+
+    @property
+    def shared_commands(self) -> Keeper | None: ...
 
 
 def view(silence: Silence, now: float) -> SilenceView:
@@ -58,6 +70,23 @@ def view(silence: Silence, now: float) -> SilenceView:
 async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
     """Commit a new silence, then put it in force: firings evaluated after the answer
     (the next lines of the same connection included) see it."""
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.silence_add(request, now)
+    silence = compose(request, daemon, now)
+    row = (silence.id, silence.automation, request.run_name, request.group,
+           request.collection, silence.comment, silence.created_at, silence.ends_at)
+    try:
+        await daemon.store.commit(Write([(INSERT_SILENCE, [row])]))
+    except WriteFailed as exc:
+        raise Refused(f"not saved: {exc}") from None
+    daemon.silences.put(silence)
+    return view(silence, now)
+
+
+def compose(request: SilenceAdd, daemon: Daemon, now: float) -> Silence:
+    """The silence `request` asks for, checked against the configuration and the
+    bounds; nothing kept yet (one machine commits it, a cluster node puts it in
+    the cluster's bucket)."""
     if request.automation is not None and daemon.settings.automation(request.automation) is None:
         # A typo would otherwise silence nothing, quietly.
         raise Refused(f"no automation {request.automation!r} in the running configuration")
@@ -75,14 +104,7 @@ async def add(request: SilenceAdd, daemon: Daemon, now: float) -> SilenceView:
                                   request.comment, now, now + seconds)
     except FieldError as exc:
         raise Refused(f"field `{exc.field}`: {exc.message}") from None
-    row = (silence.id, silence.automation, request.run_name, request.group,
-           request.collection, silence.comment, silence.created_at, silence.ends_at)
-    try:
-        await daemon.store.commit(Write([(INSERT_SILENCE, [row])]))
-    except WriteFailed as exc:
-        raise Refused(f"not saved: {exc}") from None
-    daemon.silences.put(silence)
-    return view(silence, now)
+    return silence
 
 
 def _within_bounds(request: SilenceAdd, seconds: float, daemon: Daemon, now: float) -> None:
@@ -121,6 +143,8 @@ def _past_bound(request: SilenceAdd, seconds: float, daemon: Daemon,
 
 async def expire(silence_id: str, daemon: Daemon, now: float) -> SilenceView:
     """End a silence now (it stays listed for 24 h); expiring an ended one changes nothing."""
+    if daemon.shared_commands is not None:
+        return await daemon.shared_commands.silence_expire(silence_id, now)
     silence = daemon.silences.get(silence_id)
     if silence is None:
         raise Refused(f"no silence {silence_id!r} (expired ones are forgotten after 24 h)")
