@@ -33,6 +33,11 @@ LAYOUT = "layout"  # in POSITIONS: the number of partitions, fixed by the first 
 POSITIONS = "RUNHOOK_POSITIONS"  # KV: p<n> -> its current checkpoint (the fencing token)
 EXECUTION_SUBJECT = "runhook.ex"
 HISTORY_SUBJECT = "runhook.hist"
+# In the history stream, beside its records: each partition's fence, a message its
+# owner publishes when it claims the partition. The owner's history records are
+# published on the condition that the fence is still the one it published (see
+# positions.py), so an owner that lost the partition has its executions refused.
+FENCE_SUBJECTS = "runhook.fence.*"
 # Headers of an event message: the scope it is for, and its time as the ingress saw it.
 SCOPE = "Runhook-Scope"
 TIME = "Runhook-Time"
@@ -155,13 +160,18 @@ class Bus:
             StreamConfig(name=EXECUTIONS, subjects=[EXECUTION_SUBJECT],
                          num_replicas=s.replicas, retention=RetentionPolicy.WORK_QUEUE,
                          duplicate_window=DUPLICATE_WINDOW_S),
-            StreamConfig(name=HISTORY, subjects=[HISTORY_SUBJECT], num_replicas=s.replicas,
+            StreamConfig(name=HISTORY, subjects=[HISTORY_SUBJECT, FENCE_SUBJECTS],
+                         num_replicas=s.replicas,
                          retention=RetentionPolicy.LIMITS, max_age=s.retention,
                          duplicate_window=DUPLICATE_WINDOW_S),
         ]
         for config in streams:
             try:
-                await self.js.stream_info(config.name or "")
+                info = await self.js.stream_info(config.name or "")
+                missing = set(config.subjects or ()) - set(info.config.subjects or ())
+                if missing:  # made by an older runhook: the fences came later
+                    info.config.subjects = [*(info.config.subjects or ()), *sorted(missing)]
+                    await self.js.update_stream(info.config)
             except nats.js.errors.NotFoundError:
                 try:
                     await self.js.add_stream(config)

@@ -2,16 +2,21 @@
 evaluating as the owner before it would have (event times and execution ids taken
 from the stream, not from this node's clock or randomness: WallClock, StreamIds and
 the batches' stream positions), writing to this node's SQLite as a cache of state
-that the checkpoints in JetStream hold for good."""
+that the checkpoints in JetStream hold for good. A scope's timers fire only while
+its partition's lease is known valid (leases.Tenure): a node that was paused past
+its lease wakes with its deadlines passed and must not call healthy runs crashed
+from events it has not read."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 import anyio
 
 from runhook.cluster.bus import partition_of
+from runhook.cluster.leases import Tenure
 from runhook.config.runtime import Runtime
 from runhook.core.clock import WallClock
 from runhook.core.executions import Job
@@ -53,6 +58,26 @@ class StreamIds:
     __call__ = new_id
 
 
+class OwnedActor(ScopeActor):
+    """A scope actor whose timers wait for its partition's lease to be known valid.
+    While it is not (a renewal late, NATS away) the due timers stay due and the actor
+    waits for a renewal, up to a third of the lease at a time; once the partition is
+    gone its actor is dropped."""
+
+    def __init__(self, *args: Any, tenures: dict[int, Tenure], partition: int,
+                 lease: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tenures = tenures
+        self._partition = partition
+        self._lease = lease
+
+    async def _expire(self) -> None:
+        tenure = self._tenures.get(self._partition)
+        if tenure is None or not (tenure.valid() or await tenure.confirm(self._lease / 3)):
+            return
+        await super()._expire()
+
+
 class NoOffers:
     """Delivery in cluster mode starts from the executions stream, not from here."""
 
@@ -69,6 +94,10 @@ class ClusterScopes(Scopes):
         super().__init__(runtime, store, deliveries, tg, silences)
         self.partitions = partitions
         self._done: dict[str, anyio.Event] = {}
+        # partition -> what this node knows of its lease (the lease keeper's, set by
+        # the node before any partition is taken).
+        self.tenures: dict[int, Tenure] = {}
+        self.lease = 0.0
 
     def actor(self, scope: str) -> ScopeActor | None:
         """The scope's actor, started on first use; None when no automation has it."""
@@ -81,9 +110,10 @@ class ClusterScopes(Scopes):
         if actor is None:
             settings = self._runtime.settings
             # The stream's time is both the record's and the deadlines' (WallClock).
-            actor = ScopeActor(key, settings.automations_of(key), self._store, NoOffers(),
+            actor = OwnedActor(key, settings.automations_of(key), self._store, NoOffers(),
                                self._runtime.metrics, self._silences, settings.scope(key),
-                               WallClock(), StreamIds())
+                               WallClock(), StreamIds(), tenures=self.tenures,
+                               partition=partition_of(key, self.partitions), lease=self.lease)
             self.actors[key] = actor
             self.seen.add(key)
             done = self._done[key] = anyio.Event()
