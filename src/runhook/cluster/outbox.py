@@ -41,6 +41,7 @@ FLUSH_TIMEOUT_S = 10.0
 # a timer's executions have no event after them to make them again.
 PUBLISH_RETRY_S = 0.25
 PUBLISH_RETRY_MAX_S = 5.0
+QUEUE_TIMEOUT_S = 5.0
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed expectation
 
 
@@ -180,29 +181,30 @@ class Outbox:
         futures = [await js.publish_async(EXECUTION_SUBJECT, encode(row),
                                           headers={MSG_ID: row.id})
                    for row in rows if row.state == "PENDING" and row.integration is not None]
-        for result in await asyncio.gather(*futures, return_exceptions=True):
+        # Bounded: nats-py leaves an ack's future unresolved when JetStream answers
+        # 503 (a stream full, its leader away); the publish is then tried again.
+        with anyio.fail_after(QUEUE_TIMEOUT_S):
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def flush(self, partition: int) -> None:
-        """Wait until everything `partition` published so far is acknowledged; raises if
-        any was not (the partition then starts again from its checkpoint, and its
-        executions are made and published again, under the same ids)."""
-        pending = self._pending.pop(partition, [])
-        if not pending:
-            return
-        with anyio.move_on_after(FLUSH_TIMEOUT_S) as waited:
+    async def flush(self, partition: int) -> bool:
+        """Wait (up to FLUSH_TIMEOUT_S) until everything `partition` published so far is
+        acknowledged: True; False if some is still being tried (it goes on, and is
+        waited for by the next flush). Raises Lost if the fence refused any."""
+        pending = list(self._pending.get(partition, ()))
+        with anyio.move_on_after(FLUSH_TIMEOUT_S):
             for sent in pending:
                 await sent.done.wait()
-        if waited.cancelled_caught:
-            for sent in pending:
-                sent.scope.cancel()
-            raise RuntimeError("JetStream did not acknowledge the executions in time")
-        errors = [sent.error for sent in pending if sent.error is not None]
-        if any(isinstance(error, Lost) for error in errors):
+        waiting = [sent for sent in self._pending.get(partition, ()) if not sent.done.is_set()]
+        if waiting:
+            self._pending[partition] = waiting
+        else:
+            self._pending.pop(partition, None)
+        if any(isinstance(sent.error, Lost) for sent in pending):
             raise Lost()
-        if errors:
-            raise RuntimeError(f"publishing executions failed: {errors[0]}") from errors[0]
+        return not waiting
 
     def own(self, partition: int, fence: int, tenure: Tenure) -> None:
         """`partition` is this node's, fenced by `fence`: its executions may go out."""

@@ -129,6 +129,8 @@ class Partition:
                     with anyio.move_on_after(delay):
                         await self._stop.wait()
         finally:
+            if self.lost or self.gave_up:
+                self._tenure.end()  # its actors fire nothing more, and return once dropped
             self._outbox.forget(self.number)
             self._stopped.set()
 
@@ -263,7 +265,8 @@ class Partition:
             if not error.startswith(AT_BOUND):  # those are logged at a limited rate
                 log.error("cluster: partition %s: stream sequence %d passed over: %s",
                           self.name, seq, error)
-        await self._outbox.flush(self.number)
+        if not await self._outbox.flush(self.number):
+            raise RuntimeError("JetStream did not acknowledge the executions in time")
         self.evaluated += sum(len(b.batch) for b in batches.values())
         self.backoff.succeeded()
 
@@ -274,7 +277,12 @@ class Partition:
         commits = self._outbox.committed.get(self.number, 0)
         data = await checkpoint.export(self._store, self._scopes.of(self.number), self.applied,
                                        self._bus.settings.node)
-        await self._outbox.flush(self.number)
+        if not await self._outbox.flush(self.number):
+            # Some are still being tried (a timer's, NATS away): not before they land,
+            # or the next owner would restore what they say and never send them.
+            log.warning("cluster: partition %s: executions not yet acknowledged; checkpoint "
+                        "put off", self.name)
+            return
         owned = await self._renew()
         if owned is False:
             raise Lost()

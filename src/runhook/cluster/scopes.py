@@ -21,7 +21,7 @@ from runhook.config.runtime import Runtime
 from runhook.core.clock import WallClock
 from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.inbox import Checkpoint
+from runhook.evaluate.inbox import Checkpoint, Item
 from runhook.evaluate.routing import Scopes, timed
 from runhook.evaluate.scope import ScopeActor
 from runhook.store.database import Store
@@ -59,20 +59,24 @@ class StreamIds:
 
 
 class OwnedActor(ScopeActor):
-    """A scope actor whose timers wait for its partition's lease to be known valid.
-    While it is not (a renewal late, NATS away) the due timers stay due and the actor
-    waits for a renewal, up to a third of the lease at a time; once the partition is
-    gone its actor is dropped."""
+    """A scope actor of one ownership of its partition (`tenure`, the lease it was
+    started under). Its timers fire only while that lease is known valid: while it
+    is not (a renewal late, NATS away) the due timers stay due and the actor waits
+    for a renewal, up to a third of the lease at a time. Once that ownership is
+    over its timers are the next owner's: it only waits for its inbox to close."""
 
-    def __init__(self, *args: Any, tenures: dict[int, Tenure], partition: int,
-                 lease: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tenure: Tenure | None, lease: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._tenures = tenures
-        self._partition = partition
+        self._tenure = tenure
         self._lease = lease
 
+    async def _next(self) -> Item | None:
+        if self._tenure is None or self._tenure.over:
+            return await self._receive.receive()  # EndOfStream once dropped
+        return await super()._next()
+
     async def _expire(self) -> None:
-        tenure = self._tenures.get(self._partition)
+        tenure = self._tenure
         if tenure is None or not (tenure.valid() or await tenure.confirm(self._lease / 3)):
             return
         await super()._expire()
@@ -112,8 +116,8 @@ class ClusterScopes(Scopes):
             # The stream's time is both the record's and the deadlines' (WallClock).
             actor = OwnedActor(key, settings.automations_of(key), self._store, NoOffers(),
                                self._runtime.metrics, self._silences, settings.scope(key),
-                               WallClock(), StreamIds(), tenures=self.tenures,
-                               partition=partition_of(key, self.partitions), lease=self.lease)
+                               WallClock(), StreamIds(), lease=self.lease,
+                               tenure=self.tenures.get(partition_of(key, self.partitions)))
             self.actors[key] = actor
             self.seen.add(key)
             done = self._done[key] = anyio.Event()
