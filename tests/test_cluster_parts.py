@@ -150,3 +150,13 @@ def test_check_config_names_every_mistake_in_the_cluster_table(tmp_path: Path) -
         f"{path}: scopes.project:a/b.run_url: expected `str | null`, got `int`",
         "4 problems found"]
     assert "Traceback" not in done.stderr
+
+
+def test_a_partitions_back_off_doubles_resets_after_a_success_and_gives_up_at_four() -> None:
+    """1, 2, 4 s between restarts, then the node lets the partition go; a success
+    between failures starts the count again (the old back-off never came down)."""
+    from runhook.cluster.partition import GIVE_UP_AFTER, Backoff
+    backoff = Backoff()
+    assert [backoff.failed(), backoff.failed()] == [1.0, 2.0]
+    backoff.succeeded()
+    assert [backoff.failed() for _ in range(GIVE_UP_AFTER)] == [1.0, 2.0, 4.0, None]

@@ -38,6 +38,11 @@ HELD = "RUNHOOK_HELD"  # subjects runhook.held.<key>; work queue: a disabled int
 HELD_SUBJECT = "runhook.held"  # executions, until `runhook enable` puts them back
 EXECUTION_SUBJECT = "runhook.ex"
 HISTORY_SUBJECT = "runhook.hist"
+# In the history stream, beside its records: each partition's fence, a message its
+# owner publishes when it claims the partition. The owner's history records are
+# published on the condition that the fence is still the one it published (see
+# positions.py), so an owner that lost the partition has its executions refused.
+FENCE_SUBJECTS = "runhook.fence.*"
 # Headers of an event message: the scope it is for, and its time as the ingress saw it.
 SCOPE = "Runhook-Scope"
 TIME = "Runhook-Time"
@@ -174,7 +179,8 @@ class Bus:
             StreamConfig(name=EXECUTIONS, subjects=[EXECUTION_SUBJECT],
                          num_replicas=s.replicas, retention=RetentionPolicy.WORK_QUEUE,
                          duplicate_window=DUPLICATE_WINDOW_S),
-            StreamConfig(name=HISTORY, subjects=[HISTORY_SUBJECT], num_replicas=s.replicas,
+            StreamConfig(name=HISTORY, subjects=[HISTORY_SUBJECT, FENCE_SUBJECTS],
+                         num_replicas=s.replicas,
                          retention=RetentionPolicy.LIMITS, max_age=s.retention,
                          duplicate_window=DUPLICATE_WINDOW_S),
         ]
@@ -188,6 +194,10 @@ class Bus:
                     existing = (await self.js.stream_info(name)).config
             if existing is not None:
                 self._same(name, existing, retention=config.max_age)
+                missing = set(config.subjects or ()) - set(existing.subjects or ())
+                if missing:  # made by an older runhook: the fences came later
+                    existing.subjects = [*(existing.subjects or ()), *sorted(missing)]
+                    await self.js.update_stream(existing)
         for bucket, ttl in ((LEASES, s.lease), (NODES, s.lease), (POSITIONS, None)):
             existing = await self._existing(f"KV_{bucket}")
             if existing is not None:

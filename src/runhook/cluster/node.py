@@ -72,6 +72,9 @@ class Node:
         self.health = Health(self.bus, self.mirror)
         tg.start_soon(self.health.run, name="cluster health")
         self.leases = Leases(self.bus, self._start_partition, self._stop_partition)
+        assert self.scopes is not None
+        self.scopes.tenures = self.leases.tenures  # scope timers fire only on a valid lease
+        self.scopes.lease = self.settings.lease
         self.publisher = Publisher(self.bus, tg)
 
     async def stop(self) -> None:
@@ -87,7 +90,8 @@ class Node:
         async def renew() -> bool | None:
             return await leases.renew(number)
 
-        partition = Partition(number, self.bus, self.store, self.scopes, self.outbox, renew)
+        partition = Partition(number, self.bus, self.store, self.scopes, self.outbox, renew,
+                              leases.tenure(number))
         self.partitions[number] = partition
         self._tg.start_soon(self._run_partition, partition, name=f"partition {number}")
 
@@ -96,6 +100,10 @@ class Node:
         if partition.lost and self.partitions.get(partition.number) is partition:
             # Found lost by its own checkpoint: forget it here too (its lease is gone).
             await self._stop_partition(partition.number)
+        elif partition.gave_up and self.leases is not None:
+            # It failed again and again here: another node may run it (its disk, its
+            # configuration are not this one's).
+            self.leases.decline(partition.number, partition.backoff.failures)
 
     async def _stop_partition(self, number: int) -> None:
         partition = self.partitions.pop(number, None)

@@ -1,7 +1,9 @@
 """What a partition's commits caused, put on JetStream: every execution to the
 history stream (which every node's history mirrors), and those waiting for a
 delivery to the executions work queue. Both keyed by the execution id, so an
-execution evaluated again by a new owner is dropped as a duplicate."""
+execution evaluated again by a new owner is dropped as a duplicate. Only an owner
+publishes: while its lease is known valid, and fenced (positions.py), so a node
+that lost the partition has its records refused and sends nothing to the queue."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import logging
 
 import anyio
 import anyio.abc
+import nats.js.errors
 from anyio.abc import TaskStatus
 
 from runhook.cluster.bus import (
@@ -20,6 +23,8 @@ from runhook.cluster.bus import (
     encode,
     partition_of,
 )
+from runhook.cluster.leases import Tenure
+from runhook.cluster.positions import Lost, fenced
 from runhook.core.executions import ExecutionRow
 from runhook.store.database import OnCommit, Store, Write
 from runhook.store.statements import INSERT_EXECUTION, INSERT_GROUPED
@@ -31,6 +36,23 @@ log = logging.getLogger("runhook.cluster")
 # The execution inserts, each by its rule for a row already there.
 _IF_NEW: dict[str, str] = {INSERT_EXECUTION: INSERT_EXECUTION.if_new, INSERT_GROUPED: INSERT_GROUPED.if_new}
 FLUSH_TIMEOUT_S = 10.0
+# A publish that failed (NATS away, a stream's leader moving) is tried again after
+# this, doubling up to PUBLISH_RETRY_MAX_S, for as long as the partition is owned:
+# a timer's executions have no event after them to make them again.
+PUBLISH_RETRY_S = 0.25
+PUBLISH_RETRY_MAX_S = 5.0
+QUEUE_TIMEOUT_S = 5.0
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed expectation
+
+
+class Owned:
+    """What the outbox needs of an owned partition: its fence and its tenure."""
+
+    __slots__ = ("fence", "tenure")
+
+    def __init__(self, fence: int, tenure: Tenure) -> None:
+        self.fence = fence
+        self.tenure = tenure
 
 
 class Created:
@@ -73,6 +95,11 @@ class Outbox:
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
         self._pending: dict[int, list[_Sent]] = {}
+        self._owned: dict[int, Owned] = {}
+        self.fenced_out: set[int] = set()  # partitions whose records JetStream refused
+        # Executions committed per partition: a checkpoint is due when this moved
+        # (a timer's firing included), not only when the stream position did.
+        self.committed: dict[int, int] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -95,51 +122,102 @@ class Outbox:
         for row in rows:
             by_partition.setdefault(partition_of(row.scope, partitions), []).append(row)
         for partition, part in by_partition.items():
+            self.committed[partition] = self.committed.get(partition, 0) + len(part)
             sent = _Sent()
             self._pending.setdefault(partition, []).append(sent)
-            tg.start_soon(self._publish, part, sent)
+            tg.start_soon(self._publish, partition, part, sent)
 
-    async def _publish(self, rows: list[ExecutionRow], sent: _Sent) -> None:
+    async def _publish(self, partition: int, rows: list[ExecutionRow], sent: _Sent) -> None:
+        """The history record first, fenced; then the work queue. A failure is tried
+        again (the same record, the same ids) until it succeeds or the partition is
+        given up; a refusal by the fence is final: the partition is lost."""
+        delay = PUBLISH_RETRY_S
+        recorded = False
         try:
             with sent.scope:
-                js = self._bus.js
-                # The history gets one record for the commit's rows, without a message
-                # id: a copy (made again by a new owner) is applied twice by the
-                # mirrors, which changes nothing. The work queue gets one message an
-                # execution, deduplicated by its id, because a copy there would be a
-                # second delivery.
-                futures = [await js.publish_async(HISTORY_SUBJECT, encode(["created", rows]))]
-                for row in rows:
-                    if row.state == "PENDING" and row.integration is not None:
-                        futures.append(await js.publish_async(
-                            EXECUTION_SUBJECT, encode(row), headers={MSG_ID: row.id}))
-                await asyncio.gather(*futures)
+                while True:
+                    try:
+                        recorded = recorded or await self._record(partition, rows)
+                        await self._queue(rows)
+                        return
+                    except Lost:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - NATS away: again shortly
+                        log.warning("cluster: partition %d: publishing %d executions: %s; "
+                                    "trying again in %.2fs", partition, len(rows),
+                                    str(exc) or type(exc).__name__, delay)
+                    await anyio.sleep(delay)
+                    delay = min(PUBLISH_RETRY_MAX_S, delay * 2)
         except Exception as exc:  # noqa: BLE001 - its partition's flush raises it
             sent.error = exc
         finally:
             sent.done.set()
 
-    async def flush(self, partition: int) -> None:
-        """Wait until everything `partition` published so far is acknowledged; raises if
-        any was not (the partition then starts again from its checkpoint, and its
-        executions are made and published again, under the same ids)."""
-        pending = self._pending.pop(partition, [])
-        if not pending:
-            return
-        with anyio.move_on_after(FLUSH_TIMEOUT_S) as waited:
+    async def _record(self, partition: int, rows: list[ExecutionRow]) -> bool:
+        """One history record for the commit's rows, without a message id (a copy,
+        made again by a new owner, is applied twice by the mirrors, which changes
+        nothing), on the condition that this node's fence is the partition's."""
+        owned = self._owned.get(partition)
+        if owned is None or not await owned.tenure.confirm(self._bus.settings.lease):
+            if owned is None or owned.tenure.over:
+                raise Lost()
+            raise RuntimeError("the partition's lease is not confirmed")
+        try:
+            await self._bus.js.publish(HISTORY_SUBJECT, encode(["created", rows]),
+                                       headers=fenced(owned.fence, partition))
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:  # another node claimed the partition
+                self.fenced_out.add(partition)
+                log.warning("cluster: partition %d: JetStream refused this node's executions "
+                            "(another node claimed the partition)", partition)
+                raise Lost() from None
+            raise
+        return True
+
+    async def _queue(self, rows: list[ExecutionRow]) -> None:
+        """One message an execution waiting for delivery, deduplicated by its id (a
+        copy there would be a second delivery)."""
+        js = self._bus.js
+        futures = [await js.publish_async(EXECUTION_SUBJECT, encode(row),
+                                          headers={MSG_ID: row.id})
+                   for row in rows if row.state == "PENDING" and row.integration is not None]
+        # Bounded: nats-py leaves an ack's future unresolved when JetStream answers
+        # 503 (a stream full, its leader away); the publish is then tried again.
+        with anyio.fail_after(QUEUE_TIMEOUT_S):
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def flush(self, partition: int) -> bool:
+        """Wait (up to FLUSH_TIMEOUT_S) until everything `partition` published so far is
+        acknowledged: True; False if some is still being tried (it goes on, and is
+        waited for by the next flush). Raises Lost if the fence refused any."""
+        pending = list(self._pending.get(partition, ()))
+        with anyio.move_on_after(FLUSH_TIMEOUT_S):
             for sent in pending:
                 await sent.done.wait()
-        if waited.cancelled_caught:
-            for sent in pending:
-                sent.scope.cancel()
-            raise RuntimeError("JetStream did not acknowledge the executions in time")
-        errors = [sent.error for sent in pending if sent.error is not None]
-        if errors:
-            raise RuntimeError(f"publishing executions failed: {errors[0]}") from errors[0]
+        waiting = [sent for sent in self._pending.get(partition, ()) if not sent.done.is_set()]
+        if waiting:
+            self._pending[partition] = waiting
+        else:
+            self._pending.pop(partition, None)
+        if any(isinstance(sent.error, Lost) for sent in pending):
+            raise Lost()
+        return not waiting
+
+    def own(self, partition: int, fence: int, tenure: Tenure) -> None:
+        """`partition` is this node's, fenced by `fence`: its executions may go out."""
+        self._owned[partition] = Owned(fence, tenure)
+        self.fenced_out.discard(partition)
 
     def forget(self, partition: int) -> None:
-        """A partition given up: its publishes go on, nobody waits for them."""
-        self._pending.pop(partition, None)
+        """A partition given up (or starting again): nothing more of it is published,
+        and what was under way stops (its next owner, or its restart, makes the
+        executions again under the same ids)."""
+        self._owned.pop(partition, None)
+        for sent in self._pending.pop(partition, []):
+            sent.scope.cancel()
 
 
 class ClusterStore(Store):

@@ -1,6 +1,9 @@
 """One owned partition: its state restored from the last checkpoint, its events
 read from the stream after it, in order, evaluated by the scope actors, their
-executions published, and a new checkpoint written now and then."""
+executions published, and a new checkpoint written now and then. It acts only
+while its lease is known valid (leases.Tenure), and starts again from its
+checkpoint after a failure, waiting longer each time it fails again; after
+GIVE_UP_AFTER failures in a row it stops, and its node declines it."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from runhook.cluster.bus import (
     lease_key,
     partition_of,
 )
+from runhook.cluster.leases import Tenure
 from runhook.cluster.outbox import Outbox
 from runhook.cluster.positions import Lost, Positions
 from runhook.cluster.scopes import ClusterScopes
@@ -43,28 +47,55 @@ FETCH = 2000  # messages a read takes at most
 FETCH_WAIT_S = 0.5
 RETRY_S = 1.0  # after a failure; doubling up to RETRY_MAX_S while it keeps failing
 RETRY_MAX_S = 30.0
+# Failures in a row (none of a batch committed, a checkpoint written, or the stream
+# read up to its end between them) after which the node lets the partition go:
+# four take 1 + 2 + 4 s of back-off, longer than a JetStream leader election, so
+# a NATS blip moves nothing, and a node that cannot run a partition (its disk, its
+# configuration) hands it to one that may within seconds, not never.
+GIVE_UP_AFTER = 4
 
 # Renews the partition's lease now: True, False once another node holds it, None
 # when NATS did not answer (not known: go on, and ask again later).
 Renew = Callable[[], Awaitable[bool | None]]
 
 
+class Backoff:
+    """The waits between a partition's restarts: doubling while it keeps failing,
+    the first again after a success; None once it failed GIVE_UP_AFTER times in a row."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def failed(self) -> float | None:
+        self.failures += 1
+        if self.failures >= GIVE_UP_AFTER:
+            return None
+        return float(min(RETRY_MAX_S, RETRY_S * 2 ** (self.failures - 1)))
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
 class Partition:
     def __init__(self, number: int, bus: Bus, store: Store, scopes: ClusterScopes,
-                 outbox: Outbox, renew: Renew) -> None:
+                 outbox: Outbox, renew: Renew, tenure: Tenure) -> None:
         self.number = number
         self._bus = bus
         self._store = store
         self._scopes = scopes
         self._outbox = outbox
         self._renew = renew
+        self._tenure = tenure
         self._positions = Positions(bus, number)
         self.applied = 0  # the last stream sequence whose effects are committed here
         self.evaluated = 0
         self.skipped = 0  # messages that were not events, events whose evaluation failed
         self.lost = False
         self.failing: str | None = None  # why it is waiting to start again (back-off)
+        self.backoff = Backoff()
+        self.gave_up = False  # failed GIVE_UP_AFTER times in a row: its node declines it
         self._checkpointed = 0
+        self._checkpointed_commits = 0  # the outbox's count of its executions then
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
 
@@ -77,7 +108,6 @@ class Partition:
         evaluate; on a failure, start again from the last checkpoint (what was
         evaluated since is evaluated again; its executions keep their ids, and
         JetStream drops the copies)."""
-        delay = RETRY_S
         try:
             while not self._stop.is_set():
                 try:
@@ -90,13 +120,20 @@ class Partition:
                     log.warning("cluster: partition %s went to another node", self.name)
                     return
                 except Exception as exc:  # noqa: BLE001 - start again from the checkpoint
-                    self.failing = str(exc) or type(exc).__name__
+                    reason = self.failing = str(exc) or type(exc).__name__
+                    delay = self.backoff.failed()
+                    if delay is None:
+                        self.gave_up = True
+                        log.error("cluster: partition %s: %s; %d failures in a row: letting "
+                                  "it go", self.name, reason, self.backoff.failures)
+                        return
                     log.error("cluster: partition %s: %s; starting again from its checkpoint "
-                              "in %.0fs", self.name, str(exc) or type(exc).__name__, delay)
+                              "in %.0fs", self.name, reason, delay)
                     with anyio.move_on_after(delay):
                         await self._stop.wait()
-                    delay = min(RETRY_MAX_S, delay * 2)
         finally:
+            if self.lost or self.gave_up:
+                self._tenure.end()  # its actors fire nothing more, and return once dropped
             self._outbox.forget(self.number)
             self._stopped.set()
 
@@ -109,7 +146,16 @@ class Partition:
         scopes = self._scopes.of(self.number)
         await self._scopes.drop(scopes)
         self._outbox.forget(self.number)
+        # Renewed now, not as of the last round: a node that lost the partition while
+        # failing must not claim it back from its new owner.
+        owned = await self._renew()
+        if owned is False or self._tenure.over:
+            raise Lost()
+        if owned is None:
+            raise RuntimeError("NATS did not answer the lease's renewal")
         data = await self._positions.claim()
+        self._outbox.own(self.number, self._positions.fence, self._tenure)
+        self._checkpointed_commits = self._outbox.committed.get(self.number, 0)
         snapshot = checkpoint.decode(data) if data is not None else None
         if snapshot is not None:  # projects only an entity-wide automation covers
             self._scopes.seen.update(snapshot.scopes)
@@ -131,14 +177,17 @@ class Partition:
         interval = self._bus.settings.checkpoint_interval
         try:
             while not self._stop.is_set():
+                if self.number in self._outbox.fenced_out:
+                    raise Lost()  # a timer's executions were refused: another node claimed it
                 try:
                     messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT_S)
                 except (TimeoutError, nats.errors.TimeoutError):
                     messages = []
-                if messages:  # nats-py may answer an empty list, not a timeout
+                if messages and await self._hold():  # an empty list: nats-py's, not a timeout
                     await self._evaluate(messages)
-                if time.monotonic() - last_checkpoint >= interval \
-                        and self.applied != self._checkpointed:
+                elif not messages:
+                    self.backoff.succeeded()  # read up to the stream's end
+                if time.monotonic() - last_checkpoint >= interval and self._dirty():
                     await self._checkpoint()
                     last_checkpoint = time.monotonic()
             await self._checkpoint()
@@ -147,6 +196,24 @@ class Partition:
                 await subscription.unsubscribe()
             except Exception as exc:  # noqa: BLE001 - the consumer expires by itself
                 log.debug("cluster: partition %s: unsubscribing: %s", self.name, exc)
+
+    async def _hold(self) -> bool:
+        """Until the lease is known valid (True), or the partition is stopping (False:
+        what was fetched is left to the next owner); Lost once it went."""
+        while not self._tenure.valid():
+            if self._tenure.over:
+                raise Lost()
+            if self._stop.is_set():
+                return False
+            await self._tenure.confirm(self._bus.settings.lease / 3)
+        return True
+
+    def _dirty(self) -> bool:
+        """Something since the last checkpoint: events, or a timer's executions (a
+        firing the checkpoint does not hold would fire again on the next owner,
+        after JetStream's duplicate window perhaps, as a second alert)."""
+        return self.applied != self._checkpointed or \
+            self._outbox.committed.get(self.number, 0) != self._checkpointed_commits
 
     async def _evaluate(self, messages: Sequence[Any]) -> None:
         batches: dict[ScopeActor, Streamed] = {}
@@ -206,15 +273,24 @@ class Partition:
             if not error.startswith(AT_BOUND):  # those are logged at a limited rate
                 log.error("cluster: partition %s: stream sequence %d passed over: %s",
                           self.name, seq, error)
-        await self._outbox.flush(self.number)
+        if not await self._outbox.flush(self.number):
+            raise RuntimeError("JetStream did not acknowledge the executions in time")
         self.evaluated += sum(len(b.batch) for b in batches.values())
+        self.backoff.succeeded()
 
     async def _checkpoint(self) -> None:
         """The state first, then the wait for what it holds to be published (a timer
         committing meanwhile is not in it), then the lease, then the write."""
+        # Counted before the state is read: a commit after this makes the next one due.
+        commits = self._outbox.committed.get(self.number, 0)
         data = await checkpoint.export(self._store, self._scopes.of(self.number), self.applied,
                                        self._bus.settings.node)
-        await self._outbox.flush(self.number)
+        if not await self._outbox.flush(self.number):
+            # Some are still being tried (a timer's, NATS away): not before they land,
+            # or the next owner would restore what they say and never send them.
+            log.warning("cluster: partition %s: executions not yet acknowledged; checkpoint "
+                        "put off", self.name)
+            return
         owned = await self._renew()
         if owned is False:
             raise Lost()
@@ -224,5 +300,7 @@ class Partition:
             return
         await self._positions.save(self.applied, data, self._bus.settings.node)
         self._checkpointed = self.applied
-        log.debug("cluster: partition %s: checkpoint at %d (%d bytes)", self.name,
-                  self.applied, len(data))
+        self._checkpointed_commits = commits
+        self.backoff.succeeded()
+        log.debug("cluster: partition %s: checkpoint at %d after %d executions made here "
+                  "(%d bytes)", self.name, self.applied, commits, len(data))

@@ -3,7 +3,14 @@ move it. A new owner claims the partition's key (a write that changes its
 revision) before it restores; a checkpoint is recorded by a write that names the
 revision its writer claimed. An owner that lost the partition without knowing
 it (a stall longer than the lease) therefore cannot put an old checkpoint over a
-newer one: its write fails, and it stops."""
+newer one: its write fails, and it stops.
+
+Its executions are fenced alike: claiming publishes the partition's fence (a
+message on runhook.fence.<n> in the history stream), and the owner publishes
+each history record of its executions on the condition that the fence's last
+sequence is still its own (Nats-Expected-Last-Subject-Sequence), before any of
+them goes to the work queue. Once a new owner claimed, JetStream refuses the old
+one's records, so nothing it made after losing the partition is delivered."""
 
 from __future__ import annotations
 
@@ -12,13 +19,23 @@ import logging
 import msgspec
 import nats.js.errors
 
-from runhook.cluster.bus import Bus, lease_key
+from runhook.cluster.bus import HISTORY, Bus, lease_key
 
 log = logging.getLogger("runhook.cluster")
 
 
 class Lost(Exception):
     """The partition went to another node: stop without writing anything."""
+
+
+def fence_subject(partition: int) -> str:
+    return f"runhook.fence.{partition}"
+
+
+def fenced(fence: int, partition: int) -> dict[str, str]:
+    """The headers that make a history publish conditional on `fence` being current."""
+    return {"Nats-Expected-Last-Subject-Sequence": str(fence),
+            "Nats-Expected-Last-Subject-Sequence-Subject": fence_subject(partition)}
 
 
 class Position(msgspec.Struct, array_like=True):
@@ -29,9 +46,11 @@ class Position(msgspec.Struct, array_like=True):
 class Positions:
     def __init__(self, bus: Bus, partition: int) -> None:
         self._bus = bus
+        self._partition = partition
         self._key = lease_key(partition)
         self._revision = 0
         self.position = Position(0, "")
+        self.fence = 0  # the sequence of this owner's fence in the history stream
 
     async def claim(self) -> bytes | None:
         """Take the key (fencing out earlier owners); the checkpoint's data, if any."""
@@ -50,6 +69,9 @@ class Positions:
             self._revision = await kv.update(self._key, entry.value, last=entry.revision)
         except nats.js.errors.KeyWrongLastSequenceError:
             raise Lost() from None  # another node claimed it between our read and write
+        ack = await self._bus.js.publish(fence_subject(self._partition),
+                                         self._bus.settings.node.encode(), stream=HISTORY)
+        self.fence = ack.seq
         if not self.position.name:
             return None
         found = await self._bus.checkpoints.get(self.position.name)

@@ -2,21 +2,26 @@
 evaluating as the owner before it would have (event times and execution ids taken
 from the stream, not from this node's clock or randomness: WallClock, StreamIds and
 the batches' stream positions), writing to this node's SQLite as a cache of state
-that the checkpoints in JetStream hold for good."""
+that the checkpoints in JetStream hold for good. A scope's timers fire only while
+its partition's lease is known valid (leases.Tenure): a node that was paused past
+its lease wakes with its deadlines passed and must not call healthy runs crashed
+from events it has not read."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 import anyio
 
 from runhook.cluster.bus import partition_of
+from runhook.cluster.leases import Tenure
 from runhook.config.runtime import Runtime
 from runhook.core.clock import WallClock
 from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
-from runhook.evaluate.inbox import Checkpoint
+from runhook.evaluate.inbox import Checkpoint, Item
 from runhook.evaluate.routing import Scopes, timed
 from runhook.evaluate.scope import ScopeActor
 from runhook.store.database import Store
@@ -53,6 +58,30 @@ class StreamIds:
     __call__ = new_id
 
 
+class OwnedActor(ScopeActor):
+    """A scope actor of one ownership of its partition (`tenure`, the lease it was
+    started under). Its timers fire only while that lease is known valid: while it
+    is not (a renewal late, NATS away) the due timers stay due and the actor waits
+    for a renewal, up to a third of the lease at a time. Once that ownership is
+    over its timers are the next owner's: it only waits for its inbox to close."""
+
+    def __init__(self, *args: Any, tenure: Tenure | None, lease: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tenure = tenure
+        self._lease = lease
+
+    async def _next(self) -> Item | None:
+        if self._tenure is None or self._tenure.over:
+            return await self._receive.receive()  # EndOfStream once dropped
+        return await super()._next()
+
+    async def _expire(self) -> None:
+        tenure = self._tenure
+        if tenure is None or not (tenure.valid() or await tenure.confirm(self._lease / 3)):
+            return
+        await super()._expire()
+
+
 class NoOffers:
     """Delivery in cluster mode starts from the executions stream, not from here."""
 
@@ -69,6 +98,10 @@ class ClusterScopes(Scopes):
         super().__init__(runtime, store, deliveries, tg, silences)
         self.partitions = partitions
         self._done: dict[str, anyio.Event] = {}
+        # partition -> what this node knows of its lease (the lease keeper's, set by
+        # the node before any partition is taken).
+        self.tenures: dict[int, Tenure] = {}
+        self.lease = 0.0
 
     def actor(self, scope: str) -> ScopeActor | None:
         """The scope's actor, started on first use; None when no automation has it."""
@@ -81,9 +114,10 @@ class ClusterScopes(Scopes):
         if actor is None:
             settings = self._runtime.settings
             # The stream's time is both the record's and the deadlines' (WallClock).
-            actor = ScopeActor(key, settings.automations_of(key), self._store, NoOffers(),
+            actor = OwnedActor(key, settings.automations_of(key), self._store, NoOffers(),
                                self._runtime.metrics, self._silences, settings.scope(key),
-                               WallClock(), StreamIds())
+                               WallClock(), StreamIds(), lease=self.lease,
+                               tenure=self.tenures.get(partition_of(key, self.partitions)))
             self.actors[key] = actor
             self.seen.add(key)
             done = self._done[key] = anyio.Event()

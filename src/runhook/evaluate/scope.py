@@ -163,7 +163,9 @@ class ScopeActor(BatchWrites):
         if not self.evaluator.keeps_state:
             return
         state = await self._store.run_state(self.scope)
-        self.evaluator.restore(state, self.clock.wall(), self.clock.monotonic())
+        # One reading for both: two calls differ by microseconds in cluster mode (one
+        # clock), which would move a restored run's last sign of life, and a crash's id.
+        self.evaluator.restore(state, *self.clock.read())
         log.info("scope %s: restored %d runs from the database", self.scope, len(self.book.runs))
 
     async def _submit(self, write: Write) -> None:
