@@ -37,8 +37,10 @@ class Daemon:
 
 
 @contextmanager
-def daemon(body: str, http: bool = False, prefix: str = "rhb") -> Iterator[Daemon]:
-    """A daemon on a fresh database in a short temporary directory; ready when yielded."""
+def daemon(body: str, http: bool = False, prefix: str = "rhb",
+           server: str = "") -> Iterator[Daemon]:
+    """A daemon on a fresh database in a short temporary directory; ready when yielded.
+    `server`: more lines for its [server] table."""
     directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     config = directory / "runhook.toml"
     config.write_text(f"""
@@ -46,6 +48,7 @@ def daemon(body: str, http: bool = False, prefix: str = "rhb") -> Iterator[Daemo
 socket = "{directory}/ev.sock"
 http = "{f'127.0.0.1:{free_port()}' if http else ''}"
 database = "{directory}/runhook.db"
+{server}
 {body}
 """)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
