@@ -297,3 +297,47 @@ async def test_commit_returns_once_committed_and_raises_why_not(tmp_path):
             await store.commit(Write([("INSERT INTO nowhere VALUES (?)", [(1,)])]))
         store.finish()
     await store.close()
+
+
+async def test_a_snapshot_open_across_an_await_does_not_hold_other_reads_in_the_past(
+        tmp_path, monkeypatch):
+    """run_states reads several scopes in one read transaction, across awaits. The
+    daemon's other reads in between (idempotency lookups, delivery scans) must see
+    what committed meanwhile, not that transaction's snapshot."""
+    from runhook.store.statements import UPSERT_RUN
+
+    def run(scope: str, run_id: str) -> tuple:
+        return (scope, run_id, run_id, "u", "running", 1.0, None, None, "{}", "{}", None)
+
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    paused, resume = anyio.Event(), anyio.Event()
+    fetch = Store._fetch
+
+    async def pausing(self, sql, params=(), *args, **kwargs):
+        # The snapshot is open (project:a was read in it); hold it before project:b.
+        if "FROM runs WHERE scope" in sql and tuple(params) == ("project:b",):
+            paused.set()
+            await resume.wait()
+        return await fetch(self, sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "_fetch", pausing)
+    states = {}
+
+    async def snapshot() -> None:
+        states.update(await store.run_states(["project:a", "project:b"]))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.run)
+        await store.commit(Write([(UPSERT_RUN, [run("project:a", "r1")])]))
+        tg.start_soon(snapshot)
+        await paused.wait()
+        await store.commit(Write([(UPSERT_RUN, [run("project:b", "r2")])]))
+        # Another task's read after the commit sees it: project:b has a run now.
+        assert await store.project_scopes() == ["project:a", "project:b"]
+        resume.set()
+        store.finish()
+    # The snapshot itself stayed one instant: project:b had no run when it began.
+    assert [r[0] for r in states["project:a"]["runs"]] == ["r1"]
+    assert states["project:b"]["runs"] == []
+    await store.close()

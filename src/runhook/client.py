@@ -13,6 +13,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
+import anyio
 import msgspec
 import tenacity
 
@@ -292,10 +293,11 @@ class AsyncClient:
         self.path, self._token = locate(path, token)
         self.wait = wait
         self._ssl = ssl_context
+        # asyncio's streams: a line answer is one readline over the Unix socket.
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._lock = asyncio.Lock()
+        self._lock = anyio.Lock()
 
     async def __aenter__(self) -> Self:
         await self.connect()

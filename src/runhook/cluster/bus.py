@@ -3,11 +3,11 @@ partition of a scope, and how events and executions are put on the wire."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from typing import Any
 
+import anyio
 import msgspec
 import nats
 import nats.errors
@@ -142,8 +142,7 @@ class Bus:
         async def error(exc: Exception) -> None:
             log.warning("cluster: NATS: %s", exc)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CONNECT_WAIT_S
+        deadline = anyio.current_time() + CONNECT_WAIT_S
         while True:  # NATS may be starting too (a host's boot): wait for it a while
             try:
                 self.nc = await nats.connect(
@@ -160,12 +159,12 @@ class Bus:
                 reason = str(exc) or type(exc).__name__
                 await self.close()
                 self._closing = False
-                if loop.time() > deadline:
+                if anyio.current_time() > deadline:
                     raise StartupError(f"cannot use NATS JetStream at {public(s.servers)} "
                                        f"(cluster.nats): {reason}") from exc
                 log.warning("cluster: NATS JetStream at %s: %s; trying again",
                             public(s.servers), reason)
-                await asyncio.sleep(RETRY_S)
+                await anyio.sleep(RETRY_S)
 
     async def _ensure(self) -> None:
         """Create what is missing; what exists must have been made with this node's
@@ -282,17 +281,16 @@ class Bus:
         RUNHOOK_NODES may be this node's own, killed and restarted: it is waited for
         until it expires (one lease); a name that stays is another live node's."""
         node = self.settings.node
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.lease + 1.0
+        deadline = anyio.current_time() + self.settings.lease + 1.0
         while True:
             try:
                 await self.nodes.get(node)
             except nats.js.errors.KeyNotFoundError:  # KeyDeletedError is one too
                 return
-            if loop.time() > deadline:
+            if anyio.current_time() > deadline:
                 raise Refused(f"cluster.node: a live node is already named {node!r}; each "
                               "node needs a name of its own (the default is the host name)")
-            await asyncio.sleep(0.25)
+            await anyio.sleep(0.25)
 
     async def subscribe(self, what: str, subscribe: Any) -> Any:
         """`subscribe()` until it succeeds: at a start, or after a NATS node went,
@@ -303,7 +301,7 @@ class Bus:
             except Exception as exc:  # noqa: BLE001 - not yet: again shortly
                 log.warning("cluster: %s: %s; trying again", what,
                             str(exc) or type(exc).__name__)
-                await asyncio.sleep(RETRY_S)
+                await anyio.sleep(RETRY_S)
 
     async def close(self) -> None:
         """Close, not drain: a drain waits for every fetched message to be processed,
@@ -311,6 +309,7 @@ class Bus:
         if self.nc is not None:
             self._closing = True
             try:
-                await asyncio.wait_for(self.nc.close(), CLOSE_TIMEOUT_S)
+                with anyio.fail_after(CLOSE_TIMEOUT_S):
+                    await self.nc.close()
             except Exception as exc:  # noqa: BLE001 - closing anyway
                 log.debug("cluster: closing the NATS connection: %s", exc)

@@ -4,7 +4,6 @@ Deliveries: the actors by integration name."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -20,6 +19,7 @@ from runhook.config.settings import Settings
 from runhook.core import constants
 from runhook.core.executions import Job
 from runhook.delivery import attempt
+from runhook.core.flag import Flag
 from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
 from runhook.store.database import Statement, Store, Write
@@ -49,18 +49,17 @@ class DeliveryActor(Counts):
         # Ids queued or in flight; an id leaves only once its attempt's row is
         # committed, so a scan between the attempt and the commit cannot resend it.
         self._known: set[str] = set()
-        # asyncio's Events, not anyio's: the loop and the senders clear these and
-        # set them again all day, and an anyio.Event, once set, stays set.
-        self._wake = asyncio.Event()  # for the loop: scan, or hand out work
-        self._ready = asyncio.Event()  # for the senders: the queue has jobs
+        # Flags, not anyio Events: the loop and the senders clear these and set
+        # them again all day, and an anyio.Event, once set, stays set.
+        self._wake = Flag()  # for the loop: scan, or hand out work
+        self._ready = Flag()  # for the senders: the queue has jobs
         self._next_scan = 0.0  # start with a scan: resume what a restart left PENDING
         # While a scan reads: ids whose attempt committed (its snapshot may predate
         # that commit and still show them PENDING), and the earliest time anyone
         # asked for a scan (the scan's own answer must not overwrite it).
         self._settled_during_scan: set[str] | None = None
         self._asked_during_scan = math.inf
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle = Flag(is_set=True)
         self._stopping = False
         self._scope = anyio.CancelScope()
         self._session: aiohttp.ClientSession | None = None

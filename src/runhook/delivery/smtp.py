@@ -10,6 +10,7 @@ import socket
 import ssl
 
 import aiosmtplib
+import anyio
 
 from runhook.config.destinations import ALLOW_PRIVATE, refused_address
 from runhook.config.secrets import Redactor
@@ -24,6 +25,7 @@ SERVER = "the mail server"
 async def connect(host: str, port: int, allow_private: bool, timeout: float) -> socket.socket:
     """A TCP connection to `host`, refused when any of its addresses is not public
     (unless `allow_private`): a public name resolving to 10.0.0.5 is refused."""
+    # The loop's socket calls: aiosmtplib takes a connected socket, not an anyio stream.
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not allow_private:
@@ -37,7 +39,8 @@ async def connect(host: str, port: int, allow_private: bool, timeout: float) -> 
         sock = socket.socket(family, type_, proto)
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
+            with anyio.fail_after(timeout):
+                await loop.sock_connect(sock, address)
             return sock
         except (OSError, TimeoutError) as exc:
             sock.close()
@@ -55,7 +58,7 @@ async def send(mail: Mail, timeout: float, allow_private: bool,
     """Submit `mail` once. The Response's status is the SMTP reply code (250 on
     success); `refused` marks a permanent (5xx) refusal or a refused destination."""
     try:
-        async with asyncio.timeout(timeout):
+        with anyio.fail_after(timeout):
             sock = await connect(mail.host, mail.port, allow_private, timeout)
             client = aiosmtplib.SMTP(hostname=mail.host, sock=sock, timeout=timeout,
                                      use_tls=mail.tls == "implicit",

@@ -4,11 +4,11 @@ scope_write.py's, and Scopes (routing.py) routes events to the actors."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from runhook.config.settings import Automation, ScopeSettings
@@ -57,8 +57,7 @@ class ScopeActor(BatchWrites):
         # was reloaded from what is committed, so a client's retry of a refused
         # event finds the state from before it (and a crossing still fires).
         self._outstanding = 0
-        self._settled = asyncio.Event()
-        self._settled.set()
+        self._settled: anyio.Event | None = None  # made by a resync waiting for them
         self._diverged = False
         self._waiting_for: float | None = None  # the deadline the actor waits for
         # Writes that failed so far, and how many had when the book was last loaded
@@ -112,7 +111,7 @@ class ScopeActor(BatchWrites):
                 # Let the other connections' chunks of this loop turn arrive, then
                 # take every batch waiting: many small chunks (many clients) cost
                 # one write instead of one each, for one loop turn of latency.
-                await asyncio.sleep(0)
+                await anyio.lowlevel.checkpoint()
                 work = [(batch, ticket)]
                 checkpoint = None
                 while len(work) < constants.INBOX_SIZE:
@@ -179,15 +178,15 @@ class ScopeActor(BatchWrites):
         book = self._book_failures
         write.valid = lambda: self._failures == book
         self._outstanding += 1
-        self._settled.clear()
 
         def settled(error: str | None) -> None:
             self._outstanding -= 1
             if error is not None:
                 self._diverged = True
                 self._failures += 1
-            if self._outstanding == 0:
+            if self._outstanding == 0 and self._settled is not None:
                 self._settled.set()
+                self._settled = None
             if then is not None:
                 then(error)
         write.on_commit = settled
@@ -241,7 +240,9 @@ class ScopeActor(BatchWrites):
         return True
 
     async def _resync(self) -> None:
-        await self._settled.wait()
+        if self._outstanding:
+            self._settled = anyio.Event()
+            await self._settled.wait()
         self._diverged = False
         failures = self._failures
         await self._restore()

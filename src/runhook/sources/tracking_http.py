@@ -11,6 +11,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import anyio
+
 from runhook.config.destinations import ALLOW_PRIVATE, refused_address
 
 # Requests written at once on one connection before its answers are read.
@@ -43,6 +45,7 @@ class Pipelined:
         self._allow_private = allow_private
         self._timeout = timeout
         self._max_body = max_body
+        # asyncio's streams: readuntil/readexactly parse the pipelined answers.
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def close(self) -> None:
@@ -56,7 +59,12 @@ class Pipelined:
         share = -(-len(targets) // CONNECTIONS) if targets else 0
         lanes = [list(range(i, min(i + share, len(targets))))
                  for i in range(0, len(targets), max(share, 1))]
-        await asyncio.gather(*(self._lane(lane, targets, answers) for lane in lanes))
+        try:
+            async with anyio.create_task_group() as tg:
+                for lane in lanes:
+                    tg.start_soon(self._lane, lane, targets, answers)
+        except ExceptionGroup as group:  # a lane failed, the others were cancelled: its error
+            raise group.exceptions[0] from None
         return [a for a in answers if a is not None]
 
     async def _lane(self, lane: list[int], targets: list[str],
@@ -69,7 +77,7 @@ class Pipelined:
             try:
                 writer.write(b"".join(b"GET " + (self._prefix + targets[i]).encode()
                                       + b" HTTP/1.1\r\n" + self._headers for i in batch))
-                async with asyncio.timeout(self._timeout):
+                with anyio.fail_after(self._timeout):
                     for i in batch:
                         answer, keep = await self._read(reader)
                         answers[i] = answer
@@ -96,7 +104,7 @@ class Pipelined:
             return self._idle.pop()
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._timeout):
+            with anyio.fail_after(self._timeout):
                 infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
                 address = str(infos[0][4][0])
                 for info in infos:

@@ -3,7 +3,6 @@ the Store that owns it and the readers (reads.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
@@ -91,6 +90,8 @@ class Store(Reads):
         # status page's counts), which has its own connection.
         self._reader: aiosqlite.Connection | None = None
         self._queries: aiosqlite.Connection | None = None
+        self._snapshots: aiosqlite.Connection | None = None  # run_states' own, see reads.py
+        self._snapshot_lock = anyio.Lock()
         self.commits = 0
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size
         self.last_error: str | None = None  # of the last batch that changed rows
@@ -123,29 +124,31 @@ class Store(Reads):
         await self._queries.execute("PRAGMA query_only=1")
 
     async def close(self) -> None:
-        for db in (self._queries, self._reader, self._writer):
+        for db in (self._snapshots, self._queries, self._reader, self._writer):
             if db is not None:
                 await db.close()
-        self._queries = self._reader = self._writer = None
+        self._snapshots = self._queries = self._reader = self._writer = None
 
     async def commit(self, write: Write) -> None:
         """The one way to wait for a write: returns once it is committed, raises
         WriteFailed (with the reason) if it was not. The scope actors and ingest do
         not wait: they evaluate ahead of their commits, so they `submit` with an
         `on_commit` callback and the hot path costs no task or future per write."""
-        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        done = anyio.Event()
+        outcome: list[str | None] = []
         then = write.on_commit
 
         def committed(error: str | None) -> None:
             if then is not None:
                 then(error)
-            if not done.done():
-                done.set_result(error)
+            if not done.is_set():
+                outcome.append(error)
+                done.set()
         write.on_commit = committed
         await self.submit(write)
-        error = await done
-        if error is not None:
-            raise WriteFailed(error)
+        await done.wait()
+        if outcome[0] is not None:
+            raise WriteFailed(outcome[0])
 
     async def submit(self, write: Write) -> None:
         """Queue a write; waits (backpressure) only while the writer is behind."""

@@ -4,11 +4,12 @@ neither waits behind the other. Read-only; the writer is in database.py."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Container, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 import msgspec
 
 from runhook.core.executions import ExecutionRow
@@ -80,15 +81,19 @@ EXECUTION_COLUMNS = ", ".join(f"e.{c}" for c in ExecutionRow._fields)
 class Reads:
     """Mixed into Store, which opens the two connections."""
 
+    path: Path
     _reader: aiosqlite.Connection | None
     _queries: aiosqlite.Connection | None
-    _snapshot_lock: asyncio.Lock | None
+    # A read transaction spanning awaits has a connection of its own: on the shared
+    # reader, every read of other tasks in between would see its stale snapshot.
+    _snapshots: aiosqlite.Connection | None
+    _snapshot_lock: anyio.Lock
 
     # Reads: `_fetch` for the daemon's own, `_query` for what people ask.
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = (),
-                     people: bool = False) -> list[Any]:
-        db = self._queries if people else self._reader
+    async def _fetch(self, sql: str, params: Sequence[Any] = (), people: bool = False,
+                     db: aiosqlite.Connection | None = None) -> list[Any]:
+        db = db or (self._queries if people else self._reader)
         assert db is not None
         async with db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
@@ -212,39 +217,41 @@ class Reads:
             "AND integration = ? AND next_attempt_at > ?", (integration, now))
         return rows[0][0] if rows else None
 
-    async def run_state(self, scope: str) -> dict[str, list[Any]]:
-        """Everything a scope actor restores on start, each list in write order."""
+    async def run_state(self, scope: str,
+                        db: aiosqlite.Connection | None = None) -> dict[str, list[Any]]:
+        """Everything a scope actor restores on start, each list in write order
+        (read on `db`, by default the daemon's reader)."""
         return {
             "runs": await self._fetch(
                 "SELECT run_id, run_name, user, state, last_seen, ended_at, grp, tags, config, "
-                "reason FROM runs WHERE scope = ?", (scope,)),
+                "reason FROM runs WHERE scope = ?", (scope,), db=db),
             "windows": await self._fetch(
-                "SELECT run_id, metric, size, data FROM windows WHERE scope = ?", (scope,)),
+                "SELECT run_id, metric, size, data FROM windows WHERE scope = ?", (scope,), db=db),
             "log": await self._fetch(
                 "SELECT run_id, run_name, user, data FROM metric_log WHERE scope = ? "
-                "ORDER BY seq", (scope,)),
+                "ORDER BY seq", (scope,), db=db),
             "batches": await self._fetch(
-                "SELECT data FROM metric_batches WHERE scope = ? ORDER BY seq", (scope,)),
+                "SELECT data FROM metric_batches WHERE scope = ? ORDER BY seq", (scope,), db=db),
             "flags": await self._fetch(
                 "SELECT run_id, automation, digest, active, fired_at FROM trigger_state "
-                "WHERE scope = ?", (scope,)),
+                "WHERE scope = ?", (scope,), db=db),
             "cooldowns": await self._fetch(
                 "SELECT automation, collection, digest, fired_at FROM artifact_cooldowns "
-                "WHERE scope = ?", (scope,)),
+                "WHERE scope = ?", (scope,), db=db),
             "metadata": await self._fetch(
                 "SELECT version, metadata FROM artifact_metadata WHERE scope = ? "
-                "ORDER BY rowid", (scope,)),
+                "ORDER BY rowid", (scope,), db=db),
             "groups": await self._fetch(
                 "SELECT grp, automation, digest, fired_at FROM group_state WHERE scope = ?",
-                (scope,)),
+                (scope,), db=db),
             "digest_windows": await self._fetch(
                 "SELECT id, automation, key, opened_at, closes_at FROM digest_windows "
-                "WHERE scope = ? ORDER BY opened_at", (scope,)),
+                "WHERE scope = ? ORDER BY opened_at", (scope,), db=db),
             # Each open window's firings, oldest first (ids increase with creation).
             "digest_items": await self._fetch(
                 "SELECT e.digest_id, e.context FROM digest_windows AS w "
                 "JOIN executions AS e ON e.digest_id = w.id WHERE w.scope = ? "
-                "ORDER BY e.digest_id, e.id", (scope,)),
+                "ORDER BY e.digest_id, e.id", (scope,), db=db),
         }
 
     async def project_scopes(self) -> list[str]:
@@ -263,19 +270,20 @@ class Reads:
         """`run_state` of several scopes as of one instant (one read transaction: a
         checkpoint committing meanwhile cannot split windows from their log), with
         the rows of the firings waiting in open digests ("grouped")."""
-        lock = self._snapshot_lock = getattr(self, "_snapshot_lock", None) or asyncio.Lock()
-        db = self._reader
-        assert db is not None
-        out: dict[str, dict[str, list[Any]]] = {}
-        async with lock:
+        out: dict[str, dict[str, Any]] = {}
+        async with self._snapshot_lock:
+            db = self._snapshots
+            if db is None:  # opened on first use: a single-machine daemon takes none
+                db = self._snapshots = await aiosqlite.connect(self.path, isolation_level=None)
+                await db.execute("PRAGMA query_only=1")
             await db.execute("BEGIN")
             try:
                 for scope in scopes:
-                    state = await self.run_state(scope)
+                    state = await self.run_state(scope, db)
                     state["grouped"] = await self._fetch(
                         f"SELECT {EXECUTION_COLUMNS}, e.digest_id FROM executions AS e "
                         "JOIN digest_windows AS w ON e.digest_id = w.id WHERE w.scope = ? "
-                        "ORDER BY e.id", (scope,))
+                        "ORDER BY e.id", (scope,), db=db)
                     out[scope] = state
             finally:
                 await db.execute("COMMIT")

@@ -3,6 +3,7 @@ and a deadline for sending each answer."""
 
 from __future__ import annotations
 
+# asyncio's Protocol layer: aiohttp's server speaks it, and the gate sits beneath it.
 import asyncio
 import asyncio.sslproto
 import logging

@@ -40,6 +40,7 @@ async def serve_app(app: web.Application, address: str, host: str, port: int,
     listener: asyncio.Server | None = None
     try:
         try:
+            # The loop's server: aiohttp's handler is an asyncio.Protocol, wrapped by the gate.
             listener = await asyncio.get_running_loop().create_server(
                 gate(runner.server), host, port)
         except OSError as exc:
