@@ -6,13 +6,13 @@ recorded on the history stream that every node's history mirrors."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import anyio
 
 from runhook.cluster.bus import (
     ATTEMPTS,
@@ -91,7 +91,7 @@ class ClusterCommands:
         if chosen:
             ack = await js.publish_async(HISTORY_SUBJECT, encode(
                 ["redeliver", [[REDELIVERY_REASON, now, now, e.id] for e in chosen]]))
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            with anyio.fail_after(PUBLISH_TIMEOUT_S):
                 await ack
         acks = []
         for execution in chosen:
@@ -99,8 +99,9 @@ class ClusterCommands:
             acks.append(await js.publish_async(EXECUTION_SUBJECT, encode(_row(execution, now)),
                                                headers={MSG_ID: f"{execution.id}@r{now:.6f}",
                                                         ATTEMPTS: number, ROUND: number}))
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await asyncio.gather(*acks)
+        with anyio.fail_after(PUBLISH_TIMEOUT_S):
+            for published in acks:  # nats-py's futures, all in flight already
+                await published
         return answer
 
     async def test(self, query: TestIntegration) -> Tested:
@@ -120,7 +121,7 @@ class ClusterCommands:
                       [probed.state, probed.reason, probed.finished, None, 1, row.id], row]
             ack = await self._bus.js.publish_async(
                 HISTORY_SUBJECT, encode(record), headers={MSG_ID: f"{row.id}#1"})
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            with anyio.fail_after(PUBLISH_TIMEOUT_S):
                 await ack
         return Tested(test=probed.answer)
 

@@ -18,8 +18,8 @@ from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
 from runhook.core import constants
 from runhook.core.executions import Job
-from runhook.delivery import attempt
 from runhook.core.flag import Flag
+from runhook.delivery import attempt
 from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
 from runhook.store.database import Statement, Store, Write
