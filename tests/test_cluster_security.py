@@ -225,3 +225,23 @@ def test_a_password_from_secrets_reaches_the_connection_and_no_repr() -> None:
     assert (cluster.access.user, cluster.access.password) == ("runhook", PASSWORD)
     assert PASSWORD not in repr(cluster)
     assert cluster.access.tls is False  # nats:// and no tls_ key: plain, as before
+
+
+async def test_a_credentials_file_connects_and_one_of_another_account_is_refused(
+        short_dir: Path, receiver: Receiver) -> None:
+    """Decentralised auth (an operator, accounts as JWTs): a node with a .creds file of
+    a user of runhook's account starts and delivers; one whose user was signed by an
+    account the server does not know is refused naming cluster.credentials."""
+    nkeys = pytest.importorskip("nkeys", reason="nkeys (the [cluster] extra) signs the nonce")
+    from nats_jwt import creds, keypair, operator_mode
+
+    server, account = operator_mode()
+    _, stranger = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    mine = creds(short_dir / "runhook.creds", account, "runhook-1")
+    other = creds(short_dir / "other.creds", stranger, "runhook-1")
+    async with serving(short_dir / "nats", server) as port:
+        url = f"nats://127.0.0.1:{port}"
+        await delivers(short_dir, url, f'credentials = "{mine}"\n', receiver)
+        text = await refusal(settings({"nats": [url], "credentials": str(other)}))
+    assert "refused this node's credentials (cluster.credentials)" in text, text
+    assert other.read_text().split("\n")[1] not in text  # the JWT, nor the seed
