@@ -245,3 +245,18 @@ async def test_a_credentials_file_connects_and_one_of_another_account_is_refused
         text = await refusal(settings({"nats": [url], "credentials": str(other)}))
     assert "refused this node's credentials (cluster.credentials)" in text, text
     assert other.read_text().split("\n")[1] not in text  # the JWT, nor the seed
+
+
+async def test_a_token_from_secrets_connects_and_a_wrong_one_is_refused(
+        short_dir: Path) -> None:
+    token, wrong = "token-0123456789abcdef", "token-fedcba9876543210"
+    async with serving(short_dir / "nats", f'authorization {{ token: "{token}" }}') as port:
+        url = f"nats://127.0.0.1:{port}"
+        bus = settings({"nats": [url], "token_secret": "nats"}, {"nats": token})
+        with anyio.fail_after(15):
+            await bus.connect()  # and makes the streams and buckets
+        await bus.close()
+        text = await refusal(settings({"nats": [url], "token_secret": "nats"},
+                                      {"nats": wrong}))
+    assert "refused this node's credentials (cluster.token_secret)" in text, text
+    assert token not in text and wrong not in text

@@ -122,8 +122,8 @@ class Bus:
                      url.port if url else "?")
 
         async def error(exc: Exception) -> None:
-            if connecting:  # out of nats-py's own endless retry: judged below
-                raise exc
+            if connecting and _refusal(exc, s.access) is not None:
+                raise exc  # out of nats-py's endless retry: it would be refused again
             log.warning("cluster: NATS: %s", exc)
 
         deadline = anyio.current_time() + CONNECT_WAIT_S
