@@ -63,19 +63,23 @@ def check(cluster: Cluster, declared: set[str],
         name = getattr(cluster, key)
         if name and name not in declared:
             problems.append(f"cluster.{key}: {name!r} is not declared under [secrets]")
+    unread: set[str] = set()
     for key in ("credentials", "nkey_seed_file", "tls_ca", "tls_cert", "tls_key"):
-        problems.extend(_readable(key, getattr(cluster, key)))
+        found = _readable(key, getattr(cluster, key))
+        problems.extend(found)
+        if found:
+            unread.add(key)
     if (cluster.credentials or cluster.nkey_seed_file) and \
             importlib.util.find_spec("nkeys") is None:
         key = "credentials" if cluster.credentials else "nkey_seed_file"
         problems.append(f"cluster.{key}: signing with an NKey needs the nkeys package "
                         "(pip install 'runhook[cluster]')")
-    if cluster.credentials and not problems:
+    if cluster.credentials and "credentials" not in unread:
         text = Path(cluster.credentials).read_text(errors="replace")
         if not all(mark in text for mark in _CREDS_MARKS):
             problems.append(f"cluster.credentials: {cluster.credentials} is not a NATS "
                             "credentials file (a user JWT and its NKey seed, as nsc writes it)")
-    if cluster.nkey_seed_file and not problems:
+    if cluster.nkey_seed_file and "nkey_seed_file" not in unread:
         seed = Path(cluster.nkey_seed_file).read_text(errors="replace").strip()
         if not seed.startswith("SU"):  # a user's seed; never quoted back
             problems.append(f"cluster.nkey_seed_file: {cluster.nkey_seed_file} holds no NKey "
@@ -88,7 +92,7 @@ def check(cluster: Cluster, declared: set[str],
                     cluster.tls_key, cluster.tls_hostname,
                     any(s.startswith("tls://") for s in cluster.nats)
                     or any((cluster.tls_ca, cluster.tls_cert, cluster.tls_hostname)))
-    if not problems:
+    if not unread:
         try:
             tls_context(access)
         except ValueError as exc:
