@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import msgspec
 
+from runhook.config.nats_access import Access
+from runhook.config.nats_access import check as check_access
 from runhook.core.durations import parse_duration
 from runhook.core.schema import Table
 from runhook.core.words import count
@@ -34,6 +37,16 @@ class Cluster(Table, frozen=True):
     checkpoint_interval: str = "10s"
     retention: str = "7d"  # how long events stay in the stream
     delivery_workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 128
+    # Who this node is to NATS (one of the four; docs/cluster.md, Security) and TLS.
+    credentials: str = ""  # a .creds file (user JWT and NKey seed), as nsc writes it
+    nkey_seed_file: str = ""  # an NKey user's seed, as `nk -gen user` writes it
+    user: str = ""  # with password_secret
+    password_secret: str = ""  # a name under [secrets]
+    token_secret: str = ""  # a name under [secrets]
+    tls_ca: str = ""  # the CA the servers' certificates are checked against
+    tls_cert: str = ""  # this node's client certificate (PEM), for `verify: true`
+    tls_key: str = ""  # its private key (PEM)
+    tls_hostname: str = ""  # the name on the servers' certificates, if not the URLs' host
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,7 @@ class ClusterSettings:
     checkpoint_interval: float
     retention: float
     delivery_workers: int
+    access: Access = field(default_factory=Access)
 
 
 def public(servers: list[str]) -> str:
@@ -60,8 +74,11 @@ def _port_ok(server: str) -> bool:
     return port is None or (port.isdigit() and 0 < int(port) < 65536)
 
 
-def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
-    """The problems of `[cluster]` and, when it is on and sound, its settings."""
+def check(cluster: Cluster, declared: set[str] | None = None,
+          secrets: Mapping[str, str] | None = None
+          ) -> tuple[list[str], ClusterSettings | None]:
+    """The problems of `[cluster]` and, when it is on and sound, its settings
+    (`declared`: the names under [secrets]; `secrets`: their values)."""
     if not cluster.nats:
         if cluster != Cluster():  # settings for a cluster, and no servers: say so
             return [("cluster.nats: no NATS servers given; list them, or remove [cluster] "
@@ -94,9 +111,11 @@ def check(cluster: Cluster) -> tuple[list[str], ClusterSettings | None]:
                         "of what it makes again only within 1h)")
     if durations.get("lease", 1.0) < 1.0:
         problems.append("cluster.lease: at least 1s (NATS expires keys by the second)")
+    access_problems, access = check_access(cluster, declared or set(), secrets or {})
+    problems.extend(access_problems)
     if problems:
         return problems, None
     replicas = cluster.replicas or min(3, len(cluster.nats))
     return [], ClusterSettings(list(cluster.nats), node, cluster.partitions, replicas,
                                durations["lease"], durations["checkpoint_interval"],
-                               durations["retention"], cluster.delivery_workers)
+                               durations["retention"], cluster.delivery_workers, access)

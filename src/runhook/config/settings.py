@@ -172,7 +172,7 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
            for a in automations if a.run is not None and a.run.state is not None],
         [("server.client_heartbeat", durations.get("client_heartbeat", 0.0))]
         + [(f"sources.{name}.interval", t.interval) for name, t in tracking.items()]))
-    cluster_problems, cluster = check_cluster(config.cluster)
+    cluster_problems, cluster = check_cluster(config.cluster, set(config.secrets), secrets)
     problems.extend(cluster_problems)
     if problems:
         raise cfg.ConfigError(source, problems)
