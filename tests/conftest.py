@@ -260,7 +260,15 @@ async def eventually(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        result = await probe()
+        # Each probe bounded too: one that never answers (nats-py's object store read
+        # of a checkpoint being replaced waits forever) is tried again, not waited on.
+        try:
+            result = await asyncio.wait_for(probe(), max(0.5, min(5.0, deadline - loop.time())))
+        except TimeoutError:
+            if loop.time() > deadline:
+                raise AssertionError(f"condition not reached in {timeout}s; the last probe "
+                                     "did not answer") from None
+            continue
         if done(result):
             return result
         if loop.time() > deadline:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 import msgspec
 import nats.js.errors
 
 from runhook.cluster.bus import HISTORY, Bus, lease_key
 
 log = logging.getLogger("runhook.cluster")
+CHECKPOINT_READ_S = 30.0
 
 
 class Lost(Exception):
@@ -74,7 +76,11 @@ class Positions:
         self.fence = ack.seq
         if not self.position.name:
             return None
-        found = await self._bus.checkpoints.get(self.position.name)
+        # Bounded: nats-py's read of an object removed meanwhile (an earlier owner's
+        # checkpoint replaced under us) waits forever; a failure restarts the partition,
+        # which reads the position again.
+        with anyio.fail_after(CHECKPOINT_READ_S):
+            found = await self._bus.checkpoints.get(self.position.name)
         return found.data or b""
 
     async def save(self, seq: int, data: bytes, node: str) -> None:
