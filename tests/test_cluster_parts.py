@@ -160,3 +160,21 @@ def test_a_partitions_back_off_doubles_resets_after_a_success_and_gives_up_at_fo
     assert [backoff.failed(), backoff.failed()] == [1.0, 2.0]
     backoff.succeeded()
     assert [backoff.failed() for _ in range(GIVE_UP_AFTER)] == [1.0, 2.0, 4.0, None]
+
+
+def test_the_publishers_places_are_bounded_whatever_projects_a_client_names():
+    """Every place is published whatever the configuration, so a client inventing
+    project names must not grow the publisher's memory without bound."""
+    from types import SimpleNamespace
+
+    from runhook.cluster.publish import Publisher
+    from runhook.core.events import RunHeartbeat
+
+    bus = SimpleNamespace(settings=SimpleNamespace(partitions=8))
+    publisher = Publisher(bus, None)  # type: ignore[arg-type]  # route() needs no NATS
+    for k in range(25_000):
+        [destination] = publisher.route(RunHeartbeat(entity="acme", project=f"p{k}",
+                                                     run_id="r1"))
+        assert destination.scope == f"project:acme/p{k}"
+    assert len(publisher._destinations) <= 10_000
+    assert len(publisher._order) <= 8  # one turn per partition, kept

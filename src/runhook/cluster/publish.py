@@ -84,6 +84,10 @@ class Publisher:
     def _destination(self, scope: str) -> Destination:
         found = self._destinations.get(scope)
         if found is None:
+            # Every place is published now, so a client naming new projects would grow
+            # this without bound: remade on demand (the partition's turn is in _order).
+            if len(self._destinations) >= 10_000:
+                self._destinations.clear()
             partition = partition_of(scope, self._bus.settings.partitions)
             order = self._order.get(partition)
             if order is None:
