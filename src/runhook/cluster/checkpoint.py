@@ -19,11 +19,23 @@ from runhook.store.statements import (
     UPSERT_WINDOW,
 )
 
-FORMAT = 1
+# 2 adds the deadlines' times (`since`, `at`, `times`); a format-1 checkpoint is read
+# as before (its new owner counts deadlines from its takeover).
+FORMAT = 2
+READS = (1, 2)
 _TABLES = ("runs", "windows", "metric_log", "metric_batches", "trigger_state", "group_state",
            "digest_windows")
 _GROUPED = INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)
 _OLD_LOG = "INSERT INTO metric_log (scope, run_id, run_name, user, data) VALUES (?,?,?,?,?)"
+
+
+class Times(msgspec.Struct, array_like=True):
+    """What a scope's deadlines count from that its tables do not hold (the book's
+    memory): when each stall-watched metric of a run last had values, and when
+    each group last had a run join (its settle deadline counts from that)."""
+
+    values: dict[str, dict[str, float]] = {}  # run id -> metric ("" for any) -> time
+    joined: dict[str, float] = {}  # group -> time
 
 
 class Snapshot(msgspec.Struct, array_like=True):
@@ -31,21 +43,42 @@ class Snapshot(msgspec.Struct, array_like=True):
     seq: int  # the last stream sequence whose effects this holds
     node: str  # who wrote it
     scopes: dict[str, dict[str, list[list[Any]]]]
+    # Since when the partition was watched without a break (stream time): silence
+    # before it does not count. None in format 1.
+    since: float | None = None
+    at: float | None = None  # the stream time it was written at
+    times: dict[str, Times] = {}
 
 
-async def export(store: Store, scopes: list[str], seq: int, node: str) -> bytes:
+async def export(store: Store, scopes: list[str], seq: int, node: str, since: float | None = None,
+                 at: float | None = None, times: dict[str, Times] | None = None) -> bytes:
     state = {}
     for scope, rows in (await store.run_states(scopes)).items():
         if any(rows.values()):
             state[scope] = {name: [list(row) for row in table] for name, table in rows.items()}
-    return msgspec.msgpack.encode(Snapshot(FORMAT, seq, node, state))
+    return msgspec.msgpack.encode(Snapshot(FORMAT, seq, node, state, since, at, times or {}))
 
 
 def decode(data: bytes) -> Snapshot:
     snapshot = msgspec.msgpack.decode(data, type=Snapshot)
-    if snapshot.format != FORMAT:
-        raise ValueError(f"checkpoint format {snapshot.format} is not {FORMAT}")
+    if snapshot.format not in READS:
+        raise ValueError(f"checkpoint format {snapshot.format} is not one this node reads "
+                         f"({', '.join(map(str, READS))}): a newer runhook wrote it")
     return snapshot
+
+
+def watched_since(snapshot: Snapshot | None, up_since: float, now: float) -> float:
+    """Since when silence counts for a new owner (docs/cluster.md, what survives a
+    takeover). The partition was watched without a break when its checkpoint was
+    written while this node was up (and this node took the events of the gap): then
+    since the old owner's own `since`. Otherwise (every node was down meanwhile, or a
+    format-1 checkpoint) since this node came up, as after one machine's restart."""
+    if snapshot is not None and snapshot.since is not None and snapshot.at is not None \
+            and snapshot.at >= up_since:
+        return min(snapshot.since, now)
+    if snapshot is not None and snapshot.since is None:
+        return now  # format 1: as before, counted from the takeover
+    return min(up_since, now)
 
 
 async def load(store: Store, scopes: list[str], snapshot: Snapshot | None) -> None:

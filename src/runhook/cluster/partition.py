@@ -53,6 +53,7 @@ RETRY_MAX_S = 30.0
 # a NATS blip moves nothing, and a node that cannot run a partition (its disk, its
 # configuration) hands it to one that may within seconds, not never.
 GIVE_UP_AFTER = 4
+UP = time.monotonic()  # about when this node came up: it took events from then on
 
 # Renews the partition's lease now: True, False once another node holds it, None
 # when NATS did not answer (not known: go on, and ask again later).
@@ -96,6 +97,7 @@ class Partition:
         self.gave_up = False  # failed GIVE_UP_AFTER times in a row: its node declines it
         self._checkpointed = 0
         self._checkpointed_commits = 0  # the outbox's count of its executions then
+        self.since = 0.0  # stream time since which silence counts (checkpoint.watched_since)
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
 
@@ -160,6 +162,15 @@ class Partition:
         if snapshot is not None:  # projects only an entity-wide automation covers
             self._scopes.seen.update(snapshot.scopes)
         await checkpoint.load(self._store, scopes, snapshot)
+        # Deadlines count from the runs' last events as the last owner counted them,
+        # not from this takeover: the stream holds every event of the gap.
+        now = STREAM_TIME.now()
+        self.since = checkpoint.watched_since(snapshot, now - (time.monotonic() - UP), now)
+        self._scopes.since[self.number] = self.since
+        for scope in scopes + list(snapshot.scopes if snapshot else ()):
+            self._scopes.resumed.pop(scope, None)
+        if snapshot is not None:
+            self._scopes.resumed.update(snapshot.times)
         self.applied = self._checkpointed = self._positions.position.seq
         count = len(snapshot.scopes) if snapshot else 0
         log.info("cluster: partition %s: restored %d scope%s at stream sequence %d",
@@ -283,8 +294,9 @@ class Partition:
         committing meanwhile is not in it), then the lease, then the write."""
         # Counted before the state is read: a commit after this makes the next one due.
         commits = self._outbox.committed.get(self.number, 0)
-        data = await checkpoint.export(self._store, self._scopes.of(self.number), self.applied,
-                                       self._bus.settings.node)
+        scopes = self._scopes.of(self.number)
+        data = await checkpoint.export(self._store, scopes, self.applied, self._bus.settings.node,
+                                       self.since, STREAM_TIME.now(), self._scopes.times(scopes))
         if not await self._outbox.flush(self.number):
             # Some are still being tried (a timer's, NATS away): not before they land,
             # or the next owner would restore what they say and never send them.

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from runhook.cluster.bus import partition_of
+from runhook.cluster.checkpoint import Times
 from runhook.cluster.leases import Tenure
 from runhook.config.runtime import Runtime
 from runhook.core.clock import WallClock
@@ -23,9 +24,12 @@ from runhook.core.executions import Job
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.inbox import Checkpoint, Item
 from runhook.evaluate.routing import Scopes, timed
+from runhook.evaluate.runbook import RunBook
 from runhook.evaluate.scope import ScopeActor
+from runhook.evaluate.timers import BEAT, STALL
 from runhook.store.database import Store
 from runhook.triggers.silences import Silences
+from runhook.triggers.state import RUNNING
 
 log = logging.getLogger("runhook.cluster")
 
@@ -65,10 +69,21 @@ class OwnedActor(ScopeActor):
     for a renewal, up to a third of the lease at a time. Once that ownership is
     over its timers are the next owner's: it only waits for its inbox to close."""
 
-    def __init__(self, *args: Any, tenure: Tenure | None, lease: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tenure: Tenure | None, lease: float,
+                 since: float | None = None, times: Times | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tenure = tenure
         self._lease = lease
+        # What its partition's checkpoint says its deadlines count from: applied to
+        # the book its first restore makes (a later resync counts from then, as before).
+        self._resume = (since, times) if since is not None else None
+
+    async def _restore(self) -> None:
+        await super()._restore()
+        if self._resume is not None:
+            since, times = self._resume
+            self._resume = None
+            resume(self.book, since, times or Times(), self.clock.monotonic())
 
     async def _next(self) -> Item | None:
         if self._tenure is None or self._tenure.over:
@@ -80,6 +95,39 @@ class OwnedActor(ScopeActor):
         if tenure is None or not (tenure.valid() or await tenure.confirm(self._lease / 3)):
             return
         await super()._expire()
+
+
+def resume(book: RunBook, since: float, times: Times, now: float) -> None:
+    """A restored book's deadlines counted as its partition's last owner counted them:
+    silence from `since` at the earliest (not from this takeover), a stall from its
+    metric's last values, a group's settling from its last join (docs/cluster.md)."""
+    book.started = since
+    for name, joined in times.joined.items():
+        group = book.groups.get(name)
+        if group is not None:
+            group.joined_at = joined
+    for run in book.runs.values():
+        values = times.values.get(run.run_id)
+        if values:
+            run.values_at = dict(values)
+        care = run.care
+        if care is None or run.state != RUNNING:
+            continue
+        # Earlier than the deadlines the restore queued (from now): Timers keeps the
+        # earliest, and each check queues the real one again if it came too soon.
+        book.timers.arm(BEAT, run.run_id, max(run.last_seen, since) + care.timeout)
+        for _, stall in care.stalls:
+            at = (run.values_at or {}).get(stall.metric or "", since)
+            book.timers.arm(STALL, run.run_id, max(at, since) + stall.span)
+    for name in list(book.groups):
+        book.group_changed(name, now)
+
+
+def times_of(book: RunBook) -> Times | None:
+    """What `resume` needs of a live book, for its partition's checkpoint."""
+    values = {run.run_id: dict(run.values_at) for run in book.runs.values() if run.values_at}
+    joined = {name: group.joined_at for name, group in book.groups.items()}
+    return Times(values, joined) if values or joined else None
 
 
 class NoOffers:
@@ -102,6 +150,10 @@ class ClusterScopes(Scopes):
         # the node before any partition is taken).
         self.tenures: dict[int, Tenure] = {}
         self.lease = 0.0
+        # Set by a partition's restore from its checkpoint: since when its silence
+        # counts, and its scopes' times (taken by each scope's actor when it starts).
+        self.since: dict[int, float] = {}
+        self.resumed: dict[str, Times] = {}
 
     def actor(self, scope: str) -> ScopeActor | None:
         """The scope's actor, started on first use; None when no automation has it."""
@@ -114,10 +166,12 @@ class ClusterScopes(Scopes):
         if actor is None:
             settings = self._runtime.settings
             # The stream's time is both the record's and the deadlines' (WallClock).
+            partition = partition_of(key, self.partitions)
             actor = OwnedActor(key, settings.automations_of(key), self._store, NoOffers(),
                                self._runtime.metrics, self._silences, settings.scope(key),
                                WallClock(), StreamIds(), lease=self.lease,
-                               tenure=self.tenures.get(partition_of(key, self.partitions)))
+                               tenure=self.tenures.get(partition),
+                               since=self.since.get(partition), times=self.resumed.pop(key, None))
             self.actors[key] = actor
             self.seen.add(key)
             done = self._done[key] = anyio.Event()
@@ -156,6 +210,17 @@ class ClusterScopes(Scopes):
         self._routes.clear()
         for done in waiting:
             await done.wait()
+
+    def times(self, scopes: list[str]) -> dict[str, Times]:
+        """The deadlines' times of these scopes for a checkpoint: a live actor's book,
+        else what the last checkpoint said and no actor took yet."""
+        out = {}
+        for key in scopes:
+            actor = self.actors.get(key)
+            found = times_of(actor.book) if actor is not None else self.resumed.get(key)
+            if found is not None:
+                out[key] = found
+        return out
 
     async def checkpoint(self, evict: bool, ttl: float) -> None:
         for actor in list(self.actors.values()):

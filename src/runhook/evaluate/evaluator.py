@@ -142,12 +142,15 @@ class Evaluator(Recorder):
         for outcome in outcomes:
             run = outcome.run
             assert run is not None
-            # A crash is one fact about a run's silence since `last_seen`, whenever (and
-            # on whichever cluster node) it is noticed; a stall has no such key (its
-            # clock restarts with the book), so it is named by now.
+            # A crash is one fact about a run's silence since `last_seen`, a stall one
+            # about its deadline, whenever (and on whichever cluster node) it is
+            # noticed: a new owner that fires it again names it alike (docs/cluster.md).
             if run.state == CRASHED:
                 seen = run.last_seen + shift
                 ids.start(f"{scope}|crashed {run.run_id} {seen!r}", seen)
+            elif outcome.due is not None:
+                due = outcome.due + shift
+                ids.start(f"{scope}|stalled {run.run_id} {due!r}", due)
             else:
                 ids.start(f"{scope}|timer {run.run_id} {now!r}", now)
             self._run_outcome(self._deadline(run.run_id), outcome, now, now, shift, caused)
@@ -189,6 +192,13 @@ class Evaluator(Recorder):
         automation = firing.automation
         assert firing.group is not None
         event = self._deadline("")
+        # Fired once per group and automation, at the group's settle deadline: named
+        # by those, so a new cluster owner that fires it again makes the same id.
+        group = self.book.groups.get(firing.group["group"])
+        checker = automation.run.group if automation.run else None
+        if group is not None and checker is not None:
+            due = max(group.joined_at, self.book.started) + checker.settle + shift
+            self.ids.start(f"{self.scope}|finished {group.name} {automation.name} {due!r}", due)
         context = group_context(event, automation.name, self.new_id(now), now, firing.description,
                                 firing.group)
         self._record(caused, automation, event, automation.kind, context, now, shift)

@@ -192,7 +192,7 @@ class HealthBook(GroupBook):
             deadline = max(since, self.started) + stall.span
             if now >= deadline:
                 if outcome is None:
-                    outcome = Outcome(run)
+                    outcome = Outcome(run, due=deadline)
                 step_run(run, automation, True, now, outcome, None, [], stall.description)
             elif following is None or deadline < following:
                 following = deadline

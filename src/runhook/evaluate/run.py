@@ -91,6 +91,9 @@ class Outcome:
     # Conditions that were true and turned false (re-armed), for channels that resolve
     # what they opened (PagerDuty). None, not a list, on the hot path: it is rare.
     cleared: list[Firing] | None = None
+    # A stall's deadline when a timer fired it: names its executions alike on any
+    # cluster owner that counts the same deadline (evaluator.expire).
+    due: float | None = None
 
 
 # The outcomes of nearly every metric event, shared (callers never change them):
