@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from conftest import Receiver, eventually
 from nats_cluster import NatsCluster, node_config
@@ -20,6 +21,7 @@ from test_cluster import Node, balanced, history, start_node, status, stop_node
 
 from runhook.client import AsyncClient
 from runhook.cluster.bus import partition_of
+from runhook.cluster.checkpoint import Snapshot, Times, decode, watched_since
 
 PARTITIONS = 8
 SCOPE = "project:acme/p0"
@@ -147,3 +149,22 @@ async def test_a_stall_fired_after_the_last_checkpoint_is_fired_again_under_its_
     rows = await eventually(lambda: history(other.socket), lambda rows: len(rows) >= 1)
     assert [r["id"] for r in rows] == [stall_id]
     assert stalls(receiver) == [stall_id]
+
+
+def test_checkpoint_formats_read_and_refused() -> None:
+    """Format 1 (before the deadlines' times) is still read, its new owner counting
+    from the takeover; format 2 round-trips its times; a newer format is refused,
+    saying which formats this node reads. By hand: watched without a break (written
+    at 100, this node up since 50) -> the old owner's since (10); written before this
+    node came up (at 40) -> since this node came up (50); format 1 -> now (200)."""
+    old = decode(msgspec.msgpack.encode([1, 7, "a", {}]))
+    assert (old.format, old.seq, old.since, old.times) == (1, 7, None, {})
+    assert watched_since(old, 50.0, 200.0) == 200.0
+    times = {SCOPE: Times({"r1": {"loss": 12.5}}, {"sweep": 11.0})}
+    new = decode(msgspec.msgpack.encode(Snapshot(2, 7, "a", {}, 10.0, 100.0, times)))
+    assert new.times == times
+    assert watched_since(new, 50.0, 200.0) == 10.0
+    assert watched_since(Snapshot(2, 7, "a", {}, 10.0, 40.0), 50.0, 200.0) == 50.0
+    assert watched_since(None, 50.0, 200.0) == 50.0
+    with pytest.raises(ValueError, match=r"checkpoint format 3 is not one this node reads \(1, 2\)"):
+        decode(msgspec.msgpack.encode([3, 7, "a", {}]))
