@@ -83,7 +83,11 @@ class OwnedActor(ScopeActor):
         if self._resume is not None:
             since, times = self._resume
             self._resume = None
-            resume(self.book, since, times or Times(), self.clock.monotonic())
+            if self.evaluator.keeps_state:  # else a new book: it counts from now, as before
+                # Never later than now: a node that read no stream time yet when its
+                # partition was restored took its own clock, which may be ahead.
+                now = self.clock.monotonic()
+                resume(self.book, min(since, now), times or Times(), now)
 
     async def _next(self) -> Item | None:
         if self._tenure is None or self._tenure.over:
