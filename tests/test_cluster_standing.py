@@ -5,15 +5,17 @@ Two runhook nodes over one real nats-server; one scenario, one cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import nats
 from conftest import eventually
-from nats_cluster import NatsCluster, node_config
+from nats_cluster import NatsCluster, free_port, node_config
 from test_cluster import Node, balanced, history, start_node, status, stop_node
 
 from runhook.cli.cluster_status import partitions as table
@@ -66,8 +68,10 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
     cluster = NatsCluster(short_dir / "nats", 1)
     await cluster.start()
     nodes = []
+    console = f"127.0.0.1:{free_port()}"
     for name in ("a", "b"):
-        config = node_config(short_dir, name, cluster.urls, BODY, partitions=PARTITIONS)
+        config = node_config(short_dir, name, cluster.urls, BODY, partitions=PARTITIONS,
+                             http=console if name == "a" else "")
         nodes.append(Node(name, config, str(short_dir / f"{name}.sock"),
                           short_dir / f"{name}.log"))
     a, b = nodes
@@ -143,6 +147,17 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
         assert cli.returncode == 0, err
         line = next(ln for ln in out.decode().splitlines() if ln.startswith(f"{x} "))
         assert line.split()[:4] == [str(x), "a", "running", "0"] and line.endswith(garbage)
+
+        # And the console's overview, row by row.
+        login = json.loads(Path(f"{a.socket}.console").read_text())
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(f"{login['url']}login?token={login['token']}",
+                                allow_redirects=False) as r:
+                assert r.status == 303, r.status
+            async with http.get(f"http://{console}/") as page:
+                assert page.status == 200
+                text = await page.text()
+        assert "<h2>Partitions" in text and garbage in text  # y's row moves between states
     finally:
         await nc.close()
         for node in nodes:

@@ -78,7 +78,12 @@ class Standing:
         lags: dict[int, int] = {}
 
         async def one(partition: Partition) -> None:
-            lag = await self.lag(partition)
+            try:
+                lag = await self.lag(partition)
+            except Exception as exc:  # noqa: BLE001 - its consumer went meanwhile: not known
+                log.debug("cluster: partition %d's lag: %s", partition.number,
+                          str(exc) or type(exc).__name__)
+                return
             if lag is not None:
                 lags[partition.number] = lag
 
