@@ -94,6 +94,8 @@ class ClusterDaemon(Daemon):
                           "backoff": {str(number): partition.failing for number, partition
                                       in sorted(self.node.partitions.items())
                                       if partition.failing is not None}}
+        if self.node.standing is not None:  # each partition's owner, lag, checkpoint
+            status.cluster["partition_status"] = self.node.standing.report()
         health = self.node.health
         if health is not None:  # NATS reachability and the history mirror's lag
             status.cluster.update(health.report())

@@ -15,6 +15,7 @@ import msgspec
 
 from runhook import __version__
 from runhook.cli import check, console, explain, secret, share, silence, wandb_import
+from runhook.cli.cluster_status import cluster_lines
 from runhook.cli.show import attempt, count, cut, table, when
 from runhook.client import Client, RunhookError
 from runhook.config.locate import socket_of
@@ -165,20 +166,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         count(status["connections"], "connection"), count(status["scopes"], "scope"),
         count(status["tracked_runs"], "run") + " tracked"]))
     if status.get("cluster"):
-        c = status["cluster"]
-        owned = ", ".join(str(p) for p in c["partitions"]) or "none"
-        print(f"cluster node {c['node']}: live nodes {', '.join(c['live'])}; "
-              f"owns partitions {owned} of {c['of']}")
-        if "nats" in c:  # what this node can see of NATS, its history mirror and partitions
-            n, m = c["nats"], c["mirror"]
-            reach = "answers" if n["jetstream"] else \
-                f"UNREACHABLE ({n['last_error'] or 'no answer yet'})"
-            lag = "?" if m["lag"] is None else m["lag"]
-            print(f"  NATS JetStream {reach}; history mirror {lag} behind"
-                  f"{' (WEDGED: ' + (m['failing'] or 'no progress') + ')' if m['wedged'] else ''}"
-                  f", {sum(m['rejected'].values())} foreign records refused"
-                  + "".join(f"; partition {p} in back-off: {why}"
-                            for p, why in c["backoff"].items()))
+        print("\n".join(cluster_lines(status["cluster"])))
     print("\nAUTOMATIONS (counts over the last 24 h)")
     for a in status["automations"]:
         last = a.get("last")

@@ -20,6 +20,7 @@ from runhook.cluster.partition import Partition
 from runhook.cluster.publish import Publisher
 from runhook.cluster.scopes import ClusterScopes
 from runhook.cluster.shared import Shared
+from runhook.cluster.standing import Standing
 from runhook.config.cluster import ClusterSettings
 from runhook.config.runtime import Runtime
 from runhook.triggers.silences import Silences
@@ -50,6 +51,7 @@ class Node:
         self.mirror: Mirror | None = None
         self.health: Health | None = None
         self.publisher: Publisher | None = None
+        self.standing: Standing | None = None  # each partition's health, for the status
         self._tg: TaskGroup | None = None
 
     async def connect(self) -> None:
@@ -72,6 +74,8 @@ class Node:
         self.health = Health(self.bus, self.mirror)
         tg.start_soon(self.health.run, name="cluster health")
         self.leases = Leases(self.bus, self._start_partition, self._stop_partition)
+        self.standing = Standing(self.bus, self.partitions, self.leases)
+        tg.start_soon(self.standing.run, name="cluster partition health")
         assert self.scopes is not None
         self.scopes.tenures = self.leases.tenures  # scope timers fire only on a valid lease
         self.scopes.lease = self.settings.lease
@@ -103,6 +107,8 @@ class Node:
         elif partition.gave_up and self.leases is not None:
             # It failed again and again here: another node may run it (its disk, its
             # configuration are not this one's).
+            if self.standing is not None and partition.failing is not None:
+                self.standing.declined[partition.number] = partition.failing
             self.leases.decline(partition.number, partition.backoff.failures)
 
     async def _stop_partition(self, number: int) -> None:

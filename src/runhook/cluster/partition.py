@@ -95,6 +95,13 @@ class Partition:
         self.failing: str | None = None  # why it is waiting to start again (back-off)
         self.backoff = Backoff()
         self.gave_up = False  # failed GIVE_UP_AFTER times in a row: its node declines it
+        self.retry_at: float | None = None  # wall clock: its next start while in back-off
+        # The checkpoint it started from could not be read, why, and what was done
+        # (kept for this ownership: `runhook status` says so, not only the log).
+        self.corrupt: str | None = None
+        self.claimed = False  # its position is read (the lag counts after it)
+        self.subscription: Any = None  # its stream consumer while it follows the stream
+        self.in_hand = 0  # events read from the stream and not yet committed
         self._checkpointed = 0
         self._checkpointed_commits = 0  # the outbox's count of its executions then
         self.since = 0.0  # stream time since which silence counts (checkpoint.watched_since)
@@ -104,6 +111,10 @@ class Partition:
     @property
     def name(self) -> str:
         return lease_key(self.number)
+
+    @property
+    def positions(self) -> Positions:
+        return self._positions
 
     async def run(self) -> None:
         """Until `stop`, or until the partition is found lost: restore, then read and
@@ -131,8 +142,10 @@ class Partition:
                         return
                     log.error("cluster: partition %s: %s; starting again from its checkpoint "
                               "in %.0fs", self.name, reason, delay)
+                    self.retry_at = time.time() + delay
                     with anyio.move_on_after(delay):
                         await self._stop.wait()
+                    self.retry_at = None
         finally:
             if self.lost or self.gave_up:
                 self._tenure.end()  # its actors fire nothing more, and return once dropped
@@ -156,9 +169,10 @@ class Partition:
         if owned is None:
             raise RuntimeError("NATS did not answer the lease's renewal")
         data = await self._positions.claim()
+        self.claimed = True
         self._outbox.own(self.number, self._positions.fence, self._tenure)
         self._checkpointed_commits = self._outbox.committed.get(self.number, 0)
-        snapshot = checkpoint.decode(data) if data is not None else None
+        snapshot = self._decode(data) if data is not None else None
         if snapshot is not None:  # projects only an entity-wide automation covers
             self._scopes.seen.update(snapshot.scopes)
         await checkpoint.load(self._store, scopes, snapshot)
@@ -177,9 +191,27 @@ class Partition:
                  self.name, count, "" if count == 1 else "s", self.applied)
         self._scopes.start_partition(self.number)
 
+    def _decode(self, data: bytes) -> checkpoint.Snapshot | None:
+        """The checkpoint's state. One that is not a checkpoint at all (garbage: no node
+        can read it) is passed over: the partition starts at its position without the
+        state, so no event before it is evaluated (or fires) again. One of another
+        format is refused: a node that reads it (another version, in a rolling
+        upgrade) may take the partition, and nothing here writes over it."""
+        try:
+            return checkpoint.decode(data)
+        except msgspec.DecodeError as exc:
+            self.corrupt = (f"checkpoint corrupt: undecodable ({exc}); started at stream "
+                            f"sequence {self._positions.position.seq} without its state")
+            log.error("cluster: partition %s: %s", self.name, self.corrupt)
+            return None
+        except ValueError as exc:
+            self.corrupt = (f"checkpoint corrupt: {exc}; refused: not evaluated here, left "
+                            "to a node that reads it")
+            raise RuntimeError(self.corrupt) from None
+
     async def _follow(self) -> None:
         js = self._bus.js
-        subscription = await js.pull_subscribe(
+        subscription = self.subscription = await js.pull_subscribe(
             event_subject(self.number), durable=None, stream=EVENTS,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                   opt_start_seq=self.applied + 1, ack_policy=AckPolicy.NONE,
@@ -195,7 +227,9 @@ class Partition:
                 except (TimeoutError, nats.errors.TimeoutError):
                     messages = []
                 if messages and await self._hold():  # an empty list: nats-py's, not a timeout
+                    self.in_hand = len(messages)
                     await self._evaluate(messages)
+                    self.in_hand = 0
                 elif not messages:
                     self.backoff.succeeded()  # read up to the stream's end
                 if time.monotonic() - last_checkpoint >= interval and self._dirty():
@@ -203,6 +237,7 @@ class Partition:
                     last_checkpoint = time.monotonic()
             await self._checkpoint()
         finally:
+            self.subscription, self.in_hand = None, 0
             try:
                 await subscription.unsubscribe()
             except Exception as exc:  # noqa: BLE001 - the consumer expires by itself

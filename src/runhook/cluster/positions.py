@@ -15,6 +15,8 @@ one's records, so nothing it made after losing the partition is delivered."""
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime
 
 import anyio
 import msgspec
@@ -53,6 +55,7 @@ class Positions:
         self._revision = 0
         self.position = Position(0, "")
         self.fence = 0  # the sequence of this owner's fence in the history stream
+        self.written_at: float | None = None  # the checkpoint's writer's clock, when it wrote
 
     async def claim(self) -> bytes | None:
         """Take the key (fencing out earlier owners); the checkpoint's data, if any."""
@@ -81,7 +84,14 @@ class Positions:
         # which reads the position again.
         with anyio.fail_after(CHECKPOINT_READ_S):
             found = await self._bus.checkpoints.get(self.position.name)
+        self.written_at = _time(found.info.mtime)
         return found.data or b""
+
+    @property
+    def writer(self) -> str:
+        """The node that wrote the checkpoint (its name says so, whatever its data)."""
+        return self.position.name.split("-", 2)[2] if self.position.name.count("-") >= 2 \
+            else ""
 
     async def save(self, seq: int, data: bytes, node: str) -> None:
         """Store a checkpoint and make it the partition's; Lost if another node claimed
@@ -96,6 +106,7 @@ class Positions:
             await self._remove(name)
             raise Lost() from None
         old, self.position = self.position, new
+        self.written_at = time.time()
         if old.name and old.name != name:
             await self._remove(old.name)
 
@@ -104,3 +115,12 @@ class Positions:
             await self._bus.checkpoints.delete(name)
         except Exception as exc:  # noqa: BLE001 - a leftover object is only space
             log.debug("cluster: removing checkpoint %s: %s", name, exc)
+
+
+def _time(stamp: str | None) -> float | None:
+    """An object's modification time, as its writer's clock gave it (nats-py writes
+    it in ISO 8601)."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        return None
