@@ -72,6 +72,7 @@ class Node:
         self.health = Health(self.bus, self.mirror)
         tg.start_soon(self.health.run, name="cluster health")
         self.leases = Leases(self.bus, self._start_partition, self._stop_partition)
+        self.workers.share.leases = self.leases  # an integration's rate is the cluster's
         assert self.scopes is not None
         self.scopes.tenures = self.leases.tenures  # scope timers fire only on a valid lease
         self.scopes.lease = self.settings.lease
