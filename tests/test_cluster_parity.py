@@ -4,6 +4,7 @@ test are answered by any node. Two runhook nodes over one real nats-server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator
@@ -42,14 +43,16 @@ def artifact(project: str, version: int) -> dict[str, Any]:
             "collection": "m", "version": version}
 
 
-@pytest.fixture
-async def pair(short_dir: Path, receiver: Receiver) -> AsyncIterator[list[Node]]:
-    """Nodes a and b over one NATS server, every partition owned by one of them."""
+@contextlib.asynccontextmanager
+async def over_one_nats(short_dir: Path, receiver: Receiver, names: list[str],
+                        body: str = BODY) -> AsyncIterator[list[Node]]:
+    """Runhook nodes `names` over one NATS server, each owning partitions (all of
+    them owned), `body` their configuration sending to `receiver`."""
     nats = NatsCluster(short_dir / "nats", 1)
     await nats.start()
     nodes = []
-    for name in ("a", "b"):
-        config = node_config(short_dir, name, nats.urls, BODY.replace("@URL@", receiver.url),
+    for name in names:
+        config = node_config(short_dir, name, nats.urls, body.replace("@URL@", receiver.url),
                              partitions=PARTITIONS)
         nodes.append(Node(name, config, str(short_dir / f"{name}.sock"),
                           short_dir / f"{name}.log"))
@@ -64,6 +67,13 @@ async def pair(short_dir: Path, receiver: Receiver) -> AsyncIterator[list[Node]]
             if node.process is not None and node.process.returncode is None:
                 await stop_node(node)
         await nats.stop()
+
+
+@pytest.fixture
+async def pair(short_dir: Path, receiver: Receiver) -> AsyncIterator[list[Node]]:
+    """Nodes a and b over one NATS server, every partition owned by one of them."""
+    async with over_one_nats(short_dir, receiver, ["a", "b"]) as nodes:
+        yield nodes
 
 
 async def owned_by(node: Node) -> str:

@@ -34,6 +34,7 @@ from runhook.cluster.bus import (
     encode,
     take,
 )
+from runhook.cluster.rates import Share
 from runhook.cluster.shared import Shared
 from runhook.config.runtime import Runtime
 from runhook.core.executions import ExecutionRow, Job
@@ -66,6 +67,7 @@ class Workers:
         self._runtime = runtime
         self._bus = bus
         self._shared = shared
+        self.share = Share(bus.settings.lease)
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._session_keys: dict[str, tuple[int, bool]] = {}
         self.in_flight = 0
@@ -202,12 +204,12 @@ class Workers:
         await self._settled(msg, job.id)
 
     async def _held(self, msg: Any, job: Job, counts: Counts, rate: str | None) -> bool:
-        """Paced to the integration's `rate` (per node: each node keeps its own
-        bucket); True when the integration is disabled (on any node's 410), the
-        message held until enabled, unsent."""
+        """Paced to this node's share of the integration's `rate` (cluster/rates.py:
+        each node keeps its own bucket); True when the integration is disabled (on
+        any node's 410), the message held until enabled, unsent."""
         disabled = self._shared.disabled
-        if job.integration not in disabled:
-            wait = counts.pace(rate)
+        if rate and job.integration not in disabled:
+            wait = counts.pace(rate, await self.share.now())
             if wait > 0:
                 await anyio.sleep(wait)
         if job.integration in disabled:

@@ -109,6 +109,7 @@ class Leases:
         self.declined: dict[int, float] = {}  # partition -> until when (monotonic)
         self._declines: dict[str, set[int]] = {}  # live node -> the partitions it declines
         self.live: list[str] = []
+        self.counted = anyio.Event()  # set once a lease round has listed the live nodes
         # Each KV request's bound: a quarter of the lease, so a round of them (the
         # renewals run together) ends well before a lease it renews runs out.
         self.op_s = bus.settings.lease / 4
@@ -211,6 +212,7 @@ class Leases:
         if live != self.live:
             log.info("cluster: live nodes: %s", ", ".join(live))
             self.live = live
+            self.counted.set()
         declines = {self.node: set(self.declined)}
         with anyio.move_on_after(self.op_s):  # else the others' as last known
             for other in live:

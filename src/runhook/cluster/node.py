@@ -76,6 +76,7 @@ class Node:
         self.leases = Leases(self.bus, self._start_partition, self._stop_partition)
         self.standing = Standing(self.bus, self.partitions, self.leases)
         tg.start_soon(self.standing.run, name="cluster partition health")
+        self.workers.share.leases = self.leases  # an integration's rate is the cluster's
         assert self.scopes is not None
         self.scopes.tenures = self.leases.tenures  # scope timers fire only on a valid lease
         self.scopes.lease = self.settings.lease

@@ -66,18 +66,25 @@ class Counts:
         # Set by a 410 answer: nothing is sent (executions wait, PENDING) until enabled.
         self.disabled: str | None = None
         self._rate: str | None = None
+        self._share = 1.0
         self._bucket: TokenBucket | None = None
 
-    def pace(self, rate: str | None) -> float:
-        """Seconds to wait before the next attempt under `rate` (a token spent); a
-        changed rate starts a new bucket."""
+    def pace(self, rate: str | None, share: float = 1.0) -> float:
+        """Seconds to wait before the next attempt under `share` of `rate` (a token
+        spent): one machine takes all of it, a cluster node its share of the
+        cluster's (docs/cluster.md). A changed rate starts a new bucket; a changed
+        share retunes this one, keeping the tokens it has."""
         if not rate:
             return 0.0
         now = time.monotonic()
-        if rate != self._rate or self._bucket is None:
-            self._rate = rate
-            self._bucket = TokenBucket(parse_rate(rate), now=now)
-        return self._bucket.take(now)
+        bucket = self._bucket
+        if rate != self._rate or bucket is None:
+            self._rate, self._share = rate, share
+            bucket = self._bucket = TokenBucket(parse_rate(rate) * share, now=now)
+        elif share != self._share:
+            self._share = share
+            bucket.retune(parse_rate(rate) * share, now)
+        return bucket.take(now)
 
     async def attempt(self, session: aiohttp.ClientSession, runtime: Runtime,
                       job: Job) -> Attempted:

@@ -22,3 +22,13 @@ class TokenBucket:
         if self.tokens >= 0:
             return 0.0
         return -self.tokens / self.rate
+
+    def retune(self, rate: float, now: float) -> None:
+        """Another rate from `now` (a cluster node's share of it changed): what was
+        earned at the old rate is kept, within the new burst, so a share that grows
+        does not bring a fresh burst, and one that shrinks keeps no more than it."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.tokens = min(self.burst, self.tokens)
