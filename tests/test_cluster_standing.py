@@ -120,7 +120,8 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
             await send(a, project_of(y), version)
         garbage = (f"checkpoint corrupt: undecodable (Expected `array`, got `int`); started at "
                    f"stream sequence {spot[x].seq} without its state")
-        refused = (f"checkpoint corrupt: checkpoint format 99 is not {checkpoint.FORMAT}; "
+        refused = ("checkpoint corrupt: checkpoint format 99 is not one this node reads "
+                   f"({', '.join(map(str, checkpoint.READS))}): a newer runhook wrote it; "
                    "refused: not evaluated here, left to a node that reads it")
         found = await eventually(
             lambda: rows(a), lambda f: f[x]["corrupt"] == garbage and f[x]["state"] == "running"
