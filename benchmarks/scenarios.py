@@ -45,21 +45,26 @@ def ingest(lines: int, rounds: int = 3) -> list[tuple[str, str, str, str]]:
                 for i in range(lines)]
     data = make()
     # Best of `rounds`, interleaved: on two cores one noisy round would decide the ratio.
-    floors, raws, ours = [], [], []
+    floors, stricts, raws, ours = [], [], [], []
     for _ in range(rounds):
         floor = LineFloorServer()
         floors.append(pipeline(floor.path, data, lines))
         floor.close()
+        strict = LineFloorServer(strict=True)
+        stricts.append(pipeline(strict.path, data, lines))
+        strict.close()
         raw = RawDecodeServer()
         raws.append(pipeline(raw.path, data, lines))
         raw.close()
         with daemon(metric_automations(100, 10)) as d:
             ours.append(pipeline(d.socket, data, lines))
     values = lines * 5
-    ours_s, floor_s, raw_s = min(ours), min(floors), min(raws)
+    ours_s, floor_s, strict_s, raw_s = min(ours), min(floors), min(stricts), min(raws)
     return [("ingest, nothing fires (values evaluated)", rate(values, ours_s),
              f"decode+answer per line {rate(values, floor_s)}",
              f"{floor_s / ours_s:.0%} (best of {rounds})"),
+            ("  beside the stricter floor: each line into its own Struct", "",
+             rate(values, strict_s), f"{strict_s / ours_s:.0%}"),
             ("  beside a whole-read decode, one answer write per read", "",
              rate(values, raw_s), f"{raw_s / ours_s:.0%}")]
 

@@ -217,9 +217,7 @@ class Evaluator(Recorder):
                 return NOTHING
             if outcome is LOGGED:
                 return ONLY_LOGGED
-            caused = make_caused(Caused, ([], [], [], outcome.logged))
-            self._run_outcome(event, outcome, event_time, now, now - mono, caused)
-            return caused
+            return self.metrics_caused(event, outcome, event_time, now, mono)
         caused = make_caused(Caused, ([], [], [], False))
         if isinstance(event, RunEvent):
             caused = self._run_event(event, event_time, now, mono, caused)
@@ -228,6 +226,15 @@ class Evaluator(Recorder):
         if event.id is not None:
             # The id commits with what the event caused here, or not at all.
             caused.statements.append((INSERT_EVENT_ID, [(event.id, id_place(self.scope, event.location), now)]))
+        return caused
+
+    def metrics_caused(self, event: RunMetrics, outcome: Outcome, event_time: float,
+                       now: float, mono: float) -> Caused:
+        """What an id-less metric event caused, once `book.metrics` returned an
+        Outcome of its own (a condition or the run changed): the rare half of the
+        hot path, which BatchWrites also takes after calling the book itself."""
+        caused = make_caused(Caused, ([], [], [], outcome.logged))
+        self._run_outcome(event, outcome, event_time, now, now - mono, caused)
         return caused
 
     def log(self, events: list[RunMetrics]) -> Statement:

@@ -41,12 +41,13 @@ class Copy:
 
 class Answers:
     """The answers to a run of event lines, in line order: a ready line, the line
-    number of an event waiting for the ticket, or a Copy."""
+    number of an event waiting for the ticket, or a Copy. A range: every line
+    waits for the ticket (the hot path builds nothing a line)."""
 
     __slots__ = ("copies", "results", "ticket")
 
-    def __init__(self) -> None:
-        self.results: list[bytes | int | Copy] = []
+    def __init__(self, results: Sequence[bytes | int | Copy] | None = None) -> None:
+        self.results: Sequence[bytes | int | Copy] = [] if results is None else results
         self.ticket: Ticket | None = None
         self.copies = False  # some result is a Copy
 
@@ -119,14 +120,18 @@ class Admission:
                            now: float) -> tuple[Answers, dict[Target, Batch]] | None:
         """The hot path, for a run in which no event has an id (nothing to claim, no
         lookup): one pass, nothing built per line but its place in a batch. None
-        when an event has an id: the general path then takes the whole run."""
+        when an event has an id: the general path then takes the whole run.
+        While every line so far went to some actor, the answers are `numbers` as
+        they are (each waits for the ticket): no list is built a line."""
         out = Answers()
-        results = out.results
+        results: list[bytes | int | Copy] | None = None
         route = self._router.route
         received: dict[type, int] = {}
         batches: dict[Target, Batch] = {}
-        for line_no, event in zip(numbers, requests, strict=True):
+        for index, (line_no, event) in enumerate(zip(numbers, requests, strict=True)):
             if event.__class__ is bytes:
+                if results is None:
+                    results = list(numbers[:index])
                 results.append(event)
                 continue
             if event.id is not None:  # type: ignore[union-attr]
@@ -135,15 +140,20 @@ class Admission:
             if event.time is not None:  # type: ignore[union-attr]
                 stamp = self._stamp(line_no, event, now)  # type: ignore[arg-type]
                 if stamp.__class__ is bytes:
+                    if results is None:
+                        results = list(numbers[:index])
                     results.append(stamp)
                     continue
             kind = event.__class__
             received[kind] = received.get(kind, 0) + 1
             actors = route(event)  # type: ignore[arg-type]
             if not actors:
+                if results is None:
+                    results = list(numbers[:index])
                 results.append(protocol.OK)  # no scope has automations for it
                 continue
-            results.append(line_no)
+            if results is not None:
+                results.append(line_no)
             for actor in actors:
                 batch = batches.get(actor)
                 if batch is None:
@@ -151,6 +161,7 @@ class Admission:
                 batch.append((event, stamp, line_no))  # type: ignore[arg-type]
         for kind, n in received.items():
             self._received[kind] = self._received.get(kind, 0) + n
+        out.results = numbers if results is None else results
         if batches:
             out.ticket = Ticket(asyncio.get_running_loop().create_future(), len(batches))
         return out, batches
@@ -159,7 +170,8 @@ class Admission:
                      now: float) -> Answers:
         """The general path: events with ids claim (id, scope) keys, after one
         lookup of the ids memory does not know."""
-        out = Answers()
+        results: list[bytes | int | Copy] = []
+        out = Answers(results)
         horizon = now - constants.IDEMPOTENCY_WINDOW_S
         route = self._router.route
         routed: list[tuple[int, bytes | tuple[Event, float], list[Target]]] = []
@@ -191,23 +203,23 @@ class Admission:
         unscoped_lines: list[int] = []
         for line_no, item, actors in routed:
             if isinstance(item, bytes):
-                out.results.append(item)
+                results.append(item)
                 continue
             event, event_time = item
             self._received[event.__class__] = self._received.get(event.__class__, 0) + 1
             if event.id is None:
                 take = actors
-                out.results.append(line_no if actors else protocol.OK)
+                results.append(line_no if actors else protocol.OK)
             else:
                 keys, claims = self._claim(event, actors, accepted, horizon)
                 for key in keys:
                     self.recent_ids.claim(key, Claim(ticket, line_no, key), now)
                     ticket.keys.append(key)
                 if claims:
-                    out.results.append(Copy(line_no, claims, bool(keys)))
+                    results.append(Copy(line_no, claims, bool(keys)))
                     out.copies = True
                 else:
-                    out.results.append(line_no if keys else protocol.OK_DUPLICATE)
+                    results.append(line_no if keys else protocol.OK_DUPLICATE)
                 if keys and not actors:
                     unscoped.append((event.id, unscoped_place(event.location), now))
                     unscoped_lines.append(line_no)

@@ -96,7 +96,7 @@ class Body:
                 self.request.transport.abort()
             raise
 
-    def screen(self, numbers: list[int], requests: list[Request]) -> None:
+    def screen(self, numbers: Sequence[int], requests: list[Request]) -> None:
         """A line the token may not send becomes its error, in place: an event outside
         its scopes, or a query or command from a token without `commands`."""
         token = self.token

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import stat
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class Connection:
     async def write(self, data: bytes) -> None:
         await self.stream.send(data)
 
-    def screen(self, numbers: list[int], requests: list[Request]) -> None:
+    def screen(self, numbers: Sequence[int], requests: list[Request]) -> None:
         """The socket's peers are trusted (the socket file's mode): nothing is screened."""
 
     def last_line(self) -> bool:

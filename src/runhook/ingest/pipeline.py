@@ -53,7 +53,7 @@ class Transport(Protocol):
     async def write(self, data: bytes) -> None:
         """Send answers; raises when the client is gone."""
 
-    def screen(self, numbers: list[int], requests: list[Request]) -> None:
+    def screen(self, numbers: Sequence[int], requests: list[Request]) -> None:
         """Turn, in place, each request this client may not send into its error line."""
 
     def last_line(self) -> bool:
@@ -126,8 +126,8 @@ class Pipeline:
             # Fewer requests than lines: blank lines, which get no answer; the slow path
             # knows which.
             if requests is not None and len(requests) == lines.count:
-                numbers = list(range(lines.first, lines.last + 1))
-                await self._admit(numbers, requests, transport, send)
+                await self._admit(range(lines.first, lines.last + 1), requests, transport,
+                                  send)
                 return
         split = lines.data.split(b"\n")
         for start in range(0, len(split), constants.CHUNK_LINES):
@@ -135,14 +135,17 @@ class Pipeline:
                 lines.first + start, split[start:start + constants.CHUNK_LINES])
             await self._admit(numbers, requests, transport, send)
 
-    async def _admit(self, numbers: list[int], requests: list[Request], transport: Transport,
-                     send: Sender) -> None:
+    async def _admit(self, numbers: Sequence[int], requests: list[Request],
+                     transport: Transport, send: Sender) -> None:
         """Screened, then admitted a run of events at a time up to the next query or
-        command, which waits for its turn. Queries are told by class (a set lookup a
-        line), not isinstance."""
+        command, which waits for its turn. Queries are told by class, not isinstance:
+        the classes of the run are gathered in C (most runs hold no query at all),
+        and only a run that has one is searched line by line."""
         transport.screen(numbers, requests)
         start = 0
-        for index in [i for i, r in enumerate(requests) if r.__class__ in protocol.QUERY_CLASSES]:
+        queries = () if protocol.QUERY_CLASSES.isdisjoint(set(map(type, requests))) else \
+            [i for i, r in enumerate(requests) if r.__class__ in protocol.QUERY_CLASSES]
+        for index in queries:
             if index > start:
                 await send.send(await self.admission.admit(
                     numbers[start:index], requests[start:index], self._clock()))
@@ -191,9 +194,7 @@ class Pipeline:
 
 def ready(answer: bytes) -> Answers:
     """An answer known at once (an error line)."""
-    out = Answers()
-    out.results.append(answer)
-    return out
+    return Answers([answer])
 
 
 async def resolve(answers: Answers) -> list[bytes]:
@@ -202,8 +203,11 @@ async def resolve(answers: Answers) -> list[bytes]:
     if ticket is not None:
         await ticket.future
         if ticket.error is None and not ticket.errors and not answers.copies:
-            # Every event of the run went through: one pass, no lookup per line.
+            # Every event of the run went through: one pass, no lookup per line;
+            # none when every line waited for the ticket (a range).
             ok = protocol.OK
+            if answers.results.__class__ is range:
+                return [ok * len(answers.results)]
             return [ok if r.__class__ is int else r for r in answers.results]  # type: ignore[misc]
     out: list[bytes] = []
     for result in answers.results:
