@@ -178,3 +178,41 @@ def test_the_publishers_places_are_bounded_whatever_projects_a_client_names():
         assert destination.scope == f"project:acme/p{k}"
     assert len(publisher._destinations) <= 10_000
     assert len(publisher._order) <= 8  # one turn per partition, kept
+
+
+async def test_a_worker_lacking_an_executions_automation_puts_it_back_then_judges_it() -> None:
+    """A rolling change: the owner made an execution under a file this node lacks (the
+    automation, or the integration). The worker does not judge it but puts it back,
+    waiting 1 s more each delivery up to 10 s, for a node that has both; only at the
+    40th delivery (about 6 minutes on: 1+2+...+9 then 30 x 10 s = 345 s) is it left to
+    be judged FAILED, as one machine fails it at the reload that removed it."""
+    from types import SimpleNamespace
+
+    from runhook.cluster.deliver import UNKNOWN_TRIES, Workers
+    from runhook.core.executions import TEST_AUTOMATION, Job
+
+    naks: list[float] = []
+
+    async def nak(delay: float) -> None:
+        naks.append(delay)
+
+    def msg(delivered: int) -> SimpleNamespace:
+        return SimpleNamespace(metadata=SimpleNamespace(num_delivered=delivered), nak=nak)
+
+    known = {"model-p0"}
+    settings = SimpleNamespace(integrations={"hook": object()},
+                               automation=lambda name: object() if name in known else None)
+    workers = Workers(None, None, None)  # type: ignore[arg-type]  # _unknown needs neither
+
+    def job(automation: str, integration: str = "hook") -> Job:
+        return Job("ex_1", automation, integration, {}, 0, 0.0, 0)
+
+    assert UNKNOWN_TRIES == 40
+    for delivered in (1, 2, 9, 10, 11, 39):
+        assert await workers._unknown(msg(delivered), job("model-new"), settings)  # type: ignore[arg-type]
+    assert await workers._unknown(msg(1), job("model-p0", "gone"), settings)  # type: ignore[arg-type]
+    assert naks == [1.0, 2.0, 9.0, 10.0, 10.0, 10.0, 1.0]
+    assert not await workers._unknown(msg(40), job("model-new"), settings)  # type: ignore[arg-type]
+    assert not await workers._unknown(msg(1), job("model-p0"), settings)  # type: ignore[arg-type]
+    assert not await workers._unknown(msg(1), job(TEST_AUTOMATION), settings)  # type: ignore[arg-type]
+    assert len(naks) == 7  # judged or sent as before: never put back

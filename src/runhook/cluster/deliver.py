@@ -37,7 +37,8 @@ from runhook.cluster.bus import (
 from runhook.cluster.rates import Share
 from runhook.cluster.shared import Shared
 from runhook.config.runtime import Runtime
-from runhook.core.executions import ExecutionRow, Job
+from runhook.config.settings import Settings
+from runhook.core.executions import TEST_AUTOMATION, ExecutionRow, Job
 from runhook.delivery import policy
 from runhook.delivery.core import Attempted, Counts
 from runhook.delivery.ssrf import connector
@@ -58,6 +59,15 @@ MIN_WAIT_S = 0.05
 # the wait).
 DUE = "Runhook-Due"
 DELAY = "Runhook-Delay"
+# An execution whose automation or integration this node's file lacks was made by an
+# owner with another file (a rolling change: one node reloaded before the others).
+# This node does not judge it: it goes back to the queue, for a node that has both (or
+# this one, reloaded) to send; the wait grows by UNKNOWN_WAIT_S a delivery up to
+# UNKNOWN_WAIT_MAX_S. Only at its UNKNOWN_TRIES-th delivery (about 6 minutes on) is it
+# FAILED as no longer configured, as one machine fails it at a reload that removes it.
+UNKNOWN_WAIT_S = 1.0
+UNKNOWN_WAIT_MAX_S = 10.0
+UNKNOWN_TRIES = 40
 
 __all__ = ["Counts", "Workers"]
 
@@ -176,6 +186,8 @@ class Workers:
         job = Job(execution_id, automation, integration, context, made, created_at,
                   round_start)
         settings = self._runtime.settings
+        if await self._unknown(msg, job, settings):
+            return
         if integration not in settings.integrations:
             done = Counts().judged(self._runtime, job, job.attempts + 1, time.time(), None,
                                    policy.Outcome("FAILED", reason=f"integration "
@@ -202,6 +214,22 @@ class Workers:
             await msg.nak(delay=done.outcome.delay)  # the copy failed: JetStream's redelivery
             return
         await self._settled(msg, job.id)
+
+    async def _unknown(self, msg: Any, job: Job, settings: Settings) -> bool:
+        """True when this node's file lacks the execution's automation or integration
+        and the message went back to the queue, unsent and unjudged."""
+        test = job.automation == TEST_AUTOMATION  # `runhook test`'s: no automation
+        if job.integration in settings.integrations and (
+                test or settings.automation(job.automation) is not None):
+            return False
+        delivered = int(msg.metadata.num_delivered or 1)
+        if delivered >= UNKNOWN_TRIES:
+            return False  # judged: FAILED, no longer configured
+        log.info("cluster: execution %s: automation %r or integration %r is not in this "
+                 "node's configuration (delivery %d); back on the queue for a node that has "
+                 "them", job.id, job.automation, job.integration, delivered)
+        await msg.nak(delay=min(UNKNOWN_WAIT_MAX_S, UNKNOWN_WAIT_S * delivered))
+        return True
 
     async def _held(self, msg: Any, job: Job, counts: Counts, rate: str | None) -> bool:
         """Paced to this node's share of the integration's `rate` (cluster/rates.py:
