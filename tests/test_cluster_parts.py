@@ -202,7 +202,8 @@ async def test_a_worker_lacking_an_executions_automation_puts_it_back_then_judge
     known = {"model-p0"}
     settings = SimpleNamespace(integrations={"hook": object()},
                                automation=lambda name: object() if name in known else None)
-    workers = Workers(None, None, None)  # type: ignore[arg-type]  # _unknown needs neither
+    bus = SimpleNamespace(settings=SimpleNamespace(lease=2.0))  # for the rate's share
+    workers = Workers(None, bus, None)  # type: ignore[arg-type]  # _unknown needs neither
 
     def job(automation: str, integration: str = "hook") -> Job:
         return Job("ex_1", automation, integration, {}, 0, 0.0, 0)
