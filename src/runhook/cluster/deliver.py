@@ -22,16 +22,15 @@ import anyio
 import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from runhook.cluster.attempts import Recorder
 from runhook.cluster.bus import (
     ATTEMPTS,
     EXECUTION_SUBJECT,
     EXECUTIONS,
-    HISTORY_SUBJECT,
     MSG_ID,
     ROUND,
     Bus,
     decode,
-    encode,
     take,
 )
 from runhook.cluster.shared import Shared
@@ -76,6 +75,7 @@ class Workers:
         self._tg: anyio.abc.TaskGroup | None = None  # the attempts', and closing sessions'
         # id(message) -> (the message, when its attempt started); a Msg is not hashable
         self._attempting: dict[int, tuple[Any, float]] = {}
+        self.recorder = Recorder(bus, RECORD_WAIT_S)  # attempt records, batched
 
     async def run(self) -> None:
         js = self._bus.js
@@ -89,6 +89,7 @@ class Workers:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._in_progress)
+                tg.start_soon(self.recorder.run)
                 while True:
                     # A fetch for half the slots or more (one per free slot would cost
                     # a round trip per execution once the first batch is in flight).
@@ -216,15 +217,15 @@ class Workers:
         return False
 
     async def _record(self, done: Attempted, row: ExecutionRow) -> None:
-        """The attempt onto the history stream, which every node's mirror applies;
+        """The attempt onto the history stream, which every node's mirror applies,
+        in one message with the other attempts finished meanwhile (attempts.py);
         tried again until JetStream acknowledges it (a server lost, its stream's
         leader elected again) for up to RECORD_WAIT_S."""
         job = done.job
         record = ["attempt", done.attempt_row(),
                   [done.state, done.reason, done.finished, done.due, done.number, job.id],
                   row]  # the execution itself: a mirror that missed it inserts it first
-        if not await self._publish(HISTORY_SUBJECT, encode(record),
-                                   {MSG_ID: f"{job.id}#{done.number}"}):
+        if not await self.recorder.record(record):
             self.unrecorded += 1
             log.error("cluster: attempt %d of execution %s (%s) was made but JetStream did "
                       "not take its record in %.0fs; it is not sent again for that, and the "

@@ -1,0 +1,74 @@
+"""What a delivery costs on the wire in cluster mode (docs/cluster.md): attempt
+records go to the history stream many to a message, and every mirror applies
+them as it applied one each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from test_cluster_truth import created_row
+from test_publish import bus
+
+from runhook.cluster.attempts import MOST, Recorder
+from runhook.cluster.bus import HISTORY, Bus
+from runhook.cluster.records import Foreign, statements
+
+__all__ = ["bus"]  # the fixture: a Bus on one real nats-server
+
+
+def attempt(number: int) -> list[Any]:
+    """The record of attempt `number` of its own execution ex_<number>, as
+    deliver.py makes it."""
+    execution_id = f"ex_{number}"
+    return ["attempt", [execution_id, 1, 1.0 + number, 2.0, 200, None, None],
+            ["FINISHED", None, 3.0 + number, None, 1, execution_id],
+            created_row(execution_id, 1764300000.0 + number)]
+
+
+def test_a_batch_of_attempts_is_applied_as_each_of_its_records_alone() -> None:
+    records = [attempt(n) for n in range(20)]  # past 15: a msgpack array's long header
+    alone = [s for r in records for s in statements(msgspec.msgpack.encode(r))]
+    assert len(alone) == 60
+    assert statements(msgspec.msgpack.encode(["attempts", records])) == alone
+    bad = [*records[:3], ["attempt", ["ex_x", 0, 1.0, 2.0, 200, None, None],  # number 0
+                          ["FINISHED", None, 1.0, None, 1, "ex_x"], records[0][3]]]
+    with pytest.raises(Foreign) as refused:
+        statements(msgspec.msgpack.encode(["attempts", bad]))
+    assert refused.value.kind == "attempts"
+    with pytest.raises(Foreign):  # a created record is no attempt
+        statements(msgspec.msgpack.encode(["attempts", [["created", []]]]))
+
+
+async def test_attempts_finished_together_go_out_in_one_message_each_told_it_landed(
+        bus: Bus) -> None:
+    """MOST + 44 attempts finish while no batch is being published: two messages
+    (MOST records, then 44), each attempt told True, and the history stream holds
+    every record in the order the attempts finished."""
+    recorder = Recorder(bus, 30.0)
+    count = MOST + 44
+    told: dict[int, bool] = {}
+
+    async def one(number: int) -> None:
+        told[number] = await recorder.record(attempt(number))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as outer:
+            async with anyio.create_task_group() as tg:
+                for number in range(count):
+                    tg.start_soon(one, number)
+                await anyio.wait_all_tasks_blocked()  # every record waiting for the recorder
+                outer.start_soon(recorder.run)
+            outer.cancel_scope.cancel()
+    assert told == dict.fromkeys(range(count), True)
+    assert recorder.batches == 2
+    info = await bus.js.stream_info(HISTORY)
+    assert info.state.messages == 2
+    first = await bus.js.get_msg(HISTORY, info.state.first_seq)
+    second = await bus.js.get_msg(HISTORY, info.state.first_seq + 1)
+    applied = [*statements(first.data or b""), *statements(second.data or b"")]
+    assert applied == [s for n in range(count)
+                       for s in statements(msgspec.msgpack.encode(attempt(n)))]
+    assert len(statements(first.data or b"")) == 3 * MOST
