@@ -4,17 +4,25 @@ them as it applied one each."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 import pytest
+from nats_cluster import NatsCluster
 from test_cluster_truth import created_row
 from test_publish import bus
 
 from runhook.cluster.attempts import MOST, Recorder
-from runhook.cluster.bus import HISTORY, Bus
+from runhook.cluster.bus import HISTORY, Bus, partition_of
+from runhook.cluster.leases import Tenure
+from runhook.cluster.outbox import Outbox
+from runhook.cluster.positions import Positions
 from runhook.cluster.records import Foreign, statements
+from runhook.config.cluster import ClusterSettings
+from runhook.core.executions import ExecutionRow
 
 __all__ = ["bus"]  # the fixture: a Bus on one real nats-server
 
@@ -72,3 +80,37 @@ async def test_attempts_finished_together_go_out_in_one_message_each_told_it_lan
     assert applied == [s for n in range(count)
                        for s in statements(msgspec.msgpack.encode(attempt(n)))]
     assert len(statements(first.data or b"")) == 3 * MOST
+
+
+async def test_a_partitions_commits_published_at_once_are_each_taken_the_first_time(
+        short_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Twenty commits of one partition published at once, on three NATS servers (R3):
+    every fenced record is taken the first time. Sent together, JetStream refused
+    all but one while the first was in process (10164, "wrong last sequence"), and
+    each refused one waited a back-off before it was tried again."""
+    nats = NatsCluster(short_dir / "nats", 3)
+    await nats.start()
+    connected = Bus(ClusterSettings(nats.urls, "a", 4, 3, 30.0, 10.0, 3600.0, 8))
+    try:
+        await connected.connect()
+        partition = partition_of("project:acme/p0", 4)
+        positions = Positions(connected, partition)
+        await positions.claim()
+        tenure = Tenure(30.0)
+        tenure.renewed(time.monotonic())
+        outbox = Outbox(connected)
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                await tg.start(outbox.run)
+                outbox.own(partition, positions.fence, tenure)
+                for n in range(20):  # FINISHED: a history record each, nothing queued
+                    outbox.publish([msgspec.convert(created_row(f"ex_{n}", 1764300000.0 + n),
+                                                    ExecutionRow)])
+                assert await outbox.flush(partition)
+                tg.cancel_scope.cancel()
+        assert "wrong last sequence" not in caplog.text
+        info = await connected.js.stream_info(HISTORY, subjects_filter=">")
+        assert (info.state.subjects or {})["runhook.hist"] == 20  # each once
+    finally:
+        await connected.close()
+        await nats.stop()
