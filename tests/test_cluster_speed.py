@@ -4,17 +4,22 @@ them as it applied one each."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
+import nats as nats_client
 import pytest
+from conftest import Receiver, eventually
 from nats_cluster import NatsCluster
-from test_cluster_truth import created_row
+from test_cluster import history, start_node, stop_node
+from test_cluster_truth import created_row, running
 from test_publish import bus
 
+from runhook.client import AsyncClient
 from runhook.cluster.attempts import MOST, Recorder
 from runhook.cluster.bus import HISTORY, Bus, partition_of
 from runhook.cluster.leases import Tenure
@@ -114,3 +119,45 @@ async def test_a_partitions_commits_published_at_once_are_each_taken_the_first_t
     finally:
         await connected.close()
         await nats.stop()
+
+
+async def test_a_copy_sent_again_after_its_attempt_was_recorded_is_not_sent_twice(
+        short_dir: Path, receiver: Receiver) -> None:
+    """An execution delivered and recorded (FINISHED) whose acknowledgement JetStream
+    did not keep: its copy comes back (delivered a second time) and is acknowledged
+    unsent, while a copy of an execution never attempted is sent. Node a stops; the
+    copies are put on the queue and taken once and put back by hand (as a node that
+    died before acknowledging leaves them); a starts again and takes them."""
+    async with running(short_dir, receiver, ("a",)) as (nats, nodes):
+        (node,) = nodes
+        async with AsyncClient(node.socket) as client:
+            assert await client.request({"type": "artifact.created", "entity": "acme",
+                                         "project": "p0", "collection": "m",
+                                         "version": 1}) == {"ok": True}
+        first = (await receiver.next(timeout=30)).headers["webhook-id"]
+        await eventually(lambda: history(node.socket),
+                         lambda rows: [(r["id"], r["state"]) for r in rows]
+                         == [(first, "FINISHED")], timeout=30)
+        assert await stop_node(node) == 0
+        nc = await nats_client.connect(servers=nats.urls)
+        try:
+            js = nc.jetstream()
+            last = await js.get_last_msg(HISTORY, "runhook.hist")  # its attempt's record
+            kind, ((_, _, _, row),) = msgspec.msgpack.decode(last.data or b"")
+            assert kind == "attempts" and row[0] == first
+            never = [f"{first}-never", *row[1:8], "PENDING", *row[9:]]
+            for copy in (row, never):
+                await js.publish("runhook.ex", msgspec.msgpack.encode(copy),
+                                 headers={"Nats-Msg-Id": f"copy-{copy[0]}"})
+            taken = await js.pull_subscribe("runhook.ex", durable="deliver",
+                                            stream="RUNHOOK_EXECUTIONS")
+            for msg in await taken.fetch(2, timeout=10):
+                await msg.nak()  # delivered once, and back: the next is a second
+        finally:
+            await nc.close()
+        await start_node(node)
+        assert (await receiver.next(timeout=30)).headers["webhook-id"] == f"{first}-never"
+        await eventually(lambda: asyncio.to_thread(node.log.read_text),
+                         lambda text: f"execution {first} came back after its attempt 1 "
+                         "was recorded" in text, timeout=30)
+        assert [r.headers["webhook-id"] for r in receiver.requests] == [first, f"{first}-never"]
