@@ -6,7 +6,11 @@ in its own process. "acked" is the rate at which the clients' lines were answere
 ok (for a cluster: after the JetStream ack); "delivered" the rate until the
 receiver had every webhook. Fail-over: a partition's owner is killed with -9, an
 event for that partition is sent at once through another node, and the time to
-its webhook arriving is measured."""
+its webhook arriving is measured. "NATS messages / execution" counts every message
+the runhook nodes' connections sent or were sent (the servers' /connz), from the
+first event to the last webhook, divided by the executions; "node CPU" is the
+nodes' user + system time over the same span: both hold under any load, unlike
+the rates."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,6 +39,37 @@ from runhook.cluster.bus import partition_of
 
 PROJECTS = 12
 PARTITIONS = 12
+
+
+class Monitored(NatsCluster):
+    """The tests' NATS cluster, each server with its monitoring port (for /connz)."""
+
+    def __init__(self, directory: Path, size: int) -> None:
+        super().__init__(directory, size, monitor=True)
+
+    def messages(self) -> int:
+        """Messages the runhook nodes' connections sent and were sent, on every server."""
+        total = 0
+        for port in (n.monitor_port for n in self.nodes):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/connz?limit=1000",
+                                            timeout=5) as answer:
+                    found = json.load(answer)
+            except OSError:
+                continue  # a server killed
+            for conn in found.get("connections") or ():
+                if str(conn.get("name", "")).startswith("runhook "):
+                    total += conn["in_msgs"] + conn["out_msgs"]
+        return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system time of these processes so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def body(url: str) -> str:
@@ -102,8 +138,10 @@ async def balanced(sockets: list[str]) -> None:
     raise RuntimeError("the cluster did not balance in 30 s")
 
 
-async def cluster_run(directory: Path, nats: NatsCluster, nodes: int, count: int,
-                      receiver: Receiver, failover: bool) -> tuple[float, float, float | None]:
+async def cluster_run(directory: Path, nats: Monitored, nodes: int, count: int,
+                      receiver: Receiver, failover: bool
+                      ) -> tuple[float, float, float | None, float, float]:
+    """(acked s, delivered s, fail-over s, NATS messages and node CPU s per execution)."""
     names = "abc"[:nodes]
     configs = [node_config(directory / f"x{nodes}", name, nats.urls, body(receiver.url),
                            partitions=PARTITIONS, lease="2s", checkpoint="5s")
@@ -113,14 +151,20 @@ async def cluster_run(directory: Path, nats: NatsCluster, nodes: int, count: int
     try:
         await balanced(sockets)
         receiver.reset()
+        await asyncio.sleep(1.0)  # the nodes' start-up traffic settled
+        messages = nats.messages()
+        cpu = cpu_seconds([p.pid for p in processes])
         start = time.perf_counter()
         await asyncio.gather(*(asyncio.to_thread(
             pipeline, path, events(count, i, nodes), len(range(i, count, nodes)))
             for i, path in enumerate(sockets)))
         acked = time.perf_counter() - start
         delivered = await asyncio.to_thread(receiver.wait_for, count) - start
+        await asyncio.sleep(0.5)  # the last attempts' records mirrored
+        per_message = (nats.messages() - messages) / count
+        per_cpu = (cpu_seconds([p.pid for p in processes]) - cpu) / count
         moved = await measure_failover(sockets, processes, receiver, count) if failover else None
-        return acked, delivered, moved
+        return acked, delivered, moved, per_message, per_cpu
     finally:
         for process in processes:
             if process.returncode is None:
@@ -152,6 +196,8 @@ async def measure_failover(sockets: list[str], processes: list[asyncio.subproces
 async def main() -> int:
     quick = "--quick" in sys.argv
     count = 600 if quick else 20_000
+    if "--count" in sys.argv:
+        count = int(sys.argv[sys.argv.index("--count") + 1])
     directory = Path(tempfile.mkdtemp(prefix="rhc", dir="/tmp"))
     receiver = Receiver()
     rows: list[tuple[str, str, str, str]] = []
@@ -167,10 +213,10 @@ async def main() -> int:
         rows.append(("one daemon, SQLite: delivered", rate(count, single_delivered), "-",
                      "the baseline"))
         for nodes in (1, 3):
-            nats = NatsCluster(directory / f"nats{nodes}", 3)
+            nats = Monitored(directory / f"nats{nodes}", 3)
             await nats.start()
             try:
-                acked, delivered, moved = await cluster_run(directory, nats, nodes, count,
+                acked, delivered, moved, messages, cpu = await cluster_run(directory, nats, nodes, count,
                                                             receiver, failover=nodes == 3)
             finally:
                 await nats.stop()
@@ -180,6 +226,10 @@ async def main() -> int:
             rows.append((f"{what}: delivered", rate(count, delivered),
                          f"SQLite {rate(count, single_delivered)}",
                          f"{single_delivered / delivered:.0%}"))
+            rows.append((f"{what}: NATS messages / execution", f"{messages:.1f}", "-",
+                         "sent and received by the nodes"))
+            rows.append((f"{what}: node CPU / execution", f"{cpu * 1e3:.2f} ms", "-",
+                         "user + system, all nodes"))
             if moved is not None:
                 rows.append(("fail-over: kill -9 -> next webhook of a moved partition",
                              f"{moved:.2f} s", "lease 2 s", "lease + takeover + delivery"))

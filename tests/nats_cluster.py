@@ -41,6 +41,7 @@ class NatsNode:
     cluster_port: int
     directory: Path
     process: asyncio.subprocess.Process | None = None
+    monitor_port: int = 0  # its HTTP monitoring (/connz, /varz), if asked for
 
     @property
     def url(self) -> str:
@@ -52,6 +53,7 @@ class NatsCluster:
     directory: Path
     size: int = 3
     nodes: list[NatsNode] = field(default_factory=list)
+    monitor: bool = False  # each server with an HTTP monitoring port (the benchmark's)
 
     @property
     def urls(self) -> list[str]:
@@ -59,7 +61,8 @@ class NatsCluster:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.nodes = [NatsNode(f"n{i + 1}", free_port(), free_port(), self.directory / f"n{i + 1}")
+        self.nodes = [NatsNode(f"n{i + 1}", free_port(), free_port(), self.directory / f"n{i + 1}",
+                               monitor_port=free_port() if self.monitor else 0)
                       for i in range(self.size)]
         for node in self.nodes:
             await self._launch(node)
@@ -72,8 +75,10 @@ class NatsCluster:
         cluster = "" if self.size == 1 else (
             f'cluster {{ name: "runhook", listen: "127.0.0.1:{node.cluster_port}", '
             f"routes: [{routes}] }}")
+        monitor = f'http: "127.0.0.1:{node.monitor_port}"\n' if node.monitor_port else ""
         config.write_text(f'server_name: "{node.name}"\nlisten: "127.0.0.1:{node.port}"\n'
-                          f'jetstream {{ store_dir: "{node.directory / "js"}" }}\n{cluster}\n')
+                          f'jetstream {{ store_dir: "{node.directory / "js"}" }}\n{cluster}\n'
+                          f"{monitor}")
         log = (node.directory / "nats.log").open("ab")
         # A session of its own: a terminal's Ctrl-C reaches the demo, which stops the
         # runhook nodes first (they hand their partitions over) and NATS last.

@@ -22,19 +22,20 @@ import anyio
 import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from runhook.cluster.attempts import Recorder
 from runhook.cluster.bus import (
     ATTEMPTS,
     EXECUTION_SUBJECT,
     EXECUTIONS,
-    HISTORY_SUBJECT,
     MSG_ID,
     ROUND,
     Bus,
     decode,
-    encode,
     take,
 )
+from runhook.cluster.mirror import Mirror
 from runhook.cluster.rates import Share
+from runhook.cluster.settled import FINAL, settled
 from runhook.cluster.shared import Shared
 from runhook.config.runtime import Runtime
 from runhook.config.settings import Settings
@@ -68,6 +69,7 @@ DELAY = "Runhook-Delay"
 UNKNOWN_WAIT_S = 1.0
 UNKNOWN_WAIT_MAX_S = 10.0
 UNKNOWN_TRIES = 40
+RECHECK_S = 5.0  # a copy sent again while this node's history is behind: back after this
 
 __all__ = ["Counts", "Workers"]
 
@@ -88,6 +90,10 @@ class Workers:
         self._tg: anyio.abc.TaskGroup | None = None  # the attempts', and closing sessions'
         # id(message) -> (the message, when its attempt started); a Msg is not hashable
         self._attempting: dict[int, tuple[Any, float]] = {}
+        self.recorder = Recorder(bus, RECORD_WAIT_S)  # attempt records, batched
+        # Set by the node: a copy JetStream sends again is checked against its history.
+        self.mirror: Mirror | None = None
+        self.settled_before = 0  # such copies found settled: acknowledged, not sent
 
     async def run(self) -> None:
         js = self._bus.js
@@ -101,6 +107,7 @@ class Workers:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._in_progress)
+                tg.start_soon(self.recorder.run)
                 while True:
                     # A fetch for half the slots or more (one per free slot would cost
                     # a round trip per execution once the first batch is in flight).
@@ -185,6 +192,8 @@ class Workers:
         # first, or the integration disabled there) comes back as it was.
         job = Job(execution_id, automation, integration, context, made, created_at,
                   round_start)
+        if await self._sent_before(msg, job):
+            return
         settings = self._runtime.settings
         if await self._unknown(msg, job, settings):
             return
@@ -209,11 +218,31 @@ class Workers:
         # Sent (or judged): from here a failure of the bookkeeping must not send it
         # again. The record is retried on its own, and the message is acknowledged
         # whether or not the record made it (an unrecorded attempt is counted, logged).
-        await self._record(done, row)
+        recorded = await self._record(done, row)
         if done.state == "PENDING" and not await self._retry(msg, done):
             await msg.nak(delay=done.outcome.delay)  # the copy failed: JetStream's redelivery
             return
-        await self._settled(msg, job.id)
+        # A final state recorded proves the attempt: an acknowledgement lost is found
+        # out when the copy comes back (_sent_before), so it is not waited for. Else
+        # (a retry's copy put back, the record not taken) it is confirmed.
+        await self._settled(msg, job.id, confirm=not (recorded and done.state in FINAL))
+
+    async def _sent_before(self, msg: Any, job: Job) -> bool:
+        """A copy JetStream sent again (its acknowledgement lost, or its node gone):
+        True if it was settled already (acknowledged now, unsent) or must wait for
+        this node's history to catch up (put back for RECHECK_S, unsent)."""
+        if self.mirror is None or msg.metadata.num_delivered <= 1:
+            return False
+        known = await settled(self._bus, self.mirror, job)
+        if known is None:
+            await msg.nak(delay=RECHECK_S)
+            return True
+        if known:
+            self.settled_before += 1
+            log.info("cluster: execution %s came back after its attempt %d was recorded; "
+                     "acknowledged, not sent again", job.id, job.attempts + 1)
+            await self._settled(msg, job.id, confirm=True)
+        return known
 
     async def _unknown(self, msg: Any, job: Job, settings: Settings) -> bool:
         """True when this node's file lacks the execution's automation or integration
@@ -245,21 +274,23 @@ class Workers:
             return True
         return False
 
-    async def _record(self, done: Attempted, row: ExecutionRow) -> None:
-        """The attempt onto the history stream, which every node's mirror applies;
+    async def _record(self, done: Attempted, row: ExecutionRow) -> bool:
+        """The attempt onto the history stream, which every node's mirror applies,
+        in one message with the other attempts finished meanwhile (attempts.py);
         tried again until JetStream acknowledges it (a server lost, its stream's
         leader elected again) for up to RECORD_WAIT_S."""
         job = done.job
         record = ["attempt", done.attempt_row(),
                   [done.state, done.reason, done.finished, done.due, done.number, job.id],
                   row]  # the execution itself: a mirror that missed it inserts it first
-        if not await self._publish(HISTORY_SUBJECT, encode(record),
-                                   {MSG_ID: f"{job.id}#{done.number}"}):
-            self.unrecorded += 1
-            log.error("cluster: attempt %d of execution %s (%s) was made but JetStream did "
-                      "not take its record in %.0fs; it is not sent again for that, and the "
-                      "history shows the attempts before it", done.number, job.id, done.state,
-                      RECORD_WAIT_S)
+        if await self.recorder.record(record):
+            return True
+        self.unrecorded += 1
+        log.error("cluster: attempt %d of execution %s (%s) was made but JetStream did "
+                  "not take its record in %.0fs; it is not sent again for that, and the "
+                  "history shows the attempts before it", done.number, job.id, done.state,
+                  RECORD_WAIT_S)
+        return False
 
     async def _retry(self, msg: Any, done: Attempted) -> bool:
         """A retry is a copy of the execution put back on the work queue, carrying the
@@ -289,9 +320,16 @@ class Workers:
                 await anyio.sleep(PUBLISH_RETRY_S)
         return False
 
-    async def _settled(self, msg: Any, execution_id: str) -> None:
-        """Acknowledged, and known to be: an ack lost with a NATS server would have
-        JetStream send the execution again after ACK_WAIT_S."""
+    async def _settled(self, msg: Any, execution_id: str, confirm: bool) -> None:
+        """Acknowledged, and with `confirm` known to be: an ack lost with a NATS server
+        would have JetStream send the execution again after ACK_WAIT_S."""
+        if not confirm:
+            try:
+                await msg.ack()
+                return
+            except Exception as exc:  # noqa: BLE001 - not sent: confirmed below
+                log.debug("cluster: acknowledging %s: %s", execution_id,
+                          str(exc) or type(exc).__name__)
         with anyio.move_on_after(RECORD_WAIT_S):
             while True:
                 try:

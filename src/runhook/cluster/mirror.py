@@ -21,6 +21,7 @@ log = logging.getLogger("runhook.cluster")
 FETCH = 1000
 RETRY_S = 1.0
 ACK_WAIT_S = 10.0
+REACHED_POLL_S = 0.5  # how often `reached` asks, at most, while nothing is applied here
 # A refused record is logged at most once a minute per kind it claimed (a flood of
 # them must not flood the journal); the rest are counted, and told with the next line.
 FOREIGN_LOG_S = 60.0
@@ -35,6 +36,12 @@ class Mirror:
         self.rejected: dict[str, int] = {}  # refused records, by the kind they claimed
         self.failing: str | None = None  # why the last commit failed, until one succeeds
         self._logged: dict[str, tuple[float, int]] = {}  # kind -> (when, count then)
+        self._moved = anyio.Event()  # set at each round acknowledged
+
+    @property
+    def store(self) -> Store:
+        """The node's history, which this mirror keeps."""
+        return self._store
 
     @property
     def durable(self) -> str:
@@ -76,6 +83,22 @@ class Mirror:
             await msg.ack()
         self.applied += len(messages)
         self.progress_at = time.monotonic()
+        self._moved.set()
+        self._moved = anyio.Event()
+
+    async def reached(self, seq: int, timeout: float) -> bool:
+        """True once every history record up to stream sequence `seq` is applied here
+        (JetStream's ack floor of this node's consumer: a record is acknowledged once
+        applied, and the floor is where all before it are, a run before this one's
+        included); False if that took longer than `timeout` (behind, or failing)."""
+        with anyio.move_on_after(timeout):
+            while True:
+                info = await self._bus.js.consumer_info(HISTORY, self.durable)
+                if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= seq:
+                    return True
+                with anyio.move_on_after(REACHED_POLL_S):
+                    await self._moved.wait()
+        return False
 
     async def _apply(self, records: list[list[Statement]]) -> None:
         """All together; if that fails, each alone: a record SQLite refuses while an

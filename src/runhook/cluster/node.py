@@ -69,6 +69,7 @@ class Node:
         await tg.start(self.shared.run, name="cluster shared state")
         self.workers = Workers(self._runtime, self.bus, self.shared)
         self.mirror = Mirror(self.bus, self.store)
+        self.workers.mirror = self.mirror  # a copy sent again is checked against it
         tg.start_soon(self.workers.run, name="cluster delivery")
         tg.start_soon(self.mirror.run, name="cluster history mirror")
         self.health = Health(self.bus, self.mirror)

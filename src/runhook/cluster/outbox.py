@@ -101,6 +101,11 @@ class Outbox:
         # (a timer's firing included), not only when the stream position did.
         self.committed: dict[int, int] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        # One fenced record in flight per partition: a clustered stream refuses a
+        # publish that expects a subject's last sequence while another expecting the
+        # same one is in process (err_code 10164, "wrong last sequence"), and the
+        # partition then waited out a back-off (0.25 s, doubling) in its flush.
+        self._turns: dict[int, anyio.Lock] = {}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -162,9 +167,13 @@ class Outbox:
             if owned is None or owned.tenure.over:
                 raise Lost()
             raise RuntimeError("the partition's lease is not confirmed")
+        turn = self._turns.get(partition)
+        if turn is None:
+            turn = self._turns[partition] = anyio.Lock()
         try:
-            await self._bus.js.publish(HISTORY_SUBJECT, encode(["created", rows]),
-                                       headers=fenced(owned.fence, partition))
+            async with turn:
+                await self._bus.js.publish(HISTORY_SUBJECT, encode(["created", rows]),
+                                           headers=fenced(owned.fence, partition))
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:  # another node claimed the partition
                 self.fenced_out.add(partition)

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import msgspec
-import nats.errors
+import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from runhook.cluster import checkpoint
@@ -30,6 +30,7 @@ from runhook.cluster.bus import (
     event_subject,
     lease_key,
     partition_of,
+    take,
 )
 from runhook.cluster.leases import Tenure
 from runhook.cluster.outbox import Outbox
@@ -47,6 +48,8 @@ FETCH = 2000  # messages a read takes at most
 FETCH_WAIT_S = 0.5
 RETRY_S = 1.0  # after a failure; doubling up to RETRY_MAX_S while it keeps failing
 RETRY_MAX_S = 30.0
+SUBSCRIBE_TRIES = 10  # a 503 to the consumer's creation, asked again this often...
+SUBSCRIBE_RETRY_S = 0.1  # ...this far apart
 # Failures in a row (none of a batch committed, a checkpoint written, or the stream
 # read up to its end between them) after which the node lets the partition go:
 # four take 1 + 2 + 4 s of back-off, longer than a JetStream leader election, so
@@ -211,21 +214,30 @@ class Partition:
 
     async def _follow(self) -> None:
         js = self._bus.js
-        subscription = self.subscription = await js.pull_subscribe(
-            event_subject(self.number), durable=None, stream=EVENTS,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                  opt_start_seq=self.applied + 1, ack_policy=AckPolicy.NONE,
-                                  inactive_threshold=30.0, mem_storage=True))
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                opt_start_seq=self.applied + 1, ack_policy=AckPolicy.NONE,
+                                inactive_threshold=30.0, mem_storage=True)
+        # JetStream may answer 503 for a moment (seen right after a takeover, with the
+        # servers all up): asked again at once, not a restart and RETRY_S of back-off
+        # on a fail-over's path.
+        for tries_left in reversed(range(SUBSCRIBE_TRIES)):
+            try:
+                subscription = self.subscription = await js.pull_subscribe(
+                    event_subject(self.number), durable=None, stream=EVENTS, config=config)
+                break
+            except nats.js.errors.ServiceUnavailableError:
+                if not tries_left:
+                    raise
+                await anyio.sleep(SUBSCRIBE_RETRY_S)
         last_checkpoint = time.monotonic()
         interval = self._bus.settings.checkpoint_interval
         try:
             while not self._stop.is_set():
                 if self.number in self._outbox.fenced_out:
                     raise Lost()  # a timer's executions were refused: another node claimed it
-                try:
-                    messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT_S)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    messages = []
+                # take(), not fetch(FETCH): an event coming to an empty stream (the
+                # next webhook after a fail-over, a trickle) waited out FETCH_WAIT_S.
+                messages = await take(subscription, FETCH, FETCH_WAIT_S)
                 if messages and await self._hold():  # an empty list: nats-py's, not a timeout
                     self.in_hand = len(messages)
                     await self._evaluate(messages)

@@ -71,18 +71,28 @@ def statements(data: bytes) -> list[Statement]:
             rows = msgspec.convert(record[1], list[list[Any]])
             return [_created(row) for row in rows]
         if kind == "attempt" and len(record) == 4:
-            created = _created(msgspec.convert(record[3], list[Any]))
-            attempt = msgspec.structs.astuple(msgspec.convert(record[1], _Attempt))
-            update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))
-            # The execution first (ignored when there): its own record may come later.
-            return [created, (MIRROR_ATTEMPT, [attempt]), (MIRROR_UPDATE, [update])]
+            return _attempt(record)
+        if kind == "attempts" and len(record) == 2:  # attempts batched (attempts.py)
+            return [s for one in msgspec.convert(record[1], list[list[Any]])
+                    for s in _attempt(one)]
         if kind == "redeliver" and len(record) == 2:  # back to PENDING, a fresh schedule
             return [(REDELIVER, [msgspec.structs.astuple(one) for one in
                                  msgspec.convert(record[1], list[_Redelivery])])]
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise Foreign(kind, str(exc)) from None
-    raise Foreign(kind if kind in ("created", "attempt", "redeliver") else "unknown",
-                  "not a created, attempt or redeliver record")
+    raise Foreign(kind if kind in ("created", "attempt", "attempts", "redeliver")
+                  else "unknown", "not a created, attempt(s) or redeliver record")
+
+
+def _attempt(record: list[Any]) -> list[Statement]:
+    """["attempt", attempt, update, execution]: the execution first (ignored when
+    there: its own record may come later), the attempt, the execution's new state."""
+    if len(record) != 4 or record[0] != "attempt":
+        raise ValueError("an attempt record is [\"attempt\", attempt, update, execution]")
+    created = _created(msgspec.convert(record[3], list[Any]))
+    attempt = msgspec.structs.astuple(msgspec.convert(record[1], _Attempt))
+    update = msgspec.structs.astuple(msgspec.convert(record[2], _Update))
+    return [created, (MIRROR_ATTEMPT, [attempt]), (MIRROR_UPDATE, [update])]
 
 
 def _created(values: list[Any]) -> Statement:
