@@ -202,7 +202,7 @@ async def test_a_worker_lacking_an_executions_automation_puts_it_back_then_judge
     known = {"model-p0"}
     settings = SimpleNamespace(integrations={"hook": object()},
                                automation=lambda name: object() if name in known else None)
-    bus = SimpleNamespace(settings=SimpleNamespace(lease=2.0))  # for the rate's share
+    bus = SimpleNamespace(settings=SimpleNamespace(lease=2.0, node="a"))  # share, recorder
     workers = Workers(None, bus, None)  # type: ignore[arg-type]  # _unknown needs neither
 
     def job(automation: str, integration: str = "hook") -> Job:
