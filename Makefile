@@ -49,8 +49,14 @@ $(MLFLOW_STAMP): requirements/mlflow.txt
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/mlflow.txt
 	touch $(MLFLOW_STAMP)
 
+# The suite in 4 worker processes (pytest-xdist) on CI's 2 cores: many tests wait on a
+# daemon, a NATS lease or a retry delay, so more workers than cores; each test file stays
+# whole in one worker, and the cluster files run one after another (tests/conftest.py).
+TEST_WORKERS ?= 4
+
 test: $(DEV) $(MLFLOW_STAMP) browser
-	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
+	RUNHOOK_MLFLOW_PYTHON=$(CURDIR)/$(MLFLOW_VENV)/bin/python $(BIN)/python -m pytest -q \
+		-n $(TEST_WORKERS)
 	$(BIN)/python benchmarks/run.py --quick
 	$(BIN)/python benchmarks/cluster.py --quick
 	$(BIN)/python benchmarks/mlflow_tracking.py --quick

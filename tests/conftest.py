@@ -26,6 +26,36 @@ from runhook.client import AsyncClient
 SIGNING_KEY = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+# `make test` runs the suite in worker processes (pytest-xdist): each test file is one
+# unit of work, so a module's fixtures and its tests' order are as in one process; and
+# the cluster files are one unit together, first. They start their own nats-server and
+# runhook nodes and check leases and pauses: one at a time, not beside each other; and
+# they are the longest chain of work, so it starts at once.
+CLUSTER_UNIT = "cluster"
+
+
+def work_unit(nodeid: str) -> str:
+    file = nodeid.split("::", 1)[0]
+    return CLUSTER_UNIT if Path(file).name.startswith("test_cluster") else file
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # the collection's order (below), not by count
+    return ByFile(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the cluster unit first
+        items.sort(key=lambda item: work_unit(item.nodeid) != CLUSTER_UNIT)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
