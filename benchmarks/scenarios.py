@@ -12,8 +12,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import msgspec
 from baselines import LineFloorServer, RawDecodeServer
