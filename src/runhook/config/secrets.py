@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -121,6 +122,7 @@ def _forms(value: str) -> set[str]:
 _PREFIX = "whsec_"
 
 
+@functools.lru_cache(maxsize=64)  # every signed request asks again for the same few
 def signing_key(secret: str) -> bytes:
     """The HMAC key a secret stands for: `whsec_<base64>` as Standard Webhooks
     issues them (decoded), anything else used as its UTF-8 bytes."""
