@@ -20,6 +20,7 @@ from runhook.cli.show import attempt, count, cut, table, when
 from runhook.client import Client, RunhookError
 from runhook.config.locate import socket_of
 from runhook.config.model import ConfigError
+from runhook.config.restart import restart_note
 from runhook.config.settings import load
 from runhook.core import constants
 from runhook.core.durations import parse_duration
@@ -287,7 +288,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     answer = _command(args, {"type": "command.reload"})
     if answer is None:
         return 1
-    print("configuration reloaded")
+    print("configuration reloaded" + restart_note(answer.get("restart", [])))
     return 0
 
 
