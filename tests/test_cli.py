@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
 from test_socket import GOOD, RECORD
+
+from runhook.core import constants
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,3 +51,29 @@ def test_client_command_without_daemon_says_where_it_looked(tmp_path):
     result = run("history", "--socket", str(tmp_path / "none.sock"))
     assert result.returncode != 0
     assert f"cannot reach the daemon at {tmp_path / 'none.sock'}" in result.stderr
+
+
+def test_a_client_command_that_finds_no_daemon_says_how_to_name_it(tmp_path):
+    # A `make run` daemon's socket is where its --config says, not the default one.
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nsocket = "{tmp_path}/none.sock"\n')
+    env = {k: v for k, v in os.environ.items() if k != "RUNHOOK_URL"}
+
+    def status(*args: str, **extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "runhook", "status", *args],
+                              env={**env, **extra}, check=False, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 1 and done.stdout == "", done
+        return done.stderr
+
+    assert status("--config", str(config)) == (
+        f"runhook: cannot reach the daemon at {tmp_path}/none.sock: No such file or directory "
+        f"(the socket of {config}: is its daemon running?)\n")
+    assert status(RUNHOOK_URL=f"unix://{tmp_path}/gone.sock").endswith(
+        "(from $RUNHOOK_URL; --config FILE gives the socket of the daemon's file)\n")
+    if not os.path.exists(constants.DEFAULT_SOCKET):  # else a daemon is there to reach
+        assert status() == (
+            f"runhook: cannot reach the daemon at {constants.DEFAULT_SOCKET}: No such file "
+            "or directory (the default socket; give the daemon's configuration file with "
+            "--config FILE, or --socket PATH, or set $RUNHOOK_URL (unix:///PATH or "
+            "https://HOST:PORT))\n")

@@ -357,3 +357,16 @@ KEY = { file = "signing.key" }
     assert config.server.database == "/abs/r.db"  # absolute: as written
     assert config.secrets["KEY"].file == str(tmp_path / "etc" / "signing.key")
     assert load(tmp_path / "etc" / "r.toml").secrets["KEY"].startswith("whsec_")
+
+
+def test_a_public_http_bind_is_refused_for_the_reason_that_holds_now():
+    # The console requires a login session: what a public bind would expose is the
+    # token and cookie over plain HTTP, and the open health and metrics routes.
+    with pytest.raises(ConfigError) as caught:
+        build(decode('[server]\nhttp = "0.0.0.0:8080"\n'))
+    assert caught.value.problems == [
+        ("server.http: '0.0.0.0' is not a loopback address: the HTTP server has no TLS, so "
+        "beyond this machine the console's login token and session cookie would cross the "
+        "network in clear text, and /healthz, /readyz and /metrics answer anyone; it "
+        "listens on 127.0.0.0/8, ::1 or localhost only, and no setting changes that: from "
+        "elsewhere, open the console through an SSH tunnel (ssh -L 8080:127.0.0.1:8080 HOST)")]

@@ -5,6 +5,7 @@ URL `runhook console` prints gives a cookie that lets everything in; a rotated t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -263,3 +264,29 @@ async def test_a_malformed_form_body_is_400_not_500(start_daemon, receiver, shor
                 assert r.status == 400, (kind, body)
                 assert (await r.text()).startswith("bad form: "), (kind, body)
     assert "Traceback" not in daemon.log_text()
+
+
+async def test_the_login_pages_name_the_config_the_console_command_needs(start_daemon):
+    # `runhook console` without --config looks for the default socket's login file:
+    # a `make run` daemon's is beside its own socket, so the pages say to give it.
+    daemon = await start_daemon()
+    hint = ("run `runhook console --config FILE` (FILE: the file the daemon runs on) on "
+            "this machine as a user of the events socket")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(daemon.http + "/") as r:
+            assert r.status == 401 and hint in await r.text()
+        async with http.get(daemon.http + "/login?token=old", allow_redirects=False) as r:
+            page = await r.text()
+            assert r.status == 401 and "Wrong or old login token" in page and hint in page
+        async with http.get(daemon.http + "/api/status") as r:
+            assert r.status == 401
+            assert (await r.json())["error"] == "not logged in to the console: " + hint
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "runhook", "console"],
+        env={**os.environ, "RUNHOOK_URL": daemon.socket + ".elsewhere"},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr == (f"runhook: no console login file {daemon.socket}.elsewhere.console"
+                           " (by $RUNHOOK_URL or the default socket; give the daemon's "
+                           "configuration file with --config FILE): is the daemon running, "
+                           "with [server] http set?\n")

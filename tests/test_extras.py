@@ -105,4 +105,10 @@ def test_the_wheel_carries_the_command_the_unit_and_the_example_config(tmp_path)
                            check=True, capture_output=True, text=True, timeout=60)
     assert shown.stdout.splitlines() == [
         str(tmp_path / "site/runhook/share" / name) for name in
-        ("runhook.service", "runhook.sysusers", "runhook.tmpfiles", "runhook.toml")]
+        ("dev-signing.key", "runhook.service", "runhook.sysusers", "runhook.tmpfiles",
+         "runhook.toml")]
+    # The installed example checks clean as it is (its signing key is beside it).
+    checked = subprocess.run([sys.executable, "-m", "runhook", "check-config",
+                              str(tmp_path / "site/runhook/share/runhook.toml")], env=env,
+                             check=False, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -8,7 +8,13 @@ import os
 import subprocess
 import sys
 
+import msgspec
+
 from runhook.cli.explain import empty_in_test
+from runhook.config.model import decode
+from runhook.config.settings import build
+from runhook.core.events import RunMetrics
+from runhook.delivery import preview
 
 TOKEN = "ghp_preview_token_123456"
 CONFIG = """
@@ -89,3 +95,50 @@ def test_test_warns_of_event_variables():
         "event_time, event_type, execution_id")]
     assert empty_in_test("hello ${event_type}", webhook=False) == []
     assert empty_in_test(None, webhook=True) == []
+
+
+FILTERED = """
+[orgs.lab]
+entities = ["acme", "beta"]
+
+[[automations]]
+name = "loss-diverged"
+scope = "org:lab"
+action = { kind = "none" }
+[automations.event]
+kind = "RUN_METRIC_THRESHOLD"
+metric = "loss"
+cmp = ">"
+threshold = 10.0
+run_name = "^prod-"
+tags = ["nightly"]
+"""
+WOULD_NOT_FIRE = "it would not fire"
+
+
+def test_preview_says_whether_it_fires_as_the_evaluator_decides():
+    # The scope (org:lab lists acme) and the run filters are the evaluator's own
+    # (Settings.evaluates, RunMatcher): preview's verdict is the daemon's.
+    settings = build(decode(FILTERED))
+    automation = settings.by_name["loss-diverged"]
+    decoder = msgspec.json.Decoder(RunMetrics)
+
+    def warnings(**fields: object) -> list[str]:
+        event = decoder.decode(json.dumps({
+            "type": "run.metrics", "entity": "acme", "project": "vision", "run_id": "r1",
+            "run_name": "prod-7", "tags": ["nightly", "gpu"], "values": {"loss": 11.0},
+            **fields}))
+        return [w for w in preview.for_event(settings, automation, event, now=1e9).warnings
+                if WOULD_NOT_FIRE in w]
+
+    assert warnings() == []  # acme is in org:lab; prod-7 matches ^prod-; nightly is there
+    assert warnings(entity="beta") == []  # the org's other entity
+    outside = warnings(entity="zeta")  # an entity the org does not list
+    assert outside == [("the event is in project:zeta/vision, the automation watches "
+                       "org:lab: it would not fire")]
+    for name in ("dev-9", ""):  # not matching, and missing (a run with no name yet)
+        assert warnings(run_name=name) == [
+            (f"the run (run_name {name!r}, user '', group None, tags ['nightly', 'gpu']) does "
+            "not match the automation's run filters: it would not fire (an earlier event's "
+            "name, user, group or tags, remembered by the daemon, would count)")]
+    assert len(warnings(tags=["gpu"])) == 1  # the tag asked for is missing

@@ -143,3 +143,38 @@ def test_the_socket_is_found_in_a_file_toml_cannot_parse(tmp_path: Path) -> None
         socket_of(config)
     with pytest.raises(ConfigError, match="cannot read"):
         socket_of(tmp_path / "absent.toml")
+
+
+async def test_a_reload_says_which_changes_wait_for_a_restart(start_daemon):
+    # The listeners and the database are bound and opened at start: a reload that
+    # changes them applies the rest and says so, in its answer and the log, rather
+    # than "configuration reloaded" as if the new listener were up.
+    daemon = await start_daemon(GOOD)
+    text = daemon.config.read_text()
+    daemon.config.write_text(text + '\n[ingest]\nlisten = "127.0.0.1:1"\n')
+
+    def cli() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runhook", "reload",
+                               "--config", str(daemon.config)],
+                              check=False, capture_output=True, text=True, timeout=60)
+
+    reload = await asyncio.to_thread(cli)
+    assert reload.returncode == 0, reload.stderr
+    assert reload.stdout == ("configuration reloaded; [ingest].listen changed: "
+                             "takes effect at restart\n")
+    assert ("configuration reloaded: 1 automation, 0 integrations; [ingest].listen "
+            "changed: takes effect at restart") in daemon.log_text()
+    # Still true at the next reload (the listener is still the one bound at start),
+    # with a second start-only change; an automation added meanwhile is applied.
+    daemon.config.write_text(text.replace('socket = "', 'socket_mode = 0o600\nsocket = "')
+                             + GOOD.replace('"kept"', '"added"')
+                             + '\n[ingest]\nlisten = "127.0.0.1:1"\n')
+    async with daemon.client() as client:
+        answer = await client.request({"type": "command.reload"})
+        status = await client.request({"type": "query.status"})
+    assert answer == {"ok": True, "reloaded": True,
+                      "restart": ["[server].socket_mode", "[ingest].listen"]}
+    assert [a["name"] for a in status["status"]["automations"]] == ["kept", "added"]
+    # Back to what it started with: nothing waits.
+    daemon.config.write_text(text)
+    assert (await asyncio.to_thread(cli)).stdout == "configuration reloaded\n"

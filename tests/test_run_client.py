@@ -169,6 +169,8 @@ run = runhook.init(id=sys.argv[1], name="prod-late", queue_size=int(sys.argv[2])
 for step in range(int(sys.argv[3])):
     run.log({"loss": 20.0 if step % 2 == 0 else 0.0}, step=step)
 print("logged", flush=True)
+sys.stdin.readline()  # the job goes on until the daemon is up (its exit does not wait
+                      # for a daemon that refuses connections)
 """
 
 
@@ -364,3 +366,35 @@ async def test_a_failed_heartbeat_is_retried_within_the_interval():
         await asyncio.to_thread(run.finish, timeout=10)
         listener.release.set()
         await runner.cleanup()
+
+
+NO_DAEMON = """
+import runhook
+run = runhook.init(id="alone", flush_timeout=3600)
+run.log({"loss": 1.0}, step=0)
+"""
+
+
+async def test_with_no_daemon_the_exit_does_not_wait_and_says_where_it_looked(short_dir):
+    # Nothing listens at the address: the connect is refused at once, so the exit
+    # does not wait out the flush timeout (an hour here: the script would outlive
+    # `finished`'s 60 s) for a daemon that is not there, and the warning names the
+    # address tried and how to give another. Both ways nothing listens: no socket
+    # file, and a socket bound with no listener (ECONNREFUSED).
+    import socket
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(str(short_dir / "dead.sock"))
+    try:
+        for address, error in ((short_dir / "none.sock", "No such file or directory"),
+                               (short_dir / "dead.sock", "Connection refused")):
+            process = await script(str(address), NO_DAEMON)
+            code, _, err = await finished(process, timeout=60)
+            assert code == 0, err
+            # The running state, the value, the end: each counted once.
+            assert ("runhook: run alone ended finished, but 3 events (the end included) were "
+                    f"not taken by the daemon at {address}: nothing listens there") in err, err
+            assert error in err and "they are lost. Point runs at the daemon with " \
+                "$RUNHOOK_URL (its socket path, unix:///PATH or https://HOST:PORT) or " \
+                "runhook.init(address=...)" in err
+    finally:
+        bound.close()

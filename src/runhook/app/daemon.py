@@ -19,6 +19,7 @@ from runhook.app.housekeeping import Housekeeping, fail_orphans
 from runhook.app.lifecycle import Layer, Part, Task
 from runhook.app.parts import Delivery, Evaluation, Socket, Writer
 from runhook.config.model import ConfigError
+from runhook.config.restart import needs_restart, restart_note
 from runhook.config.settings import Settings, load
 from runhook.core import constants
 from runhook.core.metrics import Metrics
@@ -49,6 +50,10 @@ class Daemon:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        # What the daemon bound and opened: a reload that changes it applies the rest
+        # and says what waits for a restart.
+        self.started_with = settings.config
+        self.awaiting_restart: list[str] = []
         self.metrics = Metrics()
         self.metrics.attach(self.status)
         self.store = store if store is not None else Store(settings.config.server.database)
@@ -180,6 +185,7 @@ class Daemon:
             systemd.notify("READY=1\nSTATUS=reload refused; running the previous configuration")
             return problems
         old, self.settings = self.settings, new
+        self.awaiting_restart = needs_restart(self.started_with, new.config)
         if self.scopes is not None:
             self.scopes.reconfigure(new)
         if self.delivery is not None:
@@ -187,7 +193,11 @@ class Daemon:
         await fail_orphans(self.store, new)
         if self.followers is not None:
             self.followers.reconfigure()
-        log.info("configuration reloaded: %s", self._summary())
+        if self.awaiting_restart:
+            log.warning("configuration reloaded: %s%s", self._summary(),
+                        restart_note(self.awaiting_restart))
+        else:
+            log.info("configuration reloaded: %s", self._summary())
         systemd.notify(f"READY=1\nSTATUS={self._summary()}")
         return []
 

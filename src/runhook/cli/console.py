@@ -48,8 +48,11 @@ def register(sub: Any, client_command: Callable[[str, str], argparse.ArgumentPar
         try:
             login = msgspec.json.decode(path.read_bytes(), type=LoginFile)
         except FileNotFoundError:
-            print(f"runhook: no console login file {path}: is the daemon running, with "
-                  "[server] http set?", file=sys.stderr)
+            named = "" if args.config or args.socket else (
+                " (by $RUNHOOK_URL or the default socket; give the daemon's configuration "
+                "file with --config FILE)")
+            print(f"runhook: no console login file {path}{named}: is the daemon running, "
+                  "with [server] http set?", file=sys.stderr)
             return 1
         except PermissionError:
             print(f"runhook: cannot read {path}: the console is for the events socket's "

@@ -20,6 +20,7 @@ from runhook.cli.show import attempt, count, cut, table, when
 from runhook.client import Client, RunhookError
 from runhook.config.locate import socket_of
 from runhook.config.model import ConfigError
+from runhook.config.restart import restart_note
 from runhook.config.settings import load
 from runhook.core import constants
 from runhook.core.durations import parse_duration
@@ -48,8 +49,20 @@ def _connect(args: argparse.Namespace) -> Client:
     try:
         return Client(path)
     except OSError as exc:
-        raise SystemExit(f"runhook: cannot reach the daemon at {path}: {exc.strerror or exc}") \
-            from None
+        raise SystemExit(f"runhook: cannot reach the daemon at {path}: {exc.strerror or exc}"
+                         f" ({where_from(args)})") from None
+
+
+def where_from(args: argparse.Namespace) -> str:
+    """Where the address a client command tried came from, and how to give another."""
+    if args.socket:
+        return "given by --socket: is the daemon running there?"
+    if args.config:
+        return f"the socket of {args.config}: is its daemon running?"
+    if os.environ.get("RUNHOOK_URL"):
+        return "from $RUNHOOK_URL; --config FILE gives the socket of the daemon's file"
+    return ("the default socket; give the daemon's configuration file with --config FILE, "
+            "or --socket PATH, or set $RUNHOOK_URL (unix:///PATH or https://HOST:PORT)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -287,7 +300,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     answer = _command(args, {"type": "command.reload"})
     if answer is None:
         return 1
-    print("configuration reloaded")
+    print("configuration reloaded" + restart_note(answer.get("restart", [])))
     return 0
 
 

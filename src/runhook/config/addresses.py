@@ -8,9 +8,14 @@ import re
 # http.serve binds an empty host (":8787") to this, as it always has.
 DEFAULT_HOST = "127.0.0.1"
 _PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits only: int() would also take " 80", "8_0", "８０"
-_WHY_LOOPBACK = ("the HTTP server (health, metrics, status page, JSON API) has no "
-                 "authentication, so it listens on 127.0.0.0/8, ::1 or localhost only; "
-                 "put a reverse proxy in front to reach it from elsewhere")
+# Why, as it is now: the console needs a login session, but the server speaks plain
+# HTTP, so the login token and the session cookie would cross the network readable;
+# health, readiness and metrics answer without a session.
+_WHY_LOOPBACK = ("the HTTP server has no TLS, so beyond this machine the console's login "
+                 "token and session cookie would cross the network in clear text, and "
+                 "/healthz, /readyz and /metrics answer anyone; it listens on 127.0.0.0/8, "
+                 "::1 or localhost only, and no setting changes that: from elsewhere, "
+                 "open the console through an SSH tunnel (ssh -L {port}:127.0.0.1:{port} HOST)")
 
 
 def loopback_http(address: str) -> tuple[str, int]:
@@ -39,5 +44,6 @@ def loopback_http(address: str) -> tuple[str, int]:
             # binds to is up to the resolver, not to this file.
             loopback = False
         if not loopback:
-            raise ValueError(f"{host!r} is not a loopback address: {_WHY_LOOPBACK}")
+            raise ValueError(f"{host!r} is not a loopback address: "
+                             + _WHY_LOOPBACK.format(port=port))
     return host, port

@@ -23,9 +23,10 @@ from runhook.config.tracking import MlflowTrackingSource, Tracking
 from runhook.config.tracking import check as check_tracking
 from runhook.core import constants
 from runhook.core.durations import parse_duration, parse_rate
+from runhook.core.events import Event
 from runhook.core.identity import check_url_pattern
 from runhook.core.schema import FieldError
-from runhook.core.scopes import scope_kind
+from runhook.core.scopes import scope_keys, scope_kind
 
 # Automation is compiled in automations.py; the daemon's parts take it from here, with
 # the settings that hold it.
@@ -85,6 +86,16 @@ class Settings:
         own = self.by_scope.get(key, [])
         wide = self.entity_runs.get(project_entity(key) or "")
         return sorted(own + wide, key=lambda a: a.index) if wide else own
+
+    def keys_of(self, event: Event) -> list[str]:
+        """The scopes whose actors evaluate `event`: of those it is seen in (where it
+        happened, its entity), each with automations."""
+        return [key for key in scope_keys(event) if self.covers(key)]
+
+    def evaluates(self, automation: Automation, event: Event) -> bool:
+        """Whether an actor that `event` is routed to evaluates `automation` (its
+        scope, an `entity:` or an `org:` listing the event's entity, covers it)."""
+        return any(automation in self.automations_of(key) for key in self.keys_of(event))
 
     def scope(self, key: str) -> ScopeSettings:
         options = self.config.scopes.get(key)

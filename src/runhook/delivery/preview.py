@@ -17,6 +17,7 @@ from runhook.core.executions import (
     new_id,
     run_context,
 )
+from runhook.core.identity import Identity
 from runhook.core.templates import Payload, Text, lookup
 from runhook.delivery import redelivery, requests, sample
 from runhook.delivery.channels import webhook
@@ -74,7 +75,7 @@ def for_event(settings: Settings, automation: Automation, event: Event,
     """What `automation` would send for `event`, as if it fired now. Nothing is sent."""
     now = time.time() if now is None else now
     execution_id = new_id(now)
-    context, warnings = _context(automation, event, execution_id, now)
+    context, warnings = _context(settings, automation, event, execution_id, now)
     return _build(settings, automation, context, execution_id, now, warnings)
 
 
@@ -120,13 +121,15 @@ def _signing(integration: Any) -> list[str]:
     return signing_names(integration) if isinstance(integration, WebhookIntegration) else []
 
 
-def _context(automation: Automation, event: Event, execution_id: str,
+def _context(settings: Settings, automation: Automation, event: Event, execution_id: str,
              now: float) -> tuple[dict[str, Any], list[str]]:
     """The template context the automation's firing on `event` records, and what
-    the preview cannot promise (a filter that does not match, a run's history)."""
+    the preview cannot promise (a filter that does not match, a run's history).
+    Whether it would fire is the evaluator's own answer: the actors the event is
+    routed to, and the run filters as they match a run's identity."""
     warnings: list[str] = []
     event_time = event_timestamp(event, now)
-    if event.location != automation.scope and automation.scope != f"entity:{event.entity}":
+    if not settings.evaluates(automation, event):
         warnings.append(f"the event is in {event.location}, the automation watches "
                         f"{automation.scope}: it would not fire")
     if isinstance(event, CollectionEvent):
@@ -145,6 +148,13 @@ def _context(automation: Automation, event: Event, execution_id: str,
         return {"event_type": automation.kind, "automation_name": automation.name,
                 "execution_id": execution_id}, warnings
     run_checker = automation.run
+    run = Identity(event.run_id)
+    run.learn(event)  # what the run book knows of a run from this event alone
+    if not run_checker.matcher.matches(*run.key):
+        warnings.append(f"the run (run_name {run.name!r}, user {run.user!r}, group "
+                        f"{run.group!r}, tags {list(run.tags)}) does not match the "
+                        "automation's run filters: it would not fire (an earlier event's "
+                        "name, user, group or tags, remembered by the daemon, would count)")
     metric = run_checker.metric.metric if run_checker.metric is not None else None
     values: list[float] = []
     description = run_checker.metric.description if run_checker.metric is not None else (

@@ -15,7 +15,6 @@ from runhook.config.runtime import Runtime
 from runhook.config.settings import Automation, Settings
 from runhook.core.acks import Ticket
 from runhook.core.events import Event
-from runhook.core.scopes import scope_keys
 from runhook.delivery.actor import Deliveries
 from runhook.evaluate.inbox import Batch, Checkpoint, Streamed
 from runhook.evaluate.metadata import KEPT_EVENTS, Remembered, kept_entities
@@ -108,8 +107,7 @@ class Scopes:
         return [*actors, self._actor(key)]
 
     def targets(self, event: Event) -> list[ScopeActor]:
-        covers = self._runtime.settings.covers
-        return [self._actor(key) for key in scope_keys(event) if covers(key)]
+        return [self._actor(key) for key in self._runtime.settings.keys_of(event)]
 
     def _actor(self, key: str) -> ScopeActor:
         actor = self.actors.get(key)

@@ -70,6 +70,9 @@ class Tested(msgspec.Struct, kw_only=True):
 
 class Reloaded(msgspec.Struct, kw_only=True):
     reloaded: bool = True
+    # The start-only settings that differ from the running ones ("[ingest].listen"):
+    # applied at the next restart (config/restart.py).
+    restart: list[str] = msgspec.field(default_factory=list)
 
 
 class Rotated(msgspec.Struct, kw_only=True):
@@ -131,6 +134,7 @@ class Daemon(Protocol):
     deliveries: Deliveries
     settings: Settings
     silences: Silences
+    awaiting_restart: list[str]
 
     @property
     def shared_commands(self) -> SharedCommands | None: ...
@@ -219,7 +223,7 @@ async def reload(daemon: Daemon) -> Reloaded:
     problems = await daemon.reload()
     if problems:
         raise Refused("reload refused, the running configuration stays: " + "; ".join(problems))
-    return Reloaded()
+    return Reloaded(restart=daemon.awaiting_restart)
 
 
 def rotate(daemon: Daemon) -> Rotated:

@@ -79,6 +79,12 @@ class Outbox:
         self._inflight: deque[dict[str, Any]] = deque()  # the sender thread's own
         self._final_taken = False  # the sender has it (in flight, or delivered)
         self.delivered = False  # the final event was acknowledged
+        # Attempts to send, and the last whose connection was refused (nothing listens
+        # at the address: known at once, unlike a daemon that took the connection and
+        # has not answered yet), with its error.
+        self._attempts = 0
+        self._refused_at = 0
+        self.refusal: str | None = None
         self._stop = threading.Event()
         self._client: Client | None = None
         self._client_timeout = SEND_TIMEOUT
@@ -116,8 +122,12 @@ class Outbox:
         it to be acknowledged, then stop the sender. True if it was."""
         self._final = self._stamp(final)
         deadline = time.monotonic() + timeout
-        # Polling, not an Event: this may run in a signal handler (see POLL).
-        while not self.delivered and self._thread.is_alive() and time.monotonic() < deadline:
+        after = self._attempts
+        # Polling, not an Event: this may run in a signal handler (see POLL). An
+        # attempt made since the end was queued and refused at connect (no daemon at
+        # the address) ends the wait: waiting is for a daemon that has the events.
+        while not self.delivered and self._thread.is_alive() and time.monotonic() < deadline \
+                and self._refused_at <= after:
             time.sleep(0.01)
         self._stop.set()
         return self.delivered
@@ -135,8 +145,9 @@ class Outbox:
 
     def pending(self) -> int:
         """Events not acknowledged (queued or in flight), for the final warning."""
+        # The end counts once: in flight once the sender took it, else on its own.
         return len(self._metrics) + len(self._control) + len(self._inflight) \
-            + (self._final is not None and not self.delivered)
+            + (self._final is not None and not self._final_taken)
 
     # --- the sender thread ---
 
@@ -171,9 +182,14 @@ class Outbox:
                     self._stop.wait(POLL)
                     continue
                 self._inflight.append({"type": "run.heartbeat", **self._base})
+            self._attempts += 1
             try:
                 self._deliver()
             except Exception as error:  # noqa: BLE001 - whatever it is, training goes on
+                refused = isinstance(error, ConnectionRefusedError | FileNotFoundError)
+                self.refusal = str(error) if refused else None
+                if refused:
+                    self._refused_at = self._attempts
                 # Connection errors, an HTTP refusal of the whole request (RunhookError:
                 # 401, 413), a garbled answer: all are retried the same way, and the
                 # thread must not die, or the run would go silent and look crashed.
@@ -193,6 +209,7 @@ class Outbox:
                             time.monotonic() - down_since)
                 down_since = None
             backoff = RETRY_FIRST
+            self.refusal = None
             last = time.monotonic()
         if self._client is not None:
             self._client.close()

@@ -19,7 +19,8 @@ log = logging.getLogger("runhook")
 
 # How long the end of a run (exit, SIGTERM, finish()) waits for the daemon to take
 # what is queued. Under the 30 s grace that Kubernetes and Slurm give after SIGTERM;
-# a job whose daemon is down exits this much later, not never.
+# a job whose daemon hangs exits this much later, not never. When nothing listens at
+# the address (the connection refused) the wait ends at the first attempt.
 FLUSH_TIMEOUT = 10.0
 
 Scalar = str | int | float | bool | None
@@ -92,6 +93,7 @@ class Run:
         beat = heartbeat if heartbeat is not None else _env_float("RUNHOOK_HEARTBEAT", HEARTBEAT)
         # Found once: the run reports to one daemon, and warnings can name it.
         address, token = locate(address, token)
+        self.address = address
         self.outbox = Outbox(address, token, {"entity": entity, "project": project,
                                               "run_id": self.id},
                              queue_size=queue_size, heartbeat=beat)
@@ -147,9 +149,13 @@ class Run:
         outbox = self.outbox
         done = outbox.close(final, timeout)
         if not done:
+            why = f"nothing listens there ({outbox.refusal})" if outbox.refusal is not None \
+                else f"within {timeout:.0f} s"
             log.warning("runhook: run %s ended %s, but %d events (the end included) were "
-                        "not taken by the daemon within %.0f s; they are lost",
-                        self.name, state, outbox.pending(), timeout)
+                        "not taken by the daemon at %s: %s; they are lost. Point runs at "
+                        "the daemon with $RUNHOOK_URL (its socket path, unix:///PATH or "
+                        "https://HOST:PORT) or runhook.init(address=...)",
+                        self.name, state, outbox.pending(), self.address, why)
         lost = outbox.lost()
         if lost:
             log.warning("runhook: run %s: %d metric events were dropped while the daemon "

@@ -22,7 +22,10 @@ log = logging.getLogger("runhook.http")
 
 # No secret and no action: a monitor scrapes them without logging in.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login"})
-LOGIN_HINT = "run `runhook console` on this machine as a user of the events socket"
+# A daemon started with `--config FILE` (`make run`) has its socket, and its login
+# file, where FILE says: `runhook console` needs the same --config to find them.
+LOGIN_HINT = ("run `runhook console --config FILE` (FILE: the file the daemon runs on) on "
+              "this machine as a user of the events socket")
 
 
 class Login:
