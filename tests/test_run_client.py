@@ -247,6 +247,41 @@ async def test_a_daemon_restarted_during_training_misses_nothing(start_daemon):
     assert event_ids(daemon, "restart") == list(range(1, 23))
 
 
+
+ENDS = """
+import sys, runhook
+run = runhook.init(id="ends", flush_timeout=60)
+run.log({"loss": 20.0}, step=0)
+print("logged", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_a_run_ending_while_its_daemon_restarts_waits_for_it(start_daemon):
+    """A daemon took this run's events, then is down when the job ends (a restart):
+    the exit waits for it and the end event arrives, or the daemon would declare the
+    silent run crashed. (Only a run no daemon ever took stops waiting at a refusal.)"""
+    daemon = await start_daemon(automations(("high", ABOVE_10), ("done", FINISHED),
+                                            ("crashed", CRASHED)))
+    process = await script(daemon, ENDS)
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stderr is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"logged\n"
+    assert len(await settle(daemon, "high", 1)) == 1  # the daemon took the run's events
+    assert await daemon.stop() == 0
+    process.stdin.write(b"end\n")  # the job ends while no daemon runs
+    said = b""
+    while b"unreachable" not in said:  # the end was sent, and refused at connect
+        line = await asyncio.wait_for(process.stderr.readline(), 60)
+        assert line, said
+        said += line
+    daemon = await start_daemon(config=daemon.config)
+    code, _, err = await finished(process)
+    assert code == 0, err
+    (done,) = await settle(daemon, "done", 1)
+    assert done["context"]["run_status"] == "finished"
+    assert await history(daemon, "crashed") == []
+
 FORKS = """
 import multiprocessing, os, sys, time, runhook
 run = runhook.init(id="parent", name="parent", heartbeat=0.2)

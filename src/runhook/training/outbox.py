@@ -85,6 +85,7 @@ class Outbox:
         self._attempts = 0
         self._refused_at = 0
         self.refusal: str | None = None
+        self._reached = False  # a daemon took an event from this run at least once
         self._stop = threading.Event()
         self._client: Client | None = None
         self._client_timeout = SEND_TIMEOUT
@@ -124,10 +125,12 @@ class Outbox:
         deadline = time.monotonic() + timeout
         after = self._attempts
         # Polling, not an Event: this may run in a signal handler (see POLL). An
-        # attempt made since the end was queued and refused at connect (no daemon at
-        # the address) ends the wait: waiting is for a daemon that has the events.
+        # attempt made since the end was queued and refused at connect ends the wait
+        # when no daemon ever took this run's events (none at the address: waiting is
+        # for a daemon that has them). One that did may be restarting: its end event
+        # is waited for, or the daemon would take the silent run for a crash.
         while not self.delivered and self._thread.is_alive() and time.monotonic() < deadline \
-                and self._refused_at <= after:
+                and (self._reached or self._refused_at <= after):
             time.sleep(0.01)
         self._stop.set()
         return self.delivered
@@ -210,6 +213,7 @@ class Outbox:
                 down_since = None
             backoff = RETRY_FIRST
             self.refusal = None
+            self._reached = True
             last = time.monotonic()
         if self._client is not None:
             self._client.close()
