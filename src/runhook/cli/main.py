@@ -310,7 +310,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate a configuration file")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the configuration file (or --config FILE)")
+    p.add_argument("--config", help="the same, spelt as every other command takes it")
     p.set_defaults(func=check.cmd_check_config)
 
     p = client_command("send", "send one event (argument) or NDJSON events (stdin)")

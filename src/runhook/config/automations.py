@@ -15,8 +15,9 @@ from runhook.core import constants
 from runhook.core.durations import parse_duration
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
-from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
+from runhook.core.templates import KNOWN_VARIABLES, Payload, TemplateError, Text, unknown_variables
 from runhook.core.variables import ACCESS_TOKEN, DIGEST_BY
+from runhook.core.words import closest
 from runhook.triggers import artifact, runs
 
 
@@ -134,8 +135,10 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
         raise FieldError("action.kind", "kind = \"none\" takes no integration")
     integration = config.integrations.get(action.integration)
     if integration is None:
+        meant = closest(action.integration, list(config.integrations), value=False)
         raise FieldError("action.integration",
-                         f"{action.integration!r} is not declared under [integrations]")
+                         f"{action.integration!r} is not declared under [integrations]"
+                         + (f"; did you mean {meant!r}?" if meant else ""))
     allowed = frozenset(integration.secrets) if isinstance(integration, cfg.WebhookIntegration) \
         else frozenset()
     if isinstance(integration, cfg.WebhookIntegration) and integration.access_token is not None:
@@ -154,9 +157,13 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
                              f"webhook integration; {action.integration!r} has none")
         if unknown:
             names = ", ".join("${" + n + "}" for n in unknown)
+            meant = [m for m in (closest(n, [*KNOWN_VARIABLES, *allowed], value=False)
+                                 for n in unknown) if m]
             raise FieldError(f"action.{field}",
                              f"unknown variable {names}: not a W&B template variable, nor a "
-                             f"secret that integration {action.integration!r} lists in `secrets`")
+                             f"secret that integration {action.integration!r} lists in `secrets`"
+                             + ("; did you mean " + ", ".join("${" + m + "}" for m in meant)
+                                + "?" if meant else ""))
         return template
 
     if isinstance(integration, cfg.WebhookIntegration):
