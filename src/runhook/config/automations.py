@@ -125,6 +125,32 @@ def _compile_digest(digest: cfg.Digest | None, kind: str) -> DigestSpec | None:
     return DigestSpec(window, tuple(digest.by), tuple(DIGEST_BY[f][0] for f in digest.by))
 
 
+def readable_secrets(integration: cfg.Integration) -> frozenset[str]:
+    """The secrets a template sent through `integration` may read as ${NAME}: those a
+    webhook lists in `secrets`, and ACCESS_TOKEN when it has an access_token."""
+    if not isinstance(integration, cfg.WebhookIntegration):
+        return frozenset()
+    listed = frozenset(integration.secrets)
+    return listed | {ACCESS_TOKEN} if integration.access_token is not None else listed
+
+
+def unknown_problem(variables: frozenset[str], allowed: frozenset[str],
+                    integration: str) -> str | None:
+    """Why a template's variables cannot all be rendered (a name that is neither a
+    W&B variable nor a secret `integration` lists, which would render empty), with the
+    name it probably meant; None when they can."""
+    unknown = unknown_variables(variables, allowed)
+    if not unknown:
+        return None
+    names = ", ".join("${" + n + "}" for n in unknown)
+    meant = [m for m in (closest(n, [*KNOWN_VARIABLES, *allowed], value=False)
+                         for n in unknown) if m]
+    return (f"unknown variable {names}: not a W&B template variable, nor a secret that "
+            f"integration {integration!r} lists in `secrets`"
+            + ("; did you mean " + ", ".join("${" + m + "}" for m in meant) + "?"
+               if meant else ""))
+
+
 def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
     if action.integration is None:
         if action.kind != "none":
@@ -139,10 +165,7 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
         raise FieldError("action.integration",
                          f"{action.integration!r} is not declared under [integrations]"
                          + (f"; did you mean {meant!r}?" if meant else ""))
-    allowed = frozenset(integration.secrets) if isinstance(integration, cfg.WebhookIntegration) \
-        else frozenset()
-    if isinstance(integration, cfg.WebhookIntegration) and integration.access_token is not None:
-        allowed |= {ACCESS_TOKEN}
+    allowed = readable_secrets(integration)
 
     def compile_field(field: str, text: str | None, as_json: bool) -> Any:
         if text is None:
@@ -151,19 +174,12 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
             template: Payload | Text = Payload(text) if as_json else Text(text)
         except TemplateError as exc:
             raise FieldError(f"action.{field}", str(exc)) from None
-        unknown = unknown_variables(template.variables, allowed)
-        if ACCESS_TOKEN in unknown:
+        if ACCESS_TOKEN in unknown_variables(template.variables, allowed):
             raise FieldError(f"action.{field}", "${ACCESS_TOKEN} is the access_token of a "
                              f"webhook integration; {action.integration!r} has none")
-        if unknown:
-            names = ", ".join("${" + n + "}" for n in unknown)
-            meant = [m for m in (closest(n, [*KNOWN_VARIABLES, *allowed], value=False)
-                                 for n in unknown) if m]
-            raise FieldError(f"action.{field}",
-                             f"unknown variable {names}: not a W&B template variable, nor a "
-                             f"secret that integration {action.integration!r} lists in `secrets`"
-                             + ("; did you mean " + ", ".join("${" + m + "}" for m in meant)
-                                + "?" if meant else ""))
+        problem = unknown_problem(template.variables, allowed, str(action.integration))
+        if problem:
+            raise FieldError(f"action.{field}", problem)
         return template
 
     if isinstance(integration, cfg.WebhookIntegration):
