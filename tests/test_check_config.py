@@ -90,8 +90,8 @@ def test_serve_refuses_with_the_whole_list(tmp_path):
     run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(path)],
                          check=False, capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
-    # serve decodes before it builds: the structural problems, all nine of them.
-    assert [line.strip() for line in run.stderr.splitlines()[1:]] == EXPECTED[:9]
+    # serve says what check-config says: all ten, the scope only the build sees among them.
+    assert [line.strip() for line in run.stderr.splitlines()[1:]] == EXPECTED
 
 
 def test_a_misspelt_required_field_is_reported_once():
@@ -193,3 +193,104 @@ interval = "1m"
         "run whose heartbeat comes late once would be declared crashed; give at least 2m, "
          "or have sources.mlf look more often")]
     assert check(follow.replace("@TIMEOUT@", "2m").encode(), "f.toml") == []
+
+
+HOOK = """
+[integrations.local]
+kind = "webhook"
+url = "http://127.0.0.1:8788/hook"
+rate = "fast"
+alow_http = true
+allow_private = true
+"""
+
+
+def test_an_unknown_field_hides_no_bad_value_in_its_table():
+    # The rate is checked (by the build) with the misspelt field read as meant: no
+    # "plain http needs allow_http" either, which `alow_http = true` would cause.
+    assert check(HOOK.encode(), "f.toml") == [
+        ("integrations.local: object contains unknown field `alow_http`; did you mean "
+        "'allow_http'?"),
+        "integrations.local.rate: expected a rate like '10/s' or '100/min', got 'fast'"]
+
+
+def automation(event: str, action: str = '{ kind = "none" }') -> str:
+    return (f'[[automations]]\nname = "a"\nscope = "project:acme/vision"\n'
+            f"event = {event}\naction = {action}\n")
+
+
+CMP = ("automations[0].event.cmp: invalid value '=>' (allowed: !=, <, <=, ==, >, >=); "
+       "did you mean '>='? (automation 'a')")
+
+
+def test_a_bad_kind_hides_no_bad_cmp():
+    near = automation('{ kind = "RUN_METRIC_TRESHOLD", metric = "loss", cmp = "=>", '
+                      "threshold = 1.0 }")
+    found = check(near.encode(), "f.toml")
+    assert len(found) == 2 and found[0].startswith(
+        "automations[0].event.kind: invalid value 'RUN_METRIC_TRESHOLD'")
+    assert found[1] == CMP
+    # No name near: read as the kind with the most of the fields given (the threshold
+    # one), whose other fields are then not called unknown.
+    far = automation('{ kind = "WHEN_LOSS_IS_HIGH", metric = "loss", cmp = "=>", '
+                     "threshold = 1.0 }")
+    found = check(far.encode(), "f.toml")
+    assert len(found) == 2 and found[0].startswith(
+        "automations[0].event.kind: invalid value 'WHEN_LOSS_IS_HIGH' (allowed: ")
+    assert found[1] == CMP
+
+
+def test_a_value_spelt_backwards_gets_the_one_meant():
+    from runhook.core.words import closest
+    assert closest("=>", ["!=", "<", "<=", "==", ">", ">="]) == ">="
+    assert closest("=<", ["!=", "<", "<=", "==", ">", ">="]) == "<="
+
+
+def test_a_misspelt_integration_and_variable_get_a_suggestion():
+    text = HOOK.replace('rate = "fast"\nalow_http', "allow_http") + automation(
+        '{ kind = "CREATE_ARTIFACT" }', '{ integration = "locl" }') + automation(
+        '{ kind = "CREATE_ARTIFACT" }',
+        """{ integration = "local", payload = '{"v": "${artifact_version_strng}"}' }""")
+    assert check(text.encode(), "f.toml") == [
+        ("automations[0].action.integration: 'locl' is not declared under [integrations]; "
+        "did you mean 'local'? (automation 'a')"),
+        "automations[1].name: 'a' is used by an earlier automation",
+        ("automations[1].action.payload: unknown variable ${artifact_version_strng}: not a "
+        "W&B template variable, nor a secret that integration 'local' lists in `secrets`; "
+        "did you mean ${artifact_version_string}? (automation 'a')")]
+
+
+def test_a_socket_path_too_long_is_refused_before_serve_creates_anything(tmp_path):
+    from runhook.config.addresses import SUN_PATH
+    # The longest path that fits is SUN_PATH - 1 bytes (the last one is the NUL).
+    fits = tmp_path / ("s" * (SUN_PATH - 1 - len(str(tmp_path)) - 1))
+    assert len(str(fits)) == SUN_PATH - 1
+    text = f'[server]\nsocket = "{fits}"\ndatabase = "{tmp_path}/runhook.db"\n'
+    assert check(text.encode(), "f.toml") == []
+    longer = f"{fits}x"
+    path = tmp_path / "long.toml"
+    path.write_text(text.replace(str(fits), longer))
+    assert check(path.read_bytes(), str(path)) == [
+        (f"server.socket: {longer!r} is {SUN_PATH} bytes; a Unix socket's path is at most "
+        f"{SUN_PATH - 1} bytes on this system: choose a shorter one (such as "
+        "/run/runhook/events.sock)")]
+    run = subprocess.run([sys.executable, "-m", "runhook", "serve", "--config", str(path)],
+                         check=False, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "server.socket: " in run.stderr, run.stderr
+    assert not (tmp_path / "runhook.db").exists()
+
+
+def test_check_config_takes_config_like_every_command(tmp_path):
+    path = tmp_path / "hook.toml"
+    path.write_text(HOOK)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runhook", "check-config", *args],
+                              check=False, capture_output=True, text=True, timeout=30)
+
+    both = cli(str(path)), cli("--config", str(path))
+    assert both[0].stdout == both[1].stdout != ""
+    assert both[1].returncode == 1 and "2 problems found" in both[1].stdout
+    neither = cli()
+    assert neither.returncode == 2
+    assert "give the configuration file, as FILE or --config FILE" in neither.stderr

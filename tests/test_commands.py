@@ -4,6 +4,7 @@ raised, and the one edge encoding that the socket and HTTPS send."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -56,6 +57,7 @@ class Daemon:
     shared_commands = None  # one machine's: the commands act on this daemon's state
 
     def __init__(self, problems: list[str], login: Login | None = None) -> None:
+        self.settings = SimpleNamespace(source="runhook.toml")
         self.store = Store()
         self.deliveries = Deliveries()
         self.problems = problems
@@ -85,13 +87,14 @@ async def test_a_command_answers_a_struct_and_the_edge_encodes_it_once() -> None
 async def test_a_refusal_is_raised_and_becomes_the_edge_refusal_line() -> None:
     daemon = Daemon(["automation x: unknown integration y"])
     with pytest.raises(commands.Refused, match="reload refused, the running configuration "
-                                               "stays: automation x: unknown integration y"):
+                                               "stays:\nrunhook.toml: automation x: unknown "
+                                               "integration y"):
         await commands.reload(daemon)  # type: ignore[arg-type]
     line = await commands.answer(Reload(), daemon)  # type: ignore[arg-type]
     assert msgspec.json.decode(line) == {
         "ok": False,
-        "error": "reload refused, the running configuration stays: automation x: unknown "
-                 "integration y"}
+        "error": "reload refused, the running configuration stays:\nrunhook.toml: "
+                 "automation x: unknown integration y"}
     with pytest.raises(commands.Refused, match="no integration 'nope'"):
         await commands.test(protocol.TestIntegration(integration="nope"), daemon)  # type: ignore[arg-type]
 

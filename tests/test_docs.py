@@ -30,6 +30,28 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     assert (tmp_path / "site" / "variables" / "index.html").exists()
 
 
+def pins(lock: str) -> dict[str, str]:
+    """A lock file's `name==version`, each with its hashes."""
+    text = (ROOT / "requirements" / lock).read_text()
+    return {m.group(1): m.group(0) for m in re.finditer(
+        r"^([a-z0-9._-]+)==\S+ \\\n(?:    --hash=\S+(?: \\)?\n)+", text, re.MULTILINE)}
+
+
+def test_make_docs_installs_the_docs_lock_only():
+    # The site needs mkdocs-material and what it pulls in, not the 1.4 GB test install
+    # (torch and the rest) nor runhook's own dependencies.
+    run = subprocess.run(["make", "-n", "-B", "docs"], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    installs = [line for line in run.stdout.splitlines() if "pip install" in line]
+    assert installs and all(line.endswith("-r requirements/docs.txt") for line in installs), \
+        run.stdout
+    docs, test = pins("docs.txt"), pins("test.txt")
+    assert "mkdocs-material" in docs
+    # The same versions and hashes as `make test` builds the site with (test_docs).
+    assert {name: test.get(name) for name in docs} == docs
+
+
 def test_every_page_is_in_the_nav():
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").glob("*.md"):

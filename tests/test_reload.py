@@ -88,7 +88,7 @@ async def test_reload_command_refuses_with_the_reason(start_daemon,
         answer = await client.request({"type": "command.reload"})
     assert answer["ok"] is False
     assert answer["error"].startswith(
-        f"reload refused, the running configuration stays: {reason}"), answer
+        f"reload refused, the running configuration stays:\n{daemon.config}: {reason}"), answer
     await still_serving(daemon)
     assert f"reload refused, keeping the running configuration: {reason}" in daemon.log_text()
     assert "Traceback" not in daemon.log_text()
@@ -121,7 +121,8 @@ async def test_client_commands_reach_the_daemon_through_a_spoiled_file(
     reload = await asyncio.to_thread(cli, "reload")
     assert reload.returncode == 1, reload
     assert reload.stderr.startswith(
-        "runhook: reload refused, the running configuration stays: "), reload.stderr
+        f"runhook: reload refused, the running configuration stays:\n{daemon.config}: "), \
+        reload.stderr
     assert reason in reload.stderr
     status = await asyncio.to_thread(cli, "status", "--json")
     assert status.returncode == 0, status.stderr
@@ -178,3 +179,25 @@ async def test_a_reload_says_which_changes_wait_for_a_restart(start_daemon):
     # Back to what it started with: nothing waits.
     daemon.config.write_text(text)
     assert (await asyncio.to_thread(cli)).stdout == "configuration reloaded\n"
+
+
+async def test_a_refused_reload_says_what_check_config_says(start_daemon):
+    # Two problems, one structural (an unknown field stops msgspec) and one only the
+    # build sees: the refusal lists both, each with the file's path, as check-config.
+    daemon = await start_daemon(GOOD)
+    text = daemon.config.read_text().replace("[server]", '[server]\nhtp = "x"') \
+        .replace('scope = "project:acme/vision"', 'scope = "projects:acme/vision"')
+    daemon.config.write_text(text)
+    checked = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "runhook", "check-config", str(daemon.config)],
+        check=False, capture_output=True, text=True, timeout=60)
+    lines = checked.stdout.splitlines()
+    assert lines[-1] == "2 problems found", checked.stdout
+    assert lines[0] == f"{daemon.config}: server: object contains unknown field `htp`; " \
+                       "did you mean 'http'?"
+    assert lines[1].startswith(f"{daemon.config}: automations[0].scope: expected ")
+    async with daemon.client() as client:
+        answer = await client.request({"type": "command.reload"})
+    assert answer["error"].splitlines() == [
+        "reload refused, the running configuration stays:", *lines[:-1]]
+    await still_serving(daemon)

@@ -3,6 +3,7 @@ the status page, `runhook status`)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from runhook import __version__
@@ -24,7 +25,8 @@ def status(settings: Settings, started_at: float, store: Store, deliveries: Deli
     return DaemonStatus(
         version=__version__,
         uptime_s=round(time.time() - started_at, 1),
-        config=settings.source,
+        # Absolute: a relative path means nothing to a client in another directory.
+        config=os.path.abspath(settings.source),
         automations=[AutomationStatus(name=a.name, scope=a.scope, kind=a.kind, enabled=a.enabled)
                      for a in settings.automations],
         # An actor whose integration a reload removed is stopping: not listed.

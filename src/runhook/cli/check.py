@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from runhook.config import diagnose
@@ -11,6 +12,10 @@ from runhook.config.settings import load
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    if bool(args.file) == bool(args.config):
+        print("runhook: give the configuration file, as FILE or --config FILE", file=sys.stderr)
+        return 2
+    args.file = args.file or args.config
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:

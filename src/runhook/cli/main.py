@@ -27,6 +27,9 @@ from runhook.core.durations import parse_duration
 from runhook.core.executions import STATES
 from runhook.core.schema import StartupError
 
+# `runhook redeliver --failed` looks this far back unless --since says otherwise.
+SINCE = "24h"
+
 
 def _socket_path(args: argparse.Namespace) -> str:
     """An explicit --socket or --config first (what this command line says), then
@@ -230,7 +233,9 @@ def cmd_enable(args: argparse.Namespace) -> int:
     answer = _command(args, {"type": "command.enable", "integration": args.integration})
     if answer is None:
         return 1
-    was = answer["was_disabled"]
+    # The reason it was disabled ends with the hint just followed: not said again.
+    was = (answer["was_disabled"] or "").removesuffix(
+        f"; `runhook enable {args.integration}` resumes")
     print(f"{args.integration}: enabled" + (f" (was disabled: {was})" if was else
                                             " (it was not disabled)"))
     return 0
@@ -238,7 +243,8 @@ def cmd_enable(args: argparse.Namespace) -> int:
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
     if bool(args.execution) == bool(args.failed):
-        print("runhook: give an EXECUTION_ID, or --failed --since DURATION", file=sys.stderr)
+        print("runhook: give an EXECUTION_ID, or --failed (with --since DURATION, "
+              f"default {SINCE})", file=sys.stderr)
         return 2
     request: dict[str, Any] = {"type": "command.redeliver"}
     if args.execution:
@@ -255,7 +261,8 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     ids = answer["redelivered"]
-    print(f"{count(len(ids), 'execution')} queued for redelivery (same webhook-id)")
+    print(f"{count(len(ids), 'execution')} queued for redelivery (same webhook-id)"
+          + (f", of those FAILED in the last {args.since}" if args.failed else ""))
     for execution_id in ids:
         print(f"  {execution_id}")
     for said in (answer.get("notes") or {}).values():
@@ -280,9 +287,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     test = answer["test"]
-    got = f"status {test['status']}" if test["status"] is not None else "no answer"
-    print(f"execution {test['execution_id']}: {got}"
-          + (f", {test['error']}" if test["error"] else ""))
+    if test["execution_id"] is None:  # refused before anything was sent
+        print(f"runhook: not sent: {test['error']}", file=sys.stderr)
+        return 1
+    status, error = test["status"], test["error"] or ""
+    got = f"status {status}" if status is not None else "no answer"
+    # The error of an HTTP answer begins with its status, said just before.
+    error = error.removeprefix(f"HTTP {status}").removeprefix(": ") if status is not None \
+        else error
+    print(f"execution {test['execution_id']}: {got}" + (f", {error}" if error else ""))
     if test["response"]:
         print(test["response"])
     return 0 if test["status"] is not None and 200 <= test["status"] < 300 else 1
@@ -323,7 +336,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate a configuration file")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the configuration file (or --config FILE)")
+    p.add_argument("--config", help="the same, spelt as every other command takes it")
     p.set_defaults(func=check.cmd_check_config)
 
     p = client_command("send", "send one event (argument) or NDJSON events (stdin)")
@@ -332,7 +346,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = client_command("history", "list recent executions")
     p.add_argument("--automation")
-    p.add_argument("--state", choices=STATES)
+    p.add_argument("--state", choices=STATES, type=str.upper, help="any case")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_history)
@@ -344,7 +358,8 @@ def parser() -> argparse.ArgumentParser:
     p = client_command("redeliver", "send executions again (same webhook-id)")
     p.add_argument("execution", nargs="?", help="one execution id")
     p.add_argument("--failed", action="store_true", help="every FAILED execution of --since")
-    p.add_argument("--since", default="24h", help="with --failed: how far back (e.g. 2h)")
+    p.add_argument("--since", default=SINCE,
+                   help="with --failed: how far back (default %(default)s; e.g. 2h)")
     p.add_argument("--automation", help="with --failed: only this automation's")
     p.set_defaults(func=cmd_redeliver)
 

@@ -1,12 +1,19 @@
-"""`server.http`: the HTTP server's address, checked at load to be a port on loopback."""
+"""`server.http` and `server.socket`: the HTTP server's address, checked at load to be a
+port on loopback, and the socket's path, checked to fit a Unix socket address."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import sys
 
 # http.serve binds an empty host (":8787") to this, as it always has.
 DEFAULT_HOST = "127.0.0.1"
+# The bytes of sockaddr_un's sun_path, the NUL that ends the path among them: 108 on
+# Linux, 104 on macOS and the BSDs. A longer path is refused only when serve binds it
+# ("AF_UNIX path too long"), after the database was created.
+SUN_PATH = 104 if sys.platform == "darwin" or "bsd" in sys.platform else 108
 _PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits only: int() would also take " 80", "8_0", "８０"
 # Why, as it is now: the console needs a login session, but the server speaks plain
 # HTTP, so the login token and the session cookie would cross the network readable;
@@ -47,3 +54,13 @@ def loopback_http(address: str) -> tuple[str, int]:
             raise ValueError(f"{host!r} is not a loopback address: "
                              + _WHY_LOOPBACK.format(port=port))
     return host, port
+
+
+def socket_problem(path: str) -> str | None:
+    """Why `server.socket` (as anchored: relative to the configuration file's directory,
+    as the daemon binds it) cannot be a Unix socket's path here; None when it can."""
+    size = len(os.fsencode(path))
+    if size < SUN_PATH:
+        return None
+    return (f"{path!r} is {size} bytes; a Unix socket's path is at most {SUN_PATH - 1} "
+            f"bytes on this system: choose a shorter one (such as /run/runhook/events.sock)")

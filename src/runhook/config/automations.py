@@ -15,8 +15,9 @@ from runhook.core import constants
 from runhook.core.durations import parse_duration
 from runhook.core.schema import FieldError
 from runhook.core.scopes import ALLOWED_KINDS, ARTIFACT_KINDS, scope_kind
-from runhook.core.templates import Payload, TemplateError, Text, unknown_variables
+from runhook.core.templates import KNOWN_VARIABLES, Payload, TemplateError, Text, unknown_variables
 from runhook.core.variables import ACCESS_TOKEN, DIGEST_BY
+from runhook.core.words import closest
 from runhook.triggers import artifact, runs
 
 
@@ -124,6 +125,32 @@ def _compile_digest(digest: cfg.Digest | None, kind: str) -> DigestSpec | None:
     return DigestSpec(window, tuple(digest.by), tuple(DIGEST_BY[f][0] for f in digest.by))
 
 
+def readable_secrets(integration: cfg.Integration) -> frozenset[str]:
+    """The secrets a template sent through `integration` may read as ${NAME}: those a
+    webhook lists in `secrets`, and ACCESS_TOKEN when it has an access_token."""
+    if not isinstance(integration, cfg.WebhookIntegration):
+        return frozenset()
+    listed = frozenset(integration.secrets)
+    return listed | {ACCESS_TOKEN} if integration.access_token is not None else listed
+
+
+def unknown_problem(variables: frozenset[str], allowed: frozenset[str],
+                    integration: str) -> str | None:
+    """Why a template's variables cannot all be rendered (a name that is neither a
+    W&B variable nor a secret `integration` lists, which would render empty), with the
+    name it probably meant; None when they can."""
+    unknown = unknown_variables(variables, allowed)
+    if not unknown:
+        return None
+    names = ", ".join("${" + n + "}" for n in unknown)
+    meant = [m for m in (closest(n, [*KNOWN_VARIABLES, *allowed], value=False)
+                         for n in unknown) if m]
+    return (f"unknown variable {names}: not a W&B template variable, nor a secret that "
+            f"integration {integration!r} lists in `secrets`"
+            + ("; did you mean " + ", ".join("${" + m + "}" for m in meant) + "?"
+               if meant else ""))
+
+
 def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
     if action.integration is None:
         if action.kind != "none":
@@ -134,12 +161,11 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
         raise FieldError("action.kind", "kind = \"none\" takes no integration")
     integration = config.integrations.get(action.integration)
     if integration is None:
+        meant = closest(action.integration, list(config.integrations), value=False)
         raise FieldError("action.integration",
-                         f"{action.integration!r} is not declared under [integrations]")
-    allowed = frozenset(integration.secrets) if isinstance(integration, cfg.WebhookIntegration) \
-        else frozenset()
-    if isinstance(integration, cfg.WebhookIntegration) and integration.access_token is not None:
-        allowed |= {ACCESS_TOKEN}
+                         f"{action.integration!r} is not declared under [integrations]"
+                         + (f"; did you mean {meant!r}?" if meant else ""))
+    allowed = readable_secrets(integration)
 
     def compile_field(field: str, text: str | None, as_json: bool) -> Any:
         if text is None:
@@ -148,15 +174,12 @@ def _compile_action(action: cfg.Action, config: cfg.Config) -> ActionSpec:
             template: Payload | Text = Payload(text) if as_json else Text(text)
         except TemplateError as exc:
             raise FieldError(f"action.{field}", str(exc)) from None
-        unknown = unknown_variables(template.variables, allowed)
-        if ACCESS_TOKEN in unknown:
+        if ACCESS_TOKEN in unknown_variables(template.variables, allowed):
             raise FieldError(f"action.{field}", "${ACCESS_TOKEN} is the access_token of a "
                              f"webhook integration; {action.integration!r} has none")
-        if unknown:
-            names = ", ".join("${" + n + "}" for n in unknown)
-            raise FieldError(f"action.{field}",
-                             f"unknown variable {names}: not a W&B template variable, nor a "
-                             f"secret that integration {action.integration!r} lists in `secrets`")
+        problem = unknown_problem(template.variables, allowed, str(action.integration))
+        if problem:
+            raise FieldError(f"action.{field}", problem)
         return template
 
     if isinstance(integration, cfg.WebhookIntegration):

@@ -72,7 +72,15 @@ def problems(raw: dict[str, Any]) -> tuple[list[str], set[str]]:
 
 def unit_problems(where: str, value: Any, kind: Any) -> list[str]:
     """Check `value` as `kind` until it converts, cutting out each bad part."""
+    return repaired(where, value, kind)[0]
+
+
+def repaired(where: str, value: Any, kind: Any) -> tuple[list[str], Any]:
+    """The problems of `value` as `kind`, and `value` with its bad parts cut out when
+    that converts (None when it does not, or when its tag was guessed): the rest of
+    a table with an unknown field is still checked as the daemon would."""
     value = _copy(value)
+    guessed: str | None = None  # where a tagged union's bad tag was replaced by a guess
     found: list[str] = []
     cut: set[tuple[str, str]] = set()  # (object path, field) removed by us
     emptied: set[str] = set()  # lists we removed items from
@@ -82,36 +90,75 @@ def unit_problems(where: str, value: Any, kind: Any) -> list[str]:
     for _ in range(MOST_PER_UNIT):
         try:
             msgspec.convert(value, kind)
-            return found
+            return found, None if guessed is not None else value
         except msgspec.ValidationError as exc:
             message = str(exc)
         parsed = field_error(message)
         path, reason = parsed if parsed is not None else ("", message[:1].lower() + message[1:])
         missing = _MISSING.match(reason)
+        unknown = _UNKNOWN.match(reason)
         # What our own cuts caused (a misspelt field now missing, a list emptied)
-        # was reported as its cause; it is cut in turn, silently.
+        # was reported as its cause; it is cut in turn, silently. So is what a guessed
+        # tag caused: a field of the kind meant may be unknown to the kind guessed.
         consequence = (missing is not None and (path, missing.group(1)) in cut) \
-            or path in emptied
+            or path in emptied or (path == guessed and (missing or unknown) is not None)
+        hint = _hint(kind, value, path, reason)
         if not consequence:
             shown = _original(path, originals)
             full = where + ("." + shown if shown and not shown.startswith("[") else shown)
-            found.append(f"{full}: {reason}{_hint(kind, value, path, reason)}"
-                         f"{model.HINTS.get(full, '')}")
-        unknown = _UNKNOWN.match(reason)
+            found.append(f"{full}: {reason}{hint}{model.HINTS.get(full, '')}")
+        meant = _meant(kind, value, path, reason, hint)
+        if meant is not None:
+            # Cut out, a bad enum value would leave a required field missing and a
+            # bad tag the whole table; msgspec checks nothing else of a union member
+            # whose tag it does not know. With the value meant, the rest is checked:
+            # a bad `cmp` beside a misspelt `kind` shows.
+            *parents, field = _segments(path)
+            _at(value, _join(parents))[field] = meant[0]
+            if meant[1]:
+                guessed = _join(parents)
+            continue
+        node = _at(value, path) if unknown and "..." not in path else None
+        given = node.get(unknown.group(1)) if isinstance(node, dict) and unknown else None
         removed = _cut(value, path, unknown.group(1) if unknown else None)
         if removed is None:
-            return found
+            return found, None
         cut.add(removed)
         if unknown:
             # The name it was probably meant to be: "missing `threshold`" follows.
-            suggestion = _hint(kind, value, path, reason).partition("did you mean '")[2]
+            suggestion = hint.partition("did you mean '")[2].rstrip("'?")
             if suggestion:
-                cut.add((path, suggestion.rstrip("'?")))
+                cut.add((path, suggestion))
+                # ... and the rest is checked as meant: `alow_http = true` must not
+                # also be reported as plain http without allow_http.
+                node = _at(value, path)
+                if isinstance(node, dict) and suggestion not in node:
+                    node[suggestion] = given
         elif removed[1].isdigit():
             emptied.add(removed[0])
             left = originals.setdefault(removed[0], list(range(len(_at(value, removed[0])) + 1)))
             left.pop(int(removed[1]))
-    return found
+    return found, None
+
+
+def _meant(kind: Any, value: Any, path: str, reason: str, hint: str) -> tuple[str, bool] | None:
+    """What a value not allowed at `path` was probably meant to be (the one suggested;
+    for a tagged union's tag no name is near, the member that has the most of the
+    fields given), and whether it is such a tag: a guess, whose fields may not be the
+    ones given (W&B's `name` is `metric` only once the kind is known)."""
+    segments = _segments(path)
+    if not _ENUM.match(reason) or not segments or "..." in segments:
+        return None
+    parent = _type_at(kind, value, segments[:-1], resolve_union=False)
+    members = [t for t in _members(parent) if isinstance(t, inspect.StructType) and t.tag]
+    tag = bool(members) and members[0].tag_field == segments[-1]
+    if "did you mean '" in hint:
+        return hint.rpartition("did you mean '")[2].rstrip("'?"), tag
+    given = _at(value, _join(segments[:-1]))
+    if not tag or not isinstance(given, dict):
+        return None
+    best = max(members, key=lambda t: len(set(given) & {f.encode_name for f in t.fields}))
+    return str(best.tag), True
 
 
 def _at(value: Any, path: str) -> Any:
@@ -270,27 +317,38 @@ def check(data: bytes, source: str) -> list[str]:
         return reported
     if not _structural(raw):
         return reported  # it decoded: these are build's, already all of them
-    found, failed = problems(raw)
+    found, _ = problems(raw)
     raw = spellings.canonical(raw)[0]
-    # The units that decoded are checked as the daemon would, so a scope error in one
-    # automation is reported beside a type error in another.
-    good = [i for i, a in enumerate(raw.get("automations", []))
-            if not unit_problems(f"automations[{i}]", a, model.Automation)]
+    # Each unit with its bad parts cut out is checked as the daemon would, so a scope
+    # error in one automation is reported beside a type error in another, and a bad
+    # `rate` beside an unknown field of the same integration. A unit that cannot be
+    # repaired is left out (and an automation naming it is not blamed for that).
+    failed: set[str] = set()
+
+    def table(name: str, kind: Any) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        entries = raw.get(name, {})
+        for key, value in entries.items() if isinstance(entries, dict) else ():
+            fixed = repaired(f"{name}.{key}", value, kind)[1]
+            if fixed is None:
+                failed.add(key)
+            else:
+                kept[key] = fixed
+        return kept
+
+    def single(name: str, kind: Any) -> Any:
+        return repaired(name, raw.get(name, {}), kind)[1] or {}
+
+    automations = raw.get("automations", [])
+    fixed = [repaired(f"automations[{i}]", a, model.Automation)[1]
+             for i, a in enumerate(automations if isinstance(automations, list) else [])]
+    good = [i for i, a in enumerate(fixed) if a is not None]
     partial = {
-        "server": {} if unit_problems("server", raw.get("server", {}), model.Server)
-        else raw.get("server", {}),
-        "secrets": {k: v for k, v in raw.get("secrets", {}).items() if k not in failed},
-        "integrations": {k: v for k, v in raw.get("integrations", {}).items()
-                         if k not in failed},
-        "automations": [raw["automations"][i] for i in good],
-        "ingest": {} if unit_problems("ingest", raw.get("ingest", {}), Ingest)
-        else raw.get("ingest", {}),
-        "sources": {k: v for k, v in raw.get("sources", {}).items() if k not in failed},
-        "cluster": {} if unit_problems("cluster", raw.get("cluster", {}), Cluster)
-        else raw.get("cluster", {}),
-        "scopes": {k: v for k, v in raw.get("scopes", {}).items() if k not in failed},
-        "orgs": {k: v for k, v in raw.get("orgs", {}).items()
-                 if not unit_problems(f"orgs.{k}", v, model.OrgOptions)},
+        "server": single("server", model.Server), "ingest": single("ingest", Ingest),
+        "cluster": single("cluster", Cluster), "secrets": table("secrets", SecretSource),
+        "integrations": table("integrations", model.Integration),
+        "sources": table("sources", Source), "scopes": table("scopes", model.ScopeOptions),
+        "orgs": table("orgs", model.OrgOptions), "automations": [fixed[i] for i in good],
     }
     try:
         build(model.anchored(msgspec.convert(partial, model.Config), Path(source).parent),

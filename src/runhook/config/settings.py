@@ -7,9 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from runhook.config import channels
+from runhook.config import channels, diagnose
 from runhook.config import model as cfg
-from runhook.config.addresses import loopback_http
+from runhook.config.addresses import loopback_http, socket_problem
 from runhook.config.automations import Automation, compile_one
 from runhook.config.cluster import ClusterSettings
 from runhook.config.cluster import check as check_cluster
@@ -113,8 +113,17 @@ class Settings:
 
 
 def load(path: str | Path) -> Settings:
-    """Read, decode, resolve and compile a configuration file; ConfigError lists every problem."""
-    return build(cfg.read(path), str(path))
+    """Read, decode, resolve and compile a configuration file; ConfigError lists every
+    problem, as `runhook check-config` does (decoding alone stops at a table's first)."""
+    try:
+        return build(cfg.read(path), str(path))
+    except cfg.ConfigError as exc:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            raise exc from None
+        raise cfg.ConfigError(str(path), diagnose.check(data, str(path)) or exc.problems) \
+            from None
 
 
 def build(config: cfg.Config, source: str = "<config>") -> Settings:
@@ -162,6 +171,8 @@ def build(config: cfg.Config, source: str = "<config>") -> Settings:
         problems.extend(_check_scope(key, options))
     for name, org in config.orgs.items():
         problems.extend(check_org(name, org))
+    if server.socket and (problem := socket_problem(server.socket)):
+        problems.append(f"server.socket: {problem}")
     if server.http:
         try:
             loopback_http(server.http)

@@ -48,7 +48,7 @@ async def probe(session: aiohttp.ClientSession, settings: Settings, name: str,
     # The payload is recorded with it, so `runhook redeliver` can send it again.
     context = sample.context(name, execution_id, now, payload, settings.redactor)
     try:
-        request = requests.build(integration, sample.message(integration, payload), context,
+        request = requests.build(integration, sample.message(integration, payload, name), context,
                                  settings.secrets, execution_id, int(now))
     except TemplateError as exc:
         return Probed({"execution_id": None, "status": None, "error": f"bad payload: {exc}",

@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runhook.config.automations import readable_secrets, unknown_problem
 from runhook.config.model import Integration, WebhookIntegration
 from runhook.core.executions import test_context
-from runhook.core.templates import Payload, Text
+from runhook.core.templates import Payload, TemplateError, Text
 
 # The payload as given, kept in the execution's context so a redelivery sends what
 # the test sent. It is a template: a secret in it is a ${NAME}, rendered at send time.
@@ -51,13 +52,23 @@ def context(integration: str, execution_id: str, now: float, payload: str | None
     return recorded
 
 
-def message(integration: Integration, payload: str | None) -> ProbeMessage:
+def message(integration: Integration, payload: str | None, name: str = "") -> ProbeMessage:
     """`runhook test`'s rule: a webhook sends `payload` as its JSON template, or the
     standard envelope without one; a message channel (Slack, Teams, Discord, email,
-    PagerDuty) sends it as the text of a message titled "runhook test". Raises TemplateError for a payload that does not compile."""
+    PagerDuty) sends it as the text of a message titled "runhook test". Raises
+    TemplateError for a payload that does not compile, or that names a variable
+    check-config would refuse in an automation's (a secret `name` does not list would
+    go out empty)."""
     if isinstance(integration, WebhookIntegration):
-        return ProbeMessage(Payload(payload) if payload is not None else None, None, None)
-    return ProbeMessage(None, Text(SLACK_TITLE), Text(payload or SLACK_TEXT))
+        probe = ProbeMessage(Payload(payload) if payload is not None else None, None, None)
+    else:
+        probe = ProbeMessage(None, Text(SLACK_TITLE), Text(payload or SLACK_TEXT))
+    template = probe.payload or probe.text
+    problem = unknown_problem(template.variables, readable_secrets(integration),
+                              name) if template is not None else None
+    if problem:
+        raise TemplateError(problem)
+    return probe
 
 
 def unsendable(context: Mapping[str, Any], action_kind: str | None = None,
@@ -82,4 +93,4 @@ def recorded(integration: Integration, context: Mapping[str, Any]) -> ProbeMessa
     problem = unsendable(context)
     if problem is not None:
         raise Unsendable(problem)
-    return message(integration, context[PAYLOAD])
+    return message(integration, context[PAYLOAD], str(context.get("integration", "")))

@@ -222,7 +222,10 @@ async def test(query: TestIntegration, daemon: Daemon) -> Tested:
 async def reload(daemon: Daemon) -> Reloaded:
     problems = await daemon.reload()
     if problems:
-        raise Refused("reload refused, the running configuration stays: " + "; ".join(problems))
+        # As `runhook check-config` says them: every problem, each with the file's path.
+        source = daemon.settings.source
+        raise Refused("reload refused, the running configuration stays:"
+                      + "".join(f"\n{source}: {problem}" for problem in problems))
     return Reloaded(restart=daemon.awaiting_restart)
 
 
