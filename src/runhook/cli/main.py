@@ -16,56 +16,16 @@ import msgspec
 from runhook import __version__
 from runhook.cli import check, console, explain, secret, share, silence, wandb_import
 from runhook.cli.cluster_status import cluster_lines
+from runhook.cli.connect import connect, send_command, socket_path
+from runhook.cli.deliveries import SINCE, cmd_enable, cmd_redeliver, cmd_test
 from runhook.cli.show import attempt, count, cut, table, when
-from runhook.client import Client, RunhookError
-from runhook.config.locate import socket_of
+from runhook.client import RunhookError
 from runhook.config.model import ConfigError
 from runhook.config.restart import restart_note
 from runhook.config.settings import load
 from runhook.core import constants
-from runhook.core.durations import parse_duration
 from runhook.core.executions import STATES
 from runhook.core.schema import StartupError
-
-# `runhook redeliver --failed` looks this far back unless --since says otherwise.
-SINCE = "24h"
-
-
-def _socket_path(args: argparse.Namespace) -> str:
-    """An explicit --socket or --config first (what this command line says), then
-    $RUNHOOK_URL (unix:///path or https://host:port), then the default socket."""
-    if args.socket:
-        return str(args.socket)
-    if args.config:
-        # Only the socket is read: a typo elsewhere in the file must not keep a
-        # command (reload above all, which says why the daemon refused it) from it.
-        try:
-            return socket_of(args.config)
-        except ConfigError as exc:
-            raise SystemExit(f"runhook: {exc}") from None
-    return os.environ.get("RUNHOOK_URL") or constants.DEFAULT_SOCKET
-
-
-def _connect(args: argparse.Namespace) -> Client:
-    """A client; over HTTPS its token is $RUNHOOK_TOKEN."""
-    path = _socket_path(args)
-    try:
-        return Client(path)
-    except OSError as exc:
-        raise SystemExit(f"runhook: cannot reach the daemon at {path}: {exc.strerror or exc}"
-                         f" ({where_from(args)})") from None
-
-
-def where_from(args: argparse.Namespace) -> str:
-    """Where the address a client command tried came from, and how to give another."""
-    if args.socket:
-        return "given by --socket: is the daemon running there?"
-    if args.config:
-        return f"the socket of {args.config}: is its daemon running?"
-    if os.environ.get("RUNHOOK_URL"):
-        return "from $RUNHOOK_URL; --config FILE gives the socket of the daemon's file"
-    return ("the default socket; give the daemon's configuration file with --config FILE, "
-            "or --socket PATH, or set $RUNHOOK_URL (unix:///PATH or https://HOST:PORT)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -135,7 +95,7 @@ def _stdin_lines() -> Iterator[bytes]:
 
 def cmd_send(args: argparse.Namespace) -> int:
     failed = 0
-    with _connect(args) as client:
+    with connect(args) as client:
         source: Any = [args.event.encode()] if args.event else _stdin_lines()
         for answer in client.send_many(source):
             failed += not answer.get("ok")
@@ -145,7 +105,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with _connect(args) as client:
+    with connect(args) as client:
         try:
             rows = client.history(args.automation, args.state, args.limit)
         except RunhookError as exc:
@@ -166,7 +126,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _connect(args) as client:
+    with connect(args) as client:
         answer = client.request({"type": "query.status"})
     if not answer.get("ok"):
         print(f"runhook: {answer.get('error')}", file=sys.stderr)
@@ -219,98 +179,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | None:
-    """Send one command; print the refusal and return None if refused."""
-    with _connect(args) as client:
-        answer = client.request(request)
-    if not answer.get("ok"):
-        print(f"runhook: {answer.get('error')}", file=sys.stderr)
-        return None
-    return answer
-
-
-def cmd_enable(args: argparse.Namespace) -> int:
-    answer = _command(args, {"type": "command.enable", "integration": args.integration})
-    if answer is None:
-        return 1
-    # The reason it was disabled ends with the hint just followed: not said again.
-    was = (answer["was_disabled"] or "").removesuffix(
-        f"; `runhook enable {args.integration}` resumes")
-    print(f"{args.integration}: enabled" + (f" (was disabled: {was})" if was else
-                                            " (it was not disabled)"))
-    return 0
-
-
-def cmd_redeliver(args: argparse.Namespace) -> int:
-    if bool(args.execution) == bool(args.failed):
-        print("runhook: give an EXECUTION_ID, or --failed (with --since DURATION, "
-              f"default {SINCE})", file=sys.stderr)
-        return 2
-    request: dict[str, Any] = {"type": "command.redeliver"}
-    if args.execution:
-        request["id"] = args.execution
-    else:
-        try:
-            request.update(failed=True, since=parse_duration(args.since))
-        except ValueError as exc:
-            print(f"runhook: --since: {exc}", file=sys.stderr)
-            return 2
-        if args.automation:
-            request["automation"] = args.automation
-    answer = _command(args, request)
-    if answer is None:
-        return 1
-    ids = answer["redelivered"]
-    print(f"{count(len(ids), 'execution')} queued for redelivery (same webhook-id)"
-          + (f", of those FAILED in the last {args.since}" if args.failed else ""))
-    for execution_id in ids:
-        print(f"  {execution_id}")
-    for said in (answer.get("notes") or {}).values():
-        print(f"note: {said}")
-    left_out = answer.get("left_out") or {}
-    if left_out:
-        print(f"{len(left_out)} left out:")
-        for execution_id, why in left_out.items():
-            print(f"  {execution_id}: {why}")
-    return 0
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    request: dict[str, Any] = {"type": "command.test", "integration": args.integration}
-    if args.payload is not None:
-        request["payload"] = args.payload
-        # Slack takes the payload as text, a webhook as JSON: a payload that parses
-        # as JSON is checked as the webhook's, anything else as text.
-        for warning in explain.empty_in_test(args.payload, _is_json(args.payload)):
-            print(f"warning: {warning}", file=sys.stderr)
-    answer = _command(args, request)
-    if answer is None:
-        return 1
-    test = answer["test"]
-    if test["execution_id"] is None:  # refused before anything was sent
-        print(f"runhook: not sent: {test['error']}", file=sys.stderr)
-        return 1
-    status, error = test["status"], test["error"] or ""
-    got = f"status {status}" if status is not None else "no answer"
-    # The error of an HTTP answer begins with its status, said just before.
-    error = error.removeprefix(f"HTTP {status}").removeprefix(": ") if status is not None \
-        else error
-    print(f"execution {test['execution_id']}: {got}" + (f", {error}" if error else ""))
-    if test["response"]:
-        print(test["response"])
-    return 0 if test["status"] is not None and 200 <= test["status"] < 300 else 1
-
-
-def _is_json(text: str) -> bool:
-    try:
-        msgspec.json.decode(text.encode())
-    except msgspec.DecodeError:
-        return False
-    return True
-
-
 def cmd_reload(args: argparse.Namespace) -> int:
-    answer = _command(args, {"type": "command.reload"})
+    answer = send_command(args, {"type": "command.reload"})
     if answer is None:
         return 1
     print("configuration reloaded" + restart_note(answer.get("restart", [])))
@@ -382,8 +252,8 @@ def parser() -> argparse.ArgumentParser:
     p = client_command("reload", "re-read the configuration file (like SIGHUP)")
     p.set_defaults(func=cmd_reload)
 
-    silence.register(sub, client_command, _command)
-    console.register(sub, client_command, _command, _socket_path)
+    silence.register(sub, client_command, send_command)
+    console.register(sub, client_command, send_command, socket_path)
     secret.register(sub)
     share.register(sub)
     wandb_import.register(sub)
