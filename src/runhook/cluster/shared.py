@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import msgspec
+import nats.js.errors
 from anyio.abc import TaskStatus
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
@@ -180,7 +181,10 @@ class Shared:
         if len(value) > longest:
             raise Refused(f"the silence is {len(value)} bytes, more than the {longest} the "
                           f"cluster's {SILENCES} bucket takes (a shorter comment?)")
-        await self._bus.silences.put(silence.id, value)
+        try:
+            await self._bus.silences.put(silence.id, value)
+        except nats.js.errors.APIError as exc:  # a full bucket, among others
+            raise Refused(f"not saved in the cluster's {SILENCES} bucket: {exc}") from None
         self.silences.put(silence)
 
     async def forget_silences(self, ids: list[str]) -> None:
