@@ -101,6 +101,8 @@ class ClusterDaemon(Daemon):
             status.cluster.update(health.report())
         if workers is not None:
             status.cluster["unrecorded"] = workers.unrecorded
+        # Shared bucket entries not applied (malformed, past a bound, under another key).
+        status.cluster["refused_entries"] = self.node.shared.refused
         return status
 
     async def readiness(self) -> dict[str, bool]:

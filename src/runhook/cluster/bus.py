@@ -18,6 +18,7 @@ from nats.js.api import KeyValueConfig, ObjectStoreConfig, RetentionPolicy, Stre
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from runhook.cluster.buckets import DISABLED_BOUNDS, Bounds, bounded
 from runhook.config.cluster import DUPLICATE_WINDOW_S, ClusterSettings, public
 from runhook.config.nats_access import Access, tls_context
 from runhook.core.durations import describe
@@ -128,6 +129,7 @@ class Bus:
         self.positions: KeyValue
         self.silences: KeyValue
         self.disabled: KeyValue
+        self.bounds = Bounds()  # the shared buckets' (the node sets them from its settings)
 
     async def connect(self) -> None:
         s = self.settings
@@ -235,10 +237,8 @@ class Bus:
         """The state every node applies alike (silences, disabled integrations) and
         where a disabled integration's executions wait."""
         s = self.settings
-        self.silences = await self.js.create_key_value(KeyValueConfig(
-            bucket=SILENCES, history=1, replicas=s.replicas))
-        self.disabled = await self.js.create_key_value(KeyValueConfig(
-            bucket=DISABLED, history=1, replicas=s.replicas))
+        self.silences = await bounded(self.js, SILENCES, s.replicas, *self.bounds.silences)
+        self.disabled = await bounded(self.js, DISABLED, s.replicas, *DISABLED_BOUNDS)
         try:
             await self.js.stream_info(HELD)
         except nats.js.errors.NotFoundError:

@@ -66,8 +66,9 @@ class ClusterCommands:
         daemon = self._daemon
         before = {s.id for s in daemon.silences.all}
         silence = silencing.compose(request, daemon, now)  # drops those listed no longer
-        await self._shared.put_silence(silence)
+        # Those first: the bucket is bounded (docs/cluster.md), they must not fill it.
         await self._shared.forget_silences(sorted(before - {s.id for s in daemon.silences.all}))
+        await self._shared.put_silence(silence)
         return silencing.view(silence, now)
 
     async def silence_expire(self, silence_id: str, now: float) -> silencing.SilenceView:

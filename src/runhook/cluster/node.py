@@ -19,7 +19,7 @@ from runhook.cluster.outbox import ClusterStore, Outbox
 from runhook.cluster.partition import Partition
 from runhook.cluster.publish import Publisher
 from runhook.cluster.scopes import ClusterScopes
-from runhook.cluster.shared import Shared
+from runhook.cluster.shared import Shared, bounds
 from runhook.cluster.standing import Standing
 from runhook.config.cluster import ClusterSettings
 from runhook.config.runtime import Runtime
@@ -40,7 +40,8 @@ class Node:
         self._runtime = runtime
         self.settings = settings
         self.bus = Bus(settings)
-        self.shared = Shared(self.bus, silences)
+        self.shared = Shared(self.bus, silences, runtime)
+        self.bus.bounds = bounds(runtime)
         self.outbox = Outbox(self.bus)
         self.store = store
         store.outbox = self.outbox

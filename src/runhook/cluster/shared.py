@@ -6,7 +6,6 @@ queue (PENDING, unsent) until `runhook enable` puts them back on the executions 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -14,10 +13,13 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import msgspec
+import nats.js.errors
 from anyio.abc import TaskStatus
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 
+from runhook.cluster.buckets import Bounds
 from runhook.cluster.bus import (
     ATTEMPTS,
     DISABLED,
@@ -30,8 +32,11 @@ from runhook.cluster.bus import (
     Bus,
     take,
 )
+from runhook.config.runtime import Runtime
+from runhook.core.clock import STREAM_TIME
 from runhook.core.executions import Job
-from runhook.triggers.silences import Silence, Silences, compile_silence
+from runhook.ingest.silencing import Refused, accepted, too_many
+from runhook.triggers.silences import EXPIRED_LISTED_S, Silence, Silences
 
 log = logging.getLogger("runhook.cluster")
 RETRY_S = 1.0
@@ -39,6 +44,19 @@ RESUME_BATCH = 200
 RESUME_WAIT_S = 0.5
 _DELETED = ("DEL", "PURGE")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def bounds(runtime: Runtime) -> Bounds:
+    """The shared buckets' bounds by this node's settings."""
+    server = runtime.settings.config.server
+    return Bounds(server.max_silences, server.max_silence_pattern)
+
+
+class Disable(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """An entry of the disabled bucket: the integration's name and why."""
+
+    name: str
+    reason: str
 
 
 def key_of(name: str) -> str:
@@ -63,10 +81,15 @@ class Shared:
     `run` returns to its starter only once both buckets were read whole, so no
     partition evaluates before this node knows the silences."""
 
-    def __init__(self, bus: Bus, silences: Silences) -> None:
+    def __init__(self, bus: Bus, silences: Silences, runtime: Runtime) -> None:
         self._bus = bus
+        self._runtime = runtime
         self.silences = silences
         self.disabled: dict[str, str] = {}
+        # Entries not applied (malformed, past a bound, under another key): counted,
+        # each logged once (a watch read again reads them again).
+        self.refused = 0
+        self._said: set[tuple[str, str, int]] = set()
         self._tg: anyio.abc.TaskGroup | None = None
         self._resuming: set[str] = set()
         self._again: set[str] = set()  # asked to resume while resuming: once more after
@@ -113,28 +136,65 @@ class Shared:
     # -- silences
 
     def _silences_are(self, entries: list[Any]) -> None:
-        found = (_silence(e) for e in entries if e.operation not in _DELETED)
-        self.silences.all = tuple(s for s in found if s is not None)
+        self.silences.all = ()
+        for entry in entries:
+            if entry.operation not in _DELETED:
+                self._silence_changed(entry)
 
     def _silence_changed(self, entry: Any) -> None:
         if entry.operation in _DELETED:
             self.silences.all = tuple(s for s in self.silences.all if s.id != entry.key)
             return
-        silence = _silence(entry)
-        if silence is not None:
-            self.silences.put(silence)
+        settings = self._runtime.settings
+        try:
+            silence = accepted(bytes(entry.value or b""), entry.key, settings)
+            # As `silence add` counts: those kept (active, and ended within 24 h).
+            self.silences.forget_before(STREAM_TIME.now() - EXPIRED_LISTED_S)
+            kept = len(self.silences.all)
+            if self.silences.get(silence.id) is None and \
+                    kept >= settings.config.server.max_silences:
+                raise Refused(too_many(kept))
+        except Refused as exc:
+            self._refuse(SILENCES, entry, str(exc))
+            # A key put again with something refused no longer holds what it held.
+            self.silences.all = tuple(s for s in self.silences.all if s.id != entry.key)
+            return
+        self.silences.put(silence)
+
+    def _refuse(self, bucket: str, entry: Any, why: str) -> None:
+        """An entry not applied: counted, and logged once (with its key, not its value)."""
+        said = (bucket, str(entry.key), int(entry.revision or 0))
+        if said in self._said:
+            return
+        if len(self._said) > 10_000:  # a flood of them: forget, say again at worst
+            self._said.clear()
+        self._said.add(said)
+        self.refused += 1
+        log.error("cluster: %s entry %r (revision %d) is not applied: %s", bucket,
+                  said[1][:200], said[2], why[:500])
 
     async def put_silence(self, silence: Silence) -> None:
         """Into the bucket, then in force here at once (the other nodes apply it as
         their watch brings it, within moments)."""
-        await self._bus.silences.put(silence.id, json.dumps(silence_fields(silence)).encode())
+        value = msgspec.json.encode(silence_fields(silence))
+        longest = bounds(self._runtime).silence_value
+        if len(value) > longest:
+            raise Refused(f"the silence is {len(value)} bytes, more than the {longest} the "
+                          f"cluster's {SILENCES} bucket takes (a shorter comment?)")
+        try:
+            await self._bus.silences.put(silence.id, value)
+        except nats.js.errors.APIError as exc:  # a full bucket, among others
+            raise Refused(f"not saved in the cluster's {SILENCES} bucket: {exc}") from None
         self.silences.put(silence)
 
     async def forget_silences(self, ids: list[str]) -> None:
-        """Silences no longer listed anywhere (ended over a day ago) leave the bucket."""
+        """Silences no longer listed anywhere (ended over a day ago) leave the bucket,
+        without the marker a purge leaves (markers would fill the bucket over months);
+        no node needs telling: every node stops listing them by the time alone."""
         for silence_id in ids:
             try:
-                await self._bus.silences.purge(silence_id)
+                await self._bus.js.purge_stream(f"KV_{SILENCES}",
+                                                subject=f"$KV.{SILENCES}.{silence_id}")
             except Exception as exc:  # noqa: BLE001 - the next add tries again
                 log.debug("cluster: forgetting silence %s: %s", silence_id, exc)
 
@@ -151,21 +211,29 @@ class Shared:
 
     def _disabled_changed(self, entry: Any) -> None:
         if entry.operation in _DELETED:
-            for name in [n for n in self.disabled if key_of(n) == entry.key]:
-                del self.disabled[name]
-                log.info("cluster: integration %s enabled", name)
-                self._resume_soon(name)
+            self._enabled(entry.key)
             return
         try:
-            name, reason = json.loads(entry.value)
-            self.disabled[str(name)] = str(reason)
-        except (ValueError, TypeError) as exc:
-            log.error("cluster: a %s entry is not one of ours: %s", DISABLED, exc)
+            found = msgspec.json.decode(bytes(entry.value or b""), type=Disable)
+            if key_of(found.name) != entry.key:
+                # `runhook enable` deletes key_of(name): under another key it would stay.
+                raise ValueError(f"it names {found.name[:200]!r}, whose key is another")
+        except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is one
+            self._refuse(DISABLED, entry, f"not a disabled integration: {exc}")
+            self._enabled(entry.key)  # the key no longer says what it said
+            return
+        self.disabled[found.name] = found.reason
+
+    def _enabled(self, key: str) -> None:
+        for name in [n for n in self.disabled if key_of(n) == key]:
+            del self.disabled[name]
+            log.info("cluster: integration %s enabled", name)
+            self._resume_soon(name)
 
     async def disable(self, name: str, reason: str) -> None:
         """A 410 seen here: in force here at once, then in the bucket for every node."""
         self.disabled[name] = reason
-        await self._bus.disabled.put(key_of(name), json.dumps([name, reason]).encode())
+        await self._bus.disabled.put(key_of(name), msgspec.json.encode([name, reason]))
 
     async def enable(self, name: str) -> str | None:
         """Delivery resumes on every node; returns why it was disabled, if it was."""
@@ -231,10 +299,3 @@ class Shared:
                 self._again.discard(name)
                 self._resume_soon(name)
 
-
-def _silence(entry: Any) -> Silence | None:
-    try:
-        return compile_silence(*json.loads(entry.value))
-    except Exception as exc:  # noqa: BLE001 - not ours: skipped, said
-        log.error("cluster: silence entry %s is not one of ours: %s", entry.key, exc)
-        return None

@@ -243,7 +243,7 @@ def rotate(daemon: Daemon) -> Rotated:
 
 async def silence(query: SilenceAdd | SilenceList | SilenceExpire,
                   daemon: Daemon) -> OneSilence | SilenceListing:
-    now = time.time()
+    now = silencing.now_of(daemon)
     try:
         match query:
             case SilenceAdd():
@@ -273,7 +273,8 @@ async def overview(daemon: Daemon, recent: int = 15) -> Overview:
     return Overview(**{**msgspec.structs.asdict(status), "automations": automations},
                     recent=[Recent(**msgspec.structs.asdict(r),
                                    attempt_list=attempts.get(r.id, [])) for r in rows],
-                    silences=silencing.listing(daemon.silences, time.time(), active_only=True))
+                    silences=silencing.listing(daemon.silences, silencing.now_of(daemon),
+                                             active_only=True))
 
 
 async def redeliver(query: Redeliver, daemon: Daemon) -> Redelivered:

@@ -63,6 +63,10 @@ class ConsoleRotate(Query, tag="command.console_rotate", kw_only=True):
     """A new console login token: every session of the old one is refused."""
 
 
+# A silence's comment, as `silence add` takes it and as a cluster's bucket may hold it.
+SilenceComment = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+
 class SilenceAdd(Query, tag="command.silence_add", kw_only=True):
     """Silence `automation` (or `all`) for `duration`: seconds, or a duration such as
     "2h"; `run_name`, `group` and `collection` narrow it (RE2, search semantics)."""
@@ -73,7 +77,7 @@ class SilenceAdd(Query, tag="command.silence_add", kw_only=True):
     group: str | None = None
     collection: str | None = None
     duration: Annotated[float, msgspec.Meta(gt=0)] | str
-    comment: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    comment: SilenceComment
 
     def __post_init__(self) -> None:
         if (self.automation is None) == (not self.all):

@@ -4,16 +4,18 @@ API: add (committed, then in force), list (active, and expired within 24 h), exp
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import replace
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import msgspec
 
 from runhook.config.settings import Settings
 from runhook.core.bounds import hit
+from runhook.core.clock import STREAM_TIME
 from runhook.core.durations import describe, parse_duration
 from runhook.core.schema import FieldError
-from runhook.ingest.protocol import SilenceAdd
+from runhook.ingest.protocol import SilenceAdd, SilenceComment
 from runhook.store.database import Store, Write, WriteFailed
 from runhook.store.statements import EXPIRE_SILENCE, INSERT_SILENCE
 from runhook.triggers.silences import EXPIRED_LISTED_S, Silence, Silences, compile_silence
@@ -54,6 +56,13 @@ class Daemon(Protocol):
 
     @property
     def shared_commands(self) -> Keeper | None: ...
+
+
+def now_of(daemon: Daemon) -> float:
+    """The time silences are added, expired and listed at: on a cluster node the
+    cluster's (the stream's, which its owners compare silences with), so a node whose
+    clock is off neither shortens nor lengthens a silence (docs/cluster.md, Clocks)."""
+    return STREAM_TIME.now() if daemon.shared_commands is not None else time.time()
 
 
 def view(silence: Silence, now: float) -> SilenceView:
@@ -122,23 +131,79 @@ def _within_bounds(request: SilenceAdd, seconds: float, daemon: Daemon, now: flo
 def _past_bound(request: SilenceAdd, seconds: float, daemon: Daemon,
                 now: float) -> tuple[str, str] | None:
     """(bound, why) for the first bound the silence would pass, or None."""
-    server, longest = daemon.settings.config.server, daemon.settings.max_silence_duration
+    found = _past_size(daemon.settings, seconds, request.run_name, request.group,
+                       request.collection)
+    if found is not None:
+        return found
+    daemon.silences.forget_before(now - EXPIRED_LISTED_S)
+    kept = len(daemon.silences.all)
+    if kept >= daemon.settings.config.server.max_silences:
+        return "silences", too_many(kept)
+    return None
+
+
+def too_many(kept: int) -> str:
+    return (f"{kept} silences are kept (active, and ended within 24 h), the most [server] "
+            "max_silences allows: expire one, or wait")
+
+
+def _past_size(settings: Settings, seconds: float, run_name: str | None, group: str | None,
+               collection: str | None) -> tuple[str, str] | None:
+    """(bound, why) for a silence's duration or pattern past its bound, or None."""
+    server, longest = settings.config.server, settings.max_silence_duration
     if seconds > longest:
         return "silence_duration", (f"field `duration`: {describe(seconds)} is longer than "
                                     f"{describe(longest)}, the most [server] "
                                     "max_silence_duration allows")
-    for field in ("run_name", "group", "collection"):
-        pattern = getattr(request, field)
+    for field, pattern in (("run_name", run_name), ("group", group), ("collection", collection)):
         if pattern is not None and len(pattern) > server.max_silence_pattern:
             return "silence_pattern", (f"field `{field}`: {len(pattern)} characters, more than "
                                        f"the {server.max_silence_pattern} [server] "
                                        "max_silence_pattern allows")
-    daemon.silences.forget_before(now - EXPIRED_LISTED_S)
-    kept = len(daemon.silences.all)
-    if kept >= server.max_silences:
-        return "silences", (f"{kept} silences are kept (active, and ended within 24 h), the "
-                            "most [server] max_silences allows: expire one, or wait")
     return None
+
+
+# Finite, and far from float's edges: a time in a cluster's bucket is anyone's bytes.
+_Time = Annotated[float, msgspec.Meta(ge=-1e15, le=1e15)]
+
+
+class Stored(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """A silence as a cluster's bucket holds it (cluster/shared.py writes these fields
+    in this order); strict types, so an entry nobody checked cannot reach a firing."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    automation: str | None
+    run_name: str | None
+    group: str | None
+    collection: str | None
+    comment: SilenceComment
+    created_at: _Time
+    ends_at: _Time
+    expired_at: _Time | None = None
+
+
+def accepted(data: bytes, key: str, settings: Settings) -> Silence:
+    """The silence a cluster's bucket holds under `key`, held to the bounds `silence
+    add` holds one to on one machine (the count aside: the caller knows what it keeps);
+    raises Refused saying why it is not one to apply."""
+    try:
+        stored = msgspec.json.decode(data, type=Stored)
+    except msgspec.DecodeError as exc:  # ValidationError is one
+        raise Refused(f"not a silence: {exc}") from None
+    if stored.id != key:  # deleting the key (`expire`, forgetting) would leave it in force
+        raise Refused(f"its id {stored.id!r} is not its key")
+    seconds = stored.ends_at - stored.created_at
+    if seconds < 0:
+        raise Refused("it ends before it starts")
+    found = _past_size(settings, seconds, stored.run_name, stored.group, stored.collection)
+    if found is not None:
+        raise Refused(found[1])
+    try:
+        return compile_silence(stored.id, stored.automation, stored.run_name, stored.group,
+                               stored.collection, stored.comment, stored.created_at,
+                               stored.ends_at, stored.expired_at)
+    except FieldError as exc:
+        raise Refused(f"field `{exc.field}`: {exc.message}") from None
 
 
 async def expire(silence_id: str, daemon: Daemon, now: float) -> SilenceView:

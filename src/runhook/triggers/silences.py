@@ -3,11 +3,16 @@ SKIPPED with the silence's id and comment instead of being sent (pure)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runhook.core.logs import LogLimit
 from runhook.triggers.pattern import Pattern, compile_filter
+
+log = logging.getLogger("runhook")
+_BROKEN = LogLimit()
 
 # Expired silences stay listed (and in the database) this long, so people can see
 # what was muted a moment ago; then housekeeping forgets them.
@@ -63,10 +68,19 @@ def compile_silence(silence_id: str, automation: str | None, run_name: str | Non
 
 def silenced_by(silences: Iterable[Silence], automation: str, context: Mapping[str, Any],
                 now: float) -> Silence | None:
-    """The first active silence matching a firing of `automation` with `context`."""
+    """The first active silence matching a firing of `automation` with `context`. A
+    silence whose check raises (a malformed one that got past every door) matches
+    nothing: the firing is sent, not lost with its event (logged, at a limited rate)."""
     for silence in silences:
-        if silence.active(now) and silence.matches(automation, context):
-            return silence
+        try:
+            if silence.active(now) and silence.matches(automation, context):
+                return silence
+        except Exception as exc:  # noqa: BLE001 - a false alert over a missed one
+            held = _BROKEN.allow()
+            if held is not None:
+                log.error("silence %r cannot be checked (%s: %s); it mutes nothing%s",
+                          getattr(silence, "id", "?"), type(exc).__name__, exc,
+                          f" ({held} more since the last such line)" if held else "")
     return None
 
 

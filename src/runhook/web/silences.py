@@ -3,7 +3,6 @@ POST /api/silences/{id}/expire; the same rules as the socket's `command.silence_
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -33,7 +32,7 @@ def _cross_site(request: web.Request) -> str | None:
 
 def add_routes(app: web.Application, daemon: silencing.Daemon) -> None:
     async def listing(request: web.Request) -> web.Response:
-        return _json({"silences": silencing.listing(daemon.silences, time.time())})
+        return _json({"silences": silencing.listing(daemon.silences, silencing.now_of(daemon))})
 
     async def add(request: web.Request) -> web.Response:
         refusal = _cross_site(request)
@@ -48,7 +47,7 @@ def add_routes(app: web.Application, daemon: silencing.Daemon) -> None:
         except msgspec.DecodeError as exc:
             return _json({"error": f"not valid JSON: {exc}"}, 400)
         try:
-            silence = await silencing.add(query, daemon, time.time())
+            silence = await silencing.add(query, daemon, silencing.now_of(daemon))
         except silencing.Refused as exc:
             return _json({"error": str(exc)}, 400)
         return _json({"silence": silence}, 201)
@@ -58,7 +57,7 @@ def add_routes(app: web.Application, daemon: silencing.Daemon) -> None:
         if refusal is not None:
             return _json({"error": refusal}, 415 if "Content-Type" in refusal else 403)
         try:
-            silence = await silencing.expire(request.match_info["id"], daemon, time.time())
+            silence = await silencing.expire(request.match_info["id"], daemon, silencing.now_of(daemon))
         except silencing.Refused as exc:
             return _json({"error": str(exc)}, 404)
         return _json({"silence": silence})

@@ -31,7 +31,8 @@ async def overview(console: Console, request: web.Request) -> web.Response:
         automations.append({"a": a, "counts": counts, "total": sum(counts.values()),
                             "last": await store.latest(a.name)})
     recent = await store.page(Filters(), RECENT)
-    silences = silencing.listing(console.daemon.silences, time.time(), active_only=True)
+    silences = silencing.listing(console.daemon.silences, silencing.now_of(console.daemon),
+                                 active_only=True)
     return html(page(
         "overview.html", "Overview", "/", console.flash(request), refresh=REFRESH_S,
         status=status, received=sum(status.events_received.values()),
