@@ -108,7 +108,10 @@ class Store(Reads):
     async def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         create_private(self.path)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        # Room for every shape of every bulk.py statement: one reprepared per batch
+        # would cost more than its rows.
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None,
+                                               cached_statements=512)
         # WAL is set outside any transaction; it lets the reader query while we write.
         await self._writer.execute("PRAGMA journal_mode=WAL")
         # FULL: an acknowledged event survives power loss too, not only a process
