@@ -1,4 +1,4 @@
-"""The writer's one-step form of a batch leaves exactly what executemany leaves."""
+"""The writer's few-step form of a batch leaves exactly what executemany leaves."""
 
 from __future__ import annotations
 
@@ -73,6 +73,17 @@ CASES = {
         (INSERT_EVENT_ID, [("a", "s", 1.0), ("b", "s", 2.0), ("a", "s", 3.0)]),
         (DISABLE_INTEGRATION, [("ci", 1.0, "410 Gone"), ("slack", 2.0, "410")]),
     ],
+    # JSON carries none of these; a multi-row VALUES binds them as executemany does.
+    "blobs, non-finite floats and NULs in inserts": [
+        (INSERT_EXECUTION, [(*execution(1)[:5], "id\x00x", *execution(1)[6:]),
+                            execution(2)]),
+        (UPSERT_FLAG, [("project:acme/p", "r1", "loss", "d", 1, math.inf),
+                       ("project:acme/p", "r2", "loss", "d", 1, -math.inf),
+                       ("project:acme/p", "r3", "loss", "d", 1, math.nan),
+                       ("project:acme/p", "r4", "loss", "d", 1, 1.0)]),
+        (LOG_METRICS, [("s", b"\x81"), ("s", b""), ("t", b"\x00\xff"), ("t", b"\x00")]),
+        (INSERT_EVENT_ID, [("a\x00b", "s", 1.0), ("a", "s", 2.0)]),
+    ],
 }
 
 
@@ -118,19 +129,48 @@ def test_hand_checked_rows_and_types():
 
 
 def test_rows_the_one_step_form_cannot_carry_use_executemany():
-    assert bulk.statements(LOG_METRICS, [("s", b"\x81"), ("s", b"")]) is None  # a blob
     assert bulk.statements(INSERT_EVENT_ID, [("a", "s", 1.0)]) is None  # one row: nothing to gain
     twice = [("FINISHED", None, 3.0, None, "ex_1"), ("PENDING", "r", 3.0, 4.0, "ex_1")]
     assert bulk.statements(UPDATE_EXECUTION, twice) is None
     assert bulk.json_form("DELETE FROM runs WHERE scope = ?") is None
+    assert bulk.statements("DELETE FROM runs WHERE scope = ?", [("a",), ("b",)]) is None
 
 
 @pytest.mark.parametrize("odd", [math.inf, -math.inf, math.nan])
 def test_non_finite_floats_are_not_sent_as_json(odd):
-    """JSON has no infinity or NaN (msgspec writes null): such rows use executemany."""
-    rows = [("project:acme/p", "r1", "loss", "d", 1, 1.0),
-            ("project:acme/p", "r2", "loss", "d", 1, odd)]
-    assert bulk.statements(UPSERT_FLAG, rows) is None
+    """JSON has no infinity or NaN (msgspec writes null): such UPDATE rows use executemany."""
+    rows = [("FINISHED", None, 3.0, None, "ex_1"), ("PENDING", "r", 3.0, odd, "ex_2")]
+    assert bulk.statements(UPDATE_EXECUTION, rows) is None
+
+
+def test_inserts_of_what_json_cannot_carry_go_in_one_step_and_keep_their_values():
+    """Blobs, ±inf, NaN and NULs (2 or 4 rows): one VALUES statement, stored as they were bound
+    (SQLite stores NaN as NULL, as executemany does)."""
+    case = dict(CASES["blobs, non-finite floats and NULs in inserts"])
+    for sql, rows in case.items():
+        steps = bulk.statements(sql, rows)
+        assert steps is not None and len(steps) == 1, sql
+    got = apply(schema(), list(case.items()), one_step=True)
+    assert got["executions"][0][5] == "id\x00x"
+    assert [row[5] for row in got["trigger_state"]] == [math.inf, -math.inf, None, 1.0]
+    assert got["metric_batches"] == [(1, "s", b"\x81"), (2, "s", b""), (3, "t", b"\x00\xff"),
+                                     (4, "t", b"\x00")]
+    assert sorted(got["event_ids"]) == [("a", "s", 2.0), ("a\x00b", "s", 1.0)]
+
+
+def test_insert_steps_have_few_shapes_and_bind_every_row_in_order(monkeypatch):
+    """Full steps of CHUNK rows, the rest by powers of two (1,013 rows: 500, 500, 8, 4,
+    1); never more parameters than SQLite allows (999: 66 rows of 15)."""
+    rows = [execution(i) for i in range(1013)]
+    steps = bulk.statements(INSERT_EXECUTION, rows)
+    assert steps is not None
+    assert [sql.count("),(") + 1 for sql, _ in steps] == [500, 500, 8, 4, 1]
+    assert [v for _, params in steps for v in params] == [v for row in rows for v in row]
+    assert len({sql for sql, _ in steps}) == 4
+    monkeypatch.setattr(bulk, "VARIABLES", 999)
+    steps = bulk.statements(INSERT_EXECUTION, rows[:200])
+    assert steps is not None
+    assert [len(params) for _, params in steps] == [66 * 15] * 3 + [2 * 15]
 
 
 def test_a_batch_logs_one_blob_a_scope_holding_every_entry_in_order():

@@ -341,3 +341,49 @@ async def test_a_snapshot_open_across_an_await_does_not_hold_other_reads_in_the_
     assert [r[0] for r in states["project:a"]["runs"]] == ["r1"]
     assert states["project:b"]["runs"] == []
     await store.close()
+
+
+async def test_a_batch_is_one_call_on_the_writer_thread(tmp_path):
+    """The event loop hands the writer's thread a whole batch at once (BEGIN, every
+    statement, a barrier's in its place, COMMIT), not a loop turn per step: while the
+    loop evaluated, each step had waited for it."""
+    store = Store(tmp_path / "r.db")
+    await store.open()
+    writer = store._writer
+    assert writer is not None
+    calls: list[object] = []
+    execute = writer._execute
+
+    async def counted(fn, *args, **kwargs):
+        calls.append(fn)
+        return await execute(fn, *args, **kwargs)
+
+    writer._execute = counted  # type: ignore[method-assign]
+    outcomes: list[str | None] = []
+    done = anyio.Event()
+
+    def record(error: str | None) -> None:
+        outcomes.append(error)
+        if len(outcomes) == 3:
+            done.set()
+
+    clear = Write([("DELETE FROM event_ids WHERE scope = ?", [("t",)])], record, barrier=True)
+    async with anyio.create_task_group() as tg:
+        # Queued before the writer runs: one batch. 1,200 rows are three steps.
+        await store.submit(Write([(INSERT_EVENT_ID, [(f"e{i}", "s", 1.0) for i in range(1200)]
+                                   + [("x", "t", 1.0), ("y", "t", 1.0), ("z", "t", 1.0)])],
+                                 record))
+        await store.submit(clear)
+        await store.submit(Write([(INSERT_EVENT_ID, [("w", "t", 2.0), ("v", "t", 2.0)])],
+                                 record))
+        tg.start_soon(store.run)
+        await done.wait()
+        applied = len(calls)
+        store.finish()
+    await store.close()
+    assert outcomes == [None, None, None] and store.commits == 1
+    assert applied == 1
+    assert clear.changes == [3]  # x, y and z: the rows before the barrier
+    db = sqlite3.connect(tmp_path / "r.db")
+    assert db.execute("SELECT count(*) FROM event_ids WHERE scope = 's'").fetchone() == (1200,)
+    assert sorted(db.execute("SELECT id FROM event_ids WHERE scope = 't'")) == [("v",), ("w",)]
