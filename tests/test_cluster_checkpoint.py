@@ -58,6 +58,11 @@ def test_times_are_held_between_the_retention_floor_and_now() -> None:
     assert (kept.since, kept.at) == (400.0, 1000.0)
     assert kept.times == {MINE: Times({"r1": {"loss": 1000.0, "": 500.0}}, {"g": 400.0})}
     assert checkpoint.watched_since(kept, 900.0, 1000.0) == 400.0
+    # NaN never reaches it from a decode; built by hand, it counts from now.
+    nan = Snapshot(2, 7, "a", {}, math.nan, math.nan, {MINE: Times({"r1": {"": math.nan}})})
+    kept, _ = checkpoint.admit(nan, 0, PARTITIONS, 1000.0, 400.0)
+    assert (kept.since, kept.at, kept.times[MINE].values) == (1000.0, 1000.0, {"r1": {"": 1000.0}})
+    assert checkpoint.watched_since(kept, 900.0, 1000.0) == 1000.0
     # A real one passes unchanged.
     real = Snapshot(2, 7, "a", {}, 450.0, 990.0, {MINE: Times({"r1": {"loss": 980.0}})})
     assert checkpoint.admit(real, 0, PARTITIONS, 1000.0, 400.0) == (real, [])

@@ -4,6 +4,7 @@ this node's SQLite store."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import msgspec
@@ -84,8 +85,8 @@ def admit(snapshot: Snapshot, partition: int, partitions: int, now: float, floor
     def mine(scope: str) -> bool:
         return partition_of(scope, partitions) == partition
 
-    def bound(at: float) -> float:
-        return min(max(at, floor), now)
+    def bound(at: float) -> float:  # NaN (only in a snapshot not decoded): counts from now
+        return now if math.isnan(at) else min(max(at, floor), now)
 
     foreign = sorted({s for s in (*snapshot.scopes, *snapshot.times) if not mine(s)})
     times = {scope: Times({run: {metric: bound(at) for metric, at in metrics.items()}
