@@ -158,6 +158,6 @@ async def test_a_copy_sent_again_after_its_attempt_was_recorded_is_not_sent_twic
         await start_node(node)
         assert (await receiver.next(timeout=30)).headers["webhook-id"] == f"{first}-never"
         await eventually(lambda: asyncio.to_thread(node.log.read_text),
-                         lambda text: f"execution {first} came back after its attempt 1 "
+                         lambda text: f"execution {first!r} came back after its attempt 1 "
                          "was recorded" in text, timeout=30)
         assert [r.headers["webhook-id"] for r in receiver.requests] == [first, f"{first}-never"]

@@ -64,7 +64,8 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
     with a checkpoint of format 99, both nodes killed with -9, a started again:
     x starts at its position without the state (the status says so; it evaluates
     the next event, and does not fire its first again); y is refused, and the 3
-    events sent to it since count as its lag."""
+    events sent to it since count as its lag. z's names a scope of x's partition too:
+    z runs without it, and says so."""
     cluster = NatsCluster(short_dir / "nats", 1)
     await cluster.start()
     nodes = []
@@ -80,8 +81,8 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
         for node in nodes:
             await start_node(node)
         owned = await balanced(nodes)
-        x, y = 0, 1
-        for partition in (x, y):
+        x, y, z = 0, 1, 2
+        for partition in (x, y, z):
             await send(a, project_of(partition), 1)
 
         def settled(found: dict[int, dict[str, Any]], me: str, mine: list[int], other: str
@@ -91,13 +92,13 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
                 == (me, "running", 0, 0, None) if n in mine
                 else (p["owner"], p["state"], p["lag"]) == (other, "elsewhere", None)
                 for n, p in found.items()) \
-                and all(found[n]["checkpoint"] is not None for n in (x, y) if n in mine)
+                and all(found[n]["checkpoint"] is not None for n in (x, y, z) if n in mine)
 
         await eventually(lambda: rows(a), lambda f: settled(f, "a", owned[0], "b"), timeout=30)
         await eventually(lambda: rows(b), lambda f: settled(f, "b", owned[1], "a"), timeout=30)
         for node, mine in zip(nodes, owned, strict=True):
             found = await rows(node)
-            for n in (x, y):
+            for n in (x, y, z):
                 if n in mine:  # the checkpoint holds the event sent: written by its owner
                     point = found[n]["checkpoint"]
                     assert point["node"] == node.name and point["seq"] >= 1, point
@@ -109,11 +110,17 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
         positions = await js.key_value(POSITIONS)
         store = await js.object_store(CHECKPOINTS)
         spot = {n: msgspec.msgpack.decode((await positions.get(f"p{n}")).value, type=Position)
-                for n in (x, y)}
+                for n in (x, y, z)}
         await store.put(spot[x].name, b"not a checkpoint")
         real = checkpoint.decode((await store.get(spot[y].name)).data or b"")
         await store.put(spot[y].name, msgspec.msgpack.encode(
             msgspec.structs.replace(real, format=99)))
+        # z's names a scope of x's partition (whose local state loading it would wipe).
+        real = checkpoint.decode((await store.get(spot[z].name)).data or b"")
+        foreign = f"project:acme/{project_of(x)}"
+        await store.put(spot[z].name, msgspec.msgpack.encode(msgspec.structs.replace(
+            real, scopes={**real.scopes, foreign: {}},
+            times={foreign: checkpoint.Times({"r1": {"": 1.0}})})))
 
         await start_node(a)
         for version in (2, 3, 4):
@@ -123,9 +130,12 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
         refused = ("checkpoint corrupt: checkpoint format 99 is not one this node reads "
                    f"({', '.join(map(str, checkpoint.READS))}): a newer runhook wrote it; "
                    "refused: not evaluated here, left to a node that reads it")
+        left_out = (f"checkpoint corrupt: it names 1 scope of other partitions (first "
+                    f"{foreign!r}); restored without them")
         found = await eventually(
             lambda: rows(a), lambda f: f[x]["corrupt"] == garbage and f[x]["state"] == "running"
-            and f[y]["state"] == "back-off" and f[y]["lag"] == 3, timeout=40)
+            and f[y]["state"] == "back-off" and f[y]["lag"] == 3
+            and (f[z]["corrupt"], f[z]["state"]) == (left_out, "running"), timeout=40)
         assert (found[y]["owner"], found[y]["corrupt"], found[y]["failing"]) == \
             ("a", refused, refused)
         assert found[y]["failures"] >= 1 and found[y]["retry_in_s"] is not None
@@ -138,7 +148,7 @@ async def test_status_shows_each_partitions_owner_lag_checkpoint_and_a_corrupt_o
         made = await eventually(lambda: history(a.socket), lambda r: sorted(
             e["event_kind"] for e in r if e["automation"] == f"model-{project_of(x)}") ==
             ["CREATE_ARTIFACT", "CREATE_ARTIFACT"], timeout=30)
-        assert len(made) == 3  # x's two and y's first (its 3 later ones wait)
+        assert len(made) == 4  # x's two, y's first (its 3 later ones wait), z's first
 
         # The CLI's table says it in words.
         cli = await asyncio.create_subprocess_exec(

@@ -20,6 +20,8 @@ def cluster_lines(c: dict[str, Any]) -> list[str]:
         out.append(f"  NATS JetStream {reach}; history mirror {lag} behind"
                    f"{' (WEDGED: ' + (m['failing'] or 'no progress') + ')' if m['wedged'] else ''}"
                    f", {sum(m['rejected'].values())} foreign records refused")
+        if n.get("unauthenticated"):
+            out.append(f"  WARNING: {n['unauthenticated']}")
     if c.get("partition_status"):
         out.append("")
         out.extend(partitions(c["partition_status"]))

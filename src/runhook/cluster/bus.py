@@ -20,7 +20,7 @@ from nats.js.object_store import ObjectStore
 
 from runhook.cluster.buckets import DISABLED_BOUNDS, Bounds, bounded
 from runhook.config.cluster import DUPLICATE_WINDOW_S, ClusterSettings, public
-from runhook.config.nats_access import Access, tls_context
+from runhook.config.nats_access import Access, tls_context, unauthenticated
 from runhook.core.durations import describe
 from runhook.core.events import ArtifactEvents, Event, RunEvents
 from runhook.core.schema import StartupError
@@ -149,6 +149,8 @@ class Bus:
                 raise exc  # out of nats-py's endless retry: it would be refused again
             log.warning("cluster: NATS: %s", exc)
 
+        if open_to_all := unauthenticated(s.servers, s.access):  # and in `runhook status`
+            log.warning("cluster: %s", open_to_all)
         deadline = anyio.current_time() + CONNECT_WAIT_S
         while True:  # NATS may be starting too (a host's boot): wait for it a while
             connecting = True

@@ -4,10 +4,12 @@ this node's SQLite store."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
 import msgspec
 
+from runhook.cluster.bus import partition_of
 from runhook.store.database import Statement, Store, Write
 from runhook.store.statements import (
     INSERT_GROUPED,
@@ -27,6 +29,10 @@ _TABLES = ("runs", "windows", "metric_log", "metric_batches", "trigger_state", "
            "digest_windows")
 _GROUPED = INSERT_GROUPED.replace("INSERT", "INSERT OR IGNORE", 1)
 _OLD_LOG = "INSERT INTO metric_log (scope, run_id, run_name, user, data) VALUES (?,?,?,?,?)"
+# A time as a checkpoint holds one: finite and within what a stream time can be (as the
+# history's records, cluster/records.py). NaN, an infinity or 1e300 fails the decode:
+# the checkpoint is then corrupt (its partition starts at its position without it).
+_Time = Annotated[float, msgspec.Meta(ge=-1e15, le=1e15)]
 
 
 class Times(msgspec.Struct, array_like=True):
@@ -34,8 +40,8 @@ class Times(msgspec.Struct, array_like=True):
     memory): when each stall-watched metric of a run last had values, and when
     each group last had a run join (its settle deadline counts from that)."""
 
-    values: dict[str, dict[str, float]] = {}  # run id -> metric ("" for any) -> time
-    joined: dict[str, float] = {}  # group -> time
+    values: dict[str, dict[str, _Time]] = {}  # run id -> metric ("" for any) -> time
+    joined: dict[str, _Time] = {}  # group -> time
 
 
 class Snapshot(msgspec.Struct, array_like=True):
@@ -45,8 +51,8 @@ class Snapshot(msgspec.Struct, array_like=True):
     scopes: dict[str, dict[str, list[list[Any]]]]
     # Since when the partition was watched without a break (stream time): silence
     # before it does not count. None in format 1.
-    since: float | None = None
-    at: float | None = None  # the stream time it was written at
+    since: _Time | None = None
+    at: _Time | None = None  # the stream time it was written at
     times: dict[str, Times] = {}
 
 
@@ -65,6 +71,32 @@ def decode(data: bytes) -> Snapshot:
         raise ValueError(f"checkpoint format {snapshot.format} is not one this node reads "
                          f"({', '.join(map(str, READS))}): a newer runhook wrote it")
     return snapshot
+
+
+def admit(snapshot: Snapshot, partition: int, partitions: int, now: float, floor: float
+          ) -> tuple[Snapshot, list[str]]:
+    """The snapshot as partition `partition`'s new owner takes it, and the scopes it
+    left out. Only the partition's own scopes: a checkpoint naming another's was not
+    written by runhook, and loading it would wipe that partition's local state. Every
+    time within [floor, now]: a time past now would push its deadline out (a stall
+    that never fires), one before the floor (the stream's retention ago: older events
+    are gone) would fire it at once; a real checkpoint holds neither, except a time
+    older than the floor, whose deadline is past either way."""
+    def mine(scope: str) -> bool:
+        return partition_of(scope, partitions) == partition
+
+    def bound(at: float) -> float:  # NaN (only in a snapshot not decoded): counts from now
+        return now if math.isnan(at) else min(max(at, floor), now)
+
+    foreign = sorted({s for s in (*snapshot.scopes, *snapshot.times) if not mine(s)})
+    times = {scope: Times({run: {metric: bound(at) for metric, at in metrics.items()}
+                           for run, metrics in kept.values.items()},
+                          {group: bound(at) for group, at in kept.joined.items()})
+             for scope, kept in snapshot.times.items() if mine(scope)}
+    return msgspec.structs.replace(
+        snapshot, scopes={s: state for s, state in snapshot.scopes.items() if mine(s)},
+        since=None if snapshot.since is None else bound(snapshot.since),
+        at=None if snapshot.at is None else bound(snapshot.at), times=times), foreign
 
 
 def watched_since(snapshot: Snapshot | None, up_since: float, now: float) -> float:

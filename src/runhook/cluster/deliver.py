@@ -239,7 +239,7 @@ class Workers:
             return True
         if known:
             self.settled_before += 1
-            log.info("cluster: execution %s came back after its attempt %d was recorded; "
+            log.info("cluster: execution %r came back after its attempt %d was recorded; "
                      "acknowledged, not sent again", job.id, job.attempts + 1)
             await self._settled(msg, job.id, confirm=True)
         return known
@@ -254,7 +254,7 @@ class Workers:
         delivered = int(msg.metadata.num_delivered or 1)
         if delivered >= UNKNOWN_TRIES:
             return False  # judged: FAILED, no longer configured
-        log.info("cluster: execution %s: automation %r or integration %r is not in this "
+        log.info("cluster: execution %r: automation %r or integration %r is not in this "
                  "node's configuration (delivery %d); back on the queue for a node that has "
                  "them", job.id, job.automation, job.integration, delivered)
         await msg.nak(delay=min(UNKNOWN_WAIT_MAX_S, UNKNOWN_WAIT_S * delivered))
@@ -286,7 +286,7 @@ class Workers:
         if await self.recorder.record(record):
             return True
         self.unrecorded += 1
-        log.error("cluster: attempt %d of execution %s (%s) was made but JetStream did "
+        log.error("cluster: attempt %d of execution %r (%s) was made but JetStream did "
                   "not take its record in %.0fs; it is not sent again for that, and the "
                   "history shows the attempts before it", done.number, job.id, done.state,
                   RECORD_WAIT_S)
@@ -339,7 +339,7 @@ class Workers:
                     log.debug("cluster: acknowledging %s: %s", execution_id,
                               str(exc) or type(exc).__name__)
                 await anyio.sleep(PUBLISH_RETRY_S)
-        log.error("cluster: execution %s was attempted but its acknowledgement was not "
+        log.error("cluster: execution %r was attempted but its acknowledgement was not "
                   "confirmed in %.0fs; JetStream may send it again", execution_id,
                   RECORD_WAIT_S)
 

@@ -13,6 +13,7 @@ import nats.js.errors
 
 from runhook.cluster.bus import HISTORY, Bus
 from runhook.cluster.mirror import Mirror
+from runhook.config.nats_access import unauthenticated
 
 log = logging.getLogger("runhook.cluster")
 PROBE_S = 1.0  # how often JetStream is asked about the mirror's consumer
@@ -76,7 +77,9 @@ class Health:
         mirror = self._mirror
         return {
             "nats": {"connected": self.connected, "jetstream": self.reachable,
-                     "last_error": self.last_error},
+                     "last_error": self.last_error,
+                     "unauthenticated": unauthenticated(self._bus.settings.servers,
+                                                        self._bus.settings.access)},
             "mirror": {"stream_seq": self.stream_seq, "applied_seq": self.applied_seq,
                        "lag": self.lag, "wedged": self.wedged, "failing": mirror.failing,
                        "rejected": dict(mirror.rejected)},

@@ -176,12 +176,14 @@ class Partition:
         self._outbox.own(self.number, self._positions.fence, self._tenure)
         self._checkpointed_commits = self._outbox.committed.get(self.number, 0)
         snapshot = self._decode(data) if data is not None else None
-        if snapshot is not None:  # projects only an entity-wide automation covers
+        now = STREAM_TIME.now()
+        if snapshot is not None:
+            snapshot = self._admit(snapshot, now)
+            # Projects only an entity-wide automation covers.
             self._scopes.seen.update(snapshot.scopes)
         await checkpoint.load(self._store, scopes, snapshot)
         # Deadlines count from the runs' last events as the last owner counted them,
         # not from this takeover: the stream holds every event of the gap.
-        now = STREAM_TIME.now()
         self.since = checkpoint.watched_since(snapshot, now - (time.monotonic() - UP), now)
         self._scopes.since[self.number] = self.since
         for scope in scopes + list(snapshot.scopes if snapshot else ()):
@@ -211,6 +213,19 @@ class Partition:
             self.corrupt = (f"checkpoint corrupt: {exc}; refused: not evaluated here, left "
                             "to a node that reads it")
             raise RuntimeError(self.corrupt) from None
+
+    def _admit(self, snapshot: checkpoint.Snapshot, now: float) -> checkpoint.Snapshot:
+        """Its own scopes only, its times within the stream's retention up to now
+        (checkpoint.admit); scopes of other partitions are left out, said in status."""
+        settings = self._bus.settings
+        snapshot, foreign = checkpoint.admit(snapshot, self.number, settings.partitions, now,
+                                             now - settings.retention)
+        if foreign:
+            self.corrupt = (f"checkpoint corrupt: it names {len(foreign)} scope"
+                            f"{'' if len(foreign) == 1 else 's'} of other partitions (first "
+                            f"{foreign[0]!r}); restored without them")
+            log.error("cluster: partition %s: %s", self.name, self.corrupt)
+        return snapshot
 
     async def _follow(self) -> None:
         js = self._bus.js

@@ -4,11 +4,13 @@ user and password or a token (from `[secrets]`), and TLS with a client certifica
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from runhook.config.cluster import Cluster
@@ -40,6 +42,47 @@ class Access:
                                      ("cluster.token_secret", self.token)) if on]
         return given[0] if given else "no credentials given (cluster.credentials, " \
             "cluster.nkey_seed_file, cluster.user or cluster.token_secret)"
+
+
+def unauthenticated(servers: list[str], access: Access) -> str | None:
+    """What to tell when this node reaches NATS on another host and says to no one who
+    it is (no credentials, NKey, user, token, client certificate, nor a user in a
+    server's URL): None on loopback only, or when one of those is given. TLS alone
+    does not keep strangers out: it checks the server, not who connects to it."""
+    named = access.credentials or access.nkey_seed_file or access.user or access.token \
+        or access.tls_cert or any(urlsplit(server).username for server in servers)
+    remote = [server for server in servers if not _loopback(urlsplit(server).hostname or "")]
+    if named or not remote:
+        return None
+    return (f"NATS at {_hosts(remote)} is "
+            "reached without credentials: anyone who reaches that server can do what a "
+            "runhook node does: queue executions that are sent as signed webhooks with "
+            "the context they choose, mark executions delivered, silence alerts and "
+            "disable integrations across the cluster, or take partitions away. Give "
+            "runhook an account of its own (docs/cluster.md, Security): cluster.credentials, "
+            "cluster.nkey_seed_file, cluster.user and cluster.password_secret, "
+            "cluster.token_secret, or cluster.tls_cert for a server that verifies it")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name other than localhost: it may resolve anywhere
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 (3.11 says not loopback)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _hosts(servers: list[str]) -> str:
+    """The servers' hosts and ports (never a user or password a URL holds)."""
+    out = []
+    for server in servers:
+        url = urlsplit(server)
+        host = url.hostname or ""
+        out.append(f"{f'[{host}]' if ':' in host else host}:{url.port or 4222}")
+    return ", ".join(out)
 
 
 def check(cluster: Cluster, declared: set[str],

@@ -27,6 +27,21 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Every control character but tab, and the Unicode line breaks, as escapes.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 0x7F, 0x85) if c != 9} | {
+    10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+class TextFormatter(logging.Formatter):
+    """One record, one line: a stranger's string in a message (an execution id from
+    NATS, a field of a refused record) cannot forge a log line with a newline, its
+    control characters are escaped (a traceback, ours, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_ESCAPES)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -44,7 +59,7 @@ def setup(level: str, fmt: str, redact: Callable[[str], str]) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
