@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -82,6 +83,8 @@ def test_push_says_calm_only_when_no_average_over_the_ring_can_hold(size, pushes
     for value, active in pushes:  # active: a condition holds, the caller asks no calm
         quiet = ring.push(value, None if active else calm)
         assert quiet is False if active else isinstance(quiet, bool)
+        # The checkpoint's bytes, sliced from the buffer, are the plain definition's.
+        assert ring.to_bytes() == array("d", ring.values()).tobytes()
         try:
             mean = math.fsum(ring.values()) / size
         except (OverflowError, ValueError):

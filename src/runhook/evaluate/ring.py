@@ -186,7 +186,14 @@ class Ring:
         return self.tail(self.count)
 
     def to_bytes(self) -> bytes:
-        return array("d", self.values()).tobytes()
+        """The values oldest first, as doubles: sliced from the buffer as it is, with
+        no float object made per value (a checkpoint writes every ring it changed)."""
+        size, buf = self.size, self.buf
+        first = self.start  # always below size
+        end = first + self.count
+        if end <= size:
+            return buf[first:end].tobytes()
+        return buf[first:].tobytes() + buf[:end - size].tobytes()
 
     @classmethod
     def from_bytes(cls, size: int, data: bytes) -> Ring:
