@@ -99,7 +99,8 @@ def events(count: int, part: int, parts: int) -> list[bytes]:
             for i in range(part, count, parts)]
 
 
-async def start_node(config: Path) -> asyncio.subprocess.Process:
+async def start_node(config: Path, started: dict[Path, asyncio.subprocess.Process]
+                     ) -> asyncio.subprocess.Process:
     notify_path = config.with_suffix(".notify")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -108,6 +109,7 @@ async def start_node(config: Path) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "runhook", "serve", "--config", str(config),
         env={**os.environ, "NOTIFY_SOCKET": str(notify_path)}, stdout=log, stderr=log)
+    started[config] = process  # stopped with the others whatever happens next
     log.close()
     try:
         while b"READY=1" not in await asyncio.wait_for(
@@ -146,9 +148,12 @@ async def cluster_run(directory: Path, nats: Monitored, nodes: int, count: int,
     configs = [node_config(directory / f"x{nodes}", name, nats.urls, body(receiver.url),
                            partitions=PARTITIONS, lease="2s", checkpoint="5s")
                for name in names]
-    processes = await asyncio.gather(*(start_node(c) for c in configs))
+    started: dict[Path, asyncio.subprocess.Process] = {}
     sockets = [str(c.with_suffix(".sock")) for c in configs]
     try:
+        # A node that never says READY ends the run; the others are stopped with it.
+        await asyncio.gather(*(start_node(c, started) for c in configs))
+        processes = [started[c] for c in configs]
         await balanced(sockets)
         receiver.reset()
         await asyncio.sleep(1.0)  # the nodes' start-up traffic settled
@@ -166,10 +171,10 @@ async def cluster_run(directory: Path, nats: Monitored, nodes: int, count: int,
         moved = await measure_failover(sockets, processes, receiver, count) if failover else None
         return acked, delivered, moved, per_message, per_cpu
     finally:
-        for process in processes:
+        for process in started.values():
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
-        for process in processes:
+        for process in started.values():
             try:
                 await asyncio.wait_for(process.wait(), 60)
             except TimeoutError:

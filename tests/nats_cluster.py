@@ -42,6 +42,7 @@ class NatsNode:
     directory: Path
     process: asyncio.subprocess.Process | None = None
     monitor_port: int = 0  # its HTTP monitoring (/connz, /varz), if asked for
+    stopped: bool = False  # killed on purpose: ready() does not start it again
 
     @property
     def url(self) -> str:
@@ -87,16 +88,33 @@ class NatsCluster:
         log.close()
 
     async def ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until JetStream answers (a cluster has elected its meta leader)."""
+        """Until JetStream can place a stream on every server: its meta leader elected
+        and every server a peer. (A meta leader alone is not enough: a server whose
+        port was taken between free_port() and its start exits, and the two others
+        elect a leader but place no stream of `size` replicas: every runhook node would
+        wait for a stream no one can make.) A server that exited is started again on
+        new ports."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        urls = [n.url for n in self.nodes if n.process and n.process.returncode is None]
         while True:
+            for node in self.nodes:
+                if node.process is not None and node.process.returncode is not None \
+                        and not node.stopped:
+                    node.port, node.cluster_port = free_port(), free_port()
+                    if node.monitor_port:
+                        node.monitor_port = free_port()
+                    await self._launch(node)
+            urls = [n.url for n in self.nodes if n.process and n.process.returncode is None]
             try:
                 nc = await nats.connect(servers=urls, connect_timeout=1,
                                         max_reconnect_attempts=0, error_cb=_quiet)
                 try:
-                    await nc.jetstream(timeout=1).account_info()
+                    js = nc.jetstream(timeout=2)
+                    await js.account_info()
+                    if len(urls) == self.size:
+                        await js.add_stream(name="RUNHOOK_TEST_READY", subjects=["ready.test"],
+                                            num_replicas=self.size)
+                        await js.delete_stream("RUNHOOK_TEST_READY")
                     return
                 finally:
                     await nc.close()
@@ -106,6 +124,7 @@ class NatsCluster:
                 await asyncio.sleep(0.2)
 
     async def kill(self, index: int) -> None:
+        self.nodes[index].stopped = True
         process = self.nodes[index].process
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGKILL)
@@ -113,6 +132,7 @@ class NatsCluster:
 
     async def restart(self, index: int) -> None:
         """Start a stopped or killed server again, on its ports and with its data."""
+        self.nodes[index].stopped = False
         await self._launch(self.nodes[index])
         await self.ready()
 

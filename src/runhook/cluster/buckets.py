@@ -48,8 +48,11 @@ async def bounded(js: JetStreamContext, bucket: str, replicas: int, value: int,
                             max_bytes=total)
     try:
         return await js.create_key_value(config)
-    except nats.js.errors.BadRequestError:  # it exists with other bounds
-        existing = (await js.stream_info(f"KV_{bucket}")).config
+    except nats.js.errors.BadRequestError as refused:  # it exists with other bounds
+        try:
+            existing = (await js.stream_info(f"KV_{bucket}")).config
+        except nats.js.errors.NotFoundError:  # it does not: the refusal says why
+            raise refused from None
         existing.max_msg_size, existing.max_bytes = value, total
         await js.update_stream(existing)
         return await js.create_key_value(config)

@@ -208,8 +208,10 @@ class Bus:
             if existing is None:
                 try:
                     await self.js.add_stream(config)
-                except nats.js.errors.BadRequestError:  # another node made it meanwhile
-                    existing = (await self.js.stream_info(name)).config
+                except nats.js.errors.BadRequestError as refused:  # made meanwhile?
+                    existing = await self._existing(name)
+                    if existing is None:  # no: the refusal says why (no peers, ...)
+                        raise refused from None
             if existing is not None:
                 self._same(name, existing, retention=config.max_age)
                 missing = set(config.subjects or ()) - set(existing.subjects or ())
@@ -248,8 +250,9 @@ class Bus:
                 await self.js.add_stream(StreamConfig(
                     name=HELD, subjects=[f"{HELD_SUBJECT}.*"], num_replicas=s.replicas,
                     retention=RetentionPolicy.WORK_QUEUE, duplicate_window=DUPLICATE_WINDOW_S))
-            except nats.js.errors.BadRequestError:  # another node made it meanwhile
-                await self.js.stream_info(HELD)
+            except nats.js.errors.BadRequestError as refused:  # made meanwhile?
+                if await self._existing(HELD) is None:
+                    raise refused from None
 
     async def _existing(self, stream: str) -> StreamConfig | None:
         try:
