@@ -4,7 +4,6 @@ partition of a scope, and how events and executions are put on the wire."""
 from __future__ import annotations
 
 import logging
-import ssl
 import zlib
 from typing import Any
 
@@ -19,8 +18,10 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from runhook.cluster.buckets import DISABLED_BOUNDS, Bounds, bounded
+from runhook.cluster.connection import SecureClient, credentials
+from runhook.cluster.connection import refusal as refusal_of
 from runhook.config.cluster import DUPLICATE_WINDOW_S, ClusterSettings, public
-from runhook.config.nats_access import Access, tls_context, unauthenticated
+from runhook.config.nats_access import unauthenticated
 from runhook.core.durations import describe
 from runhook.core.events import ArtifactEvents, Event, RunEvents
 from runhook.core.schema import StartupError
@@ -145,7 +146,7 @@ class Bus:
                      url.port if url else "?")
 
         async def error(exc: Exception) -> None:
-            if connecting and _refusal(exc, s.access) is not None:
+            if connecting and refusal_of(exc, s.access) is not None:
                 raise exc  # out of nats-py's endless retry: it would be refused again
             log.warning("cluster: NATS: %s", exc)
 
@@ -155,13 +156,13 @@ class Bus:
         while True:  # NATS may be starting too (a host's boot): wait for it a while
             connecting = True
             try:
-                self.nc = _Client(s.access.tls)
+                self.nc = SecureClient(s.access.tls)
                 await self.nc.connect(
                     servers=s.servers, name=f"runhook {s.node}", max_reconnect_attempts=-1,
                     # nats-py annotates an int, and sleeps any number of seconds
                     reconnect_time_wait=0.25,  # type: ignore[arg-type]
                     connect_timeout=2, allow_reconnect=True, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
-                    **_credentials(s.access))
+                    **credentials(s.access))
                 connecting = False
                 self.js = self.nc.jetstream(timeout=5)
                 await self._ensure()
@@ -170,7 +171,7 @@ class Bus:
                 await self.close()
                 raise
             except Exception as exc:  # say what, and try again
-                refusal = _refusal(exc, s.access)
+                refusal = refusal_of(exc, s.access)
                 reason = refusal or str(exc) or type(exc).__name__
                 connecting = False
                 await self.close()
@@ -333,72 +334,3 @@ class Bus:
                     await self.nc.close()
             except Exception as exc:  # noqa: BLE001 - closing anyway
                 log.debug("cluster: closing the NATS connection: %s", exc)
-
-
-class _NotSecure(nats.errors.Error):
-    """A server that would take this node's connection in clear."""
-
-
-class _Client(Client):
-    """nats-py, except that a connection meant to be TLS never goes on in clear:
-    nats-py upgrades only when the server's INFO asks for TLS, even for a tls://
-    URL, so a server (or whoever sits between) that does not ask would be sent the
-    credentials and every event in clear. Checked at every connect and reconnect,
-    before anything is sent."""
-
-    def __init__(self, tls: bool) -> None:
-        super().__init__()
-        self._tls_wanted = tls
-
-    async def _process_info(self, info: dict[str, Any],
-                            initial_connection: bool = False) -> None:
-        if initial_connection and self._tls_wanted and not info.get("tls_required"):
-            raise _NotSecure("the server does not require TLS, and this node is set to use "
-                             "it (a tls:// URL or a cluster.tls_ key): nothing was sent; "
-                             "give the servers a tls block")
-        await super()._process_info(info, initial_connection)
-
-
-def _credentials(access: Access) -> dict[str, Any]:
-    """nats-py's connect() options for who this node is and how it checks the servers."""
-    options: dict[str, Any] = {}
-    if access.credentials:
-        options["user_credentials"] = access.credentials
-    if access.nkey_seed_file:
-        options["nkeys_seed"] = access.nkey_seed_file
-    if access.user:
-        options.update(user=access.user, password=access.password)
-    if access.token:
-        options["token"] = access.token
-    context = tls_context(access)
-    if context is not None:
-        options["tls"] = context
-    if access.tls_hostname:
-        options["tls_hostname"] = access.tls_hostname
-    return options
-
-
-def _refusal(exc: Exception, access: Access) -> str | None:
-    """What a refusal at connect means, in terms of the keys to fix; None for what
-    may pass (a server starting or away). Never quotes a secret: nats-py's own
-    messages name no credential, and only key names and paths are added here."""
-    text = str(exc).lower()
-    if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in text \
-            or "authentication" in text:
-        return f"refused this node's credentials ({access.method()}): authorization violation"
-    if isinstance(exc, _NotSecure):
-        return str(exc)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        message = exc.verify_message or str(exc)
-        if "mismatch" in message:
-            return (f"its TLS certificate is not for the host in cluster.nats ({message}); "
-                    "give the name it carries as cluster.tls_hostname")
-        return (f"its TLS certificate is not trusted ({message}); give the CA that signed "
-                "it as cluster.tls_ca")
-    if access.tls and not access.tls_cert and isinstance(
-            exc, ConnectionResetError | BrokenPipeError | ssl.SSLError
-            | nats.errors.UnexpectedEOF):
-        return ("closed the TLS connection after the handshake (a server whose tls block "
-                "says `verify: true` requires a client certificate): give this node's as "
-                "cluster.tls_cert and cluster.tls_key")
-    return None
