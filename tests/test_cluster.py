@@ -195,8 +195,8 @@ class Sender:
         answers: list[dict[str, Any]] = []
         try:
             reader, writer = await asyncio.open_unix_connection(self.sockets[self.at])
-        except OSError:
-            await asyncio.sleep(0.05)
+        except OSError:  # its node is being killed: the caller moves to the next one
+            await asyncio.sleep(0.05)  # a pace between tries, not a wait for anything
             return answers
         try:
             writer.write(b"".join(json.dumps(e).encode() + b"\n" for e in chunk))
